@@ -1,0 +1,60 @@
+//! Subcommands, one file each: `XArgs` (clap) and `run(XArgs) -> Result<ExitCode>`.
+//! Exit codes: 0 success, 1 findings (errors in a runbook, a failed step),
+//! 2 the command itself could not work (bad arguments, I/O).
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+pub mod agent;
+pub mod check;
+pub mod confirm;
+pub mod dns;
+pub mod fmt;
+pub mod plan;
+pub mod rollback;
+pub mod run;
+pub mod status;
+
+/// Migration planner and cutover runbook engine.
+#[derive(Debug, Parser)]
+#[command(name = "cutover", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check runbooks for errors.
+    Check(check::CheckArgs),
+    /// Format runbooks canonically.
+    Fmt(fmt::FmtArgs),
+    /// Show the dry-run timeline of a runbook.
+    Plan(plan::PlanArgs),
+    /// Run a runbook (resumes an interrupted run).
+    Run(run::RunArgs),
+    /// Show the state of a run.
+    Status(status::StatusArgs),
+    /// Confirm a manual step from another terminal.
+    Confirm(confirm::ConfirmArgs),
+    /// Undo done steps in reverse order.
+    Rollback(rollback::RollbackArgs),
+    /// DNS tools: an authoritative server with TSIG-signed updates.
+    Dns(dns::DnsArgs),
+    /// The far end of an image copy, speaking the agent protocol on stdin/stdout.
+    Agent(agent::AgentArgs),
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Fmt(args) => fmt::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Confirm(args) => confirm::run(args),
+        Command::Rollback(args) => rollback::run(args),
+        Command::Dns(args) => dns::run(args),
+        Command::Agent(args) => agent::run(args),
+    }
+}

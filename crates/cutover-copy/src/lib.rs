@@ -1,0 +1,1 @@
+//! Delta image copy, the agent protocol and SQLite online backup.

@@ -1,0 +1,1 @@
+//! DNS plumbing for cutover: updates, verification queries and the embedded authoritative server.

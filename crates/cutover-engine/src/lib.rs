@@ -1,0 +1,1 @@
+//! The engine: runs a runbook step by step, checkpointing every transition.

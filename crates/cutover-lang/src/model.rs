@@ -1,0 +1,314 @@
+//! The typed, name-resolved runbook: what every other part of `cutover`
+//! consumes. Names are resolved into ids (indices into the runbook's
+//! vectors), groups are expanded into their hosts, and every element keeps
+//! the [`Span`] it was written at.
+
+use crate::source::Span;
+use crate::units::{Bandwidth, Size, TimeSpec};
+use chrono::{DateTime, Utc};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+macro_rules! id_type {
+    ($($name:ident),*) => {$(
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub usize);
+    )*};
+}
+id_type!(StepId, HostId, GroupId, ZoneId, KeyId);
+
+/// A whole runbook, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    /// `runbook NAME`
+    pub name: String,
+    pub title: Option<String>,
+    pub window: Option<Window>,
+    pub links: Vec<Link>,
+    pub keys: Vec<Key>,
+    pub zones: Vec<Zone>,
+    pub hosts: Vec<Host>,
+    pub groups: Vec<Group>,
+    /// In source order; `StepId(i)` is `steps[i]`.
+    pub steps: Vec<Step>,
+    pub span: Span,
+}
+
+impl Runbook {
+    pub fn step(&self, id: StepId) -> &Step {
+        &self.steps[id.0]
+    }
+    pub fn host(&self, id: HostId) -> &Host {
+        &self.hosts[id.0]
+    }
+    pub fn zone(&self, id: ZoneId) -> &Zone {
+        &self.zones[id.0]
+    }
+    pub fn key(&self, id: KeyId) -> &Key {
+        &self.keys[id.0]
+    }
+    pub fn group(&self, id: GroupId) -> &Group {
+        &self.groups[id.0]
+    }
+    pub fn step_by_name(&self, name: &str) -> Option<StepId> {
+        self.steps.iter().position(|s| s.name == name).map(StepId)
+    }
+    pub fn host_by_name(&self, name: &str) -> Option<HostId> {
+        self.hosts.iter().position(|h| h.name == name).map(HostId)
+    }
+    /// The declared bandwidth between two sites, in either direction.
+    pub fn link_between(&self, a: &str, b: &str) -> Option<&Link> {
+        self.links
+            .iter()
+            .find(|l| (l.from == a && l.to == b) || (l.from == b && l.to == a))
+    }
+}
+
+/// `window 2013-03-14 17:00 UTC for 6h` — T0 is `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: DateTime<Utc>,
+    pub length: Duration,
+    pub span: Span,
+}
+
+/// `link old-dc -> new-dc 1Gbit` — sites are free-form names used by hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub from: String,
+    pub to: String,
+    pub bandwidth: Bandwidth,
+    pub span: Span,
+}
+
+/// `key NAME ALGORITHM SECRET-REF` — the secret itself is never in the runbook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub name: String,
+    pub algorithm: TsigAlgorithm,
+    pub secret: SecretRef,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TsigAlgorithm {
+    HmacSha256,
+    HmacSha384,
+    HmacSha512,
+}
+
+impl TsigAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TsigAlgorithm::HmacSha256 => "hmac-sha256",
+            TsigAlgorithm::HmacSha384 => "hmac-sha384",
+            TsigAlgorithm::HmacSha512 => "hmac-sha512",
+        }
+    }
+}
+
+/// Where a secret is read from at run time: `env:VAR` or `file:PATH`
+/// (a file holding the base64 secret, or a BIND key file).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+}
+
+/// `zone NAME` with its `primary`, `verify` and optional `resolvers` lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zone {
+    /// Absolute domain name without the trailing dot, e.g. `maemo.org`.
+    pub name: String,
+    /// The server that takes RFC 2136 updates.
+    pub primary: SocketAddr,
+    pub key: Option<KeyId>,
+    /// Every authoritative server that must agree before a DNS step is verified.
+    pub verify: Vec<SocketAddr>,
+    /// Recursive resolvers queried for information only (cache expiry report).
+    pub resolvers: Vec<SocketAddr>,
+    pub span: Span,
+}
+
+/// `host NAME site SITE addr IP via TRANSPORT`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub name: String,
+    pub site: Option<String>,
+    pub addr: IpAddr,
+    pub transport: Transport,
+    pub span: Span,
+}
+
+/// How cutover reaches a host's files and commands.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// `via local PATH` — the host's file system is the folder PATH on this
+    /// machine (host paths are joined under it); commands run locally in it.
+    Local { root: PathBuf },
+    /// `via ssh USER@HOST[:PORT]`
+    Ssh { user: String, host: String, port: Option<u16> },
+    /// `via agent "COMMAND"` — a command whose stdin/stdout speak the agent
+    /// protocol (e.g. `cutover agent --stdio --root /srv`).
+    Agent { command: String },
+}
+
+/// `group NAME HOST, HOST, ...`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub members: Vec<HostId>,
+    pub span: Span,
+}
+
+/// One step of the runbook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub name: String,
+    /// `at TIME` — not before this time.
+    pub at: Option<TimeSpec>,
+    /// `after STEP, STEP` — not before these are done.
+    pub after: Vec<StepId>,
+    /// The kind line.
+    pub action: Action,
+    /// `undo KIND ...` — how to roll this step back.
+    pub undo: Option<Action>,
+    /// `verify KIND ...` — extra checks that must pass after the built-in
+    /// verification (only checking kinds: port.open, port.closed, http.check, exec).
+    pub verify: Vec<Action>,
+    /// `timeout 10m` — the verify phase gives up after this long.
+    pub timeout: Option<Duration>,
+    /// `retry 3` — act+verify are re-run up to this many extra times.
+    pub retry: u32,
+    /// `expect 20m` — the declared duration, used by the planner.
+    pub expect: Option<Duration>,
+    pub span: Span,
+}
+
+/// A step kind with its typed arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub kind: ActionKind,
+    /// The kind line.
+    pub span: Span,
+}
+
+/// `host:/path` (or a group, expanded: one endpoint per member).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub host: HostId,
+    /// Absolute path on that host.
+    pub path: String,
+}
+
+/// `host:port`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortTarget {
+    pub host: HostId,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DbEngine {
+    Sqlite,
+}
+
+/// DNS record types the DNS kinds handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordType {
+    A,
+    Aaaa,
+    Cname,
+    Mx,
+    Txt,
+    Ns,
+    Srv,
+}
+
+impl RecordType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordType::A => "A",
+            RecordType::Aaaa => "AAAA",
+            RecordType::Cname => "CNAME",
+            RecordType::Mx => "MX",
+            RecordType::Txt => "TXT",
+            RecordType::Ns => "NS",
+            RecordType::Srv => "SRV",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionKind {
+    /// `dns.ttl ZONE NAME... TYPE TTL [was TTL]`
+    /// Names are relative to the zone (`@` is the apex). `previous_ttl`
+    /// (`was 1d`) is the TTL before the change, when the author knows it.
+    DnsTtl {
+        zone: ZoneId,
+        names: Vec<String>,
+        rtype: RecordType,
+        ttl: Duration,
+        previous_ttl: Option<Duration>,
+    },
+    /// `dns.switch ZONE NAME TYPE OLD -> NEW` (values in zone-file syntax).
+    DnsSwitch {
+        zone: ZoneId,
+        name: String,
+        rtype: RecordType,
+        old: String,
+        new: String,
+    },
+    /// `image.copy HOST:/PATH -> HOST:/PATH [size SIZE]`
+    ImageCopy { from: Endpoint, to: Endpoint, size: Option<Size> },
+    /// `db.sync sqlite HOST:/PATH -> HOST:/PATH [size SIZE]`
+    DbSync {
+        engine: DbEngine,
+        from: Endpoint,
+        to: Endpoint,
+        size: Option<Size>,
+    },
+    /// `port.open HOST:PORT, GROUP:PORT, ...` (groups expanded)
+    PortOpen { targets: Vec<PortTarget> },
+    /// `port.closed HOST:PORT, ...`
+    PortClosed { targets: Vec<PortTarget> },
+    /// `http.check URL [status N] [body "TEXT"]` — when the URL's host is a
+    /// runbook host name, `host` is that host and requests go to its address.
+    HttpCheck {
+        url: String,
+        host: Option<HostId>,
+        status: u16,
+        body: Option<String>,
+    },
+    /// `exec [on HOST|GROUP] "COMMAND"` — `on` empty: runs locally.
+    Exec { on: Vec<HostId>, command: String },
+    /// `manual "INSTRUCTIONS"`
+    Manual { instructions: String },
+    /// `wait 5m` or `wait until TIME`
+    Wait(WaitFor),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    Duration(Duration),
+    Until(TimeSpec),
+}
+
+impl ActionKind {
+    /// The keyword that starts the kind line, e.g. `dns.switch`.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            ActionKind::DnsTtl { .. } => "dns.ttl",
+            ActionKind::DnsSwitch { .. } => "dns.switch",
+            ActionKind::ImageCopy { .. } => "image.copy",
+            ActionKind::DbSync { .. } => "db.sync",
+            ActionKind::PortOpen { .. } => "port.open",
+            ActionKind::PortClosed { .. } => "port.closed",
+            ActionKind::HttpCheck { .. } => "http.check",
+            ActionKind::Exec { .. } => "exec",
+            ActionKind::Manual { .. } => "manual",
+            ActionKind::Wait(_) => "wait",
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The step kinds, one module each, implementing the engine's step interface.

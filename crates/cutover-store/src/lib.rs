@@ -1,0 +1,1 @@
+//! The state store: one SQLite file per run of a runbook.
