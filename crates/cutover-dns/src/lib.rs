@@ -1,1 +1,52 @@
-//! DNS plumbing for cutover: updates, verification queries and the embedded authoritative server.
+//! DNS plumbing for cutover: RFC 2136 updates with TSIG, per-server verification queries and
+//! the embedded authoritative server.
+//!
+//! This crate knows nothing of runbooks or the engine; step kinds adapt it. The main pieces:
+//! - [`Updater`]: compare-and-swap updates and TTL changes at a zone's primary, TSIG-signed
+//!   with a [`TsigKey`] loaded from the environment or a file.
+//! - [`query`], [`soa`], [`live_ns`]: one question to one server, no cache.
+//! - [`verify_all`] / [`verify_many`]: poll every server until all agree, with a
+//!   [`VerifyReport`] as evidence and a [`StaleDiagnosis`] when a secondary lags.
+//! - [`serve`] / [`serve_secondary`]: the authoritative server of `cutover dns serve`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cutover_dns::DnsError> {
+//! use std::time::Duration;
+//! use cutover_dns::{Expectation, RecordType, TsigKey, Updater, VerifyOptions, verify_all};
+//!
+//! let key = TsigKey::from_env("MAEMO_TSIG", Some("maemo-update"), None)?;
+//! let primary = "10.0.0.6:53".parse().unwrap();
+//! let updater = Updater::new(primary, Some(key), Duration::from_secs(3));
+//! updater
+//!     .compare_and_swap("maemo.org", "wiki", RecordType::A, &["188.117.59.202"], &["80.248.164.42"], 300)
+//!     .await?;
+//! let expect = Expectation { values: Some(vec!["80.248.164.42".into()]), ..Expectation::default() };
+//! let report = verify_all(&[primary], "maemo.org", "wiki", RecordType::A, expect, VerifyOptions::default()).await?;
+//! assert!(report.verified, "{report}");
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod query;
+mod records;
+mod server;
+mod tsig;
+mod update;
+mod verify;
+mod zonefile;
+
+pub use error::DnsError;
+pub use hickory_proto::rr::RecordType;
+pub use query::{NameServer, Observation, Soa, live_ns, query, soa};
+pub use records::{canonical_input, record_type};
+pub use server::{
+    LoadedFrom, SecondaryConfig, ServeConfig, ServedZone, ServerHandle, ZoneSource, serve,
+    serve_secondary,
+};
+pub use tsig::{TsigAlgorithm, TsigKey};
+pub use update::{TtlChange, Updater};
+pub use verify::{
+    CacheExpiry, CachedAnswer, Expectation, RecordCheck, ServerVerdict, StaleDiagnosis,
+    VerifyOptions, VerifyReport, cache_expiry, verify_all, verify_many,
+};
+pub use zonefile::{ZoneRecords, load_zone_file, parse_zone_text};

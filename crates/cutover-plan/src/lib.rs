@@ -1,1 +1,189 @@
-//! The planner: a pure function from a runbook (and optional probed facts) to a timeline and lint diagnostics.
+//! The planner: a pure function from a runbook (and, optionally, facts
+//! probed from the live world) to the dry-run timeline a team reviews before
+//! a cutover, and the mistakes that can be seen in advance.
+//!
+//! [`plan`] returns a [`Plan`]: every step's start and end relative to T0
+//! (and in UTC when the window is known), the TTL waits before DNS switches,
+//! the critical path, slack per step, whether the plan fits the window, and
+//! lint findings as [`cutover_lang::Diagnostic`]s. Every duration carries
+//! its [`Provenance`]: a plan never presents a guess as a fact. The
+//! [`render`] module writes a plan as a terminal table with a text Gantt,
+//! Markdown, JSON (schema in `docs/plan-json.md`) or an SVG Gantt chart.
+//!
+//! The planner does no IO: [`ProbeFacts`] are read by the caller.
+//!
+//! ```ignore
+//! let loaded = cutover_lang::load_file(path);
+//! let plan = cutover_plan::plan(loaded.runbook.as_ref().unwrap(), None);
+//! print!("{}", cutover_plan::render::text(&plan, &loaded.sources, false));
+//! ```
+
+pub mod estimate;
+pub mod facts;
+mod graph;
+pub mod lint;
+pub mod render;
+pub mod schedule;
+pub mod units_fmt;
+
+pub use estimate::{CopyEstimate, Figure, Provenance};
+pub use facts::{NameServer, ProbeFacts, RecordFact, SizeFact, SoaFact, ZoneNsFact};
+pub use schedule::{PlannedStep, SwitchSafety, TtlWait};
+
+use chrono::{DateTime, Utc};
+use cutover_lang::{Diagnostic, Runbook, StepId};
+
+/// The dry-run timeline of a runbook. Times are seconds relative to T0.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub runbook: String,
+    pub title: Option<String>,
+    /// The window's start; without a window, the earliest absolute `at`.
+    pub t0: Option<DateTime<Utc>>,
+    pub window: Option<WindowFit>,
+    /// Indexed by [`StepId`], like the runbook's steps.
+    pub steps: Vec<PlannedStep>,
+    pub critical_path: Vec<StepId>,
+    /// When the last step ends.
+    pub end: i64,
+    /// The end depends on an unknown duration.
+    pub end_at_least: bool,
+    pub switches: Vec<SwitchSafety>,
+    /// Lint findings, in source order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// What the plan could not evaluate, and the defaults it assumed.
+    pub notes: Vec<String>,
+    /// Whether probe facts were given.
+    pub probed: bool,
+}
+
+/// How the plan fits the announced window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowFit {
+    pub start: DateTime<Utc>,
+    /// The window's length; the window ends at this offset from T0.
+    pub length: i64,
+    /// Window end minus plan end: time left when positive, overflow when negative.
+    pub left: i64,
+}
+
+impl Plan {
+    /// Steps in the order they start (source order for equal starts).
+    pub fn chronological(&self) -> Vec<&PlannedStep> {
+        let mut steps: Vec<&PlannedStep> = self.steps.iter().collect();
+        steps.sort_by_key(|s| (s.start, s.act_start, s.id));
+        steps
+    }
+
+    pub fn step(&self, id: StepId) -> &PlannedStep {
+        &self.steps[id.0]
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == cutover_lang::Severity::Error)
+    }
+
+    /// UTC time of an offset from T0, when T0 is known.
+    pub fn utc(&self, offset: i64) -> Option<DateTime<Utc>> {
+        units_fmt::at(self.t0, offset)
+    }
+}
+
+/// Plans a runbook. `facts`, when given, replace unknowns (sizes, TTLs) and
+/// enable the rules that need the live world.
+pub fn plan(runbook: &Runbook, facts: Option<&ProbeFacts>) -> Plan {
+    let t0 = runbook.window.map(|w| w.start).or_else(|| {
+        runbook
+            .steps
+            .iter()
+            .filter_map(|s| match s.at {
+                Some(cutover_lang::units::TimeSpec::Absolute(t)) => Some(t),
+                _ => None,
+            })
+            .min()
+    });
+    let graph = graph::Graph::new(runbook);
+    let estimator = estimate::Estimator::new(runbook, facts);
+    let schedule = schedule::schedule(runbook, facts, &graph, &estimator, t0);
+    let mut notes = Vec::new();
+    if runbook.window.is_none() {
+        notes.push(match t0 {
+            Some(t) => format!("no window declared: T0 is the earliest `at` time, {}", units_fmt::utc(t)),
+            None => "no window declared: times are relative to the start of the run".to_string(),
+        });
+    }
+    if !graph.cyclic.is_empty() {
+        let names: Vec<&str> = graph.cyclic.iter().map(|id| runbook.step(*id).name.as_str()).collect();
+        notes.push(format!(
+            "steps in a dependency cycle are placed after the others: {}",
+            names.join(", ")
+        ));
+    }
+    let window = runbook.window.map(|w| {
+        let length = estimate::secs(w.length);
+        WindowFit { start: w.start, length, left: length - schedule.end }
+    });
+    let mut plan = Plan {
+        runbook: runbook.name.clone(),
+        title: runbook.title.clone(),
+        t0,
+        window,
+        steps: schedule.steps,
+        critical_path: schedule.critical_path,
+        end: schedule.end,
+        end_at_least: schedule.end_at_least,
+        switches: schedule.switches,
+        diagnostics: Vec::new(),
+        notes,
+        probed: facts.is_some(),
+    };
+    let lints = lint::check(&lint::Context { runbook, facts, plan: &plan, graph: &graph, estimator: &estimator });
+    plan.diagnostics = lints.diagnostics;
+    plan.notes.extend(lints.notes);
+    plan.notes.extend(assumption_notes(&plan));
+    plan
+}
+
+/// One note per default the plan had to assume.
+fn assumption_notes(plan: &Plan) -> Vec<String> {
+    let guesses: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter(|s| s.duration.provenance == Provenance::Guess)
+        .map(|s| s.name.as_str())
+        .collect();
+    let unknown: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter(|s| s.duration.provenance == Provenance::Unknown)
+        .map(|s| s.name.as_str())
+        .collect();
+    let mut notes = Vec::new();
+    if !guesses.is_empty() {
+        notes.push(format!(
+            "{} step(s) use a default duration (a guess; see each basis): {}",
+            guesses.len(),
+            list(&guesses)
+        ));
+    }
+    if !unknown.is_empty() {
+        notes.push(format!(
+            "{} step(s) have an unknown duration, counted as 0 (times after them are \"at least\"): {}",
+            unknown.len(),
+            list(&unknown)
+        ));
+    }
+    notes
+}
+
+/// `a, b, c` or `a, b, c and 7 more`.
+fn list(names: &[&str]) -> String {
+    const SHOWN: usize = 8;
+    if names.len() <= SHOWN {
+        names.join(", ")
+    } else {
+        format!("{} and {} more", names[..SHOWN].join(", "), names.len() - SHOWN)
+    }
+}

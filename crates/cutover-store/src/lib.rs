@@ -1,1 +1,703 @@
 //! The state store: one SQLite file per run of a runbook.
+//!
+//! A cutover must never lose track of what has been done, whatever happens
+//! to the process running it. Every transition of every step is committed
+//! here before the engine moves on: the intent to act before a side effect
+//! starts, the outcome after it. The schema (documented in `docs/engine.md`)
+//! has four tables the report and the dashboard read — `runs`, `steps`,
+//! `events` (append-only) and `evidence` — plus `confirmations` of manual
+//! steps and the coordinator `lock`.
+//!
+//! Durability: WAL with `synchronous=FULL`. A commit is in the WAL file and
+//! fsynced before `commit` returns, so it survives `kill -9` (which only
+//! needs the data handed to the OS) and also a power loss or kernel crash
+//! (which needs the fsync) — the lost-laptop-lid case. The price is one
+//! fsync per transition, well inside the engine's per-step budget.
+
+mod lock;
+mod schema;
+
+pub use lock::{LockHolder, LockState, current_user};
+pub use schema::CURRENT_VERSION;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What can go wrong with a state file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state file {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state file {0} does not exist (no run has started with it)")]
+    Missing(PathBuf),
+    #[error("state file {path} has schema version {found}, newer than this cutover understands ({supported})")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("cannot create the folder for state file {path}: {source}")]
+    Folder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The status of a step in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Not started.
+    Pending,
+    /// A phase has started and not finished (see [`StepRecord::phase`]).
+    Running,
+    /// Verified (or found already satisfied).
+    Done,
+    /// The last attempt failed; its evidence is kept.
+    Failed,
+    /// Skipped on purpose: a deviation from the runbook.
+    Skipped,
+    /// Rolled back by its `undo`.
+    Undone,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Done => "done",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Undone => "undone",
+        }
+    }
+    fn parse(text: &str) -> Option<StepStatus> {
+        Some(match text {
+            "pending" => StepStatus::Pending,
+            "running" => StepStatus::Running,
+            "done" => StepStatus::Done,
+            "failed" => StepStatus::Failed,
+            "skipped" => StepStatus::Skipped,
+            "undone" => StepStatus::Undone,
+            _ => return None,
+        })
+    }
+}
+
+/// The phase of a step: what the engine is (or was) doing with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Check,
+    Act,
+    Verify,
+    Undo,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Check => "check",
+            Phase::Act => "act",
+            Phase::Verify => "verify",
+            Phase::Undo => "undo",
+        }
+    }
+    fn parse(text: &str) -> Option<Phase> {
+        Some(match text {
+            "check" => Phase::Check,
+            "act" => Phase::Act,
+            "verify" => Phase::Verify,
+            "undo" => Phase::Undo,
+            _ => return None,
+        })
+    }
+}
+
+/// Status of a whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    /// Stopped on request or by a crash; `cutover run` resumes it.
+    Stopped,
+    Failed,
+    Completed,
+    RolledBack,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Stopped => "stopped",
+            RunStatus::Failed => "failed",
+            RunStatus::Completed => "completed",
+            RunStatus::RolledBack => "rolled_back",
+        }
+    }
+    fn parse(text: &str) -> Option<RunStatus> {
+        Some(match text {
+            "running" => RunStatus::Running,
+            "stopped" => RunStatus::Stopped,
+            "failed" => RunStatus::Failed,
+            "completed" => RunStatus::Completed,
+            "rolled_back" => RunStatus::RolledBack,
+            _ => return None,
+        })
+    }
+}
+
+/// One row of `runs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub runbook_name: String,
+    pub runbook_path: String,
+    /// blake3 of the runbook's source text(s) when the run started (or when
+    /// a changed runbook was accepted).
+    pub content_hash: String,
+    pub operator: String,
+    /// T0 of this run: the window start, or the `--t0` given at its start.
+    pub t0: Option<DateTime<Utc>>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: RunStatus,
+}
+
+/// One row of `steps`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub name: String,
+    /// Source order in the runbook.
+    pub position: i64,
+    /// The step's canonical text, compared on resume to find changed steps.
+    pub definition: String,
+    pub status: StepStatus,
+    /// The phase in progress (status running) or last entered.
+    pub phase: Option<Phase>,
+    /// Act attempts made so far.
+    pub attempts: i64,
+    pub planned_start: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the first act of the current attempt series started (waits
+    /// count their duration from here, so a resume does not restart them).
+    pub first_act_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Summary of the latest evidence.
+    pub last_evidence: Option<String>,
+}
+
+/// One row of the append-only `events` log.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub step: Option<String>,
+    /// e.g. `phase`, `done`, `failed`, `skipped`, `deviation`, `output`, `drift`, `lock`.
+    pub kind: String,
+    pub message: String,
+    pub data: Option<serde_json::Value>,
+}
+
+/// One row of `evidence`: what a check, act or verification observed.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvidenceRecord {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub step: String,
+    pub phase: Phase,
+    pub attempt: i64,
+    pub summary: String,
+    pub data: serde_json::Value,
+}
+
+/// A manual step confirmed by a person.
+#[derive(Debug, Clone, Serialize)]
+pub struct Confirmation {
+    pub step: String,
+    pub user: String,
+    pub note: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// A step as registered when a run starts.
+#[derive(Debug, Clone)]
+pub struct NewStep {
+    pub name: String,
+    pub definition: String,
+    pub planned_start: Option<DateTime<Utc>>,
+}
+
+/// A run as registered when it starts.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub runbook_name: String,
+    pub runbook_path: String,
+    pub content_hash: String,
+    pub operator: String,
+    pub t0: Option<DateTime<Utc>>,
+    pub steps: Vec<NewStep>,
+}
+
+/// One committed transition of a step: the new status and phase, an event,
+/// and optionally evidence — written in one transaction.
+#[derive(Debug, Clone)]
+pub struct Transition<'a> {
+    pub step: &'a str,
+    pub status: StepStatus,
+    pub phase: Option<Phase>,
+    /// Counts one more act attempt (set when entering the act phase).
+    pub new_attempt: bool,
+    pub event_kind: &'a str,
+    pub message: String,
+    pub evidence: Option<(Phase, String, serde_json::Value)>,
+}
+
+/// An open state file.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+impl Store {
+    /// Opens (creating if needed, with its folder) a state file, migrating
+    /// its schema forward.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Folder {
+                path: path.to_owned(),
+                source,
+            })?;
+        }
+        Store::open_inner(path)
+    }
+
+    /// Opens a state file that must already exist (status, confirm).
+    pub fn open_existing(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_owned()));
+        }
+        Store::open_inner(path)
+    }
+
+    fn open_inner(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        })?;
+        let store = Store {
+            conn,
+            path: path.to_owned(),
+        };
+        store.sql(|c| {
+            c.busy_timeout(Duration::from_secs(10))?;
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            c.pragma_update(None, "synchronous", "FULL")?;
+            c.pragma_update(None, "foreign_keys", "ON")
+        })?;
+        schema::migrate(&store)?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        f(&self.conn).map_err(|source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// `PRAGMA integrity_check`: `ok` or the problems found.
+    pub fn integrity_check(&self) -> Result<String> {
+        self.sql(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
+    }
+
+    /// Registers a new run and its steps (all pending); returns its id.
+    pub fn create_run(&self, run: &NewRun) -> Result<i64> {
+        self.sql(|c| {
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
+                "INSERT INTO runs (runbook_name, runbook_path, content_hash, operator, t0, started_at, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running')",
+                params![run.runbook_name, run.runbook_path, run.content_hash, run.operator, run.t0, now()],
+            )?;
+            let id = tx.last_insert_rowid();
+            for (position, step) in run.steps.iter().enumerate() {
+                insert_step(&tx, id, position, step)?;
+            }
+            tx.execute(
+                "INSERT INTO events (run_id, at, step, kind, message) VALUES (?1, ?2, NULL, 'run', ?3)",
+                params![id, now(), format!("run started by {}", run.operator)],
+            )?;
+            tx.commit()?;
+            Ok(id)
+        })
+    }
+
+    /// The most recent run in this file.
+    pub fn latest_run(&self) -> Result<Option<RunRecord>> {
+        self.sql(|c| {
+            c.query_row(
+                "SELECT id, runbook_name, runbook_path, content_hash, operator, t0, started_at, finished_at, status
+                 FROM runs ORDER BY id DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(RunRecord {
+                        id: r.get(0)?,
+                        runbook_name: r.get(1)?,
+                        runbook_path: r.get(2)?,
+                        content_hash: r.get(3)?,
+                        operator: r.get(4)?,
+                        t0: r.get(5)?,
+                        started_at: r.get(6)?,
+                        finished_at: r.get(7)?,
+                        status: parse_col(r, 8, RunStatus::parse)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Sets a run's status (and its finish time when it is final).
+    pub fn set_run_status(&self, run: i64, status: RunStatus) -> Result<()> {
+        let finished = matches!(status, RunStatus::Completed | RunStatus::RolledBack).then(now);
+        self.sql(|c| {
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
+                "UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1",
+                params![run, status.as_str(), finished],
+            )?;
+            tx.execute(
+                "INSERT INTO events (run_id, at, step, kind, message) VALUES (?1, ?2, NULL, 'run', ?3)",
+                params![run, now(), format!("run {}", status.as_str())],
+            )?;
+            tx.commit()
+        })
+    }
+
+    /// Accepts a changed runbook: new hash, changed steps reset to pending
+    /// (their old results were for another definition), added steps
+    /// inserted, removed steps deleted — and the change logged.
+    pub fn accept_changed_runbook(
+        &self,
+        run: i64,
+        content_hash: &str,
+        steps: &[NewStep],
+        message: &str,
+    ) -> Result<()> {
+        self.sql(|c| {
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
+                "UPDATE runs SET content_hash = ?2 WHERE id = ?1",
+                params![run, content_hash],
+            )?;
+            let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+            let existing: Vec<String> = {
+                let mut stmt = tx.prepare("SELECT name FROM steps WHERE run_id = ?1")?;
+                stmt.query_map([run], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            for old in &existing {
+                if !names.contains(&old.as_str()) {
+                    tx.execute(
+                        "DELETE FROM steps WHERE run_id = ?1 AND name = ?2",
+                        params![run, old],
+                    )?;
+                }
+            }
+            for (position, step) in steps.iter().enumerate() {
+                let updated = tx.execute(
+                    "UPDATE steps SET position = ?3, planned_start = ?5,
+                       status = CASE WHEN definition = ?4 THEN status ELSE 'pending' END,
+                       phase = CASE WHEN definition = ?4 THEN phase ELSE NULL END,
+                       first_act_at = CASE WHEN definition = ?4 THEN first_act_at ELSE NULL END,
+                       definition = ?4
+                     WHERE run_id = ?1 AND name = ?2",
+                    params![run, step.name, position as i64, step.definition, step.planned_start],
+                )?;
+                if updated == 0 {
+                    insert_step(&tx, run, position, step)?;
+                }
+            }
+            tx.execute(
+                "INSERT INTO events (run_id, at, step, kind, message) VALUES (?1, ?2, NULL, 'changed', ?3)",
+                params![run, now(), message],
+            )?;
+            tx.commit()
+        })
+    }
+
+    /// Steps of a run in runbook order.
+    pub fn steps(&self, run: i64) -> Result<Vec<StepRecord>> {
+        self.sql(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT s.name, s.position, s.definition, s.status, s.phase, s.attempts, s.planned_start,
+                        s.started_at, s.first_act_at, s.finished_at,
+                        (SELECT e.summary FROM evidence e WHERE e.run_id = s.run_id AND e.step = s.name
+                         ORDER BY e.id DESC LIMIT 1)
+                 FROM steps s WHERE s.run_id = ?1 ORDER BY s.position",
+            )?;
+            stmt.query_map([run], |r| {
+                Ok(StepRecord {
+                    name: r.get(0)?,
+                    position: r.get(1)?,
+                    definition: r.get(2)?,
+                    status: parse_col(r, 3, StepStatus::parse)?,
+                    phase: match r.get::<_, Option<String>>(4)? {
+                        Some(text) => Some(Phase::parse(&text).ok_or_else(|| bad_value(4, &text))?),
+                        None => None,
+                    },
+                    attempts: r.get(5)?,
+                    planned_start: r.get(6)?,
+                    started_at: r.get(7)?,
+                    first_act_at: r.get(8)?,
+                    finished_at: r.get(9)?,
+                    last_evidence: r.get(10)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// Commits one transition of a step (status, phase, event, evidence) in
+    /// one transaction.
+    pub fn transition(&self, run: i64, t: &Transition<'_>) -> Result<()> {
+        let at = now();
+        self.sql(|c| {
+            let tx = c.unchecked_transaction()?;
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE steps SET status = ?3, phase = ?4,
+                       attempts = attempts + ?5,
+                       started_at = CASE WHEN ?3 = 'running' THEN coalesce(started_at, ?6) ELSE started_at END,
+                       first_act_at = CASE WHEN ?4 = 'act' AND ?3 = 'running' THEN coalesce(first_act_at, ?6)
+                                           WHEN ?3 = 'pending' THEN NULL ELSE first_act_at END,
+                       finished_at = CASE WHEN ?3 IN ('done', 'failed', 'skipped', 'undone') THEN ?6
+                                          WHEN ?3 = 'pending' THEN NULL ELSE finished_at END
+                     WHERE run_id = ?1 AND name = ?2",
+                )?
+                .execute(params![
+                    run,
+                    t.step,
+                    t.status.as_str(),
+                    t.phase.map(Phase::as_str),
+                    i64::from(t.new_attempt),
+                    at
+                ])?;
+            if changed == 0 {
+                return Err(rusqlite::Error::QueryReturnedNoRows);
+            }
+            tx.prepare_cached(
+                "INSERT INTO events (run_id, at, step, kind, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![run, at, t.step, t.event_kind, t.message])?;
+            if let Some((phase, summary, data)) = &t.evidence {
+                tx.prepare_cached(
+                    "INSERT INTO evidence (run_id, at, step, phase, attempt, summary, data)
+                     VALUES (?1, ?2, ?3, ?4, (SELECT attempts FROM steps WHERE run_id = ?1 AND name = ?3), ?5, ?6)",
+                )?
+                .execute(params![run, at, t.step, phase.as_str(), summary, data.to_string()])?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Appends an event that changes no step (output, messages, deviations).
+    pub fn append_event(
+        &self,
+        run: i64,
+        step: Option<&str>,
+        kind: &str,
+        message: &str,
+        data: Option<&serde_json::Value>,
+    ) -> Result<()> {
+        self.sql(|c| {
+            c.prepare_cached(
+                "INSERT INTO events (run_id, at, step, kind, message, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![run, now(), step, kind, message, data.map(|d| d.to_string())])
+            .map(drop)
+        })
+    }
+
+    /// The event log of a run, oldest first.
+    pub fn events(&self, run: i64) -> Result<Vec<EventRecord>> {
+        self.sql(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, at, step, kind, message, data FROM events WHERE run_id = ?1 ORDER BY id",
+            )?;
+            stmt.query_map([run], |r| {
+                Ok(EventRecord {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    step: r.get(2)?,
+                    kind: r.get(3)?,
+                    message: r.get(4)?,
+                    data: parse_json(r, 5)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// All evidence of a run, oldest first.
+    pub fn evidence(&self, run: i64) -> Result<Vec<EvidenceRecord>> {
+        self.sql(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, at, step, phase, attempt, summary, data FROM evidence WHERE run_id = ?1 ORDER BY id",
+            )?;
+            stmt.query_map([run], |r| {
+                Ok(EvidenceRecord {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    step: r.get(2)?,
+                    phase: parse_col(r, 3, Phase::parse)?,
+                    attempt: r.get(4)?,
+                    summary: r.get(5)?,
+                    data: parse_json(r, 6)?.unwrap_or(serde_json::Value::Null),
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// The latest evidence of one step in one phase (e.g. what `dns.ttl`'s
+    /// verification observed, read by a later `dns.switch`).
+    pub fn latest_evidence(&self, run: i64, step: &str, phase: Phase) -> Result<Option<EvidenceRecord>> {
+        self.sql(|c| {
+            c.prepare_cached(
+                "SELECT id, at, step, phase, attempt, summary, data FROM evidence
+                 WHERE run_id = ?1 AND step = ?2 AND phase = ?3 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row(params![run, step, phase.as_str()], |r| {
+                Ok(EvidenceRecord {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    step: r.get(2)?,
+                    phase: parse_col(r, 3, Phase::parse)?,
+                    attempt: r.get(4)?,
+                    summary: r.get(5)?,
+                    data: parse_json(r, 6)?.unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .optional()
+        })
+    }
+
+    /// Records that a person confirmed a manual step.
+    pub fn confirm(&self, run: i64, step: &str, user: &str, note: Option<&str>) -> Result<()> {
+        self.sql(|c| {
+            let tx = c.unchecked_transaction()?;
+            let known: i64 = tx.query_row(
+                "SELECT count(*) FROM steps WHERE run_id = ?1 AND name = ?2",
+                params![run, step],
+                |r| r.get(0),
+            )?;
+            if known == 0 {
+                return Err(rusqlite::Error::QueryReturnedNoRows);
+            }
+            let at = now();
+            tx.execute(
+                "INSERT INTO confirmations (run_id, step, user, note, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run, step, user, note, at],
+            )?;
+            let message = match note {
+                Some(note) => format!("confirmed by {user}: {note}"),
+                None => format!("confirmed by {user}"),
+            };
+            tx.execute(
+                "INSERT INTO events (run_id, at, step, kind, message) VALUES (?1, ?2, ?3, 'confirmed', ?4)",
+                params![run, at, step, message],
+            )?;
+            tx.commit()
+        })
+        .map_err(|e| match e {
+            StoreError::Sqlite {
+                source: rusqlite::Error::QueryReturnedNoRows,
+                ..
+            } => StoreError::Invalid(format!("the run has no step named `{step}`")),
+            other => other,
+        })
+    }
+
+    /// The latest confirmation of a manual step, if any.
+    pub fn confirmation(&self, run: i64, step: &str) -> Result<Option<Confirmation>> {
+        self.sql(|c| {
+            c.prepare_cached(
+                "SELECT step, user, note, at FROM confirmations WHERE run_id = ?1 AND step = ?2
+                 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row(params![run, step], |r| {
+                Ok(Confirmation {
+                    step: r.get(0)?,
+                    user: r.get(1)?,
+                    note: r.get(2)?,
+                    at: r.get(3)?,
+                })
+            })
+            .optional()
+        })
+    }
+}
+
+fn insert_step(tx: &Connection, run: i64, position: usize, step: &NewStep) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO steps (run_id, name, position, definition, status, attempts, planned_start)
+         VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5)",
+        params![run, step.name, position as i64, step.definition, step.planned_start],
+    )
+    .map(drop)
+}
+
+fn bad_value(col: usize, text: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        col,
+        rusqlite::types::Type::Text,
+        format!("unknown value `{text}`").into(),
+    )
+}
+
+fn parse_col<T>(r: &rusqlite::Row<'_>, col: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let text: String = r.get(col)?;
+    parse(&text).ok_or_else(|| bad_value(col, &text))
+}
+
+fn parse_json(r: &rusqlite::Row<'_>, col: usize) -> rusqlite::Result<Option<serde_json::Value>> {
+    match r.get::<_, Option<String>>(col)? {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, Box::new(e))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,10 +1,31 @@
-//! `cutover agent` (being built).
+//! `cutover agent`: the far end of an image copy or database sync. The
+//! coordinator starts it (directly, or through ssh the way rsync starts its
+//! server) and speaks the agent protocol over its stdin/stdout.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Serve the agent protocol on stdin/stdout for files under a root.
+///
+/// Examples:
+///   cutover agent --stdio --root /srv
+///   ssh -p 2222 root@host cutover agent --stdio --root /srv/images
 #[derive(Debug, clap::Args)]
-pub struct AgentArgs {}
+pub struct AgentArgs {
+    /// Speak the protocol on stdin/stdout (the only transport).
+    #[arg(long, required = true)]
+    pub stdio: bool,
+    /// Serve only files under this folder; paths outside it are refused.
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+}
 
-pub fn run(_args: AgentArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`cutover agent` is not built yet")
+pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    match cutover_copy::agent::serve_stdio(&args.root) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(err) => {
+            eprintln!("cutover agent: {err}");
+            Ok(ExitCode::from(2))
+        }
+    }
 }

@@ -1,10 +1,82 @@
-//! `cutover fmt` (being built).
+//! `cutover fmt`: rewrite runbooks in canonical form, or (`--check`) show
+//! what would change. A file is replaced by writing the new text beside it
+//! and renaming it into place, so a file is never left half-written.
 
+use anyhow::Context;
+use cutover_lang::{SourceMap, format_source, read_text, render_human, unified_diff};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// Format runbooks canonically: items at column 1, body lines indented two
+/// spaces, single spaces between words, comments kept.
+///
+/// Exits 1 when a file cannot be read or tokenised, or (with `--check`) is
+/// not already formatted.
+///
+/// Example: `cutover fmt --check runbooks/*.runbook`
 #[derive(Debug, clap::Args)]
-pub struct FmtArgs {}
+pub struct FmtArgs {
+    /// The runbook files to format.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Change nothing; print a unified diff of each file that is not formatted.
+    #[arg(long)]
+    pub check: bool,
+}
 
-pub fn run(_args: FmtArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`cutover fmt` is not built yet")
+pub fn run(args: FmtArgs) -> anyhow::Result<ExitCode> {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut failed = false;
+    for path in &args.files {
+        let text = match read_text(path) {
+            Ok(text) => text,
+            Err(loaded) => {
+                eprint!("{}", render_human(&loaded.sources, &loaded.diagnostics, color));
+                failed = true;
+                continue;
+            }
+        };
+        let formatted = match format_source(&text) {
+            Ok(formatted) => formatted,
+            Err(diagnostics) => {
+                let mut sources = SourceMap::default();
+                sources.add(path.clone(), text);
+                eprint!("{}", render_human(&sources, &diagnostics, color));
+                eprintln!("{}: not formatted, fix the errors above first", path.display());
+                failed = true;
+                continue;
+            }
+        };
+        if formatted == text {
+            continue;
+        }
+        if args.check {
+            print!("{}", unified_diff(&path.display().to_string(), &text, &formatted));
+            failed = true;
+        } else {
+            replace_file(path, &formatted)?;
+            eprintln!("formatted {}", path.display());
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Writes `text` to a temporary file beside `path`, then renames it over `path`.
+fn replace_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temp = path.with_file_name(format!(".{name}.cutover-fmt-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        std::fs::write(&temp, text)?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            std::fs::set_permissions(&temp, meta.permissions())?;
+        }
+        std::fs::File::open(&temp)?.sync_all()?;
+        std::fs::rename(&temp, path)
+    };
+    write().map_err(|err| {
+        let _ = std::fs::remove_file(&temp);
+        err
+    })
+    .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -8,11 +8,15 @@ use std::process::ExitCode;
 pub mod agent;
 pub mod check;
 pub mod confirm;
+pub mod demo;
 pub mod dns;
+pub mod export;
 pub mod fmt;
+pub mod lab;
 pub mod plan;
 pub mod rollback;
 pub mod run;
+pub mod serve;
 pub mod status;
 
 /// Migration planner and cutover runbook engine.
@@ -39,10 +43,18 @@ pub enum Command {
     Confirm(confirm::ConfirmArgs),
     /// Undo done steps in reverse order.
     Rollback(rollback::RollbackArgs),
+    /// Export the post-mortem report of a run.
+    Export(export::ExportArgs),
+    /// Serve a read-only live dashboard of a run.
+    Serve(serve::ServeArgs),
     /// DNS tools: an authoritative server with TSIG-signed updates.
     Dns(dns::DnsArgs),
     /// The far end of an image copy, speaking the agent protocol on stdin/stdout.
     Agent(agent::AgentArgs),
+    /// Build (or tear down) the loopback world a runbook needs.
+    Lab(lab::LabArgs),
+    /// Run the demo cutover on the embedded lab and write its report.
+    Demo(demo::DemoArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -56,5 +68,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(args) => rollback::run(args),
         Command::Dns(args) => dns::run(args),
         Command::Agent(args) => agent::run(args),
+        Command::Export(args) => export::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Lab(args) => lab::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }

@@ -1,0 +1,301 @@
+//! Image copies through the real `cutover agent --stdio` binary: the same
+//! path as a copy over ssh, minus ssh (and, in an ignored test, with it).
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cutover_copy::protocol::{PROTOCOL_VERSION, Request, Response, read_frame, write_frame};
+use cutover_copy::{CopyOptions, Endpoint, ErrorKind, Location, Outcome, Progress, copy_image, copy_with};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cutover");
+const MIB: u64 = 1 << 20;
+
+fn agent(root: &Path, path: &str) -> Location {
+    Location::Agent { command: agent_command(root), path: path.to_string() }
+}
+
+fn agent_command(root: &Path) -> Vec<String> {
+    vec![BIN.into(), "agent".into(), "--stdio".into(), "--root".into(), root.display().to_string()]
+}
+
+/// `len` random bytes from the kernel, written at `offset` of `path`.
+fn random_at(path: &Path, offset: u64, len: u64) {
+    let mut data = vec![0u8; len as usize];
+    File::open("/dev/urandom").unwrap().read_exact(&mut data).unwrap();
+    let file = fs::OpenOptions::new().create(true).write(true).truncate(false).open(path).unwrap();
+    file.write_all_at(&data, offset).unwrap();
+}
+
+fn sized(path: &Path, size: u64) {
+    fs::OpenOptions::new().create(true).write(true).truncate(false).open(path).unwrap().set_len(size).unwrap();
+}
+
+fn allocated(path: &Path) -> u64 {
+    fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[test]
+fn copy_through_the_agent_keeps_holes_and_sends_only_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.img");
+    sized(&source, 100 * MIB + 7);
+    random_at(&source, 0, 2 * MIB);
+    random_at(&source, 80 * MIB, 3 * MIB);
+    let root = dir.path().join("far");
+    fs::create_dir(&root).unwrap();
+
+    let first = copy_image(&Location::Local(source.clone()), &agent(&root, "copy.img"), &CopyOptions::default()).unwrap();
+    assert_eq!(first.outcome, Outcome::Copied);
+    assert_eq!(first.bytes_sent, 5 * MIB);
+    assert!(first.wire_bytes_out > 5 * MIB);
+    let copy = root.join("copy.img");
+    assert_eq!(fs::read(&copy).unwrap(), fs::read(&source).unwrap());
+    assert!(allocated(&copy) <= 5 * MIB + 64 * 1024, "allocated {}", allocated(&copy));
+
+    random_at(&source, 81 * MIB, 4096);
+    let second = copy_image(&Location::Local(source.clone()), &agent(&root, "copy.img"), &CopyOptions::default()).unwrap();
+    assert_eq!(second.bytes_sent, 4096);
+    assert_eq!(fs::read(&copy).unwrap(), fs::read(&source).unwrap());
+
+    let third = copy_image(&agent(&root, "copy.img"), &Location::Local(source.clone()), &CopyOptions::default()).unwrap();
+    assert_eq!(third.outcome, Outcome::AlreadyEqual);
+}
+
+#[test]
+fn killing_the_agent_mid_transfer_leaves_the_destination_and_the_rerun_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.img");
+    random_at(&source, 0, 140 * MIB);
+    let root = dir.path().join("far");
+    fs::create_dir(&root).unwrap();
+    random_at(&root.join("copy.img"), 0, MIB);
+    let old = fs::read(root.join("copy.img")).unwrap();
+
+    let (mut src, src_path) = Endpoint::connect(&Location::Local(source.clone())).unwrap();
+    let (mut dst, dst_path) = Endpoint::connect(&agent(&root, "copy.img")).unwrap();
+    let pid = dst.agent_pid().unwrap();
+    let killed = AtomicBool::new(false);
+    // Kill once the first window is acknowledged and the second is under way.
+    let kill = |p: Progress| {
+        if p.sent > 72 * MIB && !killed.swap(true, Ordering::SeqCst) {
+            Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+        }
+    };
+    let options = CopyOptions { progress: Some(&kill), cancel: None };
+    let err = copy_with(&mut src, &src_path, &mut dst, &dst_path, &options).unwrap_err();
+    assert!(killed.load(Ordering::SeqCst));
+    assert_eq!(err.kind, ErrorKind::AgentFailed, "{err}");
+    assert!(err.message.contains("stopped unexpectedly"), "{err}");
+    drop(dst);
+    assert_eq!(fs::read(root.join("copy.img")).unwrap(), old, "destination changed");
+    assert!(root.join(".copy.img.cutover-partial").exists());
+
+    let rerun = copy_image(&Location::Local(source.clone()), &agent(&root, "copy.img"), &CopyOptions::default()).unwrap();
+    assert!(rerun.resumed);
+    assert!(rerun.bytes_sent <= 140 * MIB - 64 * MIB, "rerun sent {}", rerun.bytes_sent);
+    assert_eq!(fs::read(root.join("copy.img")).unwrap(), fs::read(&source).unwrap());
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_the_destination_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.img");
+    random_at(&source, 0, 16 * MIB);
+    let root = dir.path().join("far");
+    fs::create_dir(&root).unwrap();
+    fs::write(root.join("copy.img"), b"old contents").unwrap();
+    // `ulimit -f` caps file size at a few MiB (512- or 1024-byte units).
+    let limited = format!("ulimit -f 4096; exec {BIN} agent --stdio --root {}", root.display());
+    let err = copy_image(
+        &Location::Local(source),
+        &Location::Agent { command: vec!["sh".into(), "-c".into(), limited], path: "copy.img".into() },
+        &CopyOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NoSpace, "{err}");
+    assert!(err.message.contains("disk or the file size limit is full"), "{err}");
+    assert!(err.message.contains(".copy.img.cutover-partial"), "{err}");
+    assert_eq!(fs::read(root.join("copy.img")).unwrap(), b"old contents");
+}
+
+fn running_as_root() -> bool {
+    let out = Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+#[test]
+fn an_unwritable_destination_folder_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let source = dir.path().join("source.img");
+    random_at(&source, 0, MIB);
+    let root = dir.path().join("far");
+    let locked = root.join("locked");
+    fs::create_dir_all(&locked).unwrap();
+    fs::write(locked.join("copy.img"), b"old contents").unwrap();
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o555)).unwrap();
+    // Root may write anywhere: run the agent as nobody, as a real remote user would be.
+    let mut command = agent_command(&root);
+    if running_as_root() {
+        let drop_privileges = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+        command.splice(0..0, drop_privileges.iter().map(|s| s.to_string()));
+    }
+    let err = copy_image(
+        &Location::Local(source),
+        &Location::Agent { command, path: "locked/copy.img".into() },
+        &CopyOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+    assert!(err.message.contains("creating temporary file"), "{err}");
+    assert_eq!(fs::read(locked.join("copy.img")).unwrap(), b"old contents");
+}
+
+#[test]
+fn the_agent_refuses_another_protocol_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["agent", "--stdio", "--root"])
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    write_frame(&mut stdin, &Request::Hello { version: PROTOCOL_VERSION + 41 }.encode()).unwrap();
+    stdin.flush().unwrap();
+    let answer = read_frame(child.stdout.as_mut().unwrap()).unwrap().unwrap();
+    match Response::decode(&answer).unwrap() {
+        Response::Error(err) => {
+            assert_eq!(err.kind, ErrorKind::VersionMismatch);
+            let expected = format!(
+                "the coordinator speaks version {}, the agent speaks version {PROTOCOL_VERSION}",
+                PROTOCOL_VERSION + 41
+            );
+            assert!(err.message.contains(&expected), "{err}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("protocol version mismatch"));
+}
+
+#[test]
+fn the_agent_refuses_paths_outside_its_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("far");
+    fs::create_dir(&root).unwrap();
+    fs::write(dir.path().join("secret"), b"secret").unwrap();
+    for path in ["../secret", "/etc/hostname"] {
+        let err = copy_image(&agent(&root, path), &Location::Local(dir.path().join("stolen")), &CopyOptions::default())
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::OutsideRoot, "{err}");
+        let err = copy_image(&Location::Local(dir.path().join("secret")), &agent(&root, path), &CopyOptions::default())
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::OutsideRoot, "{err}");
+    }
+    assert!(!dir.path().join("stolen").exists());
+    assert_eq!(fs::read(dir.path().join("secret")).unwrap(), b"secret");
+}
+
+#[test]
+fn a_missing_agent_program_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("src"), b"x").unwrap();
+    let err = copy_image(
+        &Location::Local(dir.path().join("src")),
+        &Location::Agent { command: vec!["/nonexistent/cutover".into()], path: "dst".into() },
+        &CopyOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::AgentFailed);
+    assert!(err.message.contains("starting agent `/nonexistent/cutover`"), "{err}");
+}
+
+/// A real OpenSSH server on a loopback port, with generated host and user
+/// keys; the copy runs `ssh ... cutover agent --stdio` like rsync runs its server.
+#[test]
+#[ignore = "needs sshd (apt-get install openssh-server openssh-client)"]
+fn copy_over_real_openssh() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    for key in ["host_key", "user_key"] {
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(base.join(key))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    fs::copy(base.join("user_key.pub"), base.join("authorized_keys")).unwrap();
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        "ListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\nStrictModes no\nUsePAM no\n\
+         PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n",
+        base.join("host_key").display(),
+        base.join("authorized_keys").display(),
+        base.join("sshd.pid").display()
+    );
+    fs::write(base.join("sshd_config"), config).unwrap();
+    fs::create_dir_all("/run/sshd").unwrap();
+    let mut sshd = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(base.join("sshd_config"))
+        .args(["-p", &port.to_string()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "sshd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let source = base.join("source.img");
+    sized(&source, 40 * MIB);
+    random_at(&source, 3 * MIB, 2 * MIB);
+    let root = base.join("far");
+    fs::create_dir(&root).unwrap();
+    let ssh_agent = |path: &str| Location::Agent {
+        command: vec![
+            "ssh".into(),
+            "-i".into(),
+            base.join("user_key").display().to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-o".into(),
+            "StrictHostKeyChecking=no".into(),
+            "-o".into(),
+            "UserKnownHostsFile=/dev/null".into(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            "LogLevel=ERROR".into(),
+            format!("{user}@127.0.0.1"),
+            format!("{BIN} agent --stdio --root {}", root.display()),
+        ],
+        path: path.to_string(),
+    };
+    let first = copy_image(&Location::Local(source.clone()), &ssh_agent("copy.img"), &CopyOptions::default());
+    random_at(&source, 30 * MIB, 4096);
+    let second = copy_image(&Location::Local(source.clone()), &ssh_agent("copy.img"), &CopyOptions::default());
+    let outside = copy_image(&Location::Local(source.clone()), &ssh_agent("../escape.img"), &CopyOptions::default());
+    let _ = sshd.kill();
+    let _ = sshd.wait();
+
+    assert_eq!(first.unwrap().bytes_sent, 2 * MIB);
+    assert_eq!(second.unwrap().bytes_sent, 4096);
+    assert_eq!(fs::read(root.join("copy.img")).unwrap(), fs::read(&source).unwrap());
+    assert!(allocated(&root.join("copy.img")) <= 3 * MIB);
+    assert_eq!(outside.unwrap_err().kind, ErrorKind::OutsideRoot);
+}

@@ -1,0 +1,492 @@
+//! The coordinator: compares, plans and drives a copy between two endpoints.
+//!
+//! Per 64 MiB window both ends hash their blocks at the same time (the
+//! source on one thread, the destination on another thread or host). Equal
+//! blocks are copied from the old destination on the destination's side,
+//! zero blocks are skipped, and only differing blocks cross the wire. Where
+//! most of a 16 MiB stretch differs, data has probably shifted: that stretch
+//! goes as an rsync delta (fast_rsync) against the old destination around
+//! it. The result is verified and swapped in by the destination (`files`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::blocks::{self, BLOCK_SIZE, BlockHash, ContentHasher, WindowHashes};
+use crate::endpoint::{Endpoint, Location};
+use crate::error::{CopyError, ErrorKind};
+use crate::protocol::{PatchOp, Role};
+use crate::sqlite::TableChecksum;
+
+/// Bytes per stretch that may go as an rsync delta.
+const DELTA_STRETCH: u64 = 16 << 20;
+/// Old-destination bytes around a stretch that a shifted block may come from.
+const DELTA_SLACK: u64 = 1 << 20;
+/// Data bytes gathered into one write request.
+const BATCH_BYTES: u64 = 8 << 20;
+/// Fewer differing blocks than this in a stretch always go as blocks.
+const DELTA_MIN_BLOCKS: usize = 64;
+
+/// A flag that stops a copy between blocks; a rerun resumes it.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// How far a copy has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Size of the source.
+    pub total: u64,
+    /// Source bytes compared so far.
+    pub scanned: u64,
+    /// Data and delta bytes sent to the destination so far.
+    pub sent: u64,
+}
+
+/// Progress reporting and cancellation for a copy.
+#[derive(Default, Clone, Copy)]
+pub struct CopyOptions<'a> {
+    pub progress: Option<&'a (dyn Fn(Progress) + Sync)>,
+    pub cancel: Option<&'a Cancel>,
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The destination already held the source's content; nothing was written.
+    AlreadyEqual,
+    /// A new copy was written, verified and swapped in.
+    Copied,
+}
+
+/// Evidence of a copy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CopyReport {
+    pub outcome: Outcome,
+    /// Size of the source (and now the destination).
+    pub size: u64,
+    /// Source bytes compared.
+    pub bytes_scanned: u64,
+    /// Data and delta bytes sent to the destination.
+    pub bytes_sent: u64,
+    /// Bytes taken from the old destination or the partial copy instead.
+    pub bytes_reused: u64,
+    /// Source bytes in holes or all-zero blocks: neither sent nor written.
+    pub zero_bytes_skipped: u64,
+    /// Of those, bytes in the source's holes (never read).
+    pub hole_bytes: u64,
+    /// 4 KiB blocks whose content was sent.
+    pub blocks_sent: u64,
+    /// 16 MiB stretches sent as rsync deltas (shifted data).
+    pub delta_stretches: u64,
+    /// A partial copy left by an interrupted run was reused.
+    pub resumed: bool,
+    /// All protocol bytes written to agents (both ends).
+    pub wire_bytes_out: u64,
+    /// All protocol bytes read from agents (both ends).
+    pub wire_bytes_in: u64,
+    /// Content hash of the source and the destination (hex).
+    pub hash: String,
+    pub duration: Duration,
+}
+
+/// The outcome of comparing two files without changing either.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CheckReport {
+    pub equal: bool,
+    pub source_size: u64,
+    pub source_hash: String,
+    /// `None` when the destination does not exist.
+    pub dest_size: Option<u64>,
+    /// `None` when the destination does not exist or its size differs.
+    pub dest_hash: Option<String>,
+}
+
+/// Evidence of a database sync.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SyncReport {
+    /// `backup` or `vacuum-into`.
+    pub method: String,
+    /// Every table of the snapshot, as verified at the destination.
+    pub tables: Vec<TableChecksum>,
+    pub copy: CopyReport,
+}
+
+/// Copies `source` over `dest` (a delta against what `dest` holds).
+pub fn copy_image(source: &Location, dest: &Location, options: &CopyOptions<'_>) -> Result<CopyReport, CopyError> {
+    let (mut src, src_path) = Endpoint::connect(source)?;
+    let (mut dst, dst_path) = Endpoint::connect(dest)?;
+    copy_between(&mut src, &src_path, &mut dst, &dst_path, false, options)
+}
+
+/// Compares two files by content hash (the `check` and `verify` phases).
+pub fn check_image(source: &Location, dest: &Location) -> Result<CheckReport, CopyError> {
+    let (mut src, src_path) = Endpoint::connect(source)?;
+    let (mut dst, dst_path) = Endpoint::connect(dest)?;
+    let source_size = src.open_source(&src_path)?;
+    let dest_size = match dst.open_source(&dst_path) {
+        Ok(size) => Some(size),
+        Err(err) if err.kind == ErrorKind::NotFound => None,
+        Err(err) => return Err(err),
+    };
+    let scan_dest = dest_size == Some(source_size);
+    let (source_hash, dest_hash) = thread::scope(|scope| {
+        let source_scan = scope.spawn(|| scan(&mut src, source_size));
+        let dest_hash = if scan_dest { Some(scan(&mut dst, source_size)) } else { None };
+        (join(source_scan), dest_hash)
+    });
+    let source_hash = blocks::hex(&source_hash?);
+    let dest_hash = dest_hash.transpose()?.map(|h| blocks::hex(&h));
+    Ok(CheckReport { equal: dest_hash.as_ref() == Some(&source_hash), source_size, source_hash, dest_size, dest_hash })
+}
+
+/// The content hash (hex) of one file.
+pub fn hash_image(location: &Location) -> Result<String, CopyError> {
+    let (mut endpoint, path) = Endpoint::connect(location)?;
+    let size = endpoint.open_source(&path)?;
+    Ok(blocks::hex(&scan(&mut endpoint, size)?))
+}
+
+fn scan(endpoint: &mut Endpoint, size: u64) -> Result<[u8; 32], CopyError> {
+    let mut content = ContentHasher::new(size);
+    for index in 0..blocks::window_count(size) {
+        let (start, end) = blocks::window_range(size, index);
+        content.push(&endpoint.hash(Role::Source, start, end)?.digest);
+    }
+    Ok(content.finish())
+}
+
+fn join<T>(handle: thread::ScopedJoinHandle<'_, Result<T, CopyError>>) -> Result<T, CopyError> {
+    handle.join().unwrap_or_else(|_| Err(CopyError::new(ErrorKind::Io, "internal error: a hashing thread panicked")))
+}
+
+/// Syncs an SQLite database: a consistent snapshot of the (possibly live)
+/// source, copied and swapped in at the destination, then verified table by
+/// table against the snapshot.
+pub fn sync_sqlite(source: &Location, dest: &Location, options: &CopyOptions<'_>) -> Result<SyncReport, CopyError> {
+    let (mut src, src_path) = Endpoint::connect(source)?;
+    let (mut dst, dst_path) = Endpoint::connect(dest)?;
+    let (snapshot_path, method) = src.snapshot(&src_path)?;
+    let result = (|| {
+        let tables = src.checksums(&snapshot_path)?;
+        let copy = copy_between(&mut src, &snapshot_path, &mut dst, &dst_path, true, options)?;
+        let dest_tables = dst.checksums(&dst_path)?;
+        let differing: Vec<String> = tables
+            .iter()
+            .filter(|t| !dest_tables.contains(t))
+            .map(|t| t.name.clone())
+            .chain(dest_tables.iter().filter(|t| !tables.iter().any(|s| s.name == t.name)).map(|t| t.name.clone()))
+            .collect();
+        if !differing.is_empty() {
+            return Err(CopyError::new(
+                ErrorKind::Verification,
+                format!("database {dst_path} differs from the snapshot of {src_path} in tables: {}", differing.join(", ")),
+            ));
+        }
+        Ok(SyncReport { method, tables, copy })
+    })();
+    let removed = src.remove_snapshot(&snapshot_path);
+    let report = result?;
+    removed?;
+    Ok(report)
+}
+
+/// Row counts and checksums of every table of a database.
+pub fn table_checksums(location: &Location) -> Result<Vec<TableChecksum>, CopyError> {
+    let (mut endpoint, path) = Endpoint::connect(location)?;
+    endpoint.checksums(&path)
+}
+
+/// What to do with one block of a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// Already right in the temporary file (a hole, or reused partial data).
+    Nothing,
+    /// Make it a hole (the partial copy holds data there).
+    Punch,
+    /// Copy from the old destination.
+    Reuse,
+    /// Send from the source.
+    Send,
+}
+
+struct Copier<'a, 'o> {
+    src: &'a mut Endpoint,
+    dst: &'a mut Endpoint,
+    options: &'a CopyOptions<'o>,
+    size: u64,
+    basis_size: Option<u64>,
+    resumed: bool,
+    report: CopyReport,
+}
+
+/// Copies between endpoints that are already connected (so one agent can
+/// serve several copies); `copy_image` connects and calls this.
+pub fn copy_with(
+    src: &mut Endpoint,
+    src_path: &str,
+    dst: &mut Endpoint,
+    dst_path: &str,
+    options: &CopyOptions<'_>,
+) -> Result<CopyReport, CopyError> {
+    copy_between(src, src_path, dst, dst_path, false, options)
+}
+
+fn copy_between(
+    src: &mut Endpoint,
+    src_path: &str,
+    dst: &mut Endpoint,
+    dst_path: &str,
+    sqlite: bool,
+    options: &CopyOptions<'_>,
+) -> Result<CopyReport, CopyError> {
+    let started = Instant::now();
+    let size = src.open_source(src_path)?;
+    let (basis_size, resumed) = dst.open_dest(dst_path, size)?;
+    let report = CopyReport {
+        outcome: Outcome::Copied,
+        size,
+        bytes_scanned: 0,
+        bytes_sent: 0,
+        bytes_reused: 0,
+        zero_bytes_skipped: 0,
+        hole_bytes: 0,
+        blocks_sent: 0,
+        delta_stretches: 0,
+        resumed,
+        wire_bytes_out: 0,
+        wire_bytes_in: 0,
+        hash: String::new(),
+        duration: Duration::ZERO,
+    };
+    let mut copier = Copier { src, dst, options, size, basis_size, resumed, report };
+    let hash = copier.run()?;
+    let unchanged = copier.report.outcome == Outcome::AlreadyEqual;
+    if !unchanged {
+        copier.cancelled()?;
+        copier.dst.flush()?;
+        copier.dst.finish(hash, sqlite)?;
+    }
+    let mut report = copier.report;
+    report.hash = blocks::hex(&hash);
+    let (src_out, src_in) = src.wire_bytes();
+    let (dst_out, dst_in) = dst.wire_bytes();
+    report.wire_bytes_out = src_out + dst_out;
+    report.wire_bytes_in = src_in + dst_in;
+    report.duration = started.elapsed();
+    Ok(report)
+}
+
+impl Copier<'_, '_> {
+    fn cancelled(&self) -> Result<(), CopyError> {
+        match self.options.cancel {
+            Some(cancel) if cancel.is_cancelled() => Err(CopyError::new(
+                ErrorKind::Cancelled,
+                "copy cancelled; the destination is unchanged and a rerun resumes from the partial copy",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn progress(&self) {
+        if let Some(progress) = self.options.progress {
+            progress(Progress { total: self.size, scanned: self.report.bytes_scanned, sent: self.report.bytes_sent });
+        }
+    }
+
+    /// Scans and patches every window; returns the source's content hash.
+    /// Sets the outcome to `AlreadyEqual` when nothing had to change.
+    fn run(&mut self) -> Result<[u8; 32], CopyError> {
+        let mut content = ContentHasher::new(self.size);
+        let mut equal_so_far = self.basis_size == Some(self.size) && !self.resumed;
+        let mut temp_started = self.resumed;
+        for index in 0..blocks::window_count(self.size) {
+            self.cancelled()?;
+            let (start, end) = blocks::window_range(self.size, index);
+            let (source, basis, partial) = self.hash_window(start, end)?;
+            content.push(&source.digest);
+            self.report.hole_bytes += source.hole_bytes;
+            if equal_so_far && basis.as_ref().is_some_and(|b| b.digest == source.digest) {
+                self.report.bytes_scanned = end;
+                self.report.bytes_reused += end - start;
+                self.progress();
+                continue;
+            }
+            equal_so_far = false;
+            if !temp_started {
+                if start > 0 {
+                    // Windows before this one were equal: take them from the old copy.
+                    self.dst.patch(vec![PatchOp::CopyBasisSparse { start: 0, len: start }])?;
+                }
+                temp_started = true;
+            }
+            self.patch_window(start, &source, basis.as_ref(), partial.as_ref())?;
+            self.report.bytes_scanned = end;
+            self.progress();
+        }
+        if equal_so_far {
+            self.report.outcome = Outcome::AlreadyEqual;
+            self.report.zero_bytes_skipped = 0;
+        }
+        Ok(content.finish())
+    }
+
+    /// Hashes one window at both ends at once.
+    #[allow(clippy::type_complexity)]
+    fn hash_window(&mut self, start: u64, end: u64) -> Result<(WindowHashes, Option<WindowHashes>, Option<WindowHashes>), CopyError> {
+        let basis_covers = self.basis_size.is_some_and(|size| start < size);
+        let resumed = self.resumed;
+        let src = &mut *self.src;
+        let dst = &mut *self.dst;
+        thread::scope(|scope| {
+            let source = scope.spawn(move || src.hash(Role::Source, start, end));
+            let basis = if basis_covers { Some(dst.hash(Role::Basis, start, end)) } else { None }.transpose();
+            let partial = if resumed { Some(dst.hash(Role::Partial, start, end)) } else { None }.transpose();
+            Ok((join(source)?, basis?, partial?))
+        })
+    }
+
+    fn patch_window(
+        &mut self,
+        window_start: u64,
+        source: &WindowHashes,
+        basis: Option<&WindowHashes>,
+        partial: Option<&WindowHashes>,
+    ) -> Result<(), CopyError> {
+        let full_zero = blocks::truncate(&blocks::zero_hash(BLOCK_SIZE as usize));
+        let window_end = window_start + (source.blocks.len() as u64 * BLOCK_SIZE).min(self.size - window_start);
+        let block_len = |i: usize| {
+            let start = window_start + i as u64 * BLOCK_SIZE;
+            (start + BLOCK_SIZE).min(window_end) - start
+        };
+        let zero_of = |i: usize| -> BlockHash {
+            let len = block_len(i);
+            if len == BLOCK_SIZE { full_zero } else { blocks::truncate(&blocks::zero_hash(len as usize)) }
+        };
+        let actions: Vec<Action> = (0..source.blocks.len())
+            .map(|i| {
+                let hash = source.blocks[i];
+                let zero = zero_of(i);
+                let partial_block = partial.map(|p| p.blocks[i]);
+                if hash == zero {
+                    if partial_block.is_some_and(|p| p != zero) { Action::Punch } else { Action::Nothing }
+                } else if partial_block == Some(hash) {
+                    Action::Nothing
+                } else if basis.and_then(|b| b.blocks.get(i)) == Some(&hash) {
+                    Action::Reuse
+                } else {
+                    Action::Send
+                }
+            })
+            .collect();
+        for (i, action) in actions.iter().enumerate() {
+            let len = block_len(i);
+            match action {
+                Action::Nothing | Action::Punch if source.blocks[i] == zero_of(i) => self.report.zero_bytes_skipped += len,
+                Action::Nothing | Action::Reuse => self.report.bytes_reused += len,
+                _ => {}
+            }
+        }
+        let blocks_per_stretch = (DELTA_STRETCH / BLOCK_SIZE) as usize;
+        for (stretch, stretch_actions) in actions.chunks(blocks_per_stretch).enumerate() {
+            self.cancelled()?;
+            let first = stretch * blocks_per_stretch;
+            let stretch_start = window_start + first as u64 * BLOCK_SIZE;
+            let stretch_end = (stretch_start + DELTA_STRETCH).min(window_end);
+            let to_send = stretch_actions.iter().filter(|a| **a == Action::Send).count();
+            let non_zero = stretch_actions.iter().filter(|a| **a != Action::Nothing && **a != Action::Punch).count();
+            let shifted = self.basis_size.is_some() && to_send >= DELTA_MIN_BLOCKS && to_send * 4 >= non_zero;
+            if shifted {
+                self.send_delta(stretch_start, stretch_end)?;
+            } else {
+                self.send_blocks(stretch_start, stretch_actions, |i| block_len(first + i))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one stretch as an rsync delta against the old destination
+    /// around it (data that moved by up to `DELTA_SLACK` is found).
+    fn send_delta(&mut self, start: u64, end: u64) -> Result<(), CopyError> {
+        let basis_size = self.basis_size.unwrap_or(0);
+        let basis_start = start.saturating_sub(DELTA_SLACK).min(basis_size);
+        let basis_end = (end + DELTA_SLACK).min(basis_size);
+        let signature = self.dst.signature(basis_start, basis_end)?;
+        let delta = self.src.delta(signature, start, end)?;
+        self.report.bytes_sent += delta.len() as u64;
+        self.report.delta_stretches += 1;
+        self.dst.patch(vec![PatchOp::ApplyDelta { basis_start, basis_end, start, len: end - start, delta }])?;
+        self.report.blocks_sent += (end - start).div_ceil(BLOCK_SIZE);
+        Ok(())
+    }
+
+    /// Sends a stretch block by block: reuse and hole runs as ranges, and
+    /// the differing blocks' data in batches.
+    fn send_blocks(&mut self, start: u64, actions: &[Action], block_len: impl Fn(usize) -> u64) -> Result<(), CopyError> {
+        let mut ops = Vec::new();
+        let mut reads: Vec<(u64, u64)> = Vec::new();
+        let mut read_bytes = 0;
+        let mut i = 0;
+        while i < actions.len() {
+            let action = actions[i];
+            let run_start = start + i as u64 * BLOCK_SIZE;
+            let mut run_len = 0;
+            while i < actions.len() && actions[i] == action {
+                run_len += block_len(i);
+                i += 1;
+            }
+            match action {
+                Action::Nothing => {}
+                Action::Punch => ops.push(PatchOp::Punch { start: run_start, len: run_len }),
+                Action::Reuse => ops.push(PatchOp::CopyBasis { start: run_start, len: run_len }),
+                Action::Send => {
+                    self.report.blocks_sent += run_len.div_ceil(BLOCK_SIZE);
+                    let mut at = run_start;
+                    while at < run_start + run_len {
+                        let len = (run_start + run_len - at).min(BATCH_BYTES - read_bytes);
+                        reads.push((at, len));
+                        read_bytes += len;
+                        at += len;
+                        if read_bytes >= BATCH_BYTES {
+                            self.send_batch(&mut ops, &mut reads)?;
+                            read_bytes = 0;
+                        }
+                    }
+                }
+            }
+        }
+        self.send_batch(&mut ops, &mut reads)
+    }
+
+    fn send_batch(&mut self, ops: &mut Vec<PatchOp>, reads: &mut Vec<(u64, u64)>) -> Result<(), CopyError> {
+        if !reads.is_empty() {
+            self.cancelled()?;
+            let data = self.src.read(reads.clone())?;
+            let mut at = 0usize;
+            for (start, len) in reads.drain(..) {
+                let len = len as usize;
+                ops.push(PatchOp::Write { start, data: data.get(at..at + len).unwrap_or_default().to_vec() });
+                at += len;
+            }
+            self.report.bytes_sent += data.len() as u64;
+        }
+        if !ops.is_empty() {
+            self.dst.patch(std::mem::take(ops))?;
+        }
+        self.progress();
+        Ok(())
+    }
+}

@@ -1,0 +1,440 @@
+//! The agent protocol: length-prefixed binary frames over a byte stream
+//! (a child's stdin/stdout, or ssh carrying them).
+//!
+//! A frame is a little-endian `u32` body length, then the body: a one-byte
+//! tag and the fields of that message (integers little-endian, byte strings
+//! and text as a `u32` length then the bytes). The coordinator speaks first
+//! with `Hello` (magic + its version); the agent answers with its own
+//! `Hello`, or with an `Error` naming both versions, and stops. After that
+//! every request gets exactly one response, in order.
+
+use std::io::{self, Read, Write};
+
+use crate::blocks::{BlockHash, WindowHashes};
+use crate::error::{CopyError, ErrorKind};
+use crate::sqlite::TableChecksum;
+
+/// The version of this protocol; both ends must speak the same one.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Identifies the protocol in the handshake.
+pub const MAGIC: &[u8] = b"cutover-agent";
+/// No frame is larger (the largest is a window's delta or an 8 MiB write batch).
+pub const MAX_FRAME: u32 = 96 << 20;
+
+/// Which file of an open copy a hash request reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The file being copied.
+    Source,
+    /// The destination's existing copy.
+    Basis,
+    /// The temporary file a previous, interrupted run left beside the destination.
+    Partial,
+}
+
+/// A change to the destination's temporary file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatchOp {
+    /// Copy `[start, start+len)` from the old destination.
+    CopyBasis { start: u64, len: u64 },
+    /// Copy the non-zero blocks of `[start, start+len)` from the old destination.
+    CopyBasisSparse { start: u64, len: u64 },
+    /// Write bytes received from the source.
+    Write { start: u64, data: Vec<u8> },
+    /// Make `[start, start+len)` a hole.
+    Punch { start: u64, len: u64 },
+    /// Rebuild `[start, start+len)` by applying an rsync delta to the old
+    /// destination's bytes `[basis_start, basis_end)`.
+    ApplyDelta { basis_start: u64, basis_end: u64, start: u64, len: u64, delta: Vec<u8> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Hello { version: u32 },
+    OpenSource { path: String },
+    OpenDest { path: String, size: u64 },
+    Hash { role: Role, start: u64, end: u64 },
+    Read { ranges: Vec<(u64, u64)> },
+    Signature { start: u64, end: u64 },
+    Delta { signature: Vec<u8>, start: u64, end: u64 },
+    Patch { ops: Vec<PatchOp> },
+    Finish { hash: [u8; 32], sqlite: bool },
+    DiscardPartial,
+    Snapshot { path: String },
+    Checksums { path: String },
+    Remove { path: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    Hello { version: u32 },
+    Ok,
+    Error(CopyError),
+    Opened { size: u64 },
+    DestOpened { basis_size: Option<u64>, resumed: bool },
+    Hashes(WindowHashes),
+    Data(Vec<u8>),
+    Snapshot { path: String, method: String },
+    Checksums(Vec<TableChecksum>),
+}
+
+/// Writes one frame; returns the bytes written.
+pub fn write_frame(out: &mut impl Write, body: &[u8]) -> io::Result<u64> {
+    let len = u32::try_from(body.len()).map_err(|_| io::Error::other("frame too large"))?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(body)?;
+    Ok(4 + u64::from(len))
+}
+
+/// Reads one frame body; `Ok(None)` at a clean end of stream.
+pub fn read_frame(input: &mut impl Read) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match input.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => got += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(FrameError::Io(err)),
+        }
+    }
+    let len = u32::from_le_bytes(len);
+    if len == 0 || len > MAX_FRAME {
+        return Err(FrameError::Garbage(len));
+    }
+    let mut body = vec![0u8; len as usize];
+    input.read_exact(&mut body).map_err(FrameError::Io)?;
+    Ok(Some(body))
+}
+
+/// Why no frame could be read.
+#[derive(Debug)]
+pub enum FrameError {
+    Io(io::Error),
+    /// A length no frame can have: the peer is not speaking this protocol.
+    Garbage(u32),
+}
+
+struct Encoder(Vec<u8>);
+
+impl Encoder {
+    fn new(tag: u8) -> Encoder {
+        Encoder(vec![tag])
+    }
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn bytes(&mut self, v: &[u8]) -> &mut Self {
+        self.u32(v.len() as u32);
+        self.0.extend_from_slice(v);
+        self
+    }
+    fn str(&mut self, v: &str) -> &mut Self {
+        self.bytes(v.as_bytes())
+    }
+}
+
+struct Decoder<'a>(&'a [u8]);
+
+impl<'a> Decoder<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CopyError> {
+        if self.0.len() < n {
+            return Err(CopyError::protocol("protocol error: a message ended early"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, CopyError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, CopyError> {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(b))
+    }
+    fn u64(&mut self) -> Result<u64, CopyError> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(b))
+    }
+    fn bytes(&mut self) -> Result<Vec<u8>, CopyError> {
+        let len = self.u32()? as usize;
+        Ok(self.take(len)?.to_vec())
+    }
+    fn str(&mut self) -> Result<String, CopyError> {
+        String::from_utf8(self.bytes()?).map_err(|_| CopyError::protocol("protocol error: text is not UTF-8"))
+    }
+    fn array32(&mut self) -> Result<[u8; 32], CopyError> {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.take(32)?);
+        Ok(out)
+    }
+    fn end(&self) -> Result<(), CopyError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(CopyError::protocol("protocol error: trailing bytes in a message"))
+        }
+    }
+}
+
+fn role_code(role: Role) -> u8 {
+    match role {
+        Role::Source => 0,
+        Role::Basis => 1,
+        Role::Partial => 2,
+    }
+}
+
+fn role_from(code: u8) -> Result<Role, CopyError> {
+    match code {
+        0 => Ok(Role::Source),
+        1 => Ok(Role::Basis),
+        2 => Ok(Role::Partial),
+        other => Err(CopyError::protocol(format!("protocol error: unknown file role {other}"))),
+    }
+}
+
+impl Request {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e;
+        match self {
+            Request::Hello { version } => {
+                e = Encoder::new(1);
+                e.bytes(MAGIC).u32(*version);
+            }
+            Request::OpenSource { path } => {
+                e = Encoder::new(2);
+                e.str(path);
+            }
+            Request::OpenDest { path, size } => {
+                e = Encoder::new(3);
+                e.str(path).u64(*size);
+            }
+            Request::Hash { role, start, end } => {
+                e = Encoder::new(4);
+                e.u8(role_code(*role)).u64(*start).u64(*end);
+            }
+            Request::Read { ranges } => {
+                e = Encoder::new(5);
+                e.u32(ranges.len() as u32);
+                for (start, len) in ranges {
+                    e.u64(*start).u64(*len);
+                }
+            }
+            Request::Signature { start, end } => {
+                e = Encoder::new(6);
+                e.u64(*start).u64(*end);
+            }
+            Request::Delta { signature, start, end } => {
+                e = Encoder::new(7);
+                e.bytes(signature).u64(*start).u64(*end);
+            }
+            Request::Patch { ops } => {
+                e = Encoder::new(8);
+                e.u32(ops.len() as u32);
+                for op in ops {
+                    match op {
+                        PatchOp::CopyBasis { start, len } => e.u8(0).u64(*start).u64(*len),
+                        PatchOp::CopyBasisSparse { start, len } => e.u8(1).u64(*start).u64(*len),
+                        PatchOp::Write { start, data } => e.u8(2).u64(*start).bytes(data),
+                        PatchOp::Punch { start, len } => e.u8(3).u64(*start).u64(*len),
+                        PatchOp::ApplyDelta { basis_start, basis_end, start, len, delta } => {
+                            e.u8(4).u64(*basis_start).u64(*basis_end).u64(*start).u64(*len).bytes(delta)
+                        }
+                    };
+                }
+            }
+            Request::Finish { hash, sqlite } => {
+                e = Encoder::new(9);
+                e.0.extend_from_slice(hash);
+                e.u8(u8::from(*sqlite));
+            }
+            Request::DiscardPartial => e = Encoder::new(10),
+            Request::Snapshot { path } => {
+                e = Encoder::new(11);
+                e.str(path);
+            }
+            Request::Checksums { path } => {
+                e = Encoder::new(12);
+                e.str(path);
+            }
+            Request::Remove { path } => {
+                e = Encoder::new(13);
+                e.str(path);
+            }
+        }
+        e.0
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Request, CopyError> {
+        let mut d = Decoder(body);
+        let request = match d.u8()? {
+            1 => {
+                let magic = d.bytes()?;
+                if magic != MAGIC {
+                    return Err(CopyError::protocol("protocol error: the peer is not a cutover coordinator"));
+                }
+                Request::Hello { version: d.u32()? }
+            }
+            2 => Request::OpenSource { path: d.str()? },
+            3 => Request::OpenDest { path: d.str()?, size: d.u64()? },
+            4 => Request::Hash { role: role_from(d.u8()?)?, start: d.u64()?, end: d.u64()? },
+            5 => {
+                let count = d.u32()?;
+                let mut ranges = Vec::new();
+                for _ in 0..count {
+                    ranges.push((d.u64()?, d.u64()?));
+                }
+                Request::Read { ranges }
+            }
+            6 => Request::Signature { start: d.u64()?, end: d.u64()? },
+            7 => Request::Delta { signature: d.bytes()?, start: d.u64()?, end: d.u64()? },
+            8 => {
+                let count = d.u32()?;
+                let mut ops = Vec::new();
+                for _ in 0..count {
+                    ops.push(match d.u8()? {
+                        0 => PatchOp::CopyBasis { start: d.u64()?, len: d.u64()? },
+                        1 => PatchOp::CopyBasisSparse { start: d.u64()?, len: d.u64()? },
+                        2 => PatchOp::Write { start: d.u64()?, data: d.bytes()? },
+                        3 => PatchOp::Punch { start: d.u64()?, len: d.u64()? },
+                        4 => PatchOp::ApplyDelta {
+                            basis_start: d.u64()?,
+                            basis_end: d.u64()?,
+                            start: d.u64()?,
+                            len: d.u64()?,
+                            delta: d.bytes()?,
+                        },
+                        other => return Err(CopyError::protocol(format!("protocol error: unknown patch op {other}"))),
+                    });
+                }
+                Request::Patch { ops }
+            }
+            9 => Request::Finish { hash: d.array32()?, sqlite: d.u8()? != 0 },
+            10 => Request::DiscardPartial,
+            11 => Request::Snapshot { path: d.str()? },
+            12 => Request::Checksums { path: d.str()? },
+            13 => Request::Remove { path: d.str()? },
+            other => return Err(CopyError::protocol(format!("protocol error: unknown request {other}"))),
+        };
+        d.end()?;
+        Ok(request)
+    }
+}
+
+impl Response {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e;
+        match self {
+            Response::Hello { version } => {
+                e = Encoder::new(1);
+                e.bytes(MAGIC).u32(*version);
+            }
+            Response::Ok => e = Encoder::new(2),
+            Response::Error(err) => {
+                e = Encoder::new(3);
+                e.u8(err.kind.code()).str(&err.message);
+            }
+            Response::Opened { size } => {
+                e = Encoder::new(4);
+                e.u64(*size);
+            }
+            Response::DestOpened { basis_size, resumed } => {
+                e = Encoder::new(5);
+                match basis_size {
+                    Some(size) => e.u8(1).u64(*size),
+                    None => e.u8(0).u64(0),
+                };
+                e.u8(u8::from(*resumed));
+            }
+            Response::Hashes(hashes) => {
+                e = Encoder::new(6);
+                e.0.extend_from_slice(&hashes.digest);
+                e.u64(hashes.hole_bytes).u32(hashes.blocks.len() as u32);
+                for block in &hashes.blocks {
+                    e.0.extend_from_slice(block);
+                }
+            }
+            Response::Data(data) => {
+                e = Encoder::new(7);
+                e.bytes(data);
+            }
+            Response::Snapshot { path, method } => {
+                e = Encoder::new(8);
+                e.str(path).str(method);
+            }
+            Response::Checksums(tables) => {
+                e = Encoder::new(9);
+                e.u32(tables.len() as u32);
+                for table in tables {
+                    e.str(&table.name).u64(table.rows).str(&table.checksum);
+                }
+            }
+        }
+        e.0
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Response, CopyError> {
+        let mut d = Decoder(body);
+        let response = match d.u8()? {
+            1 => {
+                let magic = d.bytes()?;
+                if magic != MAGIC {
+                    return Err(CopyError::protocol("protocol error: the peer is not a cutover agent"));
+                }
+                Response::Hello { version: d.u32()? }
+            }
+            2 => Response::Ok,
+            3 => {
+                let kind = ErrorKind::from_code(d.u8()?);
+                Response::Error(CopyError::new(kind, d.str()?))
+            }
+            4 => Response::Opened { size: d.u64()? },
+            5 => {
+                let present = d.u8()? != 0;
+                let size = d.u64()?;
+                Response::DestOpened { basis_size: present.then_some(size), resumed: d.u8()? != 0 }
+            }
+            6 => {
+                let digest = d.array32()?;
+                let hole_bytes = d.u64()?;
+                let count = d.u32()? as usize;
+                let raw = d.take(count.checked_mul(16).ok_or_else(|| CopyError::protocol("protocol error: bad hash count"))?)?;
+                let blocks = raw
+                    .chunks_exact(16)
+                    .map(|c| {
+                        let mut h: BlockHash = [0; 16];
+                        h.copy_from_slice(c);
+                        h
+                    })
+                    .collect();
+                Response::Hashes(WindowHashes { digest, blocks, hole_bytes })
+            }
+            7 => Response::Data(d.bytes()?),
+            8 => Response::Snapshot { path: d.str()?, method: d.str()? },
+            9 => {
+                let count = d.u32()?;
+                let mut tables = Vec::new();
+                for _ in 0..count {
+                    tables.push(TableChecksum { name: d.str()?, rows: d.u64()?, checksum: d.str()? });
+                }
+                Response::Checksums(tables)
+            }
+            other => return Err(CopyError::protocol(format!("protocol error: unknown response {other}"))),
+        };
+        d.end()?;
+        Ok(response)
+    }
+}

@@ -1,0 +1,447 @@
+//! TSIG keys (RFC 8945): loaded from an environment variable or a file, never shown.
+//!
+//! Two text forms are accepted, wherever the key comes from:
+//! - a BIND key block, as written by `tsig-keygen`:
+//!   `key "name" { algorithm hmac-sha256; secret "base64"; };`
+//! - the bare base64 secret; the key's name (and algorithm, default hmac-sha256) then come
+//!   from the caller, i.e. from the runbook.
+//!
+//! The secret is kept as raw bytes and never appears in `Debug` output or in error messages.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use hickory_proto::rr::rdata::tsig::TsigAlgorithm as HickoryAlgorithm;
+use hickory_proto::rr::{Name, TSigner};
+
+use crate::error::DnsError;
+
+/// Clock skew tolerated between client and server, in seconds (BIND's default).
+const FUDGE_SECONDS: u16 = 300;
+
+/// The MAC algorithms cutover supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TsigAlgorithm {
+    /// hmac-sha256
+    HmacSha256,
+    /// hmac-sha384
+    HmacSha384,
+    /// hmac-sha512
+    HmacSha512,
+}
+
+impl TsigAlgorithm {
+    /// The algorithm's name as BIND and the runbook write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HmacSha256 => "hmac-sha256",
+            Self::HmacSha384 => "hmac-sha384",
+            Self::HmacSha512 => "hmac-sha512",
+        }
+    }
+
+    fn to_hickory(self) -> HickoryAlgorithm {
+        match self {
+            Self::HmacSha256 => HickoryAlgorithm::HmacSha256,
+            Self::HmacSha384 => HickoryAlgorithm::HmacSha384,
+            Self::HmacSha512 => HickoryAlgorithm::HmacSha512,
+        }
+    }
+}
+
+impl FromStr for TsigAlgorithm {
+    type Err = DnsError;
+
+    fn from_str(text: &str) -> Result<Self, DnsError> {
+        match text.trim().trim_end_matches('.').to_ascii_lowercase().as_str() {
+            "hmac-sha256" => Ok(Self::HmacSha256),
+            "hmac-sha384" => Ok(Self::HmacSha384),
+            "hmac-sha512" => Ok(Self::HmacSha512),
+            other => Err(DnsError::Input(format!(
+                "unsupported TSIG algorithm `{other}` (use hmac-sha256, hmac-sha384 or hmac-sha512)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for TsigAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A TSIG key: its name, algorithm and secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TsigKey {
+    name: String,
+    algorithm: TsigAlgorithm,
+    secret: Vec<u8>,
+}
+
+impl fmt::Debug for TsigKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TsigKey")
+            .field("name", &self.name)
+            .field("algorithm", &self.algorithm)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl TsigKey {
+    /// A key from its parts. The secret is the raw (decoded) bytes.
+    pub fn new(
+        name: impl Into<String>,
+        algorithm: TsigAlgorithm,
+        secret: Vec<u8>,
+    ) -> Result<Self, DnsError> {
+        let name = name.into();
+        let key = Self {
+            name,
+            algorithm,
+            secret,
+        };
+        if key.secret.is_empty() {
+            return Err(DnsError::Key {
+                source_desc: key.name.clone(),
+                message: "the secret is empty".into(),
+            });
+        }
+        key.dns_name()?;
+        Ok(key)
+    }
+
+    /// The key's name (as the server knows it).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The key's MAC algorithm.
+    pub fn algorithm(&self) -> TsigAlgorithm {
+        self.algorithm
+    }
+
+    /// Loads a key from the environment variable `var`.
+    ///
+    /// `name` picks the key in a BIND block holding several, and names a bare base64 secret;
+    /// `algorithm` is checked against a BIND block and used for a bare secret (default
+    /// hmac-sha256).
+    pub fn from_env(
+        var: &str,
+        name: Option<&str>,
+        algorithm: Option<TsigAlgorithm>,
+    ) -> Result<Self, DnsError> {
+        let source_desc = format!("env:{var}");
+        let text = std::env::var(var).map_err(|err| DnsError::Key {
+            source_desc: source_desc.clone(),
+            message: match err {
+                std::env::VarError::NotPresent => "the variable is not set".into(),
+                std::env::VarError::NotUnicode(_) => "the variable is not valid UTF-8".into(),
+            },
+        })?;
+        Self::parse(&text, &source_desc, name, algorithm)
+    }
+
+    /// Loads a key from a file: a BIND key file or a file holding just the base64 secret.
+    /// See [`TsigKey::from_env`] for `name` and `algorithm`.
+    pub fn from_file(
+        path: &Path,
+        name: Option<&str>,
+        algorithm: Option<TsigAlgorithm>,
+    ) -> Result<Self, DnsError> {
+        let source_desc = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| DnsError::Key {
+            source_desc: source_desc.clone(),
+            message: format!("cannot read: {err}"),
+        })?;
+        Self::parse(&text, &source_desc, name, algorithm)
+    }
+
+    /// Parses key text (a BIND key block or a bare base64 secret). `source_desc` names where the
+    /// text came from, for messages.
+    pub fn parse(
+        text: &str,
+        source_desc: &str,
+        name: Option<&str>,
+        algorithm: Option<TsigAlgorithm>,
+    ) -> Result<Self, DnsError> {
+        let key_error = |message: String| DnsError::Key {
+            source_desc: source_desc.to_string(),
+            message,
+        };
+        let tokens = tokenize(text);
+        let key = if tokens.first().map(String::as_str) == Some("key") {
+            let blocks = parse_bind_blocks(&tokens).map_err(key_error)?;
+            let block = match name {
+                Some(wanted) => blocks
+                    .iter()
+                    .find(|block| same_key_name(&block.name, wanted))
+                    .ok_or_else(|| {
+                        let known: Vec<&str> = blocks.iter().map(|b| b.name.as_str()).collect();
+                        key_error(format!(
+                            "no key named `{wanted}` (found: {})",
+                            known.join(", ")
+                        ))
+                    })?,
+                None if blocks.len() == 1 => &blocks[0],
+                None => {
+                    return Err(key_error(
+                        "holds several keys; say which one by name".into(),
+                    ));
+                }
+            };
+            let block_algorithm: TsigAlgorithm = block.algorithm.parse().map_err(
+                |err: DnsError| key_error(format!("key `{}`: {err}", block.name)),
+            )?;
+            if let Some(expected) = algorithm
+                && expected != block_algorithm
+            {
+                return Err(key_error(format!(
+                    "key `{}` uses {block_algorithm}, but {expected} was expected",
+                    block.name
+                )));
+            }
+            let secret = decode_secret(&block.secret).map_err(key_error)?;
+            Self::new(block.name.clone(), block_algorithm, secret)
+        } else {
+            let name = name.ok_or_else(|| {
+                key_error("holds a bare secret; the key's name must be given".into())
+            })?;
+            let secret = decode_secret(text).map_err(key_error)?;
+            Self::new(
+                name,
+                algorithm.unwrap_or(TsigAlgorithm::HmacSha256),
+                secret,
+            )
+        };
+        key.map_err(|err| match err {
+            DnsError::Key { message, .. } => key_error(message),
+            other => key_error(other.to_string()),
+        })
+    }
+
+    pub(crate) fn dns_name(&self) -> Result<Name, DnsError> {
+        Name::from_str(&self.name).map_err(|err| DnsError::Key {
+            source_desc: self.name.clone(),
+            message: format!("invalid key name: {err}"),
+        })
+    }
+
+    /// The hickory signer for this key.
+    pub(crate) fn signer(&self) -> Result<TSigner, DnsError> {
+        TSigner::new(
+            self.secret.clone(),
+            self.algorithm.to_hickory(),
+            self.dns_name()?,
+            FUDGE_SECONDS,
+        )
+        .map_err(|err| DnsError::Key {
+            source_desc: self.name.clone(),
+            message: format!("cannot build a signer: {err}"),
+        })
+    }
+}
+
+fn same_key_name(a: &str, b: &str) -> bool {
+    a.trim_end_matches('.')
+        .eq_ignore_ascii_case(b.trim_end_matches('.'))
+}
+
+fn decode_secret(text: &str) -> Result<Vec<u8>, String> {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if compact.is_empty() {
+        return Err("the secret is empty".into());
+    }
+    data_encoding::BASE64
+        .decode(compact.as_bytes())
+        .map_err(|_| "the secret is not valid base64".into())
+}
+
+struct KeyBlock {
+    name: String,
+    algorithm: String,
+    secret: String,
+}
+
+/// Splits BIND configuration text into words, quoted strings (quotes removed) and the
+/// punctuation `{ } ;`, dropping `#`, `//` and `/* */` comments.
+fn tokenize(text: &str) -> Vec<String> {
+    let mut tokens = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {}
+            '#' => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut previous = ' ';
+                for c in chars.by_ref() {
+                    if previous == '*' && c == '/' {
+                        break;
+                    }
+                    previous = c;
+                }
+            }
+            '{' | '}' | ';' => tokens.push(c.to_string()),
+            '"' => {
+                let mut word = String::new();
+                for c in chars.by_ref() {
+                    if c == '"' {
+                        break;
+                    }
+                    word.push(c);
+                }
+                tokens.push(word);
+            }
+            _ => {
+                let mut word = c.to_string();
+                while let Some(&next) = chars.peek() {
+                    if next.is_whitespace() || matches!(next, '{' | '}' | ';' | '"') {
+                        break;
+                    }
+                    word.push(next);
+                    chars.next();
+                }
+                tokens.push(word);
+            }
+        }
+    }
+    tokens
+}
+
+fn parse_bind_blocks(tokens: &[String]) -> Result<Vec<KeyBlock>, String> {
+    let mut blocks = Vec::new();
+    let mut rest = tokens;
+    while let Some(first) = rest.first() {
+        if first != "key" {
+            return Err(format!("expected `key`, found `{first}`"));
+        }
+        let name = rest.get(1).ok_or("`key` without a name")?.clone();
+        if rest.get(2).map(String::as_str) != Some("{") {
+            return Err(format!("key `{name}`: expected `{{` after the name"));
+        }
+        rest = &rest[3..];
+        let mut algorithm = None;
+        let mut secret = None;
+        loop {
+            match rest {
+                [close, semi, tail @ ..] if close == "}" && semi == ";" => {
+                    rest = tail;
+                    break;
+                }
+                [close] if close == "}" => {
+                    rest = &[];
+                    break;
+                }
+                [field, value, semi, tail @ ..] if semi == ";" => {
+                    match field.as_str() {
+                        "algorithm" => algorithm = Some(value.clone()),
+                        "secret" => secret = Some(value.clone()),
+                        other => return Err(format!("key `{name}`: unknown field `{other}`")),
+                    }
+                    rest = tail;
+                }
+                _ => return Err(format!("key `{name}`: expected `FIELD VALUE;` or `}};`")),
+            }
+        }
+        blocks.push(KeyBlock {
+            algorithm: algorithm.ok_or_else(|| format!("key `{name}` has no algorithm"))?,
+            secret: secret.ok_or_else(|| format!("key `{name}` has no secret"))?,
+            name,
+        });
+    }
+    if blocks.is_empty() {
+        return Err("no key found".into());
+    }
+    Ok(blocks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BIND_KEY: &str = "key \"maemo-update\" {\n\talgorithm hmac-sha256;\n\tsecret \"c2VjcmV0LWJ5dGVzLWZvci10ZXN0cw==\";\n};\n";
+
+    #[test]
+    fn reads_a_bind_key_block() {
+        let key = TsigKey::parse(BIND_KEY, "test", None, None).unwrap();
+        assert_eq!(key.name(), "maemo-update");
+        assert_eq!(key.algorithm(), TsigAlgorithm::HmacSha256);
+        assert_eq!(key.secret, b"secret-bytes-for-tests");
+    }
+
+    #[test]
+    fn reads_a_bare_secret_with_name_and_algorithm_from_the_caller() {
+        let key = TsigKey::parse(
+            "  c2VjcmV0LWJ5dGVzLWZvci10ZXN0cw==\n",
+            "test",
+            Some("k"),
+            Some(TsigAlgorithm::HmacSha512),
+        )
+        .unwrap();
+        assert_eq!(key.name(), "k");
+        assert_eq!(key.algorithm(), TsigAlgorithm::HmacSha512);
+    }
+
+    #[test]
+    fn picks_a_key_by_name_among_several() {
+        let two = format!(
+            "# comment\n{BIND_KEY}key other {{ algorithm hmac-sha512; secret \"AAAA\"; }};"
+        );
+        let key = TsigKey::parse(&two, "test", Some("other"), None).unwrap();
+        assert_eq!(key.algorithm(), TsigAlgorithm::HmacSha512);
+        let err = TsigKey::parse(&two, "keys.conf", None, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "TSIG key keys.conf: holds several keys; say which one by name"
+        );
+    }
+
+    #[test]
+    fn bad_keys_are_clear_errors_that_never_show_the_secret() {
+        let cases = [
+            ("not base64 !!", Some("k"), None, "the secret is not valid base64"),
+            ("AAAA", None, None, "holds a bare secret; the key's name must be given"),
+            (
+                BIND_KEY,
+                None,
+                Some(TsigAlgorithm::HmacSha512),
+                "key `maemo-update` uses hmac-sha256, but hmac-sha512 was expected",
+            ),
+            (
+                "key k { algorithm hmac-md5; secret \"AAAA\"; };",
+                None,
+                None,
+                "key `k`: invalid input: unsupported TSIG algorithm `hmac-md5`",
+            ),
+            ("key k { secret \"AAAA\"; };", None, None, "key `k` has no algorithm"),
+        ];
+        for (text, name, algorithm, expected) in cases {
+            let err = TsigKey::parse(text, "f", name, algorithm).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+        }
+    }
+
+    #[test]
+    fn debug_output_redacts_the_secret() {
+        let key = TsigKey::parse(BIND_KEY, "test", None, None).unwrap();
+        let shown = format!("{key:?}");
+        assert!(shown.contains("<redacted>"));
+        assert!(!shown.contains("c2VjcmV0"));
+        assert!(!shown.contains("secret-bytes"));
+    }
+}

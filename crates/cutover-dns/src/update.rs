@@ -1,0 +1,257 @@
+//! RFC 2136 updates to a zone's primary, TSIG-signed, as compare-and-swap.
+//!
+//! Every change carries the prerequisite "this RRset holds exactly these values" (RFC 2136
+//! §2.4.2), so a record that is not what the runbook expects is left untouched and the caller
+//! learns what is there instead. Lowering a TTL is the same swap with the same values.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hickory_net::client::{Client, ClientHandle};
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::udp::UdpClientStream;
+use hickory_net::NetError;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Name, RData, RecordSet, RecordType};
+
+use crate::error::DnsError;
+use crate::query::Querier;
+use crate::records::{
+    canonical_values, describe_values, owner_name, parse_values, rcode_name, zone_name,
+};
+use crate::tsig::TsigKey;
+
+/// What a TTL change found and did, kept as evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TtlChange {
+    /// The TTL served before the change.
+    pub previous_ttl: u32,
+    /// The TTL now set.
+    pub new_ttl: u32,
+    /// The record's values (unchanged).
+    pub values: Vec<String>,
+}
+
+/// Sends updates to one primary server.
+#[derive(Debug, Clone)]
+pub struct Updater {
+    primary: SocketAddr,
+    key: Option<TsigKey>,
+    timeout: Duration,
+}
+
+impl Updater {
+    /// An updater for `primary`, signing with `key` when given.
+    pub fn new(primary: SocketAddr, key: Option<TsigKey>, timeout: Duration) -> Self {
+        Self {
+            primary,
+            key,
+            timeout,
+        }
+    }
+
+    /// The primary this updater talks to.
+    pub fn primary(&self) -> SocketAddr {
+        self.primary
+    }
+
+    /// Replaces the RRset `name`/`rtype` in `zone` by `new_values` with `ttl`, only if it
+    /// holds exactly `old_values` now. A record that differs is refused with what was observed,
+    /// and nothing changes.
+    pub async fn compare_and_swap<S: AsRef<str>, T: AsRef<str>>(
+        &self,
+        zone: &str,
+        name: &str,
+        rtype: RecordType,
+        old_values: &[S],
+        new_values: &[T],
+        ttl: u32,
+    ) -> Result<(), DnsError> {
+        let zone = zone_name(zone)?;
+        let owner = owner_name(&zone, name)?;
+        if old_values.is_empty() || new_values.is_empty() {
+            return Err(DnsError::Input(format!(
+                "{owner} {rtype}: a swap needs the old and the new values"
+            )));
+        }
+        let old = parse_values(rtype, old_values)?;
+        let new = parse_values(rtype, new_values)?;
+        let expected = canonical_values(&old);
+        self.swap(&zone, &owner, rtype, old, new, ttl, &expected)
+            .await
+    }
+
+    /// Sets the TTL of the RRset `name`/`rtype` in `zone`, keeping its values: a swap of the
+    /// values served now with the same values at the new TTL.
+    pub async fn set_ttl(
+        &self,
+        zone: &str,
+        name: &str,
+        rtype: RecordType,
+        ttl: u32,
+    ) -> Result<TtlChange, DnsError> {
+        let zone = zone_name(zone)?;
+        let owner = owner_name(&zone, name)?;
+        let current = Querier::new(self.timeout)
+            .observe(self.primary, &zone, &owner, rtype)
+            .await?;
+        let Some(previous_ttl) = current.ttl else {
+            return Err(DnsError::PrerequisiteFailed {
+                server: self.primary,
+                name: owner.to_string(),
+                rtype: rtype.to_string(),
+                observed: "no such record".into(),
+                expected: "an existing record".into(),
+            });
+        };
+        let values = parse_values(rtype, &current.values)?;
+        self.swap(
+            &zone,
+            &owner,
+            rtype,
+            values.clone(),
+            values,
+            ttl,
+            &current.values,
+        )
+        .await?;
+        Ok(TtlChange {
+            previous_ttl,
+            new_ttl: ttl,
+            values: current.values,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn swap(
+        &self,
+        zone: &Name,
+        owner: &Name,
+        rtype: RecordType,
+        old: Vec<RData>,
+        new: Vec<RData>,
+        ttl: u32,
+        expected: &[String],
+    ) -> Result<(), DnsError> {
+        // An update for a zone the server does not serve would be answered in ways that read
+        // like key trouble; ask first, unsigned, whether it is authoritative at all.
+        Querier::new(self.timeout)
+            .soa(self.primary, zone)
+            .await?;
+
+        let mut current = RecordSet::with_ttl(owner.clone(), rtype, 0);
+        for data in old {
+            current.add_rdata(data);
+        }
+        let mut replacement = RecordSet::with_ttl(owner.clone(), rtype, ttl);
+        for data in new {
+            replacement.add_rdata(data);
+        }
+
+        let signer = self.key.as_ref().map(TsigKey::signer).transpose()?;
+        let signed = signer.is_some();
+        let stream = UdpClientStream::builder(self.primary, TokioRuntimeProvider::new())
+            .with_timeout(Some(self.timeout))
+            .with_signer(signer)
+            .build();
+        let (mut client, background) = Client::<TokioRuntimeProvider>::from_sender(stream);
+        let background = tokio::spawn(background);
+        let sent = tokio::time::timeout(
+            self.timeout + Duration::from_millis(100),
+            client.compare_and_swap(current, replacement, zone.clone()),
+        )
+        .await;
+        drop(client);
+        background.abort();
+
+        let response = match sent {
+            Err(_) | Ok(Err(NetError::Timeout)) => {
+                return Err(DnsError::Timeout {
+                    server: self.primary,
+                    timeout: self.timeout,
+                });
+            }
+            Ok(Err(err)) => return Err(self.map_net_error(err, signed)),
+            Ok(Ok(response)) => response,
+        };
+        match response.metadata.response_code {
+            ResponseCode::NoError => Ok(()),
+            ResponseCode::NXRRSet
+            | ResponseCode::YXRRSet
+            | ResponseCode::NXDomain
+            | ResponseCode::YXDomain => {
+                let observed = match Querier::new(self.timeout)
+                    .observe(self.primary, zone, owner, rtype)
+                    .await
+                {
+                    Ok(observation) => match observation.ttl {
+                        Some(ttl) => format!("{} (TTL {ttl})", describe_values(&observation.values)),
+                        None => describe_values(&observation.values),
+                    },
+                    Err(err) => format!("unknown ({err})"),
+                };
+                Err(DnsError::PrerequisiteFailed {
+                    server: self.primary,
+                    name: owner.to_string(),
+                    rtype: rtype.to_string(),
+                    observed,
+                    expected: describe_values(expected),
+                })
+            }
+            ResponseCode::Refused => Err(DnsError::Refused {
+                server: self.primary,
+                operation: "update",
+                zone: zone.to_string(),
+                hint: if signed {
+                    "; is this key allowed to update the zone?".into()
+                } else {
+                    "; no TSIG key was given, and the server accepts only signed updates".into()
+                },
+            }),
+            ResponseCode::BADSIG | ResponseCode::BADKEY | ResponseCode::BADTIME => {
+                Err(DnsError::TsigFailed {
+                    server: self.primary,
+                    detail: rcode_name(response.metadata.response_code),
+                })
+            }
+            ResponseCode::NotAuth if signed => Err(DnsError::TsigFailed {
+                server: self.primary,
+                detail: "NOTAUTH".into(),
+            }),
+            ResponseCode::NotAuth => Err(DnsError::NotAuthoritative {
+                server: self.primary,
+                zone: zone.to_string(),
+            }),
+            ResponseCode::NotZone => Err(DnsError::NotInZone {
+                server: self.primary,
+                name: owner.to_string(),
+                zone: zone.to_string(),
+            }),
+            code => Err(DnsError::Rcode {
+                server: self.primary,
+                operation: "update",
+                subject: format!("{owner} {rtype}"),
+                rcode: rcode_name(code),
+            }),
+        }
+    }
+
+    fn map_net_error(&self, err: NetError, signed: bool) -> DnsError {
+        match err {
+            NetError::Io(io) => DnsError::Network {
+                server: self.primary,
+                message: io.to_string(),
+            },
+            // A signed exchange whose answer cannot be verified (BIND's BADSIG reply carries an
+            // empty MAC, which hickory reports as "truncated HMACs") is a key problem.
+            other if signed => DnsError::TsigFailed {
+                server: self.primary,
+                detail: other.to_string(),
+            },
+            other => DnsError::Network {
+                server: self.primary,
+                message: other.to_string(),
+            },
+        }
+    }
+}

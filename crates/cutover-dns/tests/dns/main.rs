@@ -1,0 +1,7 @@
+//! Integration tests of cutover-dns: against the embedded server in-process, and (ignored
+//! unless asked for) against real BIND 9.
+
+mod bad_input; // unreachable servers, wrong keys and zones, broken zone files
+mod bind; // interop with named as primary and secondary (needs bind9)
+mod embedded; // updates, verification and restarts against `serve`
+mod support; // starting servers on loopback, test keys

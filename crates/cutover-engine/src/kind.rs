@@ -1,0 +1,251 @@
+//! The step-kind interface: what a kind implements and what it gets to work
+//! with. Kinds live in `cutover-steps`; the engine only sees this trait.
+
+use crate::report::{Prompter, Reporter, RunEvent};
+use crate::{RunOptions, SharedState};
+use chrono::{DateTime, Utc};
+use cutover_lang::{Action, ActionKind, KeyId, Runbook, SecretRef, Step, StepId};
+use cutover_store::{Confirmation, EvidenceRecord, Phase, StepRecord};
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The future a kind returns: boxed so kinds can be used as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a kind observed: a short summary (shown in tables and the report)
+/// and the details as JSON (kept in the `evidence` table).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence {
+    pub summary: String,
+    pub data: serde_json::Value,
+}
+
+impl Evidence {
+    pub fn new(summary: impl Into<String>, data: serde_json::Value) -> Evidence {
+        Evidence {
+            summary: summary.into(),
+            data,
+        }
+    }
+}
+
+/// One observation of the live world against a step's desired state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    /// The desired state holds.
+    Satisfied(Evidence),
+    /// It does not hold (yet): what was seen instead.
+    NotYet(Evidence),
+    /// This kind cannot observe it (e.g. `exec` without a `verify` line):
+    /// before acting the step must act; after acting, a successful act is
+    /// the only verification.
+    Unobservable,
+}
+
+/// A step kind. Kinds are stateless (`&'static` unit structs): everything
+/// a call needs is in its [`StepContext`], the action's arguments in
+/// `ctx.action.kind`.
+///
+/// The engine drives the lifecycle: `check` (already satisfied → done,
+/// nothing acted) → intent committed → `act` → outcome committed →
+/// `verify` polled with backoff until [`Check::Satisfied`] or the step's
+/// timeout → evidence committed. Every method must give up promptly when
+/// `ctx.cancel` is cancelled (return any error; the engine records the step
+/// as caught mid-flight, and a resume re-checks it).
+pub trait StepKind: Send + Sync {
+    /// Is the desired state already true? Must have no side effects; it is
+    /// also how resume re-checks done steps and steps caught mid-flight, so
+    /// it should be cheap.
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>>;
+
+    /// Make the change. Report progress through `ctx`. An error fails this
+    /// attempt (`retry N` re-runs act+verify).
+    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>>;
+
+    /// One observation after acting; the engine polls it until it returns
+    /// `Satisfied` or the step's timeout passes. Defaults to `check`.
+    fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+        self.check(ctx)
+    }
+
+    /// True when `act` may be interrupted at any instant without harm
+    /// (waits, manual gates): a first Ctrl-C then stops it at once instead
+    /// of letting it finish.
+    fn interruptible(&self) -> bool {
+        false
+    }
+}
+
+/// Maps an action to its kind: one `match` on [`ActionKind`] in
+/// `cutover-steps`, so adding a kind is one line there.
+pub trait KindRegistry: Send + Sync {
+    /// The kind that runs `action`, or an error naming a kind this build
+    /// cannot run.
+    fn kind_for(&self, action: &ActionKind) -> anyhow::Result<&'static dyn StepKind>;
+}
+
+/// Everything a kind gets for one call.
+pub struct StepContext<'a> {
+    pub runbook: &'a Runbook,
+    /// The step this action belongs to.
+    pub step: StepId,
+    /// The action being run: the step's kind line, one of its `verify`
+    /// lines, or its `undo` line.
+    pub action: &'a Action,
+    /// T0 of this run (window start or `--t0`), when known.
+    pub t0: Option<DateTime<Utc>>,
+    pub options: &'a RunOptions,
+    /// Cancelled when the kind must stop now (second Ctrl-C; first Ctrl-C
+    /// too for interruptible kinds).
+    pub cancel: CancellationToken,
+    /// Asks the person at the terminal (manual gates).
+    pub prompter: &'a dyn Prompter,
+    pub(crate) reporter: &'a dyn Reporter,
+    pub(crate) state: &'a SharedState,
+}
+
+impl<'a> StepContext<'a> {
+    /// The step being run.
+    pub fn step_def(&self) -> &'a Step {
+        self.runbook.step(self.step)
+    }
+
+    /// The step's name.
+    pub fn step_name(&self) -> &'a str {
+        &self.step_def().name
+    }
+
+    /// Progress of a long act, e.g. bytes copied of a total.
+    pub fn progress(&self, done: u64, total: Option<u64>, unit: &'static str) {
+        self.reporter.event(&RunEvent::Progress {
+            step: self.step_name().to_owned(),
+            done,
+            total,
+            unit,
+        });
+    }
+
+    /// A countdown to `until` (waits, `at` times, TTL expiry).
+    pub fn countdown(&self, until: DateTime<Utc>, label: &str) {
+        self.reporter.event(&RunEvent::Countdown {
+            step: self.step_name().to_owned(),
+            until,
+            label: label.to_owned(),
+        });
+    }
+
+    /// A line of information for the coordinator (also logged as an event).
+    pub fn message(&self, text: &str) -> anyhow::Result<()> {
+        self.state
+            .append_event(Some(self.step_name()), "message", text, None)?;
+        self.reporter.event(&RunEvent::Message {
+            step: Some(self.step_name().to_owned()),
+            text: text.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Command output or similar text, kept in the event log, bounded to
+    /// [`OUTPUT_LIMIT`] bytes (the rest is cut with a note).
+    pub fn log_output(&self, label: &str, text: &str) -> anyhow::Result<()> {
+        let kept = bounded(text, OUTPUT_LIMIT);
+        self.state.append_event(
+            Some(self.step_name()),
+            "output",
+            label,
+            Some(&serde_json::json!({ "text": kept, "bytes": text.len() })),
+        )
+    }
+
+    /// The state of another step of this run (e.g. to check it is done).
+    pub fn step_record(&self, step: StepId) -> anyhow::Result<Option<StepRecord>> {
+        self.state.step_record(&self.runbook.step(step).name)
+    }
+
+    /// The latest evidence another step (or this one) recorded in `phase`
+    /// (`dns.switch` reads the verification of the `dns.ttl` that lowered
+    /// its record: the TTL seen before and when it finished).
+    pub fn evidence_of(&self, step: StepId, phase: Phase) -> anyhow::Result<Option<EvidenceRecord>> {
+        self.state.evidence_of(&self.runbook.step(step).name, phase)
+    }
+
+    /// When this step's first act started (kept across resumes), e.g. a
+    /// `wait 5m` counts from here.
+    pub fn first_act_at(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        Ok(self
+            .state
+            .step_record(self.step_name())?
+            .and_then(|r| r.first_act_at))
+    }
+
+    /// The latest confirmation of this (manual) step.
+    pub fn confirmation(&self) -> anyhow::Result<Option<Confirmation>> {
+        self.state.confirmation(self.step_name())
+    }
+
+    /// Records a confirmation given at this terminal.
+    pub fn record_confirmation(&self, note: Option<&str>) -> anyhow::Result<()> {
+        self.state
+            .confirm(self.step_name(), &cutover_store::current_user(), note)
+    }
+
+    /// Sleeps, returning an error if cancelled first.
+    pub async fn sleep(&self, duration: Duration) -> anyhow::Result<()> {
+        tokio::select! {
+            () = tokio::time::sleep(duration) => Ok(()),
+            () = self.cancel.cancelled() => anyhow::bail!("interrupted"),
+        }
+    }
+
+    /// The folder runbook-relative paths (`file:` secrets, `via local`
+    /// roots) are resolved against.
+    pub fn runbook_dir(&self) -> &'a Path {
+        &self.options.runbook_dir
+    }
+
+    /// The text of a key's secret (`env:VAR` or `file:PATH`, trimmed). The
+    /// caller decodes it; it must never be printed, logged or stored.
+    pub fn secret_text(&self, key: KeyId) -> anyhow::Result<String> {
+        let key = self.runbook.key(key);
+        match &key.secret {
+            SecretRef::Env(var) => match std::env::var(var) {
+                Ok(value) if !value.trim().is_empty() => Ok(value.trim().to_owned()),
+                _ => anyhow::bail!(
+                    "the secret of key `{}` is read from environment variable {var}, which is not set",
+                    key.name
+                ),
+            },
+            SecretRef::File(path) => {
+                let path = self.runbook_dir().join(path);
+                std::fs::read_to_string(&path)
+                    .map(|text| text.trim().to_owned())
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot read the secret of key `{}` from {}: {e}",
+                            key.name,
+                            path.display()
+                        )
+                    })
+            }
+        }
+    }
+}
+
+/// How much output of one command is kept in the event log.
+pub const OUTPUT_LIMIT: usize = 16 * 1024;
+
+/// The first `limit` bytes of `text` (on a character boundary), with a note
+/// of how much was cut.
+pub fn bounded(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_owned();
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n[... {} more bytes cut]", &text[..end], text.len() - end)
+}

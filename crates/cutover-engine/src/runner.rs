@@ -1,0 +1,588 @@
+//! The scheduler and the step lifecycle (see the crate docs).
+
+use crate::kind::{Check, Evidence, KindRegistry, StepContext, StepKind};
+use crate::plan::{schedule, step_at};
+use crate::report::{Decision, Prompter, Reporter, RunEvent, StepOutcome};
+use crate::{Controls, RunOptions, SharedState, describe};
+use chrono::{DateTime, Utc};
+use cutover_lang::{Action, Runbook, StepId};
+use cutover_store::{Phase, RunStatus, StepStatus, Transition};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How a run (or resume) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Every selected step is done or skipped.
+    Completed,
+    /// Stopped on request (Ctrl-C, "stop" in `--step` mode); resumable.
+    Stopped,
+    /// A step failed after all its attempts.
+    Failed { step: String },
+    /// A step depends on a skipped step and was neither skipped nor forced.
+    Blocked { step: String, skipped: String },
+    /// `--only`: a step it depends on is not done.
+    NotReady { step: String, missing: String },
+}
+
+/// Runs a runbook against its state.
+pub struct Engine<'a> {
+    pub runbook: &'a Runbook,
+    pub kinds: &'a dyn KindRegistry,
+    pub reporter: &'a dyn Reporter,
+    pub prompter: &'a dyn Prompter,
+    pub options: &'a RunOptions,
+}
+
+/// How one step ended in this pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StepEnd {
+    Done,
+    Skipped,
+    Failed,
+    /// Stopped before or between phases (Ctrl-C, "stop"); resumable.
+    Stopped,
+}
+
+const FIRST_POLL: Duration = Duration::from_millis(50);
+const MAX_POLL: Duration = Duration::from_secs(2);
+
+/// The outcome of observing a step (its kind and its `verify` lines).
+enum Observed {
+    Satisfied(Evidence),
+    NotYet(Evidence),
+    Unobservable,
+}
+
+impl<'a> Engine<'a> {
+    pub(crate) fn context<'s>(
+        &'s self,
+        state: &'s SharedState,
+        step: StepId,
+        action: &'s Action,
+        t0: Option<DateTime<Utc>>,
+        cancel: CancellationToken,
+    ) -> StepContext<'s> {
+        StepContext {
+            runbook: self.runbook,
+            step,
+            action,
+            t0,
+            options: self.options,
+            cancel,
+            prompter: self.prompter,
+            reporter: self.reporter,
+            state,
+        }
+    }
+
+    fn name(&self, id: StepId) -> &'a str {
+        &self.runbook.step(id).name
+    }
+
+    /// Observes a step: its kind's `check` (or `verify`), then each of its
+    /// `verify` lines' checks. Errors count as "not yet", with the error as
+    /// evidence; cancellation is returned as an error.
+    async fn observe(
+        &self,
+        state: &SharedState,
+        id: StepId,
+        t0: Option<DateTime<Utc>>,
+        cancel: &CancellationToken,
+        after_act: bool,
+    ) -> anyhow::Result<Observed> {
+        let step = self.runbook.step(id);
+        let kind = self.kinds.kind_for(&step.action.kind)?;
+        let ctx = self.context(state, id, &step.action, t0, cancel.clone());
+        let main = if after_act { kind.verify(&ctx).await } else { kind.check(&ctx).await };
+        if cancel.is_cancelled() {
+            anyhow::bail!("interrupted");
+        }
+        let main = match main {
+            Ok(Check::NotYet(e)) => return Ok(Observed::NotYet(e)),
+            Err(err) => return Ok(Observed::NotYet(error_evidence(&err))),
+            Ok(Check::Satisfied(e)) => Some(e),
+            Ok(Check::Unobservable) => None,
+        };
+        if step.verify.is_empty() {
+            return Ok(main.map_or(Observed::Unobservable, Observed::Satisfied));
+        }
+        let mut summaries: Vec<String> = main.iter().map(|e| e.summary.clone()).collect();
+        let mut lines = Vec::new();
+        for line in &step.verify {
+            let line_kind = self.kinds.kind_for(&line.kind)?;
+            let ctx = self.context(state, id, line, t0, cancel.clone());
+            match line_kind.check(&ctx).await {
+                Ok(Check::Satisfied(e)) => {
+                    summaries.push(e.summary);
+                    lines.push(e.data);
+                }
+                Ok(Check::NotYet(e)) => return Ok(Observed::NotYet(e)),
+                Ok(Check::Unobservable) => {}
+                Err(err) => return Ok(Observed::NotYet(error_evidence(&err))),
+            }
+            if cancel.is_cancelled() {
+                anyhow::bail!("interrupted");
+            }
+        }
+        Ok(Observed::Satisfied(Evidence::new(
+            summaries.join("; "),
+            serde_json::json!({
+                "kind": main.map(|e| e.data),
+                "verify": lines,
+            }),
+        )))
+    }
+
+    fn commit(
+        &self,
+        state: &SharedState,
+        id: StepId,
+        status: StepStatus,
+        phase: Option<Phase>,
+        new_attempt: bool,
+        event_kind: &str,
+        message: String,
+        evidence: Option<(Phase, &Evidence)>,
+    ) -> anyhow::Result<()> {
+        state.transition(&Transition {
+            step: self.name(id),
+            status,
+            phase,
+            new_attempt,
+            event_kind,
+            message,
+            evidence: evidence.map(|(p, e)| (p, e.summary.clone(), e.data.clone())),
+        })
+    }
+
+    fn finished(&self, id: StepId, outcome: StepOutcome, summary: &str, eta: Duration) {
+        self.reporter.event(&RunEvent::StepFinished {
+            step: self.name(id).to_owned(),
+            outcome,
+            summary: summary.to_owned(),
+            eta,
+        });
+    }
+
+    /// The whole lifecycle of one step. `resume_phase` is the phase it was
+    /// caught in by a crash or stop, if any.
+    async fn run_step(
+        &self,
+        state: &SharedState,
+        id: StepId,
+        t0: Option<DateTime<Utc>>,
+        resume_phase: Option<Phase>,
+        controls: &Controls,
+        eta: Duration,
+    ) -> anyhow::Result<StepEnd> {
+        let step = self.runbook.step(id);
+        let name = self.name(id);
+        let kind: &dyn StepKind = self.kinds.kind_for(&step.action.kind)?;
+        self.reporter.event(&RunEvent::StepStarted { step: name.to_owned() });
+
+        if self.options.step_mode {
+            let what = describe::step(self.runbook, step);
+            let decision = tokio::select! {
+                d = self.prompter.before_step(step, &what) => d,
+                () = controls.stop.cancelled() => Decision::Stop,
+            };
+            match decision {
+                Decision::Run => {}
+                Decision::Skip => {
+                    self.commit(state, id, StepStatus::Skipped, None, false, "deviation", "skipped at the prompt".into(), None)?;
+                    self.finished(id, StepOutcome::Skipped, "skipped at the prompt", eta);
+                    return Ok(StepEnd::Skipped);
+                }
+                Decision::Stop => {
+                    self.finished(id, StepOutcome::Interrupted, "stopped before it ran", eta);
+                    return Ok(StepEnd::Stopped);
+                }
+            }
+        }
+
+        // Check: is it already true? (Also how a step caught mid-act resumes.)
+        let check_cancel = controls.abort.clone();
+        self.reporter.event(&RunEvent::Phase { step: name.to_owned(), phase: Phase::Check });
+        let mut resume_verify = resume_phase == Some(Phase::Verify);
+        if !resume_verify {
+            match self.observe(state, id, t0, &check_cancel, false).await {
+                Ok(Observed::Satisfied(e)) => {
+                    self.commit(state, id, StepStatus::Done, Some(Phase::Check), false, "done", format!("already satisfied: {}", e.summary), Some((Phase::Check, &e)))?;
+                    self.finished(id, StepOutcome::AlreadySatisfied, &e.summary, eta);
+                    return Ok(StepEnd::Done);
+                }
+                Ok(_) => {}
+                Err(_) if controls.abort.is_cancelled() => return Ok(self.interrupted(id, eta)),
+                Err(err) => return Err(err),
+            }
+        }
+
+        let attempts = step.retry + 1;
+        let timeout = step.timeout.unwrap_or(self.options.default_timeout);
+        for attempt in 1..=attempts {
+            if controls.stop.is_cancelled() {
+                return Ok(self.interrupted(id, eta));
+            }
+            if !resume_verify {
+                // Intent before the side effect.
+                self.commit(state, id, StepStatus::Running, Some(Phase::Act), true, "phase", format!("acting (attempt {attempt} of {attempts})"), None)?;
+                self.reporter.event(&RunEvent::Phase { step: name.to_owned(), phase: Phase::Act });
+                let act_cancel = if kind.interruptible() { controls.stop.clone() } else { controls.abort.clone() };
+                let ctx = self.context(state, id, &step.action, t0, act_cancel.clone());
+                let acted = kind.act(&ctx).await;
+                if act_cancel.is_cancelled() {
+                    return Ok(self.interrupted(id, eta));
+                }
+                match acted {
+                    Ok(e) => {
+                        self.commit(state, id, StepStatus::Running, Some(Phase::Verify), false, "phase", format!("acted: {}", e.summary), Some((Phase::Act, &e)))?;
+                    }
+                    Err(err) => {
+                        let e = error_evidence(&err);
+                        self.commit(state, id, StepStatus::Failed, Some(Phase::Act), false, "failed", format!("act failed: {}", e.summary), Some((Phase::Act, &e)))?;
+                        self.finished(id, StepOutcome::AttemptFailed, &e.summary, eta);
+                        continue;
+                    }
+                }
+                if controls.stop.is_cancelled() {
+                    return Ok(self.interrupted(id, eta));
+                }
+            }
+            resume_verify = false;
+
+            self.reporter.event(&RunEvent::Phase { step: name.to_owned(), phase: Phase::Verify });
+            let verify_cancel = controls.stop.clone();
+            let deadline = Instant::now() + timeout;
+            let mut pause = FIRST_POLL;
+            let last = loop {
+                match self.observe(state, id, t0, &verify_cancel, true).await {
+                    Ok(Observed::Satisfied(e)) => {
+                        self.commit(state, id, StepStatus::Done, Some(Phase::Verify), false, "done", format!("verified: {}", e.summary), Some((Phase::Verify, &e)))?;
+                        self.finished(id, StepOutcome::Verified, &e.summary, eta);
+                        return Ok(StepEnd::Done);
+                    }
+                    Ok(Observed::Unobservable) => {
+                        let e = Evidence::new("acted; this kind cannot verify", serde_json::Value::Null);
+                        self.commit(state, id, StepStatus::Done, Some(Phase::Verify), false, "done", "done, unverified (no verify line)".into(), Some((Phase::Verify, &e)))?;
+                        self.finished(id, StepOutcome::Unverified, &e.summary, eta);
+                        return Ok(StepEnd::Done);
+                    }
+                    Ok(Observed::NotYet(e)) if Instant::now() >= deadline => break e,
+                    Ok(Observed::NotYet(_)) => {}
+                    Err(_) if verify_cancel.is_cancelled() => return Ok(self.interrupted(id, eta)),
+                    Err(err) => return Err(err),
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                tokio::select! {
+                    () = tokio::time::sleep(pause.min(left)) => {}
+                    () = verify_cancel.cancelled() => return Ok(self.interrupted(id, eta)),
+                }
+                pause = (pause * 2).min(MAX_POLL);
+            };
+            let message = format!("not verified within {}: {}", describe::duration(timeout), last.summary);
+            self.commit(state, id, StepStatus::Failed, Some(Phase::Verify), false, "failed", message.clone(), Some((Phase::Verify, &last)))?;
+            self.finished(id, StepOutcome::AttemptFailed, &message, eta);
+        }
+        self.finished(id, StepOutcome::Failed, &format!("failed after {attempts} attempt(s)"), eta);
+        Ok(StepEnd::Failed)
+    }
+
+    fn interrupted(&self, id: StepId, eta: Duration) -> StepEnd {
+        self.finished(id, StepOutcome::Interrupted, "interrupted; resumable", eta);
+        StepEnd::Stopped
+    }
+
+    /// The steps this run covers: all, `--until` and its dependencies, or `--only`.
+    fn selection(&self) -> Vec<bool> {
+        let n = self.runbook.steps.len();
+        if let Some(only) = self.options.only {
+            let mut selected = vec![false; n];
+            selected[only.0] = true;
+            return selected;
+        }
+        let Some(until) = self.options.until else {
+            return vec![true; n];
+        };
+        let mut selected = vec![false; n];
+        let mut todo = vec![until];
+        while let Some(id) = todo.pop() {
+            if !std::mem::replace(&mut selected[id.0], true) {
+                todo.extend(self.runbook.step(id).after.iter().copied());
+            }
+        }
+        selected
+    }
+
+    fn eta(&self, statuses: &[StepStatus], selected: &[bool], t0: Option<DateTime<Utc>>) -> Duration {
+        let now = Utc::now();
+        let finished: Vec<bool> = statuses
+            .iter()
+            .zip(selected)
+            .map(|(s, sel)| !sel || matches!(s, StepStatus::Done | StepStatus::Skipped))
+            .collect();
+        schedule(self.runbook, now, t0, &finished)
+            .iter()
+            .map(|p| p.finish)
+            .max()
+            .map_or(Duration::ZERO, |end| (end - now).to_std().unwrap_or(Duration::ZERO))
+    }
+
+    /// Runs (or resumes) the run in `state` until every selected step is
+    /// done or skipped, a step fails or is blocked, or `controls` stop it.
+    pub async fn run(&self, state: &SharedState, controls: &Controls) -> anyhow::Result<RunOutcome> {
+        let run = state.run_record()?;
+        let t0 = run.t0;
+        let n = self.runbook.steps.len();
+        for step in &self.runbook.steps {
+            if step.at.is_some() && step_at(step, t0).is_none() {
+                anyhow::bail!(
+                    "step `{}` starts at a time relative to T0, but the runbook has no window and the run no T0; start it with --t0 now|TIME",
+                    step.name
+                );
+            }
+        }
+        let records = state.store().steps(state.run_id())?;
+        let mut statuses = vec![StepStatus::Pending; n];
+        let mut phases: Vec<Option<Phase>> = vec![None; n];
+        for record in records {
+            if let Some(id) = self.runbook.step_by_name(&record.name) {
+                statuses[id.0] = record.status;
+                phases[id.0] = record.phase;
+            }
+        }
+        state.store().set_run_status(state.run_id(), RunStatus::Running)?;
+        let selected = self.selection();
+
+        // Explicit skips.
+        for &id in &self.options.skip {
+            match statuses[id.0] {
+                StepStatus::Done => self.reporter.event(&RunEvent::Warning {
+                    text: format!("step `{}` is already done; not skipped", self.name(id)),
+                }),
+                StepStatus::Skipped => {}
+                _ => {
+                    self.commit(state, id, StepStatus::Skipped, None, false, "deviation", "skipped by --skip".into(), None)?;
+                    statuses[id.0] = StepStatus::Skipped;
+                }
+            }
+        }
+
+        // --only: the step's dependencies must be done (or skipped).
+        if let Some(only) = self.options.only {
+            for dep in &self.runbook.step(only).after {
+                if !matches!(statuses[dep.0], StepStatus::Done | StepStatus::Skipped) {
+                    return self.end(state, RunOutcome::NotReady {
+                        step: self.name(only).to_owned(),
+                        missing: self.name(*dep).to_owned(),
+                    });
+                }
+            }
+        }
+
+        let total = selected.iter().filter(|s| **s).count();
+        let done_count = |statuses: &[StepStatus]| {
+            statuses
+                .iter()
+                .zip(&selected)
+                .filter(|(s, sel)| **sel && matches!(s, StepStatus::Done | StepStatus::Skipped))
+                .count()
+        };
+        self.reporter.event(&RunEvent::Started {
+            total,
+            done: done_count(&statuses),
+            eta: self.eta(&statuses, &selected, t0),
+        });
+
+        // Resume: re-check done steps against the live world.
+        self.recheck_done(state, &statuses, &selected, t0, controls).await?;
+
+        let parallel = if self.options.step_mode { 1 } else { self.options.parallel.max(1) };
+        let mut in_flight = vec![false; n];
+        let mut ran = vec![false; n];
+        let mut running = FuturesUnordered::new();
+        let mut halt: Option<RunOutcome> = None;
+        let mut stop_seen = false;
+        loop {
+            let now = Utc::now();
+            let mut next_at: Option<(DateTime<Utc>, StepId)> = None;
+            if halt.is_none() && !controls.stop.is_cancelled() {
+                for (i, step) in self.runbook.steps.iter().enumerate() {
+                    if running.len() >= parallel {
+                        break;
+                    }
+                    let id = StepId(i);
+                    if !selected[i] || in_flight[i] || ran[i] || matches!(statuses[i], StepStatus::Done | StepStatus::Skipped) {
+                        continue;
+                    }
+                    let mut ready = true;
+                    for dep in &step.after {
+                        match statuses[dep.0] {
+                            StepStatus::Done => {}
+                            StepStatus::Skipped if self.options.force.contains(&id) => {}
+                            StepStatus::Skipped => {
+                                halt = Some(RunOutcome::Blocked {
+                                    step: step.name.clone(),
+                                    skipped: self.name(*dep).to_owned(),
+                                });
+                                ready = false;
+                            }
+                            _ => ready = false,
+                        }
+                    }
+                    if halt.is_some() {
+                        break;
+                    }
+                    if !ready {
+                        continue;
+                    }
+                    if let Some(at) = step_at(step, t0).filter(|at| *at > now) {
+                        if next_at.is_none_or(|(t, _)| at < t) {
+                            next_at = Some((at, id));
+                        }
+                        continue;
+                    }
+                    if self.options.force.contains(&id) {
+                        for dep in step.after.iter().filter(|d| statuses[d.0] == StepStatus::Skipped) {
+                            state.append_event(
+                                Some(&step.name),
+                                "deviation",
+                                &format!("run by --force although `{}` was skipped", self.name(*dep)),
+                                None,
+                            )?;
+                        }
+                    }
+                    in_flight[i] = true;
+                    let resume_phase = (statuses[i] == StepStatus::Running).then_some(phases[i]).flatten();
+                    let eta = self.eta(&statuses, &selected, t0);
+                    running.push(async move { (id, self.run_step(state, id, t0, resume_phase, controls, eta).await) });
+                }
+            }
+
+            if running.is_empty() {
+                if let Some(outcome) = halt {
+                    return self.end(state, outcome);
+                }
+                if controls.stop.is_cancelled() {
+                    return self.end(state, RunOutcome::Stopped);
+                }
+                if selected
+                    .iter()
+                    .zip(&statuses)
+                    .all(|(sel, s)| !sel || matches!(s, StepStatus::Done | StepStatus::Skipped))
+                {
+                    return self.end(state, RunOutcome::Completed);
+                }
+                let Some((at, id)) = next_at else {
+                    // Nothing can start and nothing runs: a failed step
+                    // earlier in this pass holds the rest.
+                    let failed = (0..n).find(|i| ran[*i] && statuses[*i] == StepStatus::Failed);
+                    return self.end(state, RunOutcome::Failed {
+                        step: failed.map_or_else(String::new, |i| self.runbook.steps[i].name.clone()),
+                    });
+                };
+                self.reporter.event(&RunEvent::WaitingUntil { step: self.name(id).to_owned(), until: at });
+                let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = controls.stop.cancelled() => {}
+                }
+                continue;
+            }
+
+            let wake = next_at.map(|(at, _)| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            tokio::select! {
+                Some((id, result)) = running.next() => {
+                    in_flight[id.0] = false;
+                    ran[id.0] = true;
+                    match result? {
+                        StepEnd::Done => statuses[id.0] = StepStatus::Done,
+                        StepEnd::Skipped => statuses[id.0] = StepStatus::Skipped,
+                        StepEnd::Failed => {
+                            statuses[id.0] = StepStatus::Failed;
+                            halt.get_or_insert(RunOutcome::Failed { step: self.name(id).to_owned() });
+                        }
+                        StepEnd::Stopped => {
+                            statuses[id.0] = StepStatus::Running;
+                            halt.get_or_insert(RunOutcome::Stopped);
+                        }
+                    }
+                }
+                () = controls.stop.cancelled(), if !stop_seen => stop_seen = true,
+                () = tokio::time::sleep(wake.unwrap_or(Duration::MAX)), if wake.is_some() => {}
+            }
+        }
+    }
+
+    async fn recheck_done(
+        &self,
+        state: &SharedState,
+        statuses: &[StepStatus],
+        selected: &[bool],
+        t0: Option<DateTime<Utc>>,
+        controls: &Controls,
+    ) -> anyhow::Result<()> {
+        let done: Vec<StepId> = (0..statuses.len())
+            .filter(|i| selected[*i] && statuses[*i] == StepStatus::Done)
+            .map(StepId)
+            .collect();
+        let parallel = self.options.parallel.max(1);
+        let mut checks = futures_util::stream::iter(done.into_iter().map(|id| async move {
+            (id, self.observe(state, id, t0, &controls.abort, false).await)
+        }))
+        .buffer_unordered(parallel);
+        while let Some((id, observed)) = checks.next().await {
+            if let Ok(Observed::NotYet(e)) = observed {
+                let text = format!(
+                    "step `{}` was done, but its check no longer holds: {} (not redone)",
+                    self.name(id),
+                    e.summary
+                );
+                state.append_event(Some(self.name(id)), "drift", &text, Some(&e.data))?;
+                self.reporter.event(&RunEvent::Warning { text });
+            }
+        }
+        Ok(())
+    }
+
+    fn end(&self, state: &SharedState, outcome: RunOutcome) -> anyhow::Result<RunOutcome> {
+        let store = state.store();
+        let steps = store.steps(state.run_id())?;
+        let status = match &outcome {
+            RunOutcome::Completed
+                if steps
+                    .iter()
+                    .all(|s| matches!(s.status, StepStatus::Done | StepStatus::Skipped)) =>
+            {
+                RunStatus::Completed
+            }
+            RunOutcome::Failed { .. } => RunStatus::Failed,
+            _ => RunStatus::Stopped,
+        };
+        store.set_run_status(state.run_id(), status)?;
+        match &outcome {
+            RunOutcome::Blocked { step, skipped } => store.append_event(
+                state.run_id(),
+                Some(step),
+                "blocked",
+                &format!("not run: it depends on skipped step `{skipped}`"),
+                None,
+            )?,
+            RunOutcome::NotReady { step, missing } => store.append_event(
+                state.run_id(),
+                Some(step),
+                "blocked",
+                &format!("not run: step `{missing}` it depends on is not done"),
+                None,
+            )?,
+            _ => {}
+        }
+        Ok(outcome)
+    }
+}
+
+pub(crate) fn error_evidence(err: &anyhow::Error) -> Evidence {
+    Evidence::new(format!("{err:#}"), serde_json::json!({ "error": format!("{err:#}") }))
+}

@@ -1,0 +1,198 @@
+//! The run's state as the engine uses it: the store behind a mutex (kinds
+//! and the scheduler share it), and opening a run — new, resumed, or
+//! resumed with a changed runbook.
+
+use crate::describe;
+use crate::plan::schedule;
+use chrono::{DateTime, Utc};
+use cutover_lang::Runbook;
+use cutover_store::{
+    Confirmation, EvidenceRecord, NewRun, NewStep, Phase, RunRecord, StepRecord, Store, Transition,
+};
+use std::sync::{Mutex, MutexGuard};
+
+/// The store of one run, shared by the scheduler and the kinds.
+#[derive(Debug)]
+pub struct SharedState {
+    store: Mutex<Store>,
+    run: i64,
+}
+
+impl SharedState {
+    pub fn new(store: Store, run: i64) -> SharedState {
+        SharedState {
+            store: Mutex::new(store),
+            run,
+        }
+    }
+
+    pub fn run_id(&self) -> i64 {
+        self.run
+    }
+
+    /// Direct access to the store (reads, lock release).
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock leaves the connection usable:
+        // every write is one transaction, committed or not.
+        self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn run_record(&self) -> anyhow::Result<RunRecord> {
+        self.store()
+            .latest_run()?
+            .ok_or_else(|| anyhow::anyhow!("the state file holds no run"))
+    }
+
+    pub(crate) fn transition(&self, t: &Transition<'_>) -> anyhow::Result<()> {
+        Ok(self.store().transition(self.run, t)?)
+    }
+
+    pub(crate) fn append_event(
+        &self,
+        step: Option<&str>,
+        kind: &str,
+        message: &str,
+        data: Option<&serde_json::Value>,
+    ) -> anyhow::Result<()> {
+        Ok(self.store().append_event(self.run, step, kind, message, data)?)
+    }
+
+    pub(crate) fn step_record(&self, name: &str) -> anyhow::Result<Option<StepRecord>> {
+        Ok(self.store().steps(self.run)?.into_iter().find(|s| s.name == name))
+    }
+
+    pub(crate) fn evidence_of(&self, name: &str, phase: Phase) -> anyhow::Result<Option<EvidenceRecord>> {
+        Ok(self.store().latest_evidence(self.run, name, phase)?)
+    }
+
+    pub(crate) fn confirmation(&self, name: &str) -> anyhow::Result<Option<Confirmation>> {
+        Ok(self.store().confirmation(self.run, name)?)
+    }
+
+    pub(crate) fn confirm(&self, name: &str, user: &str, note: Option<&str>) -> anyhow::Result<()> {
+        Ok(self.store().confirm(self.run, name, user, note)?)
+    }
+
+    /// Accepts the changed runbook listed by [`open_run`]: changed steps
+    /// go back to pending, added ones are registered, removed ones dropped.
+    pub fn accept_changes(&self, runbook: &Runbook, content_hash: &str, changes: &[StepChange]) -> anyhow::Result<()> {
+        let t0 = self.run_record()?.t0;
+        let names: Vec<&str> = changes.iter().map(|c| c.name.as_str()).collect();
+        let message = if names.is_empty() {
+            "runbook text changed; no step changed".to_owned()
+        } else {
+            format!("runbook changed; accepted changes to steps {}", names.join(", "))
+        };
+        self.store()
+            .accept_changed_runbook(self.run, content_hash, &new_steps(runbook, t0), &message)?;
+        Ok(())
+    }
+}
+
+/// A difference between the runbook a run started with and the one given now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepChange {
+    pub name: String,
+    /// The step's text when the run started (None: the step is new).
+    pub before: Option<String>,
+    /// The step's text now (None: the step was removed).
+    pub after: Option<String>,
+}
+
+/// The state file opened for a run.
+#[derive(Debug)]
+pub enum Opened {
+    /// No run was in the file: one was started.
+    New(SharedState),
+    /// A run is resumed with the same runbook.
+    Resumed(SharedState),
+    /// A run is resumed but the runbook's text differs from the one it
+    /// started with: `changes` lists the steps that differ (possibly none,
+    /// e.g. a comment changed). Nothing runs until they are accepted with
+    /// [`SharedState::accept_changes`].
+    Changed {
+        state: SharedState,
+        content_hash: String,
+        changes: Vec<StepChange>,
+    },
+}
+
+fn new_steps(runbook: &Runbook, t0: Option<DateTime<Utc>>) -> Vec<NewStep> {
+    let planned = schedule(runbook, t0.unwrap_or_else(Utc::now), t0, &[]);
+    runbook
+        .steps
+        .iter()
+        .zip(planned)
+        .map(|(step, plan)| NewStep {
+            name: step.name.clone(),
+            definition: describe::step(runbook, step),
+            planned_start: Some(plan.start),
+        })
+        .collect()
+}
+
+/// Opens the run in `store` for `runbook`, or starts one. `t0` is used
+/// only by a new run (a resumed run keeps the T0 it started with).
+pub fn open_run(
+    store: Store,
+    runbook: &Runbook,
+    runbook_path: &str,
+    content_hash: &str,
+    t0: Option<DateTime<Utc>>,
+) -> anyhow::Result<Opened> {
+    let existing = store.latest_run()?;
+    let Some(run) = existing else {
+        let id = store.create_run(&NewRun {
+            runbook_name: runbook.name.clone(),
+            runbook_path: runbook_path.to_owned(),
+            content_hash: content_hash.to_owned(),
+            operator: cutover_store::current_user(),
+            t0,
+            steps: new_steps(runbook, t0),
+        })?;
+        return Ok(Opened::New(SharedState::new(store, id)));
+    };
+    if run.runbook_name != runbook.name {
+        anyhow::bail!(
+            "state file {} belongs to runbook `{}`, not `{}`; pass another --state",
+            store.path().display(),
+            run.runbook_name,
+            runbook.name
+        );
+    }
+    if run.content_hash == content_hash {
+        return Ok(Opened::Resumed(SharedState::new(store, run.id)));
+    }
+    let recorded = store.steps(run.id)?;
+    let mut changes = Vec::new();
+    for step in &runbook.steps {
+        let now = describe::step(runbook, step);
+        match recorded.iter().find(|r| r.name == step.name) {
+            Some(old) if old.definition == now => {}
+            Some(old) => changes.push(StepChange {
+                name: step.name.clone(),
+                before: Some(old.definition.clone()),
+                after: Some(now),
+            }),
+            None => changes.push(StepChange {
+                name: step.name.clone(),
+                before: None,
+                after: Some(now),
+            }),
+        }
+    }
+    for old in &recorded {
+        if runbook.step_by_name(&old.name).is_none() {
+            changes.push(StepChange {
+                name: old.name.clone(),
+                before: Some(old.definition.clone()),
+                after: None,
+            });
+        }
+    }
+    Ok(Opened::Changed {
+        state: SharedState::new(store, run.id),
+        content_hash: content_hash.to_owned(),
+        changes,
+    })
+}

@@ -1,0 +1,1 @@
+//! The lab: the world a runbook needs, built for real on loopback.

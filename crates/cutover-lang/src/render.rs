@@ -1,0 +1,200 @@
+//! Rendering diagnostics: for a terminal with miette (file:line:col, the
+//! source line, an underline, the message and the help), and as JSON for
+//! tools. Very long source lines are clipped for display so that a runaway
+//! line never floods the terminal.
+
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::source::{SourceMap, Span};
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource};
+use serde_json::{Value, json};
+
+/// Source lines longer than this are shown cut, ending in `…`.
+const SHOWN_LINE_BYTES: usize = 300;
+/// Rendering width, fixed so output is the same on every terminal.
+const WIDTH: usize = 100;
+
+/// Renders `diags` for a terminal: one miette report each, in order.
+/// Without `color` the output is plain text, stable for snapshots.
+pub fn render_human(sources: &SourceMap, diags: &[Diagnostic], color: bool) -> String {
+    let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    let handler = GraphicalReportHandler::new_themed(theme).with_width(WIDTH).with_links(false);
+    let mut out = String::new();
+    for diag in diags {
+        render_one(&handler, sources, diag, &mut out);
+    }
+    out
+}
+
+fn severity(severity: Severity) -> miette::Severity {
+    match severity {
+        Severity::Error => miette::Severity::Error,
+        Severity::Warning => miette::Severity::Warning,
+        Severity::Info => miette::Severity::Advice,
+    }
+}
+
+fn render_one(handler: &GraphicalReportHandler, sources: &SourceMap, diag: &Diagnostic, out: &mut String) {
+    let mut report = MietteDiagnostic::new(diag.message.clone())
+        .with_code(diag.code)
+        .with_severity(severity(diag.severity));
+    if let Some(help) = &diag.help {
+        report = report.with_help(help.clone());
+    }
+    let Some(primary) = diag.primary_span().filter(|s| (s.file.0 as usize) < sources.files.len()) else {
+        let _ = handler.render_report(out, &report);
+        return;
+    };
+    let file = sources.file(primary.file);
+    let clipped = Clipped::new(&file.text);
+    let mut elsewhere = Vec::new();
+    for label in &diag.labels {
+        if label.span.file != primary.file {
+            elsewhere.push(label);
+            continue;
+        }
+        let text = (!label.message.is_empty()).then(|| label.message.clone());
+        let (start, end) = (clipped.map(label.span.start), clipped.map(label.span.end.max(label.span.start)));
+        report = report.with_label(LabeledSpan::new(text, start, end - start));
+    }
+    let source = NamedSource::new(file.path.display().to_string(), clipped.text);
+    let _ = handler.render_report(out, miette::Report::new(report).with_source_code(source).as_ref());
+    for label in elsewhere {
+        if (label.span.file.0 as usize) >= sources.files.len() {
+            continue;
+        }
+        let other = sources.file(label.span.file);
+        let clipped = Clipped::new(&other.text);
+        let (start, end) = (clipped.map(label.span.start), clipped.map(label.span.end.max(label.span.start)));
+        let note = MietteDiagnostic::new(label.message.clone())
+            .with_severity(miette::Severity::Advice)
+            .with_label(LabeledSpan::new(None, start, end - start));
+        let source = NamedSource::new(other.path.display().to_string(), clipped.text);
+        let _ = handler.render_report(out, miette::Report::new(note).with_source_code(source).as_ref());
+    }
+}
+
+/// A file's text with over-long lines cut, and the offset translation.
+struct Clipped {
+    text: String,
+    /// (cut offset, line end, bytes removed up to and including this cut),
+    /// all in the original text, in order.
+    cuts: Vec<(usize, usize, isize)>,
+}
+
+impl Clipped {
+    fn new(text: &str) -> Clipped {
+        if text.split('\n').all(|line| line.len() <= SHOWN_LINE_BYTES) {
+            return Clipped { text: text.to_string(), cuts: Vec::new() };
+        }
+        let mut out = String::new();
+        let mut cuts = Vec::new();
+        let mut removed: isize = 0;
+        let mut pos = 0;
+        for line in text.split_inclusive('\n') {
+            let body = line.strip_suffix('\n').unwrap_or(line);
+            if body.len() > SHOWN_LINE_BYTES {
+                let cut = body.floor_char_boundary(SHOWN_LINE_BYTES);
+                out.push_str(&body[..cut]);
+                out.push('…');
+                out.push_str(&line[body.len()..]);
+                removed += (body.len() - cut) as isize - '…'.len_utf8() as isize;
+                cuts.push((pos + cut, pos + body.len(), removed));
+            } else {
+                out.push_str(line);
+            }
+            pos += line.len();
+        }
+        Clipped { text: out, cuts }
+    }
+
+    /// Where an offset of the original text is in the clipped text.
+    fn map(&self, offset: usize) -> usize {
+        let mut removed: isize = 0;
+        for &(cut, end, removed_after) in &self.cuts {
+            if offset <= cut {
+                break;
+            }
+            if offset <= end {
+                return (cut as isize - removed) as usize;
+            }
+            removed = removed_after;
+        }
+        ((offset as isize - removed).max(0) as usize).min(self.text.len())
+    }
+}
+
+fn location(sources: &SourceMap, span: Span) -> Value {
+    if (span.file.0 as usize) >= sources.files.len() {
+        return json!({});
+    }
+    let (line, column) = sources.line_col(span);
+    let (end_line, end_column) = sources.line_col(Span::new(span.file, span.end, span.end));
+    json!({
+        "file": sources.file(span.file).path.display().to_string(),
+        "line": line,
+        "column": column,
+        "end_line": end_line,
+        "end_column": end_column,
+    })
+}
+
+/// Renders `diags` as a JSON array of objects with `file`, `line`, `column`,
+/// `end_line`, `end_column` (1-based, columns in characters; absent when the
+/// fault has no place in a file), `severity`, `code`, `message`, `help` and
+/// the secondary `labels`.
+pub fn render_json(sources: &SourceMap, diags: &[Diagnostic]) -> Value {
+    Value::Array(
+        diags
+            .iter()
+            .map(|diag| {
+                let mut object = match diag.primary_span() {
+                    Some(span) => location(sources, span),
+                    None => json!({}),
+                };
+                object["severity"] = json!(diag.severity);
+                object["code"] = json!(diag.code);
+                object["message"] = json!(diag.message);
+                object["help"] = json!(diag.help);
+                object["labels"] = Value::Array(
+                    diag.labels
+                        .iter()
+                        .skip(1)
+                        .map(|label| {
+                            let mut l = location(sources, label.span);
+                            l["message"] = json!(label.message);
+                            l
+                        })
+                        .collect(),
+                );
+                object
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clipping_keeps_offsets_after_a_long_line() {
+        let text = format!("a\n{}\nb c\n", "x".repeat(1000));
+        let clipped = Clipped::new(&text);
+        let b = text.rfind('b').unwrap();
+        assert_eq!(&clipped.text[clipped.map(b)..clipped.map(b) + 3], "b c");
+        assert_eq!(clipped.map(2 + 500), 2 + SHOWN_LINE_BYTES);
+        assert!(clipped.text.len() < 400);
+    }
+
+    #[test]
+    fn json_has_one_based_positions() {
+        let mut sources = SourceMap::default();
+        let file = sources.add("x.runbook".into(), "runbook x\n  titel \"y\"\n".into());
+        let diag = Diagnostic::error("unknown-keyword", "unknown keyword `titel` here", Span::new(file, 12, 17));
+        let json = render_json(&sources, &[diag]);
+        assert_eq!(json[0]["line"], 2);
+        assert_eq!(json[0]["column"], 3);
+        assert_eq!(json[0]["end_column"], 8);
+        assert_eq!(json[0]["file"], "x.runbook");
+    }
+}

@@ -1,0 +1,295 @@
+//! Durations of steps, each with where it comes from. A figure the runbook
+//! declares is `declared`; one computed from declared facts (size over link)
+//! is `estimated`; one computed from probed facts is `probed`; a stated
+//! default is a `guess`; and what cannot be computed is `unknown` — never
+//! silently zero.
+
+use crate::facts::ProbeFacts;
+use crate::units_fmt;
+use cutover_lang::units::Size;
+use cutover_lang::{Action, ActionKind, Endpoint, Runbook, Step, StepId, WaitFor};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Time allowed for every verify server of a zone to serve a DNS change
+/// (an update reaching the secondaries by NOTIFY and transfer).
+pub const DNS_PROPAGATION_SECS: i64 = 60;
+/// Default for a `port.*` or `http.check` step without `expect`.
+pub const CHECK_DEFAULT_SECS: i64 = 30;
+/// Default for an `exec` step without `expect`.
+pub const EXEC_DEFAULT_SECS: i64 = 5 * 60;
+/// Default for a `manual` step without `expect`.
+pub const MANUAL_DEFAULT_SECS: i64 = 15 * 60;
+/// Bytes per second a delta copy reads and hashes on both ends (rsync-style
+/// signature and diff); the changed data comes on top.
+pub const DELTA_SCAN_BYTES_PER_SEC: u64 = 300_000_000;
+
+/// Where a figure comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provenance {
+    /// Written in the runbook (`expect`, `wait`, `was`).
+    Declared,
+    /// Computed from declared facts, e.g. `size` over a `link`.
+    Estimated,
+    /// Computed from facts read from the live world.
+    Probed,
+    /// A stated default: a guess, to be replaced by an `expect`.
+    Guess,
+    /// Cannot be computed; the basis says what is missing.
+    Unknown,
+}
+
+impl Provenance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provenance::Declared => "declared",
+            Provenance::Estimated => "estimated",
+            Provenance::Probed => "probed",
+            Provenance::Guess => "guess",
+            Provenance::Unknown => "unknown",
+        }
+    }
+}
+
+/// A duration in seconds with its provenance and a one-line basis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Figure {
+    /// `None` exactly when the provenance is `Unknown`.
+    pub secs: Option<i64>,
+    pub provenance: Provenance,
+    pub basis: String,
+}
+
+impl Figure {
+    pub fn new(secs: i64, provenance: Provenance, basis: impl Into<String>) -> Self {
+        Figure { secs: Some(secs), provenance, basis: basis.into() }
+    }
+
+    pub fn unknown(basis: impl Into<String>) -> Self {
+        Figure { secs: None, provenance: Provenance::Unknown, basis: basis.into() }
+    }
+
+    /// The seconds to schedule with: an unknown figure counts as zero, and
+    /// every time that depends on it is marked "at least".
+    pub fn secs_or_zero(&self) -> i64 {
+        self.secs.unwrap_or(0)
+    }
+}
+
+/// What the planner knows about a copy step (`image.copy`, `db.sync`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyEstimate {
+    /// A full copy of the source over the link.
+    pub full: Figure,
+    /// The earlier copy of the same source to the same destination, which
+    /// makes this one a delta copy (`image.copy` only).
+    pub precopy: Option<StepId>,
+}
+
+/// Pre-computed lookups shared by the estimates of all steps.
+pub struct Estimator<'a> {
+    runbook: &'a Runbook,
+    facts: Option<&'a ProbeFacts>,
+    /// For each image copy, the nearest earlier copy with the same endpoints.
+    precopy_of: HashMap<StepId, StepId>,
+}
+
+pub(crate) fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
+}
+
+impl<'a> Estimator<'a> {
+    pub fn new(runbook: &'a Runbook, facts: Option<&'a ProbeFacts>) -> Self {
+        let mut last_copy: HashMap<(&Endpoint, &Endpoint), StepId> = HashMap::new();
+        let mut precopy_of = HashMap::new();
+        for (i, step) in runbook.steps.iter().enumerate() {
+            if let ActionKind::ImageCopy { from, to, .. } = &step.action.kind {
+                if let Some(earlier) = last_copy.insert((from, to), StepId(i)) {
+                    precopy_of.insert(StepId(i), earlier);
+                }
+            }
+        }
+        Estimator { runbook, facts, precopy_of }
+    }
+
+    /// The duration of a step's action, or `None` for `wait until`, whose
+    /// end is a point in time rather than a duration.
+    pub fn step(&self, id: StepId, step: &Step) -> Option<Figure> {
+        if let Some(expect) = step.expect {
+            let mut basis = format!("expect {}", units_fmt::duration(secs(expect)));
+            if let Some(copy) = self.copy(id, step) {
+                if let Some(full) = copy.full.secs {
+                    basis.push_str(&format!(
+                        " (a full copy would take {}: {})",
+                        units_fmt::duration(full),
+                        copy.full.basis
+                    ));
+                }
+            }
+            return Some(Figure::new(secs(expect), Provenance::Declared, basis));
+        }
+        match &step.action.kind {
+            ActionKind::ImageCopy { .. } | ActionKind::DbSync { .. } => {
+                let copy = self.copy(id, step)?;
+                Some(match copy.precopy {
+                    Some(pre) => self.delta(pre, &copy.full, step),
+                    None => copy.full,
+                })
+            }
+            kind => action(kind),
+        }
+    }
+
+    /// How long an `undo` takes. Undoing a switch lasts until caches drop
+    /// the new value: the propagation allowance plus the lowered TTL.
+    pub fn undo(&self, plan: &crate::Plan, id: StepId, undo: &Action) -> Figure {
+        match &undo.kind {
+            ActionKind::DnsSwitch { .. } => {
+                let lowered = plan.switches.iter().find(|s| s.step == id).and_then(|s| s.lowered_ttl);
+                match lowered {
+                    Some(ttl) => Figure::new(
+                        DNS_PROPAGATION_SECS + ttl,
+                        Provenance::Guess,
+                        format!(
+                            "propagation {} (default) + caches drop the new value after the lowered TTL {}",
+                            units_fmt::duration(DNS_PROPAGATION_SECS),
+                            units_fmt::duration(ttl)
+                        ),
+                    ),
+                    None => Figure::unknown("caches keep the new value for the record's TTL, which was never lowered"),
+                }
+            }
+            ActionKind::ImageCopy { from, to, size } | ActionKind::DbSync { from, to, size, .. } => {
+                let size = size.or(match &self.runbook.step(id).action.kind {
+                    ActionKind::ImageCopy { size, .. } | ActionKind::DbSync { size, .. } => *size,
+                    _ => None,
+                });
+                self.transfer(from, to, size)
+            }
+            kind => action(kind).unwrap_or_else(|| Figure::unknown("wait until a time")),
+        }
+    }
+
+
+    /// Size and link of a copy step; `None` for other kinds.
+    pub fn copy(&self, id: StepId, step: &Step) -> Option<CopyEstimate> {
+        let (from, to, size) = match &step.action.kind {
+            ActionKind::ImageCopy { from, to, size } => (from, to, *size),
+            ActionKind::DbSync { from, to, size, .. } => (from, to, *size),
+            _ => return None,
+        };
+        Some(CopyEstimate {
+            full: self.transfer(from, to, size),
+            precopy: self.precopy_of.get(&id).copied(),
+        })
+    }
+
+    /// The time to send a whole source over the link between two hosts' sites.
+    fn transfer(&self, from: &Endpoint, to: &Endpoint, size: Option<Size>) -> Figure {
+        let (size, size_source) = match (size, self.facts.and_then(|f| f.source_size(from))) {
+            (Some(size), _) => (size, Provenance::Estimated),
+            (None, Some(size)) => (size, Provenance::Probed),
+            (None, None) => {
+                return Figure::unknown(format!(
+                    "size of {}:{} unknown (add `size` or probe it)",
+                    self.runbook.host(from.host).name,
+                    from.path
+                ));
+            }
+        };
+        self.over_link(from, to, size, size_source)
+    }
+
+    /// `size` over the link between the sites of `from` and `to`.
+    pub fn over_link(&self, from: &Endpoint, to: &Endpoint, size: Size, provenance: Provenance) -> Figure {
+        let (a, b) = (self.runbook.host(from.host), self.runbook.host(to.host));
+        let size_text = match provenance {
+            Provenance::Probed => format!("{} (probed)", units_fmt::size(size.0)),
+            _ => units_fmt::size(size.0),
+        };
+        let (Some(site_a), Some(site_b)) = (&a.site, &b.site) else {
+            let missing = if a.site.is_none() { &a.name } else { &b.name };
+            return Figure::unknown(format!("{size_text}, but host {missing} has no site, so no link applies"));
+        };
+        let Some(link) = self.runbook.link_between(site_a, site_b) else {
+            return Figure::unknown(format!("{size_text}, but no link between {site_a} and {site_b} is declared"));
+        };
+        if link.bandwidth.0 == 0 {
+            return Figure::unknown(format!("{size_text}, but the link {site_a} -> {site_b} has no bandwidth"));
+        }
+        Figure::new(
+            secs(link.bandwidth.transfer_time(size)),
+            provenance,
+            format!(
+                "{size_text} over {} -> {} at {}",
+                link.from,
+                link.to,
+                units_fmt::bandwidth(link.bandwidth.0)
+            ),
+        )
+    }
+
+    /// A copy after a pre-copy of the same source: reads both ends and sends
+    /// what changed since.
+    fn delta(&self, precopy: StepId, full: &Figure, step: &Step) -> Figure {
+        let pre = &self.runbook.step(precopy).name;
+        let size = match &step.action.kind {
+            ActionKind::ImageCopy { from, size, .. } => size.or_else(|| self.facts.and_then(|f| f.source_size(from))),
+            _ => None,
+        };
+        let Some(size) = size else {
+            return Figure::unknown(format!("delta copy after `{pre}`; size unknown (add `size` or probe it)"));
+        };
+        let scan = size.0.div_ceil(DELTA_SCAN_BYTES_PER_SEC);
+        let full_text = full
+            .secs
+            .map(|s| format!("; a full copy would take {}", units_fmt::duration(s)))
+            .unwrap_or_default();
+        Figure::new(
+            i64::try_from(scan).unwrap_or(i64::MAX / 4),
+            Provenance::Guess,
+            format!(
+                "delta copy after `{pre}`: scan {} at {} (default) plus the data changed since{full_text}",
+                units_fmt::size(size.0),
+                format!("{}/s", units_fmt::size(DELTA_SCAN_BYTES_PER_SEC))
+            ),
+        )
+    }
+}
+
+fn default_guess(secs: i64, kind: &str) -> Figure {
+    Figure::new(
+        secs,
+        Provenance::Guess,
+        format!("default for {kind} ({}); add `expect`", units_fmt::duration(secs)),
+    )
+}
+
+/// The duration of an action from its kind alone (defaults are guesses);
+/// `None` for `wait until`. Copies are estimated by [`Estimator`].
+fn action(kind: &ActionKind) -> Option<Figure> {
+    Some(match kind {
+        ActionKind::DnsTtl { .. } | ActionKind::DnsSwitch { .. } => Figure::new(
+            DNS_PROPAGATION_SECS,
+            Provenance::Guess,
+            format!(
+                "propagation allowance {} for every verify server (default)",
+                units_fmt::duration(DNS_PROPAGATION_SECS)
+            ),
+        ),
+        ActionKind::ImageCopy { .. } | ActionKind::DbSync { .. } => {
+            return Some(Figure::unknown("copy without endpoints"));
+        }
+        ActionKind::PortOpen { .. } | ActionKind::PortClosed { .. } | ActionKind::HttpCheck { .. } => {
+                default_guess(CHECK_DEFAULT_SECS, "check")
+            }
+        ActionKind::Exec { .. } => default_guess(EXEC_DEFAULT_SECS, "exec"),
+        ActionKind::Manual { .. } => default_guess(MANUAL_DEFAULT_SECS, "manual"),
+        ActionKind::Wait(WaitFor::Duration(d)) => {
+                Figure::new(secs(*d), Provenance::Declared, format!("wait {}", units_fmt::duration(secs(*d))))
+            }
+        ActionKind::Wait(WaitFor::Until(_)) => return None,
+    })
+}

@@ -1,0 +1,55 @@
+//! `copy-without-precopy`: a large image copy inside the window with no
+//! earlier copy of the same image, so the whole image crosses the link while
+//! the service is down (the 2015 evacuation).
+
+use super::{Context, Findings, Rule};
+use crate::units_fmt::duration;
+use cutover_lang::{ActionKind, Severity};
+
+pub const RULE: Rule = Rule {
+    code: "copy-without-precopy",
+    severity: Severity::Warning,
+    summary: "a large image copy in the window with no pre-copy before it",
+};
+
+/// A full copy at least this long counts as large.
+pub const LARGE_COPY_SECS: i64 = 15 * 60;
+
+pub fn check(ctx: &Context, out: &mut Findings) {
+    let window_end = ctx.plan.window.map_or(i64::MAX, |w| w.length);
+    for planned in &ctx.plan.steps {
+        let step = ctx.runbook.step(planned.id);
+        let (ActionKind::ImageCopy { from, .. }, Some(copy)) = (&step.action.kind, &planned.copy) else {
+            continue;
+        };
+        if copy.precopy.is_some() || planned.act_start < 0 || planned.act_start >= window_end {
+            continue;
+        }
+        let Some(full) = copy.full.secs else {
+            out.notes.push(format!(
+                "rule {} not evaluated for `{}`: {}",
+                RULE.code, planned.name, copy.full.basis
+            ));
+            continue;
+        };
+        if full < LARGE_COPY_SECS {
+            continue;
+        }
+        out.diagnostic(
+            &RULE,
+            format!(
+                "`{}` copies {}:{} inside the window with no pre-copy: the whole image crosses the link, an estimated {} ({})",
+                planned.name,
+                ctx.runbook.host(from.host).name,
+                from.path,
+                duration(full),
+                copy.full.basis
+            ),
+            step.action.span,
+        )
+        .help = Some(format!(
+            "copy it once before the window (e.g. `at T-{}`) and keep this step as the final delta copy",
+            duration((full * 2).max(86_400))
+        ));
+    }
+}

@@ -1,0 +1,70 @@
+//! `ttl-not-lowered`: a DNS switch before caches have dropped the record's
+//! old TTL, so clients keep using the old address for up to that TTL.
+
+use super::{Context, Findings, Rule};
+use crate::units_fmt::{duration, offset};
+use cutover_lang::{ActionKind, Severity};
+
+pub const RULE: Rule = Rule {
+    code: "ttl-not-lowered",
+    severity: Severity::Error,
+    summary: "a dns.switch before the record's old TTL has expired",
+};
+
+pub fn check(ctx: &Context, out: &mut Findings) {
+    for safety in &ctx.plan.switches {
+        let step = ctx.runbook.step(safety.step);
+        let ActionKind::DnsSwitch { zone, name, rtype, .. } = &step.action.kind else {
+            continue;
+        };
+        let planned = ctx.plan.step(safety.step);
+        if safety.lowered_by.is_empty() {
+            let live = ctx
+                .facts
+                .and_then(|f| f.live_ttl(&ctx.runbook.zone(*zone).name, name, *rtype))
+                .map(|t| format!(" ({}, probed)", duration(crate::estimate::secs(t))))
+                .unwrap_or_default();
+            out.diagnostic(
+                &RULE,
+                format!(
+                    "`{}` is switched but its TTL is never lowered before: caches keep the old value for up to its full TTL{live}",
+                    safety.record
+                ),
+                step.action.span,
+            )
+            .help = Some(format!(
+                "add an earlier step `dns.ttl {} {name} {} 300 was <current TTL>` at least the current TTL before this switch",
+                ctx.runbook.zone(*zone).name,
+                rtype.as_str()
+            ));
+            continue;
+        }
+        let (Some(at), Some(safe)) = (planned.at, safety.earliest_safe) else {
+            continue;
+        };
+        if at < safe {
+            let lowering = safety.lowered_by[0];
+            let d = out
+                .diagnostic(
+                    &RULE,
+                    format!(
+                        "`{}` is switched at {} but the old TTL expires only at {} ({})",
+                        safety.record,
+                        offset(at),
+                        offset(safe),
+                        safety.basis
+                    ),
+                    step.action.span,
+                );
+            d.labels.push(cutover_lang::Label {
+                span: ctx.runbook.step(lowering).action.span,
+                message: "TTL lowered here".to_string(),
+            });
+            d.help = Some(format!(
+                "lower the TTL at least {} earlier, or switch at {} or later",
+                duration(safe - at),
+                offset(safe)
+            ));
+        }
+    }
+}

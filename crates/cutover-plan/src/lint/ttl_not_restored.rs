@@ -1,0 +1,59 @@
+//! `ttl-not-restored`: a TTL lowered for the cutover and never raised again,
+//! so the record keeps a short TTL (and the servers keep the extra load).
+
+use super::{Context, Findings, Rule};
+use crate::schedule::{fqdn, previous_ttl};
+use crate::units_fmt::duration;
+use cutover_lang::{ActionKind, Severity, StepId};
+
+pub const RULE: Rule = Rule {
+    code: "ttl-not-restored",
+    severity: Severity::Warning,
+    summary: "a lowered TTL is never restored after the cutover",
+};
+
+pub fn check(ctx: &Context, out: &mut Findings) {
+    let lowers_for_switch = |id: StepId| ctx.plan.switches.iter().any(|s| s.lowered_by.contains(&id));
+    for (i, step) in ctx.runbook.steps.iter().enumerate() {
+        let ActionKind::DnsTtl { zone, names, rtype, ttl, .. } = &step.action.kind else {
+            continue;
+        };
+        let id = StepId(i);
+        let ttl = crate::estimate::secs(*ttl);
+        for name in names {
+            let was = previous_ttl(ctx.runbook, ctx.facts, id, name);
+            let lowers = match was {
+                Some((was, _)) => was > ttl,
+                None => lowers_for_switch(id),
+            };
+            if !lowers {
+                continue;
+            }
+            let restored = ctx.runbook.steps.iter().enumerate().any(|(j, other)| {
+                matches!(&other.action.kind, ActionKind::DnsTtl { zone: z, names: ns, rtype: t, ttl: new, .. }
+                    if z == zone && t == rtype && ns.contains(name) && crate::estimate::secs(*new) > ttl)
+                    && ctx.is_after(id, StepId(j))
+            });
+            if restored {
+                continue;
+            }
+            let restore_to = was.map_or_else(|| "<old TTL>".to_string(), |(w, _)| duration(w));
+            out.diagnostic(
+                &RULE,
+                format!(
+                    "the TTL of `{} {}` is lowered to {} here and never restored after the cutover",
+                    fqdn(ctx.runbook, *zone, name),
+                    rtype.as_str(),
+                    duration(ttl)
+                ),
+                step.action.span,
+            )
+            .help = Some(format!(
+                "add a step after the switch: `dns.ttl {} {name} {} {restore_to} was {}`",
+                ctx.runbook.zone(*zone).name,
+                rtype.as_str(),
+                duration(ttl)
+            ));
+        }
+    }
+}

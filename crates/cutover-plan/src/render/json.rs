@@ -1,0 +1,186 @@
+//! The plan as JSON. The schema is stable and documented in
+//! `docs/plan-json.md`; fields are only ever added, under the same `schema`.
+
+use crate::units_fmt;
+use crate::{Figure, Plan};
+use cutover_lang::SourceMap;
+use serde::Serialize;
+
+/// The schema identifier written in every document.
+pub const SCHEMA: &str = "cutover-plan/1";
+
+#[derive(Serialize)]
+struct Document<'a> {
+    schema: &'static str,
+    runbook: &'a str,
+    title: Option<&'a str>,
+    t0: Option<String>,
+    window: Option<Window>,
+    end: Time,
+    critical_path: Vec<&'a str>,
+    steps: Vec<Step<'a>>,
+    dns_switches: Vec<Switch<'a>>,
+    diagnostics: Vec<Finding<'a>>,
+    notes: &'a [String],
+    probed: bool,
+}
+
+#[derive(Serialize)]
+struct Window {
+    start: String,
+    end: String,
+    length_s: i64,
+    fits: bool,
+    left_s: i64,
+}
+
+#[derive(Serialize)]
+struct Time {
+    offset_s: i64,
+    utc: Option<String>,
+    at_least: bool,
+}
+
+#[derive(Serialize)]
+struct Step<'a> {
+    name: &'a str,
+    kind: &'a str,
+    after: Vec<&'a str>,
+    at_s: Option<i64>,
+    start: Time,
+    ttl_wait: Option<TtlWait<'a>>,
+    act_start_s: i64,
+    end: Time,
+    duration: Duration<'a>,
+    slack_s: i64,
+    critical: bool,
+    full_copy: Option<Duration<'a>>,
+    precopy: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct TtlWait<'a> {
+    start_s: i64,
+    end_s: i64,
+    basis: &'a str,
+}
+
+#[derive(Serialize)]
+struct Duration<'a> {
+    seconds: Option<i64>,
+    source: &'static str,
+    basis: &'a str,
+}
+
+#[derive(Serialize)]
+struct Switch<'a> {
+    step: &'a str,
+    record: &'a str,
+    lowered_by: Vec<&'a str>,
+    earliest_safe: Option<Time>,
+    source: &'static str,
+    basis: &'a str,
+    act_start_s: i64,
+}
+
+#[derive(Serialize)]
+struct Finding<'a> {
+    severity: &'static str,
+    code: &'a str,
+    message: &'a str,
+    file: Option<String>,
+    line: Option<usize>,
+    column: Option<usize>,
+    help: Option<&'a str>,
+}
+
+fn duration(f: &Figure) -> Duration<'_> {
+    Duration { seconds: f.secs, source: f.provenance.as_str(), basis: &f.basis }
+}
+
+/// The plan as a pretty-printed JSON document.
+pub fn json(plan: &Plan, sources: &SourceMap) -> String {
+    let time = |offset: i64, at_least: bool| Time {
+        offset_s: offset,
+        utc: plan.utc(offset).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        at_least,
+    };
+    let name = |id: cutover_lang::StepId| plan.step(id).name.as_str();
+    let doc = Document {
+        schema: SCHEMA,
+        runbook: &plan.runbook,
+        title: plan.title.as_deref(),
+        t0: plan.t0.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        window: plan.window.map(|w| Window {
+            start: w.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            end: units_fmt::at(Some(w.start), w.length)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default(),
+            length_s: w.length,
+            fits: w.left >= 0,
+            left_s: w.left,
+        }),
+        end: time(plan.end, plan.end_at_least),
+        critical_path: plan.critical_path.iter().map(|id| name(*id)).collect(),
+        steps: plan
+            .chronological()
+            .into_iter()
+            .map(|s| Step {
+                name: &s.name,
+                kind: s.kind,
+                after: s.after.iter().map(|p| name(*p)).collect(),
+                at_s: s.at,
+                start: time(s.start, s.start_at_least),
+                ttl_wait: s.ttl_wait.as_ref().map(|w| TtlWait { start_s: w.start, end_s: w.end, basis: &w.basis }),
+                act_start_s: s.act_start,
+                end: time(s.end, s.at_least),
+                duration: duration(&s.duration),
+                slack_s: s.slack,
+                critical: s.critical,
+                full_copy: s.copy.as_ref().map(|c| duration(&c.full)),
+                precopy: s.copy.as_ref().and_then(|c| c.precopy).map(name),
+            })
+            .collect(),
+        dns_switches: plan
+            .switches
+            .iter()
+            .map(|s| Switch {
+                step: name(s.step),
+                record: &s.record,
+                lowered_by: s.lowered_by.iter().map(|id| name(*id)).collect(),
+                earliest_safe: s.earliest_safe.map(|t| time(t, false)),
+                source: s.provenance.as_str(),
+                basis: &s.basis,
+                act_start_s: plan.step(s.step).act_start,
+            })
+            .collect(),
+        diagnostics: plan
+            .diagnostics
+            .iter()
+            .map(|d| {
+                let place = d
+                    .primary_span()
+                    .filter(|s| (s.file.0 as usize) < sources.files.len())
+                    .map(|s| (sources.file(s.file).path.display().to_string(), sources.line_col(s)));
+                Finding {
+                    severity: match d.severity {
+                        cutover_lang::Severity::Error => "error",
+                        cutover_lang::Severity::Warning => "warning",
+                        cutover_lang::Severity::Info => "info",
+                    },
+                    code: d.code,
+                    message: &d.message,
+                    file: place.as_ref().map(|p| p.0.clone()),
+                    line: place.as_ref().map(|p| p.1.0),
+                    column: place.as_ref().map(|p| p.1.1),
+                    help: d.help.as_deref(),
+                }
+            })
+            .collect(),
+        notes: &plan.notes,
+        probed: plan.probed,
+    };
+    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}

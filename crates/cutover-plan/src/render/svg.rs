@@ -1,0 +1,264 @@
+//! The plan as an SVG Gantt chart: one bar per step (`<rect class="bar">`
+//! with `data-step`) on a time axis from the earliest step to the window's
+//! end, the critical path in red, the window shaded, and the TTL wait before
+//! a DNS switch drawn as its own hatched segment (`class="ttl-wait"`).
+
+use super::axis::Axis;
+use super::{critical_path_text, fit_text};
+use crate::units_fmt;
+use crate::{Plan, Provenance};
+use std::fmt::Write;
+
+const WIDTH: f64 = 1400.0;
+const LABEL_WIDTH: f64 = 250.0;
+const RIGHT_MARGIN: f64 = 150.0;
+const TOP: f64 = 118.0;
+const ROW: f64 = 28.0;
+const BAR: f64 = 16.0;
+const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
+
+fn esc(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub fn svg(plan: &Plan) -> String {
+    let axis = Axis::new(plan);
+    let chart = WIDTH - LABEL_WIDTH - RIGHT_MARGIN;
+    let x = |t: i64| LABEL_WIDTH + axis.x(t) * chart;
+    let steps = plan.chronological();
+    let rows_height = steps.len() as f64 * ROW;
+    let height = TOP + rows_height + 80.0;
+    let bottom = TOP + rows_height;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="{FONT}" font-size="13">"#
+    );
+    let _ = writeln!(
+        out,
+        r##"<defs><pattern id="ttl-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#fdf0c8"/><line x1="0" y1="0" x2="0" y2="6" stroke="#d9a300" stroke-width="3"/></pattern></defs>"##
+    );
+    let _ = writeln!(out, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
+
+    // Title and summary.
+    let title = match &plan.title {
+        Some(t) => format!("{} — {t}", plan.runbook),
+        None => plan.runbook.clone(),
+    };
+    let _ = writeln!(
+        out,
+        r##"<text x="16" y="30" font-size="20" font-weight="bold" fill="#1a1a1a">{}</text>"##,
+        esc(&title)
+    );
+    let window = match plan.window {
+        Some(w) => format!(
+            "Window {} for {} · plan ends {} · {}",
+            units_fmt::utc(w.start),
+            units_fmt::duration(w.length),
+            units_fmt::offset(plan.end),
+            fit_text(plan)
+        ),
+        None => format!("Plan ends {} · {}", units_fmt::offset(plan.end), fit_text(plan)),
+    };
+    let overflow = plan.window.is_some_and(|w| w.left < 0);
+    let _ = writeln!(
+        out,
+        r##"<text x="16" y="54" fill="{}">{}</text>"##,
+        if overflow { "#b00020" } else { "#333333" },
+        esc(&window)
+    );
+    let _ = writeln!(
+        out,
+        r##"<text x="16" y="74" fill="#333333">Critical path: {}</text>"##,
+        esc(&critical_path_text(plan, " → "))
+    );
+
+    // Window shading, overflow and grid.
+    if let Some(w) = plan.window {
+        let (a, b) = (x(0), x(w.length));
+        let _ = writeln!(
+            out,
+            r##"<rect class="window" x="{a:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#e6f0fa"/>"##,
+            TOP - 8.0,
+            (b - a).max(1.0),
+            rows_height + 8.0
+        );
+        if plan.end > w.length {
+            let c = x(plan.end);
+            let _ = writeln!(
+                out,
+                r##"<rect class="overflow" x="{b:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#fde2e2"/>"##,
+                TOP - 8.0,
+                (c - b).max(1.0),
+                rows_height + 8.0
+            );
+        }
+    }
+    for i in 0..steps.len() {
+        if i % 2 == 1 {
+            let _ = writeln!(
+                out,
+                r##"<rect x="0" y="{:.1}" width="{LABEL_WIDTH}" height="{ROW}" fill="#f5f5f5"/>"##,
+                TOP + i as f64 * ROW
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        r##"<line x1="{LABEL_WIDTH}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#888888"/>"##,
+        TOP - 10.0,
+        LABEL_WIDTH + chart,
+        TOP - 10.0
+    );
+    let mut last_label_end = f64::MIN;
+    for (t, label) in axis.ticks(12) {
+        let tx = x(t);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{tx:.1}" y1="{:.1}" x2="{tx:.1}" y2="{bottom:.1}" stroke="#d0d0d0" stroke-dasharray="2,3"/>"##,
+            TOP - 14.0
+        );
+        let half = label.chars().count() as f64 * 3.6;
+        if tx - half > last_label_end + 6.0 {
+            let _ = writeln!(
+                out,
+                r##"<text x="{tx:.1}" y="{:.1}" text-anchor="middle" font-size="12" fill="#555555">{}</text>"##,
+                TOP - 18.0,
+                esc(&label)
+            );
+            last_label_end = tx + half;
+        }
+    }
+    if let Some(b) = axis.break_at() {
+        let bx = LABEL_WIDTH + b * chart;
+        let _ = writeln!(
+            out,
+            r##"<path d="M{:.1},{:.1} l4,-6 l4,12 l4,-6" fill="none" stroke="#888888" stroke-width="1.5"/>"##,
+            bx - 6.0,
+            TOP - 10.0
+        );
+        let _ = writeln!(
+            out,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="end" font-size="11" fill="#888888">time before T0 compressed</text>"##,
+            bx - 8.0,
+            bottom + 16.0
+        );
+    }
+    if let Some(w) = plan.window {
+        for (t, label) in [(0, "T0"), (w.length, "window end")] {
+            let lx = x(t);
+            let _ = writeln!(
+                out,
+                r##"<line x1="{lx:.1}" y1="{:.1}" x2="{lx:.1}" y2="{bottom:.1}" stroke="#2f6db5" stroke-width="1.5"/>"##,
+                TOP - 8.0
+            );
+            let _ = writeln!(
+                out,
+                r##"<text x="{lx:.1}" y="{:.1}" text-anchor="middle" font-size="11" fill="#2f6db5">{label}</text>"##,
+                bottom + 16.0
+            );
+        }
+    }
+
+    // One row per step.
+    for (i, s) in steps.iter().enumerate() {
+        let y = TOP + i as f64 * ROW;
+        let mid = y + ROW / 2.0;
+        let weight = if s.critical { "bold" } else { "normal" };
+        let _ = writeln!(
+            out,
+            r##"<text x="16" y="{:.1}" font-weight="{weight}" fill="{}">{}</text>"##,
+            mid + 4.5,
+            if s.critical { "#b00020" } else { "#1a1a1a" },
+            esc(&shorten(&s.name, 22))
+        );
+        let _ = writeln!(
+            out,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="end" font-size="11" fill="#777777">{}</text>"##,
+            LABEL_WIDTH - 10.0,
+            mid + 4.0,
+            s.kind
+        );
+        if let Some(wait) = &s.ttl_wait {
+            let (a, b) = (x(wait.start), x(wait.end));
+            let _ = writeln!(
+                out,
+                r##"<rect class="ttl-wait" data-step="{}" x="{a:.1}" y="{:.1}" width="{:.1}" height="{BAR}" fill="url(#ttl-hatch)" stroke="#d9a300"><title>TTL wait {}: {}</title></rect>"##,
+                esc(&s.name),
+                mid - BAR / 2.0,
+                (b - a).max(2.0),
+                units_fmt::duration(wait.end - wait.start),
+                esc(&wait.basis)
+            );
+        }
+        let (a, b) = (x(s.act_start), x(s.end));
+        let width = (b - a).max(3.0);
+        let (fill, stroke) = match (s.critical, s.duration.provenance) {
+            (_, Provenance::Unknown) => ("#ffffff", r##" stroke="#666666" stroke-dasharray="3,2""##),
+            (true, _) => ("#d62839", ""),
+            (false, Provenance::Guess) => ("#8fb3d9", ""),
+            (false, _) => ("#3f77b5", ""),
+        };
+        let class = if s.critical { "bar critical" } else { "bar" };
+        let _ = writeln!(
+            out,
+            r##"<rect class="{class}" data-step="{}" data-source="{}" x="{a:.1}" y="{:.1}" width="{width:.1}" height="{BAR}" rx="2" fill="{fill}"{stroke}><title>{}: {} ({}) — {}</title></rect>"##,
+            esc(&s.name),
+            s.duration.provenance.as_str(),
+            mid - BAR / 2.0,
+            esc(&s.name),
+            s.duration.secs.map_or("unknown".to_string(), units_fmt::duration),
+            s.duration.provenance.as_str(),
+            esc(&s.duration.basis)
+        );
+        let label = match s.duration.secs {
+            Some(d) => format!("{} {}", units_fmt::duration(d), s.duration.provenance.as_str()),
+            None => "? unknown".to_string(),
+        };
+        let (lx, anchor) = if a + width + 8.0 + label.len() as f64 * 6.5 > WIDTH - 8.0 {
+            (s.ttl_wait.as_ref().map_or(a, |w| x(w.start)) - 6.0, "end")
+        } else {
+            (a + width + 6.0, "start")
+        };
+        let _ = writeln!(
+            out,
+            r##"<text x="{lx:.1}" y="{:.1}" text-anchor="{anchor}" font-size="11" fill="#444444">{}</text>"##,
+            mid + 4.0,
+            esc(&label)
+        );
+    }
+
+    // Legend.
+    let ly = bottom + 44.0;
+    let items: [(&str, &str); 5] = [
+        (r##"fill="#d62839""##, "critical path"),
+        (r##"fill="#3f77b5""##, "declared / estimated"),
+        (r##"fill="#8fb3d9""##, "default (a guess)"),
+        (r##"fill="url(#ttl-hatch)" stroke="#d9a300""##, "TTL wait before a DNS switch"),
+        (r##"fill="#e6f0fa""##, "window"),
+    ];
+    let mut lx = 16.0;
+    for (style, label) in items {
+        let _ = writeln!(
+            out,
+            r##"<rect x="{lx:.1}" y="{:.1}" width="22" height="12" {style}/><text x="{:.1}" y="{:.1}" font-size="12" fill="#333333">{label}</text>"##,
+            ly - 10.0,
+            lx + 28.0,
+            ly
+        );
+        lx += 40.0 + label.len() as f64 * 7.0;
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+fn shorten(name: &str, max: usize) -> String {
+    if name.chars().count() <= max {
+        name.to_string()
+    } else {
+        format!("{}…", name.chars().take(max - 1).collect::<String>())
+    }
+}

@@ -1,0 +1,403 @@
+//! The timeline: when each step starts and ends relative to T0, the waits
+//! the TTL rules impose on DNS switches, slack, and the critical path.
+//!
+//! A step starts at the latest of its `at` time and the ends of the steps it
+//! comes `after`; a step with neither starts at T0. A `dns.switch` may act
+//! only once every cache has dropped the record's old TTL: the end of each
+//! earlier `dns.ttl` of the record plus the TTL the record had before it.
+//! Unknown durations count as zero, and every time that depends on one is
+//! marked "at least".
+
+use crate::estimate::{CopyEstimate, Estimator, Figure, Provenance, secs};
+use crate::facts::ProbeFacts;
+use crate::graph::Graph;
+use crate::units_fmt;
+use cutover_lang::{ActionKind, RecordType, Runbook, StepId, WaitFor, ZoneId};
+use std::collections::HashMap;
+
+/// One step on the timeline. Times are seconds relative to T0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedStep {
+    pub id: StepId,
+    pub name: String,
+    /// The kind keyword, e.g. `image.copy`.
+    pub kind: &'static str,
+    /// The steps it comes `after`.
+    pub after: Vec<StepId>,
+    /// The declared `at`, relative to T0.
+    pub at: Option<i64>,
+    /// When the step may begin.
+    pub start: i64,
+    /// The wait for old TTLs to expire before a `dns.switch` acts.
+    pub ttl_wait: Option<TtlWait>,
+    /// When the action begins: `start`, or the end of the TTL wait.
+    pub act_start: i64,
+    pub end: i64,
+    /// The action's duration (without the TTL wait).
+    pub duration: Figure,
+    /// The start depends on an unknown duration: the real one can only be later.
+    pub start_at_least: bool,
+    /// The end depends on an unknown duration: the real one can only be later.
+    pub at_least: bool,
+    /// How much later the step could end without moving the plan's end.
+    pub slack: i64,
+    pub critical: bool,
+    /// Full-copy estimate and pre-copy of a copy step.
+    pub copy: Option<CopyEstimate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TtlWait {
+    pub start: i64,
+    pub end: i64,
+    pub basis: String,
+}
+
+/// When a `dns.switch` becomes safe: every cache has dropped the old TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchSafety {
+    pub step: StepId,
+    /// `wiki.maemo.org A`
+    pub record: String,
+    /// Earlier `dns.ttl` steps of this record (not restores).
+    pub lowered_by: Vec<StepId>,
+    /// The lowest TTL those steps set, in seconds.
+    pub lowered_ttl: Option<i64>,
+    /// `None` when never lowered, or when a previous TTL is unknown.
+    pub earliest_safe: Option<i64>,
+    pub provenance: Provenance,
+    pub basis: String,
+}
+
+pub struct Schedule {
+    pub steps: Vec<PlannedStep>,
+    pub switches: Vec<SwitchSafety>,
+    pub critical_path: Vec<StepId>,
+    pub end: i64,
+    pub end_at_least: bool,
+}
+
+type RecordKey<'a> = (ZoneId, &'a str, RecordType);
+
+/// The fully qualified name of a record: `wiki.maemo.org`.
+pub fn fqdn(runbook: &Runbook, zone: ZoneId, name: &str) -> String {
+    let zone = &runbook.zone(zone).name;
+    match name {
+        "@" => zone.clone(),
+        n if n.ends_with('.') => n.trim_end_matches('.').to_string(),
+        n => format!("{n}.{zone}"),
+    }
+}
+
+/// The TTL a record had before a `dns.ttl` step changed it: declared
+/// (`was`), or probed from the live servers.
+pub fn previous_ttl(
+    runbook: &Runbook,
+    facts: Option<&ProbeFacts>,
+    step: StepId,
+    name: &str,
+) -> Option<(i64, Provenance)> {
+    let ActionKind::DnsTtl { zone, rtype, previous_ttl, .. } = &runbook.step(step).action.kind else {
+        return None;
+    };
+    if let Some(was) = previous_ttl {
+        return Some((secs(*was), Provenance::Declared));
+    }
+    facts
+        .and_then(|f| f.live_ttl(&runbook.zone(*zone).name, name, *rtype))
+        .map(|ttl| (secs(ttl), Provenance::Probed))
+}
+
+/// Whether a `dns.ttl` step raises the TTL (a restore) rather than lowering it.
+pub fn is_raise(runbook: &Runbook, facts: Option<&ProbeFacts>, step: StepId, name: &str) -> bool {
+    let ActionKind::DnsTtl { ttl, .. } = &runbook.step(step).action.kind else {
+        return false;
+    };
+    previous_ttl(runbook, facts, step, name).is_some_and(|(was, _)| was < secs(*ttl))
+}
+
+struct TtlEdge {
+    lowering: StepId,
+    /// The previous TTL, when known.
+    lag: Option<(i64, Provenance)>,
+}
+
+pub fn schedule(
+    runbook: &Runbook,
+    facts: Option<&ProbeFacts>,
+    graph: &Graph,
+    estimator: &Estimator,
+    t0: Option<chrono::DateTime<chrono::Utc>>,
+) -> Schedule {
+    let n = runbook.steps.len();
+    let mut ttl_steps: HashMap<RecordKey, Vec<StepId>> = HashMap::new();
+    for (i, step) in runbook.steps.iter().enumerate() {
+        if let ActionKind::DnsTtl { zone, names, rtype, .. } = &step.action.kind {
+            for name in names {
+                ttl_steps.entry((*zone, name.as_str(), *rtype)).or_default().push(StepId(i));
+            }
+        }
+    }
+
+    // Lowerings of the switched record that are ordered before each switch.
+    let mut ttl_edges: HashMap<StepId, Vec<TtlEdge>> = HashMap::new();
+    let mut switch_lowerings: Vec<(StepId, Vec<StepId>)> = Vec::new();
+    for (i, step) in runbook.steps.iter().enumerate() {
+        let ActionKind::DnsSwitch { zone, name, rtype, .. } = &step.action.kind else {
+            continue;
+        };
+        let switch = StepId(i);
+        let candidates: Vec<StepId> = ttl_steps
+            .get(&(*zone, name.as_str(), *rtype))
+            .map(|ls| {
+                ls.iter()
+                    .copied()
+                    .filter(|&l| !is_raise(runbook, facts, l, name))
+                    .filter(|&l| {
+                        if l.0 < i && graph.rank[l.0] < graph.rank[i] {
+                            true
+                        } else if l.0 < i {
+                            !graph.reaches(switch, l)
+                        } else {
+                            graph.reaches(l, switch)
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let edges = candidates
+            .iter()
+            .map(|&l| TtlEdge { lowering: l, lag: previous_ttl(runbook, facts, l, name) })
+            .collect();
+        ttl_edges.insert(switch, edges);
+        switch_lowerings.push((switch, candidates));
+    }
+
+    let mut planned: Vec<Option<PlannedStep>> = vec![None; n];
+    let mut safety: HashMap<StepId, SwitchSafety> = HashMap::new();
+    for &id in &graph.order {
+        let step = runbook.step(id);
+        let at = step.at.and_then(|a| a.offset_from(t0));
+        let mut start = at.unwrap_or(0);
+        let mut at_least = false;
+        for p in &graph.preds[id.0] {
+            if let Some(pred) = &planned[p.0] {
+                start = start.max(pred.end);
+                at_least |= pred.at_least;
+            }
+        }
+        let mut act_start = start;
+        let mut ttl_wait = None;
+        if let Some(edges) = ttl_edges.get(&id) {
+            let s = switch_safety(runbook, id, edges, &planned);
+            if let Some(safe) = s.earliest_safe {
+                if safe > start {
+                    act_start = safe;
+                    ttl_wait = Some(TtlWait { start, end: safe, basis: s.basis.clone() });
+                }
+            }
+            for e in edges {
+                if let Some(l) = &planned[e.lowering.0] {
+                    at_least |= l.at_least && l.end + e.lag.map_or(0, |x| x.0) >= start;
+                }
+            }
+            safety.insert(id, s);
+        }
+        let duration = match estimator.step(id, step) {
+            Some(figure) => figure,
+            None => match &step.action.kind {
+                ActionKind::Wait(WaitFor::Until(until)) => match until.offset_from(t0) {
+                    Some(u) => Figure::new(
+                        (u - act_start).max(0),
+                        Provenance::Declared,
+                        format!("wait until {}", units_fmt::offset(u)),
+                    ),
+                    None => Figure::unknown("wait until an absolute time, but the runbook has no window"),
+                },
+                _ => Figure::unknown("no estimate"),
+            },
+        };
+        let start_at_least = at_least;
+        at_least |= duration.secs.is_none();
+        let end = act_start.saturating_add(duration.secs_or_zero());
+        planned[id.0] = Some(PlannedStep {
+            id,
+            name: step.name.clone(),
+            kind: step.action.kind.keyword(),
+            after: graph.preds[id.0].clone(),
+            at,
+            start,
+            start_at_least,
+            ttl_wait,
+            act_start,
+            end,
+            duration,
+            at_least,
+            slack: 0,
+            critical: false,
+            copy: estimator.copy(id, step),
+        });
+    }
+    let mut steps: Vec<PlannedStep> = planned.into_iter().flatten().collect();
+    steps.sort_by_key(|s| s.id);
+
+    let end = steps.iter().map(|s| s.end).max().unwrap_or(0);
+    let end_at_least = steps.iter().any(|s| s.end == end && s.at_least);
+    compute_slack(&mut steps, graph, &ttl_edges, end);
+    let critical_path = critical_path(&steps, graph, &ttl_edges, end);
+    for id in &critical_path {
+        steps[id.0].critical = true;
+    }
+    let mut switches: Vec<SwitchSafety> = switch_lowerings
+        .into_iter()
+        .filter_map(|(id, _)| safety.remove(&id))
+        .collect();
+    switches.sort_by_key(|s| (steps[s.step.0].start, s.step));
+    Schedule { steps, switches, critical_path, end, end_at_least }
+}
+
+fn switch_safety(
+    runbook: &Runbook,
+    switch: StepId,
+    edges: &[TtlEdge],
+    planned: &[Option<PlannedStep>],
+) -> SwitchSafety {
+    let record = match &runbook.step(switch).action.kind {
+        ActionKind::DnsSwitch { zone, name, rtype, .. } => {
+            format!("{} {}", fqdn(runbook, *zone, name), rtype.as_str())
+        }
+        other => other.keyword().to_string(),
+    };
+    let lowered_by: Vec<StepId> = edges.iter().map(|e| e.lowering).collect();
+    let lowered_ttl = lowered_by
+        .iter()
+        .filter_map(|l| match &runbook.step(*l).action.kind {
+            ActionKind::DnsTtl { ttl, .. } => Some(secs(*ttl)),
+            _ => None,
+        })
+        .min();
+    if edges.is_empty() {
+        return SwitchSafety {
+            step: switch,
+            record,
+            lowered_by,
+            lowered_ttl,
+            earliest_safe: None,
+            provenance: Provenance::Unknown,
+            basis: "the TTL is never lowered before this switch".to_string(),
+        };
+    }
+    let mut safe = i64::MIN;
+    let mut provenance = Provenance::Declared;
+    let mut parts = Vec::new();
+    let mut unknown = Vec::new();
+    for e in edges {
+        let lowering = &runbook.step(e.lowering).name;
+        let Some(l) = &planned[e.lowering.0] else { continue };
+        match e.lag {
+            Some((lag, p)) => {
+                safe = safe.max(l.end.saturating_add(lag));
+                if p == Provenance::Probed {
+                    provenance = Provenance::Probed;
+                }
+                let how = if p == Provenance::Probed { "probed" } else { "was" };
+                parts.push(format!(
+                    "`{lowering}` ends {} + old TTL {} ({how})",
+                    units_fmt::offset(l.end),
+                    units_fmt::duration(lag)
+                ));
+            }
+            None => unknown.push(format!("`{lowering}`")),
+        }
+    }
+    if !unknown.is_empty() {
+        return SwitchSafety {
+            step: switch,
+            record,
+            lowered_by,
+            lowered_ttl,
+            earliest_safe: None,
+            provenance: Provenance::Unknown,
+            basis: format!(
+                "the TTL before {} is unknown (add `was TTL` or probe it)",
+                unknown.join(", ")
+            ),
+        };
+    }
+    SwitchSafety {
+        step: switch,
+        record,
+        lowered_by,
+        lowered_ttl,
+        earliest_safe: Some(safe),
+        provenance,
+        basis: parts.join("; "),
+    }
+}
+
+/// Latest finish of each step that keeps the plan's end, minus its end.
+fn compute_slack(steps: &mut [PlannedStep], graph: &Graph, ttl_edges: &HashMap<StepId, Vec<TtlEdge>>, end: i64) {
+    let n = steps.len();
+    let mut latest_finish = vec![end; n];
+    for &id in graph.order.iter().rev() {
+        let s = &steps[id.0];
+        let latest_act = latest_finish[id.0] - s.duration.secs_or_zero();
+        for p in &graph.preds[id.0] {
+            latest_finish[p.0] = latest_finish[p.0].min(latest_act);
+        }
+        for e in ttl_edges.get(&id).map(Vec::as_slice).unwrap_or_default() {
+            let lag = e.lag.map_or(0, |x| x.0);
+            latest_finish[e.lowering.0] = latest_finish[e.lowering.0].min(latest_act - lag);
+        }
+    }
+    for s in steps.iter_mut() {
+        s.slack = (latest_finish[s.id.0] - s.end).max(0);
+    }
+}
+
+/// The chain of steps that sets the plan's end, first step first: from the
+/// last step to end, back through whatever held each one's start.
+fn critical_path(
+    steps: &[PlannedStep],
+    graph: &Graph,
+    ttl_edges: &HashMap<StepId, Vec<TtlEdge>>,
+    end: i64,
+) -> Vec<StepId> {
+    let Some(last) = graph.order.iter().rev().find(|id| steps[id.0].end == end) else {
+        return Vec::new();
+    };
+    let mut path = vec![*last];
+    let mut on_path = vec![false; steps.len()];
+    on_path[last.0] = true;
+    let mut current = *last;
+    loop {
+        let s = &steps[current.0];
+        let binding = if s.ttl_wait.is_some() {
+            ttl_edges.get(&current).and_then(|edges| {
+                edges
+                    .iter()
+                    .filter(|e| steps[e.lowering.0].end + e.lag.map_or(0, |x| x.0) == s.act_start)
+                    .map(|e| e.lowering)
+                    .next()
+            })
+        } else if s.at.is_some_and(|at| at == s.start) {
+            None
+        } else {
+            graph.preds[current.0]
+                .iter()
+                .copied()
+                .filter(|p| steps[p.0].end == s.start)
+                .max_by_key(|p| graph.rank[p.0])
+        };
+        match binding {
+            Some(b) if !on_path[b.0] => {
+                on_path[b.0] = true;
+                path.push(b);
+                current = b;
+            }
+            _ => break,
+        }
+    }
+    path.reverse();
+    path
+}

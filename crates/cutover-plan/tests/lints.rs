@@ -1,0 +1,130 @@
+//! Every lint rule against a fixture that trips it and one that does not
+//! (`fixtures/lint/<code>.runbook`, `fixtures/lint/<code>.pass.runbook`),
+//! with the diagnostics as the user reads them kept as golden files.
+
+use cutover_lang::{load_file, render_human};
+use cutover_plan::lint::RULES;
+use cutover_plan::{NameServer, ProbeFacts, ZoneNsFact};
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/lint").join(name)
+}
+
+/// Facts as a probe of `example.test` would return them: its NS set, and
+/// optionally a secondary that is not among the zone's verify servers.
+fn probe(with_stray_secondary: bool) -> ProbeFacts {
+    let mut servers = vec![
+        NameServer { name: "ns1.example.test".into(), addrs: vec!["127.0.0.1".parse().unwrap()] },
+        NameServer { name: "ns2.example.test".into(), addrs: vec!["127.0.0.2".parse().unwrap()] },
+    ];
+    if with_stray_secondary {
+        servers.push(NameServer { name: "ns3.example.test".into(), addrs: vec!["127.0.0.3".parse().unwrap()] });
+    }
+    ProbeFacts { zone_ns: vec![ZoneNsFact { zone: "example.test".into(), servers }], ..ProbeFacts::default() }
+}
+
+/// Plans a fixture and returns the codes found and the golden text:
+/// the diagnostics as rendered for a terminal, then the plan's notes.
+fn lint(file: &str, facts: Option<&ProbeFacts>) -> (Vec<&'static str>, String) {
+    let path = fixture(file);
+    let loaded = load_file(&path);
+    assert!(
+        loaded.diagnostics.is_empty(),
+        "{file} must load cleanly:\n{}",
+        render_human(&loaded.sources, &loaded.diagnostics, false)
+    );
+    let runbook = loaded.runbook.as_ref().expect("fixture loads");
+    let plan = cutover_plan::plan(runbook, facts);
+    let mut golden = render_human(&loaded.sources, &plan.diagnostics, false);
+    let root = path.parent().unwrap().display().to_string();
+    golden = golden.replace(&root, "fixtures/lint");
+    golden.push_str("notes:\n");
+    for note in &plan.notes {
+        golden.push_str(&format!("- {note}\n"));
+    }
+    (plan.diagnostics.iter().map(|d| d.code).collect(), golden)
+}
+
+fn check_rule(code: &str, facts_trip: Option<&ProbeFacts>, facts_pass: Option<&ProbeFacts>) {
+    assert!(RULES.iter().any(|r| r.code == code), "{code} is a known rule");
+    let (found, golden) = lint(&format!("{code}.runbook"), facts_trip);
+    assert!(found.contains(&code), "{code}.runbook must trip {code}, found {found:?}");
+    insta::assert_snapshot!(format!("{code}-trips"), golden);
+    let (found, golden) = lint(&format!("{code}.pass.runbook"), facts_pass);
+    assert!(!found.contains(&code), "{code}.pass.runbook must not trip {code}");
+    insta::assert_snapshot!(format!("{code}-passes"), golden);
+}
+
+#[test]
+fn ttl_not_lowered() {
+    check_rule("ttl-not-lowered", None, None);
+}
+
+#[test]
+fn ns_not_verified() {
+    check_rule("ns-not-verified", Some(&probe(true)), Some(&probe(false)));
+}
+
+#[test]
+fn ns_not_verified_is_not_evaluated_without_probe_facts() {
+    let (found, golden) = lint("ns-not-verified.runbook", None);
+    assert!(!found.contains(&"ns-not-verified"));
+    assert!(golden.contains("rule ns-not-verified not evaluated"), "{golden}");
+}
+
+#[test]
+fn address_change_unchecked() {
+    check_rule("address-change-unchecked", None, None);
+}
+
+#[test]
+fn copy_without_precopy() {
+    check_rule("copy-without-precopy", None, None);
+}
+
+#[test]
+fn critical_path_over_window() {
+    check_rule("critical-path-over-window", None, None);
+}
+
+#[test]
+fn unverifiable_step() {
+    check_rule("unverifiable-step", None, None);
+}
+
+#[test]
+fn ttl_not_restored() {
+    check_rule("ttl-not-restored", None, None);
+}
+
+#[test]
+fn switch_without_undo() {
+    check_rule("switch-without-undo", None, None);
+}
+
+#[test]
+fn rollback_over_window() {
+    check_rule("rollback-over-window", None, None);
+}
+
+/// Every rule has both fixtures and a page in docs/lints/, and every
+/// fixture belongs to a rule.
+#[test]
+fn every_rule_has_fixtures_and_docs() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/lints");
+    for rule in RULES {
+        assert!(fixture(&format!("{}.runbook", rule.code)).is_file(), "{} trip fixture", rule.code);
+        assert!(fixture(&format!("{}.pass.runbook", rule.code)).is_file(), "{} pass fixture", rule.code);
+        let page = std::fs::read_to_string(docs.join(format!("{}.md", rule.code)))
+            .unwrap_or_else(|_| panic!("docs/lints/{}.md exists", rule.code));
+        for section in ["## What it does", "## Why it matters", "## Example", "## How to fix"] {
+            assert!(page.contains(section), "docs/lints/{}.md has {section}", rule.code);
+        }
+    }
+    for entry in std::fs::read_dir(fixture("")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let code = name.trim_end_matches(".runbook").trim_end_matches(".pass");
+        assert!(RULES.iter().any(|r| r.code == code), "fixtures/lint/{name} belongs to no rule");
+    }
+}

@@ -1,0 +1,161 @@
+//! Golden plans (terminal, Markdown, JSON) for the real-world runbooks in
+//! `runbooks/` and the planner fixtures in `fixtures/plan/`, and the SVG
+//! chart's structure.
+
+use cutover_lang::{Loaded, load_file, render_human};
+use cutover_plan::Plan;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn runbooks_in(dir: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+        .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "runbook"));
+    files.sort();
+    files
+}
+
+fn load(path: &Path) -> (Loaded, Plan) {
+    let loaded = load_file(path);
+    let Some(runbook) = loaded.runbook.as_ref() else {
+        panic!(
+            "{} must load:\n{}",
+            path.display(),
+            render_human(&loaded.sources, &loaded.diagnostics, false)
+        );
+    };
+    let plan = cutover_plan::plan(runbook, None);
+    (loaded, plan)
+}
+
+/// Snapshots the three readable forms of a runbook's plan.
+fn golden(path: &Path) {
+    let (loaded, plan) = load(path);
+    let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+    let root = format!("{}/", root().display());
+    let text = cutover_plan::render::text(&plan, &loaded.sources, false);
+    for line in text.lines() {
+        assert!(line.chars().count() <= 100, "{name}: line over 100 columns:\n{line}");
+    }
+    assert!(!text.contains('\x1b'), "no colours unless asked");
+    insta::assert_snapshot!(format!("{name}-text"), text);
+    insta::assert_snapshot!(format!("{name}-markdown"), cutover_plan::render::markdown(&plan, &loaded.sources));
+    let json = cutover_plan::render::json(&plan, &loaded.sources).replace(&root, "");
+    let value: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(value["schema"], cutover_plan::render::SCHEMA);
+    assert_eq!(value["steps"].as_array().unwrap().len(), plan.steps.len());
+    insta::assert_snapshot!(format!("{name}-json"), json);
+}
+
+#[test]
+fn real_world_runbooks() {
+    for path in runbooks_in("runbooks") {
+        golden(&path);
+    }
+}
+
+#[test]
+fn planner_fixtures() {
+    let files = runbooks_in("fixtures/plan");
+    assert!(files.len() >= 2);
+    for path in files {
+        golden(&path);
+    }
+}
+
+/// The SVG is XML with exactly one `bar` per step, one `ttl-wait` per step
+/// that waits for a TTL, and a shaded window.
+#[test]
+fn svg_has_one_bar_per_step() {
+    let mut files = runbooks_in("fixtures/plan");
+    files.extend(runbooks_in("runbooks"));
+    for path in files {
+        let (_, plan) = load(&path);
+        let svg = cutover_plan::render::svg(&plan);
+        let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let with_class = |class: &str| {
+            doc.descendants()
+                .filter(|n| n.has_tag_name("rect"))
+                .filter(|n| n.attribute("class").is_some_and(|c| c.split(' ').any(|c| c == class)))
+                .collect::<Vec<_>>()
+        };
+        let bars = with_class("bar");
+        assert_eq!(bars.len(), plan.steps.len(), "{}", path.display());
+        let mut named: Vec<&str> = bars.iter().filter_map(|b| b.attribute("data-step")).collect();
+        named.sort_unstable();
+        let mut steps: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+        steps.sort_unstable();
+        assert_eq!(named, steps);
+        let critical = with_class("critical").len();
+        assert_eq!(critical, plan.critical_path.len());
+        let waits = plan.steps.iter().filter(|s| s.ttl_wait.is_some()).count();
+        assert_eq!(with_class("ttl-wait").len(), waits);
+        assert_eq!(with_class("window").len(), usize::from(plan.window.is_some()));
+    }
+}
+
+/// Loads the SVG into headless Chromium and reads the number of bars back
+/// from the DOM. Needs the `chromium` package.
+#[test]
+#[ignore = "needs chromium"]
+fn svg_renders_in_chromium() {
+    let path = root().join("fixtures/plan/late-lowering.runbook");
+    let (_, plan) = load(&path);
+    let dir = std::env::temp_dir().join(format!("cutover-plan-svg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("plan.html");
+    std::fs::write(
+        &page,
+        format!(
+            "<!doctype html><html><body>{}<script>\
+             const n = document.querySelectorAll('svg rect.bar').length;\
+             const w = document.querySelector('svg').getBoundingClientRect().width;\
+             document.body.insertAdjacentHTML('beforeend', '<p id=\"bars\">bars=' + n + ' width=' + Math.round(w) + '</p>');\
+             </script></body></html>",
+            cutover_plan::render::svg(&plan)
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .arg("--dump-dom")
+        .arg(&page)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromium runs");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut dom = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut dom);
+        dom
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish in 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let dom = reader.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        dom.contains(&format!("bars={} width=1400", plan.steps.len())),
+        "chromium DOM: {}",
+        dom.lines().last().unwrap_or_default()
+    );
+}
