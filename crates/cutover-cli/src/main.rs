@@ -2,6 +2,7 @@
 //! its own file under `commands/`; the work is done by the library crates.
 
 mod commands;
+mod progress;
 
 use clap::Parser;
 use std::process::ExitCode;

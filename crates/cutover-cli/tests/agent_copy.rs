@@ -10,29 +10,55 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cutover_copy::protocol::{PROTOCOL_VERSION, Request, Response, read_frame, write_frame};
-use cutover_copy::{CopyOptions, Endpoint, ErrorKind, Location, Outcome, Progress, copy_image, copy_with};
+use cutover_copy::{
+    CopyOptions, Endpoint, ErrorKind, Location, Outcome, Progress, copy_image, copy_with,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cutover");
 const MIB: u64 = 1 << 20;
 
 fn agent(root: &Path, path: &str) -> Location {
-    Location::Agent { command: agent_command(root), path: path.to_string() }
+    Location::Agent {
+        command: agent_command(root),
+        path: path.to_string(),
+    }
 }
 
 fn agent_command(root: &Path) -> Vec<String> {
-    vec![BIN.into(), "agent".into(), "--stdio".into(), "--root".into(), root.display().to_string()]
+    vec![
+        BIN.into(),
+        "agent".into(),
+        "--stdio".into(),
+        "--root".into(),
+        root.display().to_string(),
+    ]
 }
 
 /// `len` random bytes from the kernel, written at `offset` of `path`.
 fn random_at(path: &Path, offset: u64, len: u64) {
     let mut data = vec![0u8; len as usize];
-    File::open("/dev/urandom").unwrap().read_exact(&mut data).unwrap();
-    let file = fs::OpenOptions::new().create(true).write(true).truncate(false).open(path).unwrap();
+    File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut data)
+        .unwrap();
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(path)
+        .unwrap();
     file.write_all_at(&data, offset).unwrap();
 }
 
 fn sized(path: &Path, size: u64) {
-    fs::OpenOptions::new().create(true).write(true).truncate(false).open(path).unwrap().set_len(size).unwrap();
+    fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(path)
+        .unwrap()
+        .set_len(size)
+        .unwrap();
 }
 
 fn allocated(path: &Path) -> u64 {
@@ -49,20 +75,39 @@ fn copy_through_the_agent_keeps_holes_and_sends_only_changes() {
     let root = dir.path().join("far");
     fs::create_dir(&root).unwrap();
 
-    let first = copy_image(&Location::Local(source.clone()), &agent(&root, "copy.img"), &CopyOptions::default()).unwrap();
+    let first = copy_image(
+        &Location::Local(source.clone()),
+        &agent(&root, "copy.img"),
+        &CopyOptions::default(),
+    )
+    .unwrap();
     assert_eq!(first.outcome, Outcome::Copied);
     assert_eq!(first.bytes_sent, 5 * MIB);
     assert!(first.wire_bytes_out > 5 * MIB);
     let copy = root.join("copy.img");
     assert_eq!(fs::read(&copy).unwrap(), fs::read(&source).unwrap());
-    assert!(allocated(&copy) <= 5 * MIB + 64 * 1024, "allocated {}", allocated(&copy));
+    assert!(
+        allocated(&copy) <= 5 * MIB + 64 * 1024,
+        "allocated {}",
+        allocated(&copy)
+    );
 
     random_at(&source, 81 * MIB, 4096);
-    let second = copy_image(&Location::Local(source.clone()), &agent(&root, "copy.img"), &CopyOptions::default()).unwrap();
+    let second = copy_image(
+        &Location::Local(source.clone()),
+        &agent(&root, "copy.img"),
+        &CopyOptions::default(),
+    )
+    .unwrap();
     assert_eq!(second.bytes_sent, 4096);
     assert_eq!(fs::read(&copy).unwrap(), fs::read(&source).unwrap());
 
-    let third = copy_image(&agent(&root, "copy.img"), &Location::Local(source.clone()), &CopyOptions::default()).unwrap();
+    let third = copy_image(
+        &agent(&root, "copy.img"),
+        &Location::Local(source.clone()),
+        &CopyOptions::default(),
+    )
+    .unwrap();
     assert_eq!(third.outcome, Outcome::AlreadyEqual);
 }
 
@@ -83,22 +128,44 @@ fn killing_the_agent_mid_transfer_leaves_the_destination_and_the_rerun_resumes()
     // Kill once the first window is acknowledged and the second is under way.
     let kill = |p: Progress| {
         if p.sent > 72 * MIB && !killed.swap(true, Ordering::SeqCst) {
-            Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+            Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .unwrap();
         }
     };
-    let options = CopyOptions { progress: Some(&kill), cancel: None };
+    let options = CopyOptions {
+        progress: Some(&kill),
+        cancel: None,
+    };
     let err = copy_with(&mut src, &src_path, &mut dst, &dst_path, &options).unwrap_err();
     assert!(killed.load(Ordering::SeqCst));
     assert_eq!(err.kind, ErrorKind::AgentFailed, "{err}");
     assert!(err.message.contains("stopped unexpectedly"), "{err}");
     drop(dst);
-    assert_eq!(fs::read(root.join("copy.img")).unwrap(), old, "destination changed");
+    assert_eq!(
+        fs::read(root.join("copy.img")).unwrap(),
+        old,
+        "destination changed"
+    );
     assert!(root.join(".copy.img.cutover-partial").exists());
 
-    let rerun = copy_image(&Location::Local(source.clone()), &agent(&root, "copy.img"), &CopyOptions::default()).unwrap();
+    let rerun = copy_image(
+        &Location::Local(source.clone()),
+        &agent(&root, "copy.img"),
+        &CopyOptions::default(),
+    )
+    .unwrap();
     assert!(rerun.resumed);
-    assert!(rerun.bytes_sent <= 140 * MIB - 64 * MIB, "rerun sent {}", rerun.bytes_sent);
-    assert_eq!(fs::read(root.join("copy.img")).unwrap(), fs::read(&source).unwrap());
+    assert!(
+        rerun.bytes_sent <= 140 * MIB - 64 * MIB,
+        "rerun sent {}",
+        rerun.bytes_sent
+    );
+    assert_eq!(
+        fs::read(root.join("copy.img")).unwrap(),
+        fs::read(&source).unwrap()
+    );
 }
 
 #[test]
@@ -110,15 +177,24 @@ fn a_full_disk_is_a_clear_error_and_the_destination_survives() {
     fs::create_dir(&root).unwrap();
     fs::write(root.join("copy.img"), b"old contents").unwrap();
     // `ulimit -f` caps file size at a few MiB (512- or 1024-byte units).
-    let limited = format!("ulimit -f 4096; exec {BIN} agent --stdio --root {}", root.display());
+    let limited = format!(
+        "ulimit -f 4096; exec {BIN} agent --stdio --root {}",
+        root.display()
+    );
     let err = copy_image(
         &Location::Local(source),
-        &Location::Agent { command: vec!["sh".into(), "-c".into(), limited], path: "copy.img".into() },
+        &Location::Agent {
+            command: vec!["sh".into(), "-c".into(), limited],
+            path: "copy.img".into(),
+        },
         &CopyOptions::default(),
     )
     .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NoSpace, "{err}");
-    assert!(err.message.contains("disk or the file size limit is full"), "{err}");
+    assert!(
+        err.message.contains("disk or the file size limit is full"),
+        "{err}"
+    );
     assert!(err.message.contains(".copy.img.cutover-partial"), "{err}");
     assert_eq!(fs::read(root.join("copy.img")).unwrap(), b"old contents");
 }
@@ -143,12 +219,20 @@ fn an_unwritable_destination_folder_is_a_clear_error() {
     // Root may write anywhere: run the agent as nobody, as a real remote user would be.
     let mut command = agent_command(&root);
     if running_as_root() {
-        let drop_privileges = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+        let drop_privileges = [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ];
         command.splice(0..0, drop_privileges.iter().map(|s| s.to_string()));
     }
     let err = copy_image(
         &Location::Local(source),
-        &Location::Agent { command, path: "locked/copy.img".into() },
+        &Location::Agent {
+            command,
+            path: "locked/copy.img".into(),
+        },
         &CopyOptions::default(),
     )
     .unwrap_err();
@@ -169,7 +253,14 @@ fn the_agent_refuses_another_protocol_version() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    write_frame(&mut stdin, &Request::Hello { version: PROTOCOL_VERSION + 41 }.encode()).unwrap();
+    write_frame(
+        &mut stdin,
+        &Request::Hello {
+            version: PROTOCOL_VERSION + 41,
+        }
+        .encode(),
+    )
+    .unwrap();
     stdin.flush().unwrap();
     let answer = read_frame(child.stdout.as_mut().unwrap()).unwrap().unwrap();
     match Response::decode(&answer).unwrap() {
@@ -196,11 +287,19 @@ fn the_agent_refuses_paths_outside_its_root() {
     fs::create_dir(&root).unwrap();
     fs::write(dir.path().join("secret"), b"secret").unwrap();
     for path in ["../secret", "/etc/hostname"] {
-        let err = copy_image(&agent(&root, path), &Location::Local(dir.path().join("stolen")), &CopyOptions::default())
-            .unwrap_err();
+        let err = copy_image(
+            &agent(&root, path),
+            &Location::Local(dir.path().join("stolen")),
+            &CopyOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.kind, ErrorKind::OutsideRoot, "{err}");
-        let err = copy_image(&Location::Local(dir.path().join("secret")), &agent(&root, path), &CopyOptions::default())
-            .unwrap_err();
+        let err = copy_image(
+            &Location::Local(dir.path().join("secret")),
+            &agent(&root, path),
+            &CopyOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.kind, ErrorKind::OutsideRoot, "{err}");
     }
     assert!(!dir.path().join("stolen").exists());
@@ -213,12 +312,19 @@ fn a_missing_agent_program_is_a_clear_error() {
     fs::write(dir.path().join("src"), b"x").unwrap();
     let err = copy_image(
         &Location::Local(dir.path().join("src")),
-        &Location::Agent { command: vec!["/nonexistent/cutover".into()], path: "dst".into() },
+        &Location::Agent {
+            command: vec!["/nonexistent/cutover".into()],
+            path: "dst".into(),
+        },
         &CopyOptions::default(),
     )
     .unwrap_err();
     assert_eq!(err.kind, ErrorKind::AgentFailed);
-    assert!(err.message.contains("starting agent `/nonexistent/cutover`"), "{err}");
+    assert!(
+        err.message
+            .contains("starting agent `/nonexistent/cutover`"),
+        "{err}"
+    );
 }
 
 /// A real OpenSSH server on a loopback port, with generated host and user
@@ -237,8 +343,15 @@ fn copy_over_real_openssh() {
         assert!(status.success());
     }
     fs::copy(base.join("user_key.pub"), base.join("authorized_keys")).unwrap();
-    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = format!(
         "ListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\nStrictModes no\nUsePAM no\n\
          PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n",
@@ -286,16 +399,31 @@ fn copy_over_real_openssh() {
         ],
         path: path.to_string(),
     };
-    let first = copy_image(&Location::Local(source.clone()), &ssh_agent("copy.img"), &CopyOptions::default());
+    let first = copy_image(
+        &Location::Local(source.clone()),
+        &ssh_agent("copy.img"),
+        &CopyOptions::default(),
+    );
     random_at(&source, 30 * MIB, 4096);
-    let second = copy_image(&Location::Local(source.clone()), &ssh_agent("copy.img"), &CopyOptions::default());
-    let outside = copy_image(&Location::Local(source.clone()), &ssh_agent("../escape.img"), &CopyOptions::default());
+    let second = copy_image(
+        &Location::Local(source.clone()),
+        &ssh_agent("copy.img"),
+        &CopyOptions::default(),
+    );
+    let outside = copy_image(
+        &Location::Local(source.clone()),
+        &ssh_agent("../escape.img"),
+        &CopyOptions::default(),
+    );
     let _ = sshd.kill();
     let _ = sshd.wait();
 
     assert_eq!(first.unwrap().bytes_sent, 2 * MIB);
     assert_eq!(second.unwrap().bytes_sent, 4096);
-    assert_eq!(fs::read(root.join("copy.img")).unwrap(), fs::read(&source).unwrap());
+    assert_eq!(
+        fs::read(root.join("copy.img")).unwrap(),
+        fs::read(&source).unwrap()
+    );
     assert!(allocated(&root.join("copy.img")) <= 3 * MIB);
     assert_eq!(outside.unwrap_err().kind, ErrorKind::OutsideRoot);
 }

@@ -36,12 +36,24 @@ pub fn serve(root: &Path, input: impl Read, output: impl Write) -> Result<(), Co
     let reply = |output: &mut BufWriter<_>, response: &Response| -> Result<(), CopyError> {
         write_frame(output, &response.encode())
             .and_then(|_| output.flush())
-            .map_err(|e| CopyError::new(ErrorKind::AgentFailed, format!("agent: writing to the coordinator: {e}")))
+            .map_err(|e| {
+                CopyError::new(
+                    ErrorKind::AgentFailed,
+                    format!("agent: writing to the coordinator: {e}"),
+                )
+            })
     };
-    let Some(first) = next_request(&mut input)? else { return Ok(()) };
+    let Some(first) = next_request(&mut input)? else {
+        return Ok(());
+    };
     let mut side = match (Request::decode(&first), side) {
         (Ok(Request::Hello { version }), Ok(side)) if version == PROTOCOL_VERSION => {
-            reply(&mut output, &Response::Hello { version: PROTOCOL_VERSION })?;
+            reply(
+                &mut output,
+                &Response::Hello {
+                    version: PROTOCOL_VERSION,
+                },
+            )?;
             side
         }
         (Ok(Request::Hello { version }), _) if version != PROTOCOL_VERSION => {
@@ -59,7 +71,8 @@ pub fn serve(root: &Path, input: impl Read, output: impl Write) -> Result<(), Co
             return Err(err);
         }
         (Ok(_), _) => {
-            let err = CopyError::protocol("protocol error: the coordinator did not start with a hello");
+            let err =
+                CopyError::protocol("protocol error: the coordinator did not start with a hello");
             reply(&mut output, &Response::Error(err.clone()))?;
             return Err(err);
         }
@@ -117,7 +130,12 @@ impl AgentClient {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| CopyError::new(ErrorKind::AgentFailed, format!("starting agent `{name}`: {e}")))?;
+            .map_err(|e| {
+                CopyError::new(
+                    ErrorKind::AgentFailed,
+                    format!("starting agent `{name}`: {e}"),
+                )
+            })?;
         let missing = || CopyError::new(ErrorKind::AgentFailed, format!("agent `{name}`: no pipe"));
         let stdin = child.stdin.take().ok_or_else(missing)?;
         let stdout = child.stdout.take().ok_or_else(missing)?;
@@ -152,7 +170,11 @@ impl AgentClient {
     }
 
     /// Shakes hands over an existing stream (a peer that is not a child).
-    pub fn over(name: &str, reader: Box<dyn Read + Send>, writer: Box<dyn Write + Send>) -> Result<AgentClient, CopyError> {
+    pub fn over(
+        name: &str,
+        reader: Box<dyn Read + Send>,
+        writer: Box<dyn Write + Send>,
+    ) -> Result<AgentClient, CopyError> {
         let mut client = AgentClient {
             name: name.to_string(),
             child: None,
@@ -173,7 +195,9 @@ impl AgentClient {
     }
 
     fn handshake(&mut self) -> Result<(), CopyError> {
-        match self.call(&Request::Hello { version: PROTOCOL_VERSION })? {
+        match self.call(&Request::Hello {
+            version: PROTOCOL_VERSION,
+        })? {
             Response::Hello { version } if version == PROTOCOL_VERSION => Ok(()),
             Response::Hello { version } => Err(CopyError::new(
                 ErrorKind::VersionMismatch,
@@ -190,14 +214,17 @@ impl AgentClient {
     /// `flush`), so the agent works while the coordinator does too.
     pub fn send(&mut self, request: &Request) -> Result<(), CopyError> {
         let body = request.encode();
-        self.bytes_out += write_frame(&mut self.input, &body).map_err(|e| self.broken(&e.to_string()))?;
+        self.bytes_out +=
+            write_frame(&mut self.input, &body).map_err(|e| self.broken(&e.to_string()))?;
         self.pending += 1;
         Ok(())
     }
 
     /// Waits for every answer to requests sent with `send`.
     pub fn flush(&mut self) -> Result<(), CopyError> {
-        self.input.flush().map_err(|e| self.broken(&e.to_string()))?;
+        self.input
+            .flush()
+            .map_err(|e| self.broken(&e.to_string()))?;
         while self.pending > 0 {
             self.pending -= 1;
             match self.receive()? {
@@ -215,7 +242,9 @@ impl AgentClient {
         self.pending -= 1;
         let pending_acks = self.pending;
         self.pending = 0;
-        self.input.flush().map_err(|e| self.broken(&e.to_string()))?;
+        self.input
+            .flush()
+            .map_err(|e| self.broken(&e.to_string()))?;
         let mut first_error = None;
         for _ in 0..pending_acks {
             match self.receive()? {
@@ -263,7 +292,10 @@ impl AgentClient {
             Response::Snapshot { .. } => "snapshot",
             Response::Checksums(_) => "checksums",
         };
-        CopyError::protocol(format!("protocol error: agent `{}` answered with an unexpected {what}", self.name))
+        CopyError::protocol(format!(
+            "protocol error: agent `{}` answered with an unexpected {what}",
+            self.name
+        ))
     }
 
     /// The error for a broken connection: the agent's exit status and the
@@ -278,16 +310,32 @@ impl AgentClient {
                         status = format!(" ({exit})");
                         break;
                     }
-                    Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                    Ok(None) if Instant::now() < deadline => {
+                        thread::sleep(Duration::from_millis(20))
+                    }
                     _ => break,
                 }
             }
         }
         // Give the stderr reader a moment to collect the last words.
         thread::sleep(Duration::from_millis(20));
-        let tail = self.stderr_tail.lock().map(|t| String::from_utf8_lossy(&t).trim().to_string()).unwrap_or_default();
-        let said = if tail.is_empty() { String::new() } else { format!("; it said: {tail}") };
-        CopyError::new(ErrorKind::AgentFailed, format!("agent `{}` stopped unexpectedly{status}: {detail}{said}", self.name))
+        let tail = self
+            .stderr_tail
+            .lock()
+            .map(|t| String::from_utf8_lossy(&t).trim().to_string())
+            .unwrap_or_default();
+        let said = if tail.is_empty() {
+            String::new()
+        } else {
+            format!("; it said: {tail}")
+        };
+        CopyError::new(
+            ErrorKind::AgentFailed,
+            format!(
+                "agent `{}` stopped unexpectedly{status}: {detail}{said}",
+                self.name
+            ),
+        )
     }
 }
 
@@ -301,7 +349,9 @@ impl Drop for AgentClient {
             loop {
                 match child.try_wait() {
                     Ok(Some(_)) => return,
-                    Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+                    Ok(None) if Instant::now() < deadline => {
+                        thread::sleep(Duration::from_millis(10))
+                    }
                     _ => break,
                 }
             }

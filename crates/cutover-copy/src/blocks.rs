@@ -122,7 +122,11 @@ pub fn hash_window(file: &File, file_size: u64, start: u64, end: u64) -> io::Res
     let mut digest = blake3::Hasher::new();
     let mut blocks = Vec::new();
     if start >= end {
-        return Ok(WindowHashes { digest: *digest.finalize().as_bytes(), blocks, hole_bytes: 0 });
+        return Ok(WindowHashes {
+            digest: *digest.finalize().as_bytes(),
+            blocks,
+            hole_bytes: 0,
+        });
     }
     let extents = data_extents(file, start, end)?;
     let data_bytes: u64 = extents.iter().map(|(a, b)| b - a).sum();
@@ -134,7 +138,12 @@ pub fn hash_window(file: &File, file_size: u64, start: u64, end: u64) -> io::Res
         // concurrent writer can only make the hashes stale, which the final
         // whole-image verification catches. Truncation raises SIGBUS, which
         // the copy treats like any other failure of a live source.
-        let map = unsafe { MmapOptions::new().offset(start).len((end - start) as usize).map(file)? };
+        let map = unsafe {
+            MmapOptions::new()
+                .offset(start)
+                .len((end - start) as usize)
+                .map(file)?
+        };
         let _ = map.advise(Advice::Sequential);
         Some(map)
     };
@@ -156,7 +165,11 @@ pub fn hash_window(file: &File, file_size: u64, start: u64, end: u64) -> io::Res
         blocks.push(truncate(&hash));
         block_start = block_end;
     }
-    Ok(WindowHashes { digest: *digest.finalize().as_bytes(), blocks, hole_bytes })
+    Ok(WindowHashes {
+        digest: *digest.finalize().as_bytes(),
+        blocks,
+        hole_bytes,
+    })
 }
 
 /// Accumulates window digests into the content hash of an image.

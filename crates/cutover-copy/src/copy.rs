@@ -126,7 +126,11 @@ pub struct SyncReport {
 }
 
 /// Copies `source` over `dest` (a delta against what `dest` holds).
-pub fn copy_image(source: &Location, dest: &Location, options: &CopyOptions<'_>) -> Result<CopyReport, CopyError> {
+pub fn copy_image(
+    source: &Location,
+    dest: &Location,
+    options: &CopyOptions<'_>,
+) -> Result<CopyReport, CopyError> {
     let (mut src, src_path) = Endpoint::connect(source)?;
     let (mut dst, dst_path) = Endpoint::connect(dest)?;
     copy_between(&mut src, &src_path, &mut dst, &dst_path, false, options)
@@ -145,12 +149,22 @@ pub fn check_image(source: &Location, dest: &Location) -> Result<CheckReport, Co
     let scan_dest = dest_size == Some(source_size);
     let (source_hash, dest_hash) = thread::scope(|scope| {
         let source_scan = scope.spawn(|| scan(&mut src, source_size));
-        let dest_hash = if scan_dest { Some(scan(&mut dst, source_size)) } else { None };
+        let dest_hash = if scan_dest {
+            Some(scan(&mut dst, source_size))
+        } else {
+            None
+        };
         (join(source_scan), dest_hash)
     });
     let source_hash = blocks::hex(&source_hash?);
     let dest_hash = dest_hash.transpose()?.map(|h| blocks::hex(&h));
-    Ok(CheckReport { equal: dest_hash.as_ref() == Some(&source_hash), source_size, source_hash, dest_size, dest_hash })
+    Ok(CheckReport {
+        equal: dest_hash.as_ref() == Some(&source_hash),
+        source_size,
+        source_hash,
+        dest_size,
+        dest_hash,
+    })
 }
 
 /// The content hash (hex) of one file.
@@ -170,34 +184,67 @@ fn scan(endpoint: &mut Endpoint, size: u64) -> Result<[u8; 32], CopyError> {
 }
 
 fn join<T>(handle: thread::ScopedJoinHandle<'_, Result<T, CopyError>>) -> Result<T, CopyError> {
-    handle.join().unwrap_or_else(|_| Err(CopyError::new(ErrorKind::Io, "internal error: a hashing thread panicked")))
+    handle.join().unwrap_or_else(|_| {
+        Err(CopyError::new(
+            ErrorKind::Io,
+            "internal error: a hashing thread panicked",
+        ))
+    })
 }
 
 /// Syncs an SQLite database: a consistent snapshot of the (possibly live)
 /// source, copied and swapped in at the destination, then verified table by
 /// table against the snapshot.
-pub fn sync_sqlite(source: &Location, dest: &Location, options: &CopyOptions<'_>) -> Result<SyncReport, CopyError> {
+pub fn sync_sqlite(
+    source: &Location,
+    dest: &Location,
+    options: &CopyOptions<'_>,
+) -> Result<SyncReport, CopyError> {
     let (mut src, src_path) = Endpoint::connect(source)?;
     let (mut dst, dst_path) = Endpoint::connect(dest)?;
-    let (snapshot_path, method) = src.snapshot(&src_path)?;
-    let result = (|| {
+    sync_sqlite_with(&mut src, &src_path, &mut dst, &dst_path, options)
+}
+
+/// `sync_sqlite` between endpoints that are already connected.
+pub fn sync_sqlite_with(
+    src: &mut Endpoint,
+    src_path: &str,
+    dst: &mut Endpoint,
+    dst_path: &str,
+    options: &CopyOptions<'_>,
+) -> Result<SyncReport, CopyError> {
+    let (snapshot_path, method) = src.snapshot(src_path)?;
+    let mut sync = || {
         let tables = src.checksums(&snapshot_path)?;
-        let copy = copy_between(&mut src, &snapshot_path, &mut dst, &dst_path, true, options)?;
-        let dest_tables = dst.checksums(&dst_path)?;
+        let copy = copy_between(src, &snapshot_path, dst, dst_path, true, options)?;
+        let dest_tables = dst.checksums(dst_path)?;
         let differing: Vec<String> = tables
             .iter()
             .filter(|t| !dest_tables.contains(t))
             .map(|t| t.name.clone())
-            .chain(dest_tables.iter().filter(|t| !tables.iter().any(|s| s.name == t.name)).map(|t| t.name.clone()))
+            .chain(
+                dest_tables
+                    .iter()
+                    .filter(|t| !tables.iter().any(|s| s.name == t.name))
+                    .map(|t| t.name.clone()),
+            )
             .collect();
         if !differing.is_empty() {
             return Err(CopyError::new(
                 ErrorKind::Verification,
-                format!("database {dst_path} differs from the snapshot of {src_path} in tables: {}", differing.join(", ")),
+                format!(
+                    "database {dst_path} differs from the snapshot of {src_path} in tables: {}",
+                    differing.join(", ")
+                ),
             ));
         }
-        Ok(SyncReport { method, tables, copy })
-    })();
+        Ok(SyncReport {
+            method: method.clone(),
+            tables,
+            copy,
+        })
+    };
+    let result = sync();
     let removed = src.remove_snapshot(&snapshot_path);
     let report = result?;
     removed?;
@@ -272,7 +319,15 @@ fn copy_between(
         hash: String::new(),
         duration: Duration::ZERO,
     };
-    let mut copier = Copier { src, dst, options, size, basis_size, resumed, report };
+    let mut copier = Copier {
+        src,
+        dst,
+        options,
+        size,
+        basis_size,
+        resumed,
+        report,
+    };
     let hash = copier.run()?;
     let unchanged = copier.report.outcome == Outcome::AlreadyEqual;
     if !unchanged {
@@ -303,7 +358,11 @@ impl Copier<'_, '_> {
 
     fn progress(&self) {
         if let Some(progress) = self.options.progress {
-            progress(Progress { total: self.size, scanned: self.report.bytes_scanned, sent: self.report.bytes_sent });
+            progress(Progress {
+                total: self.size,
+                scanned: self.report.bytes_scanned,
+                sent: self.report.bytes_sent,
+            });
         }
     }
 
@@ -329,7 +388,10 @@ impl Copier<'_, '_> {
             if !temp_started {
                 if start > 0 {
                     // Windows before this one were equal: take them from the old copy.
-                    self.dst.patch(vec![PatchOp::CopyBasisSparse { start: 0, len: start }])?;
+                    self.dst.patch(vec![PatchOp::CopyBasisSparse {
+                        start: 0,
+                        len: start,
+                    }])?;
                 }
                 temp_started = true;
             }
@@ -346,15 +408,29 @@ impl Copier<'_, '_> {
 
     /// Hashes one window at both ends at once.
     #[allow(clippy::type_complexity)]
-    fn hash_window(&mut self, start: u64, end: u64) -> Result<(WindowHashes, Option<WindowHashes>, Option<WindowHashes>), CopyError> {
+    fn hash_window(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<(WindowHashes, Option<WindowHashes>, Option<WindowHashes>), CopyError> {
         let basis_covers = self.basis_size.is_some_and(|size| start < size);
         let resumed = self.resumed;
         let src = &mut *self.src;
         let dst = &mut *self.dst;
         thread::scope(|scope| {
             let source = scope.spawn(move || src.hash(Role::Source, start, end));
-            let basis = if basis_covers { Some(dst.hash(Role::Basis, start, end)) } else { None }.transpose();
-            let partial = if resumed { Some(dst.hash(Role::Partial, start, end)) } else { None }.transpose();
+            let basis = if basis_covers {
+                Some(dst.hash(Role::Basis, start, end))
+            } else {
+                None
+            }
+            .transpose();
+            let partial = if resumed {
+                Some(dst.hash(Role::Partial, start, end))
+            } else {
+                None
+            }
+            .transpose();
             Ok((join(source)?, basis?, partial?))
         })
     }
@@ -367,14 +443,19 @@ impl Copier<'_, '_> {
         partial: Option<&WindowHashes>,
     ) -> Result<(), CopyError> {
         let full_zero = blocks::truncate(&blocks::zero_hash(BLOCK_SIZE as usize));
-        let window_end = window_start + (source.blocks.len() as u64 * BLOCK_SIZE).min(self.size - window_start);
+        let window_end =
+            window_start + (source.blocks.len() as u64 * BLOCK_SIZE).min(self.size - window_start);
         let block_len = |i: usize| {
             let start = window_start + i as u64 * BLOCK_SIZE;
             (start + BLOCK_SIZE).min(window_end) - start
         };
         let zero_of = |i: usize| -> BlockHash {
             let len = block_len(i);
-            if len == BLOCK_SIZE { full_zero } else { blocks::truncate(&blocks::zero_hash(len as usize)) }
+            if len == BLOCK_SIZE {
+                full_zero
+            } else {
+                blocks::truncate(&blocks::zero_hash(len as usize))
+            }
         };
         let actions: Vec<Action> = (0..source.blocks.len())
             .map(|i| {
@@ -382,7 +463,11 @@ impl Copier<'_, '_> {
                 let zero = zero_of(i);
                 let partial_block = partial.map(|p| p.blocks[i]);
                 if hash == zero {
-                    if partial_block.is_some_and(|p| p != zero) { Action::Punch } else { Action::Nothing }
+                    if partial_block.is_some_and(|p| p != zero) {
+                        Action::Punch
+                    } else {
+                        Action::Nothing
+                    }
                 } else if partial_block == Some(hash) {
                     Action::Nothing
                 } else if basis.and_then(|b| b.blocks.get(i)) == Some(&hash) {
@@ -395,7 +480,9 @@ impl Copier<'_, '_> {
         for (i, action) in actions.iter().enumerate() {
             let len = block_len(i);
             match action {
-                Action::Nothing | Action::Punch if source.blocks[i] == zero_of(i) => self.report.zero_bytes_skipped += len,
+                Action::Nothing | Action::Punch if source.blocks[i] == zero_of(i) => {
+                    self.report.zero_bytes_skipped += len
+                }
                 Action::Nothing | Action::Reuse => self.report.bytes_reused += len,
                 _ => {}
             }
@@ -406,9 +493,16 @@ impl Copier<'_, '_> {
             let first = stretch * blocks_per_stretch;
             let stretch_start = window_start + first as u64 * BLOCK_SIZE;
             let stretch_end = (stretch_start + DELTA_STRETCH).min(window_end);
-            let to_send = stretch_actions.iter().filter(|a| **a == Action::Send).count();
-            let non_zero = stretch_actions.iter().filter(|a| **a != Action::Nothing && **a != Action::Punch).count();
-            let shifted = self.basis_size.is_some() && to_send >= DELTA_MIN_BLOCKS && to_send * 4 >= non_zero;
+            let to_send = stretch_actions
+                .iter()
+                .filter(|a| **a == Action::Send)
+                .count();
+            let non_zero = stretch_actions
+                .iter()
+                .filter(|a| **a != Action::Nothing && **a != Action::Punch)
+                .count();
+            let shifted =
+                self.basis_size.is_some() && to_send >= DELTA_MIN_BLOCKS && to_send * 4 >= non_zero;
             if shifted {
                 self.send_delta(stretch_start, stretch_end)?;
             } else {
@@ -428,14 +522,25 @@ impl Copier<'_, '_> {
         let delta = self.src.delta(signature, start, end)?;
         self.report.bytes_sent += delta.len() as u64;
         self.report.delta_stretches += 1;
-        self.dst.patch(vec![PatchOp::ApplyDelta { basis_start, basis_end, start, len: end - start, delta }])?;
+        self.dst.patch(vec![PatchOp::ApplyDelta {
+            basis_start,
+            basis_end,
+            start,
+            len: end - start,
+            delta,
+        }])?;
         self.report.blocks_sent += (end - start).div_ceil(BLOCK_SIZE);
         Ok(())
     }
 
     /// Sends a stretch block by block: reuse and hole runs as ranges, and
     /// the differing blocks' data in batches.
-    fn send_blocks(&mut self, start: u64, actions: &[Action], block_len: impl Fn(usize) -> u64) -> Result<(), CopyError> {
+    fn send_blocks(
+        &mut self,
+        start: u64,
+        actions: &[Action],
+        block_len: impl Fn(usize) -> u64,
+    ) -> Result<(), CopyError> {
         let mut ops = Vec::new();
         let mut reads: Vec<(u64, u64)> = Vec::new();
         let mut read_bytes = 0;
@@ -450,8 +555,14 @@ impl Copier<'_, '_> {
             }
             match action {
                 Action::Nothing => {}
-                Action::Punch => ops.push(PatchOp::Punch { start: run_start, len: run_len }),
-                Action::Reuse => ops.push(PatchOp::CopyBasis { start: run_start, len: run_len }),
+                Action::Punch => ops.push(PatchOp::Punch {
+                    start: run_start,
+                    len: run_len,
+                }),
+                Action::Reuse => ops.push(PatchOp::CopyBasis {
+                    start: run_start,
+                    len: run_len,
+                }),
                 Action::Send => {
                     self.report.blocks_sent += run_len.div_ceil(BLOCK_SIZE);
                     let mut at = run_start;
@@ -471,14 +582,21 @@ impl Copier<'_, '_> {
         self.send_batch(&mut ops, &mut reads)
     }
 
-    fn send_batch(&mut self, ops: &mut Vec<PatchOp>, reads: &mut Vec<(u64, u64)>) -> Result<(), CopyError> {
+    fn send_batch(
+        &mut self,
+        ops: &mut Vec<PatchOp>,
+        reads: &mut Vec<(u64, u64)>,
+    ) -> Result<(), CopyError> {
         if !reads.is_empty() {
             self.cancelled()?;
             let data = self.src.read(reads.clone())?;
             let mut at = 0usize;
             for (start, len) in reads.drain(..) {
                 let len = len as usize;
-                ops.push(PatchOp::Write { start, data: data.get(at..at + len).unwrap_or_default().to_vec() });
+                ops.push(PatchOp::Write {
+                    start,
+                    data: data.get(at..at + len).unwrap_or_default().to_vec(),
+                });
                 at += len;
             }
             self.report.bytes_sent += data.len() as u64;

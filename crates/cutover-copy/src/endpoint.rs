@@ -25,18 +25,34 @@ pub enum Location {
 impl Location {
     /// An agent reached through OpenSSH (`via ssh USER@HOST[:PORT]`): runs
     /// `remote_agent` (e.g. `cutover agent --stdio --root /`) on the host.
-    pub fn ssh(user: &str, host: &str, port: Option<u16>, remote_agent: &str, path: &str) -> Location {
-        let mut command = vec!["ssh".to_string(), "-o".to_string(), "BatchMode=yes".to_string()];
+    pub fn ssh(
+        user: &str,
+        host: &str,
+        port: Option<u16>,
+        remote_agent: &str,
+        path: &str,
+    ) -> Location {
+        let mut command = vec![
+            "ssh".to_string(),
+            "-o".to_string(),
+            "BatchMode=yes".to_string(),
+        ];
         if let Some(port) = port {
             command.extend(["-p".to_string(), port.to_string()]);
         }
         command.extend([format!("{user}@{host}"), remote_agent.to_string()]);
-        Location::Agent { command, path: path.to_string() }
+        Location::Agent {
+            command,
+            path: path.to_string(),
+        }
     }
 
     /// An agent started by a shell command line (`via agent "COMMAND"`).
     pub fn agent_shell(command_line: &str, path: &str) -> Location {
-        Location::Agent { command: vec!["sh".to_string(), "-c".to_string(), command_line.to_string()], path: path.to_string() }
+        Location::Agent {
+            command: vec!["sh".to_string(), "-c".to_string(), command_line.to_string()],
+            path: path.to_string(),
+        }
     }
 }
 
@@ -51,12 +67,17 @@ impl Endpoint {
     pub fn connect(location: &Location) -> Result<(Endpoint, String), CopyError> {
         match location {
             Location::Local(path) => {
-                let path = path
-                    .to_str()
-                    .ok_or_else(|| CopyError::new(ErrorKind::InvalidInput, format!("path {} is not UTF-8", path.display())))?;
+                let path = path.to_str().ok_or_else(|| {
+                    CopyError::new(
+                        ErrorKind::InvalidInput,
+                        format!("path {} is not UTF-8", path.display()),
+                    )
+                })?;
                 Ok((Endpoint::Local(FileSide::unconfined()), path.to_string()))
             }
-            Location::Agent { command, path } => Ok((Endpoint::Agent(AgentClient::spawn(command)?), path.clone())),
+            Location::Agent { command, path } => {
+                Ok((Endpoint::Agent(AgentClient::spawn(command)?), path.clone()))
+            }
         }
     }
 
@@ -107,7 +128,9 @@ impl Endpoint {
     }
 
     pub fn open_source(&mut self, path: &str) -> Result<u64, CopyError> {
-        match self.call(Request::OpenSource { path: path.to_string() })? {
+        match self.call(Request::OpenSource {
+            path: path.to_string(),
+        })? {
             Response::Opened { size } => Ok(size),
             other => Err(self.unexpected(&other)),
         }
@@ -116,8 +139,14 @@ impl Endpoint {
     /// Opens the destination for a copy of `size` bytes: the old copy's size
     /// (if any) and whether a partial copy from an earlier run is reused.
     pub fn open_dest(&mut self, path: &str, size: u64) -> Result<(Option<u64>, bool), CopyError> {
-        match self.call(Request::OpenDest { path: path.to_string(), size })? {
-            Response::DestOpened { basis_size, resumed } => Ok((basis_size, resumed)),
+        match self.call(Request::OpenDest {
+            path: path.to_string(),
+            size,
+        })? {
+            Response::DestOpened {
+                basis_size,
+                resumed,
+            } => Ok((basis_size, resumed)),
             other => Err(self.unexpected(&other)),
         }
     }
@@ -144,8 +173,17 @@ impl Endpoint {
         self.data(Request::Signature { start, end })
     }
 
-    pub fn delta(&mut self, signature: Vec<u8>, start: u64, end: u64) -> Result<Vec<u8>, CopyError> {
-        self.data(Request::Delta { signature, start, end })
+    pub fn delta(
+        &mut self,
+        signature: Vec<u8>,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<u8>, CopyError> {
+        self.data(Request::Delta {
+            signature,
+            start,
+            end,
+        })
     }
 
     pub fn finish(&mut self, hash: [u8; 32], sqlite: bool) -> Result<(), CopyError> {
@@ -158,20 +196,27 @@ impl Endpoint {
 
     /// Takes an SQLite snapshot beside `path`: the snapshot's path and the method.
     pub fn snapshot(&mut self, path: &str) -> Result<(String, String), CopyError> {
-        match self.call(Request::Snapshot { path: path.to_string() })? {
+        match self.call(Request::Snapshot {
+            path: path.to_string(),
+        })? {
             Response::Snapshot { path, method } => Ok((path, method)),
             other => Err(self.unexpected(&other)),
         }
     }
 
     pub fn checksums(&mut self, path: &str) -> Result<Vec<TableChecksum>, CopyError> {
-        match self.call(Request::Checksums { path: path.to_string() })? {
+        match self.call(Request::Checksums {
+            path: path.to_string(),
+        })? {
             Response::Checksums(tables) => Ok(tables),
             other => Err(self.unexpected(&other)),
         }
     }
 
     pub fn remove_snapshot(&mut self, path: &str) -> Result<(), CopyError> {
-        self.call(Request::Remove { path: path.to_string() }).map(|_| ())
+        self.call(Request::Remove {
+            path: path.to_string(),
+        })
+        .map(|_| ())
     }
 }

@@ -81,7 +81,10 @@ pub struct CopyError {
 
 impl CopyError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> CopyError {
-        CopyError { kind, message: message.into() }
+        CopyError {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// An I/O error while doing `what` to `path`.
@@ -91,9 +94,9 @@ impl CopyError {
             io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
                 ErrorKind::PermissionDenied
             }
-            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge => {
-                ErrorKind::NoSpace
-            }
+            io::ErrorKind::StorageFull
+            | io::ErrorKind::QuotaExceeded
+            | io::ErrorKind::FileTooLarge => ErrorKind::NoSpace,
             _ => ErrorKind::Io,
         };
         let detail = match kind {
@@ -109,7 +112,10 @@ impl CopyError {
 
     /// The same error with `context` in front of its message.
     pub fn context(self, context: &str) -> CopyError {
-        CopyError { kind: self.kind, message: format!("{context}: {}", self.message) }
+        CopyError {
+            kind: self.kind,
+            message: format!("{context}: {}", self.message),
+        }
     }
 }
 

@@ -54,16 +54,27 @@ pub struct FileSide {
 impl FileSide {
     /// Serves any path on this machine (a `Location::Local`).
     pub fn unconfined() -> FileSide {
-        FileSide { root: None, source: None, dest: None }
+        FileSide {
+            root: None,
+            source: None,
+            dest: None,
+        }
     }
 
     /// Serves only paths under `root` (the agent).
     pub fn confined(root: &Path) -> Result<FileSide, CopyError> {
         let root = fs::canonicalize(root).map_err(|e| CopyError::io("agent root", root, e))?;
         if !root.is_dir() {
-            return Err(CopyError::new(ErrorKind::InvalidInput, format!("agent root {} is not a folder", root.display())));
+            return Err(CopyError::new(
+                ErrorKind::InvalidInput,
+                format!("agent root {} is not a folder", root.display()),
+            ));
         }
-        Ok(FileSide { root: Some(root), source: None, dest: None })
+        Ok(FileSide {
+            root: Some(root),
+            source: None,
+            dest: None,
+        })
     }
 
     /// Answers one request.
@@ -75,7 +86,11 @@ impl FileSide {
             Request::Hash { role, start, end } => self.hash(role, start, end),
             Request::Read { ranges } => self.read(&ranges),
             Request::Signature { start, end } => self.signature(start, end),
-            Request::Delta { signature, start, end } => self.delta(signature, start, end),
+            Request::Delta {
+                signature,
+                start,
+                end,
+            } => self.delta(signature, start, end),
             Request::Patch { ops } => {
                 for op in ops {
                     self.patch(op)?;
@@ -92,13 +107,21 @@ impl FileSide {
                     Some(slash) => format!("{}{snapshot_name}", &path[..=slash]),
                     None => snapshot_name,
                 };
-                Ok(Response::Snapshot { path: reply_path, method: method.to_string() })
+                Ok(Response::Snapshot {
+                    path: reply_path,
+                    method: method.to_string(),
+                })
             }
-            Request::Checksums { path } => Ok(Response::Checksums(sqlite::table_checksums(&self.resolve(&path)?)?)),
+            Request::Checksums { path } => Ok(Response::Checksums(sqlite::table_checksums(
+                &self.resolve(&path)?,
+            )?)),
             Request::Remove { path } => {
                 let target = self.resolve(&path)?;
                 if !file_name(&target)?.ends_with(".cutover-snapshot") {
-                    return Err(CopyError::new(ErrorKind::InvalidInput, format!("refusing to remove {path}: only snapshots may be removed")));
+                    return Err(CopyError::new(
+                        ErrorKind::InvalidInput,
+                        format!("refusing to remove {path}: only snapshots may be removed"),
+                    ));
                 }
                 fs::remove_file(&target).map_err(|e| CopyError::io("removing", &target, e))?;
                 Ok(Response::Ok)
@@ -110,18 +133,32 @@ impl FileSide {
     /// the root: `..`, absolute paths elsewhere, symbolic links that lead out.
     /// Relative paths are taken from the root; absolute ones must lie under it.
     fn resolve(&self, requested: &str) -> Result<PathBuf, CopyError> {
-        let Some(root) = &self.root else { return Ok(PathBuf::from(requested)) };
+        let Some(root) = &self.root else {
+            return Ok(PathBuf::from(requested));
+        };
         let outside = || {
-            CopyError::new(ErrorKind::OutsideRoot, format!("path {requested} is outside the agent's root {}", root.display()))
+            CopyError::new(
+                ErrorKind::OutsideRoot,
+                format!(
+                    "path {requested} is outside the agent's root {}",
+                    root.display()
+                ),
+            )
         };
         let path = Path::new(requested);
-        let relative = if path.is_absolute() { path.strip_prefix(root).map_err(|_| outside())? } else { path };
+        let relative = if path.is_absolute() {
+            path.strip_prefix(root).map_err(|_| outside())?
+        } else {
+            path
+        };
         let mut joined = root.clone();
         for component in relative.components() {
             match component {
                 Component::Normal(part) => joined.push(part),
                 Component::CurDir => {}
-                Component::ParentDir | Component::RootDir | Component::Prefix(_) => return Err(outside()),
+                Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                    return Err(outside());
+                }
             }
         }
         // The deepest part that exists decides where symbolic links lead.
@@ -146,9 +183,14 @@ impl FileSide {
     fn open_source(&mut self, path: &str) -> Result<Response, CopyError> {
         let path = self.resolve(path)?;
         let file = File::open(&path).map_err(|e| CopyError::io("opening source", &path, e))?;
-        let meta = file.metadata().map_err(|e| CopyError::io("reading", &path, e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| CopyError::io("reading", &path, e))?;
         if !meta.is_file() {
-            return Err(CopyError::new(ErrorKind::InvalidInput, format!("source {} is not a regular file", path.display())));
+            return Err(CopyError::new(
+                ErrorKind::InvalidInput,
+                format!("source {} is not a regular file", path.display()),
+            ));
         }
         let size = meta.len();
         self.source = Some(SourceFile { path, file, size });
@@ -158,17 +200,30 @@ impl FileSide {
     fn open_dest(&mut self, path: &str, size: u64) -> Result<Response, CopyError> {
         let path = self.resolve(path)?;
         let name = file_name(&path)?;
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         match fs::metadata(parent) {
             Ok(meta) if meta.is_dir() => {}
-            Ok(_) => return Err(CopyError::new(ErrorKind::InvalidInput, format!("destination folder {} is not a folder", parent.display()))),
+            Ok(_) => {
+                return Err(CopyError::new(
+                    ErrorKind::InvalidInput,
+                    format!("destination folder {} is not a folder", parent.display()),
+                ));
+            }
             Err(e) => return Err(CopyError::io("destination folder", parent, e)),
         }
         let basis = match File::open(&path) {
             Ok(file) => {
-                let meta = file.metadata().map_err(|e| CopyError::io("reading", &path, e))?;
+                let meta = file
+                    .metadata()
+                    .map_err(|e| CopyError::io("reading", &path, e))?;
                 if !meta.is_file() {
-                    return Err(CopyError::new(ErrorKind::InvalidInput, format!("destination {} is not a regular file", path.display())));
+                    return Err(CopyError::new(
+                        ErrorKind::InvalidInput,
+                        format!("destination {} is not a regular file", path.display()),
+                    ));
                 }
                 Some((file, meta.len()))
             }
@@ -178,62 +233,98 @@ impl FileSide {
         let temp_path = parent.join(format!(".{name}.cutover-partial"));
         let temp = match OpenOptions::new().read(true).write(true).open(&temp_path) {
             Ok(file) if file.metadata().map(|m| m.is_file()).unwrap_or(false) => {
-                file.set_len(size).map_err(|e| CopyError::io("resizing", &temp_path, e))?;
+                file.set_len(size)
+                    .map_err(|e| CopyError::io("resizing", &temp_path, e))?;
                 Some(file)
             }
-            Ok(_) => return Err(CopyError::new(ErrorKind::InvalidInput, format!("{} is in the way and not a file", temp_path.display()))),
+            Ok(_) => {
+                return Err(CopyError::new(
+                    ErrorKind::InvalidInput,
+                    format!("{} is in the way and not a file", temp_path.display()),
+                ));
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(CopyError::io("opening", &temp_path, e)),
         };
         let resumed = temp.is_some();
         let basis_size = basis.as_ref().map(|(_, len)| *len);
-        self.dest = Some(DestFile { path, size, basis, temp_path, temp });
-        Ok(Response::DestOpened { basis_size, resumed })
+        self.dest = Some(DestFile {
+            path,
+            size,
+            basis,
+            temp_path,
+            temp,
+        });
+        Ok(Response::DestOpened {
+            basis_size,
+            resumed,
+        })
     }
 
     fn source(&self) -> Result<&SourceFile, CopyError> {
-        self.source.as_ref().ok_or_else(|| CopyError::protocol("protocol error: no source is open"))
+        self.source
+            .as_ref()
+            .ok_or_else(|| CopyError::protocol("protocol error: no source is open"))
     }
 
     fn dest(&mut self) -> Result<&mut DestFile, CopyError> {
-        self.dest.as_mut().ok_or_else(|| CopyError::protocol("protocol error: no destination is open"))
+        self.dest
+            .as_mut()
+            .ok_or_else(|| CopyError::protocol("protocol error: no destination is open"))
     }
 
     fn hash(&mut self, role: Role, start: u64, end: u64) -> Result<Response, CopyError> {
-        let (file, size, path) = match role {
-            Role::Source => {
-                let source = self.source()?;
-                (&source.file, source.size, &source.path)
-            }
-            Role::Basis => {
-                let dest = self.dest.as_ref().ok_or_else(|| CopyError::protocol("protocol error: no destination is open"))?;
-                let (file, size) = dest.basis.as_ref().ok_or_else(|| CopyError::protocol("protocol error: the destination has no old copy"))?;
-                (file, *size, &dest.path)
-            }
-            Role::Partial => {
-                let dest = self.dest.as_ref().ok_or_else(|| CopyError::protocol("protocol error: no destination is open"))?;
-                let file = dest.temp.as_ref().ok_or_else(|| CopyError::protocol("protocol error: there is no partial copy"))?;
-                (file, dest.size, &dest.temp_path)
-            }
-        };
-        let hashes = blocks::hash_window(file, size, start, end).map_err(|e| CopyError::io("reading", path, e))?;
+        let (file, size, path) =
+            match role {
+                Role::Source => {
+                    let source = self.source()?;
+                    (&source.file, source.size, &source.path)
+                }
+                Role::Basis => {
+                    let dest = self.dest.as_ref().ok_or_else(|| {
+                        CopyError::protocol("protocol error: no destination is open")
+                    })?;
+                    let (file, size) = dest.basis.as_ref().ok_or_else(|| {
+                        CopyError::protocol("protocol error: the destination has no old copy")
+                    })?;
+                    (file, *size, &dest.path)
+                }
+                Role::Partial => {
+                    let dest = self.dest.as_ref().ok_or_else(|| {
+                        CopyError::protocol("protocol error: no destination is open")
+                    })?;
+                    let file = dest.temp.as_ref().ok_or_else(|| {
+                        CopyError::protocol("protocol error: there is no partial copy")
+                    })?;
+                    (file, dest.size, &dest.temp_path)
+                }
+            };
+        let hashes = blocks::hash_window(file, size, start, end)
+            .map_err(|e| CopyError::io("reading", path, e))?;
         Ok(Response::Hashes(hashes))
     }
 
     fn read(&self, ranges: &[(u64, u64)]) -> Result<Response, CopyError> {
         let source = self.source()?;
         let total = ranges.iter().try_fold(0u64, |sum, (start, len)| {
-            let in_file = start.checked_add(*len).is_some_and(|end| end <= source.size);
+            let in_file = start
+                .checked_add(*len)
+                .is_some_and(|end| end <= source.size);
             sum.checked_add(*len).filter(|t| in_file && *t <= MAX_READ)
         });
         let Some(total) = total else {
-            return Err(CopyError::protocol("protocol error: a read is out of range or too large"));
+            return Err(CopyError::protocol(
+                "protocol error: a read is out of range or too large",
+            ));
         };
         let mut data = vec![0u8; total as usize];
         let mut at = 0usize;
         for (start, len) in ranges {
             let len = *len as usize;
-            source.file.read_exact_at(&mut data[at..at + len], *start).map_err(|e| CopyError::io("reading", &source.path, e))?;
+            source
+                .file
+                .read_exact_at(&mut data[at..at + len], *start)
+                .map_err(|e| CopyError::io("reading", &source.path, e))?;
             at += len;
         }
         Ok(Response::Data(data))
@@ -241,20 +332,32 @@ impl FileSide {
 
     fn signature(&mut self, start: u64, end: u64) -> Result<Response, CopyError> {
         let dest = self.dest()?;
-        let (file, size) = dest.basis.as_ref().ok_or_else(|| CopyError::protocol("protocol error: the destination has no old copy"))?;
-        let map = map_range(file, *size, start, end, MAX_DELTA_RANGE).map_err(|e| CopyError::io("reading", &dest.path, e))?;
-        let options = SignatureOptions { block_size: BLOCK_SIZE as u32, crypto_hash_size: RSYNC_HASH_BYTES };
+        let (file, size) = dest.basis.as_ref().ok_or_else(|| {
+            CopyError::protocol("protocol error: the destination has no old copy")
+        })?;
+        let map = map_range(file, *size, start, end, MAX_DELTA_RANGE)
+            .map_err(|e| CopyError::io("reading", &dest.path, e))?;
+        let options = SignatureOptions {
+            block_size: BLOCK_SIZE as u32,
+            crypto_hash_size: RSYNC_HASH_BYTES,
+        };
         let signature = Signature::calculate(map.as_deref().unwrap_or(&[]), options);
         Ok(Response::Data(signature.into_serialized()))
     }
 
     fn delta(&self, signature: Vec<u8>, start: u64, end: u64) -> Result<Response, CopyError> {
         let source = self.source()?;
-        let map = map_range(&source.file, source.size, start, end, MAX_DELTA_RANGE).map_err(|e| CopyError::io("reading", &source.path, e))?;
-        let signature = Signature::deserialize(signature).map_err(|_| CopyError::protocol("protocol error: invalid rsync signature"))?;
+        let map = map_range(&source.file, source.size, start, end, MAX_DELTA_RANGE)
+            .map_err(|e| CopyError::io("reading", &source.path, e))?;
+        let signature = Signature::deserialize(signature)
+            .map_err(|_| CopyError::protocol("protocol error: invalid rsync signature"))?;
         let mut delta = Vec::new();
-        fast_rsync::diff(&signature.index(), map.as_deref().unwrap_or(&[]), &mut delta)
-            .map_err(|e| CopyError::protocol(format!("protocol error: computing a delta: {e}")))?;
+        fast_rsync::diff(
+            &signature.index(),
+            map.as_deref().unwrap_or(&[]),
+            &mut delta,
+        )
+        .map_err(|e| CopyError::protocol(format!("protocol error: computing a delta: {e}")))?;
         Ok(Response::Data(delta))
     }
 
@@ -262,46 +365,81 @@ impl FileSide {
         let dest = self.dest()?;
         let temp = dest.temp()?;
         let temp_path = dest.temp_path.clone();
-        let in_range = |start: u64, len: u64| start.checked_add(len).is_some_and(|end| end <= dest.size);
+        let in_range =
+            |start: u64, len: u64| start.checked_add(len).is_some_and(|end| end <= dest.size);
         let wio = |e: io::Error| CopyError::io("writing", &temp_path, e);
         match op {
-            PatchOp::CopyBasis { start, len } | PatchOp::CopyBasisSparse { start, len } if !in_range(start, len) => {
-                Err(CopyError::protocol("protocol error: a copy range is outside the file"))
+            PatchOp::CopyBasis { start, len } | PatchOp::CopyBasisSparse { start, len }
+                if !in_range(start, len) =>
+            {
+                Err(CopyError::protocol(
+                    "protocol error: a copy range is outside the file",
+                ))
             }
             PatchOp::CopyBasis { start, len } => {
-                let (basis, basis_size) = dest.basis.as_ref().ok_or_else(|| CopyError::protocol("protocol error: the destination has no old copy"))?;
+                let (basis, basis_size) = dest.basis.as_ref().ok_or_else(|| {
+                    CopyError::protocol("protocol error: the destination has no old copy")
+                })?;
                 if start + len > *basis_size {
-                    return Err(CopyError::protocol("protocol error: a copy range is outside the old copy"));
+                    return Err(CopyError::protocol(
+                        "protocol error: a copy range is outside the old copy",
+                    ));
                 }
                 copy_range(basis, &temp, start, len).map_err(wio)
             }
             PatchOp::CopyBasisSparse { start, len } => {
-                let (basis, basis_size) = dest.basis.as_ref().ok_or_else(|| CopyError::protocol("protocol error: the destination has no old copy"))?;
+                let (basis, basis_size) = dest.basis.as_ref().ok_or_else(|| {
+                    CopyError::protocol("protocol error: the destination has no old copy")
+                })?;
                 copy_sparse(basis, *basis_size, &temp, start, start + len).map_err(wio)
             }
             PatchOp::Write { start, data } => {
                 if !in_range(start, data.len() as u64) {
-                    return Err(CopyError::protocol("protocol error: a write is outside the file"));
+                    return Err(CopyError::protocol(
+                        "protocol error: a write is outside the file",
+                    ));
                 }
                 temp.write_all_at(&data, start).map_err(wio)
             }
             PatchOp::Punch { start, len } => {
                 if !in_range(start, len) {
-                    return Err(CopyError::protocol("protocol error: a hole is outside the file"));
+                    return Err(CopyError::protocol(
+                        "protocol error: a hole is outside the file",
+                    ));
                 }
                 punch_hole(&temp, start, len).map_err(wio)
             }
-            PatchOp::ApplyDelta { basis_start, basis_end, start, len, delta } => {
+            PatchOp::ApplyDelta {
+                basis_start,
+                basis_end,
+                start,
+                len,
+                delta,
+            } => {
                 if !in_range(start, len) || len > MAX_DELTA_RANGE {
-                    return Err(CopyError::protocol("protocol error: a delta target is outside the file"));
+                    return Err(CopyError::protocol(
+                        "protocol error: a delta target is outside the file",
+                    ));
                 }
-                let (basis, basis_size) = dest.basis.as_ref().ok_or_else(|| CopyError::protocol("protocol error: the destination has no old copy"))?;
-                let map = map_range(basis, *basis_size, basis_start, basis_end, MAX_DELTA_RANGE).map_err(|e| CopyError::io("reading", &dest.path, e))?;
+                let (basis, basis_size) = dest.basis.as_ref().ok_or_else(|| {
+                    CopyError::protocol("protocol error: the destination has no old copy")
+                })?;
+                let map = map_range(basis, *basis_size, basis_start, basis_end, MAX_DELTA_RANGE)
+                    .map_err(|e| CopyError::io("reading", &dest.path, e))?;
                 let mut out = Vec::with_capacity(len as usize);
-                fast_rsync::apply_limited(map.as_deref().unwrap_or(&[]), &delta, &mut out, len as usize)
-                    .map_err(|e| CopyError::protocol(format!("protocol error: applying a delta: {e}")))?;
+                fast_rsync::apply_limited(
+                    map.as_deref().unwrap_or(&[]),
+                    &delta,
+                    &mut out,
+                    len as usize,
+                )
+                .map_err(|e| {
+                    CopyError::protocol(format!("protocol error: applying a delta: {e}"))
+                })?;
                 if out.len() as u64 != len {
-                    return Err(CopyError::protocol("protocol error: a delta rebuilt the wrong length"));
+                    return Err(CopyError::protocol(
+                        "protocol error: a delta rebuilt the wrong length",
+                    ));
                 }
                 write_sparse(&temp, start, &out).map_err(wio)
             }
@@ -312,9 +450,12 @@ impl FileSide {
         let dest = self.dest()?;
         let temp = dest.temp()?;
         let temp_path = dest.temp_path.clone();
-        temp.set_len(dest.size).map_err(|e| CopyError::io("resizing", &temp_path, e))?;
-        temp.sync_all().map_err(|e| CopyError::io("syncing", &temp_path, e))?;
-        let written = blocks::content_hash(&temp, dest.size).map_err(|e| CopyError::io("verifying", &temp_path, e))?;
+        temp.set_len(dest.size)
+            .map_err(|e| CopyError::io("resizing", &temp_path, e))?;
+        temp.sync_all()
+            .map_err(|e| CopyError::io("syncing", &temp_path, e))?;
+        let written = blocks::content_hash(&temp, dest.size)
+            .map_err(|e| CopyError::io("verifying", &temp_path, e))?;
         if written != hash {
             let _ = fs::remove_file(&temp_path);
             self.dest = None;
@@ -332,12 +473,18 @@ impl FileSide {
         if sqlite_dest {
             sqlite::settle_destination(&path)?;
         }
-        fs::rename(&temp_path, &path).map_err(|e| CopyError::io("renaming the copy over", &path, e))?;
+        fs::rename(&temp_path, &path)
+            .map_err(|e| CopyError::io("renaming the copy over", &path, e))?;
         if sqlite_dest {
             sqlite::remove_stale_companions(&path)?;
         }
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        File::open(parent).and_then(|dir| dir.sync_all()).map_err(|e| CopyError::io("syncing folder", parent, e))?;
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| CopyError::io("syncing folder", parent, e))?;
         self.dest = None;
         Ok(Response::Ok)
     }
@@ -345,7 +492,8 @@ impl FileSide {
     fn discard_partial(&mut self) -> Result<Response, CopyError> {
         let dest = self.dest()?;
         if dest.temp.take().is_some() {
-            fs::remove_file(&dest.temp_path).map_err(|e| CopyError::io("removing", &dest.temp_path, e))?;
+            fs::remove_file(&dest.temp_path)
+                .map_err(|e| CopyError::io("removing", &dest.temp_path, e))?;
         }
         Ok(Response::Ok)
     }
@@ -366,7 +514,8 @@ impl DestFile {
             {
                 let _ = file.set_permissions(meta.permissions());
             }
-            file.set_len(self.size).map_err(|e| CopyError::io("sizing", &self.temp_path, e))?;
+            file.set_len(self.size)
+                .map_err(|e| CopyError::io("sizing", &self.temp_path, e))?;
             self.temp = Some(file);
         }
         self.temp
@@ -381,7 +530,12 @@ fn file_name(path: &Path) -> Result<String, CopyError> {
     path.file_name()
         .and_then(|n| n.to_str())
         .map(str::to_string)
-        .ok_or_else(|| CopyError::new(ErrorKind::InvalidInput, format!("{} does not name a file", path.display())))
+        .ok_or_else(|| {
+            CopyError::new(
+                ErrorKind::InvalidInput,
+                format!("{} does not name a file", path.display()),
+            )
+        })
 }
 
 /// Maps `[start, end)` of a file (clamped to its size); `None` when empty.
@@ -391,11 +545,19 @@ fn map_range(file: &File, size: u64, start: u64, end: u64, limit: u64) -> io::Re
         return Ok(None);
     }
     if end - start > limit {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "range too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "range too large",
+        ));
     }
     // SAFETY: see blocks::hash_window; a file changed underneath is caught by
     // the final hash verification.
-    let map = unsafe { MmapOptions::new().offset(start).len((end - start) as usize).map(file)? };
+    let map = unsafe {
+        MmapOptions::new()
+            .offset(start)
+            .len((end - start) as usize)
+            .map(file)?
+    };
     Ok(Some(map))
 }
 
@@ -408,7 +570,16 @@ fn copy_range(from: &File, to: &File, start: u64, len: u64) -> io::Result<()> {
     while left > 0 {
         let chunk = left.min(1 << 30) as usize;
         // SAFETY: both descriptors are open; the offsets are valid pointers.
-        let n = unsafe { libc::copy_file_range(from.as_raw_fd(), &mut off_in, to.as_raw_fd(), &mut off_out, chunk, 0) };
+        let n = unsafe {
+            libc::copy_file_range(
+                from.as_raw_fd(),
+                &mut off_in,
+                to.as_raw_fd(),
+                &mut off_out,
+                chunk,
+                0,
+            )
+        };
         if n < 0 {
             let err = io::Error::last_os_error();
             return match err.raw_os_error() {
@@ -445,8 +616,14 @@ fn copy_sparse(from: &File, from_size: u64, to: &File, start: u64, end: u64) -> 
         // Align to blocks so zero checks see whole blocks.
         let mut chunk_start = extent_start - extent_start % BLOCK_SIZE;
         while chunk_start < extent_end {
-            let chunk_end = (chunk_start + blocks::WINDOW_SIZE).min(extent_end.div_ceil(BLOCK_SIZE) * BLOCK_SIZE).min(end);
-            let Some(map) = map_range(from, from_size, chunk_start, chunk_end, blocks::WINDOW_SIZE)? else { break };
+            let chunk_end = (chunk_start + blocks::WINDOW_SIZE)
+                .min(extent_end.div_ceil(BLOCK_SIZE) * BLOCK_SIZE)
+                .min(end);
+            let Some(map) =
+                map_range(from, from_size, chunk_start, chunk_end, blocks::WINDOW_SIZE)?
+            else {
+                break;
+            };
             let mut run: Option<(u64, u64)> = None;
             for (i, block) in map.chunks(BLOCK_SIZE as usize).enumerate() {
                 let block_start = chunk_start + i as u64 * BLOCK_SIZE;

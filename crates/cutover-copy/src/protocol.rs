@@ -45,36 +45,83 @@ pub enum PatchOp {
     Punch { start: u64, len: u64 },
     /// Rebuild `[start, start+len)` by applying an rsync delta to the old
     /// destination's bytes `[basis_start, basis_end)`.
-    ApplyDelta { basis_start: u64, basis_end: u64, start: u64, len: u64, delta: Vec<u8> },
+    ApplyDelta {
+        basis_start: u64,
+        basis_end: u64,
+        start: u64,
+        len: u64,
+        delta: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Hello { version: u32 },
-    OpenSource { path: String },
-    OpenDest { path: String, size: u64 },
-    Hash { role: Role, start: u64, end: u64 },
-    Read { ranges: Vec<(u64, u64)> },
-    Signature { start: u64, end: u64 },
-    Delta { signature: Vec<u8>, start: u64, end: u64 },
-    Patch { ops: Vec<PatchOp> },
-    Finish { hash: [u8; 32], sqlite: bool },
+    Hello {
+        version: u32,
+    },
+    OpenSource {
+        path: String,
+    },
+    OpenDest {
+        path: String,
+        size: u64,
+    },
+    Hash {
+        role: Role,
+        start: u64,
+        end: u64,
+    },
+    Read {
+        ranges: Vec<(u64, u64)>,
+    },
+    Signature {
+        start: u64,
+        end: u64,
+    },
+    Delta {
+        signature: Vec<u8>,
+        start: u64,
+        end: u64,
+    },
+    Patch {
+        ops: Vec<PatchOp>,
+    },
+    Finish {
+        hash: [u8; 32],
+        sqlite: bool,
+    },
     DiscardPartial,
-    Snapshot { path: String },
-    Checksums { path: String },
-    Remove { path: String },
+    Snapshot {
+        path: String,
+    },
+    Checksums {
+        path: String,
+    },
+    Remove {
+        path: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
-    Hello { version: u32 },
+    Hello {
+        version: u32,
+    },
     Ok,
     Error(CopyError),
-    Opened { size: u64 },
-    DestOpened { basis_size: Option<u64>, resumed: bool },
+    Opened {
+        size: u64,
+    },
+    DestOpened {
+        basis_size: Option<u64>,
+        resumed: bool,
+    },
     Hashes(WindowHashes),
     Data(Vec<u8>),
-    Snapshot { path: String, method: String },
+    Snapshot {
+        path: String,
+        method: String,
+    },
     Checksums(Vec<TableChecksum>),
 }
 
@@ -173,7 +220,8 @@ impl<'a> Decoder<'a> {
         Ok(self.take(len)?.to_vec())
     }
     fn str(&mut self) -> Result<String, CopyError> {
-        String::from_utf8(self.bytes()?).map_err(|_| CopyError::protocol("protocol error: text is not UTF-8"))
+        String::from_utf8(self.bytes()?)
+            .map_err(|_| CopyError::protocol("protocol error: text is not UTF-8"))
     }
     fn array32(&mut self) -> Result<[u8; 32], CopyError> {
         let mut out = [0u8; 32];
@@ -184,7 +232,9 @@ impl<'a> Decoder<'a> {
         if self.0.is_empty() {
             Ok(())
         } else {
-            Err(CopyError::protocol("protocol error: trailing bytes in a message"))
+            Err(CopyError::protocol(
+                "protocol error: trailing bytes in a message",
+            ))
         }
     }
 }
@@ -202,7 +252,9 @@ fn role_from(code: u8) -> Result<Role, CopyError> {
         0 => Ok(Role::Source),
         1 => Ok(Role::Basis),
         2 => Ok(Role::Partial),
-        other => Err(CopyError::protocol(format!("protocol error: unknown file role {other}"))),
+        other => Err(CopyError::protocol(format!(
+            "protocol error: unknown file role {other}"
+        ))),
     }
 }
 
@@ -237,7 +289,11 @@ impl Request {
                 e = Encoder::new(6);
                 e.u64(*start).u64(*end);
             }
-            Request::Delta { signature, start, end } => {
+            Request::Delta {
+                signature,
+                start,
+                end,
+            } => {
                 e = Encoder::new(7);
                 e.bytes(signature).u64(*start).u64(*end);
             }
@@ -250,9 +306,19 @@ impl Request {
                         PatchOp::CopyBasisSparse { start, len } => e.u8(1).u64(*start).u64(*len),
                         PatchOp::Write { start, data } => e.u8(2).u64(*start).bytes(data),
                         PatchOp::Punch { start, len } => e.u8(3).u64(*start).u64(*len),
-                        PatchOp::ApplyDelta { basis_start, basis_end, start, len, delta } => {
-                            e.u8(4).u64(*basis_start).u64(*basis_end).u64(*start).u64(*len).bytes(delta)
-                        }
+                        PatchOp::ApplyDelta {
+                            basis_start,
+                            basis_end,
+                            start,
+                            len,
+                            delta,
+                        } => e
+                            .u8(4)
+                            .u64(*basis_start)
+                            .u64(*basis_end)
+                            .u64(*start)
+                            .u64(*len)
+                            .bytes(delta),
                     };
                 }
             }
@@ -284,13 +350,22 @@ impl Request {
             1 => {
                 let magic = d.bytes()?;
                 if magic != MAGIC {
-                    return Err(CopyError::protocol("protocol error: the peer is not a cutover coordinator"));
+                    return Err(CopyError::protocol(
+                        "protocol error: the peer is not a cutover coordinator",
+                    ));
                 }
                 Request::Hello { version: d.u32()? }
             }
             2 => Request::OpenSource { path: d.str()? },
-            3 => Request::OpenDest { path: d.str()?, size: d.u64()? },
-            4 => Request::Hash { role: role_from(d.u8()?)?, start: d.u64()?, end: d.u64()? },
+            3 => Request::OpenDest {
+                path: d.str()?,
+                size: d.u64()?,
+            },
+            4 => Request::Hash {
+                role: role_from(d.u8()?)?,
+                start: d.u64()?,
+                end: d.u64()?,
+            },
             5 => {
                 let count = d.u32()?;
                 let mut ranges = Vec::new();
@@ -299,17 +374,36 @@ impl Request {
                 }
                 Request::Read { ranges }
             }
-            6 => Request::Signature { start: d.u64()?, end: d.u64()? },
-            7 => Request::Delta { signature: d.bytes()?, start: d.u64()?, end: d.u64()? },
+            6 => Request::Signature {
+                start: d.u64()?,
+                end: d.u64()?,
+            },
+            7 => Request::Delta {
+                signature: d.bytes()?,
+                start: d.u64()?,
+                end: d.u64()?,
+            },
             8 => {
                 let count = d.u32()?;
                 let mut ops = Vec::new();
                 for _ in 0..count {
                     ops.push(match d.u8()? {
-                        0 => PatchOp::CopyBasis { start: d.u64()?, len: d.u64()? },
-                        1 => PatchOp::CopyBasisSparse { start: d.u64()?, len: d.u64()? },
-                        2 => PatchOp::Write { start: d.u64()?, data: d.bytes()? },
-                        3 => PatchOp::Punch { start: d.u64()?, len: d.u64()? },
+                        0 => PatchOp::CopyBasis {
+                            start: d.u64()?,
+                            len: d.u64()?,
+                        },
+                        1 => PatchOp::CopyBasisSparse {
+                            start: d.u64()?,
+                            len: d.u64()?,
+                        },
+                        2 => PatchOp::Write {
+                            start: d.u64()?,
+                            data: d.bytes()?,
+                        },
+                        3 => PatchOp::Punch {
+                            start: d.u64()?,
+                            len: d.u64()?,
+                        },
                         4 => PatchOp::ApplyDelta {
                             basis_start: d.u64()?,
                             basis_end: d.u64()?,
@@ -317,17 +411,28 @@ impl Request {
                             len: d.u64()?,
                             delta: d.bytes()?,
                         },
-                        other => return Err(CopyError::protocol(format!("protocol error: unknown patch op {other}"))),
+                        other => {
+                            return Err(CopyError::protocol(format!(
+                                "protocol error: unknown patch op {other}"
+                            )));
+                        }
                     });
                 }
                 Request::Patch { ops }
             }
-            9 => Request::Finish { hash: d.array32()?, sqlite: d.u8()? != 0 },
+            9 => Request::Finish {
+                hash: d.array32()?,
+                sqlite: d.u8()? != 0,
+            },
             10 => Request::DiscardPartial,
             11 => Request::Snapshot { path: d.str()? },
             12 => Request::Checksums { path: d.str()? },
             13 => Request::Remove { path: d.str()? },
-            other => return Err(CopyError::protocol(format!("protocol error: unknown request {other}"))),
+            other => {
+                return Err(CopyError::protocol(format!(
+                    "protocol error: unknown request {other}"
+                )));
+            }
         };
         d.end()?;
         Ok(request)
@@ -351,7 +456,10 @@ impl Response {
                 e = Encoder::new(4);
                 e.u64(*size);
             }
-            Response::DestOpened { basis_size, resumed } => {
+            Response::DestOpened {
+                basis_size,
+                resumed,
+            } => {
                 e = Encoder::new(5);
                 match basis_size {
                     Some(size) => e.u8(1).u64(*size),
@@ -392,7 +500,9 @@ impl Response {
             1 => {
                 let magic = d.bytes()?;
                 if magic != MAGIC {
-                    return Err(CopyError::protocol("protocol error: the peer is not a cutover agent"));
+                    return Err(CopyError::protocol(
+                        "protocol error: the peer is not a cutover agent",
+                    ));
                 }
                 Response::Hello { version: d.u32()? }
             }
@@ -405,13 +515,20 @@ impl Response {
             5 => {
                 let present = d.u8()? != 0;
                 let size = d.u64()?;
-                Response::DestOpened { basis_size: present.then_some(size), resumed: d.u8()? != 0 }
+                Response::DestOpened {
+                    basis_size: present.then_some(size),
+                    resumed: d.u8()? != 0,
+                }
             }
             6 => {
                 let digest = d.array32()?;
                 let hole_bytes = d.u64()?;
                 let count = d.u32()? as usize;
-                let raw = d.take(count.checked_mul(16).ok_or_else(|| CopyError::protocol("protocol error: bad hash count"))?)?;
+                let raw = d.take(
+                    count
+                        .checked_mul(16)
+                        .ok_or_else(|| CopyError::protocol("protocol error: bad hash count"))?,
+                )?;
                 let blocks = raw
                     .chunks_exact(16)
                     .map(|c| {
@@ -420,19 +537,34 @@ impl Response {
                         h
                     })
                     .collect();
-                Response::Hashes(WindowHashes { digest, blocks, hole_bytes })
+                Response::Hashes(WindowHashes {
+                    digest,
+                    blocks,
+                    hole_bytes,
+                })
             }
             7 => Response::Data(d.bytes()?),
-            8 => Response::Snapshot { path: d.str()?, method: d.str()? },
+            8 => Response::Snapshot {
+                path: d.str()?,
+                method: d.str()?,
+            },
             9 => {
                 let count = d.u32()?;
                 let mut tables = Vec::new();
                 for _ in 0..count {
-                    tables.push(TableChecksum { name: d.str()?, rows: d.u64()?, checksum: d.str()? });
+                    tables.push(TableChecksum {
+                        name: d.str()?,
+                        rows: d.u64()?,
+                        checksum: d.str()?,
+                    });
                 }
                 Response::Checksums(tables)
             }
-            other => return Err(CopyError::protocol(format!("protocol error: unknown response {other}"))),
+            other => {
+                return Err(CopyError::protocol(format!(
+                    "protocol error: unknown response {other}"
+                )));
+            }
         };
         d.end()?;
         Ok(response)

@@ -52,10 +52,16 @@ impl std::fmt::Display for SnapshotMethod {
 fn open_existing(db: &Path) -> Result<Connection, CopyError> {
     let meta = fs::metadata(db).map_err(|e| CopyError::io("opening database", db, e))?;
     if !meta.is_file() {
-        return Err(CopyError::new(ErrorKind::InvalidInput, format!("database {} is not a regular file", db.display())));
+        return Err(CopyError::new(
+            ErrorKind::InvalidInput,
+            format!("database {} is not a regular file", db.display()),
+        ));
     }
-    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| CopyError::from(e).context(&format!("opening database {}", db.display())))?;
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| CopyError::from(e).context(&format!("opening database {}", db.display())))?;
     conn.busy_timeout(Duration::from_secs(5))?;
     Ok(conn)
 }
@@ -64,7 +70,8 @@ fn open_existing(db: &Path) -> Result<Connection, CopyError> {
 pub fn snapshot(db: &Path, out: &Path) -> Result<SnapshotMethod, CopyError> {
     let source = open_existing(db)?;
     let _ = fs::remove_file(out);
-    let context = |e: rusqlite::Error| CopyError::from(e).context(&format!("snapshot of {}", db.display()));
+    let context =
+        |e: rusqlite::Error| CopyError::from(e).context(&format!("snapshot of {}", db.display()));
     let completed = {
         let mut target = Connection::open(out).map_err(context)?;
         let backup = Backup::new(&source, &mut target).map_err(context)?;
@@ -91,8 +98,15 @@ pub fn snapshot(db: &Path, out: &Path) -> Result<SnapshotMethod, CopyError> {
         return Ok(SnapshotMethod::Backup);
     }
     fs::remove_file(out).map_err(|e| CopyError::io("removing", out, e))?;
-    let target = out.to_str().ok_or_else(|| CopyError::new(ErrorKind::InvalidInput, format!("{} is not UTF-8", out.display())))?;
-    source.execute("VACUUM INTO ?1", [target]).map_err(context)?;
+    let target = out.to_str().ok_or_else(|| {
+        CopyError::new(
+            ErrorKind::InvalidInput,
+            format!("{} is not UTF-8", out.display()),
+        )
+    })?;
+    source
+        .execute("VACUUM INTO ?1", [target])
+        .map_err(context)?;
     Ok(SnapshotMethod::VacuumInto)
 }
 
@@ -103,26 +117,41 @@ fn quote(identifier: &str) -> String {
 /// Row counts and content checksums of every table of `db`, by name.
 pub fn table_checksums(db: &Path) -> Result<Vec<TableChecksum>, CopyError> {
     let conn = open_existing(db)?;
-    let context = |e: rusqlite::Error| CopyError::from(e).context(&format!("checksums of {}", db.display()));
+    let context =
+        |e: rusqlite::Error| CopyError::from(e).context(&format!("checksums of {}", db.display()));
     let tx = conn.unchecked_transaction().map_err(context)?;
     let names: Vec<String> = {
         let mut stmt = tx
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY name")
             .map_err(context)?;
-        stmt.query_map([], |row| row.get(0)).map_err(context)?.collect::<Result<_, _>>().map_err(context)?
+        stmt.query_map([], |row| row.get(0))
+            .map_err(context)?
+            .collect::<Result<_, _>>()
+            .map_err(context)?
     };
     let mut tables = Vec::new();
     for name in names {
         let key_columns: Vec<String> = {
-            let mut stmt = tx.prepare("SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk").map_err(context)?;
-            stmt.query_map([&name], |row| row.get(0)).map_err(context)?.collect::<Result<_, _>>().map_err(context)?
+            let mut stmt = tx
+                .prepare("SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk")
+                .map_err(context)?;
+            stmt.query_map([&name], |row| row.get(0))
+                .map_err(context)?
+                .collect::<Result<_, _>>()
+                .map_err(context)?
         };
         let order = if key_columns.is_empty() {
             "rowid".to_string()
         } else {
-            key_columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+            key_columns
+                .iter()
+                .map(|c| quote(c))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        let mut stmt = tx.prepare(&format!("SELECT * FROM {} ORDER BY {order}", quote(&name))).map_err(context)?;
+        let mut stmt = tx
+            .prepare(&format!("SELECT * FROM {} ORDER BY {order}", quote(&name)))
+            .map_err(context)?;
         let columns = stmt.column_count();
         let mut hasher = blake3::Hasher::new();
         hasher.update(name.as_bytes());
@@ -136,12 +165,22 @@ pub fn table_checksums(db: &Path) -> Result<Vec<TableChecksum>, CopyError> {
                     ValueRef::Null => hasher.update(&[0]),
                     ValueRef::Integer(v) => hasher.update(&[1]).update(&v.to_le_bytes()),
                     ValueRef::Real(v) => hasher.update(&[2]).update(&v.to_bits().to_le_bytes()),
-                    ValueRef::Text(v) => hasher.update(&[3]).update(&(v.len() as u64).to_le_bytes()).update(v),
-                    ValueRef::Blob(v) => hasher.update(&[4]).update(&(v.len() as u64).to_le_bytes()).update(v),
+                    ValueRef::Text(v) => hasher
+                        .update(&[3])
+                        .update(&(v.len() as u64).to_le_bytes())
+                        .update(v),
+                    ValueRef::Blob(v) => hasher
+                        .update(&[4])
+                        .update(&(v.len() as u64).to_le_bytes())
+                        .update(v),
                 };
             }
         }
-        tables.push(TableChecksum { name, rows, checksum: hex(hasher.finalize().as_bytes()) });
+        tables.push(TableChecksum {
+            name,
+            rows,
+            checksum: hex(hasher.finalize().as_bytes()),
+        });
     }
     Ok(tables)
 }
@@ -160,12 +199,16 @@ pub fn settle_destination(db: &Path) -> Result<(), CopyError> {
     if !db.exists() || (!wal.exists() && !journal.exists()) {
         return Ok(());
     }
-    let context = |e: rusqlite::Error| CopyError::from(e).context(&format!("settling destination database {}", db.display()));
+    let context = |e: rusqlite::Error| {
+        CopyError::from(e).context(&format!("settling destination database {}", db.display()))
+    };
     let conn = Connection::open(db).map_err(context)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(context)?;
     // Reading rolls back a hot journal; the checkpoint empties the log.
-    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())).map_err(context)?;
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(context)?;
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+        .map_err(context)?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(context)?;
     Ok(())
 }
 

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use cutover_copy::agent::{AgentClient, serve};
 use cutover_copy::protocol::{PROTOCOL_VERSION, Request, Response, read_frame, write_frame};
 use cutover_copy::{
-    Cancel, CopyOptions, Endpoint, ErrorKind, Location, Outcome, Progress, check_image, copy_image, copy_with,
+    Cancel, CopyOptions, Endpoint, ErrorKind, Location, Outcome, Progress, check_image, copy_image,
+    copy_with,
 };
 use proptest::prelude::*;
 
@@ -27,7 +28,12 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
 
 /// Writes `content`; with `sparse`, all-zero 4 KiB blocks become holes.
 fn write_file(path: &Path, content: &[u8], sparse: bool) {
-    let file = OpenOptions::new().create(true).write(true).truncate(true).open(path).unwrap();
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
     file.set_len(content.len() as u64).unwrap();
     for (i, block) in content.chunks(4096).enumerate() {
         if !sparse || block.iter().any(|b| *b != 0) {
@@ -41,7 +47,11 @@ fn allocated(path: &Path) -> u64 {
 }
 
 fn non_zero_block_bytes(content: &[u8]) -> u64 {
-    content.chunks(4096).filter(|b| b.iter().any(|x| *x != 0)).count() as u64 * 4096
+    content
+        .chunks(4096)
+        .filter(|b| b.iter().any(|x| *x != 0))
+        .count() as u64
+        * 4096
 }
 
 /// An agent served on a thread, spoken to over two pipes.
@@ -50,7 +60,14 @@ fn in_process_agent(root: &Path) -> Endpoint {
     let (response_reader, response_writer) = std::io::pipe().unwrap();
     let root = root.to_path_buf();
     std::thread::spawn(move || serve(&root, request_reader, response_writer));
-    Endpoint::Agent(AgentClient::over("in-process agent", Box::new(response_reader), Box::new(request_writer)).unwrap())
+    Endpoint::Agent(
+        AgentClient::over(
+            "in-process agent",
+            Box::new(response_reader),
+            Box::new(request_writer),
+        )
+        .unwrap(),
+    )
 }
 
 fn local(path: &Path) -> (Endpoint, String) {
@@ -92,9 +109,17 @@ fn apply(content: &mut Vec<u8>, edit: &Edit) {
 
 fn edit_strategy() -> impl Strategy<Value = Edit> {
     prop_oneof![
-        (any::<u32>(), any::<u64>(), 1u16..9000).prop_map(|(at, seed, len)| Edit::Insert { at, seed, len }),
+        (any::<u32>(), any::<u64>(), 1u16..9000).prop_map(|(at, seed, len)| Edit::Insert {
+            at,
+            seed,
+            len
+        }),
         (any::<u32>(), 1u32..300_000).prop_map(|(at, len)| Edit::Delete { at, len }),
-        (any::<u32>(), any::<u64>(), 1u16..9000).prop_map(|(at, seed, len)| Edit::Overwrite { at, seed, len }),
+        (any::<u32>(), any::<u64>(), 1u16..9000).prop_map(|(at, seed, len)| Edit::Overwrite {
+            at,
+            seed,
+            len
+        }),
         (any::<u32>(), 1u32..200_000).prop_map(|(at, len)| Edit::Zeros { at, len }),
     ]
 }
@@ -187,10 +212,19 @@ fn multi_window_sparse_image_sends_only_changed_blocks() {
 
     let first = copy_image(&src, &dst, &CopyOptions::default()).unwrap();
     assert_eq!(first.bytes_sent, (2 << 20) + 123);
-    assert!(first.hole_bytes > 140 << 20, "holes found: {}", first.hole_bytes);
-    assert!(allocated(&dst_path) < 3 << 20, "destination allocated {}", allocated(&dst_path));
+    assert!(
+        first.hole_bytes > 140 << 20,
+        "holes found: {}",
+        first.hole_bytes
+    );
+    assert!(
+        allocated(&dst_path) < 3 << 20,
+        "destination allocated {}",
+        allocated(&dst_path)
+    );
 
-    file.write_all_at(&noise(4, 4096), (70 << 20) + 8192).unwrap();
+    file.write_all_at(&noise(4, 4096), (70 << 20) + 8192)
+        .unwrap();
     let second = copy_image(&src, &dst, &CopyOptions::default()).unwrap();
     assert_eq!(second.outcome, Outcome::Copied);
     assert_eq!(second.bytes_sent, 4096);
@@ -218,7 +252,14 @@ fn shifted_data_sends_a_small_delta() {
     write_file(&dir.path().join("src"), &new, false);
     let (mut src, src_path) = local(&dir.path().join("src"));
     let mut dst = in_process_agent(dir.path());
-    let report = copy_with(&mut src, &src_path, &mut dst, "dst", &CopyOptions::default()).unwrap();
+    let report = copy_with(
+        &mut src,
+        &src_path,
+        &mut dst,
+        "dst",
+        &CopyOptions::default(),
+    )
+    .unwrap();
     assert!(report.delta_stretches >= 1);
     assert!(report.bytes_sent < 64 << 10, "sent {}", report.bytes_sent);
     assert_eq!(fs::read(dir.path().join("dst")).unwrap(), new);
@@ -239,7 +280,10 @@ fn cancelled_copy_leaves_destination_and_resumes() {
             cancel.cancel();
         }
     };
-    let options = CopyOptions { progress: Some(&cancel_when_sending), cancel: Some(&cancel) };
+    let options = CopyOptions {
+        progress: Some(&cancel_when_sending),
+        cancel: Some(&cancel),
+    };
     let (mut src, src_path) = local(&dir.path().join("src"));
     let mut dst = in_process_agent(dir.path());
     let err = copy_with(&mut src, &src_path, &mut dst, "dst", &options).unwrap_err();
@@ -249,9 +293,20 @@ fn cancelled_copy_leaves_destination_and_resumes() {
     assert!(dir.path().join(".dst.cutover-partial").exists());
 
     let mut dst = in_process_agent(dir.path());
-    let rerun = copy_with(&mut src, &src_path, &mut dst, "dst", &CopyOptions::default()).unwrap();
+    let rerun = copy_with(
+        &mut src,
+        &src_path,
+        &mut dst,
+        "dst",
+        &CopyOptions::default(),
+    )
+    .unwrap();
     assert!(rerun.resumed);
-    assert!(rerun.bytes_sent < new.len() as u64 - (4 << 20), "rerun sent {}", rerun.bytes_sent);
+    assert!(
+        rerun.bytes_sent < new.len() as u64 - (4 << 20),
+        "rerun sent {}",
+        rerun.bytes_sent
+    );
     assert_eq!(fs::read(dir.path().join("dst")).unwrap(), new);
     assert!(!dir.path().join(".dst.cutover-partial").exists());
 }
@@ -267,7 +322,10 @@ fn missing_source_is_a_clear_error_and_touches_nothing() {
     )
     .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound);
-    assert!(err.message.contains("opening source") && err.message.contains("nope.img"), "{err}");
+    assert!(
+        err.message.contains("opening source") && err.message.contains("nope.img"),
+        "{err}"
+    );
     assert_eq!(fs::read(dir.path().join("dst")).unwrap(), b"keep me");
 }
 
@@ -303,12 +361,26 @@ fn agent_refuses_paths_outside_its_root() {
     ];
     for path in outside {
         let mut agent = in_process_agent(&root);
-        let err = copy_with(&mut src, &src_path, &mut agent, &path, &CopyOptions::default()).unwrap_err();
+        let err = copy_with(
+            &mut src,
+            &src_path,
+            &mut agent,
+            &path,
+            &CopyOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.kind, ErrorKind::OutsideRoot, "{path}: {err}");
         assert!(err.message.contains("outside the agent's root"), "{err}");
         let mut agent = in_process_agent(&root);
         let (mut dst, dst_path) = local(&dir.path().join("copy"));
-        let err = copy_with(&mut agent, &path, &mut dst, &dst_path, &CopyOptions::default()).unwrap_err();
+        let err = copy_with(
+            &mut agent,
+            &path,
+            &mut dst,
+            &dst_path,
+            &CopyOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.kind, ErrorKind::OutsideRoot, "{path}: {err}");
     }
     assert_eq!(fs::read(dir.path().join("secret")).unwrap(), b"secret");
@@ -323,14 +395,39 @@ fn coordinator_rejects_an_agent_of_another_version() {
     let fake = std::thread::spawn(move || {
         let mut request_reader = request_reader;
         let hello = read_frame(&mut request_reader).unwrap().unwrap();
-        assert_eq!(Request::decode(&hello).unwrap(), Request::Hello { version: PROTOCOL_VERSION });
-        write_frame(&mut response_writer, &Response::Hello { version: PROTOCOL_VERSION + 1 }.encode()).unwrap();
+        assert_eq!(
+            Request::decode(&hello).unwrap(),
+            Request::Hello {
+                version: PROTOCOL_VERSION
+            }
+        );
+        write_frame(
+            &mut response_writer,
+            &Response::Hello {
+                version: PROTOCOL_VERSION + 1,
+            }
+            .encode(),
+        )
+        .unwrap();
     });
-    let err = AgentClient::over("fake agent", Box::new(response_reader), Box::new(request_writer)).err().unwrap();
+    let err = AgentClient::over(
+        "fake agent",
+        Box::new(response_reader),
+        Box::new(request_writer),
+    )
+    .err()
+    .unwrap();
     fake.join().unwrap();
     assert_eq!(err.kind, ErrorKind::VersionMismatch);
-    assert!(err.message.contains(&format!("version {}", PROTOCOL_VERSION + 1)), "{err}");
-    assert!(err.message.contains(&format!("version {PROTOCOL_VERSION}")), "{err}");
+    assert!(
+        err.message
+            .contains(&format!("version {}", PROTOCOL_VERSION + 1)),
+        "{err}"
+    );
+    assert!(
+        err.message.contains(&format!("version {PROTOCOL_VERSION}")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -344,7 +441,10 @@ fn agent_rejects_a_coordinator_of_another_version() {
     let answer = read_frame(&mut &output[..]).unwrap().unwrap();
     match Response::decode(&answer).unwrap() {
         Response::Error(err) => {
-            assert!(err.message.contains("version 99") && err.message.contains("version 1"), "{err}")
+            assert!(
+                err.message.contains("version 99") && err.message.contains("version 1"),
+                "{err}"
+            )
         }
         other => panic!("expected an error, got {other:?}"),
     }
@@ -372,6 +472,9 @@ fn temp_files_never_replace_a_destination_on_failure() {
     .unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
     assert!(dir.path().join("dst").is_dir());
-    let leftovers: Vec<PathBuf> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    let leftovers: Vec<PathBuf> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(leftovers.len(), 2, "{leftovers:?}");
 }

@@ -54,15 +54,13 @@ pub enum DnsError {
 
     /// The update's prerequisite failed: the record is not what the runbook expects.
     #[error(
-        "{name} {rtype} at {server}: record is not what the runbook expects: observed {observed}, expected {expected}; nothing was changed"
+        "{record} at {server}: record is not what the runbook expects: observed {observed}, expected {expected}; nothing was changed"
     )]
     PrerequisiteFailed {
         /// The server that refused.
         server: SocketAddr,
-        /// Fully qualified owner name.
-        name: String,
-        /// Record type.
-        rtype: String,
+        /// Fully qualified owner name and type (`wiki.maemo.org. A`).
+        record: String,
         /// What the server serves now (or "no such record").
         observed: String,
         /// What the runbook expected.
@@ -152,7 +150,7 @@ pub(crate) fn humanize(duration: Duration) -> String {
     let millis = duration.as_millis();
     if millis < 1000 {
         format!("{millis}ms")
-    } else if millis % 1000 == 0 {
+    } else if millis.is_multiple_of(1000) {
         format!("{}s", millis / 1000)
     } else {
         format!("{:.1}s", duration.as_secs_f64())

@@ -288,7 +288,10 @@ fn authoritative_answer(
         .filter(|record| record.record_type() == rtype && record.name == *name)
         .collect();
     let ttl = matching.iter().map(|record| record.ttl).min();
-    Ok((ttl, matching.into_iter().map(|record| record.data).collect()))
+    Ok((
+        ttl,
+        matching.into_iter().map(|record| record.data).collect(),
+    ))
 }
 
 type Pending = Arc<Mutex<HashMap<u16, oneshot::Sender<Message>>>>;
@@ -422,8 +425,8 @@ async fn tcp_exchange(
         let bytes = message
             .to_vec()
             .map_err(|err| DnsError::Input(format!("cannot encode the query: {err}")))?;
-        let length = u16::try_from(bytes.len())
-            .map_err(|_| DnsError::Input("query too large".into()))?;
+        let length =
+            u16::try_from(bytes.len()).map_err(|_| DnsError::Input("query too large".into()))?;
         let mut stream = TcpStream::connect(server).await.map_err(network)?;
         stream
             .write_all(&length.to_be_bytes())

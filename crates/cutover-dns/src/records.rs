@@ -128,7 +128,10 @@ mod tests {
     #[test]
     fn names_resolve_relative_to_the_zone() {
         let zone = zone_name("maemo.org").unwrap();
-        assert_eq!(owner_name(&zone, "wiki").unwrap().to_string(), "wiki.maemo.org.");
+        assert_eq!(
+            owner_name(&zone, "wiki").unwrap().to_string(),
+            "wiki.maemo.org."
+        );
         assert_eq!(owner_name(&zone, "@").unwrap().to_string(), "maemo.org.");
         assert_eq!(
             owner_name(&zone, "talk.maemo.org.").unwrap().to_string(),

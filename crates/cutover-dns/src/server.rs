@@ -167,7 +167,10 @@ pub async fn serve(config: ServeConfig) -> Result<ServerHandle, DnsError> {
     }
     std::fs::create_dir_all(&config.state_dir).map_err(|err| {
         DnsError::io(
-            format!("cannot create state directory {}", config.state_dir.display()),
+            format!(
+                "cannot create state directory {}",
+                config.state_dir.display()
+            ),
             err,
         )
     })?;
@@ -187,15 +190,22 @@ pub async fn serve(config: ServeConfig) -> Result<ServerHandle, DnsError> {
         let journal_path = config.state_dir.join(journal_file_name(&origin));
         let (mut handler, loaded_from) = if journal_path.exists() {
             let journal = open_journal(&journal_path)?;
-            let empty =
-                InMemoryZoneHandler::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::AllowAll, None);
+            let empty = InMemoryZoneHandler::empty(
+                origin.clone(),
+                ZoneType::Primary,
+                AxfrPolicy::AllowAll,
+                None,
+            );
             let mut handler = SqliteZoneHandler::new(empty, AxfrPolicy::AllowAll, true, false);
-            handler.recover_with_journal(&journal).await.map_err(|err| {
-                DnsError::Serve(format!(
-                    "cannot recover zone {origin} from {}: {err}",
-                    journal_path.display()
-                ))
-            })?;
+            handler
+                .recover_with_journal(&journal)
+                .await
+                .map_err(|err| {
+                    DnsError::Serve(format!(
+                        "cannot recover zone {origin} from {}: {err}",
+                        journal_path.display()
+                    ))
+                })?;
             handler.set_journal(journal).await;
             (handler, LoadedFrom::Journal)
         } else {
@@ -328,10 +338,18 @@ async fn transfer_zone(
     origin: &Name,
 ) -> Result<(Arc<InMemoryZoneHandler>, u32), DnsError> {
     let primary = config.primary;
-    let failed = |message: String| DnsError::Serve(format!("zone transfer of {origin} from {primary}: {message}"));
+    let failed = |message: String| {
+        DnsError::Serve(format!(
+            "zone transfer of {origin} from {primary}: {message}"
+        ))
+    };
     let transfer = async {
-        let (connect, sender) =
-            TcpClientStream::new(primary, None, Some(config.timeout), TokioRuntimeProvider::new());
+        let (connect, sender) = TcpClientStream::new(
+            primary,
+            None,
+            Some(config.timeout),
+            TokioRuntimeProvider::new(),
+        );
         let stream = connect.await.map_err(|err| failed(err.to_string()))?;
         let mut multiplexer = DnsMultiplexer::new(stream, sender).with_timeout(config.timeout);
         if let Some(key) = &config.key {
@@ -394,8 +412,14 @@ fn in_memory_zone(
     records: ZoneRecords,
     zone_type: ZoneType,
 ) -> Result<InMemoryZoneHandler, DnsError> {
-    InMemoryZoneHandler::new(origin.clone(), records, zone_type, AxfrPolicy::AllowAll, None)
-        .map_err(|err| DnsError::Serve(format!("cannot load zone {origin}: {err}")))
+    InMemoryZoneHandler::new(
+        origin.clone(),
+        records,
+        zone_type,
+        AxfrPolicy::AllowAll,
+        None,
+    )
+    .map_err(|err| DnsError::Serve(format!("cannot load zone {origin}: {err}")))
 }
 
 fn journal_file_name(origin: &Name) -> String {
@@ -404,16 +428,25 @@ fn journal_file_name(origin: &Name) -> String {
         .trim_end_matches('.')
         .to_ascii_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    let base = if base.is_empty() { "root".to_string() } else { base };
+    let base = if base.is_empty() {
+        "root".to_string()
+    } else {
+        base
+    };
     format!("{base}.journal.sqlite")
 }
 
 fn open_journal(path: &Path) -> Result<Journal, DnsError> {
-    Journal::from_file(path).map_err(|err| {
-        DnsError::Serve(format!("cannot open journal {}: {err}", path.display()))
-    })
+    Journal::from_file(path)
+        .map_err(|err| DnsError::Serve(format!("cannot open journal {}: {err}", path.display())))
 }
 
 /// Binds UDP and TCP on each address (the same port for both) and starts answering.
@@ -428,9 +461,9 @@ async fn listen(
     let mut sockets = Vec::new();
     for &address in addresses {
         let (udp, tcp) = bind_pair(address).await?;
-        let local = udp
-            .local_addr()
-            .map_err(|err| DnsError::io(format!("cannot read the address bound for {address}"), err))?;
+        let local = udp.local_addr().map_err(|err| {
+            DnsError::io(format!("cannot read the address bound for {address}"), err)
+        })?;
         bound.push(local);
         sockets.push((udp, tcp));
     }
@@ -491,7 +524,9 @@ impl RequestHandler for ZoneRequestHandler {
             let is_transfer = matches!(query_type, RecordType::AXFR | RecordType::IXFR);
             if op_code == OpCode::Query
                 && is_transfer
-                && !self.allow_transfer.contains(&request.src().ip().to_canonical())
+                && !self
+                    .allow_transfer
+                    .contains(&request.src().ip().to_canonical())
             {
                 return reply_error(request, ResponseCode::Refused, response_handle).await;
             }

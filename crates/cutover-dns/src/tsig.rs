@@ -54,7 +54,12 @@ impl FromStr for TsigAlgorithm {
     type Err = DnsError;
 
     fn from_str(text: &str) -> Result<Self, DnsError> {
-        match text.trim().trim_end_matches('.').to_ascii_lowercase().as_str() {
+        match text
+            .trim()
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "hmac-sha256" => Ok(Self::HmacSha256),
             "hmac-sha384" => Ok(Self::HmacSha384),
             "hmac-sha512" => Ok(Self::HmacSha512),
@@ -158,6 +163,28 @@ impl TsigKey {
         Self::parse(&text, &source_desc, name, algorithm)
     }
 
+    /// Loads every key of a BIND key file (a server accepting several keys).
+    pub fn all_from_file(path: &Path) -> Result<Vec<Self>, DnsError> {
+        let source_desc = path.display().to_string();
+        let key_error = |message: String| DnsError::Key {
+            source_desc: source_desc.clone(),
+            message,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| key_error(format!("cannot read: {err}")))?;
+        let tokens = tokenize(&text);
+        if tokens.first().map(String::as_str) != Some("key") {
+            return Err(key_error(
+                "holds a bare secret; give the key's name as NAME=FILE".into(),
+            ));
+        }
+        parse_bind_blocks(&tokens)
+            .map_err(key_error)?
+            .iter()
+            .map(|block| Self::parse_block(block, &source_desc, None))
+            .collect()
+    }
+
     /// Parses key text (a BIND key block or a bare base64 secret). `source_desc` names where the
     /// text came from, for messages.
     pub fn parse(
@@ -171,7 +198,7 @@ impl TsigKey {
             message,
         };
         let tokens = tokenize(text);
-        let key = if tokens.first().map(String::as_str) == Some("key") {
+        if tokens.first().map(String::as_str) == Some("key") {
             let blocks = parse_bind_blocks(&tokens).map_err(key_error)?;
             let block = match name {
                 Some(wanted) => blocks
@@ -191,31 +218,42 @@ impl TsigKey {
                     ));
                 }
             };
-            let block_algorithm: TsigAlgorithm = block.algorithm.parse().map_err(
-                |err: DnsError| key_error(format!("key `{}`: {err}", block.name)),
-            )?;
-            if let Some(expected) = algorithm
-                && expected != block_algorithm
-            {
-                return Err(key_error(format!(
-                    "key `{}` uses {block_algorithm}, but {expected} was expected",
-                    block.name
-                )));
+            return Self::parse_block(block, source_desc, algorithm);
+        }
+        let name = name
+            .ok_or_else(|| key_error("holds a bare secret; the key's name must be given".into()))?;
+        let secret = decode_secret(text).map_err(key_error)?;
+        Self::new(name, algorithm.unwrap_or(TsigAlgorithm::HmacSha256), secret).map_err(|err| {
+            match err {
+                DnsError::Key { message, .. } => key_error(message),
+                other => key_error(other.to_string()),
             }
-            let secret = decode_secret(&block.secret).map_err(key_error)?;
-            Self::new(block.name.clone(), block_algorithm, secret)
-        } else {
-            let name = name.ok_or_else(|| {
-                key_error("holds a bare secret; the key's name must be given".into())
-            })?;
-            let secret = decode_secret(text).map_err(key_error)?;
-            Self::new(
-                name,
-                algorithm.unwrap_or(TsigAlgorithm::HmacSha256),
-                secret,
-            )
+        })
+    }
+
+    fn parse_block(
+        block: &KeyBlock,
+        source_desc: &str,
+        algorithm: Option<TsigAlgorithm>,
+    ) -> Result<Self, DnsError> {
+        let key_error = |message: String| DnsError::Key {
+            source_desc: source_desc.to_string(),
+            message,
         };
-        key.map_err(|err| match err {
+        let block_algorithm: TsigAlgorithm = block
+            .algorithm
+            .parse()
+            .map_err(|err: DnsError| key_error(format!("key `{}`: {err}", block.name)))?;
+        if let Some(expected) = algorithm
+            && expected != block_algorithm
+        {
+            return Err(key_error(format!(
+                "key `{}` uses {block_algorithm}, but {expected} was expected",
+                block.name
+            )));
+        }
+        let secret = decode_secret(&block.secret).map_err(key_error)?;
+        Self::new(block.name.clone(), block_algorithm, secret).map_err(|err| match err {
             DnsError::Key { message, .. } => key_error(message),
             other => key_error(other.to_string()),
         })
@@ -414,8 +452,18 @@ mod tests {
     #[test]
     fn bad_keys_are_clear_errors_that_never_show_the_secret() {
         let cases = [
-            ("not base64 !!", Some("k"), None, "the secret is not valid base64"),
-            ("AAAA", None, None, "holds a bare secret; the key's name must be given"),
+            (
+                "not base64 !!",
+                Some("k"),
+                None,
+                "the secret is not valid base64",
+            ),
+            (
+                "AAAA",
+                None,
+                None,
+                "holds a bare secret; the key's name must be given",
+            ),
             (
                 BIND_KEY,
                 None,
@@ -428,12 +476,41 @@ mod tests {
                 None,
                 "key `k`: invalid input: unsupported TSIG algorithm `hmac-md5`",
             ),
-            ("key k { secret \"AAAA\"; };", None, None, "key `k` has no algorithm"),
+            (
+                "key k { secret \"AAAA\"; };",
+                None,
+                None,
+                "key `k` has no algorithm",
+            ),
         ];
         for (text, name, algorithm, expected) in cases {
-            let err = TsigKey::parse(text, "f", name, algorithm).unwrap_err().to_string();
-            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+            let err = TsigKey::parse(text, "f", name, algorithm)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
         }
+    }
+
+    #[test]
+    fn a_server_loads_every_key_of_a_bind_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.conf");
+        std::fs::write(
+            &path,
+            format!("{BIND_KEY}key other {{ algorithm hmac-sha512; secret \"AAAA\"; }};"),
+        )
+        .unwrap();
+        let names: Vec<String> = TsigKey::all_from_file(&path)
+            .unwrap()
+            .iter()
+            .map(|key| key.name().to_string())
+            .collect();
+        assert_eq!(names, vec!["maemo-update", "other"]);
+        std::fs::write(&path, "AAAA").unwrap();
+        assert!(TsigKey::all_from_file(&path).is_err());
     }
 
     #[test]

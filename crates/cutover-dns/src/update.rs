@@ -7,10 +7,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use hickory_net::NetError;
 use hickory_net::client::{Client, ClientHandle};
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::udp::UdpClientStream;
-use hickory_net::NetError;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, RecordSet, RecordType};
 
@@ -98,8 +98,7 @@ impl Updater {
         let Some(previous_ttl) = current.ttl else {
             return Err(DnsError::PrerequisiteFailed {
                 server: self.primary,
-                name: owner.to_string(),
-                rtype: rtype.to_string(),
+                record: format!("{owner} {rtype}"),
                 observed: "no such record".into(),
                 expected: "an existing record".into(),
             });
@@ -135,9 +134,7 @@ impl Updater {
     ) -> Result<(), DnsError> {
         // An update for a zone the server does not serve would be answered in ways that read
         // like key trouble; ask first, unsigned, whether it is authoritative at all.
-        Querier::new(self.timeout)
-            .soa(self.primary, zone)
-            .await?;
+        Querier::new(self.timeout).soa(self.primary, zone).await?;
 
         let mut current = RecordSet::with_ttl(owner.clone(), rtype, 0);
         for data in old {
@@ -185,15 +182,16 @@ impl Updater {
                     .await
                 {
                     Ok(observation) => match observation.ttl {
-                        Some(ttl) => format!("{} (TTL {ttl})", describe_values(&observation.values)),
+                        Some(ttl) => {
+                            format!("{} (TTL {ttl})", describe_values(&observation.values))
+                        }
                         None => describe_values(&observation.values),
                     },
                     Err(err) => format!("unknown ({err})"),
                 };
                 Err(DnsError::PrerequisiteFailed {
                     server: self.primary,
-                    name: owner.to_string(),
-                    rtype: rtype.to_string(),
+                    record: format!("{owner} {rtype}"),
                     observed,
                     expected: describe_values(expected),
                 })

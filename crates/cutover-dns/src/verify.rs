@@ -151,7 +151,11 @@ pub struct VerifyReport {
 
 impl fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let outcome = if self.verified { "verified" } else { "NOT verified" };
+        let outcome = if self.verified {
+            "verified"
+        } else {
+            "NOT verified"
+        };
         writeln!(
             f,
             "{} {}: {outcome} after {} ({} rounds)",
@@ -302,7 +306,7 @@ pub async fn verify_many(
         let querier = &querier;
         let prepared_ref = &prepared;
         let zones_ref = &zones;
-        let soa_queries = zone_servers.iter().map(|&(zone, server)| {
+        let soa_queries = zone_servers.iter().copied().map(|(zone, server)| {
             let fut = async move {
                 Answer::Soa(
                     zone,
@@ -310,9 +314,11 @@ pub async fn verify_many(
                     querier.soa(servers[server], &zones_ref[zone]).await,
                 )
             };
-            futures_util::future::Either::Left(fut)
+            // Boxed as `Send` here so callers can hold this future across `.await`
+            // in `Send` contexts (higher-ranked closures otherwise defeat the check).
+            Box::pin(fut) as futures_util::future::BoxFuture<'_, Answer>
         });
-        let record_queries = open.iter().map(|&(check, server)| {
+        let record_queries = open.iter().copied().map(|(check, server)| {
             let fut = async move {
                 let item = &prepared_ref[check];
                 Answer::Record(
@@ -328,9 +334,11 @@ pub async fn verify_many(
                         .await,
                 )
             };
-            futures_util::future::Either::Right(fut)
+            Box::pin(fut) as futures_util::future::BoxFuture<'_, Answer>
         });
-        let answers: Vec<Answer> = stream::iter(soa_queries.chain(record_queries))
+        let queries: Vec<futures_util::future::BoxFuture<'_, Answer>> =
+            soa_queries.chain(record_queries).collect();
+        let answers: Vec<Answer> = stream::iter(queries)
             .buffer_unordered(options.concurrency.max(1))
             .collect()
             .await;

@@ -25,7 +25,12 @@ pub fn load_zone_file(path: &Path, origin: &Name) -> Result<ZoneRecords, DnsErro
 /// Parses master-file text; `path` is used for `$INCLUDE` and messages.
 pub fn parse_zone_text(text: &str, path: &Path, origin: &Name) -> Result<ZoneRecords, DnsError> {
     let parse = |input: &str| {
-        Parser::new(input.to_string(), Some(path.to_path_buf()), Some(origin.clone())).parse()
+        Parser::new(
+            input.to_string(),
+            Some(path.to_path_buf()),
+            Some(origin.clone()),
+        )
+        .parse()
     };
     let records = match parse(text) {
         Ok((_, records)) => records,
@@ -158,9 +163,10 @@ fn locate_in_entry(text: &str, entry: &Entry, message: &str) -> (usize, usize) {
     let offset = match quoted {
         Some((at, _)) => *at,
         None => {
-            let type_index = tokens
-                .iter()
-                .position(|(_, token)| RecordType::from_str(&token.to_ascii_uppercase()).is_ok_and(|t| !matches!(t, RecordType::Unknown(_))));
+            let type_index = tokens.iter().position(|(_, token)| {
+                RecordType::from_str(&token.to_ascii_uppercase())
+                    .is_ok_and(|t| !matches!(t, RecordType::Unknown(_)))
+            });
             match type_index.and_then(|index| tokens.get(index + 1)) {
                 Some((at, _)) if !message.contains("RecordType") => *at,
                 _ => 0,

@@ -87,14 +87,27 @@ pub trait KindRegistry: Send + Sync {
     fn kind_for(&self, action: &ActionKind) -> anyhow::Result<&'static dyn StepKind>;
 }
 
+/// Which line of its step an action is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionRole {
+    /// The step's kind line.
+    Main,
+    /// A `verify` line: only its `check` is called, as a probe (an `exec`
+    /// verify line runs its command there).
+    Verify,
+    /// The `undo` line, run by rollback like a step.
+    Undo,
+}
+
 /// Everything a kind gets for one call.
 pub struct StepContext<'a> {
     pub runbook: &'a Runbook,
     /// The step this action belongs to.
     pub step: StepId,
     /// The action being run: the step's kind line, one of its `verify`
-    /// lines, or its `undo` line.
+    /// lines, or its `undo` line (see `role`).
     pub action: &'a Action,
+    pub role: ActionRole,
     /// T0 of this run (window start or `--t0`), when known.
     pub t0: Option<DateTime<Utc>>,
     pub options: &'a RunOptions,

@@ -28,7 +28,7 @@
 //!
 //! [`StepContext`] gives a kind: `runbook`, `step` (id), `action` (the kind
 //! line, an `undo` line or a `verify` line being run — read the arguments
-//! from `ctx.action.kind`), `t0`, `options` (e.g. `options.no_ttl_wait`),
+//! from `ctx.action.kind`), `role` (`Main`, `Verify` or `Undo`), `t0`, `options` (e.g. `options.no_ttl_wait`),
 //! `cancel` (a `CancellationToken`: give up promptly when cancelled),
 //! `prompter`, and methods `step_def()`, `progress(done, total, unit)`,
 //! `countdown(until, label)`, `message(text)`, `log_output(label, text)`
@@ -71,7 +71,7 @@ mod runner;
 mod state;
 
 pub use describe::{action as describe_action, content_hash, duration as describe_duration, step as describe_step};
-pub use kind::{BoxFuture, Check, Evidence, KindRegistry, OUTPUT_LIMIT, StepContext, StepKind, bounded};
+pub use kind::{ActionRole, BoxFuture, Check, Evidence, KindRegistry, OUTPUT_LIMIT, StepContext, StepKind, bounded};
 pub use plan::{PlannedStep, resolve as resolve_time, schedule, step_at};
 pub use report::{Decision, NoPrompter, NoReporter, Prompter, Reporter, RunEvent, StepOutcome};
 pub use rollback::RollbackOutcome;

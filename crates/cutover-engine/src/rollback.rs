@@ -3,7 +3,7 @@
 //! HTTP checks, waits) need no undo; a step that changed something but has
 //! no `undo` line is reported and left as it is — the coordinator decides.
 
-use crate::kind::{Check, Evidence};
+use crate::kind::{ActionRole, Check, Evidence};
 use crate::report::{RunEvent, StepOutcome};
 use crate::runner::error_evidence;
 use crate::{Controls, Engine, SharedState, describe};
@@ -82,7 +82,7 @@ impl Engine<'_> {
             self.reporter.event(&RunEvent::Phase { step: name.to_owned(), phase: Phase::Undo });
             let kind = self.kinds.kind_for(&undo.kind)?;
             let cancel = controls.abort.clone();
-            let ctx = self.context(state, id, undo, t0, cancel.clone());
+            let ctx = self.context(state, id, undo, ActionRole::Undo, t0, cancel.clone());
             if let Ok(Check::Satisfied(e)) = kind.check(&ctx).await {
                 self.transition(state, name, StepStatus::Undone, "undone", format!("undo already satisfied: {}", e.summary), Some(&e))?;
                 self.reporter.event(&RunEvent::StepFinished { step: name.to_owned(), outcome: StepOutcome::Undone, summary: e.summary, eta: Duration::ZERO });

@@ -1,6 +1,6 @@
 //! The scheduler and the step lifecycle (see the crate docs).
 
-use crate::kind::{Check, Evidence, KindRegistry, StepContext, StepKind};
+use crate::kind::{ActionRole, Check, Evidence, KindRegistry, StepContext, StepKind};
 use crate::plan::{schedule, step_at};
 use crate::report::{Decision, Prompter, Reporter, RunEvent, StepOutcome};
 use crate::{Controls, RunOptions, SharedState, describe};
@@ -62,6 +62,7 @@ impl<'a> Engine<'a> {
         state: &'s SharedState,
         step: StepId,
         action: &'s Action,
+        role: ActionRole,
         t0: Option<DateTime<Utc>>,
         cancel: CancellationToken,
     ) -> StepContext<'s> {
@@ -69,6 +70,7 @@ impl<'a> Engine<'a> {
             runbook: self.runbook,
             step,
             action,
+            role,
             t0,
             options: self.options,
             cancel,
@@ -95,7 +97,7 @@ impl<'a> Engine<'a> {
     ) -> anyhow::Result<Observed> {
         let step = self.runbook.step(id);
         let kind = self.kinds.kind_for(&step.action.kind)?;
-        let ctx = self.context(state, id, &step.action, t0, cancel.clone());
+        let ctx = self.context(state, id, &step.action, ActionRole::Main, t0, cancel.clone());
         let main = if after_act { kind.verify(&ctx).await } else { kind.check(&ctx).await };
         if cancel.is_cancelled() {
             anyhow::bail!("interrupted");
@@ -113,7 +115,7 @@ impl<'a> Engine<'a> {
         let mut lines = Vec::new();
         for line in &step.verify {
             let line_kind = self.kinds.kind_for(&line.kind)?;
-            let ctx = self.context(state, id, line, t0, cancel.clone());
+            let ctx = self.context(state, id, line, ActionRole::Verify, t0, cancel.clone());
             match line_kind.check(&ctx).await {
                 Ok(Check::Satisfied(e)) => {
                     summaries.push(e.summary);
@@ -231,7 +233,7 @@ impl<'a> Engine<'a> {
                 self.commit(state, id, StepStatus::Running, Some(Phase::Act), true, "phase", format!("acting (attempt {attempt} of {attempts})"), None)?;
                 self.reporter.event(&RunEvent::Phase { step: name.to_owned(), phase: Phase::Act });
                 let act_cancel = if kind.interruptible() { controls.stop.clone() } else { controls.abort.clone() };
-                let ctx = self.context(state, id, &step.action, t0, act_cancel.clone());
+                let ctx = self.context(state, id, &step.action, ActionRole::Main, t0, act_cancel.clone());
                 let acted = kind.act(&ctx).await;
                 if act_cancel.is_cancelled() {
                     return Ok(self.interrupted(id, eta));
@@ -405,11 +407,21 @@ impl<'a> Engine<'a> {
         let mut running = FuturesUnordered::new();
         let mut halt: Option<RunOutcome> = None;
         let mut stop_seen = false;
+        // Steps before `cursor` are all finished or out of the selection.
+        let mut cursor = 0;
+        // The ETA is recomputed at most once a second: it walks every step.
+        let mut eta = (Instant::now(), self.eta(&statuses, &selected, t0));
         loop {
             let now = Utc::now();
             let mut next_at: Option<(DateTime<Utc>, StepId)> = None;
+            while cursor < n && (!selected[cursor] || matches!(statuses[cursor], StepStatus::Done | StepStatus::Skipped)) {
+                cursor += 1;
+            }
+            if eta.0.elapsed() >= Duration::from_secs(1) {
+                eta = (Instant::now(), self.eta(&statuses, &selected, t0));
+            }
             if halt.is_none() && !controls.stop.is_cancelled() {
-                for (i, step) in self.runbook.steps.iter().enumerate() {
+                for (i, step) in self.runbook.steps.iter().enumerate().skip(cursor) {
                     if running.len() >= parallel {
                         break;
                     }
@@ -456,7 +468,7 @@ impl<'a> Engine<'a> {
                     }
                     in_flight[i] = true;
                     let resume_phase = (statuses[i] == StepStatus::Running).then_some(phases[i]).flatten();
-                    let eta = self.eta(&statuses, &selected, t0);
+                    let eta = eta.1;
                     running.push(async move { (id, self.run_step(state, id, t0, resume_phase, controls, eta).await) });
                 }
             }

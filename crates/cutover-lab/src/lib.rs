@@ -1,1 +1,52 @@
-//! The lab: the world a runbook needs, built for real on loopback.
+//! The lab: the world a runbook needs, built for real on loopback, so every step kind can be
+//! run and verified on one machine without mocks.
+//!
+//! From a runbook alone the lab works out a [`Blueprint`] and builds it:
+//! - for each zone, an authoritative primary at the zone's `primary` address, serving a zone
+//!   file generated from what the runbook's DNS steps expect (each record with the old value
+//!   its `dns.switch` replaces and the TTL its `dns.ttl` says it had, `was`), accepting
+//!   updates signed with the runbook's key; and a secondary at each other `verify` address
+//!   that sees the primary's changes only after a lag, like the stale secondaries of 2009;
+//! - the zones' TSIG keys: read from the key file the runbook names, or created there;
+//! - for each host, a TCP listener on its 127.0.0.x address for every port the runbook checks
+//!   open or sends HTTP to (HTTP answers name the host); ports checked closed stay closed;
+//! - each host's folder (`via local DIR`) with the sparse images and SQLite databases its copy
+//!   and sync steps read.
+//!
+//! Nothing listens outside loopback: a runbook with another address is refused. Where
+//! everything is goes into a [`Manifest`], written as `lab.json` in the lab folder.
+//!
+//! ```no_run
+//! # async fn demo(runbook: cutover_lang::Runbook) -> Result<(), cutover_lab::LabError> {
+//! use std::path::Path;
+//! use cutover_lab::{Lab, LabOptions};
+//!
+//! let lab = Lab::start(&runbook, Path::new("/tmp/lab"), LabOptions::default()).await?;
+//! println!("{}", lab.manifest().describe());
+//! // ... run the runbook against it ...
+//! lab.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! [`background`] runs a lab as a detached process for `cutover lab up` / `down`.
+
+pub mod background;
+mod blueprint;
+mod error;
+mod files;
+mod keys;
+mod lab;
+mod listen;
+mod zonefile;
+
+pub use blueprint::{
+    Blueprint, DEFAULT_FILE_SIZE, DEFAULT_TTL, FileBlueprint, HostBlueprint, KeyBlueprint, MAX_FILE_SIZE,
+    PrimaryBlueprint, RecordBlueprint, SecondaryBlueprint, ZoneBlueprint,
+};
+pub use error::LabError;
+pub use keys::KeyInfo;
+pub use lab::{
+    DnsServerInfo, FileInfo, HostInfo, INTERNAL_DIR, Lab, LabHandle, LabOptions, MANIFEST_FILE, Manifest,
+    ServedZoneInfo,
+};
+pub use listen::body_for;

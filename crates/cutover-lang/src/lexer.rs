@@ -107,7 +107,11 @@ fn lex_line(file: FileId, text: &str, start: usize, end: usize, diags: &mut Vec<
                 while i < content_end && !matches!(bytes[i], b' ' | b'\t' | b'\r' | b',' | b'"') {
                     i += 1;
                 }
-                push_word(text, word_start, i, &mut line.tokens);
+                if let Some(comment) = push_word(text, word_start, i, &mut line.tokens) {
+                    let comment_end = start + text[start..content_end].trim_end().len();
+                    line.comment = Some((comment, comment_end));
+                    break;
+                }
             }
         }
     }
@@ -157,8 +161,9 @@ fn lex_string(file: FileId, text: &str, start: usize, end: usize, line: &mut Lin
     i
 }
 
-/// Pushes the word `text[start..end]`, split at every `->`.
-fn push_word(text: &str, start: usize, end: usize, tokens: &mut Vec<Token>) {
+/// Pushes the word `text[start..end]`, split at every `->`. A piece after an
+/// arrow that starts with `#` starts a comment: its offset is returned.
+fn push_word(text: &str, start: usize, end: usize, tokens: &mut Vec<Token>) -> Option<usize> {
     let mut from = start;
     while let Some(found) = text[from..end].find("->") {
         let arrow = from + found;
@@ -167,10 +172,14 @@ fn push_word(text: &str, start: usize, end: usize, tokens: &mut Vec<Token>) {
         }
         tokens.push(Token { kind: TokenKind::Arrow, start: arrow, end: arrow + 2 });
         from = arrow + 2;
+        if text[from..end].starts_with('#') {
+            return Some(from);
+        }
     }
     if from < end {
         tokens.push(Token { kind: TokenKind::Word, start: from, end });
     }
+    None
 }
 
 #[cfg(test)]

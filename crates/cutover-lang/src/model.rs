@@ -215,7 +215,7 @@ pub enum DbEngine {
 }
 
 /// DNS record types the DNS kinds handle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RecordType {
     A,
     Aaaa,

@@ -47,15 +47,22 @@ fn render_one(handler: &GraphicalReportHandler, sources: &SourceMap, diag: &Diag
     let file = sources.file(primary.file);
     let clipped = Clipped::new(&file.text);
     let mut elsewhere = Vec::new();
-    for label in &diag.labels {
+    let mut labels = Vec::new();
+    for (index, label) in diag.labels.iter().enumerate() {
         if label.span.file != primary.file {
             elsewhere.push(label);
             continue;
         }
-        let text = (!label.message.is_empty()).then(|| label.message.clone());
+        let text = if label.message.is_empty() { "here".to_string() } else { label.message.clone() };
         let (start, end) = (clipped.map(label.span.start), clipped.map(label.span.end.max(label.span.start)));
-        report = report.with_label(LabeledSpan::new(text, start, end - start));
+        let span = miette::SourceSpan::new(start.into(), end - start);
+        labels.push(if index == 0 {
+            LabeledSpan::new_primary_with_span(Some(text), span)
+        } else {
+            LabeledSpan::new_with_span(Some(text), span)
+        });
     }
+    report = report.with_labels(labels);
     let source = NamedSource::new(file.path.display().to_string(), clipped.text);
     let _ = handler.render_report(out, miette::Report::new(report).with_source_code(source).as_ref());
     for label in elsewhere {

@@ -653,6 +653,9 @@ impl<'a> Resolver<'a> {
             };
             failed |= self.push(result).is_none();
         }
+        if failed {
+            return None;
+        }
         let Some((primary, key, _)) = primary else {
             self.diags.push(
                 Diagnostic::error("missing-primary", format!("zone `{}` has no `primary` server", declared.name), span)
@@ -660,9 +663,6 @@ impl<'a> Resolver<'a> {
             );
             return None;
         };
-        if failed {
-            return None;
-        }
         Some(Zone {
             name: zone_key(declared.name),
             primary,
@@ -730,14 +730,14 @@ impl<'a> Resolver<'a> {
             Diagnostic::error("missing-attribute", format!("host `{}` has no `{what}`", declared.name), declared.name_span)
                 .with_help(format!("add `{example}` to the host line"))
         };
+        if failed {
+            return None;
+        }
         if addr.is_none() {
             self.diags.push(missing("addr", "addr 192.0.2.10"));
         }
         if transport.is_none() {
             self.diags.push(missing("via", "via ssh root@192.0.2.10"));
-        }
-        if failed {
-            return None;
         }
         Some(Host {
             name: declared.name.to_string(),
@@ -993,6 +993,15 @@ impl<'a> Resolver<'a> {
                 loop {
                     match cursor.peek_word() {
                         Some(word) if record_type(word).is_some() && !names.is_empty() => break,
+                        Some(word) if record_type(word).is_none()
+                            && record_type(&word.to_ascii_uppercase()).is_some()
+                            && cursor.tokens.get(cursor.pos + 1).is_some_and(|t| {
+                                t.kind == TokenKind::Word && cursor.text[t.start..t.end].starts_with(|c: char| c.is_ascii_digit())
+                            }) =>
+                        {
+                            let fault = record_type_word(cursor).err();
+                            return Err(fault.unwrap_or_else(|| cursor.expected("a record name")));
+                        }
                         Some(_) => {
                             let (name, span) = cursor.word("a record name")?;
                             check_record_name(name, span)?;

@@ -44,8 +44,11 @@ pub struct Plan {
     /// Indexed by [`StepId`], like the runbook's steps.
     pub steps: Vec<PlannedStep>,
     pub critical_path: Vec<StepId>,
-    /// When the last step ends.
+    /// When the last step of the cutover ends: follow-ups scheduled after
+    /// the window (`at` past its end, and what comes after them) excluded.
     pub end: i64,
+    /// When the last step of all ends, follow-ups included.
+    pub last_end: i64,
     /// The end depends on an unknown duration.
     pub end_at_least: bool,
     pub switches: Vec<SwitchSafety>,
@@ -106,13 +109,21 @@ pub fn plan(runbook: &Runbook, facts: Option<&ProbeFacts>) -> Plan {
     });
     let graph = graph::Graph::new(runbook);
     let estimator = estimate::Estimator::new(runbook, facts);
-    let schedule = schedule::schedule(runbook, facts, &graph, &estimator, t0);
+    let window_end = runbook.window.map(|w| estimate::secs(w.length));
+    let schedule = schedule::schedule(runbook, facts, &graph, &estimator, t0, window_end);
     let mut notes = Vec::new();
     if runbook.window.is_none() {
         notes.push(match t0 {
             Some(t) => format!("no window declared: T0 is the earliest `at` time, {}", units_fmt::utc(t)),
             None => "no window declared: times are relative to the start of the run".to_string(),
         });
+    }
+    let follow_ups: Vec<&str> = schedule.steps.iter().filter(|s| s.after_window).map(|s| s.name.as_str()).collect();
+    if !follow_ups.is_empty() {
+        notes.push(format!(
+            "scheduled after the window, so not part of its fit: {}",
+            list(&follow_ups)
+        ));
     }
     if !graph.cyclic.is_empty() {
         let names: Vec<&str> = graph.cyclic.iter().map(|id| runbook.step(*id).name.as_str()).collect();
@@ -133,6 +144,7 @@ pub fn plan(runbook: &Runbook, facts: Option<&ProbeFacts>) -> Plan {
         steps: schedule.steps,
         critical_path: schedule.critical_path,
         end: schedule.end,
+        last_end: schedule.last_end,
         end_at_least: schedule.end_at_least,
         switches: schedule.switches,
         diagnostics: Vec::new(),

@@ -42,6 +42,9 @@ pub struct PlannedStep {
     /// How much later the step could end without moving the plan's end.
     pub slack: i64,
     pub critical: bool,
+    /// Scheduled with `at` after the window closes (or after such a step):
+    /// a follow-up, not part of the cutover's fit.
+    pub after_window: bool,
     /// Full-copy estimate and pre-copy of a copy step.
     pub copy: Option<CopyEstimate>,
 }
@@ -73,8 +76,11 @@ pub struct Schedule {
     pub steps: Vec<PlannedStep>,
     pub switches: Vec<SwitchSafety>,
     pub critical_path: Vec<StepId>,
+    /// When the last step of the cutover ends (follow-ups after the window excluded).
     pub end: i64,
     pub end_at_least: bool,
+    /// When the last step of all ends.
+    pub last_end: i64,
 }
 
 type RecordKey<'a> = (ZoneId, &'a str, RecordType);
@@ -128,6 +134,7 @@ pub fn schedule(
     graph: &Graph,
     estimator: &Estimator,
     t0: Option<chrono::DateTime<chrono::Utc>>,
+    window_end: Option<i64>,
 ) -> Schedule {
     let n = runbook.steps.len();
     let mut ttl_steps: HashMap<RecordKey, Vec<StepId>> = HashMap::new();
@@ -180,10 +187,12 @@ pub fn schedule(
         let at = step.at.and_then(|a| a.offset_from(t0));
         let mut start = at.unwrap_or(0);
         let mut at_least = false;
+        let mut after_window = window_end.is_some_and(|w| at.is_some_and(|at| at >= w));
         for p in &graph.preds[id.0] {
             if let Some(pred) = &planned[p.0] {
                 start = start.max(pred.end);
                 at_least |= pred.at_least;
+                after_window |= pred.after_window;
             }
         }
         let mut act_start = start;
@@ -235,14 +244,16 @@ pub fn schedule(
             at_least,
             slack: 0,
             critical: false,
+            after_window,
             copy: estimator.copy(id, step),
         });
     }
     let mut steps: Vec<PlannedStep> = planned.into_iter().flatten().collect();
     steps.sort_by_key(|s| s.id);
 
-    let end = steps.iter().map(|s| s.end).max().unwrap_or(0);
-    let end_at_least = steps.iter().any(|s| s.end == end && s.at_least);
+    let last_end = steps.iter().map(|s| s.end).max().unwrap_or(0);
+    let end = steps.iter().filter(|s| !s.after_window).map(|s| s.end).max().unwrap_or(last_end);
+    let end_at_least = steps.iter().any(|s| !s.after_window && s.end == end && s.at_least);
     compute_slack(&mut steps, graph, &ttl_edges, end);
     let critical_path = critical_path(&steps, graph, &ttl_edges, end);
     for id in &critical_path {
@@ -253,7 +264,7 @@ pub fn schedule(
         .filter_map(|(id, _)| safety.remove(&id))
         .collect();
     switches.sort_by_key(|s| (steps[s.step.0].start, s.step));
-    Schedule { steps, switches, critical_path, end, end_at_least }
+    Schedule { steps, switches, critical_path, end, end_at_least, last_end }
 }
 
 fn switch_safety(
@@ -337,8 +348,7 @@ fn switch_safety(
 
 /// Latest finish of each step that keeps the plan's end, minus its end.
 fn compute_slack(steps: &mut [PlannedStep], graph: &Graph, ttl_edges: &HashMap<StepId, Vec<TtlEdge>>, end: i64) {
-    let n = steps.len();
-    let mut latest_finish = vec![end; n];
+    let mut latest_finish: Vec<i64> = steps.iter().map(|s| if s.after_window { s.end.max(end) } else { end }).collect();
     for &id in graph.order.iter().rev() {
         let s = &steps[id.0];
         let latest_act = latest_finish[id.0] - s.duration.secs_or_zero();
@@ -363,7 +373,7 @@ fn critical_path(
     ttl_edges: &HashMap<StepId, Vec<TtlEdge>>,
     end: i64,
 ) -> Vec<StepId> {
-    let Some(last) = graph.order.iter().rev().find(|id| steps[id.0].end == end) else {
+    let Some(last) = graph.order.iter().rev().find(|id| steps[id.0].end == end && !steps[id.0].after_window) else {
         return Vec::new();
     };
     let mut path = vec![*last];

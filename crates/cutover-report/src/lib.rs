@@ -1,1 +1,102 @@
-//! Post-mortem exports of a run (Markdown, JSON, CSV, HTML) and the read-only live dashboard.
+//! Post-mortem exports of a run (Markdown, JSON, CSV, HTML with a Gantt
+//! chart) and the read-only live dashboard behind `cutover serve`.
+//!
+//! Both start from a [`Snapshot`] of a state file, read with a read-only
+//! SQLite connection ([`read_snapshot`]): the report never changes a run,
+//! and can read one while the engine writes it. [`Report::build`] turns the
+//! snapshot (and the runbook, when it can be read, for the planned
+//! timeline) into the [`Report`] every format renders: the header, planned
+//! vs actual per step, deviations, confirmations, evidence, the sessions of
+//! the run (crashes and resumes) and the full event log.
+//!
+//! ```no_run
+//! let snapshot = cutover_report::read_snapshot(std::path::Path::new(".cutover/move.db"))?;
+//! let report = cutover_report::Report::build(&snapshot, None);
+//! print!("{}", cutover_report::render(&report, cutover_report::Format::Markdown));
+//! # Ok::<(), cutover_report::ReadError>(())
+//! ```
+//!
+//! Secrets never reach a report: the state file holds none (keys are
+//! referenced by the runbook and read only where a signature is made), and
+//! the report shows nothing of a runbook's keys.
+
+mod csv;
+pub mod dashboard;
+pub mod facts;
+mod gantt;
+mod html;
+mod markdown;
+mod model;
+mod read;
+mod sessions;
+mod text;
+
+pub use model::{
+    Counts, ConfirmationReport, Deviation, DeviationKind, EventReport, EvidenceReport, Instant, LATE_TOLERANCE_S,
+    OVERRUN_TOLERANCE_S, Planned, Progress, Report, RunSummary, SCHEMA, Span, StepReport, WindowReport,
+};
+pub use read::{ReadError, Snapshot, read_snapshot};
+pub use sessions::{CaughtStep, Session, SessionEnd};
+
+use cutover_lang::Runbook;
+use std::path::{Path, PathBuf};
+
+/// The export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Markdown,
+    /// The schema `cutover-report/1` of `docs/export-format.md`.
+    Json,
+    /// One row per step.
+    Csv,
+    /// One row per event of the log.
+    CsvEvents,
+    /// A self-contained page with the Gantt chart.
+    Html,
+}
+
+/// Renders a report.
+pub fn render(report: &Report, format: Format) -> String {
+    match format {
+        Format::Markdown => markdown::markdown(report),
+        Format::Json => {
+            let mut text = serde_json::to_string_pretty(report).unwrap_or_default();
+            text.push('\n');
+            text
+        }
+        Format::Csv => csv::steps(report),
+        Format::CsvEvents => csv::events(report),
+        Format::Html => html::html(report),
+    }
+}
+
+/// The Gantt chart of a report as SVG (`now` marks the present, live).
+pub fn gantt_svg(report: &Report, now: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    gantt::svg(report, now)
+}
+
+/// Where the runbook of a run may be: the path it recorded (as given, so
+/// relative to where `cutover run` was started), or the same file name
+/// beside the state file or one folder up (the default `.cutover/NAME.db`
+/// sits beside the runbook).
+pub fn runbook_candidates(state: &Path, recorded: &str) -> Vec<PathBuf> {
+    let recorded = Path::new(recorded);
+    let mut candidates = vec![recorded.to_owned()];
+    if let (Some(dir), Some(name)) = (state.parent(), recorded.file_name()) {
+        candidates.push(dir.join(name));
+        if let Some(up) = dir.parent() {
+            candidates.push(up.join(name));
+        }
+    }
+    candidates
+}
+
+/// Loads the runbook of `snapshot`'s run: the first candidate that exists,
+/// parses and has the run's runbook name. None when none does (the report
+/// then shows the planned starts the run recorded).
+pub fn find_runbook(state: &Path, snapshot: &Snapshot) -> Option<Runbook> {
+    runbook_candidates(state, &snapshot.run.runbook_path)
+        .into_iter()
+        .filter(|path| path.is_file())
+        .find_map(|path| cutover_lang::load_file(&path).runbook.filter(|r| r.name == snapshot.run.runbook_name))
+}

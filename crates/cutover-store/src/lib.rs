@@ -497,7 +497,7 @@ impl Store {
                 .prepare_cached(
                     "UPDATE steps SET status = ?3, phase = ?4,
                        attempts = attempts + ?5,
-                       started_at = CASE WHEN ?3 = 'running' THEN coalesce(started_at, ?6) ELSE started_at END,
+                       started_at = CASE WHEN ?3 IN ('running', 'done') THEN coalesce(started_at, ?6) ELSE started_at END,
                        first_act_at = CASE WHEN ?4 = 'act' AND ?3 = 'running' THEN coalesce(first_act_at, ?6)
                                            WHEN ?3 = 'pending' THEN NULL ELSE first_act_at END,
                        finished_at = CASE WHEN ?3 IN ('done', 'failed', 'skipped', 'undone') THEN ?6

@@ -1,10 +1,149 @@
-//! `cutover export` (being built).
+//! `cutover export`: the post-mortem report of a run — planned against
+//! actual, deviations, who confirmed which manual gate, what each
+//! verification observed, crashes and resumes, and the full event log.
 
+use cutover_report::{Format, Report, find_runbook, read_snapshot, render};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// Export the post-mortem report of a run.
+///
+/// Reads the state file without changing it (it may be read while the run
+/// goes on). The planned timeline comes from the runbook: FILE, or the
+/// runbook the run recorded when it can still be read.
+///
+/// Examples:
+///   cutover export runbooks/maemo-2013.runbook --format markdown --output report.md
+///   cutover export --state .cutover/maemo-move.db --format json
+///   cutover export --state run.db --format html --output report.html
 #[derive(Debug, clap::Args)]
-pub struct ExportArgs {}
+pub struct ExportArgs {
+    /// The runbook; its state file is `.cutover/NAME.db` beside it (NAME:
+    /// the file name without `.runbook`) unless --state says otherwise.
+    #[arg(value_name = "FILE", required_unless_present = "state")]
+    pub file: Option<PathBuf>,
+    /// The state file of the run.
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// `markdown`; `json` (schema in docs/export-format.md); `csv` (one row
+    /// per step); `csv-events` (one row per event); `html` (one
+    /// self-contained page with a Gantt chart).
+    #[arg(long, value_enum, default_value_t = ExportFormat::Markdown)]
+    pub format: ExportFormat,
+    /// Write here (atomically: a temporary file renamed into place)
+    /// instead of to stdout.
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+}
 
-pub fn run(_args: ExportArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`cutover export` is not built yet")
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Markdown,
+    Json,
+    Csv,
+    CsvEvents,
+    Html,
+}
+
+impl From<ExportFormat> for Format {
+    fn from(f: ExportFormat) -> Format {
+        match f {
+            ExportFormat::Markdown => Format::Markdown,
+            ExportFormat::Json => Format::Json,
+            ExportFormat::Csv => Format::Csv,
+            ExportFormat::CsvEvents => Format::CsvEvents,
+            ExportFormat::Html => Format::Html,
+        }
+    }
+}
+
+/// `.cutover/NAME.db` beside the runbook.
+pub fn default_state(runbook: &Path) -> PathBuf {
+    let stem = runbook.file_stem().map_or_else(|| "run".into(), |s| s.to_string_lossy().into_owned());
+    runbook
+        .parent()
+        .unwrap_or_else(|| Path::new(""))
+        .join(".cutover")
+        .join(format!("{stem}.db"))
+}
+
+/// The state file and runbook named by `[FILE] [--state PATH]`.
+pub fn state_and_runbook(
+    file: Option<&Path>,
+    state: Option<&Path>,
+) -> anyhow::Result<(PathBuf, Option<cutover_lang::Runbook>)> {
+    let state = match (state, file) {
+        (Some(state), _) => state.to_owned(),
+        (None, Some(file)) => default_state(file),
+        (None, None) => anyhow::bail!("give the runbook FILE or --state PATH"),
+    };
+    let runbook = match file {
+        Some(file) => {
+            let loaded = cutover_lang::load_file(file);
+            let Some(runbook) = loaded.runbook else {
+                anyhow::bail!(
+                    "runbook {} has errors; run `cutover check {}`",
+                    file.display(),
+                    file.display()
+                );
+            };
+            Some(runbook)
+        }
+        None => None,
+    };
+    Ok((state, runbook))
+}
+
+pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let (state, runbook) = state_and_runbook(args.file.as_deref(), args.state.as_deref())?;
+    let snapshot = read_snapshot(&state)?;
+    if let Some(r) = &runbook
+        && r.name != snapshot.run.runbook_name
+    {
+        anyhow::bail!(
+            "state file {} is a run of runbook `{}`, not `{}`",
+            state.display(),
+            snapshot.run.runbook_name,
+            r.name
+        );
+    }
+    let runbook = runbook.or_else(|| find_runbook(&state, &snapshot));
+    let report = Report::build(&snapshot, runbook.as_ref());
+    let text = render(&report, args.format.into());
+    match &args.output {
+        Some(path) => {
+            write_atomically(path, text.as_bytes())?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other?,
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it and renames
+/// it into place: a reader sees the old report or the new one, never half.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
+    let name = path
+        .file_name()
+        .with_context(|| format!("--output {} names no file", path.display()))?;
+    let temp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
 }

@@ -1,10 +1,333 @@
-//! `cutover run` (being built).
+//! `cutover run`: run or resume a runbook, checkpointing every transition
+//! in its state file. Also the helpers the other run-time commands share:
+//! loading a runbook, finding its state file, the coordinator lock.
 
+use crate::progress::{StdinPrompter, TerminalReporter};
+use anyhow::Context as _;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use cutover_engine::{Controls, Engine, NoPrompter, Opened, Prompter, RunOptions, RunOutcome, StepChange, content_hash, open_run};
+use cutover_lang::{Runbook, StepId, load_file, render_human};
+use cutover_store::{LockHolder, LockState, Store};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// Run a runbook, or resume its interrupted run.
+///
+/// Every step is checked first (already true → done without acting), then
+/// acted and verified; each transition is committed to the state file, so
+/// after a crash or Ctrl-C the same command resumes where it stopped. One
+/// Ctrl-C stops at the next safe point, a second at once.
+///
+/// Exits 0 when every selected step is done, 1 when a step failed, is
+/// blocked or the run stopped before the end, 2 when it could not start.
+///
+/// Examples: `cutover run move.runbook --step`,
+/// `cutover run move.runbook --t0 now --parallel 4`.
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// The runbook.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Walk step by step: before each step show it and ask run / skip / stop.
+    #[arg(long)]
+    pub step: bool,
+    /// Run this step and the steps it depends on, then stop.
+    #[arg(long, value_name = "STEP", conflicts_with = "only")]
+    pub until: Option<String>,
+    /// Run only this step (the steps it depends on must be done).
+    #[arg(long, value_name = "STEP")]
+    pub only: Option<String>,
+    /// Skip a step (recorded as a deviation); repeatable.
+    #[arg(long, value_name = "STEP")]
+    pub skip: Vec<String>,
+    /// Run a step even though a step it depends on was skipped; repeatable.
+    #[arg(long, value_name = "STEP")]
+    pub force: Vec<String>,
+    /// Run at most N steps at once where `after` and `at` allow.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub parallel: usize,
+    /// The state file (default: `.cutover/NAME.db` beside the runbook).
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// T0 of a new run: `now` (a rehearsal) or `YYYY-MM-DD HH:MM[:SS] UTC`;
+    /// default: the runbook's window start.
+    #[arg(long, value_name = "now|TIME")]
+    pub t0: Option<String>,
+    /// Answer yes: take over a stale lock, accept a changed runbook.
+    #[arg(long)]
+    pub yes: bool,
+    /// Take over the lock of a coordinator whose process is gone.
+    #[arg(long)]
+    pub take_over: bool,
+    /// Accept a runbook changed since the run started (changed steps run again).
+    #[arg(long)]
+    pub accept_changes: bool,
+    /// DNS steps: do not wait for old TTLs to expire (rehearsals).
+    #[arg(long)]
+    pub no_ttl_wait: bool,
+}
 
-pub fn run(_args: RunArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`cutover run` is not built yet")
+/// A loaded runbook with what the state needs to know about it.
+pub(crate) struct LoadedRunbook {
+    pub runbook: Runbook,
+    pub hash: String,
+    pub dir: PathBuf,
+}
+
+/// Loads and checks a runbook; its diagnostics go to stderr. `None`: it has errors.
+pub(crate) fn load_runbook(file: &Path) -> Option<LoadedRunbook> {
+    let loaded = load_file(file);
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    if loaded.error_count() > 0 || loaded.runbook.is_none() {
+        eprint!("{}", render_human(&loaded.sources, &loaded.diagnostics, color));
+        eprintln!("{}: the runbook has errors; nothing was run", file.display());
+        return None;
+    }
+    let hash = content_hash(loaded.sources.files.iter().map(|f| f.text.as_str()));
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    loaded.runbook.map(|runbook| LoadedRunbook { runbook, hash, dir })
+}
+
+/// The default state file of a runbook: `.cutover/NAME.db` in its folder.
+pub(crate) fn state_path(loaded: &LoadedRunbook, explicit: Option<&Path>) -> PathBuf {
+    explicit.map_or_else(
+        || loaded.dir.join(".cutover").join(format!("{}.db", loaded.runbook.name)),
+        Path::to_path_buf,
+    )
+}
+
+/// Resolves a step name, suggesting the closest one when unknown.
+pub(crate) fn step_id(runbook: &Runbook, name: &str) -> anyhow::Result<StepId> {
+    runbook.step_by_name(name).ok_or_else(|| {
+        let closest = runbook
+            .steps
+            .iter()
+            .map(|s| (strsim::levenshtein(&s.name, name), &s.name))
+            .min()
+            .filter(|(d, _)| *d <= 3);
+        match closest {
+            Some((_, s)) => anyhow::anyhow!("the runbook has no step `{name}`; did you mean `{s}`?"),
+            None => anyhow::anyhow!("the runbook has no step `{name}`"),
+        }
+    })
+}
+
+/// Asks a yes/no question on the terminal (false without one).
+pub(crate) fn ask_yes(question: &str) -> bool {
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    print!("{question} [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// Takes the coordinator lock, or explains who holds it. Release it with
+/// [`release_lock`].
+pub(crate) fn take_lock(store: &Store, take_over: bool) -> anyhow::Result<LockHolder> {
+    let me = LockHolder::current();
+    let mut allow = take_over;
+    loop {
+        match store.acquire_lock(&me, allow)? {
+            LockState::Acquired { took_over } => {
+                if let Some(old) = took_over {
+                    eprintln!("took over the stale lock of {old}");
+                }
+                return Ok(me);
+            }
+            LockState::Held(holder) => anyhow::bail!(
+                "{} is in use by another coordinator: {holder}; only one `cutover run` may drive a run",
+                store.path().display()
+            ),
+            LockState::Stale(holder) => {
+                let question = format!(
+                    "{} is locked by {holder}, whose process is gone. Take over?",
+                    store.path().display()
+                );
+                if allow || !ask_yes(&question) {
+                    anyhow::bail!(
+                        "{} is locked by {holder}, whose process is gone; re-run with --take-over to take it over",
+                        store.path().display()
+                    );
+                }
+                allow = true;
+            }
+        }
+    }
+}
+
+/// Releases the lock taken by [`take_lock`], through a connection of its own.
+pub(crate) fn release_lock(path: &Path, holder: &LockHolder) -> anyhow::Result<()> {
+    Store::open_existing(path)?.release_lock(holder)?;
+    Ok(())
+}
+
+/// `now`, `2013-03-14 17:00 UTC`, `2013-03-14 17:00:30 UTC` or RFC 3339.
+fn parse_t0(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    if text == "now" {
+        return Ok(Utc::now());
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let bare = text.strip_suffix("UTC").map(str::trim).unwrap_or(text);
+    for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(bare, format) {
+            return Ok(t.and_utc());
+        }
+    }
+    anyhow::bail!("--t0 {text}: expected `now`, `YYYY-MM-DD HH:MM[:SS] UTC` or an RFC 3339 time")
+}
+
+fn show_changes(changes: &[StepChange]) {
+    eprintln!("the runbook changed since this run started:");
+    if changes.is_empty() {
+        eprintln!("  no step changed (comments or layout only)");
+    }
+    for change in changes {
+        match (&change.before, &change.after) {
+            (None, Some(_)) => eprintln!("  added step `{}`", change.name),
+            (Some(_), None) => eprintln!("  removed step `{}`", change.name),
+            (before, after) => {
+                eprintln!("  changed step `{}`:", change.name);
+                let (before, after) = (before.as_deref().unwrap_or(""), after.as_deref().unwrap_or(""));
+                for line in similar::TextDiff::from_lines(before, after).iter_all_changes() {
+                    let sign = match line.tag() {
+                        similar::ChangeTag::Delete => "-",
+                        similar::ChangeTag::Insert => "+",
+                        similar::ChangeTag::Equal => " ",
+                    };
+                    eprint!("    {sign} {line}");
+                    if line.missing_newline() {
+                        eprintln!();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Turns Ctrl-C into stop (first) and abort (second).
+pub(crate) fn watch_ctrl_c(controls: &Controls, reporter: &std::sync::Arc<TerminalReporter>) {
+    let controls = controls.clone();
+    let reporter = reporter.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        controls.stop();
+        reporter.println("stopping at the next safe point (Ctrl-C again to stop now)");
+        if tokio::signal::ctrl_c().await.is_ok() {
+            controls.abort();
+            reporter.println("stopping now");
+        }
+    });
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_runbook(&args.file) else {
+        return Ok(ExitCode::from(1));
+    };
+    let runbook = &loaded.runbook;
+    let mut options = RunOptions {
+        parallel: args.parallel.max(1),
+        step_mode: args.step,
+        no_ttl_wait: args.no_ttl_wait,
+        runbook_dir: loaded.dir.clone(),
+        ..RunOptions::default()
+    };
+    options.until = args.until.as_deref().map(|s| step_id(runbook, s)).transpose()?;
+    options.only = args.only.as_deref().map(|s| step_id(runbook, s)).transpose()?;
+    options.skip = args.skip.iter().map(|s| step_id(runbook, s)).collect::<anyhow::Result<_>>()?;
+    options.force = args.force.iter().map(|s| step_id(runbook, s)).collect::<anyhow::Result<_>>()?;
+    let t0 = match &args.t0 {
+        Some(text) => Some(parse_t0(text)?),
+        None => runbook.window.map(|w| w.start),
+    };
+
+    let path = state_path(&loaded, args.state.as_deref());
+    let store = Store::open(&path)?;
+    let holder = take_lock(&store, args.take_over || args.yes)?;
+    let result = run_locked(&args, &loaded, options, t0, store, &path);
+    let released = release_lock(&path, &holder);
+    let code = result?;
+    released?;
+    Ok(code)
+}
+
+fn run_locked(
+    args: &RunArgs,
+    loaded: &LoadedRunbook,
+    options: RunOptions,
+    t0: Option<DateTime<Utc>>,
+    store: Store,
+    path: &Path,
+) -> anyhow::Result<ExitCode> {
+    let runbook = &loaded.runbook;
+    let runbook_path = args.file.display().to_string();
+    let state = match open_run(store, runbook, &runbook_path, &loaded.hash, t0)? {
+        Opened::New(state) | Opened::Resumed(state) => state,
+        Opened::Changed { state, content_hash, changes } => {
+            show_changes(&changes);
+            if !(args.accept_changes || args.yes || ask_yes("Accept the changes (changed steps will run again)?")) {
+                eprintln!("nothing was run; re-run with --accept-changes to go on with the changed runbook");
+                return Ok(ExitCode::from(1));
+            }
+            state.accept_changes(runbook, &content_hash, &changes)?;
+            state
+        }
+    };
+
+    let fancy = std::io::stdout().is_terminal() && !args.step;
+    let reporter = std::sync::Arc::new(TerminalReporter::new(fancy));
+    let interactive = args.step || std::io::stdin().is_terminal();
+    let prompter: Box<dyn Prompter> = if interactive { Box::new(StdinPrompter::new()) } else { Box::new(NoPrompter) };
+    let kinds = cutover_steps::Kinds;
+    let engine = Engine {
+        runbook,
+        kinds: &kinds,
+        reporter: reporter.as_ref(),
+        prompter: prompter.as_ref(),
+        options: &options,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let controls = Controls::default();
+    let outcome = runtime.block_on(async {
+        watch_ctrl_c(&controls, &reporter);
+        engine.run(&state, &controls).await
+    });
+    reporter.finish();
+    let outcome = outcome?;
+    let file = args.file.display();
+    let code = match outcome {
+        RunOutcome::Completed => {
+            println!("run complete: every selected step is done (state: {})", path.display());
+            0
+        }
+        RunOutcome::Stopped => {
+            println!("run stopped; `cutover run {file}` resumes it");
+            1
+        }
+        RunOutcome::Failed { step } => {
+            println!("step `{step}` failed; see `cutover status {file}`; `cutover run {file}` retries it");
+            1
+        }
+        RunOutcome::Blocked { step, skipped } => {
+            println!(
+                "step `{step}` depends on skipped step `{skipped}` and was not run: skip it too (--skip {step}) or run it anyway (--force {step})"
+            );
+            1
+        }
+        RunOutcome::NotReady { step, missing } => {
+            println!("--only {step}: step `{missing}` it depends on is not done");
+            1
+        }
+    };
+    Ok(ExitCode::from(code))
 }

@@ -1,10 +1,82 @@
-//! `cutover serve` (being built).
+//! `cutover serve`: a read-only live web dashboard of a run, for the team
+//! watching a cutover from a laptop or a phone.
 
+use super::export::state_and_runbook;
+use cutover_report::dashboard::{Source, serve};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+/// Serve a read-only live dashboard of a run.
+///
+/// The page shows each step with its state, timings, progress and
+/// countdowns, its evidence on click, and the planned-vs-actual timeline,
+/// and updates itself every second while the run goes on. The state file
+/// is opened read-only on each request. It may be started before the run:
+/// the page waits for it.
+///
+/// It listens on loopback only unless --allow-remote is given; it has no
+/// authentication, so put it behind an SSH tunnel rather than opening it.
+///
+/// Examples:
+///   cutover serve runbooks/maemo-2013.runbook
+///   cutover serve --state .cutover/maemo-2013.db --listen 127.0.0.1:8470
 #[derive(Debug, clap::Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// The runbook; its state file is `.cutover/NAME.db` beside it unless
+    /// --state says otherwise.
+    #[arg(value_name = "FILE", required_unless_present = "state")]
+    pub file: Option<PathBuf>,
+    /// The state file of the run.
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// Address and port to listen on (port 0: any free port; the address
+    /// is printed).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8470")]
+    pub listen: SocketAddr,
+    /// Allow listening on an address other than loopback.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Stop after this many seconds (scripts and tests); default: until Ctrl-C.
+    #[arg(long, value_name = "SECONDS")]
+    pub exit_after: Option<u64>,
+}
 
-pub fn run(_args: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`cutover serve` is not built yet")
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if !args.listen.ip().is_loopback() && !args.allow_remote {
+        anyhow::bail!(
+            "--listen {} is not a loopback address; the dashboard has no authentication (use an SSH tunnel, or --allow-remote)",
+            args.listen
+        );
+    }
+    let (state, runbook) = state_and_runbook(args.file.as_deref(), args.state.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen on {}: {e}", args.listen)
+        })?;
+        let address = listener.local_addr()?;
+        {
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "dashboard of {} at http://{address}/", state.display())?;
+            stdout.flush()?;
+        }
+        let exit_after = args.exit_after;
+        let shutdown = async move {
+            let timer = async {
+                match exit_after {
+                    Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = timer => {}
+            }
+        };
+        serve(listener, Source::new(state, runbook), shutdown).await?;
+        Ok(ExitCode::SUCCESS)
+    })
 }

@@ -1,10 +1,133 @@
-//! `cutover status` (being built).
+//! `cutover status`: the state of a run as a table (or JSON): each step's
+//! state, planned against actual start, duration, attempts and last
+//! evidence, and who holds the coordinator lock.
 
+use super::run::{load_runbook, state_path};
+use chrono::{DateTime, Local, Utc};
+use cutover_store::{StepRecord, Store};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Show the state of a run: a table of steps (state, planned vs actual
+/// start, duration, attempts, last evidence). Times are UTC.
+///
+/// Example: `cutover status move.runbook`, `cutover status --state run.db --format json`
 #[derive(Debug, clap::Args)]
-pub struct StatusArgs {}
+pub struct StatusArgs {
+    /// The runbook (its default state file is read).
+    #[arg(value_name = "FILE", required_unless_present = "state")]
+    pub file: Option<PathBuf>,
+    /// The state file.
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+    pub format: StatusFormat,
+}
 
-pub fn run(_args: StatusArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`cutover status` is not built yet")
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    Table,
+    Json,
+}
+
+/// The state file named by `--state` or derived from the runbook FILE.
+pub(crate) fn resolve_state(file: Option<&std::path::Path>, state: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    if let Some(state) = state {
+        return Ok(state.to_path_buf());
+    }
+    let Some(file) = file else {
+        anyhow::bail!("name the runbook FILE or the state file with --state");
+    };
+    let Some(loaded) = load_runbook(file) else {
+        anyhow::bail!("cannot find the state file of {} (give it with --state)", file.display());
+    };
+    Ok(state_path(&loaded, None))
+}
+
+fn hms(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(|| "-".to_owned(), |t| t.format("%m-%d %H:%M:%S").to_string())
+}
+
+fn took(step: &StepRecord) -> String {
+    match (step.started_at, step.finished_at) {
+        (Some(start), Some(end)) => cutover_engine::describe_duration((end - start).to_std().unwrap_or_default()),
+        (Some(start), None) => format!("{}…", cutover_engine::describe_duration((Utc::now() - start).to_std().unwrap_or_default())),
+        _ => "-".to_owned(),
+    }
+}
+
+fn state_word(step: &StepRecord) -> String {
+    match (step.status, step.phase) {
+        (cutover_store::StepStatus::Running, Some(phase)) => format!("running ({})", phase.as_str()),
+        (status, _) => status.as_str().to_owned(),
+    }
+}
+
+pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let path = resolve_state(args.file.as_deref(), args.state.as_deref())?;
+    let store = Store::open_existing(&path)?;
+    let Some(run) = store.latest_run()? else {
+        anyhow::bail!("{} holds no run", path.display());
+    };
+    let steps = store.steps(run.id)?;
+    let lock = store.lock_holder()?;
+    if args.format == StatusFormat::Json {
+        let doc = serde_json::json!({ "run": run, "lock": lock, "steps": steps });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "run of `{}` ({}) by {}: {}",
+        run.runbook_name,
+        run.runbook_path,
+        run.operator,
+        run.status.as_str()
+    );
+    println!(
+        "started {} UTC ({} local){}",
+        run.started_at.format("%Y-%m-%d %H:%M:%S"),
+        run.started_at.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S %:z"),
+        run.t0.map_or_else(String::new, |t0| format!(", T0 {} UTC", t0.format("%Y-%m-%d %H:%M:%S")))
+    );
+    match &lock {
+        Some(holder) => println!("coordinator: {holder}"),
+        None => println!("coordinator: none (not running)"),
+    }
+    let header = ["step", "state", "planned", "started", "took", "tries", "last evidence"];
+    let rows: Vec<[String; 7]> = steps
+        .iter()
+        .map(|s| {
+            [
+                s.name.clone(),
+                state_word(s),
+                hms(s.planned_start),
+                hms(s.started_at),
+                took(s),
+                s.attempts.to_string(),
+                s.last_evidence.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 7]| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i == 6 {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header);
+    for row in &rows {
+        line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5], &row[6]].map(String::as_str));
+    }
+    Ok(ExitCode::SUCCESS)
 }

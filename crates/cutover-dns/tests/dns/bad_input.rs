@@ -10,22 +10,35 @@ use hickory_proto::op::{Message, MessageType};
 use hickory_proto::rr::{Name, RData, Record, rdata::A};
 use hickory_proto::serialize::binary::BinDecodable;
 
-use crate::support::{
-    TIMEOUT, ZONE, loopback, silent_port, start_primary, temp_dir, update_key,
-};
+use crate::support::{TIMEOUT, ZONE, loopback, silent_port, start_primary, temp_dir, update_key};
 
 #[tokio::test]
 async fn an_unreachable_server_times_out_naming_it() {
     let nobody = silent_port();
     let short = Duration::from_millis(300);
-    let err = query(nobody, ZONE, "www", RecordType::A, short).await.unwrap_err();
-    assert_eq!(err.to_string(), format!("no answer from {nobody} within 300ms"));
-
-    let err = Updater::new(nobody, Some(update_key()), short)
-        .compare_and_swap(ZONE, "wiki", RecordType::A, &["198.51.100.20"], &["192.0.2.20"], 300)
+    let err = query(nobody, ZONE, "www", RecordType::A, short)
         .await
         .unwrap_err();
-    assert_eq!(err.to_string(), format!("no answer from {nobody} within 300ms"));
+    assert_eq!(
+        err.to_string(),
+        format!("no answer from {nobody} within 300ms")
+    );
+
+    let err = Updater::new(nobody, Some(update_key()), short)
+        .compare_and_swap(
+            ZONE,
+            "wiki",
+            RecordType::A,
+            &["198.51.100.20"],
+            &["192.0.2.20"],
+            300,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("no answer from {nobody} within 300ms")
+    );
 
     let report = verify_all(
         &[nobody],
@@ -55,23 +68,45 @@ async fn a_zone_the_server_does_not_serve_is_named_in_the_error() {
     let primary = server.addresses()[0];
 
     let err = Updater::new(primary, Some(update_key()), TIMEOUT)
-        .compare_and_swap("example.com", "www", RecordType::A, &["192.0.2.1"], &["192.0.2.2"], 300)
+        .compare_and_swap(
+            "example.com",
+            "www",
+            RecordType::A,
+            &["192.0.2.1"],
+            &["192.0.2.2"],
+            300,
+        )
         .await
         .unwrap_err();
-    assert_eq!(err.to_string(), format!("{primary} is not authoritative for example.com."));
+    assert_eq!(
+        err.to_string(),
+        format!("{primary} is not authoritative for example.com.")
+    );
 
     let err = soa(primary, "example.com", TIMEOUT).await.unwrap_err();
-    assert_eq!(err.to_string(), format!("{primary} is not authoritative for example.com."));
+    assert_eq!(
+        err.to_string(),
+        format!("{primary} is not authoritative for example.com.")
+    );
 
     let err = Updater::new(primary, Some(update_key()), TIMEOUT)
-        .compare_and_swap(ZONE, "www.example.com.", RecordType::A, &["192.0.2.1"], &["192.0.2.2"], 300)
+        .compare_and_swap(
+            ZONE,
+            "www.example.com.",
+            RecordType::A,
+            &["192.0.2.1"],
+            &["192.0.2.2"],
+            300,
+        )
         .await
         .unwrap_err();
     assert_eq!(
         err.to_string(),
         "invalid input: www.example.com. is not inside zone maemo.org."
     );
-    let seen = query(primary, ZONE, "www", RecordType::A, TIMEOUT).await.unwrap();
+    let seen = query(primary, ZONE, "www", RecordType::A, TIMEOUT)
+        .await
+        .unwrap();
     assert_eq!(seen.values, vec!["198.51.100.10"]);
 }
 
@@ -120,13 +155,22 @@ async fn a_non_authoritative_answer_is_an_error() {
             answer.metadata.authoritative = false;
             answer.add_queries(query.queries.clone());
             let name = Name::from_ascii("www.maemo.org.").unwrap();
-            answer.add_answer(Record::from_rdata(name, 60, RData::A(A::new(198, 51, 100, 10))));
+            answer.add_answer(Record::from_rdata(
+                name,
+                60,
+                RData::A(A::new(198, 51, 100, 10)),
+            ));
             let _ = socket.send_to(&answer.to_vec().unwrap(), peer).await;
         }
     });
-    let err = query(address, ZONE, "www", RecordType::A, TIMEOUT).await.unwrap_err();
+    let err = query(address, ZONE, "www", RecordType::A, TIMEOUT)
+        .await
+        .unwrap_err();
     assert!(matches!(err, DnsError::NotAuthoritative { .. }));
-    assert_eq!(err.to_string(), format!("{address} is not authoritative for maemo.org."));
+    assert_eq!(
+        err.to_string(),
+        format!("{address} is not authoritative for maemo.org.")
+    );
     responder.abort();
 }
 
@@ -159,6 +203,8 @@ async fn zone_transfers_go_only_to_listed_addresses() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("dns server: zone transfer of maemo.org. from {primary}: the primary answered REFUSED")
+        format!(
+            "dns server: zone transfer of maemo.org. from {primary}: the primary answered REFUSED"
+        )
     );
 }

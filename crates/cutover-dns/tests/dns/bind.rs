@@ -30,7 +30,11 @@ struct Named {
 }
 
 impl Named {
-    async fn start(port: u16, conf: impl Fn(&Path, u16) -> String, files: &[(&str, String)]) -> Self {
+    async fn start(
+        port: u16,
+        conf: impl Fn(&Path, u16) -> String,
+        files: &[(&str, String)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).unwrap();
@@ -66,7 +70,11 @@ impl Named {
             match soa(self.address, ZONE, Duration::from_millis(300)).await {
                 Ok(_) => return,
                 Err(err) if Instant::now() >= deadline => {
-                    panic!("named at {} did not serve {ZONE}: {err}\n{}", self.address, self.log())
+                    panic!(
+                        "named at {} did not serve {ZONE}: {err}\n{}",
+                        self.address,
+                        self.log()
+                    )
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
@@ -191,12 +199,25 @@ impl BindPair {
 
     /// Switches wiki through the primary and verifies at both servers with the new serial.
     async fn switch_and_verify(&self) {
-        let before = soa(self.primary.address, ZONE, TIMEOUT).await.unwrap().serial;
+        let before = soa(self.primary.address, ZONE, TIMEOUT)
+            .await
+            .unwrap()
+            .serial;
         self.updater()
-            .compare_and_swap(ZONE, "wiki", RecordType::A, &["198.51.100.20"], &["192.0.2.20"], 300)
+            .compare_and_swap(
+                ZONE,
+                "wiki",
+                RecordType::A,
+                &["198.51.100.20"],
+                &["192.0.2.20"],
+                300,
+            )
             .await
             .unwrap();
-        let new_serial = soa(self.primary.address, ZONE, TIMEOUT).await.unwrap().serial;
+        let new_serial = soa(self.primary.address, ZONE, TIMEOUT)
+            .await
+            .unwrap()
+            .serial;
         assert!(new_serial > before);
         let expect = Expectation {
             values: Some(vec!["192.0.2.20".into()]),
@@ -283,7 +304,14 @@ async fn bind_lowers_a_ttl_and_refuses_wrong_keys_and_unexpected_records() {
 
     let refused = pair
         .updater()
-        .compare_and_swap(ZONE, "wiki", RecordType::A, &["203.0.113.9"], &["192.0.2.20"], 300)
+        .compare_and_swap(
+            ZONE,
+            "wiki",
+            RecordType::A,
+            &["203.0.113.9"],
+            &["192.0.2.20"],
+            300,
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -296,7 +324,14 @@ async fn bind_lowers_a_ttl_and_refuses_wrong_keys_and_unexpected_records() {
     // Same name, another secret: BIND answers BADSIG with an empty MAC.
     let (_, other) = generate_key();
     let wrong = Updater::new(primary, Some(other), TIMEOUT)
-        .compare_and_swap(ZONE, "wiki", RecordType::A, &["198.51.100.20"], &["192.0.2.20"], 300)
+        .compare_and_swap(
+            ZONE,
+            "wiki",
+            RecordType::A,
+            &["198.51.100.20"],
+            &["192.0.2.20"],
+            300,
+        )
         .await
         .unwrap_err();
     assert!(matches!(wrong, DnsError::TsigFailed { .. }), "{wrong}");
@@ -308,7 +343,14 @@ async fn bind_lowers_a_ttl_and_refuses_wrong_keys_and_unexpected_records() {
     );
 
     let unsigned = Updater::new(primary, None, TIMEOUT)
-        .compare_and_swap(ZONE, "wiki", RecordType::A, &["198.51.100.20"], &["192.0.2.20"], 300)
+        .compare_and_swap(
+            ZONE,
+            "wiki",
+            RecordType::A,
+            &["198.51.100.20"],
+            &["192.0.2.20"],
+            300,
+        )
         .await
         .unwrap_err();
     assert!(matches!(unsigned, DnsError::Refused { .. }), "{unsigned}");

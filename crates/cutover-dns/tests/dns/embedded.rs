@@ -27,12 +27,17 @@ async fn lowering_a_ttl_keeps_the_values_and_is_verified() {
     let primary = server.addresses()[0];
     let updater = Updater::new(primary, Some(update_key()), TIMEOUT);
 
-    let change = updater.set_ttl(ZONE, "www", RecordType::A, 300).await.unwrap();
+    let change = updater
+        .set_ttl(ZONE, "www", RecordType::A, 300)
+        .await
+        .unwrap();
     assert_eq!(change.previous_ttl, 3600);
     assert_eq!(change.new_ttl, 300);
     assert_eq!(change.values, vec!["198.51.100.10"]);
 
-    let seen = query(primary, ZONE, "www", RecordType::A, TIMEOUT).await.unwrap();
+    let seen = query(primary, ZONE, "www", RecordType::A, TIMEOUT)
+        .await
+        .unwrap();
     assert_eq!(seen.ttl, Some(300));
     assert_eq!(seen.values, vec!["198.51.100.10"]);
     assert!(seen.authoritative);
@@ -41,9 +46,16 @@ async fn lowering_a_ttl_keeps_the_values_and_is_verified() {
         ttl: Some(300),
         ..Expectation::default()
     };
-    let report = verify_all(&[primary], ZONE, "www", RecordType::A, expect, quick_verify(TIMEOUT))
-        .await
-        .unwrap();
+    let report = verify_all(
+        &[primary],
+        ZONE,
+        "www",
+        RecordType::A,
+        expect,
+        quick_verify(TIMEOUT),
+    )
+    .await
+    .unwrap();
     assert!(report.verified, "{report}");
     server.shutdown().await.unwrap();
 }
@@ -57,7 +69,14 @@ async fn a_switch_replaces_the_value_and_bumps_the_serial() {
     assert_eq!(before.serial, 2013031401);
 
     Updater::new(primary, Some(update_key()), TIMEOUT)
-        .compare_and_swap(ZONE, "wiki", RecordType::A, &["198.51.100.20"], &["192.0.2.20"], 300)
+        .compare_and_swap(
+            ZONE,
+            "wiki",
+            RecordType::A,
+            &["198.51.100.20"],
+            &["192.0.2.20"],
+            300,
+        )
         .await
         .unwrap();
 
@@ -68,9 +87,16 @@ async fn a_switch_replaces_the_value_and_bumps_the_serial() {
         ttl: Some(300),
         min_serial: Some(after.serial),
     };
-    let report = verify_all(&[primary], ZONE, "wiki", RecordType::A, expect, quick_verify(TIMEOUT))
-        .await
-        .unwrap();
+    let report = verify_all(
+        &[primary],
+        ZONE,
+        "wiki",
+        RecordType::A,
+        expect,
+        quick_verify(TIMEOUT),
+    )
+    .await
+    .unwrap();
     assert!(report.verified, "{report}");
     assert_eq!(report.servers[0].serial, Some(after.serial));
 }
@@ -83,7 +109,14 @@ async fn a_record_that_is_not_as_expected_is_left_untouched() {
     let serial = soa(primary, ZONE, TIMEOUT).await.unwrap().serial;
 
     let err = Updater::new(primary, Some(update_key()), TIMEOUT)
-        .compare_and_swap(ZONE, "wiki", RecordType::A, &["203.0.113.99"], &["192.0.2.20"], 300)
+        .compare_and_swap(
+            ZONE,
+            "wiki",
+            RecordType::A,
+            &["203.0.113.99"],
+            &["192.0.2.20"],
+            300,
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -92,7 +125,9 @@ async fn a_record_that_is_not_as_expected_is_left_untouched() {
             "wiki.maemo.org. A at {primary}: record is not what the runbook expects: observed 198.51.100.20 (TTL 3600), expected 203.0.113.99; nothing was changed"
         )
     );
-    let seen = query(primary, ZONE, "wiki", RecordType::A, TIMEOUT).await.unwrap();
+    let seen = query(primary, ZONE, "wiki", RecordType::A, TIMEOUT)
+        .await
+        .unwrap();
     assert_eq!(seen.values, vec!["198.51.100.20"]);
     assert_eq!(soa(primary, ZONE, TIMEOUT).await.unwrap().serial, serial);
 }
@@ -104,7 +139,14 @@ async fn unsigned_and_wrongly_signed_updates_are_refused_and_change_nothing() {
     let primary = server.addresses()[0];
     let swap = |updater: Updater| async move {
         updater
-            .compare_and_swap(ZONE, "wiki", RecordType::A, &["198.51.100.20"], &["192.0.2.20"], 300)
+            .compare_and_swap(
+                ZONE,
+                "wiki",
+                RecordType::A,
+                &["198.51.100.20"],
+                &["192.0.2.20"],
+                300,
+            )
             .await
             .unwrap_err()
     };
@@ -145,7 +187,9 @@ async fn unsigned_and_wrongly_signed_updates_are_refused_and_change_nothing() {
             "{err}"
         );
     }
-    let seen = query(primary, ZONE, "wiki", RecordType::A, TIMEOUT).await.unwrap();
+    let seen = query(primary, ZONE, "wiki", RecordType::A, TIMEOUT)
+        .await
+        .unwrap();
     assert_eq!(seen.values, vec!["198.51.100.20"]);
 }
 
@@ -156,7 +200,14 @@ async fn a_restart_serves_the_changed_zone_from_the_journal() {
     assert_eq!(server.zones()[0].loaded_from, LoadedFrom::ZoneFile);
     let primary = server.addresses()[0];
     Updater::new(primary, Some(update_key()), TIMEOUT)
-        .compare_and_swap(ZONE, "wiki", RecordType::A, &["198.51.100.20"], &["192.0.2.20"], 300)
+        .compare_and_swap(
+            ZONE,
+            "wiki",
+            RecordType::A,
+            &["198.51.100.20"],
+            &["192.0.2.20"],
+            300,
+        )
         .await
         .unwrap();
     let serial = soa(primary, ZONE, TIMEOUT).await.unwrap().serial;
@@ -166,7 +217,9 @@ async fn a_restart_serves_the_changed_zone_from_the_journal() {
     assert_eq!(restarted.zones()[0].loaded_from, LoadedFrom::Journal);
     assert_eq!(restarted.zones()[0].serial, serial);
     let address = restarted.addresses()[0];
-    let seen = query(address, ZONE, "wiki", RecordType::A, TIMEOUT).await.unwrap();
+    let seen = query(address, ZONE, "wiki", RecordType::A, TIMEOUT)
+        .await
+        .unwrap();
     assert_eq!(seen.values, vec!["192.0.2.20"]);
     assert_eq!(seen.ttl, Some(300));
     // The restarted zone still takes updates.
@@ -186,7 +239,14 @@ async fn verification_waits_for_a_secondary_that_is_updated_late() {
     let secondary = secondary_server.addresses()[0];
 
     Updater::new(primary, Some(update_key()), TIMEOUT)
-        .compare_and_swap(ZONE, "wiki", RecordType::A, &["198.51.100.20"], &["192.0.2.20"], 300)
+        .compare_and_swap(
+            ZONE,
+            "wiki",
+            RecordType::A,
+            &["198.51.100.20"],
+            &["192.0.2.20"],
+            300,
+        )
         .await
         .unwrap();
     let new_serial = soa(primary, ZONE, TIMEOUT).await.unwrap().serial;
@@ -264,9 +324,13 @@ async fn many_records_are_verified_in_one_batch() {
         },
     })
     .collect();
-    let reports = verify_many(&[primary], &checks, quick_verify(Duration::from_millis(300)))
-        .await
-        .unwrap();
+    let reports = verify_many(
+        &[primary],
+        &checks,
+        quick_verify(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
     let verified: Vec<bool> = reports.iter().map(|report| report.verified).collect();
     assert_eq!(verified, vec![true, true, true, false]);
     assert_eq!(

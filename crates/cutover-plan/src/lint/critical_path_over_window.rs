@@ -37,6 +37,7 @@ pub fn check(ctx: &Context, out: &mut Findings) {
         ),
         window.span,
     );
+    d.labels[0].message = format!("the window closes at {}", offset(fit.length));
     if let Some(last) = plan.critical_path.last() {
         d.labels.push(Label {
             span: ctx.runbook.step(*last).action.span,

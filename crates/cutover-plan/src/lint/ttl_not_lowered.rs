@@ -56,6 +56,7 @@ pub fn check(ctx: &Context, out: &mut Findings) {
                     ),
                     step.action.span,
                 );
+            d.labels[0].message = format!("switched at {}", offset(at));
             d.labels.push(cutover_lang::Label {
                 span: ctx.runbook.step(lowering).action.span,
                 message: "TTL lowered here".to_string(),

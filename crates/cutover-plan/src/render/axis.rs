@@ -1,7 +1,8 @@
 //! The time axis shared by the text and SVG Gantt charts: from the earliest
 //! step to the window's end (or the plan's end, if later). When the time
 //! before T0 is longer than the window, it is drawn compressed into the first
-//! quarter of the width, so the window stays readable.
+//! fifth of the width, and follow-ups long after the window into the last
+//! eighth, so the window stays readable.
 
 use crate::Plan;
 use crate::units_fmt;
@@ -11,6 +12,10 @@ pub struct Axis {
     pieces: Vec<Piece>,
     pub start: i64,
     pub end: i64,
+    /// Where the axis is broken (compressed beyond), as fractions.
+    pub breaks: Vec<f64>,
+    /// The compressed stretches, as (from, to) fractions.
+    pub compressed: Vec<(f64, f64)>,
 }
 
 struct Piece {
@@ -24,20 +29,38 @@ impl Axis {
     pub fn new(plan: &Plan) -> Axis {
         let earliest = plan.steps.iter().map(|s| s.start).min().unwrap_or(0).min(0);
         let window_end = plan.window.map_or(0, |w| w.length);
-        let mut end = plan.end.max(window_end).max(earliest + 60);
-        if end <= 0 {
-            end = 60;
-        }
-        let before = -earliest;
-        let pieces = if before > end {
-            vec![
-                Piece { from: earliest, to: 0, x0: 0.0, x1: 0.25 },
-                Piece { from: 0, to: end, x0: 0.25, x1: 1.0 },
-            ]
+        let main_end = plan.end.max(window_end).max(60);
+        let end = plan.last_end.max(main_end);
+        // The cutover itself gets most of the width; long stretches before
+        // T0 and follow-ups long after it are compressed at either side.
+        let main = main_end as f64;
+        let compress_before = -earliest as f64 > main;
+        let compress_after = (end - main_end) as f64 > main / 2.0;
+        let x0 = if compress_before { 0.2 } else { -earliest as f64 / (end - earliest) as f64 };
+        let x1 = if compress_after {
+            0.88
+        } else if compress_before {
+            x0 + (1.0 - x0) * main / (end as f64)
         } else {
-            vec![Piece { from: earliest, to: end, x0: 0.0, x1: 1.0 }]
+            (main_end - earliest) as f64 / (end - earliest) as f64
         };
-        Axis { pieces, start: earliest, end }
+        let mut pieces = Vec::new();
+        if earliest < 0 {
+            pieces.push(Piece { from: earliest, to: 0, x0: 0.0, x1: x0 });
+        }
+        pieces.push(Piece { from: 0, to: main_end, x0, x1 });
+        if end > main_end {
+            pieces.push(Piece { from: main_end, to: end, x0: x1, x1: 1.0 });
+        }
+        let breaks = [compress_before.then_some(x0), compress_after.then_some(x1)];
+        let compressed = [compress_before.then_some((0.0, x0)), compress_after.then_some((x1, 1.0))];
+        Axis {
+            pieces,
+            start: earliest,
+            end,
+            breaks: breaks.into_iter().flatten().collect(),
+            compressed: compressed.into_iter().flatten().collect(),
+        }
     }
 
     /// Where `t` falls, from 0 (left) to 1 (right).
@@ -52,14 +75,9 @@ impl Axis {
         1.0
     }
 
-    /// Where the axis is broken (compressed before it), as a fraction.
-    pub fn break_at(&self) -> Option<f64> {
-        (self.pieces.len() > 1).then(|| self.pieces[1].x0)
-    }
-
     /// Labelled tick times: a round step per piece, at most about `max` in all.
     pub fn ticks(&self, max: usize) -> Vec<(i64, String)> {
-        let mut ticks = Vec::new();
+        let mut ticks = vec![(self.start, units_fmt::offset(self.start))];
         for p in &self.pieces {
             let share = ((p.x1 - p.x0) * max as f64).floor().max(2.0) as i64;
             let step = nice_step((p.to - p.from) / share.max(1));

@@ -4,7 +4,7 @@
 //! a DNS switch drawn as its own hatched segment (`class="ttl-wait"`).
 
 use super::axis::Axis;
-use super::{critical_path_text, fit_text};
+use super::{critical_path_text, fit_text, offset_cell};
 use crate::units_fmt;
 use crate::{Plan, Provenance};
 use std::fmt::Write;
@@ -58,10 +58,10 @@ pub fn svg(plan: &Plan) -> String {
             "Window {} for {} · plan ends {} · {}",
             units_fmt::utc(w.start),
             units_fmt::duration(w.length),
-            units_fmt::offset(plan.end),
+            offset_cell(plan.end, plan.end_at_least),
             fit_text(plan)
         ),
-        None => format!("Plan ends {} · {}", units_fmt::offset(plan.end), fit_text(plan)),
+        None => format!("Plan ends {} · {}", offset_cell(plan.end, plan.end_at_least), fit_text(plan)),
     };
     let overflow = plan.window.is_some_and(|w| w.left < 0);
     let _ = writeln!(
@@ -132,7 +132,7 @@ pub fn svg(plan: &Plan) -> String {
             last_label_end = tx + half;
         }
     }
-    if let Some(b) = axis.break_at() {
+    for b in &axis.breaks {
         let bx = LABEL_WIDTH + b * chart;
         let _ = writeln!(
             out,
@@ -140,10 +140,12 @@ pub fn svg(plan: &Plan) -> String {
             bx - 6.0,
             TOP - 10.0
         );
+    }
+    for (a, b) in &axis.compressed {
+        let cx = LABEL_WIDTH + (a + b) / 2.0 * chart;
         let _ = writeln!(
             out,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="end" font-size="11" fill="#888888">time before T0 compressed</text>"##,
-            bx - 8.0,
+            r##"<text x="{cx:.1}" y="{:.1}" text-anchor="middle" font-size="11" font-style="italic" fill="#999999">time compressed</text>"##,
             bottom + 16.0
         );
     }

@@ -78,7 +78,7 @@ pub fn text(plan: &Plan, sources: &SourceMap, color: bool) -> String {
 
 fn table(out: &mut String, plan: &Plan, p: &Paint) {
     let header = format!(
-        "{:>3}  {:<NAME_WIDTH$} {:<11} {:<10} {:<11} {:<10} {:>8}  {:<9} {:>7}",
+        "{:>3}  {:<NAME_WIDTH$} {:<11} {:<10} {:<12} {:<10} {:>8}  {:<9} {:>7}",
         "#", "step", "kind", "start", "UTC", "end", "duration", "source", "slack"
     );
     let _ = writeln!(out, "{}", p.bold(header.trim_end()));
@@ -99,7 +99,7 @@ fn table(out: &mut String, plan: &Plan, p: &Paint) {
             _ => format!("{source:<9}"),
         };
         let line = format!(
-            "{:>3}  {name} {:<11} {:<10} {:<11} {:<10} {:>8}  {source} {:>7}",
+            "{:>3}  {name} {:<11} {:<10} {:<12} {:<10} {:>8}  {source} {:>7}",
             i + 1,
             s.kind,
             offset_cell(s.start, s.start_at_least),
@@ -116,7 +116,7 @@ fn figures(out: &mut String, plan: &Plan, p: &Paint) {
     let _ = writeln!(out, "{}", p.bold("where the figures come from"));
     for s in plan.chronological() {
         let line = format!("{}: {} — {}", s.name, s.duration.provenance.as_str(), s.duration.basis);
-        for l in wrap(&line, WIDTH, 4) {
+        for l in wrap(&line, WIDTH - 2, 4) {
             let _ = writeln!(out, "  {l}");
         }
         if let Some(wait) = &s.ttl_wait {
@@ -128,7 +128,7 @@ fn figures(out: &mut String, plan: &Plan, p: &Paint) {
                 units_fmt::offset(wait.end),
                 wait.basis
             );
-            for l in wrap(&line, WIDTH, 4) {
+            for l in wrap(&line, WIDTH - 2, 4) {
                 let _ = writeln!(out, "  {}", p.yellow(&l));
             }
         }
@@ -156,7 +156,7 @@ fn switches(out: &mut String, plan: &Plan, p: &Paint) {
             offset_cell(step.act_start, step.at_least),
             s.basis
         );
-        for l in wrap(&line, WIDTH, 4) {
+        for l in wrap(&line, WIDTH - 2, 4) {
             let _ = writeln!(out, "  {l}");
         }
     }
@@ -210,11 +210,9 @@ pub fn gantt(plan: &Plan, color: bool) -> String {
             free_from = start + label.chars().count() + 1;
         }
     }
-    if let Some(b) = axis.break_at() {
+    for b in &axis.breaks {
         let c = ((b * (width - 1) as f64).round() as usize).min(width - 1);
-        if rule[c] == '─' {
-            rule[c] = '╫';
-        }
+        rule[c] = '╫';
     }
     let pad = " ".repeat(GANTT_LABEL);
     let _ = writeln!(out, "{pad}{}", labels.iter().collect::<String>().trim_end());
@@ -264,8 +262,8 @@ pub fn gantt(plan: &Plan, color: bool) -> String {
         "{pad}{}",
         p.dim("█ critical path  ▒ other step  ░ TTL wait  ┆ window  ? unknown duration")
     );
-    if axis.break_at().is_some() {
-        let _ = writeln!(out, "{pad}{}", p.dim("╫ the time before T0 is drawn compressed"));
+    if !axis.breaks.is_empty() {
+        let _ = writeln!(out, "{pad}{}", p.dim("╫ time beyond this mark is drawn compressed"));
     }
     out
 }

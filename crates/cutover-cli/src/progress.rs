@@ -1,0 +1,281 @@
+//! How `cutover run` and `cutover rollback` show a run: indicatif bars on a
+//! terminal (an overall bar with steps done, elapsed time and the planned
+//! ETA, a line per running step, countdowns), plain timestamped lines
+//! otherwise; and the questions of `--step` mode and manual gates, read
+//! from stdin line by line.
+
+use chrono::{DateTime, Local, Utc};
+use cutover_engine::{BoxFuture, Decision, Prompter, Reporter, RunEvent, StepOutcome, describe_duration};
+use cutover_lang::Step;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Draws run events.
+pub struct TerminalReporter {
+    bars: Option<Bars>,
+}
+
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    lines: Mutex<HashMap<String, ProgressBar>>,
+    countdowns: Arc<Mutex<HashMap<String, (DateTime<Utc>, String, ProgressBar)>>>,
+}
+
+fn outcome_word(outcome: StepOutcome) -> &'static str {
+    match outcome {
+        StepOutcome::AlreadySatisfied => "already satisfied",
+        StepOutcome::Verified => "verified",
+        StepOutcome::Unverified => "done (unverified)",
+        StepOutcome::AttemptFailed => "attempt failed",
+        StepOutcome::Failed => "FAILED",
+        StepOutcome::Skipped => "skipped",
+        StepOutcome::Interrupted => "interrupted",
+        StepOutcome::Undone => "undone",
+    }
+}
+
+fn left(until: DateTime<Utc>) -> String {
+    describe_duration(Duration::from_secs((until - Utc::now()).num_seconds().max(0).unsigned_abs()))
+}
+
+impl TerminalReporter {
+    /// Bars when `fancy` (stdout is a terminal and not `--step` mode),
+    /// plain lines otherwise.
+    pub fn new(fancy: bool) -> TerminalReporter {
+        if !fancy {
+            return TerminalReporter { bars: None };
+        }
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+        let overall = multi.add(ProgressBar::new(0));
+        overall.set_style(
+            ProgressStyle::with_template("{elapsed_precise:.dim} [{bar:30}] {pos}/{len} steps  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        overall.enable_steady_tick(Duration::from_millis(250));
+        let countdowns: Arc<Mutex<HashMap<String, (DateTime<Utc>, String, ProgressBar)>>> = Arc::default();
+        let ticking = Arc::downgrade(&countdowns);
+        std::thread::spawn(move || {
+            while let Some(countdowns) = ticking.upgrade() {
+                if let Ok(map) = countdowns.lock() {
+                    for (until, label, bar) in map.values() {
+                        bar.set_message(format!("{label}: {} left", left(*until)));
+                    }
+                }
+                drop(countdowns);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        TerminalReporter {
+            bars: Some(Bars {
+                multi,
+                overall,
+                lines: Mutex::default(),
+                countdowns,
+            }),
+        }
+    }
+
+    /// Prints a line above the bars (or plainly).
+    pub fn println(&self, text: &str) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.multi.println(text);
+            }
+            None => println!("{text}"),
+        }
+    }
+
+    /// Stops drawing (the bars stay on screen as they are).
+    pub fn finish(&self) {
+        if let Some(bars) = &self.bars {
+            bars.overall.abandon();
+            if let Ok(mut lines) = bars.lines.lock() {
+                for (_, bar) in lines.drain() {
+                    bar.finish_and_clear();
+                }
+            }
+        }
+    }
+
+    fn plain(&self, event: &RunEvent) {
+        let now = Local::now().format("%H:%M:%S");
+        let line = match event {
+            RunEvent::Started { total, done, eta } => {
+                format!("{now} run: {done}/{total} steps done, planned time left {}", describe_duration(*eta))
+            }
+            RunEvent::WaitingUntil { step, until } => format!(
+                "{now} waiting until {} ({} left) for step {step}",
+                until.with_timezone(&Local).format("%H:%M:%S"),
+                left(*until)
+            ),
+            RunEvent::StepStarted { step } => format!("{now} {step}: started"),
+            RunEvent::Phase { step, phase } => format!("{now} {step}: {}", phase.as_str()),
+            RunEvent::Progress { step, done, total, unit } => match total {
+                Some(total) => format!("{now} {step}: {done}/{total} {unit}"),
+                None => format!("{now} {step}: {done} {unit}"),
+            },
+            RunEvent::Countdown { step, until, label } => {
+                format!("{now} {step}: {label} until {} ({} left)", until.with_timezone(&Local).format("%H:%M:%S"), left(*until))
+            }
+            RunEvent::Message { step: Some(step), text } => format!("{now} {step}: {text}"),
+            RunEvent::Message { step: None, text } => format!("{now} {text}"),
+            RunEvent::StepFinished { step, outcome, summary, .. } => {
+                format!("{now} {step}: {} — {summary}", outcome_word(*outcome))
+            }
+            RunEvent::Warning { text } => format!("{now} warning: {text}"),
+        };
+        println!("{line}");
+        let _ = std::io::stdout().flush();
+    }
+}
+
+impl Reporter for TerminalReporter {
+    fn event(&self, event: &RunEvent) {
+        let Some(bars) = &self.bars else {
+            self.plain(event);
+            return;
+        };
+        let Ok(mut lines) = bars.lines.lock() else { return };
+        let line_for = |lines: &mut HashMap<String, ProgressBar>, step: &str| {
+            lines
+                .entry(step.to_owned())
+                .or_insert_with(|| {
+                    let bar = bars.multi.add(ProgressBar::new_spinner());
+                    bar.set_style(
+                        ProgressStyle::with_template("  {spinner} {prefix:.bold} {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    bar.set_prefix(step.to_owned());
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    bar
+                })
+                .clone()
+        };
+        match event {
+            RunEvent::Started { total, done, eta } => {
+                bars.overall.set_length(*total as u64);
+                bars.overall.set_position(*done as u64);
+                bars.overall.set_message(format!("ETA {}", describe_duration(*eta)));
+            }
+            RunEvent::WaitingUntil { step, until } => {
+                bars.overall.set_message(format!(
+                    "waiting until {} for {step}",
+                    until.with_timezone(&Local).format("%H:%M:%S")
+                ));
+            }
+            RunEvent::StepStarted { step } => line_for(&mut lines, step).set_message("starting"),
+            RunEvent::Phase { step, phase } => line_for(&mut lines, step).set_message(phase.as_str()),
+            RunEvent::Progress { step, done, total, unit } => {
+                let bar = line_for(&mut lines, step);
+                match total {
+                    Some(total) => bar.set_message(format!("{done}/{total} {unit}")),
+                    None => bar.set_message(format!("{done} {unit}")),
+                }
+            }
+            RunEvent::Countdown { step, until, label } => {
+                let bar = line_for(&mut lines, step);
+                if let Ok(mut map) = bars.countdowns.lock() {
+                    map.insert(step.clone(), (*until, label.clone(), bar));
+                }
+            }
+            RunEvent::Message { step, text } => {
+                let _ = bars.multi.println(match step {
+                    Some(step) => format!("{step}: {text}"),
+                    None => text.clone(),
+                });
+            }
+            RunEvent::StepFinished { step, outcome, summary, eta } => {
+                if let Ok(mut map) = bars.countdowns.lock() {
+                    map.remove(step);
+                }
+                if let Some(bar) = lines.remove(step) {
+                    bar.finish_and_clear();
+                }
+                let _ = bars.multi.println(format!("{step}: {} — {summary}", outcome_word(*outcome)));
+                if matches!(
+                    outcome,
+                    StepOutcome::AlreadySatisfied | StepOutcome::Verified | StepOutcome::Unverified | StepOutcome::Skipped
+                ) {
+                    bars.overall.inc(1);
+                }
+                bars.overall.set_message(format!("ETA {}", describe_duration(*eta)));
+            }
+            RunEvent::Warning { text } => {
+                let _ = bars.multi.println(format!("warning: {text}"));
+            }
+        }
+    }
+}
+
+/// Asks at the terminal; answers come from one reader thread on stdin.
+pub struct StdinPrompter {
+    lines: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>,
+}
+
+impl StdinPrompter {
+    /// Starts the reader thread (it ends at end of input or with the process).
+    pub fn new() -> StdinPrompter {
+        let (send, receive) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            let stdin = std::io::stdin();
+            for line in stdin.lock().lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        StdinPrompter {
+            lines: tokio::sync::Mutex::new(receive),
+        }
+    }
+
+    fn ask(question: &str) {
+        print!("{question}");
+        let _ = std::io::stdout().flush();
+    }
+}
+
+impl Prompter for StdinPrompter {
+    fn before_step<'a>(&'a self, step: &'a Step, what: &'a str) -> BoxFuture<'a, Decision> {
+        Box::pin(async move {
+            let mut lines = self.lines.lock().await;
+            println!("\nnext:\n{what}");
+            loop {
+                StdinPrompter::ask(&format!("run `{}`? [r]un, [s]kip, s[t]op: ", step.name));
+                let Some(answer) = lines.recv().await else {
+                    println!();
+                    return Decision::Stop;
+                };
+                match answer.trim().to_ascii_lowercase().as_str() {
+                    "r" | "run" => return Decision::Run,
+                    "s" | "skip" => return Decision::Skip,
+                    "t" | "stop" | "q" | "quit" => return Decision::Stop,
+                    _ => println!("please answer r (run), s (skip) or t (stop)"),
+                }
+            }
+        })
+    }
+
+    fn confirm_manual<'a>(&'a self, step: &'a Step, instructions: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let mut lines = self.lines.lock().await;
+            println!("\nmanual step `{}`: {instructions}", step.name);
+            loop {
+                StdinPrompter::ask("type `y` and Enter once done (a note may follow the y): ");
+                let answer = lines.recv().await?;
+                let answer = answer.trim();
+                let (word, note) = answer.split_once(char::is_whitespace).unwrap_or((answer, ""));
+                if matches!(word.to_ascii_lowercase().as_str(), "y" | "yes") {
+                    return Some(note.trim().to_owned());
+                }
+                println!("not confirmed; it can also be confirmed with `cutover confirm {}`", step.name);
+            }
+        })
+    }
+}

@@ -1,0 +1,632 @@
+//! What a runbook needs from the world, worked out from the runbook alone, before anything is
+//! started: the zones with the records its DNS steps expect to find, the servers that serve
+//! them, the keys, and for each host its listening and closed ports and the files its copy and
+//! sync steps read. Keeping this pure makes the lab's choices testable and its refusals early.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use cutover_lang::{Action, ActionKind, Endpoint, HostId, RecordType, Runbook, SecretRef, Transport, TsigAlgorithm};
+
+use crate::error::LabError;
+
+/// TTL, in seconds, of records whose earlier TTL the runbook does not state (`was`).
+pub const DEFAULT_TTL: u32 = 30;
+/// Size of an image or database whose step gives no `size`.
+pub const DEFAULT_FILE_SIZE: u64 = 16 << 20;
+/// The largest file the lab generates: lab-sized means small.
+pub const MAX_FILE_SIZE: u64 = 4 << 30;
+
+/// Everything the lab builds for one runbook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blueprint {
+    pub zones: Vec<ZoneBlueprint>,
+    /// One per primary address (a primary may serve several zones).
+    pub primaries: Vec<PrimaryBlueprint>,
+    /// One per verify address that is not a primary.
+    pub secondaries: Vec<SecondaryBlueprint>,
+    pub keys: Vec<KeyBlueprint>,
+    pub hosts: Vec<HostBlueprint>,
+}
+
+/// A zone as the lab serves it before the run: the records the runbook's DNS steps expect,
+/// with their old values and TTLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneBlueprint {
+    /// Without the trailing dot.
+    pub name: String,
+    pub primary: SocketAddr,
+    pub verify: Vec<SocketAddr>,
+    /// TTL of the apex NS records (the runbook's `was` when it lowers `@ NS`).
+    pub ns_ttl: u32,
+    pub records: Vec<RecordBlueprint>,
+}
+
+/// One record of a lab zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordBlueprint {
+    /// Relative to the zone; `@` is the apex.
+    pub name: String,
+    pub rtype: RecordType,
+    pub ttl: u32,
+    /// In zone-file syntax.
+    pub value: String,
+    /// Where the value came from, for the zone file's comments.
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrimaryBlueprint {
+    pub address: SocketAddr,
+    /// Indices into [`Blueprint::zones`].
+    pub zones: Vec<usize>,
+    /// Indices into [`Blueprint::keys`]: the keys allowed to sign updates.
+    pub keys: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecondaryBlueprint {
+    pub address: SocketAddr,
+    pub primary: SocketAddr,
+    /// Indices into [`Blueprint::zones`].
+    pub zones: Vec<usize>,
+}
+
+/// A TSIG key a zone's updates are signed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyBlueprint {
+    pub name: String,
+    pub algorithm: TsigAlgorithm,
+    pub secret: SecretRef,
+}
+
+/// A host: its folder, the ports that answer and the ones that must not, its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostBlueprint {
+    pub name: String,
+    pub site: Option<String>,
+    pub addr: IpAddr,
+    /// `via local DIR`, resolved against the runbook's folder.
+    pub root: Option<PathBuf>,
+    /// Ports the runbook checks open or sends HTTP to: each gets a listener.
+    pub listen: BTreeSet<u16>,
+    /// Ports the runbook checks closed: nothing listens there.
+    pub closed: BTreeSet<u16>,
+    /// Images that copy steps read: generated.
+    pub images: Vec<FileBlueprint>,
+    /// SQLite databases that sync steps read: generated.
+    pub databases: Vec<FileBlueprint>,
+    /// Files copy and sync steps write: removed when the lab is built afresh.
+    pub outputs: Vec<FileBlueprint>,
+}
+
+/// A file on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileBlueprint {
+    /// The path as the runbook names it on the host.
+    pub path: String,
+    /// Where it lives on this machine.
+    pub file: PathBuf,
+    pub size: u64,
+}
+
+impl Blueprint {
+    /// Works out the lab for `runbook`, whose relative paths (host folders, key files) are
+    /// resolved against `dir`.
+    pub fn from_runbook(runbook: &Runbook, dir: &Path) -> Result<Blueprint, LabError> {
+        check_addresses(runbook)?;
+        let zones = zones(runbook)?;
+        let keys: Vec<KeyBlueprint> = runbook
+            .keys
+            .iter()
+            .map(|key| KeyBlueprint {
+                name: key.name.clone(),
+                algorithm: key.algorithm,
+                secret: match &key.secret {
+                    SecretRef::File(path) => SecretRef::File(dir.join(path)),
+                    other => other.clone(),
+                },
+            })
+            .collect();
+        let (primaries, secondaries) = servers(runbook, &zones)?;
+        let hosts = hosts(runbook, dir)?;
+        let blueprint = Blueprint {
+            zones,
+            primaries,
+            secondaries,
+            keys,
+            hosts,
+        };
+        blueprint.check_collisions()?;
+        Ok(blueprint)
+    }
+
+    /// Every DNS server address with what it is, for messages and the manifest.
+    fn dns_addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.primaries
+            .iter()
+            .map(|p| p.address)
+            .chain(self.secondaries.iter().map(|s| s.address))
+    }
+
+    fn check_collisions(&self) -> Result<(), LabError> {
+        let mut taken: BTreeMap<SocketAddr, String> = BTreeMap::new();
+        for address in self.dns_addresses() {
+            taken.insert(address, format!("a DNS server at {address}"));
+        }
+        for host in &self.hosts {
+            for &port in &host.listen {
+                let address = SocketAddr::new(host.addr, port);
+                if let Some(other) = taken.insert(address, format!("host {}'s port {port}", host.name)) {
+                    return Err(LabError::Unsupported(format!(
+                        "{address} would be both {other} and host {}'s port {port}; give the hosts distinct addresses",
+                        host.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every address the lab would use must be loopback and name its port.
+fn check_addresses(runbook: &Runbook) -> Result<(), LabError> {
+    for zone in &runbook.zones {
+        let all = std::iter::once(("primary", zone.primary))
+            .chain(zone.verify.iter().map(|a| ("verify", *a)))
+            .chain(zone.resolvers.iter().map(|a| ("resolvers", *a)));
+        for (line, address) in all {
+            if !address.ip().is_loopback() {
+                return Err(LabError::Unsupported(format!(
+                    "zone {}: `{line}` address {address} is not a loopback address; the lab listens only on 127.0.0.0/8 and ::1",
+                    zone.name
+                )));
+            }
+            if address.port() == 0 {
+                return Err(LabError::Unsupported(format!(
+                    "zone {}: `{line}` address {address} has port 0; name the port the lab should listen on",
+                    zone.name
+                )));
+            }
+        }
+    }
+    for host in &runbook.hosts {
+        if !host.addr.is_loopback() {
+            return Err(LabError::Unsupported(format!(
+                "host {}: address {} is not a loopback address; the lab listens only on 127.0.0.0/8 and ::1",
+                host.name, host.addr
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The kind lines of every step (not `undo` or `verify` lines), in source order.
+fn kind_lines(runbook: &Runbook) -> impl Iterator<Item = &ActionKind> {
+    runbook.steps.iter().map(|step| &step.action.kind)
+}
+
+/// Every line of every step: kind, `undo` and `verify` lines.
+fn all_lines(runbook: &Runbook) -> impl Iterator<Item = &Action> {
+    runbook
+        .steps
+        .iter()
+        .flat_map(|step| std::iter::once(&step.action).chain(step.undo.iter()).chain(step.verify.iter()))
+}
+
+fn seconds(ttl: Duration, what: &str) -> Result<u32, LabError> {
+    u32::try_from(ttl.as_secs()).map_err(|_| LabError::Unsupported(format!("{what}: TTL {}s is too large", ttl.as_secs())))
+}
+
+/// A record name relative to `zone` (`@` for the apex), lower-cased.
+fn relative_name(zone: &str, name: &str) -> Result<String, LabError> {
+    let lower = name.to_ascii_lowercase();
+    let Some(absolute) = lower.strip_suffix('.') else {
+        return Ok(lower);
+    };
+    let zone = zone.to_ascii_lowercase();
+    if absolute == zone {
+        return Ok("@".into());
+    }
+    match absolute.strip_suffix(&format!(".{zone}")) {
+        Some(relative) => Ok(relative.to_string()),
+        None => Err(LabError::Unsupported(format!("record {name} is not inside zone {zone}"))),
+    }
+}
+
+/// The records of each zone: the DNS steps' records with the value the first `dns.switch`
+/// expects to replace and the TTL the first `dns.ttl` says they had (`was`).
+fn zones(runbook: &Runbook) -> Result<Vec<ZoneBlueprint>, LabError> {
+    // Per zone: (name, type) -> (ttl, value), both optional until the end.
+    type Slot = (Option<(u32, String)>, Option<(String, String)>);
+    let mut wanted: Vec<BTreeMap<(String, RecordType), Slot>> = vec![BTreeMap::new(); runbook.zones.len()];
+    let mut order: Vec<Vec<(String, RecordType)>> = vec![Vec::new(); runbook.zones.len()];
+    for (step, kind) in runbook.steps.iter().zip(kind_lines(runbook)) {
+        match kind {
+            ActionKind::DnsTtl {
+                zone,
+                names,
+                rtype,
+                previous_ttl,
+                ..
+            } => {
+                let zone_name = &runbook.zone(*zone).name;
+                for name in names {
+                    let key = (relative_name(zone_name, name)?, *rtype);
+                    let slot = wanted[zone.0].entry(key.clone()).or_insert_with(|| {
+                        order[zone.0].push(key.clone());
+                        (None, None)
+                    });
+                    if slot.0.is_none()
+                        && let Some(was) = previous_ttl
+                    {
+                        let what = format!("step {}", step.name);
+                        slot.0 = Some((seconds(*was, &what)?, format!("`was` of step {}", step.name)));
+                    }
+                }
+            }
+            ActionKind::DnsSwitch {
+                zone, name, rtype, old, ..
+            } => {
+                let zone_name = &runbook.zone(*zone).name;
+                let key = (relative_name(zone_name, name)?, *rtype);
+                let slot = wanted[zone.0].entry(key.clone()).or_insert_with(|| {
+                    order[zone.0].push(key.clone());
+                    (None, None)
+                });
+                if slot.1.is_none() {
+                    slot.1 = Some((old.clone(), format!("old value of step {}", step.name)));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let mut zones = Vec::new();
+    for (index, zone) in runbook.zones.iter().enumerate() {
+        let mut records = Vec::new();
+        let mut ns_ttl = DEFAULT_TTL;
+        let mut generated = 0u32;
+        for key in &order[index] {
+            let (ttl, value) = &wanted[index][key];
+            let (name, rtype) = key;
+            let ttl_value = ttl.as_ref().map_or(DEFAULT_TTL, |(ttl, _)| *ttl);
+            let ttl_origin = ttl.as_ref().map_or_else(|| format!("default TTL {DEFAULT_TTL}"), |(_, o)| o.clone());
+            if name == "@" && *rtype == RecordType::Ns {
+                if value.is_some() {
+                    return Err(LabError::Unsupported(format!(
+                        "zone {}: the lab generates the apex NS records from the `verify` servers; it cannot switch them",
+                        zone.name
+                    )));
+                }
+                ns_ttl = ttl_value;
+                continue;
+            }
+            let (value, value_origin) = match value {
+                Some((value, origin)) => (value.clone(), origin.clone()),
+                None => {
+                    generated += 1;
+                    (placeholder(&zone.name, name, *rtype, generated)?, "placeholder value".to_string())
+                }
+            };
+            records.push(RecordBlueprint {
+                name: name.clone(),
+                rtype: *rtype,
+                ttl: ttl_value,
+                value,
+                origin: format!("{value_origin}, {ttl_origin}"),
+            });
+        }
+        zones.push(ZoneBlueprint {
+            name: zone.name.trim_end_matches('.').to_string(),
+            primary: zone.primary,
+            verify: zone.verify.clone(),
+            ns_ttl,
+            records,
+        });
+    }
+    Ok(zones)
+}
+
+/// A value for a record the runbook only changes the TTL of; documentation addresses, so
+/// nothing points at a real host.
+fn placeholder(zone: &str, name: &str, rtype: RecordType, index: u32) -> Result<String, LabError> {
+    let host_part = u8::try_from(index.min(254)).unwrap_or(254);
+    Ok(match rtype {
+        RecordType::A => format!("192.0.2.{host_part}"),
+        RecordType::Aaaa => Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(host_part)).to_string(),
+        RecordType::Cname => format!("lab-target.{zone}."),
+        RecordType::Mx => format!("10 lab-mail.{zone}."),
+        RecordType::Txt => "\"cutover lab\"".to_string(),
+        RecordType::Srv => format!("0 0 80 lab-target.{zone}."),
+        RecordType::Ns => {
+            return Err(LabError::Unsupported(format!(
+                "zone {zone}: record {name} NS would delegate a subzone; the lab serves whole zones only"
+            )));
+        }
+    })
+}
+
+/// Groups zones by primary, and verify addresses that are not primaries into secondaries.
+fn servers(
+    runbook: &Runbook,
+    zones: &[ZoneBlueprint],
+) -> Result<(Vec<PrimaryBlueprint>, Vec<SecondaryBlueprint>), LabError> {
+    let mut primaries: BTreeMap<SocketAddr, PrimaryBlueprint> = BTreeMap::new();
+    for (index, zone) in runbook.zones.iter().enumerate() {
+        let primary = primaries.entry(zone.primary).or_insert_with(|| PrimaryBlueprint {
+            address: zone.primary,
+            zones: Vec::new(),
+            keys: Vec::new(),
+        });
+        primary.zones.push(index);
+        if let Some(key) = zone.key
+            && !primary.keys.contains(&key.0)
+        {
+            primary.keys.push(key.0);
+        }
+    }
+    let mut secondaries: BTreeMap<SocketAddr, SecondaryBlueprint> = BTreeMap::new();
+    for (index, zone) in zones.iter().enumerate() {
+        for &address in &zone.verify {
+            if address == zone.primary {
+                continue;
+            }
+            if primaries.contains_key(&address) {
+                return Err(LabError::Unsupported(format!(
+                    "{address} is a verify server of zone {} and the primary of another zone; the lab runs one server per address",
+                    zone.name
+                )));
+            }
+            let secondary = secondaries.entry(address).or_insert_with(|| SecondaryBlueprint {
+                address,
+                primary: zone.primary,
+                zones: Vec::new(),
+            });
+            if secondary.primary != zone.primary {
+                return Err(LabError::Unsupported(format!(
+                    "{address} verifies zones with different primaries ({} and {}); the lab's secondaries follow one primary",
+                    secondary.primary, zone.primary
+                )));
+            }
+            secondary.zones.push(index);
+        }
+    }
+    Ok((primaries.into_values().collect(), secondaries.into_values().collect()))
+}
+
+/// The scheme and port of an `http.check` URL.
+fn url_port(url: &str) -> Result<u16, LabError> {
+    let lower = url.to_ascii_lowercase();
+    let rest = if let Some(rest) = lower.strip_prefix("http://") {
+        rest
+    } else if lower.starts_with("https://") {
+        return Err(LabError::Unsupported(format!(
+            "http.check {url}: the lab serves plain HTTP only; use an http:// URL"
+        )));
+    } else {
+        return Err(LabError::Unsupported(format!("http.check {url}: not an http:// URL")));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    let port = match authority.rfind(':') {
+        Some(colon) if !authority[colon..].contains(']') => &authority[colon + 1..],
+        _ => return Ok(80),
+    };
+    port.parse::<u16>()
+        .map_err(|_| LabError::Unsupported(format!("http.check {url}: `{port}` is not a port")))
+}
+
+/// A host path under the host's folder; `..` may not climb out of it.
+fn local_file(root: &Path, host: &str, path: &str) -> Result<PathBuf, LabError> {
+    let relative = Path::new(path.trim_start_matches('/'));
+    if relative.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) || relative.as_os_str().is_empty() {
+        return Err(LabError::Unsupported(format!(
+            "{host}:{path}: the path must name a file inside the host's folder"
+        )));
+    }
+    Ok(root.join(relative))
+}
+
+fn hosts(runbook: &Runbook, dir: &Path) -> Result<Vec<HostBlueprint>, LabError> {
+    let mut hosts: Vec<HostBlueprint> = runbook
+        .hosts
+        .iter()
+        .map(|host| HostBlueprint {
+            name: host.name.clone(),
+            site: host.site.clone(),
+            addr: host.addr,
+            root: match &host.transport {
+                Transport::Local { root } => Some(dir.join(root)),
+                _ => None,
+            },
+            listen: BTreeSet::new(),
+            closed: BTreeSet::new(),
+            images: Vec::new(),
+            databases: Vec::new(),
+            outputs: Vec::new(),
+        })
+        .collect();
+
+    for line in all_lines(runbook) {
+        match &line.kind {
+            ActionKind::PortOpen { targets } => {
+                for target in targets {
+                    hosts[target.host.0].listen.insert(target.port);
+                }
+            }
+            ActionKind::PortClosed { targets } => {
+                for target in targets {
+                    hosts[target.host.0].closed.insert(target.port);
+                }
+            }
+            ActionKind::HttpCheck { url, host: Some(host), .. } => {
+                let port = url_port(url)?;
+                hosts[host.0].listen.insert(port);
+            }
+            _ => {}
+        }
+    }
+    for host in &hosts {
+        if let Some(port) = host.listen.intersection(&host.closed).next() {
+            return Err(LabError::Unsupported(format!(
+                "host {}: port {port} is checked both open and closed; the lab keeps a port one way for the whole run",
+                host.name
+            )));
+        }
+    }
+
+    // Files: what copy and sync steps read is generated, unless an earlier step writes it.
+    let mut written: BTreeSet<(HostId, String)> = BTreeSet::new();
+    let mut sources: Vec<(Endpoint, u64, bool)> = Vec::new();
+    for kind in kind_lines(runbook) {
+        let (from, to, size, is_database) = match kind {
+            ActionKind::ImageCopy { from, to, size } => (from, to, size, false),
+            ActionKind::DbSync { from, to, size, .. } => (from, to, size, true),
+            _ => continue,
+        };
+        let size = size.map_or(DEFAULT_FILE_SIZE, |s| s.0);
+        if size > MAX_FILE_SIZE {
+            return Err(LabError::Unsupported(format!(
+                "{}:{} has size {size} bytes; the lab generates files up to {MAX_FILE_SIZE} bytes (write lab sizes in MiB)",
+                runbook.host(from.host).name,
+                from.path
+            )));
+        }
+        if !written.contains(&(from.host, from.path.clone())) {
+            match sources.iter_mut().find(|(e, _, _)| e == from) {
+                Some(source) => source.1 = source.1.max(size),
+                None => sources.push((from.clone(), size, is_database)),
+            }
+        }
+        written.insert((to.host, to.path.clone()));
+        let host = &mut hosts[to.host.0];
+        if let Some(root) = &host.root {
+            let file = local_file(root, &host.name, &to.path)?;
+            if !host.outputs.iter().any(|o| o.file == file) {
+                host.outputs.push(FileBlueprint {
+                    path: to.path.clone(),
+                    file,
+                    size,
+                });
+            }
+        }
+    }
+    for (endpoint, size, is_database) in sources {
+        let host = &mut hosts[endpoint.host.0];
+        let Some(root) = &host.root else {
+            return Err(LabError::Unsupported(format!(
+                "host {} is not reached `via local`; the lab can only create {} in a local folder",
+                host.name, endpoint.path
+            )));
+        };
+        let file = FileBlueprint {
+            file: local_file(root, &host.name, &endpoint.path)?,
+            path: endpoint.path,
+            size,
+        };
+        if is_database {
+            host.databases.push(file);
+        } else {
+            host.images.push(file);
+        }
+    }
+    Ok(hosts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runbook(text: &str) -> Runbook {
+        let loaded = cutover_lang::parse_source("lab.runbook", text.to_string());
+        assert!(loaded.diagnostics.iter().all(|d| d.severity != cutover_lang::Severity::Error), "{:?}", loaded.diagnostics);
+        loaded.runbook.expect("runbook")
+    }
+
+    const BASE: &str = "runbook lab\n\
+        key k hmac-sha256 file:keys/k.key\n\
+        zone example.org\n  primary 127.0.0.53:5301 key k\n  verify 127.0.0.53:5301, 127.0.0.54:5301\n\
+        host old site a addr 127.0.0.10 via local hosts/old\n\
+        host new site b addr 127.0.0.20 via local hosts/new\n";
+
+    #[test]
+    fn records_take_the_old_value_and_the_stated_ttl() {
+        let text = format!(
+            "{BASE}\nstep lower\n  dns.ttl example.org www mail A 5 was 40\n\
+             step switch after lower\n  dns.switch example.org www A 127.0.0.10 -> 127.0.0.20\n\
+             step back after switch\n  dns.switch example.org www A 127.0.0.20 -> 127.0.0.10\n"
+        );
+        let blueprint = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap();
+        let zone = &blueprint.zones[0];
+        assert_eq!(zone.records.len(), 2);
+        assert_eq!((zone.records[0].name.as_str(), zone.records[0].value.as_str(), zone.records[0].ttl), ("www", "127.0.0.10", 40));
+        assert_eq!((zone.records[1].name.as_str(), zone.records[1].value.as_str(), zone.records[1].ttl), ("mail", "192.0.2.1", 40));
+        assert_eq!(blueprint.primaries.len(), 1);
+        assert_eq!(blueprint.secondaries.len(), 1);
+        assert_eq!(blueprint.secondaries[0].address, "127.0.0.54:5301".parse().unwrap());
+        assert_eq!(blueprint.keys[0].secret, SecretRef::File(PathBuf::from("/lab/keys/k.key")));
+    }
+
+    #[test]
+    fn ports_images_and_databases_come_from_the_steps() {
+        let text = format!(
+            "{BASE}\nstep copy\n  image.copy old:/srv/a.img -> new:/srv/a.img size 8MiB\n\
+             step again after copy\n  image.copy old:/srv/a.img -> new:/srv/a.img size 8MiB\n\
+             step db\n  db.sync sqlite old:/srv/db.sqlite -> new:/srv/db.sqlite\n\
+             step ports after again\n  port.open new:8080\n  verify http.check http://new:8081/health status 200\n\
+             step closed after ports\n  port.closed new:3306\n"
+        );
+        let blueprint = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap();
+        let new = &blueprint.hosts[1];
+        assert_eq!(new.listen.iter().copied().collect::<Vec<_>>(), vec![8080, 8081]);
+        assert_eq!(new.closed.iter().copied().collect::<Vec<_>>(), vec![3306]);
+        let old = &blueprint.hosts[0];
+        assert_eq!(old.images.len(), 1, "the same image is generated once");
+        assert_eq!(old.images[0].file, PathBuf::from("/lab/hosts/old/srv/a.img"));
+        assert_eq!(old.images[0].size, 8 << 20);
+        assert_eq!(old.databases[0].size, DEFAULT_FILE_SIZE);
+        assert_eq!(new.outputs.len(), 2);
+    }
+
+    #[test]
+    fn public_addresses_are_refused() {
+        let text = BASE.replace("127.0.0.54:5301", "192.0.2.53:53");
+        let err = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap_err();
+        assert!(err.to_string().contains("192.0.2.53:53 is not a loopback address"), "{err}");
+        let text = BASE.replace("addr 127.0.0.20", "addr 80.248.164.42");
+        let err = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap_err();
+        assert!(err.to_string().contains("host new: address 80.248.164.42"), "{err}");
+    }
+
+    #[test]
+    fn conflicting_ports_and_https_are_refused() {
+        let text = format!("{BASE}\nstep a\n  port.open new:80\nstep b\n  port.closed new:80\n");
+        let err = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap_err();
+        assert!(err.to_string().contains("port 80 is checked both open and closed"), "{err}");
+        let text = format!("{BASE}\nstep a\n  http.check https://new/\n");
+        let err = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap_err();
+        assert!(err.to_string().contains("plain HTTP only"), "{err}");
+        let text = format!("{BASE}\nstep a\n  port.open old:5301\n").replace("127.0.0.53:5301", "127.0.0.10:5301");
+        let err = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap_err();
+        assert!(err.to_string().contains("would be both a DNS server"), "{err}");
+    }
+
+    #[test]
+    fn paths_stay_inside_the_host_folder() {
+        let text = format!("{BASE}\nstep copy\n  image.copy old:/srv/../../etc/passwd -> new:/x.img\n");
+        let err = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap_err();
+        assert!(err.to_string().contains("inside the host's folder"), "{err}");
+    }
+
+    #[test]
+    fn url_ports() {
+        assert_eq!(url_port("http://wiki/").unwrap(), 80);
+        assert_eq!(url_port("http://wiki:8080/x?y").unwrap(), 8080);
+        assert_eq!(url_port("HTTP://user@wiki:81").unwrap(), 81);
+        assert!(url_port("http://wiki:99999/").is_err());
+        assert!(url_port("ftp://wiki/").is_err());
+    }
+}

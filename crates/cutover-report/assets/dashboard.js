@@ -1,0 +1,164 @@
+// The live dashboard: polls /api/run once a second and updates the page in
+// place (open evidence stays open). Text is always set with textContent;
+// the only markup inserted is the server's escaped SVG chart.
+"use strict";
+
+const POLL_MS = 1000;
+const stepItems = new Map();
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+// `2h30m`, `7m12s`, `45s`: at most two units, like the runbook language.
+function dur(secs) {
+  if (secs === null || secs === undefined) return "–";
+  const sign = secs < 0 ? "-" : "";
+  let s = Math.abs(Math.trunc(secs));
+  const parts = [[Math.floor(s / 86400), "d"], [Math.floor(s % 86400 / 3600), "h"], [Math.floor(s % 3600 / 60), "m"], [s % 60, "s"]];
+  const first = parts.findIndex(p => p[0] > 0);
+  if (first < 0) return "0s";
+  return sign + parts.slice(first, first + 2).filter(p => p[0] > 0).map(p => p[0] + p[1]).join("");
+}
+function offset(secs) { return secs === 0 ? "T0" : secs > 0 ? "T+" + dur(secs) : "T-" + dur(-secs); }
+function utc(iso) { return iso ? iso.replace("T", " ").replace(/\.\d+/, "").replace("Z", "") : "–"; }
+function instant(i) { return i ? offset(i.offset_s) + " " + utc(i.utc) : "–"; }
+function size(n) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let v = n, u = 0;
+  while (v >= 1000 && u < units.length - 1) { v /= 1000; u++; }
+  return (u === 0 ? v : v.toFixed(1)) + " " + units[u];
+}
+
+function evidenceNode(step) {
+  const box = el("div", "evidence-list");
+  if (step.evidence.length === 0) box.appendChild(el("p", "muted", "No evidence yet."));
+  for (const e of step.evidence) {
+    const obs = el("div", "observation");
+    obs.appendChild(el("p", "", e.phase + ", attempt " + e.attempt + ", " + utc(e.at.utc) + " (" + offset(e.at.offset_s) + "): " + e.summary));
+    if (e.data !== null) obs.appendChild(el("pre", "data", JSON.stringify(e.data, null, 2)));
+    box.appendChild(obs);
+  }
+  return box;
+}
+
+function stepItem(step) {
+  let item = stepItems.get(step.name);
+  if (!item) {
+    const li = el("li", "step");
+    li.dataset.step = step.name;
+    const details = el("details");
+    const summary = el("summary");
+    const parts = {
+      name: el("span", "name", step.name),
+      kind: el("span", "kind muted"),
+      status: el("span", "status"),
+      times: el("span", "times"),
+      live: el("div", "live"),
+    };
+    summary.append(parts.name, parts.kind, parts.status, parts.times);
+    details.append(summary, el("div", "definition muted"), el("div", "evidence-slot"));
+    li.append(details, parts.live);
+    item = { li, details, parts, evidenceKey: null };
+    stepItems.set(step.name, item);
+  }
+  return item;
+}
+
+function updateStep(step, state) {
+  const item = stepItem(step);
+  const { li, parts } = item;
+  li.dataset.status = step.status;
+  parts.kind.textContent = step.kind;
+  parts.status.textContent = step.status + (step.phase && step.status === "running" ? " · " + step.phase : "");
+  parts.status.dataset.status = step.status;
+  let times = "planned " + instant(step.planned.start) + " · actual " + instant(step.actual.start);
+  if (step.actual.duration_s !== null) times += " · took " + dur(step.actual.duration_s);
+  if (step.attempts > 1) times += " · " + step.attempts + " attempts";
+  parts.times.textContent = times;
+  parts.live.replaceChildren();
+  if (step.status === "running") {
+    const now = Date.parse(state.now);
+    if (step.actual.start) parts.live.appendChild(el("span", "", "running for " + dur((now - Date.parse(step.actual.start.utc)) / 1000) + " "));
+    const countdown = state.countdowns.find(c => c.step === step.name);
+    if (countdown) parts.live.appendChild(el("span", "", "· " + dur(countdown.left_s) + " left (until " + utc(countdown.until) + ") "));
+    if (step.progress) {
+      const p = step.progress;
+      const text = p.unit === "bytes" ? size(p.done) + (p.total ? " of " + size(p.total) : "") : p.done + (p.total ? " of " + p.total : "") + " " + p.unit;
+      parts.live.appendChild(el("div", "", text));
+      if (p.total) { const bar = el("progress"); bar.max = p.total; bar.value = p.done; parts.live.appendChild(bar); }
+    }
+    if (step.last_message) parts.live.appendChild(el("div", "muted", step.last_message));
+  }
+  item.details.querySelector(".definition").textContent = step.definition;
+  const key = step.evidence.length + ":" + step.status;
+  if (item.evidenceKey !== key) {
+    item.details.querySelector(".evidence-slot").replaceChildren(evidenceNode(step));
+    item.evidenceKey = key;
+  }
+  return li;
+}
+
+function render(state) {
+  const r = state.report;
+  document.getElementById("waiting").hidden = true;
+  document.getElementById("run").hidden = false;
+  document.getElementById("title").textContent = r.run.runbook + (r.run.title ? " — " + r.run.title : "");
+  document.title = r.run.runbook + ": " + r.run.status + " · cutover";
+  document.getElementById("outcome").textContent = r.run.outcome;
+  document.getElementById("coordinator").textContent = state.coordinator ? "coordinator: " + state.coordinator : "no coordinator running";
+  document.getElementById("times").textContent =
+    "T0 " + utc(r.run.t0) + " UTC (" + r.run.t0_basis + ") · started " + utc(r.run.started_at) + " UTC · operator " + r.run.operator;
+  const list = document.getElementById("steps");
+  const items = r.steps.map(s => updateStep(s, state));
+  items.forEach((li, i) => { if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null); });
+  while (list.children.length > items.length) list.lastChild.remove();
+  document.getElementById("gantt").innerHTML = state.gantt_svg;
+  const crashes = r.sessions.length > 1 || r.sessions.some(s => s.end.startsWith("crashed"));
+  document.getElementById("sessions-box").hidden = !crashes;
+  const sessions = document.getElementById("sessions");
+  sessions.replaceChildren(...r.sessions.map(s => {
+    const li = el("li", s.end.startsWith("crashed") ? "crash" : "",
+      "Session " + s.number + ": started " + utc(s.started_at.utc) + ", last record " + utc(s.last_record_at.utc) + " — " + s.end.replace(/_/g, " ") +
+      (s.caught_mid_flight.length ? "; caught mid-flight: " + s.caught_mid_flight.map(c => c.step + (c.phase ? " (" + c.phase + ")" : "")).join(", ") : ""));
+    return li;
+  }));
+  const table = document.getElementById("events");
+  const head = el("tr");
+  ["#", "Time (UTC)", "T", "Step", "Kind", "Message"].forEach(h => head.appendChild(el("th", "", h)));
+  const rows = r.events.slice(-30).reverse().map(e => {
+    const tr = el("tr");
+    [String(e.id), utc(e.at.utc), offset(e.at.offset_s), e.step || "", e.kind, e.message].forEach(t => tr.appendChild(el("td", "", t)));
+    return tr;
+  });
+  table.replaceChildren(head, ...rows);
+}
+
+function setLive(ok, text) {
+  document.getElementById("live-dot").className = "live-dot" + (ok ? "" : " stale");
+  document.getElementById("live-text").textContent = text;
+}
+
+async function poll() {
+  try {
+    const response = await fetch("/api/run", { cache: "no-store" });
+    const body = await response.json();
+    if (response.ok) {
+      render(body);
+      setLive(true, "live · updated " + utc(body.now) + " UTC");
+    } else {
+      const waiting = document.getElementById("waiting");
+      waiting.hidden = false;
+      waiting.textContent = body.waiting || "waiting for the run";
+      setLive(false, "waiting");
+    }
+  } catch (err) {
+    setLive(false, "cannot reach cutover serve (" + err + ")");
+  }
+  setTimeout(poll, POLL_MS);
+}
+
+poll();

@@ -1,0 +1,120 @@
+//! The CSV exports, for spreadsheets: one row per step (the planned vs
+//! actual timeline with deviations, confirmations and the last evidence),
+//! or one row per event of the log.
+
+use crate::model::{Instant, Report};
+use crate::sessions::SessionEnd;
+
+fn utc(i: Option<Instant>) -> String {
+    i.map_or_else(String::new, |i| i.utc.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+}
+
+fn offset(i: Option<Instant>) -> String {
+    i.map_or_else(String::new, |i| i.offset_s.to_string())
+}
+
+fn number(n: Option<i64>) -> String {
+    n.map_or_else(String::new, |n| n.to_string())
+}
+
+fn finish(writer: csv::Writer<Vec<u8>>) -> String {
+    // Writing to memory cannot fail, and every field is valid UTF-8.
+    writer
+        .into_inner()
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default()
+}
+
+/// One row per step.
+pub fn steps(report: &Report) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record([
+        "step",
+        "kind",
+        "status",
+        "attempts",
+        "planned_start_utc",
+        "planned_start_offset_s",
+        "planned_end_utc",
+        "planned_end_offset_s",
+        "planned_duration_s",
+        "planned_source",
+        "actual_start_utc",
+        "actual_start_offset_s",
+        "actual_end_utc",
+        "actual_end_offset_s",
+        "actual_duration_s",
+        "start_delta_s",
+        "duration_delta_s",
+        "deviations",
+        "interrupted_by",
+        "confirmed_by",
+        "confirmed_at_utc",
+        "confirmation_note",
+        "evidence_count",
+        "last_evidence",
+    ]);
+    for s in &report.steps {
+        let deviations: Vec<String> = report
+            .deviations
+            .iter()
+            .filter(|d| d.step.as_deref() == Some(s.name.as_str()))
+            .map(|d| format!("{}: {}", d.kind.label(), d.detail))
+            .collect();
+        let interrupted: Vec<String> = report
+            .sessions
+            .iter()
+            .filter(|session| session.caught_mid_flight.iter().any(|c| c.step == s.name))
+            .map(|session| {
+                let what = if session.end == SessionEnd::Stopped { "stop" } else { "crash" };
+                format!("{what} of session {}", session.number)
+            })
+            .collect();
+        let confirmation = report.confirmations.iter().rev().find(|c| c.step == s.name);
+        let _ = w.write_record([
+            s.name.clone(),
+            s.kind.clone(),
+            s.status.as_str().to_owned(),
+            s.attempts.to_string(),
+            utc(s.planned.span.start),
+            offset(s.planned.span.start),
+            utc(s.planned.span.end),
+            offset(s.planned.span.end),
+            number(s.planned.span.duration_s),
+            s.planned.source.to_owned(),
+            utc(s.actual.start),
+            offset(s.actual.start),
+            utc(s.actual.end),
+            offset(s.actual.end),
+            number(s.actual.duration_s),
+            number(s.start_delta_s),
+            number(s.duration_delta_s),
+            deviations.join("; "),
+            interrupted.join("; "),
+            confirmation.map_or_else(String::new, |c| c.user.clone()),
+            utc(confirmation.map(|c| c.at)),
+            confirmation.and_then(|c| c.note.clone()).unwrap_or_default(),
+            s.evidence.len().to_string(),
+            s.evidence.last().map_or_else(String::new, |e| e.summary.clone()),
+        ]);
+    }
+    finish(w)
+}
+
+/// One row per event of the log.
+pub fn events(report: &Report) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record(["id", "at_utc", "offset_s", "step", "kind", "message", "data"]);
+    for e in &report.events {
+        let _ = w.write_record([
+            e.id.to_string(),
+            utc(Some(e.at)),
+            e.at.offset_s.to_string(),
+            e.step.clone().unwrap_or_default(),
+            e.kind.clone(),
+            e.message.clone(),
+            e.data.as_ref().map_or_else(String::new, serde_json::Value::to_string),
+        ]);
+    }
+    finish(w)
+}

@@ -1,0 +1,534 @@
+//! The report of one run: what every export format and the dashboard show.
+//! Built from a [`Snapshot`] of the state file and, when it can be read,
+//! the runbook (for the planned timeline and the kinds of the steps). It
+//! serializes as the JSON export, whose schema `docs/export-format.md`
+//! documents.
+
+use crate::read::Snapshot;
+use crate::sessions::{Session, sessions};
+use chrono::{DateTime, Utc};
+use cutover_lang::Runbook;
+use cutover_store::{EventRecord, Phase, RunStatus, StepRecord, StepStatus};
+use serde::Serialize;
+
+/// The schema identifier of the JSON export.
+pub const SCHEMA: &str = "cutover-report/1";
+
+/// A step starting more than this after its planned start is late.
+pub const LATE_TOLERANCE_S: i64 = 30;
+/// A step taking more than this (and more than 10 % of its planned
+/// duration) over its planned duration overran.
+pub const OVERRUN_TOLERANCE_S: i64 = 30;
+
+/// The whole post-mortem of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema: &'static str,
+    pub run: RunSummary,
+    pub steps: Vec<StepReport>,
+    pub deviations: Vec<Deviation>,
+    pub confirmations: Vec<ConfirmationReport>,
+    /// Each time a coordinator ran the run: the first start and every resume.
+    pub sessions: Vec<Session>,
+    pub events: Vec<EventReport>,
+    /// What the report could not know, and where its figures come from.
+    pub notes: Vec<String>,
+}
+
+/// The header: which runbook, when, by whom, and how it ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub id: i64,
+    pub runbook: String,
+    pub title: Option<String>,
+    pub runbook_path: String,
+    /// blake3 of the runbook text when the run started (or when a changed
+    /// runbook was accepted).
+    pub content_hash: String,
+    pub operator: String,
+    /// T-offsets are counted from here: the run's T0, else the window's
+    /// start, else the run's start.
+    pub t0: DateTime<Utc>,
+    pub t0_basis: &'static str,
+    pub window: Option<WindowReport>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: RunStatus,
+    /// One line: the status with step counts, crashes and resumes.
+    pub outcome: String,
+    pub counts: Counts,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowReport {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub length_s: i64,
+}
+
+/// Steps by status.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    pub total: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub running: usize,
+    pub pending: usize,
+    pub undone: usize,
+}
+
+/// An instant with its offset from T0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Instant {
+    pub utc: DateTime<Utc>,
+    pub offset_s: i64,
+}
+
+/// A planned or actual stretch of time.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Span {
+    pub start: Option<Instant>,
+    pub end: Option<Instant>,
+    pub duration_s: Option<i64>,
+}
+
+/// The planned side also says where its duration comes from.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Planned {
+    #[serde(flatten)]
+    pub span: Span,
+    /// `declared`, `estimated`, `guess`, `unknown` (the planner's
+    /// provenance), or `stored` (only the start, recorded when the run began).
+    pub source: &'static str,
+}
+
+/// One step: plan, what happened, and what was observed.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub name: String,
+    /// The kind keyword (e.g. `dns.switch`).
+    pub kind: String,
+    /// The step's canonical text as the run recorded it.
+    pub definition: String,
+    pub status: StepStatus,
+    pub phase: Option<Phase>,
+    pub attempts: i64,
+    pub planned: Planned,
+    pub actual: Span,
+    /// Actual start minus planned start (positive: later than planned).
+    pub start_delta_s: Option<i64>,
+    /// Actual duration minus planned duration.
+    pub duration_delta_s: Option<i64>,
+    pub evidence: Vec<EvidenceReport>,
+    /// The latest message of a running step (dashboard).
+    pub last_message: Option<String>,
+    /// Progress of a running step, when the engine logs it.
+    pub progress: Option<Progress>,
+}
+
+/// `progress` events: `{"done": N, "total": N|null, "unit": "bytes"}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub at: DateTime<Utc>,
+    pub done: u64,
+    pub total: Option<u64>,
+    pub unit: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvidenceReport {
+    pub at: Instant,
+    pub phase: Phase,
+    pub attempt: i64,
+    pub summary: String,
+    pub data: serde_json::Value,
+}
+
+/// Something that did not go as the runbook planned.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deviation {
+    pub step: Option<String>,
+    pub kind: DeviationKind,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviationKind {
+    /// Started more than [`LATE_TOLERANCE_S`] after its planned start.
+    Late,
+    /// Took longer than planned (see [`OVERRUN_TOLERANCE_S`]).
+    Overrun,
+    /// Needed more than one attempt.
+    Retried,
+    Skipped,
+    Failed,
+    /// Run although a step it depends on was skipped, or not run because of one.
+    Forced,
+    Blocked,
+    /// Was done, but its check no longer held on a resume.
+    Drift,
+    /// Caught mid-flight by a crash or a stop.
+    Interrupted,
+    /// The runbook changed during the run.
+    RunbookChanged,
+}
+
+impl DeviationKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            DeviationKind::Late => "late",
+            DeviationKind::Overrun => "overrun",
+            DeviationKind::Retried => "retried",
+            DeviationKind::Skipped => "skipped",
+            DeviationKind::Failed => "failed",
+            DeviationKind::Forced => "forced",
+            DeviationKind::Blocked => "blocked",
+            DeviationKind::Drift => "drift",
+            DeviationKind::Interrupted => "interrupted",
+            DeviationKind::RunbookChanged => "runbook changed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfirmationReport {
+    pub step: String,
+    pub user: String,
+    pub at: Instant,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EventReport {
+    pub id: i64,
+    pub at: Instant,
+    pub step: Option<String>,
+    pub kind: String,
+    pub message: String,
+    pub data: Option<serde_json::Value>,
+}
+
+impl Report {
+    /// Builds the report of the run in `snapshot`. `runbook`, when given,
+    /// supplies the planned timeline (from the planner) and step kinds.
+    pub fn build(snapshot: &Snapshot, runbook: Option<&Runbook>) -> Report {
+        let run = &snapshot.run;
+        let plan = runbook.map(|r| cutover_plan::plan(r, None));
+        let (t0, t0_basis) = match (run.t0, plan.as_ref().and_then(|p| p.t0)) {
+            (Some(t0), _) => (t0, "the run's T0"),
+            (None, Some(t0)) => (t0, "the runbook's window"),
+            (None, None) => (run.started_at, "the start of the run (no window, no --t0)"),
+        };
+        let at = |utc: DateTime<Utc>| Instant { utc, offset_s: (utc - t0).num_seconds() };
+        let mut notes = Vec::new();
+        match (&plan, runbook) {
+            (Some(_), Some(r)) => notes.push(format!(
+                "planned times come from the planner on the runbook `{}` as read now; the run recorded hash {}",
+                r.name,
+                short_hash(&run.content_hash)
+            )),
+            _ => notes.push(
+                "the runbook could not be read: planned starts are those recorded when the run began, planned ends are unknown"
+                    .to_owned(),
+            ),
+        }
+
+        let sessions = sessions(snapshot, &at);
+        let mut deviations = Vec::new();
+        let mut steps = Vec::new();
+        for record in &snapshot.steps {
+            let step = step_report(record, snapshot, runbook, plan.as_ref(), &at, t0);
+            step_deviations(&step, snapshot, &mut deviations);
+            steps.push(step);
+        }
+        for session in &sessions {
+            for caught in &session.caught_mid_flight {
+                deviations.push(Deviation {
+                    step: Some(caught.step.clone()),
+                    kind: DeviationKind::Interrupted,
+                    detail: format!(
+                        "caught {} by {} of session {}",
+                        caught.phase.map_or("mid-flight".to_owned(), |p| format!("in phase {}", p.as_str())),
+                        session.end.describe(),
+                        session.number
+                    ),
+                });
+            }
+        }
+        for event in &snapshot.events {
+            let kind = match event.kind.as_str() {
+                "drift" => DeviationKind::Drift,
+                "blocked" => DeviationKind::Blocked,
+                "changed" => DeviationKind::RunbookChanged,
+                "deviation" if event.message.contains("--force") => DeviationKind::Forced,
+                _ => continue,
+            };
+            deviations.push(Deviation { step: event.step.clone(), kind, detail: event.message.clone() });
+        }
+
+        let confirmations = snapshot
+            .confirmations
+            .iter()
+            .map(|c| ConfirmationReport { step: c.step.clone(), user: c.user.clone(), at: at(c.at), note: c.note.clone() })
+            .collect();
+        let events = snapshot
+            .events
+            .iter()
+            .map(|e| EventReport {
+                id: e.id,
+                at: at(e.at),
+                step: e.step.clone(),
+                kind: e.kind.clone(),
+                message: e.message.clone(),
+                data: e.data.clone(),
+            })
+            .collect();
+        let counts = counts(&snapshot.steps);
+        let outcome = outcome(run.status, &counts, &sessions);
+        Report {
+            schema: SCHEMA,
+            run: RunSummary {
+                id: run.id,
+                runbook: run.runbook_name.clone(),
+                title: runbook.and_then(|r| r.title.clone()),
+                runbook_path: run.runbook_path.clone(),
+                content_hash: run.content_hash.clone(),
+                operator: run.operator.clone(),
+                t0,
+                t0_basis,
+                window: runbook.and_then(|r| r.window).map(|w| {
+                    let length_s = i64::try_from(w.length.as_secs()).unwrap_or(i64::MAX);
+                    WindowReport {
+                        start: w.start,
+                        end: w.start + chrono::TimeDelta::try_seconds(length_s).unwrap_or(chrono::TimeDelta::MAX),
+                        length_s,
+                    }
+                }),
+                started_at: run.started_at,
+                finished_at: run.finished_at,
+                status: run.status,
+                outcome,
+                counts,
+            },
+            steps,
+            deviations,
+            confirmations,
+            sessions,
+            events,
+            notes,
+        }
+    }
+
+    pub fn step(&self, name: &str) -> Option<&StepReport> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+}
+
+/// The first 16 hex digits of a hash, enough to tell runbooks apart.
+pub fn short_hash(hash: &str) -> &str {
+    hash.get(..16).unwrap_or(hash)
+}
+
+fn step_report(
+    record: &StepRecord,
+    snapshot: &Snapshot,
+    runbook: Option<&Runbook>,
+    plan: Option<&cutover_plan::Plan>,
+    at: &dyn Fn(DateTime<Utc>) -> Instant,
+    t0: DateTime<Utc>,
+) -> StepReport {
+    let id = runbook.and_then(|r| r.step_by_name(&record.name));
+    let kind = match (runbook, id) {
+        (Some(r), Some(id)) => r.step(id).action.kind.keyword().to_owned(),
+        _ => kind_from_definition(&record.definition),
+    };
+    let planned = match (plan, id) {
+        (Some(plan), Some(id)) => {
+            let p = plan.step(id);
+            let offset = |s: i64| at(t0 + chrono::TimeDelta::try_seconds(s).unwrap_or(chrono::TimeDelta::zero()));
+            Planned {
+                span: Span { start: Some(offset(p.start)), end: Some(offset(p.end)), duration_s: Some(p.end - p.start) },
+                source: provenance(p.duration.provenance),
+            }
+        }
+        _ => Planned {
+            span: Span { start: record.planned_start.map(at), end: None, duration_s: None },
+            source: "stored",
+        },
+    };
+    let step_events: Vec<&EventRecord> =
+        snapshot.events.iter().filter(|e| e.step.as_deref() == Some(record.name.as_str())).collect();
+    let first_event = step_events.iter().find(|e| e.kind != "confirmed").map(|e| e.at);
+    let actual_start = record.started_at.or(match record.status {
+        StepStatus::Pending | StepStatus::Skipped => None,
+        _ => first_event,
+    });
+    let actual_end = match record.status {
+        StepStatus::Done | StepStatus::Failed | StepStatus::Undone => record.finished_at,
+        _ => None,
+    };
+    let actual = Span {
+        start: actual_start.map(at),
+        end: actual_end.map(at),
+        duration_s: actual_start.zip(actual_end).map(|(s, e)| (e - s).num_seconds()),
+    };
+    let start_delta_s = planned.span.start.zip(actual.start).map(|(p, a)| a.offset_s - p.offset_s);
+    let duration_delta_s = planned.span.duration_s.zip(actual.duration_s).map(|(p, a)| a - p);
+    let evidence = snapshot
+        .evidence
+        .iter()
+        .filter(|e| e.step == record.name)
+        .map(|e| EvidenceReport {
+            at: at(e.at),
+            phase: e.phase,
+            attempt: e.attempt,
+            summary: e.summary.clone(),
+            data: e.data.clone(),
+        })
+        .collect();
+    let running = record.status == StepStatus::Running;
+    let last_message = running
+        .then(|| step_events.iter().rev().find(|e| e.kind != "progress").map(|e| e.message.clone()))
+        .flatten();
+    let progress = running.then(|| step_events.iter().rev().find_map(|e| progress(e))).flatten();
+    StepReport {
+        name: record.name.clone(),
+        kind,
+        definition: record.definition.clone(),
+        status: record.status,
+        phase: record.phase,
+        attempts: record.attempts,
+        planned,
+        actual,
+        start_delta_s,
+        duration_delta_s,
+        evidence,
+        last_message,
+        progress,
+    }
+}
+
+fn progress(event: &EventRecord) -> Option<Progress> {
+    if event.kind != "progress" {
+        return None;
+    }
+    let data = event.data.as_ref()?;
+    Some(Progress {
+        at: event.at,
+        done: data.get("done")?.as_u64()?,
+        total: data.get("total").and_then(serde_json::Value::as_u64),
+        unit: data.get("unit").and_then(serde_json::Value::as_str).unwrap_or("").to_owned(),
+    })
+}
+
+fn provenance(p: cutover_plan::Provenance) -> &'static str {
+    match p {
+        cutover_plan::Provenance::Declared => "declared",
+        cutover_plan::Provenance::Estimated => "estimated",
+        cutover_plan::Provenance::Probed => "probed",
+        cutover_plan::Provenance::Guess => "guess",
+        cutover_plan::Provenance::Unknown => "unknown",
+    }
+}
+
+/// The kind keyword of a recorded definition (`step NAME ...\n  KIND ...`).
+fn kind_from_definition(definition: &str) -> String {
+    definition
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty() && !line.starts_with("step "))
+        .and_then(|line| line.split_whitespace().next())
+        .unwrap_or("?")
+        .to_owned()
+}
+
+fn step_deviations(step: &StepReport, snapshot: &Snapshot, out: &mut Vec<Deviation>) {
+    let name = Some(step.name.clone());
+    if let Some(late) = step.start_delta_s.filter(|d| *d > LATE_TOLERANCE_S) {
+        out.push(Deviation {
+            step: name.clone(),
+            kind: DeviationKind::Late,
+            detail: format!("started {} after its planned start", cutover_plan::units_fmt::duration(late)),
+        });
+    }
+    if let (Some(over), Some(planned)) = (step.duration_delta_s, step.planned.span.duration_s)
+        && over > OVERRUN_TOLERANCE_S
+        && over * 10 > planned
+    {
+        out.push(Deviation {
+            step: name.clone(),
+            kind: DeviationKind::Overrun,
+            detail: format!(
+                "took {} ({} planned, {})",
+                cutover_plan::units_fmt::duration(step.actual.duration_s.unwrap_or(0)),
+                cutover_plan::units_fmt::duration(planned),
+                step.planned.source
+            ),
+        });
+    }
+    let step_events = || snapshot.events.iter().filter(|e| e.step.as_deref() == Some(step.name.as_str()));
+    if step.attempts > 1 {
+        let failures: Vec<&str> = step_events().filter(|e| e.kind == "failed").map(|e| e.message.as_str()).collect();
+        out.push(Deviation {
+            step: name.clone(),
+            kind: DeviationKind::Retried,
+            detail: if failures.is_empty() {
+                format!("{} attempts", step.attempts)
+            } else {
+                format!("{} attempts; failed before: {}", step.attempts, failures.join("; "))
+            },
+        });
+    }
+    match step.status {
+        StepStatus::Skipped => {
+            let why = step_events()
+                .filter(|e| e.kind == "deviation")
+                .last()
+                .map_or("skipped".to_owned(), |e| e.message.clone());
+            out.push(Deviation { step: name, kind: DeviationKind::Skipped, detail: why });
+        }
+        StepStatus::Failed => {
+            let why = step_events()
+                .filter(|e| e.kind == "failed")
+                .last()
+                .map_or("failed".to_owned(), |e| e.message.clone());
+            out.push(Deviation { step: name, kind: DeviationKind::Failed, detail: why });
+        }
+        _ => {}
+    }
+}
+
+fn counts(steps: &[StepRecord]) -> Counts {
+    let mut c = Counts { total: steps.len(), ..Counts::default() };
+    for s in steps {
+        match s.status {
+            StepStatus::Done => c.done += 1,
+            StepStatus::Failed => c.failed += 1,
+            StepStatus::Skipped => c.skipped += 1,
+            StepStatus::Running => c.running += 1,
+            StepStatus::Pending => c.pending += 1,
+            StepStatus::Undone => c.undone += 1,
+        }
+    }
+    c
+}
+
+fn outcome(status: RunStatus, c: &Counts, sessions: &[Session]) -> String {
+    let mut parts = vec![format!("{} of {} steps done", c.done, c.total)];
+    for (n, what) in [(c.failed, "failed"), (c.skipped, "skipped"), (c.running, "running"), (c.undone, "undone")] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    let crashes = sessions.iter().filter(|s| s.end.is_crash()).count();
+    let resumes = sessions.len().saturating_sub(1);
+    if crashes > 0 {
+        parts.push(format!("{crashes} crash{}", if crashes == 1 { "" } else { "es" }));
+    }
+    if resumes > 0 {
+        parts.push(format!("resumed {resumes} time{}", if resumes == 1 { "" } else { "s" }));
+    }
+    format!("{}: {}", status.as_str(), parts.join(", "))
+}

@@ -1,0 +1,56 @@
+//! How times, offsets and durations read in the human formats: UTC with
+//! seconds, offsets from T0 the way a runbook writes them (`T-48h`,
+//! `T+2h30m`), durations in at most two units.
+
+use crate::model::{Instant, Report};
+use chrono::{DateTime, Utc};
+use cutover_plan::units_fmt;
+
+pub fn utc(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+pub fn offset(i: Instant) -> String {
+    units_fmt::offset(i.offset_s)
+}
+
+/// `T+5m 2013-03-14 17:05:00`.
+pub fn instant(i: Option<Instant>) -> String {
+    i.map_or_else(|| "–".to_owned(), |i| format!("{} {}", offset(i), utc(i.utc)))
+}
+
+pub fn duration(secs: Option<i64>) -> String {
+    secs.map_or_else(|| "–".to_owned(), units_fmt::duration)
+}
+
+/// `+2m`, `-30s`, `0s`.
+pub fn delta(secs: Option<i64>) -> String {
+    match secs {
+        None => "–".to_owned(),
+        Some(s) if s > 0 => format!("+{}", units_fmt::duration(s)),
+        Some(s) if s < 0 => format!("-{}", units_fmt::duration(-s)),
+        Some(_) => "0s".to_owned(),
+    }
+}
+
+/// The header lines shared by Markdown and HTML: (label, value).
+pub fn header(report: &Report) -> Vec<(&'static str, String)> {
+    let run = &report.run;
+    let mut rows = vec![
+        ("Runbook", format!("{} ({})", run.runbook, run.runbook_path)),
+        ("Runbook hash", format!("{} (blake3, at the start of the run)", run.content_hash)),
+    ];
+    rows.push((
+        "Window",
+        match &run.window {
+            Some(w) => format!("{} to {} UTC ({})", utc(w.start), utc(w.end), units_fmt::duration(w.length_s)),
+            None => "none declared".to_owned(),
+        },
+    ));
+    rows.push(("T0", format!("{} UTC ({})", utc(run.t0), run.t0_basis)));
+    rows.push(("Operator", run.operator.clone()));
+    rows.push(("Started", format!("{} UTC", utc(run.started_at))));
+    rows.push(("Finished", run.finished_at.map_or_else(|| "–".to_owned(), |t| format!("{} UTC", utc(t)))));
+    rows.push(("Outcome", run.outcome.clone()));
+    rows
+}

@@ -1,0 +1,223 @@
+//! Exports of state files with pinned times: golden files for every format,
+//! and the crash/resume, stop and live cases.
+
+mod fixture;
+
+use cutover_report::{
+    DeviationKind, Format, Report, SessionEnd, dashboard, find_runbook, read_snapshot, render,
+};
+use fixture::{RUNBOOK, at, crashed_and_resumed, first_session};
+
+fn runbook() -> cutover_lang::Runbook {
+    let loaded = cutover_lang::parse_source("lab-move.runbook", RUNBOOK.to_owned());
+    assert!(
+        loaded.diagnostics.iter().all(|d| d.severity != cutover_lang::Severity::Error),
+        "{:?}",
+        loaded.diagnostics
+    );
+    loaded.runbook.expect("fixture runbook parses")
+}
+
+fn crashed_report() -> Report {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("run.db");
+    crashed_and_resumed(&state, "lab-move.runbook");
+    Report::build(&read_snapshot(&state).unwrap(), Some(&runbook()))
+}
+
+#[test]
+fn markdown_of_a_crashed_and_resumed_run() {
+    insta::assert_snapshot!("crashed_resumed.md", render(&crashed_report(), Format::Markdown));
+}
+
+#[test]
+fn json_of_a_crashed_and_resumed_run() {
+    insta::assert_snapshot!("crashed_resumed.json", render(&crashed_report(), Format::Json));
+}
+
+#[test]
+fn csv_of_a_crashed_and_resumed_run() {
+    insta::assert_snapshot!("crashed_resumed.csv", render(&crashed_report(), Format::Csv));
+}
+
+#[test]
+fn csv_events_of_a_crashed_and_resumed_run() {
+    insta::assert_snapshot!("crashed_resumed_events.csv", render(&crashed_report(), Format::CsvEvents));
+}
+
+#[test]
+fn html_of_a_crashed_and_resumed_run() {
+    insta::assert_snapshot!("crashed_resumed.html", render(&crashed_report(), Format::Html));
+}
+
+#[test]
+fn the_crash_and_the_resume_are_visible() {
+    let report = crashed_report();
+    let ends: Vec<SessionEnd> = report.sessions.iter().map(|s| s.end).collect();
+    assert_eq!(ends, [SessionEnd::Crashed, SessionEnd::Completed]);
+    let crash = &report.sessions[0];
+    assert_eq!(crash.last_record_at.utc, at(17, 5, 1));
+    assert_eq!(crash.caught_mid_flight.len(), 1);
+    assert_eq!(crash.caught_mid_flight[0].step, "final-sync");
+    assert_eq!(crash.caught_mid_flight[0].phase, Some(cutover_store::Phase::Act));
+    assert!(report.sessions[1].took_over.as_deref().unwrap_or("").contains("stale lock"));
+    assert!(report.run.outcome.contains("1 crash"), "{}", report.run.outcome);
+    assert!(report.run.outcome.contains("resumed 1 time"), "{}", report.run.outcome);
+
+    let kinds: Vec<(Option<&str>, DeviationKind)> =
+        report.deviations.iter().map(|d| (d.step.as_deref(), d.kind)).collect();
+    for expected in [
+        (Some("final-sync"), DeviationKind::Late),
+        (Some("final-sync"), DeviationKind::Overrun),
+        (Some("final-sync"), DeviationKind::Retried),
+        (Some("final-sync"), DeviationKind::Interrupted),
+        (Some("cleanup"), DeviationKind::Skipped),
+    ] {
+        assert!(kinds.contains(&expected), "{expected:?} missing from {kinds:?}");
+    }
+    assert!(!kinds.iter().any(|(s, _)| *s == Some("lower-ttl")), "{kinds:?}");
+
+    let markdown = render(&report, Format::Markdown);
+    assert!(markdown.contains("## Crashes and resumes"));
+    assert!(markdown.contains("CRASHED (no end recorded; resumed later)"));
+    assert!(markdown.contains("caught mid-flight: `final-sync` (in act)"));
+    let csv = render(&report, Format::Csv);
+    let final_sync = csv.lines().find(|l| l.starts_with("final-sync,")).unwrap();
+    assert!(final_sync.contains("crash of session 1"), "{final_sync}");
+    let json: serde_json::Value = serde_json::from_str(&render(&report, Format::Json)).unwrap();
+    assert_eq!(json["sessions"][0]["end"], "crashed");
+    assert_eq!(json["schema"], "cutover-report/1");
+}
+
+#[test]
+fn a_crash_not_yet_resumed_is_told_apart_from_a_live_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = cutover_store::LockHolder::current();
+
+    let crashed = dir.path().join("crashed.db");
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    first_session(&crashed, "lab-move.runbook").lock(&me.user, &me.host, dead_pid, at(16, 49, 58));
+    let report = Report::build(&read_snapshot(&crashed).unwrap(), Some(&runbook()));
+    assert_eq!(report.sessions.len(), 1);
+    assert_eq!(report.sessions[0].end, SessionEnd::CrashedNotResumed);
+    assert_eq!(report.sessions[0].caught_mid_flight[0].step, "final-sync");
+    assert!(render(&report, Format::Markdown).contains("CRASHED (no end recorded; not resumed yet)"));
+
+    let live = dir.path().join("live.db");
+    first_session(&live, "lab-move.runbook").lock(&me.user, &me.host, me.pid, at(16, 49, 58));
+    let snapshot = read_snapshot(&live).unwrap();
+    let report = Report::build(&snapshot, Some(&runbook()));
+    assert_eq!(report.sessions[0].end, SessionEnd::Running);
+    assert!(report.sessions[0].caught_mid_flight.is_empty());
+    assert!(!report.deviations.iter().any(|d| d.kind == DeviationKind::Interrupted));
+    let running = report.step("final-sync").unwrap();
+    assert_eq!(running.last_message.as_deref(), Some("acting (attempt 2 of 2)"));
+    assert!(running.actual.end.is_none());
+    let state = dashboard::live_state(&snapshot, Some(&runbook()), at(17, 6, 0));
+    assert!(state.coordinator.as_deref().unwrap_or("").contains(&format!("pid {}", me.pid)));
+    assert!(state.gantt_svg.contains(">now</text>"));
+}
+
+#[test]
+fn a_stop_lists_the_steps_it_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("stopped.db");
+    first_session(&state, "lab-move.runbook").finish_run("stopped", at(17, 5, 2));
+    let report = Report::build(&read_snapshot(&state).unwrap(), Some(&runbook()));
+    assert_eq!(report.sessions[0].end, SessionEnd::Stopped);
+    assert_eq!(report.sessions[0].caught_mid_flight[0].step, "final-sync");
+    let interrupted = report.deviations.iter().find(|d| d.kind == DeviationKind::Interrupted).unwrap();
+    assert_eq!(interrupted.detail, "caught in phase act by the stop of session 1");
+}
+
+#[test]
+fn a_running_wait_shows_its_countdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("wait.db");
+    let b = first_session(&state, "lab-move.runbook");
+    b.step("settle", "running", Some("act"), 1, Some(at(17, 20, 0)), Some(at(17, 20, 0)), None);
+    let state = dashboard::live_state(&read_snapshot(&state).unwrap(), Some(&runbook()), at(17, 20, 15));
+    assert_eq!(state.countdowns.len(), 1);
+    assert_eq!(state.countdowns[0].step, "settle");
+    assert_eq!(state.countdowns[0].until, at(17, 21, 0));
+    assert_eq!(state.countdowns[0].left_s, 45);
+}
+
+#[test]
+fn without_the_runbook_the_recorded_planned_starts_are_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("run.db");
+    crashed_and_resumed(&state, "/nonexistent/lab-move.runbook");
+    let snapshot = read_snapshot(&state).unwrap();
+    assert!(find_runbook(&state, &snapshot).is_none());
+    let report = Report::build(&snapshot, None);
+    let step = report.step("final-sync").unwrap();
+    assert_eq!(step.planned.source, "stored");
+    assert_eq!(step.planned.span.start.map(|i| i.utc), Some(at(17, 2, 0)));
+    assert_eq!(step.planned.span.duration_s, None);
+    assert_eq!(step.kind, "image.copy");
+    assert!(report.notes[0].contains("could not be read"));
+}
+
+#[test]
+fn the_runbook_is_found_beside_the_default_state_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture::write_runbook(dir.path());
+    let state = dir.path().join(".cutover").join("lab-move.db");
+    std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+    crashed_and_resumed(&state, "somewhere/else/lab-move.runbook");
+    let snapshot = read_snapshot(&state).unwrap();
+    let found = find_runbook(&state, &snapshot).expect("found one folder up");
+    assert_eq!(found.name, "lab-move");
+}
+
+#[test]
+fn reading_changes_nothing_and_refuses_what_it_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("run.db");
+    crashed_and_resumed(&state, "lab-move.runbook");
+    let before = std::fs::read(&state).unwrap();
+    read_snapshot(&state).unwrap();
+    assert_eq!(std::fs::read(&state).unwrap(), before);
+
+    let missing = read_snapshot(&dir.path().join("nope.db")).unwrap_err().to_string();
+    assert!(missing.contains("does not exist"), "{missing}");
+
+    let conn = rusqlite::Connection::open(&state).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let newer = read_snapshot(&state).unwrap_err().to_string();
+    assert!(newer.contains("schema version 99"), "{newer}");
+
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, b"not a database at all, just text").unwrap();
+    assert!(read_snapshot(&garbage).is_err());
+}
+
+#[test]
+fn no_format_shows_the_secret_of_a_key_the_runbook_references() {
+    const SECRET: &str = "c2VjcmV0LXRzaWcta2V5LXZhbHVlLTEyMzQ1Njc4OTA=";
+    // SAFETY: this test binary sets no other variable and reads this one only here.
+    unsafe { std::env::set_var("CUTOVER_FIXTURE_TSIG", SECRET) };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("run.db");
+    crashed_and_resumed(&state, "lab-move.runbook");
+    let snapshot = read_snapshot(&state).unwrap();
+    let report = Report::build(&snapshot, Some(&runbook()));
+    for format in [Format::Markdown, Format::Json, Format::Csv, Format::CsvEvents, Format::Html] {
+        let text = render(&report, format);
+        assert!(!text.contains(SECRET), "{format:?} shows the secret");
+        assert!(!text.contains("c2VjcmV0"), "{format:?} shows part of the secret");
+    }
+    let live = serde_json::to_string(&dashboard::live_state(&snapshot, Some(&runbook()), at(17, 20, 0))).unwrap();
+    assert!(!live.contains(SECRET));
+}
+
+#[test]
+fn evidence_tables_show_each_server() {
+    let markdown = render(&crashed_report(), Format::Markdown);
+    assert!(markdown.contains("| 127.0.0.20 | 2026031402 | 127.0.0.1:5354 | 5 |"), "{markdown}");
+    assert!(markdown.contains("bytes_sent: 9123840 (9.1 MB)"));
+}

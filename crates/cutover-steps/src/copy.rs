@@ -1,0 +1,225 @@
+//! `image.copy` and `db.sync`: delta copies between hosts, verified by
+//! content hash (images) or per-table checksums (databases).
+//!
+//! The copy machinery is synchronous and uses both cores; it runs on a
+//! blocking thread while this side forwards its progress to the engine's
+//! reporter and turns the engine's cancellation into the copy's stop flag
+//! (checked between blocks, so an interrupted copy resumes where it was).
+
+use cutover_copy::{
+    Cancel, CopyOptions, Location, Progress, check_image, copy_image, sync_sqlite, table_checksums,
+};
+use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepKind};
+use cutover_lang::{ActionKind, Endpoint, Runbook, Transport};
+use std::path::Path;
+use cutover_store::Phase;
+use serde_json::{Value, json};
+
+/// The command that serves files on a host reached by ssh.
+const REMOTE_AGENT: &str = "cutover agent --stdio --root /";
+
+/// `image.copy HOST:/PATH -> HOST:/PATH`
+pub struct ImageCopy;
+
+/// `db.sync sqlite HOST:/PATH -> HOST:/PATH`
+pub struct DbSync;
+
+/// Where an endpoint's file is, through its host's transport (relative
+/// `via local` roots resolve from the runbook's folder).
+pub(crate) fn location_in(runbook: &Runbook, runbook_dir: &Path, endpoint: &Endpoint) -> Location {
+    match &runbook.host(endpoint.host).transport {
+        Transport::Local { root } => Location::Local(runbook_dir.join(root).join(endpoint.path.trim_start_matches('/'))),
+        Transport::Ssh { user, host, port } => Location::ssh(user, host, *port, REMOTE_AGENT, &endpoint.path),
+        Transport::Agent { command } => Location::agent_shell(command, &endpoint.path),
+    }
+}
+
+fn endpoints(ctx: &StepContext<'_>) -> anyhow::Result<(Location, Location, String)> {
+    let (from, to) = match &ctx.action.kind {
+        ActionKind::ImageCopy { from, to, .. } | ActionKind::DbSync { from, to, .. } => (from, to),
+        other => return Err(crate::wrong_action("image.copy or db.sync", other)),
+    };
+    let label = format!(
+        "{}:{} -> {}:{}",
+        ctx.runbook.host(from.host).name,
+        from.path,
+        ctx.runbook.host(to.host).name,
+        to.path
+    );
+    Ok((
+        location_in(ctx.runbook, ctx.runbook_dir(), from),
+        location_in(ctx.runbook, ctx.runbook_dir(), to),
+        label,
+    ))
+}
+
+/// Runs `work` on a blocking thread, forwarding its progress and stopping
+/// it when the engine cancels the step.
+async fn run_blocking<T: Send + 'static>(
+    ctx: &StepContext<'_>,
+    work: impl FnOnce(&CopyOptions<'_>) -> Result<T, cutover_copy::CopyError> + Send + 'static,
+) -> anyhow::Result<T> {
+    let cancel = Cancel::new();
+    let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(Progress::default());
+    let stop = cancel.clone();
+    let handle = tokio::task::spawn_blocking(move || {
+        let report = move |progress: Progress| {
+            // The receiver only goes away when the step is being abandoned.
+            let _ = progress_tx.send(progress);
+        };
+        work(&CopyOptions {
+            progress: Some(&report),
+            cancel: Some(&stop),
+        })
+    });
+    tokio::pin!(handle);
+    let mut cancelled = false;
+    loop {
+        tokio::select! {
+            joined = &mut handle => {
+                return Ok(joined.map_err(|e| anyhow::anyhow!("the copy thread failed: {e}"))??);
+            }
+            changed = progress_rx.changed() => {
+                if changed.is_ok() {
+                    let progress = *progress_rx.borrow_and_update();
+                    ctx.progress(progress.scanned, Some(progress.total), "bytes");
+                }
+            }
+            () = ctx.cancel.cancelled(), if !cancelled => {
+                cancel.cancel();
+                cancelled = true;
+            }
+        }
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+impl StepKind for ImageCopy {
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+        Box::pin(async move {
+            let (source, dest, label) = endpoints(ctx)?;
+            let report = run_blocking(ctx, move |_| check_image(&source, &dest)).await?;
+            let data = serde_json::to_value(&report)?;
+            Ok(if report.equal {
+                Check::Satisfied(Evidence::new(
+                    format!("{label}: destination equals the source ({}, blake3 {})", mib(report.source_size), short(&report.source_hash)),
+                    data,
+                ))
+            } else {
+                let dest = match (report.dest_size, &report.dest_hash) {
+                    (None, _) => "missing".to_string(),
+                    (Some(size), Some(hash)) => format!("{} blake3 {}", mib(size), short(hash)),
+                    (Some(size), None) => format!("{} (size differs)", mib(size)),
+                };
+                Check::NotYet(Evidence::new(
+                    format!("{label}: source {} blake3 {}, destination {dest}", mib(report.source_size), short(&report.source_hash)),
+                    data,
+                ))
+            })
+        })
+    }
+
+    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
+        Box::pin(async move {
+            let (source, dest, label) = endpoints(ctx)?;
+            let report = run_blocking(ctx, move |options| copy_image(&source, &dest, options)).await?;
+            Ok(Evidence::new(
+                format!(
+                    "{label}: {} scanned, {} sent, {} reused, {} of holes/zeros skipped{} in {:.1}s, blake3 {}",
+                    mib(report.bytes_scanned),
+                    mib(report.bytes_sent),
+                    mib(report.bytes_reused),
+                    mib(report.zero_bytes_skipped),
+                    if report.resumed { " (resumed a partial copy)" } else { "" },
+                    report.duration.as_secs_f64(),
+                    short(&report.hash),
+                ),
+                serde_json::to_value(&report)?,
+            ))
+        })
+    }
+}
+
+/// The table checksums a sync's snapshot had (from its act evidence).
+fn snapshot_tables(ctx: &StepContext<'_>) -> anyhow::Result<Option<Value>> {
+    Ok(ctx
+        .evidence_of(ctx.step, Phase::Act)?
+        .and_then(|act| act.data.get("tables").cloned()))
+}
+
+impl StepKind for DbSync {
+    /// Before acting: the destination already holds what the live source
+    /// holds now.
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+        Box::pin(async move {
+            let (source, dest, label) = endpoints(ctx)?;
+            let (source_tables, dest_tables) = run_blocking(ctx, move |_| {
+                let source_tables = table_checksums(&source)?;
+                let dest_tables = match table_checksums(&dest) {
+                    Ok(tables) => Some(tables),
+                    Err(err) if err.kind == cutover_copy::ErrorKind::NotFound => None,
+                    Err(err) => return Err(err),
+                };
+                Ok((source_tables, dest_tables))
+            })
+            .await?;
+            let data = json!({ "source": source_tables, "destination": dest_tables });
+            Ok(if dest_tables.as_ref() == Some(&source_tables) {
+                Check::Satisfied(Evidence::new(
+                    format!("{label}: all {} tables match", source_tables.len()),
+                    data,
+                ))
+            } else {
+                Check::NotYet(Evidence::new(format!("{label}: destination differs from the source"), data))
+            })
+        })
+    }
+
+    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
+        Box::pin(async move {
+            let (source, dest, label) = endpoints(ctx)?;
+            let report = run_blocking(ctx, move |options| sync_sqlite(&source, &dest, options)).await?;
+            let rows: u64 = report.tables.iter().map(|t| t.rows).sum();
+            Ok(Evidence::new(
+                format!(
+                    "{label}: snapshot by {} of {} tables ({rows} rows), {} sent, blake3 {}",
+                    report.method,
+                    report.tables.len(),
+                    mib(report.copy.bytes_sent),
+                    short(&report.copy.hash)
+                ),
+                serde_json::to_value(&report)?,
+            ))
+        })
+    }
+
+    /// After acting: the destination holds exactly the snapshot the act
+    /// took (the live source may have moved on since).
+    fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+        Box::pin(async move {
+            let Some(expected) = snapshot_tables(ctx)? else {
+                return self.check(ctx).await;
+            };
+            let (_, dest, label) = endpoints(ctx)?;
+            let dest_tables = run_blocking(ctx, move |_| table_checksums(&dest)).await?;
+            let observed = serde_json::to_value(&dest_tables)?;
+            let data = json!({ "snapshot": expected, "destination": observed });
+            Ok(if observed == expected {
+                let rows: u64 = dest_tables.iter().map(|t| t.rows).sum();
+                Check::Satisfied(Evidence::new(
+                    format!("{label}: {} tables ({rows} rows) match the snapshot's row counts and checksums", dest_tables.len()),
+                    data,
+                ))
+            } else {
+                Check::NotYet(Evidence::new(format!("{label}: destination differs from the snapshot"), data))
+            })
+        })
+    }
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..16).unwrap_or(hash)
+}

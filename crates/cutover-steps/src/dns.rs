@@ -1,0 +1,433 @@
+//! `dns.ttl` and `dns.switch`: RFC 2136 updates to a zone's primary,
+//! verified at every server the zone lists under `verify`.
+//!
+//! Both kinds are idempotent: their check asks every verify server once and
+//! is satisfied when all of them already serve the desired state. Their
+//! verification is one round of queries per call (the engine polls); a round
+//! that finds servers on different SOA serials carries the stale-secondary
+//! diagnosis in its evidence, so a step that times out says which server
+//! lags and how long the zone's timers allow it to.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use cutover_dns::{
+    Expectation, RecordCheck, TsigAlgorithm, TsigKey, Updater, VerifyOptions, VerifyReport,
+    cache_expiry, query, record_type, soa, verify_many,
+};
+use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepKind};
+use cutover_lang::{ActionKind, Runbook, StepId, Zone, ZoneId};
+use cutover_store::Phase;
+use serde_json::{Value, json};
+
+/// How long one query may take before its server counts as silent.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `dns.ttl ZONE NAME... TYPE TTL [was TTL]`
+pub struct DnsTtl;
+
+/// `dns.switch ZONE NAME TYPE OLD -> NEW`
+pub struct DnsSwitch;
+
+struct TtlArgs<'a> {
+    zone: &'a Zone,
+    names: &'a [String],
+    rtype: cutover_dns::RecordType,
+    ttl: u32,
+}
+
+fn ttl_args<'a>(ctx: &'a StepContext<'a>) -> anyhow::Result<TtlArgs<'a>> {
+    let ActionKind::DnsTtl {
+        zone, names, rtype, ttl, ..
+    } = &ctx.action.kind
+    else {
+        return Err(crate::wrong_action("dns.ttl", &ctx.action.kind));
+    };
+    Ok(TtlArgs {
+        zone: ctx.runbook.zone(*zone),
+        names,
+        rtype: record_type(rtype.as_str())?,
+        ttl: seconds(*ttl)?,
+    })
+}
+
+struct SwitchArgs<'a> {
+    zone_id: ZoneId,
+    zone: &'a Zone,
+    name: &'a str,
+    rtype: cutover_dns::RecordType,
+    old: &'a str,
+    new: &'a str,
+}
+
+fn switch_args<'a>(ctx: &'a StepContext<'a>) -> anyhow::Result<SwitchArgs<'a>> {
+    let ActionKind::DnsSwitch {
+        zone,
+        name,
+        rtype,
+        old,
+        new,
+    } = &ctx.action.kind
+    else {
+        return Err(crate::wrong_action("dns.switch", &ctx.action.kind));
+    };
+    Ok(SwitchArgs {
+        zone_id: *zone,
+        zone: ctx.runbook.zone(*zone),
+        name,
+        rtype: record_type(rtype.as_str())?,
+        old,
+        new,
+    })
+}
+
+fn seconds(duration: Duration) -> anyhow::Result<u32> {
+    u32::try_from(duration.as_secs())
+        .map_err(|_| anyhow::anyhow!("a TTL of {}s is longer than DNS allows", duration.as_secs()))
+}
+
+/// The servers that must agree: the zone's `verify` list, or its primary.
+pub(crate) fn verify_servers(zone: &Zone) -> Vec<SocketAddr> {
+    if zone.verify.is_empty() {
+        vec![zone.primary]
+    } else {
+        zone.verify.clone()
+    }
+}
+
+/// An updater for the zone's primary, signing with the zone's key.
+fn updater(ctx: &StepContext<'_>, zone: &Zone, timeout: Duration) -> anyhow::Result<Updater> {
+    let key = match zone.key {
+        Some(key_id) => {
+            let key = ctx.runbook.key(key_id);
+            let text = ctx.secret_text(key_id)?;
+            let algorithm: TsigAlgorithm = key.algorithm.as_str().parse()?;
+            let source = format!("the secret of key `{}`", key.name);
+            Some(TsigKey::parse(&text, &source, Some(&key.name), Some(algorithm))?)
+        }
+        None => None,
+    };
+    Ok(Updater::new(zone.primary, key, timeout))
+}
+
+/// One round of queries at every verify server.
+async fn observe(servers: &[SocketAddr], checks: &[RecordCheck]) -> anyhow::Result<Vec<VerifyReport>> {
+    let options = VerifyOptions {
+        timeout: Duration::ZERO,
+        query_timeout: QUERY_TIMEOUT,
+        ..VerifyOptions::default()
+    };
+    Ok(verify_many(servers, checks, options).await?)
+}
+
+/// Evidence of one round: per record and server, the answer, TTL, serial and time.
+fn round_evidence(reports: &[VerifyReport]) -> (bool, Evidence) {
+    let verified = reports.iter().all(|report| report.verified);
+    let records: Vec<Value> = reports.iter().map(report_json).collect();
+    let summary = if verified {
+        let servers = reports.first().map_or(0, |report| report.servers.len());
+        let what: Vec<String> = reports.iter().map(|r| format!("{} {}", r.name, r.rtype)).collect();
+        format!("{} served by all {servers} verify servers", what.join(", "))
+    } else {
+        let waiting: Vec<String> = reports
+            .iter()
+            .filter(|report| !report.verified)
+            .map(|report| {
+                let lagging: Vec<String> = report
+                    .servers
+                    .iter()
+                    .filter(|server| !server.agrees)
+                    .map(|server| match (&server.observation, &server.error) {
+                        (_, Some(error)) => format!("{}: {error}", server.server),
+                        (Some(obs), None) => format!(
+                            "{} answers {} TTL {}",
+                            server.server,
+                            if obs.values.is_empty() { "nothing".to_string() } else { obs.values.join(" ") },
+                            obs.ttl.map_or_else(|| "-".to_string(), |ttl| ttl.to_string())
+                        ),
+                        (None, None) => format!("{}: not asked", server.server),
+                    })
+                    .collect();
+                let mut text = format!("{} {}: {}", report.name, report.rtype, lagging.join("; "));
+                if let Some(stale) = &report.stale {
+                    text.push_str(&format!(" ({stale})"));
+                }
+                text
+            })
+            .collect();
+        format!("waiting for {}", waiting.join(" | "))
+    };
+    (verified, Evidence::new(summary, json!({ "records": records })))
+}
+
+fn report_json(report: &VerifyReport) -> Value {
+    let servers: Vec<Value> = report
+        .servers
+        .iter()
+        .map(|verdict| {
+            json!({
+                "server": verdict.server.to_string(),
+                "values": verdict.observation.as_ref().map(|obs| obs.values.clone()),
+                "ttl": verdict.observation.as_ref().and_then(|obs| obs.ttl),
+                "serial": verdict.serial,
+                "agrees": verdict.agrees,
+                "error": verdict.error,
+                "at": verdict.at.to_rfc3339(),
+            })
+        })
+        .collect();
+    json!({
+        "name": report.name,
+        "type": report.rtype.to_string(),
+        "expected": {
+            "values": report.expectation.values,
+            "ttl": report.expectation.ttl,
+            "min_serial": report.expectation.min_serial,
+        },
+        "verified": report.verified,
+        "servers": servers,
+        "stale": report.stale.as_ref().map(ToString::to_string),
+    })
+}
+
+fn round_check(reports: &[VerifyReport]) -> Check {
+    match round_evidence(reports) {
+        (true, evidence) => Check::Satisfied(evidence),
+        (false, evidence) => Check::NotYet(evidence),
+    }
+}
+
+impl DnsTtl {
+    fn checks(args: &TtlArgs<'_>) -> Vec<RecordCheck> {
+        args.names
+            .iter()
+            .map(|name| RecordCheck {
+                zone: args.zone.name.clone(),
+                name: name.clone(),
+                rtype: args.rtype,
+                expect: Expectation {
+                    ttl: Some(args.ttl),
+                    ..Expectation::default()
+                },
+            })
+            .collect()
+    }
+}
+
+impl StepKind for DnsTtl {
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+        Box::pin(async move {
+            let args = ttl_args(ctx)?;
+            let reports = observe(&verify_servers(args.zone), &Self::checks(&args)).await?;
+            Ok(round_check(&reports))
+        })
+    }
+
+    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
+        Box::pin(async move {
+            let args = ttl_args(ctx)?;
+            let updater = updater(ctx, args.zone, QUERY_TIMEOUT)?;
+            let mut changes = Vec::new();
+            for name in args.names {
+                // A resumed act finds names it already changed: their TTL
+                // before the change is in the evidence of the first attempt.
+                let current = query(args.zone.primary, &args.zone.name, name, args.rtype, QUERY_TIMEOUT).await?;
+                if current.ttl == Some(args.ttl) {
+                    changes.push(json!({ "name": name, "previous_ttl": null, "new_ttl": args.ttl, "values": current.values }));
+                    continue;
+                }
+                let change = updater.set_ttl(&args.zone.name, name, args.rtype, args.ttl).await?;
+                changes.push(json!({
+                    "name": name,
+                    "previous_ttl": change.previous_ttl,
+                    "new_ttl": change.new_ttl,
+                    "values": change.values,
+                }));
+            }
+            let previous: Vec<String> = changes
+                .iter()
+                .map(|c| match c["previous_ttl"].as_u64() {
+                    Some(ttl) => format!("{} {ttl}s", c["name"].as_str().unwrap_or_default()),
+                    None => format!("{} already", c["name"].as_str().unwrap_or_default()),
+                })
+                .collect();
+            Ok(Evidence::new(
+                format!(
+                    "TTL {}s set at primary {} (before: {})",
+                    args.ttl,
+                    args.zone.primary,
+                    previous.join(", ")
+                ),
+                json!({ "primary": args.zone.primary.to_string(), "changes": changes }),
+            ))
+        })
+    }
+}
+
+impl DnsSwitch {
+    /// One round at every verify server: the new value, and at least the
+    /// serial the primary serves now (so a secondary that has the value
+    /// from elsewhere but not the new zone does not count).
+    async fn round(args: &SwitchArgs<'_>, value: &str) -> anyhow::Result<Vec<VerifyReport>> {
+        let primary_serial = soa(args.zone.primary, &args.zone.name, QUERY_TIMEOUT).await?.serial;
+        let check = RecordCheck {
+            zone: args.zone.name.clone(),
+            name: args.name.to_string(),
+            rtype: args.rtype,
+            expect: Expectation {
+                values: Some(vec![value.to_string()]),
+                min_serial: Some(primary_serial),
+                ..Expectation::default()
+            },
+        };
+        observe(&verify_servers(args.zone), &[check]).await
+    }
+
+    /// The latest earlier `dns.ttl` step that lowered this record.
+    fn lowering_step(runbook: &Runbook, this: StepId, args: &SwitchArgs<'_>) -> Option<StepId> {
+        runbook.steps[..this.0]
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, step)| match &step.action.kind {
+                ActionKind::DnsTtl { zone, names, rtype, .. } => {
+                    *zone == args.zone_id
+                        && rtype.as_str() == args.rtype.to_string()
+                        && names.iter().any(|n| n == args.name)
+                }
+                _ => false,
+            })
+            .map(|(index, _)| StepId(index))
+    }
+
+    /// When caches may still hold the value from before the lowering step:
+    /// its verification time plus the TTL it replaced (recorded, or the
+    /// runbook's `was`, whichever is longer).
+    fn caches_expire_at(ctx: &StepContext<'_>, lowering: StepId, name: &str) -> anyhow::Result<Option<(DateTime<Utc>, u64)>> {
+        let Some(verified) = ctx.evidence_of(lowering, Phase::Verify)? else {
+            return Ok(None);
+        };
+        let declared = match &ctx.runbook.step(lowering).action.kind {
+            ActionKind::DnsTtl { previous_ttl, .. } => previous_ttl.map(|d| d.as_secs()),
+            _ => None,
+        };
+        let recorded = ctx.evidence_of(lowering, Phase::Act)?.and_then(|act| {
+            act.data["changes"]
+                .as_array()?
+                .iter()
+                .filter(|change| change["name"] == name)
+                .filter_map(|change| change["previous_ttl"].as_u64())
+                .max()
+        });
+        let Some(old_ttl) = declared.max(recorded) else {
+            return Ok(None);
+        };
+        let old_ttl_signed = i64::try_from(old_ttl).unwrap_or(i64::MAX);
+        Ok(Some((verified.at + chrono::Duration::seconds(old_ttl_signed), old_ttl)))
+    }
+
+    /// Waits until the old TTL has expired everywhere, unless told not to.
+    async fn wait_out_old_ttl(ctx: &StepContext<'_>, args: &SwitchArgs<'_>) -> anyhow::Result<Value> {
+        let Some(lowering) = Self::lowering_step(ctx.runbook, ctx.step, args) else {
+            return Ok(json!({ "lowered_by": null }));
+        };
+        let lowering_name = &ctx.runbook.step(lowering).name;
+        let Some((expires, old_ttl)) = Self::caches_expire_at(ctx, lowering, args.name)? else {
+            return Ok(json!({ "lowered_by": lowering_name, "old_ttl": null }));
+        };
+        let remaining = (expires - Utc::now()).to_std().unwrap_or_default();
+        let mut waited = false;
+        if !remaining.is_zero() {
+            if ctx.options.no_ttl_wait {
+                ctx.message(&format!(
+                    "not waiting {}s for the old TTL ({old_ttl}s, lowered by `{lowering_name}`) to expire: --no-ttl-wait was confirmed",
+                    remaining.as_secs()
+                ))?;
+            } else {
+                ctx.countdown(expires, &format!("old TTL {old_ttl}s expiring"));
+                ctx.sleep(remaining).await?;
+                waited = true;
+            }
+        }
+        Ok(json!({
+            "lowered_by": lowering_name,
+            "old_ttl": old_ttl,
+            "caches_expired_at": expires.to_rfc3339(),
+            "waited_seconds": if waited { remaining.as_secs() } else { 0 },
+            "wait_skipped": ctx.options.no_ttl_wait && !remaining.is_zero(),
+        }))
+    }
+}
+
+impl StepKind for DnsSwitch {
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+        Box::pin(async move {
+            let args = switch_args(ctx)?;
+            Ok(round_check(&Self::round(&args, args.new).await?))
+        })
+    }
+
+    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
+        Box::pin(async move {
+            let args = switch_args(ctx)?;
+            let ttl_wait = Self::wait_out_old_ttl(ctx, &args).await?;
+            let current = query(args.zone.primary, &args.zone.name, args.name, args.rtype, QUERY_TIMEOUT).await?;
+            let new = cutover_dns::canonical_input(args.rtype, &[args.new])?;
+            let swapped = if current.values == new {
+                // A resumed act whose update had already landed.
+                false
+            } else {
+                let ttl = current.ttl.unwrap_or(300);
+                updater(ctx, args.zone, QUERY_TIMEOUT)?
+                    .compare_and_swap(&args.zone.name, args.name, args.rtype, &[args.old], &[args.new], ttl)
+                    .await?;
+                true
+            };
+            let serial = soa(args.zone.primary, &args.zone.name, QUERY_TIMEOUT).await?.serial;
+            let summary = if swapped {
+                format!("{} {} {} -> {} at primary {}, serial {serial}", current.name, args.rtype, args.old, args.new, args.zone.primary)
+            } else {
+                format!("{} {} already {} at primary {}, serial {serial}", current.name, args.rtype, args.new, args.zone.primary)
+            };
+            Ok(Evidence::new(
+                summary,
+                json!({
+                    "primary": args.zone.primary.to_string(),
+                    "old": args.old,
+                    "new": args.new,
+                    "swapped": swapped,
+                    "ttl": current.ttl,
+                    "serial": serial,
+                    "ttl_wait": ttl_wait,
+                }),
+            ))
+        })
+    }
+
+    fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+        Box::pin(async move {
+            let args = switch_args(ctx)?;
+            let reports = Self::round(&args, args.new).await?;
+            let (verified, mut evidence) = round_evidence(&reports);
+            if !verified {
+                return Ok(Check::NotYet(evidence));
+            }
+            if !args.zone.resolvers.is_empty() {
+                let fqdn = reports.first().map_or_else(String::new, |r| r.name.clone());
+                let expiry = cache_expiry(&args.zone.resolvers, &fqdn, args.rtype, QUERY_TIMEOUT).await?;
+                let resolvers: Vec<Value> = expiry
+                    .resolvers
+                    .iter()
+                    .map(|r| json!({ "resolver": r.resolver.to_string(), "remaining_ttl": r.remaining, "error": r.error }))
+                    .collect();
+                let worst = expiry.worst_case.map(|d| d.as_secs());
+                if let Some(worst) = worst {
+                    evidence.summary.push_str(&format!("; resolver caches may hold the old answer for up to {worst}s more"));
+                }
+                evidence.data["caches"] = json!({ "resolvers": resolvers, "worst_case_seconds": worst });
+            }
+            Ok(Check::Satisfied(evidence))
+        })
+    }
+}
