@@ -219,7 +219,7 @@ pub struct StdinPrompter {
 
 impl StdinPrompter {
     /// Starts the reader thread (it ends at end of input or with the process).
-    pub fn new() -> StdinPrompter {
+    pub fn start() -> StdinPrompter {
         let (send, receive) = tokio::sync::mpsc::unbounded_channel();
         std::thread::spawn(move || {
             let stdin = std::io::stdin();

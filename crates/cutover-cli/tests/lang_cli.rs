@@ -39,7 +39,13 @@ fn reference_runbooks_check_clean() {
 
 #[test]
 fn reference_runbooks_are_formatted() {
-    cutover().arg("fmt").arg("--check").args(reference_runbooks()).assert().success().stdout("");
+    cutover()
+        .arg("fmt")
+        .arg("--check")
+        .args(reference_runbooks())
+        .assert()
+        .success()
+        .stdout("");
 }
 
 /// Runs `check` on `file` and returns its stderr; it must exit 1 without panicking.
@@ -56,7 +62,10 @@ fn empty_file_is_an_error() {
     let path = dir.path().join("empty.runbook");
     std::fs::write(&path, "").unwrap();
     let stderr = check_fails(&path);
-    assert!(stderr.contains("empty-file") && stderr.contains("is empty"), "{stderr}");
+    assert!(
+        stderr.contains("empty-file") && stderr.contains("is empty"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -73,14 +82,20 @@ fn non_utf8_bytes_are_an_error_pointing_at_the_byte() {
 fn a_directory_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let stderr = check_fails(dir.path());
-    assert!(stderr.contains("is a directory, not a runbook file"), "{stderr}");
+    assert!(
+        stderr.contains("is a directory, not a runbook file"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn a_missing_file_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let stderr = check_fails(&dir.path().join("nope.runbook"));
-    assert!(stderr.contains("cannot read") && stderr.contains("nope.runbook"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read") && stderr.contains("nope.runbook"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -89,30 +104,61 @@ fn a_ten_megabyte_line_is_an_error_and_is_not_echoed() {
     let path = dir.path().join("long.runbook");
     std::fs::write(&path, "x".repeat(10 * 1024 * 1024)).unwrap();
     let stderr = check_fails(&path);
-    assert!(stderr.contains("line-too-long") && stderr.contains("long.runbook:1:1"), "{stderr}");
-    assert!(stderr.len() < 10_000, "the long line was echoed: {} bytes", stderr.len());
-    cutover().arg("fmt").arg("--check").arg(&path).assert().code(1);
+    assert!(
+        stderr.contains("line-too-long") && stderr.contains("long.runbook:1:1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.len() < 10_000,
+        "the long line was echoed: {} bytes",
+        stderr.len()
+    );
+    cutover()
+        .arg("fmt")
+        .arg("--check")
+        .arg(&path)
+        .assert()
+        .code(1);
 }
 
 #[test]
 fn json_output_has_positions_and_codes() {
     let out = cutover()
-        .args(["check", "--format", "json", "fixtures/syntax/invalid/several-errors.runbook"])
+        .args([
+            "check",
+            "--format",
+            "json",
+            "fixtures/syntax/invalid/several-errors.runbook",
+        ])
         .assert()
         .code(1);
     let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(report["errors"], 3);
     let first = &report["diagnostics"][0];
     assert_eq!(first["code"], "unknown-name");
-    assert_eq!((first["line"].as_u64(), first["column"].as_u64()), (Some(16), Some(16)));
-    assert_eq!(first["file"], "fixtures/syntax/invalid/several-errors.runbook");
-    let codes: Vec<&str> = report["diagnostics"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
+    assert_eq!(
+        (first["line"].as_u64(), first["column"].as_u64()),
+        (Some(16), Some(16))
+    );
+    assert_eq!(
+        first["file"],
+        "fixtures/syntax/invalid/several-errors.runbook"
+    );
+    let codes: Vec<&str> = report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["code"].as_str().unwrap())
+        .collect();
     assert_eq!(codes, ["unknown-name", "bad-kind-args", "bad-value"]);
 }
 
 #[test]
 fn human_output_of_several_errors() {
-    let out = cutover().args(["check", "fixtures/syntax/invalid/several-errors.runbook"]).assert().code(1);
+    let out = cutover()
+        .args(["check", "fixtures/syntax/invalid/several-errors.runbook"])
+        .assert()
+        .code(1);
     insta::assert_snapshot!(String::from_utf8_lossy(&out.get_output().stderr));
 }
 
@@ -121,19 +167,44 @@ fn fmt_rewrites_in_place_and_check_shows_a_diff() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("messy.runbook");
     let messy = std::fs::read_to_string(repo().join("fixtures/fmt/input/messy.runbook")).unwrap();
-    let expected = std::fs::read_to_string(repo().join("fixtures/fmt/expected/messy.runbook")).unwrap();
+    let expected =
+        std::fs::read_to_string(repo().join("fixtures/fmt/expected/messy.runbook")).unwrap();
     std::fs::write(&path, &messy).unwrap();
 
-    let out = cutover().arg("fmt").arg("--check").arg(&path).assert().code(1);
+    let out = cutover()
+        .arg("fmt")
+        .arg("--check")
+        .arg(&path)
+        .assert()
+        .code(1);
     let diff = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
-    assert!(diff.contains("-runbook   messy") && diff.contains("+runbook messy"), "{diff}");
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), messy, "--check changed the file");
+    assert!(
+        diff.contains("-runbook   messy") && diff.contains("+runbook messy"),
+        "{diff}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        messy,
+        "--check changed the file"
+    );
 
     cutover().arg("fmt").arg(&path).assert().success();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers.len(), 1, "temporary files left behind: {leftovers:?}");
-    cutover().arg("fmt").arg("--check").arg(&path).assert().success();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "temporary files left behind: {leftovers:?}"
+    );
+    cutover()
+        .arg("fmt")
+        .arg("--check")
+        .arg(&path)
+        .assert()
+        .success();
 }
 
 #[test]
@@ -143,6 +214,12 @@ fn fmt_refuses_text_it_cannot_tokenise() {
     std::fs::write(&path, "runbook x\n\nstep s\n  manual \"not closed\n").unwrap();
     let out = cutover().arg("fmt").arg(&path).assert().code(1);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-    assert!(stderr.contains("unterminated-string") && stderr.contains("open.runbook:4:10"), "{stderr}");
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), "runbook x\n\nstep s\n  manual \"not closed\n");
+    assert!(
+        stderr.contains("unterminated-string") && stderr.contains("open.runbook:4:10"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "runbook x\n\nstep s\n  manual \"not closed\n"
+    );
 }

@@ -1,8 +1,9 @@
 //! Verifying 1,000 records at 3 servers on loopback, queries in flight concurrently: the
 //! batch a `dns.switch` wave or `plan --probe` makes. Goal: ≤ 50 ms median.
 //!
-//! The servers are the embedded authoritative server (`serve`), three instances of a
-//! generated zone of 1,000 A records, each on its own loopback port.
+//! The servers: three instances of the embedded authoritative server (`serve`) with a
+//! generated zone of 1,000 A records, each on its own loopback port; and, when BIND's `named`
+//! is installed, three `named` processes serving the same zone (killed when the bench ends).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -86,6 +87,83 @@ fn verify_1000_records_at_3_servers(c: &mut Criterion) {
     for handle in handles {
         runtime.block_on(handle.shutdown()).unwrap();
     }
+
+    let Some(named) = ["/usr/sbin/named", "/usr/bin/named"]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).exists())
+    else {
+        return;
+    };
+    let children: Vec<_> = (0..SERVERS)
+        .map(|index| {
+            start_named(
+                named,
+                &dir.path().join(format!("named-{index}")),
+                &zone_file,
+            )
+        })
+        .collect();
+    let servers: Vec<_> = children.iter().map(|(_, address)| *address).collect();
+    for &server in &servers {
+        wait_for(&runtime, server);
+    }
+    c.bench_function("verify 1000 records x 3 BIND servers", |bench| {
+        bench.iter(|| {
+            let reports = runtime
+                .block_on(verify_many(&servers, &checks, options))
+                .unwrap();
+            assert!(reports.iter().all(|report| report.verified));
+        });
+    });
+    for (mut child, _) in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+fn start_named(
+    named: &str,
+    dir: &std::path::Path,
+    zone_file: &std::path::Path,
+) -> (std::process::Child, std::net::SocketAddr) {
+    std::fs::create_dir_all(dir).unwrap();
+    let port = {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap().port()
+    };
+    let d = dir.display();
+    let conf = format!(
+        "controls {{ }};\noptions {{ directory \"{d}\"; pid-file \"{d}/named.pid\"; session-keyfile \"{d}/session.key\"; listen-on port {port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }}; recursion no; dnssec-validation no; }};\nzone \"bench.test\" {{ type primary; file \"{}\"; }};\n",
+        zone_file.display()
+    );
+    std::fs::write(dir.join("named.conf"), conf).unwrap();
+    let child = std::process::Command::new(named)
+        .args(["-g", "-4", "-c"])
+        .arg(dir.join("named.conf"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Bounded wait (10 s) until `named` answers.
+fn wait_for(runtime: &tokio::runtime::Runtime, server: std::net::SocketAddr) {
+    for _ in 0..100 {
+        if runtime
+            .block_on(cutover_dns::soa(
+                server,
+                "bench.test",
+                Duration::from_millis(100),
+            ))
+            .is_ok()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("named at {server} did not start");
 }
 
 criterion_group! {

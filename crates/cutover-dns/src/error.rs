@@ -126,21 +126,22 @@ pub enum DnsError {
     #[error("dns server: {0}")]
     Serve(String),
 
-    /// File system failure.
-    #[error("{context}: {source}")]
+    /// File system or socket failure (the cause is part of the message, not a separate source,
+    /// so that it is shown once).
+    #[error("{context}: {error}")]
     Io {
         /// What was being done.
         context: String,
         /// The failure.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
 impl DnsError {
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io(context: impl Into<String>, error: std::io::Error) -> Self {
         Self::Io {
             context: context.into(),
-            source,
+            error,
         }
     }
 }

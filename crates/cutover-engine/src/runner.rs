@@ -138,6 +138,7 @@ impl<'a> Engine<'a> {
         )))
     }
 
+    #[allow(clippy::too_many_arguments)] // one argument per column of a transition
     fn commit(
         &self,
         state: &SharedState,

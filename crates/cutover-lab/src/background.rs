@@ -23,7 +23,11 @@ pub fn log_file(dir: &Path) -> PathBuf {
 /// Whether `pid` is a running lab process (and not some other process that reuses the id).
 pub fn is_lab_process(pid: u32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|cmdline| cmdline.split(|&b| b == 0).any(|word| word == SERVE_MARKER.as_bytes()))
+        .map(|cmdline| {
+            cmdline
+                .split(|&b| b == 0)
+                .any(|word| word == SERVE_MARKER.as_bytes())
+        })
         .unwrap_or(false)
         && !is_zombie(pid)
 }
@@ -31,7 +35,10 @@ pub fn is_lab_process(pid: u32) -> bool {
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+        .and_then(|stat| {
+            stat.rsplit_once(") ")
+                .map(|(_, rest)| rest.starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
@@ -44,7 +51,12 @@ pub fn running(dir: &Path) -> Option<Manifest> {
 /// Starts `program args...` detached, logging to the lab's log file, and waits until it has
 /// written a manifest naming itself (ready), exits (failed: the log says why) or `timeout`
 /// passes (then it is stopped).
-pub fn start_detached(program: &Path, args: &[String], dir: &Path, timeout: Duration) -> Result<Manifest, LabError> {
+pub fn start_detached(
+    program: &Path,
+    args: &[String],
+    dir: &Path,
+    timeout: Duration,
+) -> Result<Manifest, LabError> {
     if let Some(manifest) = running(dir) {
         return Err(LabError::Process(format!(
             "a lab is already running in {} (process {}); stop it with `cutover lab down --dir {}`",
@@ -57,14 +69,24 @@ pub fn start_detached(program: &Path, args: &[String], dir: &Path, timeout: Dura
     match std::fs::remove_file(&manifest_path) {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => return Err(LabError::io("cannot remove the stale manifest", &manifest_path, err)),
+        Err(err) => {
+            return Err(LabError::io(
+                "cannot remove the stale manifest",
+                &manifest_path,
+                err,
+            ));
+        }
     }
     let log = log_file(dir);
     if let Some(parent) = log.parent() {
-        std::fs::create_dir_all(parent).map_err(|err| LabError::io("cannot create", parent, err))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|err| LabError::io("cannot create", parent, err))?;
     }
-    let log_out = std::fs::File::create(&log).map_err(|err| LabError::io("cannot create", &log, err))?;
-    let log_err = log_out.try_clone().map_err(|err| LabError::io("cannot open", &log, err))?;
+    let log_out =
+        std::fs::File::create(&log).map_err(|err| LabError::io("cannot create", &log, err))?;
+    let log_err = log_out
+        .try_clone()
+        .map_err(|err| LabError::io("cannot open", &log, err))?;
     let mut command = Command::new(program);
     command
         .args(args)
@@ -121,12 +143,15 @@ fn stop_child(child: &mut Child) {
 }
 
 fn signal(pid: u32, signal: libc::c_int) -> Result<(), LabError> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| LabError::Process(format!("process id {pid} is out of range")))?;
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| LabError::Process(format!("process id {pid} is out of range")))?;
     // SAFETY: kill has no memory effects on this process.
     if unsafe { libc::kill(pid, signal) } == -1 {
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::ESRCH) {
-            return Err(LabError::Process(format!("cannot signal lab process {pid}: {err}")));
+            return Err(LabError::Process(format!(
+                "cannot signal lab process {pid}: {err}"
+            )));
         }
     }
     Ok(())

@@ -8,7 +8,9 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use cutover_lang::{Action, ActionKind, Endpoint, HostId, RecordType, Runbook, SecretRef, Transport, TsigAlgorithm};
+use cutover_lang::{
+    Action, ActionKind, Endpoint, HostId, RecordType, Runbook, SecretRef, Transport, TsigAlgorithm,
+};
 
 use crate::error::LabError;
 
@@ -159,7 +161,9 @@ impl Blueprint {
         for host in &self.hosts {
             for &port in &host.listen {
                 let address = SocketAddr::new(host.addr, port);
-                if let Some(other) = taken.insert(address, format!("host {}'s port {port}", host.name)) {
+                if let Some(other) =
+                    taken.insert(address, format!("host {}'s port {port}", host.name))
+                {
                     return Err(LabError::Unsupported(format!(
                         "{address} would be both {other} and host {}'s port {port}; give the hosts distinct addresses",
                         host.name
@@ -210,14 +214,16 @@ fn kind_lines(runbook: &Runbook) -> impl Iterator<Item = &ActionKind> {
 
 /// Every line of every step: kind, `undo` and `verify` lines.
 fn all_lines(runbook: &Runbook) -> impl Iterator<Item = &Action> {
-    runbook
-        .steps
-        .iter()
-        .flat_map(|step| std::iter::once(&step.action).chain(step.undo.iter()).chain(step.verify.iter()))
+    runbook.steps.iter().flat_map(|step| {
+        std::iter::once(&step.action)
+            .chain(step.undo.iter())
+            .chain(step.verify.iter())
+    })
 }
 
 fn seconds(ttl: Duration, what: &str) -> Result<u32, LabError> {
-    u32::try_from(ttl.as_secs()).map_err(|_| LabError::Unsupported(format!("{what}: TTL {}s is too large", ttl.as_secs())))
+    u32::try_from(ttl.as_secs())
+        .map_err(|_| LabError::Unsupported(format!("{what}: TTL {}s is too large", ttl.as_secs())))
 }
 
 /// A record name relative to `zone` (`@` for the apex), lower-cased.
@@ -232,7 +238,9 @@ fn relative_name(zone: &str, name: &str) -> Result<String, LabError> {
     }
     match absolute.strip_suffix(&format!(".{zone}")) {
         Some(relative) => Ok(relative.to_string()),
-        None => Err(LabError::Unsupported(format!("record {name} is not inside zone {zone}"))),
+        None => Err(LabError::Unsupported(format!(
+            "record {name} is not inside zone {zone}"
+        ))),
     }
 }
 
@@ -241,7 +249,8 @@ fn relative_name(zone: &str, name: &str) -> Result<String, LabError> {
 fn zones(runbook: &Runbook) -> Result<Vec<ZoneBlueprint>, LabError> {
     // Per zone: (name, type) -> (ttl, value), both optional until the end.
     type Slot = (Option<(u32, String)>, Option<(String, String)>);
-    let mut wanted: Vec<BTreeMap<(String, RecordType), Slot>> = vec![BTreeMap::new(); runbook.zones.len()];
+    let mut wanted: Vec<BTreeMap<(String, RecordType), Slot>> =
+        vec![BTreeMap::new(); runbook.zones.len()];
     let mut order: Vec<Vec<(String, RecordType)>> = vec![Vec::new(); runbook.zones.len()];
     for (step, kind) in runbook.steps.iter().zip(kind_lines(runbook)) {
         match kind {
@@ -263,12 +272,19 @@ fn zones(runbook: &Runbook) -> Result<Vec<ZoneBlueprint>, LabError> {
                         && let Some(was) = previous_ttl
                     {
                         let what = format!("step {}", step.name);
-                        slot.0 = Some((seconds(*was, &what)?, format!("`was` of step {}", step.name)));
+                        slot.0 = Some((
+                            seconds(*was, &what)?,
+                            format!("`was` of step {}", step.name),
+                        ));
                     }
                 }
             }
             ActionKind::DnsSwitch {
-                zone, name, rtype, old, ..
+                zone,
+                name,
+                rtype,
+                old,
+                ..
             } => {
                 let zone_name = &runbook.zone(*zone).name;
                 let key = (relative_name(zone_name, name)?, *rtype);
@@ -293,7 +309,9 @@ fn zones(runbook: &Runbook) -> Result<Vec<ZoneBlueprint>, LabError> {
             let (ttl, value) = &wanted[index][key];
             let (name, rtype) = key;
             let ttl_value = ttl.as_ref().map_or(DEFAULT_TTL, |(ttl, _)| *ttl);
-            let ttl_origin = ttl.as_ref().map_or_else(|| format!("default TTL {DEFAULT_TTL}"), |(_, o)| o.clone());
+            let ttl_origin = ttl
+                .as_ref()
+                .map_or_else(|| format!("default TTL {DEFAULT_TTL}"), |(_, o)| o.clone());
             if name == "@" && *rtype == RecordType::Ns {
                 if value.is_some() {
                     return Err(LabError::Unsupported(format!(
@@ -308,7 +326,10 @@ fn zones(runbook: &Runbook) -> Result<Vec<ZoneBlueprint>, LabError> {
                 Some((value, origin)) => (value.clone(), origin.clone()),
                 None => {
                     generated += 1;
-                    (placeholder(&zone.name, name, *rtype, generated)?, "placeholder value".to_string())
+                    (
+                        placeholder(&zone.name, name, *rtype, generated)?,
+                        "placeholder value".to_string(),
+                    )
                 }
             };
             records.push(RecordBlueprint {
@@ -336,7 +357,9 @@ fn placeholder(zone: &str, name: &str, rtype: RecordType, index: u32) -> Result<
     let host_part = u8::try_from(index.min(254)).unwrap_or(254);
     Ok(match rtype {
         RecordType::A => format!("192.0.2.{host_part}"),
-        RecordType::Aaaa => Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(host_part)).to_string(),
+        RecordType::Aaaa => {
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(host_part)).to_string()
+        }
         RecordType::Cname => format!("lab-target.{zone}."),
         RecordType::Mx => format!("10 lab-mail.{zone}."),
         RecordType::Txt => "\"cutover lab\"".to_string(),
@@ -356,11 +379,13 @@ fn servers(
 ) -> Result<(Vec<PrimaryBlueprint>, Vec<SecondaryBlueprint>), LabError> {
     let mut primaries: BTreeMap<SocketAddr, PrimaryBlueprint> = BTreeMap::new();
     for (index, zone) in runbook.zones.iter().enumerate() {
-        let primary = primaries.entry(zone.primary).or_insert_with(|| PrimaryBlueprint {
-            address: zone.primary,
-            zones: Vec::new(),
-            keys: Vec::new(),
-        });
+        let primary = primaries
+            .entry(zone.primary)
+            .or_insert_with(|| PrimaryBlueprint {
+                address: zone.primary,
+                zones: Vec::new(),
+                keys: Vec::new(),
+            });
         primary.zones.push(index);
         if let Some(key) = zone.key
             && !primary.keys.contains(&key.0)
@@ -380,11 +405,13 @@ fn servers(
                     zone.name
                 )));
             }
-            let secondary = secondaries.entry(address).or_insert_with(|| SecondaryBlueprint {
-                address,
-                primary: zone.primary,
-                zones: Vec::new(),
-            });
+            let secondary = secondaries
+                .entry(address)
+                .or_insert_with(|| SecondaryBlueprint {
+                    address,
+                    primary: zone.primary,
+                    zones: Vec::new(),
+                });
             if secondary.primary != zone.primary {
                 return Err(LabError::Unsupported(format!(
                     "{address} verifies zones with different primaries ({} and {}); the lab's secondaries follow one primary",
@@ -394,7 +421,10 @@ fn servers(
             secondary.zones.push(index);
         }
     }
-    Ok((primaries.into_values().collect(), secondaries.into_values().collect()))
+    Ok((
+        primaries.into_values().collect(),
+        secondaries.into_values().collect(),
+    ))
 }
 
 /// The scheme and port of an `http.check` URL.
@@ -407,7 +437,9 @@ fn url_port(url: &str) -> Result<u16, LabError> {
             "http.check {url}: the lab serves plain HTTP only; use an http:// URL"
         )));
     } else {
-        return Err(LabError::Unsupported(format!("http.check {url}: not an http:// URL")));
+        return Err(LabError::Unsupported(format!(
+            "http.check {url}: not an http:// URL"
+        )));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let authority = authority.rsplit('@').next().unwrap_or_default();
@@ -422,7 +454,11 @@ fn url_port(url: &str) -> Result<u16, LabError> {
 /// A host path under the host's folder; `..` may not climb out of it.
 fn local_file(root: &Path, host: &str, path: &str) -> Result<PathBuf, LabError> {
     let relative = Path::new(path.trim_start_matches('/'));
-    if relative.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) || relative.as_os_str().is_empty() {
+    if relative
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        || relative.as_os_str().is_empty()
+    {
         return Err(LabError::Unsupported(format!(
             "{host}:{path}: the path must name a file inside the host's folder"
         )));
@@ -462,7 +498,11 @@ fn hosts(runbook: &Runbook, dir: &Path) -> Result<Vec<HostBlueprint>, LabError> 
                     hosts[target.host.0].closed.insert(target.port);
                 }
             }
-            ActionKind::HttpCheck { url, host: Some(host), .. } => {
+            ActionKind::HttpCheck {
+                url,
+                host: Some(host),
+                ..
+            } => {
                 let port = url_port(url)?;
                 hosts[host.0].listen.insert(port);
             }
@@ -542,7 +582,14 @@ mod tests {
 
     fn runbook(text: &str) -> Runbook {
         let loaded = cutover_lang::parse_source("lab.runbook", text.to_string());
-        assert!(loaded.diagnostics.iter().all(|d| d.severity != cutover_lang::Severity::Error), "{:?}", loaded.diagnostics);
+        assert!(
+            loaded
+                .diagnostics
+                .iter()
+                .all(|d| d.severity != cutover_lang::Severity::Error),
+            "{:?}",
+            loaded.diagnostics
+        );
         loaded.runbook.expect("runbook")
     }
 
@@ -562,12 +609,32 @@ mod tests {
         let blueprint = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap();
         let zone = &blueprint.zones[0];
         assert_eq!(zone.records.len(), 2);
-        assert_eq!((zone.records[0].name.as_str(), zone.records[0].value.as_str(), zone.records[0].ttl), ("www", "127.0.0.10", 40));
-        assert_eq!((zone.records[1].name.as_str(), zone.records[1].value.as_str(), zone.records[1].ttl), ("mail", "192.0.2.1", 40));
+        assert_eq!(
+            (
+                zone.records[0].name.as_str(),
+                zone.records[0].value.as_str(),
+                zone.records[0].ttl
+            ),
+            ("www", "127.0.0.10", 40)
+        );
+        assert_eq!(
+            (
+                zone.records[1].name.as_str(),
+                zone.records[1].value.as_str(),
+                zone.records[1].ttl
+            ),
+            ("mail", "192.0.2.1", 40)
+        );
         assert_eq!(blueprint.primaries.len(), 1);
         assert_eq!(blueprint.secondaries.len(), 1);
-        assert_eq!(blueprint.secondaries[0].address, "127.0.0.54:5301".parse().unwrap());
-        assert_eq!(blueprint.keys[0].secret, SecretRef::File(PathBuf::from("/lab/keys/k.key")));
+        assert_eq!(
+            blueprint.secondaries[0].address,
+            "127.0.0.54:5301".parse().unwrap()
+        );
+        assert_eq!(
+            blueprint.keys[0].secret,
+            SecretRef::File(PathBuf::from("/lab/keys/k.key"))
+        );
     }
 
     #[test]
@@ -581,11 +648,17 @@ mod tests {
         );
         let blueprint = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap();
         let new = &blueprint.hosts[1];
-        assert_eq!(new.listen.iter().copied().collect::<Vec<_>>(), vec![8080, 8081]);
+        assert_eq!(
+            new.listen.iter().copied().collect::<Vec<_>>(),
+            vec![8080, 8081]
+        );
         assert_eq!(new.closed.iter().copied().collect::<Vec<_>>(), vec![3306]);
         let old = &blueprint.hosts[0];
         assert_eq!(old.images.len(), 1, "the same image is generated once");
-        assert_eq!(old.images[0].file, PathBuf::from("/lab/hosts/old/srv/a.img"));
+        assert_eq!(
+            old.images[0].file,
+            PathBuf::from("/lab/hosts/old/srv/a.img")
+        );
         assert_eq!(old.images[0].size, 8 << 20);
         assert_eq!(old.databases[0].size, DEFAULT_FILE_SIZE);
         assert_eq!(new.outputs.len(), 2);
@@ -595,30 +668,49 @@ mod tests {
     fn public_addresses_are_refused() {
         let text = BASE.replace("127.0.0.54:5301", "192.0.2.53:53");
         let err = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap_err();
-        assert!(err.to_string().contains("192.0.2.53:53 is not a loopback address"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("192.0.2.53:53 is not a loopback address"),
+            "{err}"
+        );
         let text = BASE.replace("addr 127.0.0.20", "addr 80.248.164.42");
         let err = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap_err();
-        assert!(err.to_string().contains("host new: address 80.248.164.42"), "{err}");
+        assert!(
+            err.to_string().contains("host new: address 80.248.164.42"),
+            "{err}"
+        );
     }
 
     #[test]
     fn conflicting_ports_and_https_are_refused() {
         let text = format!("{BASE}\nstep a\n  port.open new:80\nstep b\n  port.closed new:80\n");
         let err = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap_err();
-        assert!(err.to_string().contains("port 80 is checked both open and closed"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("port 80 is checked both open and closed"),
+            "{err}"
+        );
         let text = format!("{BASE}\nstep a\n  http.check https://new/\n");
         let err = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap_err();
         assert!(err.to_string().contains("plain HTTP only"), "{err}");
-        let text = format!("{BASE}\nstep a\n  port.open old:5301\n").replace("127.0.0.53:5301", "127.0.0.10:5301");
+        let text = format!("{BASE}\nstep a\n  port.open old:5301\n")
+            .replace("127.0.0.53:5301", "127.0.0.10:5301");
         let err = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap_err();
-        assert!(err.to_string().contains("would be both a DNS server"), "{err}");
+        assert!(
+            err.to_string().contains("would be both a DNS server"),
+            "{err}"
+        );
     }
 
     #[test]
     fn paths_stay_inside_the_host_folder() {
-        let text = format!("{BASE}\nstep copy\n  image.copy old:/srv/../../etc/passwd -> new:/x.img\n");
+        let text =
+            format!("{BASE}\nstep copy\n  image.copy old:/srv/../../etc/passwd -> new:/x.img\n");
         let err = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap_err();
-        assert!(err.to_string().contains("inside the host's folder"), "{err}");
+        assert!(
+            err.to_string().contains("inside the host's folder"),
+            "{err}"
+        );
     }
 
     #[test]

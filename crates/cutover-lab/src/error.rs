@@ -41,7 +41,11 @@ pub enum LabError {
 }
 
 impl LabError {
-    pub(crate) fn io(what: impl Into<String>, path: impl Into<PathBuf>, source: std::io::Error) -> LabError {
+    pub(crate) fn io(
+        what: impl Into<String>,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> LabError {
         LabError::Io {
             what: what.into(),
             path: path.into(),

@@ -31,7 +31,8 @@ fn seeded(host: &str, path: &str) -> blake3::OutputReader {
 
 fn create_parent(file: &Path) -> Result<(), LabError> {
     if let Some(parent) = file.parent() {
-        std::fs::create_dir_all(parent).map_err(|err| LabError::io("cannot create", parent, err))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|err| LabError::io("cannot create", parent, err))?;
     }
     Ok(())
 }
@@ -58,7 +59,10 @@ pub fn write_image(host: &str, image: &FileBlueprint) -> Result<(), LabError> {
 
 /// Writes a SQLite database of about the blueprint's size: accounts, pages and their revisions.
 /// Returns the number of rows per table.
-pub fn write_database(host: &str, database: &FileBlueprint) -> Result<Vec<(String, u64)>, LabError> {
+pub fn write_database(
+    host: &str,
+    database: &FileBlueprint,
+) -> Result<Vec<(String, u64)>, LabError> {
     create_parent(&database.file)?;
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut name = database.file.clone().into_os_string();
@@ -66,7 +70,13 @@ pub fn write_database(host: &str, database: &FileBlueprint) -> Result<Vec<(Strin
         match std::fs::remove_file(&name) {
             Ok(()) => {}
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(LabError::io("cannot replace database", database.file.clone(), err)),
+            Err(err) => {
+                return Err(LabError::io(
+                    "cannot replace database",
+                    database.file.clone(),
+                    err,
+                ));
+            }
         }
     }
     let db_error = |source| LabError::Database {
@@ -94,7 +104,11 @@ pub fn write_database(host: &str, database: &FileBlueprint) -> Result<Vec<(Strin
             .map_err(db_error)?;
         for id in 1..=accounts {
             insert
-                .execute(params![id, format!("user{id}"), format!("user{id}@{host}.lab")])
+                .execute(params![
+                    id,
+                    format!("user{id}"),
+                    format!("user{id}@{host}.lab")
+                ])
                 .map_err(db_error)?;
         }
         let mut insert = transaction
@@ -111,7 +125,12 @@ pub fn write_database(host: &str, database: &FileBlueprint) -> Result<Vec<(Strin
             .prepare("INSERT INTO revisions (id, page, at, note) VALUES (?1, ?2, ?3, ?4)")
             .map_err(db_error)?;
         for id in 1..=revisions {
-            let at = format!("2013-03-{:02} {:02}:{:02}:00", 1 + id % 14, id % 24, id % 60);
+            let at = format!(
+                "2013-03-{:02} {:02}:{:02}:00",
+                1 + id % 14,
+                id % 24,
+                id % 60
+            );
             insert
                 .execute(params![id, 1 + id % pages, at, format!("edit {id}")])
                 .map_err(db_error)?;
@@ -157,14 +176,28 @@ mod tests {
         write_image("wiki", &image).unwrap();
         let meta = std::fs::metadata(&image.file).unwrap();
         assert_eq!(meta.len(), 10 << 20);
-        assert!(meta.blocks() * 512 < 5 << 20, "holes stay holes: {} bytes allocated", meta.blocks() * 512);
+        assert!(
+            meta.blocks() * 512 < 5 << 20,
+            "holes stay holes: {} bytes allocated",
+            meta.blocks() * 512
+        );
         let first = std::fs::read(&image.file).unwrap();
-        assert!(first[..1024].iter().any(|&b| b != 0), "the image starts with data");
-        assert!(first[2 << 20..3 << 20].iter().all(|&b| b == 0), "a hole reads as zeros");
+        assert!(
+            first[..1024].iter().any(|&b| b != 0),
+            "the image starts with data"
+        );
+        assert!(
+            first[2 << 20..3 << 20].iter().all(|&b| b == 0),
+            "a hole reads as zeros"
+        );
         write_image("wiki", &image).unwrap();
         assert_eq!(std::fs::read(&image.file).unwrap(), first);
         write_image("other", &image).unwrap();
-        assert_ne!(std::fs::read(&image.file).unwrap(), first, "another host gets other bytes");
+        assert_ne!(
+            std::fs::read(&image.file).unwrap(),
+            first,
+            "another host gets other bytes"
+        );
     }
 
     #[test]
@@ -175,7 +208,9 @@ mod tests {
         let connection = Connection::open(&database.file).unwrap();
         for (table, rows) in counts {
             let stored: i64 = connection
-                .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                    row.get(0)
+                })
                 .unwrap();
             assert_eq!(stored.unsigned_abs(), rows, "{table}");
             assert!(rows >= 4);

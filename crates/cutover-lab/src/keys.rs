@@ -94,13 +94,16 @@ fn write_new_key(file: &Path, key: &KeyBlueprint) -> Result<(), LabError> {
         data_encoding::BASE64.encode(&secret)
     );
     if let Some(parent) = file.parent() {
-        std::fs::create_dir_all(parent).map_err(|err| LabError::io("cannot create", parent, err))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|err| LabError::io("cannot create", parent, err))?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut out = options.open(file).map_err(|err| LabError::io("cannot create key file", file, err))?;
+    let mut out = options
+        .open(file)
+        .map_err(|err| LabError::io("cannot create key file", file, err))?;
     out.write_all(block.as_bytes())
         .map_err(|err| LabError::io("cannot write key file", file, err))
 }
@@ -121,7 +124,11 @@ mod tests {
         assert!(info.created);
         assert_eq!(key.name(), "lab-update");
         assert_eq!(key.algorithm(), cutover_dns::TsigAlgorithm::HmacSha512);
-        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join("keys/lab.key")).unwrap().permissions());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join("keys/lab.key"))
+                .unwrap()
+                .permissions(),
+        );
         assert_eq!(mode & 0o077, 0, "the key file is private");
         let (again, info) = load_or_create(&blueprint, dir.path()).unwrap();
         assert!(!info.created, "an existing key is reused");
@@ -140,6 +147,9 @@ mod tests {
         let (_, info) = load_or_create(&blueprint, dir.path()).unwrap();
         assert_eq!(info.file, Some(dir.path().join("k.key")));
         let instruction = info.instruction().unwrap();
-        assert!(instruction.starts_with("export CUTOVER_LAB_TEST_UNSET_KEY=\"$(cat "), "{instruction}");
+        assert!(
+            instruction.starts_with("export CUTOVER_LAB_TEST_UNSET_KEY=\"$(cat "),
+            "{instruction}"
+        );
     }
 }

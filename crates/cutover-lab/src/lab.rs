@@ -116,9 +116,11 @@ impl Manifest {
     /// Reads the manifest of the lab in `dir`.
     pub fn read(dir: &Path) -> Result<Manifest, LabError> {
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|err| LabError::io("cannot read lab manifest", &path, err))?;
-        serde_json::from_str(&text)
-            .map_err(|err| LabError::Process(format!("{} is not a lab manifest: {err}", path.display())))
+        let text = std::fs::read_to_string(&path)
+            .map_err(|err| LabError::io("cannot read lab manifest", &path, err))?;
+        serde_json::from_str(&text).map_err(|err| {
+            LabError::Process(format!("{} is not a lab manifest: {err}", path.display()))
+        })
     }
 
     /// Writes the manifest to `DIR/lab.json` (whole, through a temporary file).
@@ -127,8 +129,10 @@ impl Manifest {
         let temporary = self.dir.join(format!(".{MANIFEST_FILE}.tmp"));
         let text = serde_json::to_string_pretty(self)
             .map_err(|err| LabError::Process(format!("cannot encode the lab manifest: {err}")))?;
-        std::fs::write(&temporary, text + "\n").map_err(|err| LabError::io("cannot write", &temporary, err))?;
-        std::fs::rename(&temporary, &path).map_err(|err| LabError::io("cannot write", &path, err))?;
+        std::fs::write(&temporary, text + "\n")
+            .map_err(|err| LabError::io("cannot write", &temporary, err))?;
+        std::fs::rename(&temporary, &path)
+            .map_err(|err| LabError::io("cannot write", &path, err))?;
         Ok(path)
     }
 
@@ -136,7 +140,12 @@ impl Manifest {
     pub fn describe(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
-        let _ = writeln!(out, "lab for runbook {} in {}", self.runbook, self.dir.display());
+        let _ = writeln!(
+            out,
+            "lab for runbook {} in {}",
+            self.runbook,
+            self.dir.display()
+        );
         if let Some(file) = &self.runbook_file {
             let _ = writeln!(out, "  runbook   {}", file.display());
         }
@@ -150,7 +159,13 @@ impl Manifest {
                 .follows
                 .map(|p| format!(", follows {p} {}ms late", self.lag_ms))
                 .unwrap_or_default();
-            let _ = writeln!(out, "  dns       {} {} {}{follows}", server.role, server.address, zones.join(", "));
+            let _ = writeln!(
+                out,
+                "  dns       {} {} {}{follows}",
+                server.role,
+                server.address,
+                zones.join(", ")
+            );
         }
         for key in &self.keys {
             let place = match (&key.env, &key.file) {
@@ -160,11 +175,25 @@ impl Manifest {
                 (None, None) => String::new(),
             };
             let created = if key.created { ", created" } else { "" };
-            let _ = writeln!(out, "  key       {} {} {place}{created}", key.name, key.algorithm);
+            let _ = writeln!(
+                out,
+                "  key       {} {} {place}{created}",
+                key.name, key.algorithm
+            );
         }
         for host in &self.hosts {
-            let ports = |ports: &[u16]| ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
-            let mut line = format!("  host      {:<14} {:<15}", host.name, host.addr.to_string());
+            let ports = |ports: &[u16]| {
+                ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let mut line = format!(
+                "  host      {:<14} {:<15}",
+                host.name,
+                host.addr.to_string()
+            );
             if !host.listening.is_empty() {
                 line.push_str(&format!(" listening {}", ports(&host.listening)));
             }
@@ -177,7 +206,11 @@ impl Manifest {
             let _ = writeln!(out, "{}", line.trim_end());
             for file in &host.files {
                 let how = if file.generated { "generated" } else { "kept" };
-                let _ = writeln!(out, "              {} {} ({} bytes, {how})", file.kind, file.path, file.size);
+                let _ = writeln!(
+                    out,
+                    "              {} {} ({} bytes, {how})",
+                    file.kind, file.path, file.size
+                );
             }
         }
         out
@@ -198,7 +231,9 @@ pub struct LabHandle {
 
 impl std::fmt::Debug for LabHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LabHandle").field("manifest", &self.manifest).finish_non_exhaustive()
+        f.debug_struct("LabHandle")
+            .field("manifest", &self.manifest)
+            .finish_non_exhaustive()
     }
 }
 
@@ -206,7 +241,11 @@ impl Lab {
     /// Builds the world `runbook` needs and starts serving it. `dir` is the runbook's folder:
     /// host folders (`via local`) and key files resolve there, and the manifest is written
     /// there as `lab.json`. Must be called inside a tokio runtime.
-    pub async fn start(runbook: &Runbook, dir: &Path, options: LabOptions) -> Result<LabHandle, LabError> {
+    pub async fn start(
+        runbook: &Runbook,
+        dir: &Path,
+        options: LabOptions,
+    ) -> Result<LabHandle, LabError> {
         let blueprint = Blueprint::from_runbook(runbook, dir)?;
         let internal = dir.join(INTERNAL_DIR);
         let dns_state = internal.join("dns");
@@ -245,7 +284,8 @@ impl Lab {
         };
 
         let zones_dir = internal.join("zones");
-        std::fs::create_dir_all(&zones_dir).map_err(|err| LabError::io("cannot create", &zones_dir, err))?;
+        std::fs::create_dir_all(&zones_dir)
+            .map_err(|err| LabError::io("cannot create", &zones_dir, err))?;
         let serial = initial_serial();
         let mut primaries = Vec::new();
         for primary in &blueprint.primaries {
@@ -254,13 +294,17 @@ impl Lab {
                 let zone = &blueprint.zones[zone];
                 let file = zones_dir.join(format!("{}.zone", zone.name));
                 let text = zonefile::render(zone, serial, &runbook.name);
-                std::fs::write(&file, text).map_err(|err| LabError::io("cannot write zone file", &file, err))?;
+                std::fs::write(&file, text)
+                    .map_err(|err| LabError::io("cannot write zone file", &file, err))?;
                 sources.push(ZoneSource {
                     name: zone.name.clone(),
                     file,
                 });
             }
-            let mut allow_transfer: Vec<IpAddr> = vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST)];
+            let mut allow_transfer: Vec<IpAddr> = vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ];
             allow_transfer.extend(blueprint.secondaries.iter().map(|s| s.address.ip()));
             let server = cutover_dns::serve(ServeConfig {
                 zones: sources.clone(),
@@ -291,7 +335,11 @@ impl Lab {
         }
         for secondary in &blueprint.secondaries {
             let server = cutover_dns::serve_secondary(SecondaryConfig {
-                zones: secondary.zones.iter().map(|&z| blueprint.zones[z].name.clone()).collect(),
+                zones: secondary
+                    .zones
+                    .iter()
+                    .map(|&z| blueprint.zones[z].name.clone())
+                    .collect(),
                 primary: secondary.primary,
                 key: None,
                 listen: vec![secondary.address],
@@ -323,7 +371,9 @@ impl Lab {
             for &port in &host.listen {
                 let address = SocketAddr::new(host.addr, port);
                 let body = listen::body_for(&host.name, host.site.as_deref(), address);
-                handle.listeners.push(listen::start(&host.name, address, body).await?);
+                handle
+                    .listeners
+                    .push(listen::start(&host.name, address, body).await?);
             }
         }
         Ok(handle)
@@ -370,11 +420,17 @@ fn build_hosts(blueprint: &Blueprint, fresh: bool) -> Result<Vec<HostInfo>, LabE
     let mut hosts = Vec::new();
     for host in &blueprint.hosts {
         if let Some(root) = &host.root {
-            std::fs::create_dir_all(root).map_err(|err| LabError::io("cannot create host folder", root, err))?;
+            std::fs::create_dir_all(root)
+                .map_err(|err| LabError::io("cannot create host folder", root, err))?;
         }
-        if fresh {
-            for output in &host.outputs {
+        for output in &host.outputs {
+            if fresh {
                 files::remove_output(output)?;
+            }
+            // The destination host has its folders, as a prepared server would.
+            if let Some(parent) = output.file.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|err| LabError::io("cannot create", parent, err))?;
             }
         }
         let mut infos = Vec::new();
@@ -412,7 +468,11 @@ fn build_hosts(blueprint: &Blueprint, fresh: bool) -> Result<Vec<HostInfo>, LabE
 
 /// Today's first serial, in the usual YYYYMMDDnn form.
 fn initial_serial() -> u32 {
-    Utc::now().format("%Y%m%d01").to_string().parse().unwrap_or(1)
+    Utc::now()
+        .format("%Y%m%d01")
+        .to_string()
+        .parse()
+        .unwrap_or(1)
 }
 
 fn address_folder(address: SocketAddr) -> String {

@@ -40,13 +40,13 @@ mod listen;
 mod zonefile;
 
 pub use blueprint::{
-    Blueprint, DEFAULT_FILE_SIZE, DEFAULT_TTL, FileBlueprint, HostBlueprint, KeyBlueprint, MAX_FILE_SIZE,
-    PrimaryBlueprint, RecordBlueprint, SecondaryBlueprint, ZoneBlueprint,
+    Blueprint, DEFAULT_FILE_SIZE, DEFAULT_TTL, FileBlueprint, HostBlueprint, KeyBlueprint,
+    MAX_FILE_SIZE, PrimaryBlueprint, RecordBlueprint, SecondaryBlueprint, ZoneBlueprint,
 };
 pub use error::LabError;
 pub use keys::KeyInfo;
 pub use lab::{
-    DnsServerInfo, FileInfo, HostInfo, INTERNAL_DIR, Lab, LabHandle, LabOptions, MANIFEST_FILE, Manifest,
-    ServedZoneInfo,
+    DnsServerInfo, FileInfo, HostInfo, INTERNAL_DIR, Lab, LabHandle, LabOptions, MANIFEST_FILE,
+    Manifest, ServedZoneInfo,
 };
 pub use listen::body_for;

@@ -29,12 +29,18 @@ pub fn body_for(host: &str, site: Option<&str>, address: SocketAddr) -> String {
 }
 
 /// Binds `address` and serves it until the returned task is aborted.
-pub async fn start(host: &str, address: SocketAddr, body: String) -> Result<JoinHandle<()>, LabError> {
-    let listener = TcpListener::bind(address).await.map_err(|source| LabError::Listen {
-        host: host.to_string(),
-        address,
-        source,
-    })?;
+pub async fn start(
+    host: &str,
+    address: SocketAddr,
+    body: String,
+) -> Result<JoinHandle<()>, LabError> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| LabError::Listen {
+            host: host.to_string(),
+            address,
+            source,
+        })?;
     Ok(tokio::spawn(accept_loop(listener, Arc::from(body))))
 }
 
@@ -84,12 +90,17 @@ async fn answer(mut stream: TcpStream, body: &str) -> std::io::Result<()> {
     let request_line = String::from_utf8_lossy(request_line);
     let mut words = request_line.split_whitespace();
     let method = words.next().unwrap_or_default();
-    let is_http = words.nth(1).is_some_and(|version| version.starts_with("HTTP/1."));
+    let is_http = words
+        .nth(1)
+        .is_some_and(|version| version.starts_with("HTTP/1."));
     if !is_http {
         return Ok(());
     }
     let (status, text) = if head.len() >= MAX_REQUEST_HEAD {
-        ("431 Request Header Fields Too Large", "request head too large\n")
+        (
+            "431 Request Header Fields Too Large",
+            "request head too large\n",
+        )
     } else {
         ("200 OK", body)
     };
@@ -133,7 +144,10 @@ mod tests {
         assert!(answer.contains("served by wiki-new."));
 
         let head = exchange(address, b"HEAD / HTTP/1.0\r\n\r\n").await;
-        assert!(head.starts_with("HTTP/1.1 200 OK") && !head.contains("served by"), "{head}");
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK") && !head.contains("served by"),
+            "{head}"
+        );
 
         let silent = TcpStream::connect(address).await.unwrap();
         drop(silent);
@@ -142,6 +156,9 @@ mod tests {
 
         task.abort();
         let _ = task.await;
-        assert!(TcpStream::connect(address).await.is_err(), "an aborted listener is closed");
+        assert!(
+            TcpStream::connect(address).await.is_err(),
+            "an aborted listener is closed"
+        );
     }
 }

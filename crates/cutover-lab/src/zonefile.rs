@@ -15,7 +15,11 @@ const SOA_TIMERS: &str = "60 30 86400 5";
 /// lists no verify server), with the address each name resolves to.
 pub fn nameservers(zone: &ZoneBlueprint) -> Vec<(String, IpAddr)> {
     let mut addresses: Vec<IpAddr> = Vec::new();
-    let servers = if zone.verify.is_empty() { vec![zone.primary] } else { zone.verify.clone() };
+    let servers = if zone.verify.is_empty() {
+        vec![zone.primary]
+    } else {
+        zone.verify.clone()
+    };
     for server in servers {
         if !addresses.contains(&server.ip()) {
             addresses.push(server.ip());
@@ -39,18 +43,34 @@ pub fn render(zone: &ZoneBlueprint, serial: u32, runbook: &str) -> String {
     let origin = format!("{}.", zone.name);
     let nameservers = nameservers(zone);
     let mut text = String::new();
-    let _ = writeln!(text, "; zone {} as the cutover lab serves it before the run of runbook {runbook}.", zone.name);
-    let _ = writeln!(text, "; Generated from the runbook's DNS steps: every value is the one its steps expect to find.");
+    let _ = writeln!(
+        text,
+        "; zone {} as the cutover lab serves it before the run of runbook {runbook}.",
+        zone.name
+    );
+    let _ = writeln!(
+        text,
+        "; Generated from the runbook's DNS steps: every value is the one its steps expect to find."
+    );
     let _ = writeln!(text, "$ORIGIN {origin}");
     let _ = writeln!(text, "$TTL {DEFAULT_TTL}");
-    let primary_ns = nameservers.first().map_or_else(|| format!("ns1.{origin}"), |(name, _)| format!("{name}.{origin}"));
-    let _ = writeln!(text, "@ {DEFAULT_TTL} IN SOA {primary_ns} hostmaster.{origin} ( {serial} {SOA_TIMERS} )");
+    let primary_ns = nameservers.first().map_or_else(
+        || format!("ns1.{origin}"),
+        |(name, _)| format!("{name}.{origin}"),
+    );
+    let _ = writeln!(
+        text,
+        "@ {DEFAULT_TTL} IN SOA {primary_ns} hostmaster.{origin} ( {serial} {SOA_TIMERS} )"
+    );
     for (name, _) in &nameservers {
         let _ = writeln!(text, "@ {} IN NS {name}.{origin}", zone.ns_ttl);
     }
     for (name, address) in &nameservers {
         let rtype = if address.is_ipv4() { "A" } else { "AAAA" };
-        let _ = writeln!(text, "{name} {DEFAULT_TTL} IN {rtype} {address} ; verify server");
+        let _ = writeln!(
+            text,
+            "{name} {DEFAULT_TTL} IN {rtype} {address} ; verify server"
+        );
     }
     for record in &zone.records {
         let _ = writeln!(
@@ -76,7 +96,10 @@ mod tests {
         ZoneBlueprint {
             name: "example.org".into(),
             primary: "127.0.0.53:5301".parse().unwrap(),
-            verify: vec!["127.0.0.53:5301".parse().unwrap(), "127.0.0.54:5301".parse().unwrap()],
+            verify: vec![
+                "127.0.0.53:5301".parse().unwrap(),
+                "127.0.0.54:5301".parse().unwrap(),
+            ],
             ns_ttl: 45,
             records,
         }
@@ -93,14 +116,28 @@ mod tests {
         }]);
         let text = render(&zone, 2026112201, "lab");
         let origin = "example.org.".parse().unwrap();
-        let records = cutover_dns::parse_zone_text(&text, std::path::Path::new("example.org.zone"), &origin).unwrap();
+        let records =
+            cutover_dns::parse_zone_text(&text, std::path::Path::new("example.org.zone"), &origin)
+                .unwrap();
         let rendered: Vec<String> = records
             .values()
-            .flat_map(|set| set.records_without_rrsigs().map(|r| format!("{} {} {}", r.name, r.ttl, r.data)))
+            .flat_map(|set| {
+                set.records_without_rrsigs()
+                    .map(|r| format!("{} {} {}", r.name, r.ttl, r.data))
+            })
             .collect();
-        assert!(rendered.contains(&"www.example.org. 40 127.0.0.10".to_string()), "{rendered:?}");
-        assert!(rendered.contains(&"example.org. 45 ns2.example.org.".to_string()), "{rendered:?}");
-        assert!(rendered.contains(&"ns2.example.org. 30 127.0.0.54".to_string()), "{rendered:?}");
+        assert!(
+            rendered.contains(&"www.example.org. 40 127.0.0.10".to_string()),
+            "{rendered:?}"
+        );
+        assert!(
+            rendered.contains(&"example.org. 45 ns2.example.org.".to_string()),
+            "{rendered:?}"
+        );
+        assert!(
+            rendered.contains(&"ns2.example.org. 30 127.0.0.54".to_string()),
+            "{rendered:?}"
+        );
     }
 
     #[test]

@@ -52,7 +52,9 @@ fn load(dir: &Path, text: &str) -> cutover_lang::Runbook {
 
 async fn http_get(address: SocketAddr) -> std::io::Result<String> {
     let mut stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(address)).await??;
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: new\r\n\r\n").await?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: new\r\n\r\n")
+        .await?;
     let mut answer = String::new();
     tokio::time::timeout(TIMEOUT, stream.read_to_string(&mut answer)).await??;
     Ok(answer)
@@ -81,23 +83,46 @@ async fn the_lab_serves_what_the_runbook_expects_and_stops() {
     let secondary: SocketAddr = format!("127.0.0.2:{dns_port}").parse().unwrap();
 
     // The records as the steps expect them: old value, `was` TTL, at both servers.
-    assert_eq!(values(primary).await, (vec!["127.0.0.3".to_string()], Some(7)));
-    assert_eq!(values(secondary).await, (vec!["127.0.0.3".to_string()], Some(7)));
-    let ns = cutover_dns::live_ns(primary, "example.test", TIMEOUT).await.unwrap();
-    let ns_addresses: Vec<String> = ns.iter().flat_map(|n| n.addresses.iter().map(|a| a.to_string())).collect();
+    assert_eq!(
+        values(primary).await,
+        (vec!["127.0.0.3".to_string()], Some(7))
+    );
+    assert_eq!(
+        values(secondary).await,
+        (vec!["127.0.0.3".to_string()], Some(7))
+    );
+    let ns = cutover_dns::live_ns(primary, "example.test", TIMEOUT)
+        .await
+        .unwrap();
+    let ns_addresses: Vec<String> = ns
+        .iter()
+        .flat_map(|n| n.addresses.iter().map(|a| a.to_string()))
+        .collect();
     assert_eq!(ns_addresses, vec!["127.0.0.1", "127.0.0.2"]);
 
     // A signed compare-and-swap with the key the lab wrote: the primary has it at once, the
     // secondary only after the lag.
-    let key = TsigKey::from_file(&dir.path().join("keys/lab.key"), Some("lab-update"), None).unwrap();
+    let key =
+        TsigKey::from_file(&dir.path().join("keys/lab.key"), Some("lab-update"), None).unwrap();
     let updater = Updater::new(primary, Some(key), TIMEOUT);
     let switched = Instant::now();
     updater
-        .compare_and_swap("example.test", "www", RecordType::A, &["127.0.0.3"], &["127.0.0.4"], 2)
+        .compare_and_swap(
+            "example.test",
+            "www",
+            RecordType::A,
+            &["127.0.0.3"],
+            &["127.0.0.4"],
+            2,
+        )
         .await
         .unwrap();
     assert_eq!(values(primary).await.0, vec!["127.0.0.4"]);
-    assert_eq!(values(secondary).await.0, vec!["127.0.0.3"], "the secondary lags");
+    assert_eq!(
+        values(secondary).await.0,
+        vec!["127.0.0.3"],
+        "the secondary lags"
+    );
     let mut caught_up = None;
     for _ in 0..100 {
         if values(secondary).await.0 == ["127.0.0.4"] {
@@ -107,13 +132,24 @@ async fn the_lab_serves_what_the_runbook_expects_and_stops() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let caught_up = caught_up.expect("the secondary catches up within 10s");
-    assert!(caught_up >= Duration::from_millis(900), "caught up after {caught_up:?}, before the lag");
+    assert!(
+        caught_up >= Duration::from_millis(900),
+        "caught up after {caught_up:?}, before the lag"
+    );
 
     // Listeners: the checked port answers HTTP naming its host; the closed port is closed.
-    let answer = http_get(SocketAddr::new("127.0.0.4".parse().unwrap(), http_port)).await.unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200 OK") && answer.contains("served by new."), "{answer}");
+    let answer = http_get(SocketAddr::new("127.0.0.4".parse().unwrap(), http_port))
+        .await
+        .unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK") && answer.contains("served by new."),
+        "{answer}"
+    );
     let closed = SocketAddr::new("127.0.0.4".parse().unwrap(), closed_port);
-    assert!(TcpStream::connect(closed).await.is_err(), "{closed} is closed");
+    assert!(
+        TcpStream::connect(closed).await.is_err(),
+        "{closed} is closed"
+    );
 
     // Files: the sources exist, the destinations do not yet.
     let image = dir.path().join("hosts/old/srv/a.img");
@@ -134,12 +170,29 @@ async fn the_lab_serves_what_the_runbook_expects_and_stops() {
     let manifest_text = std::fs::read_to_string(&written).unwrap();
     let key_text = std::fs::read_to_string(dir.path().join("keys/lab.key")).unwrap();
     let secret = key_text.split('"').nth(3).unwrap();
-    assert!(!manifest_text.contains(secret), "the manifest holds no secret");
+    assert!(
+        !manifest_text.contains(secret),
+        "the manifest holds no secret"
+    );
     assert!(!manifest.describe().contains(secret));
 
     lab.shutdown().await.unwrap();
-    assert!(TcpStream::connect(SocketAddr::new("127.0.0.4".parse().unwrap(), http_port)).await.is_err());
-    assert!(cutover_dns::query(primary, "example.test", "www", RecordType::A, Duration::from_millis(300)).await.is_err());
+    assert!(
+        TcpStream::connect(SocketAddr::new("127.0.0.4".parse().unwrap(), http_port))
+            .await
+            .is_err()
+    );
+    assert!(
+        cutover_dns::query(
+            primary,
+            "example.test",
+            "www",
+            RecordType::A,
+            Duration::from_millis(300)
+        )
+        .await
+        .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,10 +208,20 @@ async fn a_lab_brought_up_again_serves_the_world_as_it_was_left_unless_fresh() {
         runbook_file: None,
     };
 
-    let lab = Lab::start(&runbook, dir.path(), options(true)).await.unwrap();
-    let key = TsigKey::from_file(&dir.path().join("keys/lab.key"), Some("lab-update"), None).unwrap();
+    let lab = Lab::start(&runbook, dir.path(), options(true))
+        .await
+        .unwrap();
+    let key =
+        TsigKey::from_file(&dir.path().join("keys/lab.key"), Some("lab-update"), None).unwrap();
     Updater::new(primary, Some(key), TIMEOUT)
-        .compare_and_swap("example.test", "www", RecordType::A, &["127.0.0.3"], &["127.0.0.4"], 2)
+        .compare_and_swap(
+            "example.test",
+            "www",
+            RecordType::A,
+            &["127.0.0.3"],
+            &["127.0.0.4"],
+            2,
+        )
         .await
         .unwrap();
     let copy = dir.path().join("hosts/new/srv/a.img");
@@ -166,15 +229,27 @@ async fn a_lab_brought_up_again_serves_the_world_as_it_was_left_unless_fresh() {
     std::fs::write(&copy, b"written by the run").unwrap();
     lab.shutdown().await.unwrap();
 
-    let lab = Lab::start(&runbook, dir.path(), options(false)).await.unwrap();
-    assert_eq!(values(primary).await.0, vec!["127.0.0.4"], "the journal keeps the change");
+    let lab = Lab::start(&runbook, dir.path(), options(false))
+        .await
+        .unwrap();
+    assert_eq!(
+        values(primary).await.0,
+        vec!["127.0.0.4"],
+        "the journal keeps the change"
+    );
     assert_eq!(lab.manifest().dns[0].zones[0].loaded_from, "journal");
     assert!(copy.exists(), "what the run wrote is kept");
     assert!(lab.manifest().hosts[0].files.iter().all(|f| !f.generated));
     lab.shutdown().await.unwrap();
 
-    let lab = Lab::start(&runbook, dir.path(), options(true)).await.unwrap();
-    assert_eq!(values(primary).await.0, vec!["127.0.0.3"], "fresh forgets the change");
+    let lab = Lab::start(&runbook, dir.path(), options(true))
+        .await
+        .unwrap();
+    assert_eq!(
+        values(primary).await.0,
+        vec!["127.0.0.3"],
+        "fresh forgets the change"
+    );
     assert!(!copy.exists(), "fresh removes what the run wrote");
     lab.shutdown().await.unwrap();
 }
@@ -184,7 +259,13 @@ async fn a_runbook_with_a_public_address_is_refused_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
     let text = runbook_text(5300, 8080, 8081).replace("127.0.0.2:5300", "192.0.2.53:53");
     let runbook = load(dir.path(), &text);
-    let err = Lab::start(&runbook, dir.path(), LabOptions::default()).await.unwrap_err();
-    assert!(err.to_string().contains("192.0.2.53:53 is not a loopback address"), "{err}");
+    let err = Lab::start(&runbook, dir.path(), LabOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("192.0.2.53:53 is not a loopback address"),
+        "{err}"
+    );
     assert!(!dir.path().join("hosts").exists(), "nothing was built");
 }

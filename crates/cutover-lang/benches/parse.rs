@@ -8,7 +8,11 @@ use std::hint::black_box;
 fn parse_large(c: &mut Criterion) {
     let text = large_runbook(10_000, 1_000, 20);
     let loaded = parse_source("generated.runbook", text.clone());
-    assert!(loaded.runbook.is_some(), "the generated runbook must be valid: {:?}", loaded.diagnostics.first());
+    assert!(
+        loaded.runbook.is_some(),
+        "the generated runbook must be valid: {:?}",
+        loaded.diagnostics.first()
+    );
     let mut group = c.benchmark_group("lang");
     group.sample_size(20);
     group.bench_function("parse_resolve_check_10k_steps_1k_hosts_20_groups", |b| {

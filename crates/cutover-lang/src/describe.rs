@@ -3,8 +3,8 @@
 //! status lines and prompts show it. Groups appear expanded into their hosts.
 
 use crate::format::quote;
-use crate::model::{ActionKind, Endpoint, PortTarget, Runbook, WaitFor};
 use crate::model::Action;
+use crate::model::{ActionKind, Endpoint, PortTarget, Runbook, WaitFor};
 use crate::units::format_duration;
 use std::fmt::Write;
 
@@ -13,8 +13,14 @@ fn word(value: &str) -> String {
     let plain = !value.is_empty()
         && !value.starts_with('#')
         && !value.contains("->")
-        && !value.chars().any(|c| c.is_whitespace() || c == ',' || c == '"');
-    if plain { value.to_string() } else { quote(value) }
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || c == ',' || c == '"');
+    if plain {
+        value.to_string()
+    } else {
+        quote(value)
+    }
 }
 
 impl Runbook {
@@ -23,17 +29,39 @@ impl Runbook {
         let mut out = String::from(action.kind.keyword());
         let endpoint = |e: &Endpoint| format!("{}:{}", self.host(e.host).name, e.path);
         let targets = |t: &[PortTarget]| {
-            t.iter().map(|t| format!("{}:{}", self.host(t.host).name, t.port)).collect::<Vec<_>>().join(", ")
+            t.iter()
+                .map(|t| format!("{}:{}", self.host(t.host).name, t.port))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let _ = match &action.kind {
-            ActionKind::DnsTtl { zone, names, rtype, ttl, previous_ttl } => {
-                let mut line = write!(out, " {} {} {} {}", self.zone(*zone).name, names.join(" "), rtype.as_str(), ttl.as_secs());
+            ActionKind::DnsTtl {
+                zone,
+                names,
+                rtype,
+                ttl,
+                previous_ttl,
+            } => {
+                let mut line = write!(
+                    out,
+                    " {} {} {} {}",
+                    self.zone(*zone).name,
+                    names.join(" "),
+                    rtype.as_str(),
+                    ttl.as_secs()
+                );
                 if let Some(previous) = previous_ttl {
                     line = write!(out, " was {}", previous.as_secs());
                 }
                 line
             }
-            ActionKind::DnsSwitch { zone, name, rtype, old, new } => write!(
+            ActionKind::DnsSwitch {
+                zone,
+                name,
+                rtype,
+                old,
+                new,
+            } => write!(
                 out,
                 " {} {name} {} {} -> {}",
                 self.zone(*zone).name,
@@ -49,8 +77,12 @@ impl Runbook {
                 let line = write!(out, " sqlite {} -> {}", endpoint(from), endpoint(to));
                 size.map_or(line, |s| write!(out, " size {s}"))
             }
-            ActionKind::PortOpen { targets: t } | ActionKind::PortClosed { targets: t } => write!(out, " {}", targets(t)),
-            ActionKind::HttpCheck { url, status, body, .. } => {
+            ActionKind::PortOpen { targets: t } | ActionKind::PortClosed { targets: t } => {
+                write!(out, " {}", targets(t))
+            }
+            ActionKind::HttpCheck {
+                url, status, body, ..
+            } => {
                 let mut line = write!(out, " {url}");
                 if *status != 200 {
                     line = write!(out, " status {status}");
@@ -72,5 +104,39 @@ impl Runbook {
             ActionKind::Wait(WaitFor::Until(t)) => write!(out, " until {t}"),
         };
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::parse_source;
+
+    #[test]
+    fn describe_gives_the_canonical_kind_line() {
+        let text = "runbook r\n  window 2030-01-01 00:00 UTC for 1h\n\nkey k hmac-sha256 env:K\n\nzone maemo.org.\n  primary 192.0.2.53 key k\n\n\
+                    host wiki addr 188.117.59.202 via local ./w\nhost wiki-new addr 80.248.164.42 via local ./n\ngroup web wiki, wiki-new\n\n\
+                    step a\n  dns.switch maemo.org wiki A 188.117.59.202->80.248.164.42\n\n\
+                    step b\n  dns.ttl MAEMO.org www wiki A 5m was 1d\n\n\
+                    step c\n  port.open web:80,wiki:22\n\n\
+                    step d\n  exec on web \"say \\\"hi\\\"\"\n\n\
+                    step e\n  image.copy wiki:/i.img -> wiki-new:/i.img size 21474836480\n\n\
+                    step f\n  wait until T-1h30m\n\n\
+                    step g\n  http.check http://wiki-new/ status 301 body \"moved\"\n";
+        let loaded = parse_source("r.runbook", text.to_string());
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let runbook = loaded.runbook.unwrap();
+        let lines: Vec<String> = runbook.steps.iter().map(|s| runbook.describe(&s.action)).collect();
+        assert_eq!(
+            lines,
+            [
+                "dns.switch maemo.org wiki A 188.117.59.202 -> 80.248.164.42",
+                "dns.ttl maemo.org www wiki A 300 was 86400",
+                "port.open wiki:80, wiki-new:80, wiki:22",
+                "exec on wiki, wiki-new \"say \\\"hi\\\"\"",
+                "image.copy wiki:/i.img -> wiki-new:/i.img size 20GiB",
+                "wait until T-1h30m",
+                "http.check http://wiki-new/ status 301 body \"moved\"",
+            ]
+        );
     }
 }

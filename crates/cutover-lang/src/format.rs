@@ -51,7 +51,9 @@ fn write_line(text: &str, line: &Line, out: &mut String) {
             out.push(' ');
         }
         match &token.kind {
-            TokenKind::Word | TokenKind::Arrow | TokenKind::Comma => out.push_str(&text[token.start..token.end]),
+            TokenKind::Word | TokenKind::Arrow | TokenKind::Comma => {
+                out.push_str(&text[token.start..token.end])
+            }
             TokenKind::Str(value) => out.push_str(&quote(value)),
         }
     }

@@ -55,7 +55,10 @@ pub fn lex(file: FileId, text: &str, diags: &mut Vec<Diagnostic>) -> Vec<Line> {
     let mut lines = Vec::new();
     let mut pos = 0;
     loop {
-        let end = bytes[pos..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| pos + i);
+        let end = bytes[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| pos + i);
         lines.push(lex_line(file, text, pos, end, diags));
         if end >= bytes.len() {
             break;
@@ -70,22 +73,43 @@ fn first_char_span(file: FileId, text: &str, at: usize) -> Span {
     Span::new(file, at, at + width)
 }
 
-fn lex_line(file: FileId, text: &str, start: usize, end: usize, diags: &mut Vec<Diagnostic>) -> Line {
+fn lex_line(
+    file: FileId,
+    text: &str,
+    start: usize,
+    end: usize,
+    diags: &mut Vec<Diagnostic>,
+) -> Line {
     let bytes = text.as_bytes();
-    let content_end = if end > start && bytes[end - 1] == b'\r' { end - 1 } else { end };
+    let content_end = if end > start && bytes[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    };
     let mut i = start;
     while i < content_end && matches!(bytes[i], b' ' | b'\t') {
         i += 1;
     }
-    let mut line = Line { indent: i - start, tokens: Vec::new(), comment: None, start, end: content_end };
+    let mut line = Line {
+        indent: i - start,
+        tokens: Vec::new(),
+        comment: None,
+        start,
+        end: content_end,
+    };
     if content_end - start > MAX_LINE_BYTES {
         diags.push(
             Diagnostic::error(
                 "line-too-long",
-                format!("this line is {} bytes long; lines are limited to {MAX_LINE_BYTES} bytes", content_end - start),
+                format!(
+                    "this line is {} bytes long; lines are limited to {MAX_LINE_BYTES} bytes",
+                    content_end - start
+                ),
                 first_char_span(file, text, start),
             )
-            .with_help("split the item over several lines or shorten it; is this really a runbook file?"),
+            .with_help(
+                "split the item over several lines or shorten it; is this really a runbook file?",
+            ),
         );
         return line;
     }
@@ -98,7 +122,11 @@ fn lex_line(file: FileId, text: &str, start: usize, end: usize, diags: &mut Vec<
                 break;
             }
             b',' => {
-                line.tokens.push(Token { kind: TokenKind::Comma, start: i, end: i + 1 });
+                line.tokens.push(Token {
+                    kind: TokenKind::Comma,
+                    start: i,
+                    end: i + 1,
+                });
                 i += 1;
             }
             b'"' => i = lex_string(file, text, i, content_end, &mut line, diags),
@@ -119,7 +147,14 @@ fn lex_line(file: FileId, text: &str, start: usize, end: usize, diags: &mut Vec<
 }
 
 /// Lexes the string starting at the quote at `start`; returns the offset after it.
-fn lex_string(file: FileId, text: &str, start: usize, end: usize, line: &mut Line, diags: &mut Vec<Diagnostic>) -> usize {
+fn lex_string(
+    file: FileId,
+    text: &str,
+    start: usize,
+    end: usize,
+    line: &mut Line,
+    diags: &mut Vec<Diagnostic>,
+) -> usize {
     let bytes = text.as_bytes();
     let mut i = start + 1;
     let mut value = String::new();
@@ -138,14 +173,22 @@ fn lex_string(file: FileId, text: &str, start: usize, end: usize, line: &mut Lin
             b'\\' => {
                 let escape_end = first_char_span(file, text, i + 1).end.max(i + 1);
                 diags.push(
-                    Diagnostic::error("bad-escape", "unknown escape in a string", Span::new(file, i, escape_end))
-                        .with_help(r#"strings know two escapes: `\"` for a quote and `\\` for a backslash"#),
+                    Diagnostic::error(
+                        "bad-escape",
+                        "unknown escape in a string",
+                        Span::new(file, i, escape_end),
+                    )
+                    .with_help(
+                        r#"strings know two escapes: `\"` for a quote and `\\` for a backslash"#,
+                    ),
                 );
                 value.push('\\');
                 i += 1;
             }
             _ => {
-                let Some(ch) = text[i..end].chars().next() else { break };
+                let Some(ch) = text[i..end].chars().next() else {
+                    break;
+                };
                 value.push(ch);
                 i += ch.len_utf8();
             }
@@ -153,11 +196,19 @@ fn lex_string(file: FileId, text: &str, start: usize, end: usize, line: &mut Lin
     }
     if !closed {
         diags.push(
-            Diagnostic::error("unterminated-string", "this string is not closed", Span::new(file, start, end))
-                .with_help("end the string with `\"` on the same line"),
+            Diagnostic::error(
+                "unterminated-string",
+                "this string is not closed",
+                Span::new(file, start, end),
+            )
+            .with_help("end the string with `\"` on the same line"),
         );
     }
-    line.tokens.push(Token { kind: TokenKind::Str(value), start, end: i });
+    line.tokens.push(Token {
+        kind: TokenKind::Str(value),
+        start,
+        end: i,
+    });
     i
 }
 
@@ -168,16 +219,28 @@ fn push_word(text: &str, start: usize, end: usize, tokens: &mut Vec<Token>) -> O
     while let Some(found) = text[from..end].find("->") {
         let arrow = from + found;
         if arrow > from {
-            tokens.push(Token { kind: TokenKind::Word, start: from, end: arrow });
+            tokens.push(Token {
+                kind: TokenKind::Word,
+                start: from,
+                end: arrow,
+            });
         }
-        tokens.push(Token { kind: TokenKind::Arrow, start: arrow, end: arrow + 2 });
+        tokens.push(Token {
+            kind: TokenKind::Arrow,
+            start: arrow,
+            end: arrow + 2,
+        });
         from = arrow + 2;
         if text[from..end].starts_with('#') {
             return Some(from);
         }
     }
     if from < end {
-        tokens.push(Token { kind: TokenKind::Word, start: from, end });
+        tokens.push(Token {
+            kind: TokenKind::Word,
+            start: from,
+            end,
+        });
     }
     None
 }
@@ -206,13 +269,25 @@ mod tests {
     fn words_strings_commas_arrows() {
         assert_eq!(
             kinds(r#"  port.open a:80,b:443 "x \"y\" \\" old->new # note"#),
-            ["port.open", "a:80", ",", "b:443", r#"<x "y" \>"#, "old", "->", "new"]
+            [
+                "port.open",
+                "a:80",
+                ",",
+                "b:443",
+                r#"<x "y" \>"#,
+                "old",
+                "->",
+                "new"
+            ]
         );
     }
 
     #[test]
     fn hash_inside_a_word_is_not_a_comment() {
-        assert_eq!(kinds("http.check http://x/#top"), ["http.check", "http://x/#top"]);
+        assert_eq!(
+            kinds("http.check http://x/#top"),
+            ["http.check", "http://x/#top"]
+        );
     }
 
     #[test]
@@ -230,7 +305,10 @@ mod tests {
     fn faults_point_at_their_bytes() {
         let mut diags = Vec::new();
         lex(FileId(0), "manual \"a\\qb", &mut diags);
-        let codes: Vec<_> = diags.iter().map(|d| (d.code, d.primary_span().unwrap().start)).collect();
+        let codes: Vec<_> = diags
+            .iter()
+            .map(|d| (d.code, d.primary_span().unwrap().start))
+            .collect();
         assert_eq!(codes, [("bad-escape", 9), ("unterminated-string", 7)]);
     }
 }

@@ -26,11 +26,17 @@ pub struct Loaded {
 
 impl Loaded {
     pub fn error_count(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
 
     pub fn warning_count(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
     }
 }
 
@@ -42,7 +48,9 @@ pub fn load_file(path: &Path) -> Loaded {
         Err(fault) => {
             let id = loader.add_unreadable(path.to_path_buf(), &fault);
             loader.unusable = true;
-            loader.diagnostics.push(fault.into_diagnostic(path, id, None));
+            loader
+                .diagnostics
+                .push(fault.into_diagnostic(path, id, None));
         }
     }
     loader.finish()
@@ -59,12 +67,18 @@ pub fn parse_source(path: impl Into<PathBuf>, text: String) -> Loaded {
 /// Reads a runbook file's text for tools that do not resolve it (the
 /// formatter); a file that cannot be read comes back as a [`Loaded`] holding
 /// the diagnostic.
-pub fn read_text(path: &Path) -> Result<String, Loaded> {
+pub fn read_text(path: &Path) -> Result<String, Box<Loaded>> {
     read_source(path).map_err(|fault| {
         let mut loader = Loader::default();
         let id = loader.add_unreadable(path.to_path_buf(), &fault);
-        loader.diagnostics.push(fault.into_diagnostic(path, id, None));
-        Loaded { sources: loader.sources, runbook: None, diagnostics: loader.diagnostics }
+        loader
+            .diagnostics
+            .push(fault.into_diagnostic(path, id, None));
+        Box::new(Loaded {
+            sources: loader.sources,
+            runbook: None,
+            diagnostics: loader.diagnostics,
+        })
     })
 }
 
@@ -76,7 +90,11 @@ pub(crate) enum ReadFault {
     TooLarge(u64),
     /// Not UTF-8: the text with replacement characters, and the offset of
     /// the first bad byte in it.
-    NotUtf8 { lossy: String, offset: usize, byte: u8 },
+    NotUtf8 {
+        lossy: String,
+        offset: usize,
+        byte: u8,
+    },
 }
 
 impl ReadFault {
@@ -85,13 +103,20 @@ impl ReadFault {
         let located = |code: &'static str, message: String, help: &str| {
             let mut d = match at {
                 Some(span) => Diagnostic::error(code, message, span),
-                None => Diagnostic { labels: Vec::new(), ..Diagnostic::error(code, message, Span::default()) },
+                None => Diagnostic {
+                    labels: Vec::new(),
+                    ..Diagnostic::error(code, message, Span::default())
+                },
             };
             d.help = Some(help.to_string());
             d
         };
         match self {
-            ReadFault::Io(err) => located("io-error", format!("cannot read `{shown}`: {err}"), "check the path and its permissions"),
+            ReadFault::Io(err) => located(
+                "io-error",
+                format!("cannot read `{shown}`: {err}"),
+                "check the path and its permissions",
+            ),
             ReadFault::Directory => located(
                 "io-error",
                 format!("`{shown}` is a directory, not a runbook file"),
@@ -99,15 +124,23 @@ impl ReadFault {
             ),
             ReadFault::TooLarge(size) => located(
                 "file-too-large",
-                format!("`{shown}` is {size} bytes; runbooks are limited to {MAX_FILE_BYTES} bytes"),
+                format!(
+                    "`{shown}` is {size} bytes; runbooks are limited to {MAX_FILE_BYTES} bytes"
+                ),
                 "is this really a runbook file?",
             ),
-            ReadFault::NotUtf8 { offset, byte, lossy } => {
+            ReadFault::NotUtf8 {
+                offset,
+                byte,
+                lossy,
+            } => {
                 let width = lossy[offset..].chars().next().map_or(0, char::len_utf8);
                 let span = Span::new(file, offset, offset + width);
                 let mut d = Diagnostic::error(
                     "not-utf8",
-                    format!("`{shown}` is not UTF-8 text: byte 0x{byte:02X} cannot start a character here"),
+                    format!(
+                        "`{shown}` is not UTF-8 text: byte 0x{byte:02X} cannot start a character here"
+                    ),
                     span,
                 );
                 if let Some(include) = at {
@@ -132,7 +165,11 @@ pub(crate) fn read_source(path: &Path) -> Result<String, ReadFault> {
         let offset = err.utf8_error().valid_up_to();
         let byte = err.as_bytes().get(offset).copied().unwrap_or(0);
         let lossy = String::from_utf8_lossy(err.as_bytes()).into_owned();
-        ReadFault::NotUtf8 { lossy, offset, byte }
+        ReadFault::NotUtf8 {
+            lossy,
+            offset,
+            byte,
+        }
     })
 }
 
@@ -162,7 +199,11 @@ impl Loader {
             _ => String::new(),
         };
         let id = self.sources.add(path, text);
-        self.syntax.push(SyntaxFile { file: id, lines: Vec::new(), items: Vec::new() });
+        self.syntax.push(SyntaxFile {
+            file: id,
+            lines: Vec::new(),
+            items: Vec::new(),
+        });
         id
     }
 
@@ -171,12 +212,17 @@ impl Loader {
             let id = self.add(path.clone(), text);
             self.unusable = true;
             self.diagnostics.push(
-                Diagnostic::error("empty-file", format!("`{}` is empty", path.display()), Span::new(id, 0, 0))
-                    .with_help("a runbook starts with `runbook NAME`; see docs/language.md"),
+                Diagnostic::error(
+                    "empty-file",
+                    format!("`{}` is empty", path.display()),
+                    Span::new(id, 0, 0),
+                )
+                .with_help("a runbook starts with `runbook NAME`; see docs/language.md"),
             );
             return;
         }
-        self.chain.push(std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()));
+        self.chain
+            .push(std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()));
         let id = self.add(path, text);
         self.walk(id);
     }
@@ -193,18 +239,29 @@ impl Loader {
                 let target = match header.tokens.get(1) {
                     Some(t) if header.tokens.len() == 2 => match &t.kind {
                         TokenKind::Str(s) => Ok((s.clone(), Span::new(id, t.start, t.end))),
-                        TokenKind::Word => Ok((text[t.start..t.end].to_string(), Span::new(id, t.start, t.end))),
+                        TokenKind::Word => Ok((
+                            text[t.start..t.end].to_string(),
+                            Span::new(id, t.start, t.end),
+                        )),
                         _ => Err(Span::new(id, t.start, t.end)),
                     },
-                    Some(t) => Err(Span::new(id, t.start, header.tokens.last().map_or(t.end, |l| l.end))),
+                    Some(t) => Err(Span::new(
+                        id,
+                        t.start,
+                        header.tokens.last().map_or(t.end, |l| l.end),
+                    )),
                     None => Err(Span::new(id, first.start, first.end)),
                 };
                 let body = item.body.first().map(|&l| &syntax.lines[l]);
                 if let Some(line) = body {
                     let t = &line.tokens[0];
                     self.diagnostics.push(
-                        Diagnostic::error("unexpected-indent", "an `include` takes no indented lines", Span::new(id, t.start, t.end))
-                            .with_help("write `include \"PATH\"` on one line, or unindent this line"),
+                        Diagnostic::error(
+                            "unexpected-indent",
+                            "an `include` takes no indented lines",
+                            Span::new(id, t.start, t.end),
+                        )
+                        .with_help("write `include \"PATH\"` on one line, or unindent this line"),
                     );
                 }
                 match target {
@@ -215,26 +272,43 @@ impl Loader {
                     ),
                 }
             } else {
-                self.items.push(ItemRef { file: id, item: index });
+                self.items.push(ItemRef {
+                    file: id,
+                    item: index,
+                });
             }
         }
     }
 
     fn include(&mut self, from: FileId, relative: &str, span: Span) {
-        let base = self.sources.file(from).path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = self
+            .sources
+            .file(from)
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let path = base.join(relative);
         let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
         if self.chain.contains(&canonical) {
             self.diagnostics.push(
-                Diagnostic::error("include-cycle", format!("`{relative}` includes itself (directly or through other files)"), span)
-                    .with_help("remove this `include`; each file is included once"),
+                Diagnostic::error(
+                    "include-cycle",
+                    format!("`{relative}` includes itself (directly or through other files)"),
+                    span,
+                )
+                .with_help("remove this `include`; each file is included once"),
             );
             return;
         }
         if self.chain.len() >= MAX_INCLUDE_DEPTH {
             self.diagnostics.push(
-                Diagnostic::error("include-cycle", format!("includes nest deeper than {MAX_INCLUDE_DEPTH} files"), span)
-                    .with_help("include the files from one place instead of from each other"),
+                Diagnostic::error(
+                    "include-cycle",
+                    format!("includes nest deeper than {MAX_INCLUDE_DEPTH} files"),
+                    span,
+                )
+                .with_help("include the files from one place instead of from each other"),
             );
             return;
         }
@@ -247,7 +321,8 @@ impl Loader {
             }
             Err(fault @ ReadFault::NotUtf8 { .. }) => {
                 let id = self.add_unreadable(path.clone(), &fault);
-                self.diagnostics.push(fault.into_diagnostic(&path, id, Some(span)));
+                self.diagnostics
+                    .push(fault.into_diagnostic(&path, id, Some(span)));
             }
             Err(fault) => {
                 let d = fault.into_diagnostic(&path, from, Some(span));
@@ -263,9 +338,19 @@ impl Loader {
         } else {
             let (runbook, found) = resolve(&self.sources, &self.syntax, &self.items, main);
             self.diagnostics.extend(found);
-            runbook.filter(|_| !self.diagnostics.iter().any(|d| d.severity == Severity::Error))
+            runbook.filter(|_| {
+                !self
+                    .diagnostics
+                    .iter()
+                    .any(|d| d.severity == Severity::Error)
+            })
         };
-        self.diagnostics.sort_by_key(|d| d.primary_span().map(|s| (s.file, s.start)));
-        Loaded { sources: self.sources, runbook, diagnostics: self.diagnostics }
+        self.diagnostics
+            .sort_by_key(|d| d.primary_span().map(|s| (s.file, s.start)));
+        Loaded {
+            sources: self.sources,
+            runbook,
+            diagnostics: self.diagnostics,
+        }
     }
 }

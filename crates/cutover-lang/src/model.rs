@@ -148,7 +148,11 @@ pub enum Transport {
     /// machine (host paths are joined under it); commands run locally in it.
     Local { root: PathBuf },
     /// `via ssh USER@HOST[:PORT]`
-    Ssh { user: String, host: String, port: Option<u16> },
+    Ssh {
+        user: String,
+        host: String,
+        port: Option<u16>,
+    },
     /// `via agent "COMMAND"` — a command whose stdin/stdout speak the agent
     /// protocol (e.g. `cutover agent --stdio --root /srv`).
     Agent { command: String },
@@ -261,7 +265,11 @@ pub enum ActionKind {
         new: String,
     },
     /// `image.copy HOST:/PATH -> HOST:/PATH [size SIZE]`
-    ImageCopy { from: Endpoint, to: Endpoint, size: Option<Size> },
+    ImageCopy {
+        from: Endpoint,
+        to: Endpoint,
+        size: Option<Size>,
+    },
     /// `db.sync sqlite HOST:/PATH -> HOST:/PATH [size SIZE]`
     DbSync {
         engine: DbEngine,

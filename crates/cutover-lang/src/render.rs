@@ -16,8 +16,14 @@ const WIDTH: usize = 100;
 /// Renders `diags` for a terminal: one miette report each, in order.
 /// Without `color` the output is plain text, stable for snapshots.
 pub fn render_human(sources: &SourceMap, diags: &[Diagnostic], color: bool) -> String {
-    let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
-    let handler = GraphicalReportHandler::new_themed(theme).with_width(WIDTH).with_links(false);
+    let theme = if color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_width(WIDTH)
+        .with_links(false);
     let mut out = String::new();
     for diag in diags {
         render_one(&handler, sources, diag, &mut out);
@@ -33,14 +39,22 @@ fn severity(severity: Severity) -> miette::Severity {
     }
 }
 
-fn render_one(handler: &GraphicalReportHandler, sources: &SourceMap, diag: &Diagnostic, out: &mut String) {
+fn render_one(
+    handler: &GraphicalReportHandler,
+    sources: &SourceMap,
+    diag: &Diagnostic,
+    out: &mut String,
+) {
     let mut report = MietteDiagnostic::new(diag.message.clone())
         .with_code(diag.code)
         .with_severity(severity(diag.severity));
     if let Some(help) = &diag.help {
         report = report.with_help(help.clone());
     }
-    let Some(primary) = diag.primary_span().filter(|s| (s.file.0 as usize) < sources.files.len()) else {
+    let Some(primary) = diag
+        .primary_span()
+        .filter(|s| (s.file.0 as usize) < sources.files.len())
+    else {
         let _ = handler.render_report(out, &report);
         return;
     };
@@ -53,8 +67,15 @@ fn render_one(handler: &GraphicalReportHandler, sources: &SourceMap, diag: &Diag
             elsewhere.push(label);
             continue;
         }
-        let text = if label.message.is_empty() { "here".to_string() } else { label.message.clone() };
-        let (start, end) = (clipped.map(label.span.start), clipped.map(label.span.end.max(label.span.start)));
+        let text = if label.message.is_empty() {
+            "here".to_string()
+        } else {
+            label.message.clone()
+        };
+        let (start, end) = (
+            clipped.map(label.span.start),
+            clipped.map(label.span.end.max(label.span.start)),
+        );
         let span = miette::SourceSpan::new(start.into(), end - start);
         labels.push(if index == 0 {
             LabeledSpan::new_primary_with_span(Some(text), span)
@@ -64,19 +85,30 @@ fn render_one(handler: &GraphicalReportHandler, sources: &SourceMap, diag: &Diag
     }
     report = report.with_labels(labels);
     let source = NamedSource::new(file.path.display().to_string(), clipped.text);
-    let _ = handler.render_report(out, miette::Report::new(report).with_source_code(source).as_ref());
+    let _ = handler.render_report(
+        out,
+        miette::Report::new(report)
+            .with_source_code(source)
+            .as_ref(),
+    );
     for label in elsewhere {
         if (label.span.file.0 as usize) >= sources.files.len() {
             continue;
         }
         let other = sources.file(label.span.file);
         let clipped = Clipped::new(&other.text);
-        let (start, end) = (clipped.map(label.span.start), clipped.map(label.span.end.max(label.span.start)));
+        let (start, end) = (
+            clipped.map(label.span.start),
+            clipped.map(label.span.end.max(label.span.start)),
+        );
         let note = MietteDiagnostic::new(label.message.clone())
             .with_severity(miette::Severity::Advice)
             .with_label(LabeledSpan::new(None, start, end - start));
         let source = NamedSource::new(other.path.display().to_string(), clipped.text);
-        let _ = handler.render_report(out, miette::Report::new(note).with_source_code(source).as_ref());
+        let _ = handler.render_report(
+            out,
+            miette::Report::new(note).with_source_code(source).as_ref(),
+        );
     }
 }
 
@@ -91,7 +123,10 @@ struct Clipped {
 impl Clipped {
     fn new(text: &str) -> Clipped {
         if text.split('\n').all(|line| line.len() <= SHOWN_LINE_BYTES) {
-            return Clipped { text: text.to_string(), cuts: Vec::new() };
+            return Clipped {
+                text: text.to_string(),
+                cuts: Vec::new(),
+            };
         }
         let mut out = String::new();
         let mut cuts = Vec::new();
@@ -197,7 +232,11 @@ mod tests {
     fn json_has_one_based_positions() {
         let mut sources = SourceMap::default();
         let file = sources.add("x.runbook".into(), "runbook x\n  titel \"y\"\n".into());
-        let diag = Diagnostic::error("unknown-keyword", "unknown keyword `titel` here", Span::new(file, 12, 17));
+        let diag = Diagnostic::error(
+            "unknown-keyword",
+            "unknown keyword `titel` here",
+            Span::new(file, 12, 17),
+        );
         let json = render_json(&sources, &[diag]);
         assert_eq!(json[0]["line"], 2);
         assert_eq!(json[0]["column"], 3);

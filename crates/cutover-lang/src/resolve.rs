@@ -32,11 +32,27 @@ pub(crate) struct ItemRef {
 const KINDS: &[(&str, &str, bool)] = &[
     ("dns.ttl", "dns.ttl ZONE NAME... TYPE TTL [was TTL]", false),
     ("dns.switch", "dns.switch ZONE NAME TYPE OLD -> NEW", false),
-    ("image.copy", "image.copy HOST:/PATH -> HOST:/PATH [size SIZE]", false),
-    ("db.sync", "db.sync sqlite HOST:/PATH -> HOST:/PATH [size SIZE]", false),
+    (
+        "image.copy",
+        "image.copy HOST:/PATH -> HOST:/PATH [size SIZE]",
+        false,
+    ),
+    (
+        "db.sync",
+        "db.sync sqlite HOST:/PATH -> HOST:/PATH [size SIZE]",
+        false,
+    ),
     ("port.open", "port.open HOST:PORT, GROUP:PORT, ...", true),
-    ("port.closed", "port.closed HOST:PORT, GROUP:PORT, ...", true),
-    ("http.check", "http.check URL [status CODE] [body \"TEXT\"]", true),
+    (
+        "port.closed",
+        "port.closed HOST:PORT, GROUP:PORT, ...",
+        true,
+    ),
+    (
+        "http.check",
+        "http.check URL [status CODE] [body \"TEXT\"]",
+        true,
+    ),
     ("exec", "exec [on HOST|GROUP, ...] \"COMMAND\"", true),
     ("manual", "manual \"INSTRUCTIONS\"", false),
     ("wait", "wait DURATION | wait until TIME", false),
@@ -70,7 +86,9 @@ fn is_domain(text: &str) -> bool {
         && text.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
 }
 
@@ -81,7 +99,9 @@ fn is_record_name(text: &str) -> bool {
                 (i == 0 && label == "*")
                     || (!label.is_empty()
                         && label.len() <= 63
-                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                        && label
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
             }))
 }
 
@@ -122,7 +142,12 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn new(file: FileId, text: &'a str, line: &'a Line) -> Self {
-        Cursor { file, text, tokens: &line.tokens, pos: 0 }
+        Cursor {
+            file,
+            text,
+            tokens: &line.tokens,
+            pos: 0,
+        }
     }
 
     fn span(&self, token: &Token) -> Span {
@@ -134,7 +159,9 @@ impl<'a> Cursor<'a> {
     }
 
     fn peek_word(&self) -> Option<&'a str> {
-        self.peek().filter(|t| t.kind == TokenKind::Word).map(|t| &self.text[t.start..t.end])
+        self.peek()
+            .filter(|t| t.kind == TokenKind::Word)
+            .map(|t| &self.text[t.start..t.end])
     }
 
     fn at_end(&self) -> bool {
@@ -187,14 +214,23 @@ impl<'a> Cursor<'a> {
         if is_name(word) {
             Ok((word, span))
         } else {
-            Err(Diagnostic::error("bad-name", format!("`{}` is not a valid name", short(word)), span)
-                .with_help("names are letters, digits, `-` and `_`, starting with a letter"))
+            Err(Diagnostic::error(
+                "bad-name",
+                format!("`{}` is not a valid name", short(word)),
+                span,
+            )
+            .with_help("names are letters, digits, `-` and `_`, starting with a letter"))
         }
     }
 
     fn string(&mut self, what: &str) -> PResult<(String, Span)> {
         match self.peek() {
-            Some(token @ Token { kind: TokenKind::Str(value), .. }) => {
+            Some(
+                token @ Token {
+                    kind: TokenKind::Str(value),
+                    ..
+                },
+            ) => {
                 self.pos += 1;
                 Ok((value.clone(), self.span(token)))
             }
@@ -207,7 +243,12 @@ impl<'a> Cursor<'a> {
 
     fn word_or_string(&mut self, what: &str) -> PResult<(String, Span)> {
         match self.peek() {
-            Some(token @ Token { kind: TokenKind::Str(value), .. }) => {
+            Some(
+                token @ Token {
+                    kind: TokenKind::Str(value),
+                    ..
+                },
+            ) => {
                 self.pos += 1;
                 Ok((value.clone(), self.span(token)))
             }
@@ -250,7 +291,11 @@ impl<'a> Cursor<'a> {
             Some(token) => Err(Diagnostic::error(
                 "unexpected-token",
                 format!("unexpected {} at the end of this line", self.show(token)),
-                Span::new(self.file, token.start, self.tokens.last().map_or(token.end, |t| t.end)),
+                Span::new(
+                    self.file,
+                    token.start,
+                    self.tokens.last().map_or(token.end, |t| t.end),
+                ),
             )
             .with_help("remove it, or start a new line for another fact")),
         }
@@ -296,7 +341,10 @@ impl<'a> Declared<'a> {
         line_span(self.file, self.header())
     }
     fn body(&self) -> impl Iterator<Item = Cursor<'a>> + '_ {
-        self.item.body.iter().map(|&i| Cursor::new(self.file, self.text, &self.lines[i]))
+        self.item
+            .body
+            .iter()
+            .map(|&i| Cursor::new(self.file, self.text, &self.lines[i]))
     }
 }
 
@@ -358,7 +406,9 @@ pub(crate) fn resolve(
         for &span in &r.relative_times {
             r.diags.push(
                 Diagnostic::error("no-window", "a time relative to T0 needs a window", span)
-                    .with_help("declare the window under `runbook`: `window 2013-03-14 17:00 UTC for 6h`"),
+                    .with_help(
+                        "declare the window under `runbook`: `window 2013-03-14 17:00 UTC for 6h`",
+                    ),
             );
         }
     }
@@ -366,18 +416,20 @@ pub(crate) fn resolve(
     diags.sort_by_key(|d| d.primary_span().map(|s| (s.file, s.start)));
     let failed = diags.iter().any(|d| d.severity == Severity::Error);
     let runbook = match (failed, header, keys, zones, hosts, groups, steps) {
-        (false, Some(header), Some(keys), Some(zones), Some(hosts), Some(groups), Some(steps)) => Some(Runbook {
-            name: header.name,
-            title: header.title,
-            window: header.window,
-            links: header.links,
-            keys,
-            zones,
-            hosts,
-            groups,
-            steps,
-            span: header.span,
-        }),
+        (false, Some(header), Some(keys), Some(zones), Some(hosts), Some(groups), Some(steps)) => {
+            Some(Runbook {
+                name: header.name,
+                title: header.title,
+                window: header.window,
+                links: header.links,
+                keys,
+                zones,
+                hosts,
+                groups,
+                steps,
+                span: header.span,
+            })
+        }
         _ => None,
     };
     (runbook, diags)
@@ -403,7 +455,10 @@ impl<'a> Resolver<'a> {
         let header = &lines[item.header];
         let mut cursor = Cursor::new(file, text, header);
         let Ok((keyword, keyword_span)) = cursor.word("an item keyword") else {
-            self.diags.push(cursor.expected("an item keyword (runbook, include, key, zone, host, group or step)"));
+            self.diags
+                .push(cursor.expected(
+                    "an item keyword (runbook, include, key, zone, host, group or step)",
+                ));
             return;
         };
         if keyword == "runbook" {
@@ -414,19 +469,30 @@ impl<'a> Resolver<'a> {
             "key" | "host" | "group" | "step" => keyword,
             "zone" => "zone",
             _ => {
-                self.diags.push(self.unknown_keyword(keyword, keyword_span, ITEM_KEYWORDS, "an item"));
+                self.diags.push(self.unknown_keyword(
+                    keyword,
+                    keyword_span,
+                    ITEM_KEYWORDS,
+                    "an item",
+                ));
                 return;
             }
         };
         let name = if what == "zone" {
-            cursor.word("a zone name like `example.org`").and_then(|(w, s)| {
-                if is_domain(w) {
-                    Ok((w, s))
-                } else {
-                    Err(Diagnostic::error("bad-name", format!("`{}` is not a domain name", short(w)), s)
+            cursor
+                .word("a zone name like `example.org`")
+                .and_then(|(w, s)| {
+                    if is_domain(w) {
+                        Ok((w, s))
+                    } else {
+                        Err(Diagnostic::error(
+                            "bad-name",
+                            format!("`{}` is not a domain name", short(w)),
+                            s,
+                        )
                         .with_help("a zone is a domain name such as `maemo.org`"))
-                }
-            })
+                    }
+                })
         } else {
             cursor.name(&format!("the {what}'s name"))
         };
@@ -434,10 +500,20 @@ impl<'a> Resolver<'a> {
             Ok(found) => found,
             Err(d) => return self.diags.push(d),
         };
-        let declared = Declared { file, text, lines, item, name, name_span };
+        let declared = Declared {
+            file,
+            text,
+            lines,
+            item,
+            name,
+            name_span,
+        };
         let previous = match what {
             "key" => self.key_index.get(name).map(|&i| self.keys[i].name_span),
-            "zone" => self.zone_index.get(&zone_key(name)).map(|&i| self.zones[i].name_span),
+            "zone" => self
+                .zone_index
+                .get(&zone_key(name))
+                .map(|&i| self.zones[i].name_span),
             "step" => self.step_index.get(name).map(|&i| self.steps[i].name_span),
             _ => self.host_index.get(name).map(|&h| match h {
                 HostLike::Host(i) => self.hosts[i].name_span,
@@ -445,11 +521,21 @@ impl<'a> Resolver<'a> {
             }),
         };
         if let Some(first) = previous {
-            let namespace = if what == "host" || what == "group" { "host or group" } else { what };
+            let namespace = if what == "host" || what == "group" {
+                "host or group"
+            } else {
+                what
+            };
             self.diags.push(
-                Diagnostic::error("duplicate-name", format!("the {namespace} `{name}` is declared twice"), name_span)
-                    .with_label(first, "first declared here")
-                    .with_help(format!("rename one of them; every {namespace} needs a name of its own")),
+                Diagnostic::error(
+                    "duplicate-name",
+                    format!("the {namespace} `{name}` is declared twice"),
+                    name_span,
+                )
+                .with_label(first, "first declared here")
+                .with_help(format!(
+                    "rename one of them; every {namespace} needs a name of its own"
+                )),
             );
             return;
         }
@@ -463,11 +549,13 @@ impl<'a> Resolver<'a> {
                 self.zones.push(declared);
             }
             "host" => {
-                self.host_index.insert(name, HostLike::Host(self.hosts.len()));
+                self.host_index
+                    .insert(name, HostLike::Host(self.hosts.len()));
                 self.hosts.push(declared);
             }
             "group" => {
-                self.host_index.insert(name, HostLike::Group(self.groups.len()));
+                self.host_index
+                    .insert(name, HostLike::Group(self.groups.len()));
                 self.groups.push(declared);
             }
             _ => {
@@ -503,7 +591,12 @@ impl<'a> Resolver<'a> {
             Some(near) => format!("did you mean `{near}`?"),
             None => format!("{place} line starts with one of: {}", allowed.join(", ")),
         };
-        Diagnostic::error("unknown-keyword", format!("unknown keyword `{}` here", short(word)), span).with_help(help)
+        Diagnostic::error(
+            "unknown-keyword",
+            format!("unknown keyword `{}` here", short(word)),
+            span,
+        )
+        .with_help(help)
     }
 
     fn no_body(&mut self, declared_index: &Declared<'a>, what: &str) {
@@ -511,17 +604,33 @@ impl<'a> Resolver<'a> {
         if let Some(&first) = declared_index.item.body.first() {
             let span = line_span(file, &declared_index.lines[first]);
             self.diags.push(
-                Diagnostic::error("unexpected-indent", format!("a `{what}` takes no indented lines"), span)
-                    .with_help(format!("write the whole `{what}` on one line, or unindent this line")),
+                Diagnostic::error(
+                    "unexpected-indent",
+                    format!("a `{what}` takes no indented lines"),
+                    span,
+                )
+                .with_help(format!(
+                    "write the whole `{what}` on one line, or unindent this line"
+                )),
             );
         }
     }
 
-    fn build_header(&mut self, items: &[(FileId, &'a str, &'a [Line], &'a Item)], main: FileId) -> Option<Header> {
+    fn build_header(
+        &mut self,
+        items: &[(FileId, &'a str, &'a [Line], &'a Item)],
+        main: FileId,
+    ) -> Option<Header> {
         let Some(&(file, text, lines, item)) = items.first() else {
             self.diags.push(
-                Diagnostic::error("missing-runbook", "this file has no `runbook` line", Span::new(main, 0, 0))
-                    .with_help("start the file with `runbook NAME`, followed by its title, window and links"),
+                Diagnostic::error(
+                    "missing-runbook",
+                    "this file has no `runbook` line",
+                    Span::new(main, 0, 0),
+                )
+                .with_help(
+                    "start the file with `runbook NAME`, followed by its title, window and links",
+                ),
             );
             return None;
         };
@@ -532,7 +641,10 @@ impl<'a> Resolver<'a> {
                     "a second `runbook` line",
                     line_span(dup_file, &dup_lines[dup_item.header]),
                 )
-                .with_label(line_span(file, &lines[item.header]), "the runbook is declared here")
+                .with_label(
+                    line_span(file, &lines[item.header]),
+                    "the runbook is declared here",
+                )
                 .with_help("one runbook per file set; remove this line or split the files"),
             );
         }
@@ -540,26 +652,38 @@ impl<'a> Resolver<'a> {
         let span = line_span(file, header_line);
         let mut cursor = Cursor::new(file, text, header_line);
         cursor.pos = 1;
-        let name = self.push(cursor.name("the runbook's name").and_then(|(n, _)| cursor.finish().map(|()| n)));
+        let name = self.push(
+            cursor
+                .name("the runbook's name")
+                .and_then(|(n, _)| cursor.finish().map(|()| n)),
+        );
         let mut title: Option<(String, Span)> = None;
         let mut window: Option<Window> = None;
         let mut links = Vec::new();
         for &index in &item.body {
             let line = &lines[index];
             let mut cursor = Cursor::new(file, text, line);
-            let Some((keyword, keyword_span)) = self.push(cursor.word("`title`, `window` or `link`")) else { continue };
+            let Some((keyword, keyword_span)) =
+                self.push(cursor.word("`title`, `window` or `link`"))
+            else {
+                continue;
+            };
             let line_span = line_span(file, line);
             let result: PResult<()> = match keyword {
-                "title" => cursor.string("the title in double quotes").and_then(|(t, _)| {
-                    cursor.finish()?;
-                    match &title {
-                        Some((_, first)) => Err(duplicate_attribute("title", line_span, *first)),
-                        None => {
-                            title = Some((t, line_span));
-                            Ok(())
+                "title" => cursor
+                    .string("the title in double quotes")
+                    .and_then(|(t, _)| {
+                        cursor.finish()?;
+                        match &title {
+                            Some((_, first)) => {
+                                Err(duplicate_attribute("title", line_span, *first))
+                            }
+                            None => {
+                                title = Some((t, line_span));
+                                Ok(())
+                            }
                         }
-                    }
-                }),
+                    }),
                 "window" => parse_window(&mut cursor, line_span).and_then(|w| match &window {
                     Some(first) => Err(duplicate_attribute("window", line_span, first.span)),
                     None => {
@@ -568,11 +692,22 @@ impl<'a> Resolver<'a> {
                     }
                 }),
                 "link" => parse_link(&mut cursor, line_span).map(|l| links.push(l)),
-                _ => Err(self.unknown_keyword(keyword, keyword_span, &["title", "window", "link"], "a `runbook`")),
+                _ => Err(self.unknown_keyword(
+                    keyword,
+                    keyword_span,
+                    &["title", "window", "link"],
+                    "a `runbook`",
+                )),
             };
             self.push(result);
         }
-        Some(Header { name: name?.to_string(), title: title.map(|(t, _)| t), window, links, span })
+        Some(Header {
+            name: name?.to_string(),
+            title: title.map(|(t, _)| t),
+            window,
+            links,
+            span,
+        })
     }
 
     fn build_key(&mut self, index: usize) -> Option<Key> {
@@ -582,7 +717,8 @@ impl<'a> Resolver<'a> {
         let name = declared.name.to_string();
         self.no_body(&declared, "key");
         let result = (|| {
-            let (algorithm, algorithm_span) = cursor.word("the algorithm: hmac-sha256, hmac-sha384 or hmac-sha512")?;
+            let (algorithm, algorithm_span) =
+                cursor.word("the algorithm: hmac-sha256, hmac-sha384 or hmac-sha512")?;
             let algorithm = match algorithm {
                 "hmac-sha256" => TsigAlgorithm::HmacSha256,
                 "hmac-sha384" => TsigAlgorithm::HmacSha384,
@@ -593,17 +729,25 @@ impl<'a> Resolver<'a> {
                         format!("unknown TSIG algorithm `{}`", short(other)),
                         algorithm_span,
                     );
-                    d.help = Some(match closest(other, ["hmac-sha256", "hmac-sha384", "hmac-sha512"]) {
-                        Some(near) => format!("did you mean `{near}`?"),
-                        None => "use hmac-sha256, hmac-sha384 or hmac-sha512".to_string(),
-                    });
+                    d.help = Some(
+                        match closest(other, ["hmac-sha256", "hmac-sha384", "hmac-sha512"]) {
+                            Some(near) => format!("did you mean `{near}`?"),
+                            None => "use hmac-sha256, hmac-sha384 or hmac-sha512".to_string(),
+                        },
+                    );
                     return Err(d);
                 }
             };
-            let (secret, secret_span) = cursor.word_or_string("the secret's source: `env:VARIABLE` or `file:PATH`")?;
+            let (secret, secret_span) =
+                cursor.word_or_string("the secret's source: `env:VARIABLE` or `file:PATH`")?;
             let secret = parse_secret(&secret, secret_span)?;
             cursor.finish()?;
-            Ok(Key { name, algorithm, secret, span })
+            Ok(Key {
+                name,
+                algorithm,
+                secret,
+                span,
+            })
         })();
         self.push(result)
     }
@@ -617,11 +761,19 @@ impl<'a> Resolver<'a> {
         let mut resolvers: Option<(Vec<SocketAddr>, Span)> = None;
         let mut failed = false;
         for mut cursor in declared.body() {
-            let Some((keyword, keyword_span)) = self.push(cursor.word("`primary`, `verify` or `resolvers`")) else {
+            let Some((keyword, keyword_span)) =
+                self.push(cursor.word("`primary`, `verify` or `resolvers`"))
+            else {
                 failed = true;
                 continue;
             };
-            let this_line = join(keyword_span, cursor.tokens.last().map_or(keyword_span, |t| cursor.span(t)));
+            let this_line = join(
+                keyword_span,
+                cursor
+                    .tokens
+                    .last()
+                    .map_or(keyword_span, |t| cursor.span(t)),
+            );
             let result: PResult<()> = match keyword {
                 "primary" => (|| {
                     let (addr, _) = server_address(&mut cursor)?;
@@ -642,14 +794,23 @@ impl<'a> Resolver<'a> {
                 "verify" | "resolvers" => (|| {
                     let addrs = cursor.list(|c| server_address(c).map(|(a, _)| a))?;
                     cursor.finish()?;
-                    let slot = if keyword == "verify" { &mut verify } else { &mut resolvers };
+                    let slot = if keyword == "verify" {
+                        &mut verify
+                    } else {
+                        &mut resolvers
+                    };
                     if let Some((_, first)) = slot {
                         return Err(duplicate_attribute(keyword, this_line, *first));
                     }
                     *slot = Some((addrs, this_line));
                     Ok(())
                 })(),
-                _ => Err(self.unknown_keyword(keyword, keyword_span, &["primary", "verify", "resolvers"], "a `zone`")),
+                _ => Err(self.unknown_keyword(
+                    keyword,
+                    keyword_span,
+                    &["primary", "verify", "resolvers"],
+                    "a `zone`",
+                )),
             };
             failed |= self.push(result).is_none();
         }
@@ -727,8 +888,12 @@ impl<'a> Resolver<'a> {
             failed |= self.push(result).is_none();
         }
         let missing = |what: &str, example: &str| {
-            Diagnostic::error("missing-attribute", format!("host `{}` has no `{what}`", declared.name), declared.name_span)
-                .with_help(format!("add `{example}` to the host line"))
+            Diagnostic::error(
+                "missing-attribute",
+                format!("host `{}` has no `{what}`", declared.name),
+                declared.name_span,
+            )
+            .with_help(format!("add `{example}` to the host line"))
         };
         if failed {
             return None;
@@ -786,13 +951,24 @@ impl<'a> Resolver<'a> {
         }
         if !seen_any {
             self.diags.push(
-                Diagnostic::error("empty-group", format!("group `{}` has no hosts", declared.name), declared.name_span)
-                    .with_help(format!("list its hosts: `group {} HOST, HOST`", declared.name)),
+                Diagnostic::error(
+                    "empty-group",
+                    format!("group `{}` has no hosts", declared.name),
+                    declared.name_span,
+                )
+                .with_help(format!(
+                    "list its hosts: `group {} HOST, HOST`",
+                    declared.name
+                )),
             );
             failed = true;
         }
         self.group_members.push(members.clone());
-        (!failed).then(|| Group { name: declared.name.to_string(), members, span: declared.header_span() })
+        (!failed).then(|| Group {
+            name: declared.name.to_string(),
+            members,
+            span: declared.header_span(),
+        })
     }
 
     fn build_step(&mut self, index: usize) -> Option<Step> {
@@ -857,7 +1033,9 @@ impl<'a> Resolver<'a> {
         let mut kind_seen = false;
         for mut cursor in declared.body() {
             let Some(keyword) = cursor.peek_word() else {
-                failed |= self.push::<()>(Err(cursor.expected("a kind or a step attribute"))).is_none();
+                failed |= self
+                    .push::<()>(Err(cursor.expected("a kind or a step attribute")))
+                    .is_none();
                 continue;
             };
             let line = join(cursor.span(&cursor.tokens[0]), cursor.end_span());
@@ -892,8 +1070,12 @@ impl<'a> Resolver<'a> {
                         if keyword == "retry" {
                             let (count, count_span) = cursor.word("a number of retries")?;
                             let count: u32 = count.parse().map_err(|_| {
-                                Diagnostic::error("bad-value", format!("`{}` is not a number of retries", short(count)), count_span)
-                                    .with_help("write a whole number, like `retry 2`")
+                                Diagnostic::error(
+                                    "bad-value",
+                                    format!("`{}` is not a number of retries", short(count)),
+                                    count_span,
+                                )
+                                .with_help("write a whole number, like `retry 2`")
                             })?;
                             cursor.finish()?;
                             if let Some((_, first)) = retry {
@@ -903,7 +1085,11 @@ impl<'a> Resolver<'a> {
                         } else {
                             let duration = duration_word(&mut cursor, "a duration like `10m`")?;
                             cursor.finish()?;
-                            let slot = if keyword == "timeout" { &mut timeout } else { &mut expect };
+                            let slot = if keyword == "timeout" {
+                                &mut timeout
+                            } else {
+                                &mut expect
+                            };
                             if let Some((_, first)) = slot {
                                 return Err(duplicate_attribute(keyword, keyword_span, *first));
                             }
@@ -960,16 +1146,33 @@ impl<'a> Resolver<'a> {
     fn parse_action(&mut self, cursor: &mut Cursor<'a>) -> PResult<Action> {
         let (keyword, keyword_span) = cursor.word("a kind (dns.ttl, dns.switch, image.copy, db.sync, port.open, port.closed, http.check, exec, manual or wait)")?;
         let Some(&(_, usage, _)) = KINDS.iter().find(|(k, _, _)| *k == keyword) else {
-            let all: Vec<&str> = KINDS.iter().map(|(k, _, _)| *k).chain(STEP_ATTRIBUTES.iter().copied()).collect();
+            let all: Vec<&str> = KINDS
+                .iter()
+                .map(|(k, _, _)| *k)
+                .chain(STEP_ATTRIBUTES.iter().copied())
+                .collect();
             let help = match closest(keyword, all.iter().copied()) {
                 Some(near) => format!("did you mean `{near}`?"),
-                None => format!("the kinds are: {}", KINDS.iter().map(|(k, _, _)| *k).collect::<Vec<_>>().join(", ")),
+                None => format!(
+                    "the kinds are: {}",
+                    KINDS
+                        .iter()
+                        .map(|(k, _, _)| *k)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             };
-            return Err(Diagnostic::error("unknown-kind", format!("unknown step kind `{}`", short(keyword)), keyword_span)
-                .with_help(help));
+            return Err(Diagnostic::error(
+                "unknown-kind",
+                format!("unknown step kind `{}`", short(keyword)),
+                keyword_span,
+            )
+            .with_help(help));
         };
         let span = join(keyword_span, cursor.end_span());
-        let kind = self.parse_kind(keyword, cursor).and_then(|kind| cursor.finish().map(|()| kind));
+        let kind = self
+            .parse_kind(keyword, cursor)
+            .and_then(|kind| cursor.finish().map(|()| kind));
         match kind {
             Ok(kind) => Ok(Action { kind, span }),
             Err(mut d) => {
@@ -993,11 +1196,14 @@ impl<'a> Resolver<'a> {
                 loop {
                     match cursor.peek_word() {
                         Some(word) if record_type(word).is_some() && !names.is_empty() => break,
-                        Some(word) if record_type(word).is_none()
-                            && record_type(&word.to_ascii_uppercase()).is_some()
-                            && cursor.tokens.get(cursor.pos + 1).is_some_and(|t| {
-                                t.kind == TokenKind::Word && cursor.text[t.start..t.end].starts_with(|c: char| c.is_ascii_digit())
-                            }) =>
+                        Some(word)
+                            if record_type(word).is_none()
+                                && record_type(&word.to_ascii_uppercase()).is_some()
+                                && cursor.tokens.get(cursor.pos + 1).is_some_and(|t| {
+                                    t.kind == TokenKind::Word
+                                        && cursor.text[t.start..t.end]
+                                            .starts_with(|c: char| c.is_ascii_digit())
+                                }) =>
                         {
                             let fault = record_type_word(cursor).err();
                             return Err(fault.unwrap_or_else(|| cursor.expected("a record name")));
@@ -1008,8 +1214,12 @@ impl<'a> Resolver<'a> {
                             names.push(name.to_string());
                             cursor.eat_comma();
                         }
-                        None if names.is_empty() => return Err(cursor.expected("a record name (`@` for the zone's apex)")),
-                        None => return Err(cursor.expected(&format!("a record type ({RECORD_TYPES})"))),
+                        None if names.is_empty() => {
+                            return Err(cursor.expected("a record name (`@` for the zone's apex)"));
+                        }
+                        None => {
+                            return Err(cursor.expected(&format!("a record type ({RECORD_TYPES})")));
+                        }
                     }
                 }
                 let rtype = record_type_word(cursor)?;
@@ -1018,7 +1228,13 @@ impl<'a> Resolver<'a> {
                     Some(_) => Some(ttl_word(cursor, "the TTL before the change, like `1d`")?),
                     None => None,
                 };
-                ActionKind::DnsTtl { zone, names, rtype, ttl, previous_ttl }
+                ActionKind::DnsTtl {
+                    zone,
+                    names,
+                    rtype,
+                    ttl,
+                    previous_ttl,
+                }
             }
             "dns.switch" => {
                 let zone = self.zone_word(cursor)?;
@@ -1031,17 +1247,33 @@ impl<'a> Resolver<'a> {
                 let (new, new_span) = cursor.word_or_string("the record's new value")?;
                 check_record_value(rtype, &new, new_span)?;
                 if old == new {
-                    return Err(Diagnostic::error("bad-value", "the old and the new value are the same", join(old_span, new_span))
-                        .with_help("a switch changes the value; to change only the TTL use `dns.ttl`"));
+                    return Err(Diagnostic::error(
+                        "bad-value",
+                        "the old and the new value are the same",
+                        join(old_span, new_span),
+                    )
+                    .with_help(
+                        "a switch changes the value; to change only the TTL use `dns.ttl`",
+                    ));
                 }
-                ActionKind::DnsSwitch { zone, name: name.to_string(), rtype, old, new }
+                ActionKind::DnsSwitch {
+                    zone,
+                    name: name.to_string(),
+                    rtype,
+                    old,
+                    new,
+                }
             }
             "image.copy" | "db.sync" => {
                 let engine = if keyword == "db.sync" {
                     let (engine, engine_span) = cursor.word("the database engine (`sqlite`)")?;
                     if engine != "sqlite" {
-                        return Err(Diagnostic::error("bad-value", format!("unknown database engine `{}`", short(engine)), engine_span)
-                            .with_help("cutover syncs `sqlite` databases"));
+                        return Err(Diagnostic::error(
+                            "bad-value",
+                            format!("unknown database engine `{}`", short(engine)),
+                            engine_span,
+                        )
+                        .with_help("cutover syncs `sqlite` databases"));
                     }
                     Some(DbEngine::Sqlite)
                 } else {
@@ -1051,8 +1283,12 @@ impl<'a> Resolver<'a> {
                 cursor.arrow()?;
                 let (to, to_span) = self.endpoint(cursor, keyword)?;
                 if from == to {
-                    return Err(Diagnostic::error("bad-value", "the source and the destination are the same file", join(from_span, to_span))
-                        .with_help("copy to another host or another path"));
+                    return Err(Diagnostic::error(
+                        "bad-value",
+                        "the source and the destination are the same file",
+                        join(from_span, to_span),
+                    )
+                    .with_help("copy to another host or another path"));
                 }
                 let size = match cursor.eat("size") {
                     Some(_) => {
@@ -1062,7 +1298,12 @@ impl<'a> Resolver<'a> {
                     None => None,
                 };
                 match engine {
-                    Some(engine) => ActionKind::DbSync { engine, from, to, size },
+                    Some(engine) => ActionKind::DbSync {
+                        engine,
+                        from,
+                        to,
+                        size,
+                    },
                     None => ActionKind::ImageCopy { from, to, size },
                 }
             }
@@ -1091,18 +1332,28 @@ impl<'a> Resolver<'a> {
                     let (word, word_span) = cursor.word("`status CODE` or `body \"TEXT\"`")?;
                     match word {
                         "status" => {
-                            let (code, code_span) = cursor.word("an HTTP status code like `200`")?;
-                            let value = code.parse::<u16>().ok().filter(|c| (100..600).contains(c)).ok_or_else(|| {
-                                Diagnostic::error("bad-value", format!("`{}` is not an HTTP status code", short(code)), code_span)
+                            let (code, code_span) =
+                                cursor.word("an HTTP status code like `200`")?;
+                            let value = code
+                                .parse::<u16>()
+                                .ok()
+                                .filter(|c| (100..600).contains(c))
+                                .ok_or_else(|| {
+                                    Diagnostic::error(
+                                        "bad-value",
+                                        format!("`{}` is not an HTTP status code", short(code)),
+                                        code_span,
+                                    )
                                     .with_help("status codes are 100 to 599, like `200` or `301`")
-                            })?;
+                                })?;
                             if let Some((_, first)) = status {
                                 return Err(duplicate_attribute("status", word_span, first));
                             }
                             status = Some((value, word_span));
                         }
                         "body" => {
-                            let (text, _) = cursor.string("the expected body text in double quotes")?;
+                            let (text, _) =
+                                cursor.string("the expected body text in double quotes")?;
                             if let Some((_, first)) = body {
                                 return Err(duplicate_attribute("body", word_span, first));
                             }
@@ -1136,15 +1387,21 @@ impl<'a> Resolver<'a> {
                 }
                 let (command, command_span) = cursor.string("the command in double quotes")?;
                 if command.trim().is_empty() {
-                    return Err(Diagnostic::error("bad-value", "the command is empty", command_span));
+                    return Err(Diagnostic::error(
+                        "bad-value",
+                        "the command is empty",
+                        command_span,
+                    ));
                 }
                 ActionKind::Exec { on, command }
             }
             "manual" => {
                 let (instructions, span) = cursor.string("the instructions in double quotes")?;
                 if instructions.trim().is_empty() {
-                    return Err(Diagnostic::error("bad-value", "the instructions are empty", span)
-                        .with_help("say what the person must do and confirm"));
+                    return Err(
+                        Diagnostic::error("bad-value", "the instructions are empty", span)
+                            .with_help("say what the person must do and confirm"),
+                    );
                 }
                 ActionKind::Manual { instructions }
             }
@@ -1156,7 +1413,10 @@ impl<'a> Resolver<'a> {
                     }
                     ActionKind::Wait(WaitFor::Until(time))
                 } else {
-                    ActionKind::Wait(WaitFor::Duration(duration_word(cursor, "a duration like `5m`, or `until TIME`")?))
+                    ActionKind::Wait(WaitFor::Duration(duration_word(
+                        cursor,
+                        "a duration like `5m`, or `until TIME`",
+                    )?))
                 }
             }
         })
@@ -1207,7 +1467,10 @@ impl<'a> Resolver<'a> {
                     format!("`{name}` is a group, but `{kind}` copies from one host to one host"),
                     span,
                 )
-                .with_help(format!("name one host of the group ({}), one step per host", members.join(", "))))
+                .with_help(format!(
+                    "name one host of the group ({}), one step per host",
+                    members.join(", ")
+                )))
             }
             None => Err(self.unknown("host", name, span)),
         }
@@ -1215,36 +1478,63 @@ impl<'a> Resolver<'a> {
 
     fn endpoint(&self, cursor: &mut Cursor<'a>, kind: &str) -> PResult<(Endpoint, Span)> {
         let (word, span) = cursor.word("HOST:/PATH")?;
-        let Some((host, path)) = word.split_once(':').filter(|(h, p)| !h.is_empty() && p.starts_with('/')) else {
+        let Some((host, path)) = word
+            .split_once(':')
+            .filter(|(h, p)| !h.is_empty() && p.starts_with('/'))
+        else {
             return Err(Diagnostic::error(
                 "bad-kind-args",
                 format!("`{}` is not HOST:/PATH", short(word)),
                 span,
             )
-            .with_help("name a host and an absolute path on it, like `wiki:/srv/images/wiki.img`"));
+            .with_help(
+                "name a host and an absolute path on it, like `wiki:/srv/images/wiki.img`",
+            ));
         };
         let host_span = Span::new(span.file, span.start, span.start + host.len());
         let host = self.host_ref(host, host_span, kind)?;
-        Ok((Endpoint { host, path: path.to_string() }, span))
+        Ok((
+            Endpoint {
+                host,
+                path: path.to_string(),
+            },
+            span,
+        ))
     }
 
     fn port_targets(&self, cursor: &mut Cursor<'a>) -> PResult<Vec<PortTarget>> {
         let (word, span) = cursor.word("HOST:PORT")?;
         let Some((name, port)) = word.rsplit_once(':') else {
-            return Err(Diagnostic::error("bad-kind-args", format!("`{}` is not HOST:PORT", short(word)), span)
-                .with_help("name a host or group and a port, like `wiki-new:80`"));
+            return Err(Diagnostic::error(
+                "bad-kind-args",
+                format!("`{}` is not HOST:PORT", short(word)),
+                span,
+            )
+            .with_help("name a host or group and a port, like `wiki-new:80`"));
         };
         let name_span = Span::new(span.file, span.start, span.start + name.len());
         let port_span = Span::new(span.file, span.start + name.len() + 1, span.end);
         if !is_name(name) {
-            return Err(Diagnostic::error("bad-name", format!("`{}` is not a host or group name", short(name)), name_span)
-                .with_help("name a host or group declared in the runbook"));
+            return Err(Diagnostic::error(
+                "bad-name",
+                format!("`{}` is not a host or group name", short(name)),
+                name_span,
+            )
+            .with_help("name a host or group declared in the runbook"));
         }
         let port = port.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| {
-            Diagnostic::error("bad-value", format!("`{}` is not a port number", short(port)), port_span)
-                .with_help("ports are 1 to 65535")
+            Diagnostic::error(
+                "bad-value",
+                format!("`{}` is not a port number", short(port)),
+                port_span,
+            )
+            .with_help("ports are 1 to 65535")
         })?;
-        Ok(self.hosts_ref(name, name_span)?.into_iter().map(|host| PortTarget { host, port }).collect())
+        Ok(self
+            .hosts_ref(name, name_span)?
+            .into_iter()
+            .map(|host| PortTarget { host, port })
+            .collect())
     }
 
     /// What else `name` is, if it names something of another sort.
@@ -1271,17 +1561,31 @@ impl<'a> Resolver<'a> {
             "key" => self.keys.iter().map(|d| d.name).collect(),
             "step" => self.steps.iter().map(|d| d.name).collect(),
             "host" => self.hosts.iter().map(|d| d.name).collect(),
-            _ => self.hosts.iter().chain(self.groups.iter()).map(|d| d.name).collect(),
+            _ => self
+                .hosts
+                .iter()
+                .chain(self.groups.iter())
+                .map(|d| d.name)
+                .collect(),
         };
         let help = if let Some(near) = closest(name, candidates.iter().copied()) {
             format!("did you mean `{near}`?")
         } else if let Some(other) = self.what_is(name) {
             format!("`{name}` is {other}, not a {what}")
         } else {
-            let article = if what.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+            let article = if what.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            };
             format!("declare {article} {what} named `{name}`, or use one that exists")
         };
-        Diagnostic::error("unknown-name", format!("unknown {what} `{}`", short(name)), span).with_help(help)
+        Diagnostic::error(
+            "unknown-name",
+            format!("unknown {what} `{}`", short(name)),
+            span,
+        )
+        .with_help(help)
     }
 
     fn check_cycles(&mut self, steps: &[Step]) {
@@ -1309,9 +1613,14 @@ impl<'a> Resolver<'a> {
                     }
                     1 => {
                         let from = stack.iter().position(|&(s, _)| s == next.0).unwrap_or(0);
-                        let mut path: Vec<&str> = stack[from..].iter().map(|&(s, _)| steps[s].name.as_str()).collect();
+                        let mut path: Vec<&str> = stack[from..]
+                            .iter()
+                            .map(|&(s, _)| steps[s].name.as_str())
+                            .collect();
                         path.push(&steps[next.0].name);
-                        let span = self.after_span(node, &steps[next.0].name).unwrap_or(steps[node].span);
+                        let span = self
+                            .after_span(node, &steps[next.0].name)
+                            .unwrap_or(steps[node].span);
                         self.diags.push(
                             Diagnostic::error(
                                 "after-cycle",
@@ -1331,7 +1640,10 @@ impl<'a> Resolver<'a> {
     fn after_span(&self, index: usize, target: &str) -> Option<Span> {
         let declared = &self.steps[index];
         let header = declared.header();
-        let after = header.tokens.iter().position(|t| &declared.text[t.start..t.end] == "after")?;
+        let after = header
+            .tokens
+            .iter()
+            .position(|t| &declared.text[t.start..t.end] == "after")?;
         header.tokens[after..]
             .iter()
             .find(|t| t.kind == TokenKind::Word && &declared.text[t.start..t.end] == target)
@@ -1353,9 +1665,13 @@ impl<'a> Declared<'a> {
 }
 
 fn duplicate_attribute(what: &str, span: Span, first: Span) -> Diagnostic {
-    Diagnostic::error("duplicate-attribute", format!("`{what}` is given twice"), span)
-        .with_label(first, "first given here")
-        .with_help(format!("keep one `{what}`"))
+    Diagnostic::error(
+        "duplicate-attribute",
+        format!("`{what}` is given twice"),
+        span,
+    )
+    .with_label(first, "first given here")
+    .with_help(format!("keep one `{what}`"))
 }
 
 fn bad_unit(message: String, span: Span) -> Diagnostic {
@@ -1371,8 +1687,12 @@ fn ttl_word(cursor: &mut Cursor<'_>, what: &str) -> PResult<Duration> {
     let (text, span) = cursor.word(what)?;
     let ttl = parse_duration(text).map_err(|m| bad_unit(m, span))?;
     if ttl.as_secs() > i32::MAX as u64 {
-        return Err(Diagnostic::error("bad-value", format!("TTL `{}` is longer than DNS allows", short(text)), span)
-            .with_help("a TTL is at most 2147483647 seconds (about 68 years)"));
+        return Err(Diagnostic::error(
+            "bad-value",
+            format!("TTL `{}` is longer than DNS allows", short(text)),
+            span,
+        )
+        .with_help("a TTL is at most 2147483647 seconds (about 68 years)"));
     }
     Ok(ttl)
 }
@@ -1384,7 +1704,12 @@ fn record_type_word(cursor: &mut Cursor<'_>) -> PResult<RecordType> {
             Some(t) => format!("record types are written in capitals: `{}`", t.as_str()),
             None => format!("cutover handles {RECORD_TYPES} records"),
         };
-        Diagnostic::error("bad-value", format!("unknown record type `{}`", short(text)), span).with_help(help)
+        Diagnostic::error(
+            "bad-value",
+            format!("unknown record type `{}`", short(text)),
+            span,
+        )
+        .with_help(help)
     })
 }
 
@@ -1433,21 +1758,30 @@ fn server_address(cursor: &mut Cursor<'_>) -> PResult<(SocketAddr, Span)> {
 
 fn parse_secret(text: &str, span: Span) -> PResult<SecretRef> {
     if let Some(var) = text.strip_prefix("env:") {
-        let valid = var.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid = var
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if valid {
             return Ok(SecretRef::Env(var.to_string()));
         }
-        return Err(Diagnostic::error("bad-secret", "this is not an environment variable name", span)
-            .with_help("write `env:NAME`, where NAME is letters, digits and `_`"));
+        return Err(Diagnostic::error(
+            "bad-secret",
+            "this is not an environment variable name",
+            span,
+        )
+        .with_help("write `env:NAME`, where NAME is letters, digits and `_`"));
     }
-    if let Some(path) = text.strip_prefix("file:") {
-        if !path.is_empty() {
-            return Ok(SecretRef::File(PathBuf::from(path)));
-        }
+    if let Some(path) = text.strip_prefix("file:").filter(|p| !p.is_empty()) {
+        return Ok(SecretRef::File(PathBuf::from(path)));
     }
-    Err(Diagnostic::error("bad-secret", "a key's secret is given only by reference", span)
-        .with_help("write `env:VARIABLE` or `file:PATH`; never put a secret itself in a runbook"))
+    Err(Diagnostic::error(
+        "bad-secret",
+        "a key's secret is given only by reference",
+        span,
+    )
+    .with_help("write `env:VARIABLE` or `file:PATH`; never put a secret itself in a runbook"))
 }
 
 /// `via local PATH`, `via ssh USER@HOST[:PORT]` or `via agent "COMMAND"`.
@@ -1456,15 +1790,27 @@ fn parse_transport(cursor: &mut Cursor<'_>, via_span: Span) -> PResult<(Transpor
     match how {
         "local" => {
             let (path, span) = cursor.word_or_string("the folder that holds the host's files")?;
-            Ok((Transport::Local { root: PathBuf::from(path) }, join(via_span, span)))
+            Ok((
+                Transport::Local {
+                    root: PathBuf::from(path),
+                },
+                join(via_span, span),
+            ))
         }
         "ssh" => {
             let (target, span) = cursor.word("USER@HOST[:PORT]")?;
             let bad = || {
-                Diagnostic::error("bad-value", format!("`{}` is not USER@HOST[:PORT]", short(target)), span)
-                    .with_help("write it like `root@192.0.2.10` or `admin@db1.example.org:2222`")
+                Diagnostic::error(
+                    "bad-value",
+                    format!("`{}` is not USER@HOST[:PORT]", short(target)),
+                    span,
+                )
+                .with_help("write it like `root@192.0.2.10` or `admin@db1.example.org:2222`")
             };
-            let (user, rest) = target.split_once('@').filter(|(u, r)| !u.is_empty() && !r.is_empty()).ok_or_else(bad)?;
+            let (user, rest) = target
+                .split_once('@')
+                .filter(|(u, r)| !u.is_empty() && !r.is_empty())
+                .ok_or_else(bad)?;
             let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
                 let (host, after) = inner.split_once(']').ok_or_else(bad)?;
                 match after.strip_prefix(':') {
@@ -1474,21 +1820,36 @@ fn parse_transport(cursor: &mut Cursor<'_>, via_span: Span) -> PResult<(Transpor
                 }
             } else {
                 match rest.rsplit_once(':') {
-                    Some((host, port)) if !host.contains(':') => (host, Some(port.parse::<u16>().map_err(|_| bad())?)),
+                    Some((host, port)) if !host.contains(':') => {
+                        (host, Some(port.parse::<u16>().map_err(|_| bad())?))
+                    }
                     _ => (rest, None),
                 }
             };
             if host.is_empty() {
                 return Err(bad());
             }
-            Ok((Transport::Ssh { user: user.to_string(), host: host.to_string(), port }, join(via_span, span)))
+            Ok((
+                Transport::Ssh {
+                    user: user.to_string(),
+                    host: host.to_string(),
+                    port,
+                },
+                join(via_span, span),
+            ))
         }
         "agent" => {
             let (command, span) = cursor.string("the agent command in double quotes")?;
             Ok((Transport::Agent { command }, join(via_span, span)))
         }
-        other => Err(Diagnostic::error("bad-value", format!("unknown transport `{}`", short(other)), how_span)
-            .with_help("reach a host `via local PATH`, `via ssh USER@HOST` or `via agent \"COMMAND\"`")),
+        other => Err(Diagnostic::error(
+            "bad-value",
+            format!("unknown transport `{}`", short(other)),
+            how_span,
+        )
+        .with_help(
+            "reach a host `via local PATH`, `via ssh USER@HOST` or `via agent \"COMMAND\"`",
+        )),
     }
 }
 
@@ -1496,13 +1857,17 @@ fn parse_transport(cursor: &mut Cursor<'_>, via_span: Span) -> PResult<(Transpor
 fn parse_time(cursor: &mut Cursor<'_>) -> PResult<(TimeSpec, Span)> {
     let (word, span) = cursor.word("a time: `T0`, `T-48h`, `T+2h` or `2013-03-14 17:00 UTC`")?;
     if word.starts_with('T') {
-        return TimeSpec::parse_relative(word).map(|t| (t, span)).map_err(|m| bad_unit(m, span));
+        return TimeSpec::parse_relative(word)
+            .map(|t| (t, span))
+            .map_err(|m| bad_unit(m, span));
     }
     let (clock, clock_span) = cursor.word("a time of day like `17:00`")?;
     let whole = join(span, clock_span);
     let at = parse_utc(word, clock).map_err(|m| Diagnostic::error("bad-time", m, whole))?;
     let utc = cursor.eat("UTC").ok_or_else(|| {
-        cursor.expected("`UTC`").with_help("times are written in UTC: `2013-03-14 17:00 UTC`")
+        cursor
+            .expected("`UTC`")
+            .with_help("times are written in UTC: `2013-03-14 17:00 UTC`")
     })?;
     Ok((TimeSpec::Absolute(at), join(whole, utc)))
 }
@@ -1512,16 +1877,28 @@ fn parse_window(cursor: &mut Cursor<'_>, span: Span) -> PResult<Window> {
     let (start, _) = match parse_time(cursor)? {
         (TimeSpec::Absolute(at), s) => (at, s),
         (TimeSpec::Relative(_), s) => {
-            return Err(Diagnostic::error("bad-time", "the window's start must be an absolute time", s)
-                .with_help("T0 is the window's start; write it like `window 2013-03-14 17:00 UTC for 6h`"));
+            return Err(Diagnostic::error(
+                "bad-time",
+                "the window's start must be an absolute time",
+                s,
+            )
+            .with_help(
+                "T0 is the window's start; write it like `window 2013-03-14 17:00 UTC for 6h`",
+            ));
         }
     };
     if cursor.eat("for").is_none() {
-        return Err(cursor.expected("`for` and the window's length").with_help("write it like `window 2013-03-14 17:00 UTC for 6h`"));
+        return Err(cursor
+            .expected("`for` and the window's length")
+            .with_help("write it like `window 2013-03-14 17:00 UTC for 6h`"));
     }
     let length = duration_word(cursor, "the window's length, like `6h`")?;
     cursor.finish()?;
-    Ok(Window { start, length, span })
+    Ok(Window {
+        start,
+        length,
+        span,
+    })
 }
 
 /// `link SITE -> SITE BANDWIDTH` (after the keyword).
@@ -1532,12 +1909,19 @@ fn parse_link(cursor: &mut Cursor<'_>, span: Span) -> PResult<Link> {
     let (bandwidth, bandwidth_span) = cursor.word("a bandwidth like `1Gbit` or `80MB/s`")?;
     let bandwidth = Bandwidth::parse(bandwidth).map_err(|m| bad_unit(m, bandwidth_span))?;
     cursor.finish()?;
-    Ok(Link { from: from.to_string(), to: to.to_string(), bandwidth, span })
+    Ok(Link {
+        from: from.to_string(),
+        to: to.to_string(),
+        bandwidth,
+        span,
+    })
 }
 
 /// The host part of an http(s) URL, without user info or port.
 fn url_host(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"))?;
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
     let authority = rest.split(['/', '?', '#']).next()?;
     let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = if let Some(inner) = authority.strip_prefix('[') {

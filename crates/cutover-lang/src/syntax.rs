@@ -26,9 +26,14 @@ pub fn parse_file(file: FileId, text: &str, diags: &mut Vec<Diagnostic>) -> Synt
     let lines = lex(file, text, diags);
     let mut items: Vec<Item> = Vec::new();
     for (index, line) in lines.iter().enumerate() {
-        let Some(first) = line.tokens.first() else { continue };
+        let Some(first) = line.tokens.first() else {
+            continue;
+        };
         if line.indent == 0 {
-            items.push(Item { header: index, body: Vec::new() });
+            items.push(Item {
+                header: index,
+                body: Vec::new(),
+            });
         } else if let Some(item) = items.last_mut() {
             item.body.push(index);
         } else {

@@ -13,7 +13,10 @@ pub fn large_runbook(steps: usize, hosts: usize, groups: usize) -> String {
     let groups = groups.clamp(1, hosts);
     let mut out = String::with_capacity(steps * 120 + hosts * 80);
     let _ = writeln!(out, "runbook generated");
-    let _ = writeln!(out, "  title \"{steps} steps over {hosts} hosts in {groups} groups\"");
+    let _ = writeln!(
+        out,
+        "  title \"{steps} steps over {hosts} hosts in {groups} groups\""
+    );
     let _ = writeln!(out, "  window 2030-01-01 00:00 UTC for 12h");
     let _ = writeln!(out, "  link old-dc -> new-dc 1Gbit");
     let _ = writeln!(out);
@@ -25,11 +28,20 @@ pub fn large_runbook(steps: usize, hosts: usize, groups: usize) -> String {
     let _ = writeln!(out);
     for h in 0..hosts {
         let site = if h % 2 == 0 { "old-dc" } else { "new-dc" };
-        let _ = writeln!(out, "host h{h} site {site} addr 127.{}.{}.{} via local ./hosts/h{h}", 1 + h / 62_500, (h / 250) % 250, h % 250 + 1);
+        let _ = writeln!(
+            out,
+            "host h{h} site {site} addr 127.{}.{}.{} via local ./hosts/h{h}",
+            1 + h / 62_500,
+            (h / 250) % 250,
+            h % 250 + 1
+        );
     }
     let _ = writeln!(out);
     for g in 0..groups {
-        let members: Vec<String> = (g..hosts).step_by(groups).map(|h| format!("h{h}")).collect();
+        let members: Vec<String> = (g..hosts)
+            .step_by(groups)
+            .map(|h| format!("h{h}"))
+            .collect();
         let _ = writeln!(out, "group g{g} {}", members.join(", "));
     }
     for s in 0..steps {
@@ -52,12 +64,25 @@ pub fn large_runbook(steps: usize, hosts: usize, groups: usize) -> String {
                 let _ = writeln!(out, "  dns.ttl example.test n{s} A 300 was 1d");
             }
             1 => {
-                let _ = writeln!(out, "  dns.switch example.test n{s} A 192.0.2.{} -> 198.51.100.{}", s % 250 + 1, s % 250 + 1);
-                let _ = writeln!(out, "  undo dns.switch example.test n{s} A 198.51.100.{} -> 192.0.2.{}", s % 250 + 1, s % 250 + 1);
+                let _ = writeln!(
+                    out,
+                    "  dns.switch example.test n{s} A 192.0.2.{} -> 198.51.100.{}",
+                    s % 250 + 1,
+                    s % 250 + 1
+                );
+                let _ = writeln!(
+                    out,
+                    "  undo dns.switch example.test n{s} A 198.51.100.{} -> 192.0.2.{}",
+                    s % 250 + 1,
+                    s % 250 + 1
+                );
                 let _ = writeln!(out, "  verify http.check http://h{b}/ status 200");
             }
             2 => {
-                let _ = writeln!(out, "  image.copy h{a}:/srv/images/s{s}.img -> h{b}:/srv/images/s{s}.img size 20G");
+                let _ = writeln!(
+                    out,
+                    "  image.copy h{a}:/srv/images/s{s}.img -> h{b}:/srv/images/s{s}.img size 20G"
+                );
                 let _ = writeln!(out, "  timeout 2h");
             }
             3 => {
@@ -69,7 +94,10 @@ pub fn large_runbook(steps: usize, hosts: usize, groups: usize) -> String {
                 let _ = writeln!(out, "  retry 2");
             }
             5 => {
-                let _ = writeln!(out, "  db.sync sqlite h{a}:/srv/db/s{s}.sqlite -> h{b}:/srv/db/s{s}.sqlite size 2G");
+                let _ = writeln!(
+                    out,
+                    "  db.sync sqlite h{a}:/srv/db/s{s}.sqlite -> h{b}:/srv/db/s{s}.sqlite size 2G"
+                );
             }
             6 => {
                 let _ = writeln!(out, "  manual \"Confirm wave {s} is healthy\"");

@@ -106,7 +106,10 @@ fn split_number(text: &str) -> Option<(u128, u128, &str)> {
         Some((w, f)) => (w, f),
         None => (number, ""),
     };
-    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     if number.ends_with('.') || whole.len() + fraction.len() > 30 {
@@ -122,12 +125,18 @@ fn split_number(text: &str) -> Option<(u128, u128, &str)> {
 
 fn scaled(text: &str, units: &[(&str, u64)], what: &str, examples: &str) -> Result<u64, String> {
     let Some((mantissa, divisor, unit)) = split_number(text) else {
-        return Err(format!("`{text}` is not a {what} (write it like {examples})"));
+        return Err(format!(
+            "`{text}` is not a {what} (write it like {examples})"
+        ));
     };
     let Some(&(_, factor)) = units.iter().find(|(name, _)| *name == unit) else {
-        return Err(format!("unknown {what} unit `{unit}` in `{text}` (write it like {examples})"));
+        return Err(format!(
+            "unknown {what} unit `{unit}` in `{text}` (write it like {examples})"
+        ));
     };
-    let value = mantissa.checked_mul(u128::from(factor)).map(|v| v / divisor);
+    let value = mantissa
+        .checked_mul(u128::from(factor))
+        .map(|v| v / divisor);
     value
         .and_then(|v| u64::try_from(v).ok())
         .ok_or_else(|| format!("{what} `{text}` is too large"))
@@ -144,26 +153,41 @@ impl Bandwidth {
     /// Parses `100Mbit`, `1Gbit`, `80MB/s`, `10MiB/s`.
     pub fn parse(text: &str) -> Result<Bandwidth, String> {
         if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') && !text.is_empty() {
-            return Err(format!("bandwidth `{text}` needs a unit (write it like `1Gbit`, `100Mbit` or `80MB/s`)"));
+            return Err(format!(
+                "bandwidth `{text}` needs a unit (write it like `1Gbit`, `100Mbit` or `80MB/s`)"
+            ));
         }
-        scaled(text, BANDWIDTH_UNITS, "bandwidth", "`1Gbit`, `100Mbit` or `80MB/s`").map(Bandwidth)
+        scaled(
+            text,
+            BANDWIDTH_UNITS,
+            "bandwidth",
+            "`1Gbit`, `100Mbit` or `80MB/s`",
+        )
+        .map(Bandwidth)
     }
 }
 
 /// Parses `30s`, `5m`, `48h`, `2d`, `1h30m`; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration (write it like `30s`, `5m`, `48h`, `2d` or `1h30m`)");
+    let bad = || {
+        format!("`{text}` is not a duration (write it like `30s`, `5m`, `48h`, `2d` or `1h30m`)")
+    };
     if text.is_empty() {
         return Err(bad());
     }
     if text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse::<u64>().map(Duration::from_secs).map_err(|_| bad());
+        return text
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| bad());
     }
     let mut total: u64 = 0;
     let mut rest = text;
     let mut last_rank = 0;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(bad());
         }
@@ -174,10 +198,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             'h' => (2, 3_600),
             'm' => (3, 60),
             's' => (4, 1),
-            _ => return Err(format!("unknown duration unit `{unit}` in `{text}` (use d, h, m or s)")),
+            _ => {
+                return Err(format!(
+                    "unknown duration unit `{unit}` in `{text}` (use d, h, m or s)"
+                ));
+            }
         };
         if rank <= last_rank {
-            return Err(format!("`{text}`: write duration parts once each, largest first (like `1h30m`)"));
+            return Err(format!(
+                "`{text}`: write duration parts once each, largest first (like `1h30m`)"
+            ));
         }
         last_rank = rank;
         total = number
@@ -219,7 +249,7 @@ impl std::fmt::Display for Size {
             ("K", 1_000),
         ];
         for (name, factor) in units {
-            if self.0 >= factor && self.0 % factor == 0 {
+            if self.0 >= factor && self.0.is_multiple_of(factor) {
                 return write!(f, "{}{name}", self.0 / factor);
             }
         }
@@ -230,8 +260,13 @@ impl std::fmt::Display for Size {
 impl std::fmt::Display for Bandwidth {
     /// The largest unit that represents the bandwidth exactly: `1Gbit`, `640Mbit`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (name, factor) in [("Tbit", 1_000_000_000_000u64), ("Gbit", 1_000_000_000), ("Mbit", 1_000_000), ("kbit", 1_000)] {
-            if self.0 >= factor && self.0 % factor == 0 {
+        for (name, factor) in [
+            ("Tbit", 1_000_000_000_000u64),
+            ("Gbit", 1_000_000_000),
+            ("Mbit", 1_000_000),
+            ("kbit", 1_000),
+        ] {
+            if self.0 >= factor && self.0.is_multiple_of(factor) {
                 return write!(f, "{}{name}", self.0 / factor);
             }
         }
@@ -242,7 +277,11 @@ impl std::fmt::Display for Bandwidth {
 impl TimeSpec {
     /// Parses a window-relative time: `T0`, `T-48h`, `T+2h30m`.
     pub fn parse_relative(text: &str) -> Result<TimeSpec, String> {
-        let bad = || format!("`{text}` is not a time relative to the window (write it like `T0`, `T-48h` or `T+2h30m`)");
+        let bad = || {
+            format!(
+                "`{text}` is not a time relative to the window (write it like `T0`, `T-48h` or `T+2h30m`)"
+            )
+        };
         let rest = text.strip_prefix('T').ok_or_else(bad)?;
         if rest == "0" {
             return Ok(TimeSpec::Relative(0));
@@ -255,7 +294,8 @@ impl TimeSpec {
             return Err(bad());
         };
         let secs = parse_duration(amount).map_err(|_| bad())?.as_secs();
-        let secs = i64::try_from(secs).map_err(|_| format!("`{text}` is too far from the window"))?;
+        let secs =
+            i64::try_from(secs).map_err(|_| format!("`{text}` is too far from the window"))?;
         Ok(TimeSpec::Relative(sign * secs))
     }
 }
@@ -267,7 +307,11 @@ impl std::fmt::Display for TimeSpec {
             TimeSpec::Relative(0) => write!(f, "T0"),
             TimeSpec::Relative(s) => {
                 let sign = if s < 0 { '-' } else { '+' };
-                write!(f, "T{sign}{}", format_duration(Duration::from_secs(s.unsigned_abs())))
+                write!(
+                    f,
+                    "T{sign}{}",
+                    format_duration(Duration::from_secs(s.unsigned_abs()))
+                )
             }
             TimeSpec::Absolute(at) => write!(f, "{}", format_utc(at)),
         }
@@ -291,7 +335,9 @@ pub fn parse_utc(date: &str, time: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|_| format!("`{date}` is not a date (write it like `2013-03-14`)"))?;
     let clock = chrono::NaiveTime::parse_from_str(time, "%H:%M:%S")
         .or_else(|_| chrono::NaiveTime::parse_from_str(time, "%H:%M"))
-        .map_err(|_| format!("`{time}` is not a time of day (write it like `17:00` or `17:00:30`)"))?;
+        .map_err(|_| {
+            format!("`{time}` is not a time of day (write it like `17:00` or `17:00:30`)")
+        })?;
     Ok(day.and_time(clock).and_utc())
 }
 
@@ -313,7 +359,10 @@ mod tests {
     #[test]
     fn sizes_print_exactly() {
         for text in ["900G", "20GiB", "512", "1500G", "3T"] {
-            assert_eq!(Size::parse(text).map(|s| s.to_string()), Ok(text.to_string()));
+            assert_eq!(
+                Size::parse(text).map(|s| s.to_string()),
+                Ok(text.to_string())
+            );
         }
     }
 
@@ -321,7 +370,10 @@ mod tests {
     fn bandwidths_parse_bits_and_bytes() {
         assert_eq!(Bandwidth::parse("1Gbit"), Ok(Bandwidth(1_000_000_000)));
         assert_eq!(Bandwidth::parse("80MB/s"), Ok(Bandwidth(640_000_000)));
-        assert_eq!(Bandwidth::parse("10MiB/s"), Ok(Bandwidth(8 * 10 * 1024 * 1024)));
+        assert_eq!(
+            Bandwidth::parse("10MiB/s"),
+            Ok(Bandwidth(8 * 10 * 1024 * 1024))
+        );
         assert!(Bandwidth::parse("100").is_err());
         assert_eq!(Bandwidth(640_000_000).to_string(), "640Mbit");
     }
@@ -341,8 +393,14 @@ mod tests {
     #[test]
     fn relative_times() {
         assert_eq!(TimeSpec::parse_relative("T0"), Ok(TimeSpec::Relative(0)));
-        assert_eq!(TimeSpec::parse_relative("T-48h"), Ok(TimeSpec::Relative(-172_800)));
-        assert_eq!(TimeSpec::parse_relative("T+2h30m"), Ok(TimeSpec::Relative(9_000)));
+        assert_eq!(
+            TimeSpec::parse_relative("T-48h"),
+            Ok(TimeSpec::Relative(-172_800))
+        );
+        assert_eq!(
+            TimeSpec::parse_relative("T+2h30m"),
+            Ok(TimeSpec::Relative(9_000))
+        );
         assert!(TimeSpec::parse_relative("T48h").is_err());
         assert_eq!(TimeSpec::Relative(-172_800).to_string(), "T-2d");
     }

@@ -29,12 +29,23 @@ fn valid_fixtures_check_clean() {
 fn invalid_fixtures_render_their_diagnostics() {
     insta::glob!("../../../fixtures/syntax/invalid", "*.runbook", |path| {
         let loaded = load_file(&relative(path));
-        assert!(loaded.runbook.is_none(), "{} should not check", path.display());
+        assert!(
+            loaded.runbook.is_none(),
+            "{} should not check",
+            path.display()
+        );
         assert!(loaded.error_count() > 0);
         let json = render_json(&loaded.sources, &loaded.diagnostics);
         let mut shown = String::new();
         for d in json.as_array().unwrap() {
-            shown.push_str(&format!("{}:{}:{} {} {}\n", d["file"].as_str().unwrap_or("-"), d["line"], d["column"], d["severity"].as_str().unwrap_or(""), d["code"].as_str().unwrap_or("")));
+            shown.push_str(&format!(
+                "{}:{}:{} {} {}\n",
+                d["file"].as_str().unwrap_or("-"),
+                d["line"],
+                d["column"],
+                d["severity"].as_str().unwrap_or(""),
+                d["code"].as_str().unwrap_or("")
+            ));
         }
         shown.push('\n');
         shown.push_str(&render_human(&loaded.sources, &loaded.diagnostics, false));
@@ -54,7 +65,11 @@ fn every_invalid_fixture_shows_a_different_first_fault() {
             let loaded = load_file(&path);
             let first = &loaded.diagnostics[0];
             let key = (first.code, first.message.clone());
-            assert!(seen.insert(key, path.clone()).is_none(), "{} repeats a fault", path.display());
+            assert!(
+                seen.insert(key, path.clone()).is_none(),
+                "{} repeats a fault",
+                path.display()
+            );
         }
     }
     assert!(count >= 25, "only {count} invalid fixtures");
@@ -64,10 +79,20 @@ fn every_invalid_fixture_shows_a_different_first_fault() {
 fn formatter_fixtures_match_expected() {
     insta::glob!("../../../fixtures/fmt/input", "*.runbook", |path| {
         let input = std::fs::read_to_string(path).unwrap();
-        let expected_path = path.parent().unwrap().parent().unwrap().join("expected").join(path.file_name().unwrap());
+        let expected_path = path
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("expected")
+            .join(path.file_name().unwrap());
         let expected = std::fs::read_to_string(&expected_path).unwrap();
         let formatted = format_source(&input).unwrap();
         assert_eq!(formatted, expected, "{}", path.display());
-        assert_eq!(format_source(&formatted).unwrap(), formatted, "formatting is not idempotent");
+        assert_eq!(
+            format_source(&formatted).unwrap(),
+            formatted,
+            "formatting is not idempotent"
+        );
     });
 }

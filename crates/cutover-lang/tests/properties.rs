@@ -31,11 +31,22 @@ fn without_spans(mut runbook: Runbook) -> Runbook {
 fn kind_line(kind: u8, i: usize, hosts: usize, groups: usize) -> String {
     let a = i % hosts;
     let b = (i + 1) % hosts;
-    let target = if groups > 0 && i % 2 == 0 { format!("g{}", i % groups) } else { format!("h{a}") };
+    let target = if groups > 0 && i.is_multiple_of(2) {
+        format!("g{}", i % groups)
+    } else {
+        format!("h{a}")
+    };
     match kind % 10 {
         0 => format!("dns.ttl example.org n{i} www A {} was 1d", 60 + i),
-        1 => format!("dns.switch example.org n{i} A 192.0.2.{} -> 198.51.100.{}", i % 250, i % 250),
-        2 => format!("image.copy h{a}:/srv/i{i}.img -> h{b}:/srv/j{i}.img size {}G", i + 1),
+        1 => format!(
+            "dns.switch example.org n{i} A 192.0.2.{} -> 198.51.100.{}",
+            i % 250,
+            i % 250
+        ),
+        2 => format!(
+            "image.copy h{a}:/srv/i{i}.img -> h{b}:/srv/j{i}.img size {}G",
+            i + 1
+        ),
         3 => format!("db.sync sqlite h{a}:/db/{i}.sqlite -> h{b}:/db/{i}-copy.sqlite"),
         4 => format!("port.open {target}:80, h{a}:443"),
         5 => format!("port.closed {target}:3306"),
@@ -103,8 +114,16 @@ fn messy(text: &str, noise: &[u8]) -> String {
             Some(body) => (["  ", "    ", "\t", " \t "][usize::from(n % 4)], body),
             None => ("", line),
         };
-        let body = if n & 4 != 0 { body.replace(", ", " ,") } else { body.to_string() };
-        let body = if n & 8 != 0 { body.replace(" -> ", "->") } else { body };
+        let body = if n & 4 != 0 {
+            body.replace(", ", " ,")
+        } else {
+            body.to_string()
+        };
+        let body = if n & 8 != 0 {
+            body.replace(" -> ", "->")
+        } else {
+            body
+        };
         out.push_str(indent);
         out.push_str(&body);
         if n & 16 != 0 && !body.is_empty() {
@@ -122,14 +141,95 @@ fn messy(text: &str, noise: &[u8]) -> String {
 }
 
 const SOUP: &[&str] = &[
-    "runbook", "include", "key", "zone", "host", "group", "step", "title", "window", "link", "primary", "verify",
-    "resolvers", "site", "addr", "via", "local", "ssh", "agent", "at", "after", "undo", "timeout", "retry", "expect",
-    "dns.ttl", "dns.switch", "image.copy", "db.sync", "port.open", "port.closed", "http.check", "exec", "manual",
-    "wait", "until", "on", "status", "body", "size", "was", "for", "UTC", "T0", "T-48h", "T+2h", "2013-03-14",
-    "17:00", "6h", "1Gbit", "900G", "300", "A", "AAAA", "TXT", "sqlite", "hmac-sha256", "env:X", "file:/k",
-    "example.org", "@", "www", "a", "b", "web", "127.0.0.1", "127.0.0.1:53", "root@127.0.0.1", "a:/p", "b:/p",
-    "a:80", "web:22", "http://a/", "\"text\"", "\"\\\"q\\\"\"", "\"open", ",", "->", "#", "# c", "\n", "\n  ",
-    "\n\t", "\n\n", " ", "\\", "é", "\u{0}", "\r\n",
+    "runbook",
+    "include",
+    "key",
+    "zone",
+    "host",
+    "group",
+    "step",
+    "title",
+    "window",
+    "link",
+    "primary",
+    "verify",
+    "resolvers",
+    "site",
+    "addr",
+    "via",
+    "local",
+    "ssh",
+    "agent",
+    "at",
+    "after",
+    "undo",
+    "timeout",
+    "retry",
+    "expect",
+    "dns.ttl",
+    "dns.switch",
+    "image.copy",
+    "db.sync",
+    "port.open",
+    "port.closed",
+    "http.check",
+    "exec",
+    "manual",
+    "wait",
+    "until",
+    "on",
+    "status",
+    "body",
+    "size",
+    "was",
+    "for",
+    "UTC",
+    "T0",
+    "T-48h",
+    "T+2h",
+    "2013-03-14",
+    "17:00",
+    "6h",
+    "1Gbit",
+    "900G",
+    "300",
+    "A",
+    "AAAA",
+    "TXT",
+    "sqlite",
+    "hmac-sha256",
+    "env:X",
+    "file:/k",
+    "example.org",
+    "@",
+    "www",
+    "a",
+    "b",
+    "web",
+    "127.0.0.1",
+    "127.0.0.1:53",
+    "root@127.0.0.1",
+    "a:/p",
+    "b:/p",
+    "a:80",
+    "web:22",
+    "http://a/",
+    "\"text\"",
+    "\"\\\"q\\\"\"",
+    "\"open",
+    ",",
+    "->",
+    "#",
+    "# c",
+    "\n",
+    "\n  ",
+    "\n\t",
+    "\n\n",
+    " ",
+    "\\",
+    "é",
+    "\u{0}",
+    "\r\n",
 ];
 
 proptest! {

@@ -23,10 +23,20 @@ fn reference_runbooks_check_and_are_formatted() {
         let runbook = loaded.runbook.unwrap();
         assert!(runbook.window.is_some(), "{} has no window", path.display());
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(format_source(&text).unwrap(), text, "{} is not formatted", path.display());
+        assert_eq!(
+            format_source(&text).unwrap(),
+            text,
+            "{} is not formatted",
+            path.display()
+        );
         for step in &runbook.steps {
             if matches!(step.action.kind, cutover_lang::ActionKind::DnsSwitch { .. }) {
-                assert!(step.undo.is_some(), "{}: step {} switches DNS without an undo", path.display(), step.name);
+                assert!(
+                    step.undo.is_some(),
+                    "{}: step {} switches DNS without an undo",
+                    path.display(),
+                    step.name
+                );
             }
         }
     }

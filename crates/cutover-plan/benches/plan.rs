@@ -11,9 +11,16 @@ fn plan_large(c: &mut Criterion) {
     let runbook = loaded.runbook.expect("the generated runbook loads");
     let mut group = c.benchmark_group("plan");
     group.sample_size(20);
-    group.bench_function("10k_steps", |b| b.iter(|| cutover_plan::plan(black_box(&runbook), None)));
+    group.bench_function("10k_steps", |b| {
+        b.iter(|| cutover_plan::plan(black_box(&runbook), None))
+    });
     group.bench_function("10k_steps_and_json", |b| {
-        b.iter(|| cutover_plan::render::json(&cutover_plan::plan(black_box(&runbook), None), &loaded.sources))
+        b.iter(|| {
+            cutover_plan::render::json(
+                &cutover_plan::plan(black_box(&runbook), None),
+                &loaded.sources,
+            )
+        })
     });
     group.finish();
 }

@@ -64,11 +64,19 @@ pub struct Figure {
 
 impl Figure {
     pub fn new(secs: i64, provenance: Provenance, basis: impl Into<String>) -> Self {
-        Figure { secs: Some(secs), provenance, basis: basis.into() }
+        Figure {
+            secs: Some(secs),
+            provenance,
+            basis: basis.into(),
+        }
     }
 
     pub fn unknown(basis: impl Into<String>) -> Self {
-        Figure { secs: None, provenance: Provenance::Unknown, basis: basis.into() }
+        Figure {
+            secs: None,
+            provenance: Provenance::Unknown,
+            basis: basis.into(),
+        }
     }
 
     /// The seconds to schedule with: an unknown figure counts as zero, and
@@ -105,13 +113,17 @@ impl<'a> Estimator<'a> {
         let mut last_copy: HashMap<(&Endpoint, &Endpoint), StepId> = HashMap::new();
         let mut precopy_of = HashMap::new();
         for (i, step) in runbook.steps.iter().enumerate() {
-            if let ActionKind::ImageCopy { from, to, .. } = &step.action.kind {
-                if let Some(earlier) = last_copy.insert((from, to), StepId(i)) {
-                    precopy_of.insert(StepId(i), earlier);
-                }
+            if let ActionKind::ImageCopy { from, to, .. } = &step.action.kind
+                && let Some(earlier) = last_copy.insert((from, to), StepId(i))
+            {
+                precopy_of.insert(StepId(i), earlier);
             }
         }
-        Estimator { runbook, facts, precopy_of }
+        Estimator {
+            runbook,
+            facts,
+            precopy_of,
+        }
     }
 
     /// The duration of a step's action, or `None` for `wait until`, whose
@@ -119,14 +131,14 @@ impl<'a> Estimator<'a> {
     pub fn step(&self, id: StepId, step: &Step) -> Option<Figure> {
         if let Some(expect) = step.expect {
             let mut basis = format!("expect {}", units_fmt::duration(secs(expect)));
-            if let Some(copy) = self.copy(id, step) {
-                if let Some(full) = copy.full.secs {
-                    basis.push_str(&format!(
-                        " (a full copy would take {}: {})",
-                        units_fmt::duration(full),
-                        copy.full.basis
-                    ));
-                }
+            if let Some(copy) = self.copy(id, step)
+                && let Some(full) = copy.full.secs
+            {
+                basis.push_str(&format!(
+                    " (a full copy would take {}: {})",
+                    units_fmt::duration(full),
+                    copy.full.basis
+                ));
             }
             return Some(Figure::new(secs(expect), Provenance::Declared, basis));
         }
@@ -147,7 +159,11 @@ impl<'a> Estimator<'a> {
     pub fn undo(&self, plan: &crate::Plan, id: StepId, undo: &Action) -> Figure {
         match &undo.kind {
             ActionKind::DnsSwitch { .. } => {
-                let lowered = plan.switches.iter().find(|s| s.step == id).and_then(|s| s.lowered_ttl);
+                let lowered = plan
+                    .switches
+                    .iter()
+                    .find(|s| s.step == id)
+                    .and_then(|s| s.lowered_ttl);
                 match lowered {
                     Some(ttl) => Figure::new(
                         DNS_PROPAGATION_SECS + ttl,
@@ -158,10 +174,13 @@ impl<'a> Estimator<'a> {
                             units_fmt::duration(ttl)
                         ),
                     ),
-                    None => Figure::unknown("caches keep the new value for the record's TTL, which was never lowered"),
+                    None => Figure::unknown(
+                        "caches keep the new value for the record's TTL, which was never lowered",
+                    ),
                 }
             }
-            ActionKind::ImageCopy { from, to, size } | ActionKind::DbSync { from, to, size, .. } => {
+            ActionKind::ImageCopy { from, to, size }
+            | ActionKind::DbSync { from, to, size, .. } => {
                 let size = size.or(match &self.runbook.step(id).action.kind {
                     ActionKind::ImageCopy { size, .. } | ActionKind::DbSync { size, .. } => *size,
                     _ => None,
@@ -171,7 +190,6 @@ impl<'a> Estimator<'a> {
             kind => action(kind).unwrap_or_else(|| Figure::unknown("wait until a time")),
         }
     }
-
 
     /// Size and link of a copy step; `None` for other kinds.
     pub fn copy(&self, id: StepId, step: &Step) -> Option<CopyEstimate> {
@@ -203,7 +221,13 @@ impl<'a> Estimator<'a> {
     }
 
     /// `size` over the link between the sites of `from` and `to`.
-    pub fn over_link(&self, from: &Endpoint, to: &Endpoint, size: Size, provenance: Provenance) -> Figure {
+    pub fn over_link(
+        &self,
+        from: &Endpoint,
+        to: &Endpoint,
+        size: Size,
+        provenance: Provenance,
+    ) -> Figure {
         let (a, b) = (self.runbook.host(from.host), self.runbook.host(to.host));
         let size_text = match provenance {
             Provenance::Probed => format!("{} (probed)", units_fmt::size(size.0)),
@@ -211,13 +235,19 @@ impl<'a> Estimator<'a> {
         };
         let (Some(site_a), Some(site_b)) = (&a.site, &b.site) else {
             let missing = if a.site.is_none() { &a.name } else { &b.name };
-            return Figure::unknown(format!("{size_text}, but host {missing} has no site, so no link applies"));
+            return Figure::unknown(format!(
+                "{size_text}, but host {missing} has no site, so no link applies"
+            ));
         };
         let Some(link) = self.runbook.link_between(site_a, site_b) else {
-            return Figure::unknown(format!("{size_text}, but no link between {site_a} and {site_b} is declared"));
+            return Figure::unknown(format!(
+                "{size_text}, but no link between {site_a} and {site_b} is declared"
+            ));
         };
         if link.bandwidth.0 == 0 {
-            return Figure::unknown(format!("{size_text}, but the link {site_a} -> {site_b} has no bandwidth"));
+            return Figure::unknown(format!(
+                "{size_text}, but the link {site_a} -> {site_b} has no bandwidth"
+            ));
         }
         Figure::new(
             secs(link.bandwidth.transfer_time(size)),
@@ -236,11 +266,15 @@ impl<'a> Estimator<'a> {
     fn delta(&self, precopy: StepId, full: &Figure, step: &Step) -> Figure {
         let pre = &self.runbook.step(precopy).name;
         let size = match &step.action.kind {
-            ActionKind::ImageCopy { from, size, .. } => size.or_else(|| self.facts.and_then(|f| f.source_size(from))),
+            ActionKind::ImageCopy { from, size, .. } => {
+                size.or_else(|| self.facts.and_then(|f| f.source_size(from)))
+            }
             _ => None,
         };
         let Some(size) = size else {
-            return Figure::unknown(format!("delta copy after `{pre}`; size unknown (add `size` or probe it)"));
+            return Figure::unknown(format!(
+                "delta copy after `{pre}`; size unknown (add `size` or probe it)"
+            ));
         };
         let scan = size.0.div_ceil(DELTA_SCAN_BYTES_PER_SEC);
         let full_text = full
@@ -251,9 +285,9 @@ impl<'a> Estimator<'a> {
             i64::try_from(scan).unwrap_or(i64::MAX / 4),
             Provenance::Guess,
             format!(
-                "delta copy after `{pre}`: scan {} at {} (default) plus the data changed since{full_text}",
+                "delta copy after `{pre}`: scan {} at {}/s (default) plus the data changed since{full_text}",
                 units_fmt::size(size.0),
-                format!("{}/s", units_fmt::size(DELTA_SCAN_BYTES_PER_SEC))
+                units_fmt::size(DELTA_SCAN_BYTES_PER_SEC)
             ),
         )
     }
@@ -263,7 +297,10 @@ fn default_guess(secs: i64, kind: &str) -> Figure {
     Figure::new(
         secs,
         Provenance::Guess,
-        format!("default for {kind} ({}); add `expect`", units_fmt::duration(secs)),
+        format!(
+            "default for {kind} ({}); add `expect`",
+            units_fmt::duration(secs)
+        ),
     )
 }
 
@@ -282,14 +319,16 @@ fn action(kind: &ActionKind) -> Option<Figure> {
         ActionKind::ImageCopy { .. } | ActionKind::DbSync { .. } => {
             return Some(Figure::unknown("copy without endpoints"));
         }
-        ActionKind::PortOpen { .. } | ActionKind::PortClosed { .. } | ActionKind::HttpCheck { .. } => {
-                default_guess(CHECK_DEFAULT_SECS, "check")
-            }
+        ActionKind::PortOpen { .. }
+        | ActionKind::PortClosed { .. }
+        | ActionKind::HttpCheck { .. } => default_guess(CHECK_DEFAULT_SECS, "check"),
         ActionKind::Exec { .. } => default_guess(EXEC_DEFAULT_SECS, "exec"),
         ActionKind::Manual { .. } => default_guess(MANUAL_DEFAULT_SECS, "manual"),
-        ActionKind::Wait(WaitFor::Duration(d)) => {
-                Figure::new(secs(*d), Provenance::Declared, format!("wait {}", units_fmt::duration(secs(*d))))
-            }
+        ActionKind::Wait(WaitFor::Duration(d)) => Figure::new(
+            secs(*d),
+            Provenance::Declared,
+            format!("wait {}", units_fmt::duration(secs(*d))),
+        ),
         ActionKind::Wait(WaitFor::Until(_)) => return None,
     })
 }

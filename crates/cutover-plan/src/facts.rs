@@ -67,7 +67,9 @@ impl ProbeFacts {
     pub fn live_ttl(&self, zone: &str, name: &str, rtype: RecordType) -> Option<Duration> {
         self.records
             .iter()
-            .filter(|r| r.zone == zone && r.name == name && r.rtype == rtype && !r.values.is_empty())
+            .filter(|r| {
+                r.zone == zone && r.name == name && r.rtype == rtype && !r.values.is_empty()
+            })
             .map(|r| r.ttl)
             .max()
     }

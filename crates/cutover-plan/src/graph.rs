@@ -49,7 +49,13 @@ impl Graph {
         for (r, id) in order.iter().enumerate() {
             rank[id.0] = r;
         }
-        Graph { preds, succs, order, rank, cyclic }
+        Graph {
+            preds,
+            succs,
+            order,
+            rank,
+            cyclic,
+        }
     }
 
     /// Whether `to` comes (transitively) after `from`.

@@ -18,6 +18,7 @@
 //! print!("{}", cutover_plan::render::text(&plan, &loaded.sources, false));
 //! ```
 
+mod changes;
 pub mod estimate;
 pub mod facts;
 mod graph;
@@ -26,6 +27,7 @@ pub mod render;
 pub mod schedule;
 pub mod units_fmt;
 
+pub use changes::{ChangeKind, DnsChange, dns_changes};
 pub use estimate::{CopyEstimate, Figure, Provenance};
 pub use facts::{NameServer, ProbeFacts, RecordFact, SizeFact, SoaFact, ZoneNsFact};
 pub use schedule::{PlannedStep, SwitchSafety, TtlWait};
@@ -114,11 +116,19 @@ pub fn plan(runbook: &Runbook, facts: Option<&ProbeFacts>) -> Plan {
     let mut notes = Vec::new();
     if runbook.window.is_none() {
         notes.push(match t0 {
-            Some(t) => format!("no window declared: T0 is the earliest `at` time, {}", units_fmt::utc(t)),
+            Some(t) => format!(
+                "no window declared: T0 is the earliest `at` time, {}",
+                units_fmt::utc(t)
+            ),
             None => "no window declared: times are relative to the start of the run".to_string(),
         });
     }
-    let follow_ups: Vec<&str> = schedule.steps.iter().filter(|s| s.after_window).map(|s| s.name.as_str()).collect();
+    let follow_ups: Vec<&str> = schedule
+        .steps
+        .iter()
+        .filter(|s| s.after_window)
+        .map(|s| s.name.as_str())
+        .collect();
     if !follow_ups.is_empty() {
         notes.push(format!(
             "scheduled after the window, so not part of its fit: {}",
@@ -126,7 +136,11 @@ pub fn plan(runbook: &Runbook, facts: Option<&ProbeFacts>) -> Plan {
         ));
     }
     if !graph.cyclic.is_empty() {
-        let names: Vec<&str> = graph.cyclic.iter().map(|id| runbook.step(*id).name.as_str()).collect();
+        let names: Vec<&str> = graph
+            .cyclic
+            .iter()
+            .map(|id| runbook.step(*id).name.as_str())
+            .collect();
         notes.push(format!(
             "steps in a dependency cycle are placed after the others: {}",
             names.join(", ")
@@ -134,7 +148,11 @@ pub fn plan(runbook: &Runbook, facts: Option<&ProbeFacts>) -> Plan {
     }
     let window = runbook.window.map(|w| {
         let length = estimate::secs(w.length);
-        WindowFit { start: w.start, length, left: length - schedule.end }
+        WindowFit {
+            start: w.start,
+            length,
+            left: length - schedule.end,
+        }
     });
     let mut plan = Plan {
         runbook: runbook.name.clone(),
@@ -151,7 +169,13 @@ pub fn plan(runbook: &Runbook, facts: Option<&ProbeFacts>) -> Plan {
         notes,
         probed: facts.is_some(),
     };
-    let lints = lint::check(&lint::Context { runbook, facts, plan: &plan, graph: &graph, estimator: &estimator });
+    let lints = lint::check(&lint::Context {
+        runbook,
+        facts,
+        plan: &plan,
+        graph: &graph,
+        estimator: &estimator,
+    });
     plan.diagnostics = lints.diagnostics;
     plan.notes.extend(lints.notes);
     plan.notes.extend(assumption_notes(&plan));
@@ -196,6 +220,10 @@ fn list(names: &[&str]) -> String {
     if names.len() <= SHOWN {
         names.join(", ")
     } else {
-        format!("{} and {} more", names[..SHOWN].join(", "), names.len() - SHOWN)
+        format!(
+            "{} and {} more",
+            names[..SHOWN].join(", "),
+            names.len() - SHOWN
+        )
     }
 }

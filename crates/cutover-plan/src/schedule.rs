@@ -103,7 +103,13 @@ pub fn previous_ttl(
     step: StepId,
     name: &str,
 ) -> Option<(i64, Provenance)> {
-    let ActionKind::DnsTtl { zone, rtype, previous_ttl, .. } = &runbook.step(step).action.kind else {
+    let ActionKind::DnsTtl {
+        zone,
+        rtype,
+        previous_ttl,
+        ..
+    } = &runbook.step(step).action.kind
+    else {
         return None;
     };
     if let Some(was) = previous_ttl {
@@ -139,9 +145,15 @@ pub fn schedule(
     let n = runbook.steps.len();
     let mut ttl_steps: HashMap<RecordKey, Vec<StepId>> = HashMap::new();
     for (i, step) in runbook.steps.iter().enumerate() {
-        if let ActionKind::DnsTtl { zone, names, rtype, .. } = &step.action.kind {
+        if let ActionKind::DnsTtl {
+            zone, names, rtype, ..
+        } = &step.action.kind
+        {
             for name in names {
-                ttl_steps.entry((*zone, name.as_str(), *rtype)).or_default().push(StepId(i));
+                ttl_steps
+                    .entry((*zone, name.as_str(), *rtype))
+                    .or_default()
+                    .push(StepId(i));
             }
         }
     }
@@ -150,7 +162,10 @@ pub fn schedule(
     let mut ttl_edges: HashMap<StepId, Vec<TtlEdge>> = HashMap::new();
     let mut switch_lowerings: Vec<(StepId, Vec<StepId>)> = Vec::new();
     for (i, step) in runbook.steps.iter().enumerate() {
-        let ActionKind::DnsSwitch { zone, name, rtype, .. } = &step.action.kind else {
+        let ActionKind::DnsSwitch {
+            zone, name, rtype, ..
+        } = &step.action.kind
+        else {
             continue;
         };
         let switch = StepId(i);
@@ -174,7 +189,10 @@ pub fn schedule(
             .unwrap_or_default();
         let edges = candidates
             .iter()
-            .map(|&l| TtlEdge { lowering: l, lag: previous_ttl(runbook, facts, l, name) })
+            .map(|&l| TtlEdge {
+                lowering: l,
+                lag: previous_ttl(runbook, facts, l, name),
+            })
             .collect();
         ttl_edges.insert(switch, edges);
         switch_lowerings.push((switch, candidates));
@@ -199,11 +217,15 @@ pub fn schedule(
         let mut ttl_wait = None;
         if let Some(edges) = ttl_edges.get(&id) {
             let s = switch_safety(runbook, id, edges, &planned);
-            if let Some(safe) = s.earliest_safe {
-                if safe > start {
-                    act_start = safe;
-                    ttl_wait = Some(TtlWait { start, end: safe, basis: s.basis.clone() });
-                }
+            if let Some(safe) = s.earliest_safe
+                && safe > start
+            {
+                act_start = safe;
+                ttl_wait = Some(TtlWait {
+                    start,
+                    end: safe,
+                    basis: s.basis.clone(),
+                });
             }
             for e in edges {
                 if let Some(l) = &planned[e.lowering.0] {
@@ -221,7 +243,9 @@ pub fn schedule(
                         Provenance::Declared,
                         format!("wait until {}", units_fmt::offset(u)),
                     ),
-                    None => Figure::unknown("wait until an absolute time, but the runbook has no window"),
+                    None => Figure::unknown(
+                        "wait until an absolute time, but the runbook has no window",
+                    ),
                 },
                 _ => Figure::unknown("no estimate"),
             },
@@ -252,8 +276,15 @@ pub fn schedule(
     steps.sort_by_key(|s| s.id);
 
     let last_end = steps.iter().map(|s| s.end).max().unwrap_or(0);
-    let end = steps.iter().filter(|s| !s.after_window).map(|s| s.end).max().unwrap_or(last_end);
-    let end_at_least = steps.iter().any(|s| !s.after_window && s.end == end && s.at_least);
+    let end = steps
+        .iter()
+        .filter(|s| !s.after_window)
+        .map(|s| s.end)
+        .max()
+        .unwrap_or(last_end);
+    let end_at_least = steps
+        .iter()
+        .any(|s| !s.after_window && s.end == end && s.at_least);
     compute_slack(&mut steps, graph, &ttl_edges, end);
     let critical_path = critical_path(&steps, graph, &ttl_edges, end);
     for id in &critical_path {
@@ -264,7 +295,14 @@ pub fn schedule(
         .filter_map(|(id, _)| safety.remove(&id))
         .collect();
     switches.sort_by_key(|s| (steps[s.step.0].start, s.step));
-    Schedule { steps, switches, critical_path, end, end_at_least, last_end }
+    Schedule {
+        steps,
+        switches,
+        critical_path,
+        end,
+        end_at_least,
+        last_end,
+    }
 }
 
 fn switch_safety(
@@ -274,7 +312,9 @@ fn switch_safety(
     planned: &[Option<PlannedStep>],
 ) -> SwitchSafety {
     let record = match &runbook.step(switch).action.kind {
-        ActionKind::DnsSwitch { zone, name, rtype, .. } => {
+        ActionKind::DnsSwitch {
+            zone, name, rtype, ..
+        } => {
             format!("{} {}", fqdn(runbook, *zone, name), rtype.as_str())
         }
         other => other.keyword().to_string(),
@@ -304,14 +344,20 @@ fn switch_safety(
     let mut unknown = Vec::new();
     for e in edges {
         let lowering = &runbook.step(e.lowering).name;
-        let Some(l) = &planned[e.lowering.0] else { continue };
+        let Some(l) = &planned[e.lowering.0] else {
+            continue;
+        };
         match e.lag {
             Some((lag, p)) => {
                 safe = safe.max(l.end.saturating_add(lag));
                 if p == Provenance::Probed {
                     provenance = Provenance::Probed;
                 }
-                let how = if p == Provenance::Probed { "probed" } else { "was" };
+                let how = if p == Provenance::Probed {
+                    "probed"
+                } else {
+                    "was"
+                };
                 parts.push(format!(
                     "`{lowering}` ends {} + old TTL {} ({how})",
                     units_fmt::offset(l.end),
@@ -347,8 +393,16 @@ fn switch_safety(
 }
 
 /// Latest finish of each step that keeps the plan's end, minus its end.
-fn compute_slack(steps: &mut [PlannedStep], graph: &Graph, ttl_edges: &HashMap<StepId, Vec<TtlEdge>>, end: i64) {
-    let mut latest_finish: Vec<i64> = steps.iter().map(|s| if s.after_window { s.end.max(end) } else { end }).collect();
+fn compute_slack(
+    steps: &mut [PlannedStep],
+    graph: &Graph,
+    ttl_edges: &HashMap<StepId, Vec<TtlEdge>>,
+    end: i64,
+) {
+    let mut latest_finish: Vec<i64> = steps
+        .iter()
+        .map(|s| if s.after_window { s.end.max(end) } else { end })
+        .collect();
     for &id in graph.order.iter().rev() {
         let s = &steps[id.0];
         let latest_act = latest_finish[id.0] - s.duration.secs_or_zero();
@@ -373,7 +427,12 @@ fn critical_path(
     ttl_edges: &HashMap<StepId, Vec<TtlEdge>>,
     end: i64,
 ) -> Vec<StepId> {
-    let Some(last) = graph.order.iter().rev().find(|id| steps[id.0].end == end && !steps[id.0].after_window) else {
+    let Some(last) = graph
+        .order
+        .iter()
+        .rev()
+        .find(|id| steps[id.0].end == end && !steps[id.0].after_window)
+    else {
         return Vec::new();
     };
     let mut path = vec![*last];

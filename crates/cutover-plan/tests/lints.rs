@@ -8,20 +8,37 @@ use cutover_plan::{NameServer, ProbeFacts, ZoneNsFact};
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/lint").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/lint")
+        .join(name)
 }
 
 /// Facts as a probe of `example.test` would return them: its NS set, and
 /// optionally a secondary that is not among the zone's verify servers.
 fn probe(with_stray_secondary: bool) -> ProbeFacts {
     let mut servers = vec![
-        NameServer { name: "ns1.example.test".into(), addrs: vec!["127.0.0.1".parse().unwrap()] },
-        NameServer { name: "ns2.example.test".into(), addrs: vec!["127.0.0.2".parse().unwrap()] },
+        NameServer {
+            name: "ns1.example.test".into(),
+            addrs: vec!["127.0.0.1".parse().unwrap()],
+        },
+        NameServer {
+            name: "ns2.example.test".into(),
+            addrs: vec!["127.0.0.2".parse().unwrap()],
+        },
     ];
     if with_stray_secondary {
-        servers.push(NameServer { name: "ns3.example.test".into(), addrs: vec!["127.0.0.3".parse().unwrap()] });
+        servers.push(NameServer {
+            name: "ns3.example.test".into(),
+            addrs: vec!["127.0.0.3".parse().unwrap()],
+        });
     }
-    ProbeFacts { zone_ns: vec![ZoneNsFact { zone: "example.test".into(), servers }], ..ProbeFacts::default() }
+    ProbeFacts {
+        zone_ns: vec![ZoneNsFact {
+            zone: "example.test".into(),
+            servers,
+        }],
+        ..ProbeFacts::default()
+    }
 }
 
 /// Plans a fixture and returns the codes found and the golden text:
@@ -47,12 +64,21 @@ fn lint(file: &str, facts: Option<&ProbeFacts>) -> (Vec<&'static str>, String) {
 }
 
 fn check_rule(code: &str, facts_trip: Option<&ProbeFacts>, facts_pass: Option<&ProbeFacts>) {
-    assert!(RULES.iter().any(|r| r.code == code), "{code} is a known rule");
+    assert!(
+        RULES.iter().any(|r| r.code == code),
+        "{code} is a known rule"
+    );
     let (found, golden) = lint(&format!("{code}.runbook"), facts_trip);
-    assert!(found.contains(&code), "{code}.runbook must trip {code}, found {found:?}");
+    assert!(
+        found.contains(&code),
+        "{code}.runbook must trip {code}, found {found:?}"
+    );
     insta::assert_snapshot!(format!("{code}-trips"), golden);
     let (found, golden) = lint(&format!("{code}.pass.runbook"), facts_pass);
-    assert!(!found.contains(&code), "{code}.pass.runbook must not trip {code}");
+    assert!(
+        !found.contains(&code),
+        "{code}.pass.runbook must not trip {code}"
+    );
     insta::assert_snapshot!(format!("{code}-passes"), golden);
 }
 
@@ -70,7 +96,10 @@ fn ns_not_verified() {
 fn ns_not_verified_is_not_evaluated_without_probe_facts() {
     let (found, golden) = lint("ns-not-verified.runbook", None);
     assert!(!found.contains(&"ns-not-verified"));
-    assert!(golden.contains("rule ns-not-verified not evaluated"), "{golden}");
+    assert!(
+        golden.contains("rule ns-not-verified not evaluated"),
+        "{golden}"
+    );
 }
 
 #[test]
@@ -114,17 +143,37 @@ fn rollback_over_window() {
 fn every_rule_has_fixtures_and_docs() {
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/lints");
     for rule in RULES {
-        assert!(fixture(&format!("{}.runbook", rule.code)).is_file(), "{} trip fixture", rule.code);
-        assert!(fixture(&format!("{}.pass.runbook", rule.code)).is_file(), "{} pass fixture", rule.code);
+        assert!(
+            fixture(&format!("{}.runbook", rule.code)).is_file(),
+            "{} trip fixture",
+            rule.code
+        );
+        assert!(
+            fixture(&format!("{}.pass.runbook", rule.code)).is_file(),
+            "{} pass fixture",
+            rule.code
+        );
         let page = std::fs::read_to_string(docs.join(format!("{}.md", rule.code)))
             .unwrap_or_else(|_| panic!("docs/lints/{}.md exists", rule.code));
-        for section in ["## What it does", "## Why it matters", "## Example", "## How to fix"] {
-            assert!(page.contains(section), "docs/lints/{}.md has {section}", rule.code);
+        for section in [
+            "## What it does",
+            "## Why it matters",
+            "## Example",
+            "## How to fix",
+        ] {
+            assert!(
+                page.contains(section),
+                "docs/lints/{}.md has {section}",
+                rule.code
+            );
         }
     }
     for entry in std::fs::read_dir(fixture("")).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         let code = name.trim_end_matches(".runbook").trim_end_matches(".pass");
-        assert!(RULES.iter().any(|r| r.code == code), "fixtures/lint/{name} belongs to no rule");
+        assert!(
+            RULES.iter().any(|r| r.code == code),
+            "fixtures/lint/{name} belongs to no rule"
+        );
     }
 }

@@ -7,7 +7,10 @@ use cutover_plan::Plan;
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn runbooks_in(dir: &str) -> Vec<PathBuf> {
@@ -39,11 +42,17 @@ fn golden(path: &Path) {
     let root = format!("{}/", root().display());
     let text = cutover_plan::render::text(&plan, &loaded.sources, false);
     for line in text.lines() {
-        assert!(line.chars().count() <= 100, "{name}: line over 100 columns:\n{line}");
+        assert!(
+            line.chars().count() <= 100,
+            "{name}: line over 100 columns:\n{line}"
+        );
     }
     assert!(!text.contains('\x1b'), "no colours unless asked");
     insta::assert_snapshot!(format!("{name}-text"), text);
-    insta::assert_snapshot!(format!("{name}-markdown"), cutover_plan::render::markdown(&plan, &loaded.sources));
+    insta::assert_snapshot!(
+        format!("{name}-markdown"),
+        cutover_plan::render::markdown(&plan, &loaded.sources)
+    );
     let json = cutover_plan::render::json(&plan, &loaded.sources).replace(&root, "");
     let value: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
     assert_eq!(value["schema"], cutover_plan::render::SCHEMA);
@@ -76,16 +85,23 @@ fn svg_has_one_bar_per_step() {
     for path in files {
         let (_, plan) = load(&path);
         let svg = cutover_plan::render::svg(&plan);
-        let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let doc =
+            roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let with_class = |class: &str| {
             doc.descendants()
                 .filter(|n| n.has_tag_name("rect"))
-                .filter(|n| n.attribute("class").is_some_and(|c| c.split(' ').any(|c| c == class)))
+                .filter(|n| {
+                    n.attribute("class")
+                        .is_some_and(|c| c.split(' ').any(|c| c == class))
+                })
                 .collect::<Vec<_>>()
         };
         let bars = with_class("bar");
         assert_eq!(bars.len(), plan.steps.len(), "{}", path.display());
-        let mut named: Vec<&str> = bars.iter().filter_map(|b| b.attribute("data-step")).collect();
+        let mut named: Vec<&str> = bars
+            .iter()
+            .filter_map(|b| b.attribute("data-step"))
+            .collect();
         named.sort_unstable();
         let mut steps: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
         steps.sort_unstable();
@@ -94,7 +110,10 @@ fn svg_has_one_bar_per_step() {
         assert_eq!(critical, plan.critical_path.len());
         let waits = plan.steps.iter().filter(|s| s.ttl_wait.is_some()).count();
         assert_eq!(with_class("ttl-wait").len(), waits);
-        assert_eq!(with_class("window").len(), usize::from(plan.window.is_some()));
+        assert_eq!(
+            with_class("window").len(),
+            usize::from(plan.window.is_some())
+        );
     }
 }
 

@@ -21,7 +21,9 @@ host b  site new-dc  addr 127.0.0.20  via local ./b
 
 fn plan_of(steps: &str, facts: Option<&ProbeFacts>) -> Plan {
     let loaded = parse_source("t.runbook", format!("{HEAD}\n{steps}"));
-    let runbook = loaded.runbook.unwrap_or_else(|| panic!("loads: {:?}", loaded.diagnostics));
+    let runbook = loaded
+        .runbook
+        .unwrap_or_else(|| panic!("loads: {:?}", loaded.diagnostics));
     cutover_plan::plan(&runbook, facts)
 }
 
@@ -31,11 +33,20 @@ fn step<'p>(plan: &'p Plan, name: &str) -> &'p cutover_plan::PlannedStep {
 
 #[test]
 fn copy_time_is_size_over_the_link() {
-    let plan = plan_of("step copy at T0\n  image.copy a:/x.img -> b:/x.img size 900G\n", None);
+    let plan = plan_of(
+        "step copy at T0\n  image.copy a:/x.img -> b:/x.img size 900G\n",
+        None,
+    );
     let copy = step(&plan, "copy");
     assert_eq!(copy.duration.secs, Some(7200));
     assert_eq!(copy.duration.provenance, Provenance::Estimated);
-    assert!(copy.duration.basis.contains("900 GB over old-dc -> new-dc at 1 Gbit/s"), "{}", copy.duration.basis);
+    assert!(
+        copy.duration
+            .basis
+            .contains("900 GB over old-dc -> new-dc at 1 Gbit/s"),
+        "{}",
+        copy.duration.basis
+    );
     assert_eq!((copy.start, copy.end), (0, 7200));
     assert_eq!(plan.window.unwrap().left, 6 * 3600 - 7200);
 }
@@ -48,10 +59,17 @@ fn a_second_copy_of_the_same_image_is_a_delta_copy() {
         None,
     );
     let fin = step(&plan, "final");
-    assert_eq!(fin.copy.as_ref().unwrap().precopy, Some(step(&plan, "pre").id));
+    assert_eq!(
+        fin.copy.as_ref().unwrap().precopy,
+        Some(step(&plan, "pre").id)
+    );
     assert_eq!(fin.duration.provenance, Provenance::Guess);
     assert_eq!(fin.duration.secs, Some(3000), "900 GB scanned at 300 MB/s");
-    assert!(fin.duration.basis.contains("a full copy would take 2h"), "{}", fin.duration.basis);
+    assert!(
+        fin.duration.basis.contains("a full copy would take 2h"),
+        "{}",
+        fin.duration.basis
+    );
 }
 
 #[test]
@@ -69,7 +87,10 @@ fn unknown_size_is_unknown_and_later_times_are_lower_bounds() {
 
     let facts = ProbeFacts {
         source_sizes: vec![SizeFact {
-            endpoint: cutover_lang::Endpoint { host: cutover_lang::HostId(0), path: "/x.img".into() },
+            endpoint: cutover_lang::Endpoint {
+                host: cutover_lang::HostId(0),
+                path: "/x.img".into(),
+            },
             size: Size(125_000_000_000),
         }],
         ..ProbeFacts::default()
@@ -136,7 +157,11 @@ fn slack_is_how_much_later_a_step_could_end() {
     );
     assert_eq!(step(&plan, "short").slack, 40 * 60);
     assert_eq!(step(&plan, "long").slack, 0);
-    let names: Vec<&str> = plan.critical_path.iter().map(|id| plan.step(*id).name.as_str()).collect();
+    let names: Vec<&str> = plan
+        .critical_path
+        .iter()
+        .map(|id| plan.step(*id).name.as_str())
+        .collect();
     assert_eq!(names, ["start", "long", "done"]);
     assert_eq!(plan.end, 10 * 60 + 3600 + 5 * 60);
 }
@@ -152,7 +177,10 @@ fn defaults_are_marked_as_guesses() {
 
 #[test]
 fn wait_until_ends_at_its_time() {
-    let plan = plan_of("step a at T0\n  wait 10m\n\nstep b after a\n  wait until T+2h\n", None);
+    let plan = plan_of(
+        "step a at T0\n  wait 10m\n\nstep b after a\n  wait until T+2h\n",
+        None,
+    );
     let b = step(&plan, "b");
     assert_eq!((b.start, b.end), (600, 7200));
     assert_eq!(b.duration.provenance, Provenance::Declared);

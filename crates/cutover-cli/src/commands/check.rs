@@ -40,7 +40,10 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         warnings += loaded.warning_count();
         match args.format {
             OutputFormat::Human => {
-                eprint!("{}", render_human(&loaded.sources, &loaded.diagnostics, color));
+                eprint!(
+                    "{}",
+                    render_human(&loaded.sources, &loaded.diagnostics, color)
+                );
                 if let Some(runbook) = &loaded.runbook {
                     eprintln!(
                         "ok: {} ({} steps, {} hosts, {} zones)",
@@ -52,10 +55,14 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             OutputFormat::Json => {
-                if let serde_json::Value::Array(found) = render_json(&loaded.sources, &loaded.diagnostics) {
+                if let serde_json::Value::Array(found) =
+                    render_json(&loaded.sources, &loaded.diagnostics)
+                {
                     diagnostics.extend(found);
                 }
-                files.push(json!({ "file": path.display().to_string(), "ok": loaded.runbook.is_some() }));
+                files.push(
+                    json!({ "file": path.display().to_string(), "ok": loaded.runbook.is_some() }),
+                );
             }
         }
     }
@@ -69,5 +76,9 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
-    Ok(if errors > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

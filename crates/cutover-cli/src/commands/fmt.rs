@@ -32,7 +32,10 @@ pub fn run(args: FmtArgs) -> anyhow::Result<ExitCode> {
         let text = match read_text(path) {
             Ok(text) => text,
             Err(loaded) => {
-                eprint!("{}", render_human(&loaded.sources, &loaded.diagnostics, color));
+                eprint!(
+                    "{}",
+                    render_human(&loaded.sources, &loaded.diagnostics, color)
+                );
                 failed = true;
                 continue;
             }
@@ -43,7 +46,10 @@ pub fn run(args: FmtArgs) -> anyhow::Result<ExitCode> {
                 let mut sources = SourceMap::default();
                 sources.add(path.clone(), text);
                 eprint!("{}", render_human(&sources, &diagnostics, color));
-                eprintln!("{}: not formatted, fix the errors above first", path.display());
+                eprintln!(
+                    "{}: not formatted, fix the errors above first",
+                    path.display()
+                );
                 failed = true;
                 continue;
             }
@@ -52,19 +58,29 @@ pub fn run(args: FmtArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         if args.check {
-            print!("{}", unified_diff(&path.display().to_string(), &text, &formatted));
+            print!(
+                "{}",
+                unified_diff(&path.display().to_string(), &text, &formatted)
+            );
             failed = true;
         } else {
             replace_file(path, &formatted)?;
             eprintln!("formatted {}", path.display());
         }
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Writes `text` to a temporary file beside `path`, then renames it over `path`.
 fn replace_file(path: &Path, text: &str) -> anyhow::Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temp = path.with_file_name(format!(".{name}.cutover-fmt-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         std::fs::write(&temp, text)?;
@@ -74,9 +90,10 @@ fn replace_file(path: &Path, text: &str) -> anyhow::Result<()> {
         std::fs::File::open(&temp)?.sync_all()?;
         std::fs::rename(&temp, path)
     };
-    write().map_err(|err| {
-        let _ = std::fs::remove_file(&temp);
-        err
-    })
-    .with_context(|| format!("cannot write {}", path.display()))
+    write()
+        .map_err(|err| {
+            let _ = std::fs::remove_file(&temp);
+            err
+        })
+        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -100,7 +100,10 @@ fn load(file: &Path) -> Option<(Runbook, cutover_lang::SourceMap)> {
     let loaded = load_file(file);
     if loaded.error_count() > 0 {
         let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        eprint!("{}", render_human(&loaded.sources, &loaded.diagnostics, color));
+        eprint!(
+            "{}",
+            render_human(&loaded.sources, &loaded.diagnostics, color)
+        );
         return None;
     }
     loaded.runbook.map(|runbook| (runbook, loaded.sources))
@@ -108,7 +111,11 @@ fn load(file: &Path) -> Option<(Runbook, cutover_lang::SourceMap)> {
 
 /// Copies the runbook and the files it includes into `dir`, keeping their layout; returns
 /// the copy of the runbook.
-fn copy_runbook(file: &Path, sources: &cutover_lang::SourceMap, dir: &Path) -> anyhow::Result<PathBuf> {
+fn copy_runbook(
+    file: &Path,
+    sources: &cutover_lang::SourceMap,
+    dir: &Path,
+) -> anyhow::Result<PathBuf> {
     let home = file.parent().unwrap_or(Path::new("."));
     let name = file.file_name().context("the runbook path names no file")?;
     let target = dir.join(name);
@@ -128,9 +135,11 @@ fn copy_runbook(file: &Path, sources: &cutover_lang::SourceMap, dir: &Path) -> a
         })?;
         let copy = dir.join(relative);
         if let Some(parent) = copy.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        std::fs::write(&copy, &source.text).with_context(|| format!("cannot write {}", copy.display()))?;
+        std::fs::write(&copy, &source.text)
+            .with_context(|| format!("cannot write {}", copy.display()))?;
     }
     Ok(target)
 }
@@ -141,11 +150,14 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     };
     // Refuse what the lab cannot build before anything is copied or started.
     cutover_lab::Blueprint::from_runbook(&runbook, &args.dir)?;
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
-    let dir = std::fs::canonicalize(&args.dir).with_context(|| format!("cannot resolve {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let dir = std::fs::canonicalize(&args.dir)
+        .with_context(|| format!("cannot resolve {}", args.dir.display()))?;
     let copy = copy_runbook(&args.file, &sources, &dir)?;
 
-    let program = std::env::current_exe().context("cannot find the cutover binary to start the lab")?;
+    let program =
+        std::env::current_exe().context("cannot find the cutover binary to start the lab")?;
     let mut child_args = vec![
         "lab".to_string(),
         background::SERVE_MARKER.to_string(),
@@ -157,7 +169,10 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         child_args.push("--fresh".into());
     }
     if let Some(stop_after) = args.stop_after {
-        child_args.extend(["--stop-after".to_string(), format!("{}s", stop_after.as_secs())]);
+        child_args.extend([
+            "--stop-after".to_string(),
+            format!("{}s", stop_after.as_secs()),
+        ]);
     }
     let manifest = background::start_detached(&program, &child_args, &dir, args.ready_timeout)?;
     if args.json {
@@ -178,8 +193,13 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 
 fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
     match background::stop(&args.dir, Duration::from_secs(10))? {
-        Stopped::Stopped { pid } => println!("lab in {} stopped (process {pid})", args.dir.display()),
-        Stopped::Killed { pid } => println!("lab in {} killed (process {pid} ignored SIGTERM)", args.dir.display()),
+        Stopped::Stopped { pid } => {
+            println!("lab in {} stopped (process {pid})", args.dir.display())
+        }
+        Stopped::Killed { pid } => println!(
+            "lab in {} killed (process {pid} ignored SIGTERM)",
+            args.dir.display()
+        ),
         Stopped::NotRunning => println!("no lab running in {}", args.dir.display()),
     }
     Ok(ExitCode::SUCCESS)

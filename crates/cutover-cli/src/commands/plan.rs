@@ -31,6 +31,12 @@ pub struct PlanArgs {
     /// Gantt chart.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
+    /// Read the live state first: current values and TTLs at every verify
+    /// server, each zone's NS set and SOA serials, the sizes of copy
+    /// sources; show what the run would change, what is already done and
+    /// where the live world drifted from what the runbook expects.
+    #[arg(long)]
+    pub probe: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -53,7 +59,14 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         eprint!("{}", render_human(&loaded.sources, &loaded.diagnostics, color_err));
         return Ok(ExitCode::from(1));
     };
-    let plan = cutover_plan::plan(runbook, None);
+    let probed = if args.probe {
+        let dir = args.file.parent().unwrap_or(std::path::Path::new("."));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        Some(runtime.block_on(cutover_steps::probe::probe(runbook, dir)))
+    } else {
+        None
+    };
+    let plan = cutover_plan::plan(runbook, probed.as_ref().map(|p| &p.facts));
     let mut findings = loaded.diagnostics.clone();
     findings.extend(plan.diagnostics.iter().cloned());
     eprint!("{}", render_human(&loaded.sources, &findings, color_err));
@@ -64,6 +77,19 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         PlanFormat::Svg => cutover_plan::render::svg(&plan),
     };
     print!("{output}");
-    let errors = findings.iter().any(|d| d.severity == Severity::Error);
+    let mut drift = false;
+    if let Some(probed) = &probed {
+        // The live diff goes with the findings: the plan's own formats stay as documented.
+        eprintln!("live state (probed):");
+        for change in cutover_plan::dns_changes(runbook, &probed.facts) {
+            drift |= change.kind == cutover_plan::ChangeKind::Drift;
+            eprintln!("  {change}");
+        }
+        for problem in &probed.problems {
+            eprintln!("  ? could not probe: {problem}");
+        }
+    }
+    // Drift is an error: the switch's compare-and-swap would be refused.
+    let errors = drift || findings.iter().any(|d| d.severity == Severity::Error);
     Ok(ExitCode::from(u8::from(errors)))
 }

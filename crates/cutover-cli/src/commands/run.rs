@@ -287,7 +287,7 @@ fn run_locked(
     let fancy = std::io::stdout().is_terminal() && !args.step;
     let reporter = std::sync::Arc::new(TerminalReporter::new(fancy));
     let interactive = args.step || std::io::stdin().is_terminal();
-    let prompter: Box<dyn Prompter> = if interactive { Box::new(StdinPrompter::new()) } else { Box::new(NoPrompter) };
+    let prompter: Box<dyn Prompter> = if interactive { Box::new(StdinPrompter::start()) } else { Box::new(NoPrompter) };
     let kinds = cutover_steps::Kinds;
     let engine = Engine {
         runbook,

@@ -4,6 +4,7 @@
 use super::{Context, Findings, Rule};
 use crate::schedule::fqdn;
 use cutover_lang::{Action, ActionKind, RecordType, Severity, StepId};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 pub const RULE: Rule = Rule {
@@ -12,36 +13,60 @@ pub const RULE: Rule = Rule {
     summary: "an address changes with no port or HTTP check after the switch",
 };
 
-/// What a check step reaches: a host address or a URL host name.
-enum Target {
-    Addr(IpAddr),
-    Name(String),
+/// The steps that check each host, each literal address and each URL host name.
+struct Checks {
+    by_host: Vec<Vec<StepId>>,
+    by_addr: HashMap<IpAddr, Vec<StepId>>,
+    by_name: HashMap<String, Vec<StepId>>,
 }
 
 pub fn check(ctx: &Context, out: &mut Findings) {
-    let mut checks: Vec<(StepId, Target)> = Vec::new();
+    let mut checks = Checks {
+        by_host: vec![Vec::new(); ctx.runbook.hosts.len()],
+        by_addr: HashMap::new(),
+        by_name: HashMap::new(),
+    };
     for (i, step) in ctx.runbook.steps.iter().enumerate() {
         for action in std::iter::once(&step.action).chain(&step.verify) {
-            collect_targets(ctx, action, StepId(i), &mut checks);
+            collect_targets(action, StepId(i), &mut checks);
         }
     }
     for (i, step) in ctx.runbook.steps.iter().enumerate() {
-        let ActionKind::DnsSwitch { zone, name, rtype, new, .. } = &step.action.kind else {
+        let ActionKind::DnsSwitch {
+            zone,
+            name,
+            rtype,
+            new,
+            ..
+        } = &step.action.kind
+        else {
             continue;
         };
         if !matches!(rtype, RecordType::A | RecordType::Aaaa) {
             continue;
         }
-        let Ok(addr) = new.trim().parse::<IpAddr>() else { continue };
+        let Ok(addr) = new.trim().parse::<IpAddr>() else {
+            continue;
+        };
         let switch = StepId(i);
         let record = fqdn(ctx.runbook, *zone, name);
-        let checked = checks.iter().any(|(s, target)| {
-            let hits = match target {
-                Target::Addr(a) => *a == addr,
-                Target::Name(n) => n.eq_ignore_ascii_case(&record),
-            };
-            hits && (*s == switch || ctx.is_after(switch, *s))
-        });
+        let by_host = ctx
+            .runbook
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.addr == addr)
+            .flat_map(|(i, _)| &checks.by_host[i]);
+        let by_addr = checks.by_addr.get(&addr).into_iter().flatten();
+        let by_name = checks
+            .by_name
+            .get(&record.to_ascii_lowercase())
+            .into_iter()
+            .flatten();
+        let checked = by_host
+            .chain(by_addr)
+            .chain(by_name)
+            .any(|s| *s == switch || ctx.is_after(switch, *s));
         if checked {
             continue;
         }
@@ -62,21 +87,32 @@ pub fn check(ctx: &Context, out: &mut Findings) {
     }
 }
 
-fn collect_targets(ctx: &Context, action: &Action, step: StepId, checks: &mut Vec<(StepId, Target)>) {
+fn collect_targets(action: &Action, step: StepId, checks: &mut Checks) {
+    let mut add_host = |host: cutover_lang::HostId| {
+        if let Some(steps) = checks.by_host.get_mut(host.0)
+            && steps.last() != Some(&step)
+        {
+            steps.push(step);
+        }
+    };
     match &action.kind {
         ActionKind::PortOpen { targets } => {
             for t in targets {
-                checks.push((step, Target::Addr(ctx.runbook.host(t.host).addr)));
+                add_host(t.host);
             }
         }
         ActionKind::HttpCheck { url, host, .. } => {
             if let Some(h) = host {
-                checks.push((step, Target::Addr(ctx.runbook.host(*h).addr)));
+                add_host(*h);
             }
             if let Some(name) = url_host(url) {
                 match name.trim_matches(['[', ']']).parse::<IpAddr>() {
-                    Ok(a) => checks.push((step, Target::Addr(a))),
-                    Err(_) => checks.push((step, Target::Name(name.to_string()))),
+                    Ok(a) => checks.by_addr.entry(a).or_default().push(step),
+                    Err(_) => checks
+                        .by_name
+                        .entry(name.to_ascii_lowercase())
+                        .or_default()
+                        .push(step),
                 }
             }
         }

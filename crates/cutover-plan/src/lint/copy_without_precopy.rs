@@ -19,7 +19,8 @@ pub fn check(ctx: &Context, out: &mut Findings) {
     let window_end = ctx.plan.window.map_or(i64::MAX, |w| w.length);
     for planned in &ctx.plan.steps {
         let step = ctx.runbook.step(planned.id);
-        let (ActionKind::ImageCopy { from, .. }, Some(copy)) = (&step.action.kind, &planned.copy) else {
+        let (ActionKind::ImageCopy { from, .. }, Some(copy)) = (&step.action.kind, &planned.copy)
+        else {
             continue;
         };
         if copy.precopy.is_some() || planned.act_start < 0 || planned.act_start >= window_end {

@@ -25,7 +25,11 @@ pub fn check(ctx: &Context, out: &mut Findings) {
         }
         return;
     }
-    let path: Vec<&str> = plan.critical_path.iter().map(|id| plan.step(*id).name.as_str()).collect();
+    let path: Vec<&str> = plan
+        .critical_path
+        .iter()
+        .map(|id| plan.step(*id).name.as_str())
+        .collect();
     let at_least = if plan.end_at_least { "at least " } else { "" };
     let d = out.diagnostic(
         &RULE,

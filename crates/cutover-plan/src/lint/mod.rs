@@ -66,8 +66,14 @@ pub(crate) struct Findings {
 }
 
 impl Findings {
-    fn diagnostic(&mut self, rule: &Rule, message: impl Into<String>, span: cutover_lang::Span) -> &mut Diagnostic {
-        self.diagnostics.push(Diagnostic::new(rule.severity, rule.code, message, span));
+    fn diagnostic(
+        &mut self,
+        rule: &Rule,
+        message: impl Into<String>,
+        span: cutover_lang::Span,
+    ) -> &mut Diagnostic {
+        self.diagnostics
+            .push(Diagnostic::new(rule.severity, rule.code, message, span));
         self.diagnostics.last_mut().expect("just pushed")
     }
 }

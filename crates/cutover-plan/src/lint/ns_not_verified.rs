@@ -41,7 +41,12 @@ pub fn check(ctx: &Context, out: &mut Findings) {
             let addrs = if server.addrs.is_empty() {
                 "no address found".to_string()
             } else {
-                server.addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                server
+                    .addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             out.diagnostic(
                 &RULE,

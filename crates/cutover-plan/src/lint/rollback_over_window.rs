@@ -29,7 +29,11 @@ pub fn check(ctx: &Context, out: &mut Findings) {
         let figure = ctx.estimator.undo(ctx.plan, s.id, undo);
         needed = needed.saturating_add(figure.secs_or_zero());
         unknown |= figure.secs.is_none();
-        undone.push(format!("`{}` {}", s.name, figure.secs.map_or("unknown".to_string(), duration)));
+        undone.push(format!(
+            "`{}` {}",
+            s.name,
+            figure.secs.map_or("unknown".to_string(), duration)
+        ));
         let left = fit.length - s.end;
         if needed <= left {
             continue;

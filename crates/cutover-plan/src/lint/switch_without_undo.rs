@@ -12,7 +12,14 @@ pub const RULE: Rule = Rule {
 
 pub fn check(ctx: &Context, out: &mut Findings) {
     for step in &ctx.runbook.steps {
-        let ActionKind::DnsSwitch { zone, name, rtype, old, new } = &step.action.kind else {
+        let ActionKind::DnsSwitch {
+            zone,
+            name,
+            rtype,
+            old,
+            new,
+        } = &step.action.kind
+        else {
             continue;
         };
         if step.undo.is_some() {
@@ -20,7 +27,10 @@ pub fn check(ctx: &Context, out: &mut Findings) {
         }
         out.diagnostic(
             &RULE,
-            format!("`{}` switches {name} with no `undo`: a rollback cannot put {old} back", step.name),
+            format!(
+                "`{}` switches {name} with no `undo`: a rollback cannot put {old} back",
+                step.name
+            ),
             step.action.span,
         )
         .help = Some(format!(

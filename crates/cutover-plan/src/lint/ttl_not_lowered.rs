@@ -14,7 +14,10 @@ pub const RULE: Rule = Rule {
 pub fn check(ctx: &Context, out: &mut Findings) {
     for safety in &ctx.plan.switches {
         let step = ctx.runbook.step(safety.step);
-        let ActionKind::DnsSwitch { zone, name, rtype, .. } = &step.action.kind else {
+        let ActionKind::DnsSwitch {
+            zone, name, rtype, ..
+        } = &step.action.kind
+        else {
             continue;
         };
         let planned = ctx.plan.step(safety.step);
@@ -44,18 +47,17 @@ pub fn check(ctx: &Context, out: &mut Findings) {
         };
         if at < safe {
             let lowering = safety.lowered_by[0];
-            let d = out
-                .diagnostic(
-                    &RULE,
-                    format!(
-                        "`{}` is switched at {} but the old TTL expires only at {} ({})",
-                        safety.record,
-                        offset(at),
-                        offset(safe),
-                        safety.basis
-                    ),
-                    step.action.span,
-                );
+            let d = out.diagnostic(
+                &RULE,
+                format!(
+                    "`{}` is switched at {} but the old TTL expires only at {} ({})",
+                    safety.record,
+                    offset(at),
+                    offset(safe),
+                    safety.basis
+                ),
+                step.action.span,
+            );
             d.labels[0].message = format!("switched at {}", offset(at));
             d.labels.push(cutover_lang::Label {
                 span: ctx.runbook.step(lowering).action.span,

@@ -4,7 +4,8 @@
 use super::{Context, Findings, Rule};
 use crate::schedule::{fqdn, previous_ttl};
 use crate::units_fmt::duration;
-use cutover_lang::{ActionKind, Severity, StepId};
+use cutover_lang::{ActionKind, RecordType, Severity, StepId, ZoneId};
+use std::collections::HashMap;
 
 pub const RULE: Rule = Rule {
     code: "ttl-not-restored",
@@ -12,10 +13,40 @@ pub const RULE: Rule = Rule {
     summary: "a lowered TTL is never restored after the cutover",
 };
 
+/// A record: zone, name relative to it, type.
+type RecordKey<'a> = (ZoneId, &'a str, RecordType);
+
 pub fn check(ctx: &Context, out: &mut Findings) {
-    let lowers_for_switch = |id: StepId| ctx.plan.switches.iter().any(|s| s.lowered_by.contains(&id));
+    let lowers_for_switch =
+        |id: StepId| ctx.plan.switches.iter().any(|s| s.lowered_by.contains(&id));
+    // The TTLs each record is set to, and by which step.
+    let mut settings: HashMap<RecordKey, Vec<(StepId, i64)>> = HashMap::new();
+    for (j, other) in ctx.runbook.steps.iter().enumerate() {
+        if let ActionKind::DnsTtl {
+            zone,
+            names,
+            rtype,
+            ttl,
+            ..
+        } = &other.action.kind
+        {
+            for name in names {
+                settings
+                    .entry((*zone, name.as_str(), *rtype))
+                    .or_default()
+                    .push((StepId(j), crate::estimate::secs(*ttl)));
+            }
+        }
+    }
     for (i, step) in ctx.runbook.steps.iter().enumerate() {
-        let ActionKind::DnsTtl { zone, names, rtype, ttl, .. } = &step.action.kind else {
+        let ActionKind::DnsTtl {
+            zone,
+            names,
+            rtype,
+            ttl,
+            ..
+        } = &step.action.kind
+        else {
             continue;
         };
         let id = StepId(i);
@@ -29,11 +60,11 @@ pub fn check(ctx: &Context, out: &mut Findings) {
             if !lowers {
                 continue;
             }
-            let restored = ctx.runbook.steps.iter().enumerate().any(|(j, other)| {
-                matches!(&other.action.kind, ActionKind::DnsTtl { zone: z, names: ns, rtype: t, ttl: new, .. }
-                    if z == zone && t == rtype && ns.contains(name) && crate::estimate::secs(*new) > ttl)
-                    && ctx.is_after(id, StepId(j))
-            });
+            let restored = settings
+                .get(&(*zone, name.as_str(), *rtype))
+                .into_iter()
+                .flatten()
+                .any(|&(other, new)| new > ttl && ctx.is_after(id, other));
             if restored {
                 continue;
             }

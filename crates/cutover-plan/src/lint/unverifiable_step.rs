@@ -12,9 +12,10 @@ pub const RULE: Rule = Rule {
 
 pub fn check(ctx: &Context, out: &mut Findings) {
     for step in &ctx.runbook.steps {
-        if let ActionKind::Exec { command, .. } = &step.action.kind {
-            if step.verify.is_empty() {
-                out.diagnostic(
+        if let ActionKind::Exec { command, .. } = &step.action.kind
+            && step.verify.is_empty()
+        {
+            out.diagnostic(
                     &RULE,
                     format!(
                         "`{}` runs a command with no `verify`: after a crash cutover cannot tell whether it ran, so it cannot resume safely",
@@ -26,7 +27,6 @@ pub fn check(ctx: &Context, out: &mut Findings) {
                     "add a `verify exec \"…\"` line that exits 0 once `{}` has taken effect",
                     command.chars().take(40).collect::<String>()
                 ));
-            }
         }
     }
 }

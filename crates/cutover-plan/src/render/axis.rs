@@ -36,7 +36,11 @@ impl Axis {
         let main = main_end as f64;
         let compress_before = -earliest as f64 > main;
         let compress_after = (end - main_end) as f64 > main / 2.0;
-        let x0 = if compress_before { 0.2 } else { -earliest as f64 / (end - earliest) as f64 };
+        let x0 = if compress_before {
+            0.2
+        } else {
+            -earliest as f64 / (end - earliest) as f64
+        };
         let x1 = if compress_after {
             0.88
         } else if compress_before {
@@ -46,14 +50,32 @@ impl Axis {
         };
         let mut pieces = Vec::new();
         if earliest < 0 {
-            pieces.push(Piece { from: earliest, to: 0, x0: 0.0, x1: x0 });
+            pieces.push(Piece {
+                from: earliest,
+                to: 0,
+                x0: 0.0,
+                x1: x0,
+            });
         }
-        pieces.push(Piece { from: 0, to: main_end, x0, x1 });
+        pieces.push(Piece {
+            from: 0,
+            to: main_end,
+            x0,
+            x1,
+        });
         if end > main_end {
-            pieces.push(Piece { from: main_end, to: end, x0: x1, x1: 1.0 });
+            pieces.push(Piece {
+                from: main_end,
+                to: end,
+                x0: x1,
+                x1: 1.0,
+            });
         }
         let breaks = [compress_before.then_some(x0), compress_after.then_some(x1)];
-        let compressed = [compress_before.then_some((0.0, x0)), compress_after.then_some((x1, 1.0))];
+        let compressed = [
+            compress_before.then_some((0.0, x0)),
+            compress_after.then_some((x1, 1.0)),
+        ];
         Axis {
             pieces,
             start: earliest,
@@ -99,7 +121,12 @@ impl Axis {
 /// The smallest round duration not below `secs`.
 fn nice_step(secs: i64) -> i64 {
     const STEPS: [i64; 14] = [
-        60, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400, 172_800, 604_800, 2_592_000,
+        60, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400, 172_800, 604_800,
+        2_592_000,
     ];
-    STEPS.iter().copied().find(|s| *s >= secs).unwrap_or(secs.max(1))
+    STEPS
+        .iter()
+        .copied()
+        .find(|s| *s >= secs)
+        .unwrap_or(secs.max(1))
 }

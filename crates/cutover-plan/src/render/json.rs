@@ -95,22 +95,31 @@ struct Finding<'a> {
 }
 
 fn duration(f: &Figure) -> Duration<'_> {
-    Duration { seconds: f.secs, source: f.provenance.as_str(), basis: &f.basis }
+    Duration {
+        seconds: f.secs,
+        source: f.provenance.as_str(),
+        basis: &f.basis,
+    }
 }
 
 /// The plan as a pretty-printed JSON document.
 pub fn json(plan: &Plan, sources: &SourceMap) -> String {
     let time = |offset: i64, at_least: bool| Time {
         offset_s: offset,
-        utc: plan.utc(offset).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        utc: plan
+            .utc(offset)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         at_least,
     };
     let name = |id: cutover_lang::StepId| plan.step(id).name.as_str();
+    let lines = super::LineIndex::new(sources);
     let doc = Document {
         schema: SCHEMA,
         runbook: &plan.runbook,
         title: plan.title.as_deref(),
-        t0: plan.t0.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        t0: plan
+            .t0
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         window: plan.window.map(|w| Window {
             start: w.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             end: units_fmt::at(Some(w.start), w.length)
@@ -131,7 +140,11 @@ pub fn json(plan: &Plan, sources: &SourceMap) -> String {
                 after: s.after.iter().map(|p| name(*p)).collect(),
                 at_s: s.at,
                 start: time(s.start, s.start_at_least),
-                ttl_wait: s.ttl_wait.as_ref().map(|w| TtlWait { start_s: w.start, end_s: w.end, basis: &w.basis }),
+                ttl_wait: s.ttl_wait.as_ref().map(|w| TtlWait {
+                    start_s: w.start,
+                    end_s: w.end,
+                    basis: &w.basis,
+                }),
                 act_start_s: s.act_start,
                 end: time(s.end, s.at_least),
                 duration: duration(&s.duration),
@@ -158,10 +171,7 @@ pub fn json(plan: &Plan, sources: &SourceMap) -> String {
             .diagnostics
             .iter()
             .map(|d| {
-                let place = d
-                    .primary_span()
-                    .filter(|s| (s.file.0 as usize) < sources.files.len())
-                    .map(|s| (sources.file(s.file).path.display().to_string(), sources.line_col(s)));
+                let place = d.primary_span().and_then(|s| lines.locate(s));
                 Finding {
                     severity: match d.severity {
                         cutover_lang::Severity::Error => "error",
@@ -171,8 +181,8 @@ pub fn json(plan: &Plan, sources: &SourceMap) -> String {
                     code: d.code,
                     message: &d.message,
                     file: place.as_ref().map(|p| p.0.clone()),
-                    line: place.as_ref().map(|p| p.1.0),
-                    column: place.as_ref().map(|p| p.1.1),
+                    line: place.as_ref().map(|p| p.1),
+                    column: place.as_ref().map(|p| p.2),
                     help: d.help.as_deref(),
                 }
             })
@@ -180,7 +190,8 @@ pub fn json(plan: &Plan, sources: &SourceMap) -> String {
         notes: &plan.notes,
         probed: plan.probed,
     };
-    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut text =
+        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     text.push('\n');
     text
 }

@@ -1,7 +1,9 @@
 //! The plan as Markdown, for a pull request: summary, step table, where the
 //! figures come from, DNS switch safety, findings, notes and the text Gantt.
 
-use super::{critical_path_text, duration_cell, findings_summary, location, offset_cell, window_line};
+use super::{
+    critical_path_text, duration_cell, findings_summary, location, offset_cell, window_line,
+};
 use crate::Plan;
 use crate::units_fmt;
 use cutover_lang::{Severity, SourceMap};
@@ -14,18 +16,39 @@ fn cell(text: &str) -> String {
 
 pub fn markdown(plan: &Plan, sources: &SourceMap) -> String {
     let mut out = String::new();
-    let title = plan.title.as_deref().map(|t| format!(" — {t}")).unwrap_or_default();
+    let title = plan
+        .title
+        .as_deref()
+        .map(|t| format!(" — {t}"))
+        .unwrap_or_default();
     let _ = writeln!(out, "## Plan: `{}`{}\n", plan.runbook, cell(&title));
     let _ = writeln!(out, "- **Window:** {}", window_line(plan));
-    let _ = writeln!(out, "- **Critical path:** {}", critical_path_text(plan, " → "));
+    let _ = writeln!(
+        out,
+        "- **Critical path:** {}",
+        critical_path_text(plan, " → ")
+    );
     let _ = writeln!(out, "- **Findings:** {}\n", findings_summary(plan));
 
-    let _ = writeln!(out, "| # | step | kind | start | start (UTC) | end | duration | source | slack |");
+    let _ = writeln!(
+        out,
+        "| # | step | kind | start | start (UTC) | end | duration | source | slack |"
+    );
     let _ = writeln!(out, "|--:|---|---|---|---|---|--:|---|--:|");
     for (i, s) in plan.chronological().into_iter().enumerate() {
-        let utc = plan.utc(s.start).map_or_else(|| "–".to_string(), units_fmt::utc);
-        let name = if s.critical { format!("**{}**", s.name) } else { s.name.clone() };
-        let slack = if s.critical { "critical".to_string() } else { units_fmt::duration(s.slack) };
+        let utc = plan
+            .utc(s.start)
+            .map_or_else(|| "–".to_string(), units_fmt::utc);
+        let name = if s.critical {
+            format!("**{}**", s.name)
+        } else {
+            s.name.clone()
+        };
+        let slack = if s.critical {
+            "critical".to_string()
+        } else {
+            units_fmt::duration(s.slack)
+        };
         let _ = writeln!(
             out,
             "| {} | {name} | `{}` | {} | {utc} | {} | {} | {} | {slack} |",
@@ -69,7 +92,10 @@ pub fn markdown(plan: &Plan, sources: &SourceMap) -> String {
             let safe = s.earliest_safe.map_or_else(
                 || "unknown".to_string(),
                 |t| {
-                    let utc = plan.utc(t).map(|u| format!(" ({})", units_fmt::utc(u))).unwrap_or_default();
+                    let utc = plan
+                        .utc(t)
+                        .map(|u| format!(" ({})", units_fmt::utc(u)))
+                        .unwrap_or_default();
                     format!("{}{utc}", units_fmt::offset(t))
                 },
             );
@@ -85,6 +111,7 @@ pub fn markdown(plan: &Plan, sources: &SourceMap) -> String {
     }
 
     if !plan.diagnostics.is_empty() {
+        let lines = super::LineIndex::new(sources);
         let _ = writeln!(out, "\n### Findings\n");
         for d in &plan.diagnostics {
             let severity = match d.severity {
@@ -92,13 +119,17 @@ pub fn markdown(plan: &Plan, sources: &SourceMap) -> String {
                 Severity::Warning => "warning",
                 Severity::Info => "info",
             };
-            let help = d.help.as_deref().map(|h| format!(" — fix: {h}")).unwrap_or_default();
+            let help = d
+                .help
+                .as_deref()
+                .map(|h| format!(" — fix: {h}"))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "- {severity} [`{}`](docs/lints/{}.md) at line {}: {}{help}",
                 d.code,
                 d.code,
-                location(d, sources),
+                location(d, &lines),
                 d.message
             );
         }

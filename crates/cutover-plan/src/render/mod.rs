@@ -25,7 +25,9 @@ fn offset_cell(secs: i64, at_least: bool) -> String {
 
 /// The step's duration, `?` when unknown.
 fn duration_cell(step: &PlannedStep) -> String {
-    step.duration.secs.map_or_else(|| "?".to_string(), units_fmt::duration)
+    step.duration
+        .secs
+        .map_or_else(|| "?".to_string(), units_fmt::duration)
 }
 
 /// `fits, 1h12m left` / `overflows by 2h` / `no window`.
@@ -54,20 +56,54 @@ fn critical_path_text(plan: &Plan, arrow: &str) -> String {
         .join(arrow)
 }
 
+/// Line starts of every source file, so that many diagnostics find their
+/// line without rescanning the file each time.
+pub(crate) struct LineIndex<'a> {
+    sources: &'a SourceMap,
+    starts: Vec<Vec<usize>>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub fn new(sources: &'a SourceMap) -> Self {
+        let starts = sources
+            .files
+            .iter()
+            .map(|f| {
+                std::iter::once(0)
+                    .chain(f.text.match_indices('\n').map(|(i, _)| i + 1))
+                    .collect()
+            })
+            .collect();
+        LineIndex { sources, starts }
+    }
+
+    /// File path, 1-based line and column (in characters) of a span's start.
+    pub fn locate(&self, span: cutover_lang::Span) -> Option<(String, usize, usize)> {
+        let file = self.sources.files.get(span.file.0 as usize)?;
+        let starts = &self.starts[span.file.0 as usize];
+        let offset = file
+            .text
+            .floor_char_boundary(span.start.min(file.text.len()));
+        let line = starts.partition_point(|&s| s <= offset);
+        let line_start = starts[line - 1];
+        let column = file.text[line_start..offset].chars().count() + 1;
+        Some((file.path.display().to_string(), line, column))
+    }
+}
+
 /// `3:5` (line:column) of a diagnostic's primary location, with the file
 /// name when it is not the main file.
-fn location(diagnostic: &Diagnostic, sources: &SourceMap) -> String {
+fn location(diagnostic: &Diagnostic, lines: &LineIndex) -> String {
     let Some(span) = diagnostic.primary_span() else {
         return String::new();
     };
-    if span.file.0 as usize >= sources.files.len() {
+    let Some((path, line, col)) = lines.locate(span) else {
         return String::new();
-    }
-    let (line, col) = sources.line_col(span);
+    };
     if span.file.0 == 0 {
         format!("{line}:{col}")
     } else {
-        format!("{}:{line}:{col}", sources.file(span.file).path.display())
+        format!("{path}:{line}:{col}")
     }
 }
 

@@ -41,7 +41,10 @@ pub fn svg(plan: &Plan) -> String {
         out,
         r##"<defs><pattern id="ttl-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#fdf0c8"/><line x1="0" y1="0" x2="0" y2="6" stroke="#d9a300" stroke-width="3"/></pattern></defs>"##
     );
-    let _ = writeln!(out, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
+    let _ = writeln!(
+        out,
+        r##"<rect width="100%" height="100%" fill="#ffffff"/>"##
+    );
 
     // Title and summary.
     let title = match &plan.title {
@@ -61,7 +64,11 @@ pub fn svg(plan: &Plan) -> String {
             offset_cell(plan.end, plan.end_at_least),
             fit_text(plan)
         ),
-        None => format!("Plan ends {} · {}", offset_cell(plan.end, plan.end_at_least), fit_text(plan)),
+        None => format!(
+            "Plan ends {} · {}",
+            offset_cell(plan.end, plan.end_at_least),
+            fit_text(plan)
+        ),
     };
     let overflow = plan.window.is_some_and(|w| w.left < 0);
     let _ = writeln!(
@@ -199,7 +206,9 @@ pub fn svg(plan: &Plan) -> String {
         let (a, b) = (x(s.act_start), x(s.end));
         let width = (b - a).max(3.0);
         let (fill, stroke) = match (s.critical, s.duration.provenance) {
-            (_, Provenance::Unknown) => ("#ffffff", r##" stroke="#666666" stroke-dasharray="3,2""##),
+            (_, Provenance::Unknown) => {
+                ("#ffffff", r##" stroke="#666666" stroke-dasharray="3,2""##)
+            }
             (true, _) => ("#d62839", ""),
             (false, Provenance::Guess) => ("#8fb3d9", ""),
             (false, _) => ("#3f77b5", ""),
@@ -212,12 +221,18 @@ pub fn svg(plan: &Plan) -> String {
             s.duration.provenance.as_str(),
             mid - BAR / 2.0,
             esc(&s.name),
-            s.duration.secs.map_or("unknown".to_string(), units_fmt::duration),
+            s.duration
+                .secs
+                .map_or("unknown".to_string(), units_fmt::duration),
             s.duration.provenance.as_str(),
             esc(&s.duration.basis)
         );
         let label = match s.duration.secs {
-            Some(d) => format!("{} {}", units_fmt::duration(d), s.duration.provenance.as_str()),
+            Some(d) => format!(
+                "{} {}",
+                units_fmt::duration(d),
+                s.duration.provenance.as_str()
+            ),
             None => "? unknown".to_string(),
         };
         let (lx, anchor) = if a + width + 8.0 + label.len() as f64 * 6.5 > WIDTH - 8.0 {
@@ -239,7 +254,10 @@ pub fn svg(plan: &Plan) -> String {
         (r##"fill="#d62839""##, "critical path"),
         (r##"fill="#3f77b5""##, "declared / estimated"),
         (r##"fill="#8fb3d9""##, "default (a guess)"),
-        (r##"fill="url(#ttl-hatch)" stroke="#d9a300""##, "TTL wait before a DNS switch"),
+        (
+            r##"fill="url(#ttl-hatch)" stroke="#d9a300""##,
+            "TTL wait before a DNS switch",
+        ),
         (r##"fill="#e6f0fa""##, "window"),
     ];
     let mut lx = 16.0;

@@ -4,7 +4,9 @@
 //! stdout is a terminal).
 
 use super::axis::Axis;
-use super::{critical_path_text, duration_cell, findings_summary, location, offset_cell, window_line};
+use super::{
+    critical_path_text, duration_cell, findings_summary, location, offset_cell, window_line,
+};
 use crate::units_fmt;
 use crate::{Plan, Provenance};
 use cutover_lang::{Severity, SourceMap};
@@ -53,7 +55,11 @@ pub fn text(plan: &Plan, sources: &SourceMap, color: bool) -> String {
     for line in wrap(&window_line(plan), WIDTH, 2) {
         let _ = writeln!(out, "{line}");
     }
-    for line in wrap(&format!("critical path: {}", critical_path_text(plan, " -> ")), WIDTH, 2) {
+    for line in wrap(
+        &format!("critical path: {}", critical_path_text(plan, " -> ")),
+        WIDTH,
+        2,
+    ) {
         let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(out, "findings: {}", findings_summary(plan));
@@ -92,7 +98,11 @@ fn table(out: &mut String, plan: &Plan, p: &Paint) {
         } else {
             format!("{name:<NAME_WIDTH$}")
         };
-        let slack = if s.critical { "crit".to_string() } else { units_fmt::duration(s.slack) };
+        let slack = if s.critical {
+            "crit".to_string()
+        } else {
+            units_fmt::duration(s.slack)
+        };
         let source = s.duration.provenance.as_str();
         let source = match s.duration.provenance {
             Provenance::Guess | Provenance::Unknown => p.yellow(&format!("{source:<9}")),
@@ -115,7 +125,12 @@ fn table(out: &mut String, plan: &Plan, p: &Paint) {
 fn figures(out: &mut String, plan: &Plan, p: &Paint) {
     let _ = writeln!(out, "{}", p.bold("where the figures come from"));
     for s in plan.chronological() {
-        let line = format!("{}: {} — {}", s.name, s.duration.provenance.as_str(), s.duration.basis);
+        let line = format!(
+            "{}: {} — {}",
+            s.name,
+            s.duration.provenance.as_str(),
+            s.duration.basis
+        );
         for l in wrap(&line, WIDTH - 2, 4) {
             let _ = writeln!(out, "  {l}");
         }
@@ -144,7 +159,10 @@ fn switches(out: &mut String, plan: &Plan, p: &Paint) {
         let step = plan.step(s.step);
         let safe = match s.earliest_safe {
             Some(t) => {
-                let utc = plan.utc(t).map(|u| format!(" ({})", units_fmt::utc(u))).unwrap_or_default();
+                let utc = plan
+                    .utc(t)
+                    .map(|u| format!(" ({})", units_fmt::utc(u)))
+                    .unwrap_or_default();
                 format!("safe from {}{utc}", units_fmt::offset(t))
             }
             None => "safe time unknown".to_string(),
@@ -166,6 +184,7 @@ fn findings(out: &mut String, plan: &Plan, sources: &SourceMap, p: &Paint) {
     if plan.diagnostics.is_empty() {
         return;
     }
+    let lines = super::LineIndex::new(sources);
     let _ = writeln!(out, "\n{}", p.bold("findings"));
     for d in &plan.diagnostics {
         let severity = match d.severity {
@@ -178,10 +197,19 @@ fn findings(out: &mut String, plan: &Plan, sources: &SourceMap, p: &Paint) {
             Severity::Warning => 7,
             Severity::Info => 4,
         };
-        let head = format!("{}[{}] {}: ", "x".repeat(plain_len), d.code, location(d, sources));
+        let head = format!(
+            "{}[{}] {}: ",
+            "x".repeat(plain_len),
+            d.code,
+            location(d, &lines)
+        );
         let lines = wrap(&format!("{head}{}", d.message), WIDTH - 2, 4);
         for (i, l) in lines.into_iter().enumerate() {
-            let l = if i == 0 { l.replacen(&"x".repeat(plain_len), &severity, 1) } else { l };
+            let l = if i == 0 {
+                l.replacen(&"x".repeat(plain_len), &severity, 1)
+            } else {
+                l
+            };
             let _ = writeln!(out, "  {l}");
         }
     }
@@ -263,7 +291,11 @@ pub fn gantt(plan: &Plan, color: bool) -> String {
         p.dim("█ critical path  ▒ other step  ░ TTL wait  ┆ window  ? unknown duration")
     );
     if !axis.breaks.is_empty() {
-        let _ = writeln!(out, "{pad}{}", p.dim("╫ time beyond this mark is drawn compressed"));
+        let _ = writeln!(
+            out,
+            "{pad}{}",
+            p.dim("╫ time beyond this mark is drawn compressed")
+        );
     }
     out
 }
