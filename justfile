@@ -29,3 +29,11 @@ bench:
 # The demo cutover on the embedded lab (the README's first command).
 demo:
     cargo run --release -p cutover-cli -- demo
+
+# The image-copy benchmark against rsync (4 GiB sparse image; writes ~10 GiB).
+bench-copy:
+    cargo bench -p cutover-copy --bench copy
+
+# The crash test with N SIGKILLs (CI runs 100).
+crash-test N="100":
+    CUTOVER_CRASH_KILLS={{N}} cargo test -p cutover-cli --test engine_crash -- --nocapture

@@ -5,7 +5,9 @@
 //! from stdin line by line.
 
 use chrono::{DateTime, Local, Utc};
-use cutover_engine::{BoxFuture, Decision, Prompter, Reporter, RunEvent, StepOutcome, describe_duration};
+use cutover_engine::{
+    BoxFuture, Decision, Prompter, Reporter, RunEvent, StepOutcome, describe_duration,
+};
 use cutover_lang::Step;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -18,11 +20,14 @@ pub struct TerminalReporter {
     bars: Option<Bars>,
 }
 
+/// Running countdowns by step: until when, the label, the step's line.
+type Countdowns = Arc<Mutex<HashMap<String, (DateTime<Utc>, String, ProgressBar)>>>;
+
 struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
     lines: Mutex<HashMap<String, ProgressBar>>,
-    countdowns: Arc<Mutex<HashMap<String, (DateTime<Utc>, String, ProgressBar)>>>,
+    countdowns: Countdowns,
 }
 
 fn outcome_word(outcome: StepOutcome) -> &'static str {
@@ -39,7 +44,9 @@ fn outcome_word(outcome: StepOutcome) -> &'static str {
 }
 
 fn left(until: DateTime<Utc>) -> String {
-    describe_duration(Duration::from_secs((until - Utc::now()).num_seconds().max(0).unsigned_abs()))
+    describe_duration(Duration::from_secs(
+        (until - Utc::now()).num_seconds().max(0).unsigned_abs(),
+    ))
 }
 
 impl TerminalReporter {
@@ -52,12 +59,14 @@ impl TerminalReporter {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
         let overall = multi.add(ProgressBar::new(0));
         overall.set_style(
-            ProgressStyle::with_template("{elapsed_precise:.dim} [{bar:30}] {pos}/{len} steps  {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{elapsed_precise:.dim} [{bar:30}] {pos}/{len} steps  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         overall.enable_steady_tick(Duration::from_millis(250));
-        let countdowns: Arc<Mutex<HashMap<String, (DateTime<Utc>, String, ProgressBar)>>> = Arc::default();
+        let countdowns: Countdowns = Arc::default();
         let ticking = Arc::downgrade(&countdowns);
         std::thread::spawn(move || {
             while let Some(countdowns) = ticking.upgrade() {
@@ -106,7 +115,10 @@ impl TerminalReporter {
         let now = Local::now().format("%H:%M:%S");
         let line = match event {
             RunEvent::Started { total, done, eta } => {
-                format!("{now} run: {done}/{total} steps done, planned time left {}", describe_duration(*eta))
+                format!(
+                    "{now} run: {done}/{total} steps done, planned time left {}",
+                    describe_duration(*eta)
+                )
             }
             RunEvent::WaitingUntil { step, until } => format!(
                 "{now} waiting until {} ({} left) for step {step}",
@@ -115,16 +127,33 @@ impl TerminalReporter {
             ),
             RunEvent::StepStarted { step } => format!("{now} {step}: started"),
             RunEvent::Phase { step, phase } => format!("{now} {step}: {}", phase.as_str()),
-            RunEvent::Progress { step, done, total, unit } => match total {
+            RunEvent::Progress {
+                step,
+                done,
+                total,
+                unit,
+            } => match total {
                 Some(total) => format!("{now} {step}: {done}/{total} {unit}"),
                 None => format!("{now} {step}: {done} {unit}"),
             },
             RunEvent::Countdown { step, until, label } => {
-                format!("{now} {step}: {label} until {} ({} left)", until.with_timezone(&Local).format("%H:%M:%S"), left(*until))
+                format!(
+                    "{now} {step}: {label} until {} ({} left)",
+                    until.with_timezone(&Local).format("%H:%M:%S"),
+                    left(*until)
+                )
             }
-            RunEvent::Message { step: Some(step), text } => format!("{now} {step}: {text}"),
+            RunEvent::Message {
+                step: Some(step),
+                text,
+            } => format!("{now} {step}: {text}"),
             RunEvent::Message { step: None, text } => format!("{now} {text}"),
-            RunEvent::StepFinished { step, outcome, summary, .. } => {
+            RunEvent::StepFinished {
+                step,
+                outcome,
+                summary,
+                ..
+            } => {
                 format!("{now} {step}: {} — {summary}", outcome_word(*outcome))
             }
             RunEvent::Warning { text } => format!("{now} warning: {text}"),
@@ -140,7 +169,9 @@ impl Reporter for TerminalReporter {
             self.plain(event);
             return;
         };
-        let Ok(mut lines) = bars.lines.lock() else { return };
+        let Ok(mut lines) = bars.lines.lock() else {
+            return;
+        };
         let line_for = |lines: &mut HashMap<String, ProgressBar>, step: &str| {
             lines
                 .entry(step.to_owned())
@@ -160,7 +191,8 @@ impl Reporter for TerminalReporter {
             RunEvent::Started { total, done, eta } => {
                 bars.overall.set_length(*total as u64);
                 bars.overall.set_position(*done as u64);
-                bars.overall.set_message(format!("ETA {}", describe_duration(*eta)));
+                bars.overall
+                    .set_message(format!("ETA {}", describe_duration(*eta)));
             }
             RunEvent::WaitingUntil { step, until } => {
                 bars.overall.set_message(format!(
@@ -169,8 +201,15 @@ impl Reporter for TerminalReporter {
                 ));
             }
             RunEvent::StepStarted { step } => line_for(&mut lines, step).set_message("starting"),
-            RunEvent::Phase { step, phase } => line_for(&mut lines, step).set_message(phase.as_str()),
-            RunEvent::Progress { step, done, total, unit } => {
+            RunEvent::Phase { step, phase } => {
+                line_for(&mut lines, step).set_message(phase.as_str())
+            }
+            RunEvent::Progress {
+                step,
+                done,
+                total,
+                unit,
+            } => {
                 let bar = line_for(&mut lines, step);
                 match total {
                     Some(total) => bar.set_message(format!("{done}/{total} {unit}")),
@@ -189,21 +228,32 @@ impl Reporter for TerminalReporter {
                     None => text.clone(),
                 });
             }
-            RunEvent::StepFinished { step, outcome, summary, eta } => {
+            RunEvent::StepFinished {
+                step,
+                outcome,
+                summary,
+                eta,
+            } => {
                 if let Ok(mut map) = bars.countdowns.lock() {
                     map.remove(step);
                 }
                 if let Some(bar) = lines.remove(step) {
                     bar.finish_and_clear();
                 }
-                let _ = bars.multi.println(format!("{step}: {} — {summary}", outcome_word(*outcome)));
+                let _ = bars
+                    .multi
+                    .println(format!("{step}: {} — {summary}", outcome_word(*outcome)));
                 if matches!(
                     outcome,
-                    StepOutcome::AlreadySatisfied | StepOutcome::Verified | StepOutcome::Unverified | StepOutcome::Skipped
+                    StepOutcome::AlreadySatisfied
+                        | StepOutcome::Verified
+                        | StepOutcome::Unverified
+                        | StepOutcome::Skipped
                 ) {
                     bars.overall.inc(1);
                 }
-                bars.overall.set_message(format!("ETA {}", describe_duration(*eta)));
+                bars.overall
+                    .set_message(format!("ETA {}", describe_duration(*eta)));
             }
             RunEvent::Warning { text } => {
                 let _ = bars.multi.println(format!("warning: {text}"));
@@ -262,7 +312,11 @@ impl Prompter for StdinPrompter {
         })
     }
 
-    fn confirm_manual<'a>(&'a self, step: &'a Step, instructions: &'a str) -> BoxFuture<'a, Option<String>> {
+    fn confirm_manual<'a>(
+        &'a self,
+        step: &'a Step,
+        instructions: &'a str,
+    ) -> BoxFuture<'a, Option<String>> {
         Box::pin(async move {
             let mut lines = self.lines.lock().await;
             println!("\nmanual step `{}`: {instructions}", step.name);
@@ -270,11 +324,16 @@ impl Prompter for StdinPrompter {
                 StdinPrompter::ask("type `y` and Enter once done (a note may follow the y): ");
                 let answer = lines.recv().await?;
                 let answer = answer.trim();
-                let (word, note) = answer.split_once(char::is_whitespace).unwrap_or((answer, ""));
+                let (word, note) = answer
+                    .split_once(char::is_whitespace)
+                    .unwrap_or((answer, ""));
                 if matches!(word.to_ascii_lowercase().as_str(), "y" | "yes") {
                     return Some(note.trim().to_owned());
                 }
-                println!("not confirmed; it can also be confirmed with `cutover confirm {}`", step.name);
+                println!(
+                    "not confirmed; it can also be confirmed with `cutover confirm {}`",
+                    step.name
+                );
             }
         })
     }

@@ -47,11 +47,16 @@ fn runbook(open: &[u16], closed: u16) -> (String, Vec<String>) {
     let mut execs = Vec::new();
     for i in 0..STEPS {
         let name = format!("s{i:02}");
-        let after = if i % 4 == 0 || i == 0 { String::new() } else { format!(" after s{:02}", i - 1) };
+        // A chain with some fan-out: every step waits for one before it.
+        let after = match i {
+            0 => String::new(),
+            i if i % 4 == 0 => format!(" after s{:02}", i - 2),
+            i => format!(" after s{:02}", i - 1),
+        };
         text.push_str(&format!("step {name}{after}\n"));
         match i % 10 {
             3 => text.push_str(&format!("  port.open lab:{}\n", open[i % open.len()])),
-            6 => text.push_str("  wait 1s\n"),
+            6 => text.push_str("  wait 4s\n"),
             8 => text.push_str(&format!("  port.closed lab:{closed}\n")),
             _ => {
                 text.push_str(&format!(
@@ -93,7 +98,10 @@ fn run_command(file: &std::path::Path) -> Command {
 
 #[test]
 fn resume_after_sigkill_at_random_instants() {
-    let kills: usize = std::env::var("CUTOVER_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let kills: usize = std::env::var("CUTOVER_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let seed: u64 = std::env::var("CUTOVER_CRASH_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -108,9 +116,18 @@ fn resume_after_sigkill_at_random_instants() {
     let file = dir.path().join("crash.runbook");
     std::fs::write(&file, text).unwrap();
 
+    // Kill until `kills` runs were killed before the run was complete;
+    // bounded by the run's own length (three 4 s waits in a chain).
+    let db = dir.path().join(".cutover/crash.db");
+    let complete = || {
+        Store::open_existing(&db)
+            .ok()
+            .and_then(|s| s.latest_run().ok().flatten())
+            .is_some_and(|r| r.status == cutover_store::RunStatus::Completed)
+    };
     let started = Instant::now();
-    let mut finished_early = 0;
-    for _ in 0..kills {
+    let mut killed = 0;
+    while killed < kills && !complete() {
         let mut child = run_command(&file).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(rng.below(120)));
         let pgid = i32::try_from(child.id()).unwrap();
@@ -118,9 +135,8 @@ fn resume_after_sigkill_at_random_instants() {
         unsafe {
             libc::kill(-pgid, libc::SIGKILL);
         }
-        let status = child.wait().unwrap();
-        if status.success() {
-            finished_early += 1;
+        if !child.wait().unwrap().success() {
+            killed += 1;
         }
     }
     let status = run_command(&file)
@@ -130,10 +146,17 @@ fn resume_after_sigkill_at_random_instants() {
         .unwrap();
     stop.store(true, Ordering::Relaxed);
     eprintln!(
-        "crash test: {kills} kills in {:.1}s; {finished_early} runs had finished before their kill",
+        "crash test: {killed} runs killed before the run was complete, in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    assert!(status.success(), "the final resume did not complete: {status}");
+    assert!(
+        killed >= kills,
+        "only {killed} of {kills} kills landed before the run finished"
+    );
+    assert!(
+        status.success(),
+        "the final resume did not complete: {status}"
+    );
 
     let store = Store::open_existing(&dir.path().join(".cutover/crash.db")).unwrap();
     assert_eq!(store.integrity_check().unwrap(), "ok");
@@ -141,7 +164,13 @@ fn resume_after_sigkill_at_random_instants() {
     let steps = store.steps(run.id).unwrap();
     assert_eq!(steps.len(), STEPS);
     for step in &steps {
-        assert_eq!(step.status, StepStatus::Done, "step {} is {:?}", step.name, step.status);
+        assert_eq!(
+            step.status,
+            StepStatus::Done,
+            "step {} is {:?}",
+            step.name,
+            step.status
+        );
     }
 
     let journal = std::fs::read_to_string(dir.path().join("journal")).unwrap();
@@ -153,9 +182,17 @@ fn resume_after_sigkill_at_random_instants() {
             .filter_map(|l| l.strip_prefix(&format!("{name} ")))
             .map(|ns| DateTime::from_timestamp_nanos(ns.trim().parse::<i64>().unwrap()))
             .collect();
-        assert_eq!(entries.len(), 1, "step {name} acted {} times: {journal}", entries.len());
+        assert_eq!(
+            entries.len(),
+            1,
+            "step {name} acted {} times: {journal}",
+            entries.len()
+        );
         for at in entries {
-            assert!(at <= verified, "step {name} acted at {at}, after its verification at {verified}");
+            assert!(
+                at <= verified,
+                "step {name} acted at {at}, after its verification at {verified}"
+            );
         }
     }
 }

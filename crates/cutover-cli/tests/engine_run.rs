@@ -3,19 +3,24 @@
 //! their dependents, rollback, and `--step` through a pseudo-terminal.
 
 use cutover_store::{StepStatus, Store};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn cutover(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cutover"));
-    cmd.current_dir(dir).stdin(Stdio::null()).env("USER", "tester");
+    cmd.current_dir(dir)
+        .stdin(Stdio::null())
+        .env("USER", "tester");
     cmd
 }
 
 fn output(cmd: &mut Command) -> (i32, String, String) {
-    let Output { status, stdout, stderr } = cmd.output().unwrap();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().unwrap();
     (
         status.code().unwrap_or(-1),
         String::from_utf8_lossy(&stdout).into_owned(),
@@ -32,11 +37,20 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 fn statuses(dir: &Path, runbook: &str) -> Vec<(String, StepStatus)> {
     let store = Store::open_existing(&dir.join(format!(".cutover/{runbook}.db"))).unwrap();
     let run = store.latest_run().unwrap().unwrap();
-    store.steps(run.id).unwrap().into_iter().map(|s| (s.name, s.status)).collect()
+    store
+        .steps(run.id)
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.name, s.status))
+        .collect()
 }
 
 fn status_of(dir: &Path, runbook: &str, step: &str) -> StepStatus {
-    statuses(dir, runbook).into_iter().find(|(n, _)| n == step).unwrap().1
+    statuses(dir, runbook)
+        .into_iter()
+        .find(|(n, _)| n == step)
+        .unwrap()
+        .1
 }
 
 fn journal(dir: &Path) -> String {
@@ -45,12 +59,24 @@ fn journal(dir: &Path) -> String {
 
 /// An exec step appending its name to the journal `j`, verified by grep.
 fn exec_step(name: &str, after: &str, undo: bool) -> String {
-    let mut s = format!("step {name}{after}\n  exec \"echo {name} >> j\"\n  verify exec \"grep -qx {name} j\"\n");
+    let mut s = format!(
+        "step {name}{after}\n  exec \"echo {name} >> j\"\n  verify exec \"grep -qx {name} j\"\n"
+    );
     if undo {
         s.push_str(&format!("  undo exec \"echo undo-{name} >> j\"\n"));
     }
     s.push('\n');
     s
+}
+
+/// Kills a child run if a test ends early, so none is left waiting.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Polls until `f` holds, for at most 20 s.
@@ -66,37 +92,64 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 fn a_second_coordinator_is_refused_and_a_stale_lock_needs_take_over() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write(d, "gate.runbook", "runbook gate\n\nstep freeze\n  manual \"stop the services\"\n");
-    let mut first = cutover(d).args(["run", "gate.runbook"]).stdout(Stdio::null()).process_group(0).spawn().unwrap();
+    write(
+        d,
+        "gate.runbook",
+        "runbook gate\n\nstep freeze\n  manual \"stop the services\"\n",
+    );
+    let mut first = Reap(
+        cutover(d)
+            .args(["run", "gate.runbook"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     eventually("the first run to wait at the manual gate", || {
         d.join(".cutover/gate.db").exists() && status_of(d, "gate", "freeze") == StepStatus::Running
     });
 
     let (code, _, err) = output(cutover(d).args(["run", "gate.runbook"]));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("in use by another coordinator: tester@"), "{err}");
-    assert!(err.contains(&format!("(pid {})", first.id())), "{err}");
+    assert!(
+        err.contains("in use by another coordinator: tester@"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("(pid {})", first.0.id())), "{err}");
 
     // The coordinator dies: its lock is stale.
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
     let (code, _, err) = output(cutover(d).args(["run", "gate.runbook"]));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("whose process is gone; re-run with --take-over"), "{err}");
+    assert!(
+        err.contains("whose process is gone; re-run with --take-over"),
+        "{err}"
+    );
 
     // Take over, confirm from "another terminal", and the run completes.
-    let taken = cutover(d).args(["run", "gate.runbook", "--take-over"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut taken = Reap(
+        cutover(d)
+            .args(["run", "gate.runbook", "--take-over"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = taken.0.id();
     eventually("the taken-over run to hold the lock", || {
         let store = Store::open_existing(&d.join(".cutover/gate.db")).unwrap();
-        store.lock_holder().unwrap().is_some_and(|h| h.pid == taken.id())
+        store.lock_holder().unwrap().is_some_and(|h| h.pid == pid)
     });
-    let (code, out, err) = output(cutover(d).args(["confirm", "freeze", "gate.runbook", "--note", "all stopped"]));
+    let (code, out, err) =
+        output(cutover(d).args(["confirm", "freeze", "gate.runbook", "--note", "all stopped"]));
     assert_eq!(code, 0, "{out}{err}");
-    let done = taken.wait_with_output().unwrap();
-    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stdout));
+    let done = taken.0.wait().unwrap();
+    assert!(done.success(), "the taken-over run ended {done}");
     let (code, out, _) = output(cutover(d).args(["status", "gate.runbook"]));
     assert_eq!(code, 0);
-    assert!(out.contains("confirmed by tester at") && out.contains("all stopped"), "{out}");
+    assert!(
+        out.contains("confirmed by tester at") && out.contains("all stopped"),
+        "{out}"
+    );
     assert!(out.contains("coordinator: none"), "{out}");
 }
 
@@ -104,7 +157,11 @@ fn a_second_coordinator_is_refused_and_a_stale_lock_needs_take_over() {
 fn a_changed_runbook_is_shown_and_runs_only_when_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let text = format!("runbook change\n\n{}{}", exec_step("a", "", false), exec_step("b", " after a", false));
+    let text = format!(
+        "runbook change\n\n{}{}",
+        exec_step("a", "", false),
+        exec_step("b", " after a", false)
+    );
     write(d, "change.runbook", &text);
     let (code, out, err) = output(cutover(d).args(["run", "change.runbook"]));
     assert_eq!(code, 0, "{out}{err}");
@@ -115,9 +172,17 @@ fn a_changed_runbook_is_shown_and_runs_only_when_accepted() {
     let (code, _, err) = output(cutover(d).args(["run", "change.runbook"]));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("changed step `b`"), "{err}");
-    assert!(err.contains("-   exec \"echo b >> j\"") && err.contains("+   exec \"echo b >> j; echo b2 >> j\""), "{err}");
+    assert!(
+        err.contains("-   exec \"echo b >> j\"")
+            && err.contains("+   exec \"echo b >> j; echo b2 >> j\""),
+        "{err}"
+    );
     assert!(!err.contains("step `a`"), "{err}");
-    assert_eq!(journal(d), "a\nb\n", "nothing may run before the change is accepted");
+    assert_eq!(
+        journal(d),
+        "a\nb\n",
+        "nothing may run before the change is accepted"
+    );
 
     // Accepted: the changed step is pending again and its check decides.
     let (code, out, err) = output(cutover(d).args(["run", "change.runbook", "--accept-changes"]));
@@ -138,17 +203,27 @@ fn dependents_of_a_skipped_step_stop_the_run_until_skipped_or_forced() {
         exec_step("d", " after c", false)
     );
     write(d, "skips.runbook", &text);
-    let (code, out, _) = output(cutover(d).args(["run", "skips.runbook", "--skip", "b", "--parallel", "1"]));
+    let (code, out, _) =
+        output(cutover(d).args(["run", "skips.runbook", "--skip", "b", "--parallel", "1"]));
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("step `c` depends on skipped step `b` and was not run"), "{out}");
+    assert!(
+        out.contains("step `c` depends on skipped step `b` and was not run"),
+        "{out}"
+    );
     assert_eq!(journal(d), "a\n");
     assert_eq!(status_of(d, "skips", "b"), StepStatus::Skipped);
     assert_eq!(status_of(d, "skips", "c"), StepStatus::Pending);
 
     // The skip is a recorded deviation.
     let store = Store::open_existing(&d.join(".cutover/skips.db")).unwrap();
-    let events = store.events(store.latest_run().unwrap().unwrap().id).unwrap();
-    assert!(events.iter().any(|e| e.kind == "deviation" && e.step.as_deref() == Some("b")));
+    let events = store
+        .events(store.latest_run().unwrap().unwrap().id)
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "deviation" && e.step.as_deref() == Some("b"))
+    );
     drop(store);
 
     // Forcing c runs it (a deviation too); d depends on c, which is done.
@@ -215,7 +290,8 @@ fn step_mode_answers_run_skip_and_stop_through_a_terminal() {
     pty.exp_string("two: skipped").unwrap();
     pty.exp_string("run `three`?").unwrap();
     pty.send_line("maybe").unwrap();
-    pty.exp_string("please answer r (run), s (skip) or t (stop)").unwrap();
+    pty.exp_string("please answer r (run), s (skip) or t (stop)")
+        .unwrap();
     pty.send_line("run").unwrap();
     pty.exp_string("three: verified").unwrap();
     pty.exp_string("run `four`?").unwrap();

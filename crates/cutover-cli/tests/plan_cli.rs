@@ -6,7 +6,10 @@ use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Runs `cutover plan ARGS` from the workspace root; returns exit code,
@@ -33,7 +36,10 @@ fn a_plan_without_errors_exits_0() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
     assert!(stdout.contains("TTL wait"));
-    assert!(!stdout.contains('\x1b'), "no colours when stdout is not a terminal");
+    assert!(
+        !stdout.contains('\x1b'),
+        "no colours when stdout is not a terminal"
+    );
     insta::assert_snapshot!("late-lowering-text", stdout);
 }
 
@@ -60,7 +66,10 @@ fn every_format() {
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(value["schema"], "cutover-plan/1");
     let (_, markdown, _) = plan(&[file, "--format", "markdown"]);
-    assert!(markdown.starts_with("## Plan: `late-lowering`"), "{markdown}");
+    assert!(
+        markdown.starts_with("## Plan: `late-lowering`"),
+        "{markdown}"
+    );
     let (_, svg, _) = plan(&[file, "--format", "svg"]);
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert_eq!(svg.matches(r#"class="bar"#).count(), 9);
@@ -100,6 +109,9 @@ fn real_world_runbooks_in_the_terminal() {
         let relative = format!("runbooks/{name}.runbook");
         let (code, stdout, stderr) = plan(&[&relative]);
         assert!(code == 0 || code == 1, "{name}: exit {code}\n{stderr}");
-        insta::assert_snapshot!(format!("{name}-terminal"), format!("{stdout}\n--- stderr ---\n{stderr}"));
+        insta::assert_snapshot!(
+            format!("{name}-terminal"),
+            format!("{stdout}\n--- stderr ---\n{stderr}")
+        );
     }
 }

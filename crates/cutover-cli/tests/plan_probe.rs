@@ -21,7 +21,10 @@ async fn probe_shows_changes_no_ops_and_drift() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("probe.zone"), ZONE).unwrap();
     let server = serve(ServeConfig {
-        zones: vec![ZoneSource { name: "probe.test".into(), file: dir.path().join("probe.zone") }],
+        zones: vec![ZoneSource {
+            name: "probe.test".into(),
+            file: dir.path().join("probe.zone"),
+        }],
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         keys: Vec::new(),
         state_dir: dir.path().join("state"),
@@ -61,16 +64,41 @@ step switch-wiki at T0
     let binary = env!("CARGO_BIN_EXE_cutover");
     let output = tokio::time::timeout(
         Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || Command::new(binary).arg("plan").arg("--probe").arg(&runbook).output().unwrap()),
+        tokio::task::spawn_blocking(move || {
+            Command::new(binary)
+                .arg("plan")
+                .arg("--probe")
+                .arg(&runbook)
+                .output()
+                .unwrap()
+        }),
     )
     .await
     .expect("plan --probe ends within a minute")
     .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("~ www.probe.test A TTL 3600s -> 300s"), "{stderr}");
-    assert!(stderr.contains("= done.probe.test A TTL already 300s"), "{stderr}");
-    assert!(stderr.contains("~ www.probe.test A 192.0.2.1 -> 192.0.2.2"), "{stderr}");
-    assert!(stderr.contains(&format!("! wiki.probe.test A: expected 192.0.2.5, but {addr} serves 192.0.2.9")), "{stderr}");
-    assert_eq!(output.status.code(), Some(1), "drift makes the plan fail: {stderr}");
+    assert!(
+        stderr.contains("~ www.probe.test A TTL 3600s -> 300s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("= done.probe.test A TTL already 300s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("~ www.probe.test A 192.0.2.1 -> 192.0.2.2"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "! wiki.probe.test A: expected 192.0.2.5, but {addr} serves 192.0.2.9"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "drift makes the plan fail: {stderr}"
+    );
     server.shutdown().await.unwrap();
 }

@@ -40,7 +40,11 @@ fn recorded_run(dir: &Path) -> PathBuf {
             t0: None,
             steps: ["freeze", "settle"]
                 .iter()
-                .map(|name| NewStep { name: (*name).into(), definition: format!("step {name}"), planned_start: None })
+                .map(|name| NewStep {
+                    name: (*name).into(),
+                    definition: format!("step {name}"),
+                    planned_start: None,
+                })
                 .collect(),
         })
         .unwrap();
@@ -55,12 +59,38 @@ fn recorded_run(dir: &Path) -> PathBuf {
         evidence,
     };
     store
-        .transition(run, &step(StepStatus::Running, Some(Phase::Act), true, "phase", "acting (attempt 1 of 1)", None))
+        .transition(
+            run,
+            &step(
+                StepStatus::Running,
+                Some(Phase::Act),
+                true,
+                "phase",
+                "acting (attempt 1 of 1)",
+                None,
+            ),
+        )
         .unwrap();
-    store.confirm(run, "freeze", "bob", Some("read-only since 17:02")).unwrap();
-    let evidence = (Phase::Verify, "confirmed by bob".to_owned(), serde_json::json!({ "user": "bob" }));
     store
-        .transition(run, &step(StepStatus::Done, Some(Phase::Verify), false, "done", "verified: confirmed by bob", Some(evidence)))
+        .confirm(run, "freeze", "bob", Some("read-only since 17:02"))
+        .unwrap();
+    let evidence = (
+        Phase::Verify,
+        "confirmed by bob".to_owned(),
+        serde_json::json!({ "user": "bob" }),
+    );
+    store
+        .transition(
+            run,
+            &step(
+                StepStatus::Done,
+                Some(Phase::Verify),
+                false,
+                "done",
+                "verified: confirmed by bob",
+                Some(evidence),
+            ),
+        )
         .unwrap();
     runbook
 }
@@ -72,8 +102,15 @@ fn cutover() -> Command {
 }
 
 fn export(runbook: &Path, format: &str) -> String {
-    let out = cutover().args(["export", &runbook.display().to_string(), "--format", format]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cutover()
+        .args(["export", &runbook.display().to_string(), "--format", format])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -83,10 +120,16 @@ fn every_format_exports_the_recorded_run() {
     let runbook = recorded_run(dir.path());
 
     let markdown = export(&runbook, "markdown");
-    assert!(markdown.starts_with("# Cutover report: lab\n"), "{markdown}");
+    assert!(
+        markdown.starts_with("# Cutover report: lab\n"),
+        "{markdown}"
+    );
     assert!(markdown.contains("| `freeze` | bob |"), "{markdown}");
     assert!(markdown.contains("read-only since 17:02"));
-    assert!(markdown.contains("| `settle` | wait | pending |"), "{markdown}");
+    assert!(
+        markdown.contains("| `settle` | wait | pending |"),
+        "{markdown}"
+    );
 
     let json: serde_json::Value = serde_json::from_str(&export(&runbook, "json")).unwrap();
     assert_eq!(json["schema"], "cutover-report/1");
@@ -96,9 +139,20 @@ fn every_format_exports_the_recorded_run() {
 
     let csv = export(&runbook, "csv");
     assert_eq!(csv.lines().count(), 3, "{csv}");
-    assert!(csv.lines().nth(1).unwrap().starts_with("freeze,manual,done,1,"), "{csv}");
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("freeze,manual,done,1,"),
+        "{csv}"
+    );
     let events = export(&runbook, "csv-events");
-    assert!(events.lines().any(|l| l.contains("confirmed by bob: read-only since 17:02")), "{events}");
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("confirmed by bob: read-only since 17:02")),
+        "{events}"
+    );
 
     let html = export(&runbook, "html");
     assert!(html.starts_with("<!DOCTYPE html>"));
@@ -106,7 +160,10 @@ fn every_format_exports_the_recorded_run() {
     assert!(!html.contains("<script"), "the export is a static page");
 
     for text in [markdown, json.to_string(), csv, events, html] {
-        assert!(!text.contains(SECRET) && !text.contains("dGhlLXRzaWct"), "a secret leaked");
+        assert!(
+            !text.contains(SECRET) && !text.contains("dGhlLXRzaWct"),
+            "a secret leaked"
+        );
     }
 }
 
@@ -120,16 +177,29 @@ fn output_is_written_atomically_and_state_can_be_named() {
     std::fs::write(&target, "an older report").unwrap();
     let state = dir.path().join(".cutover").join("lab.db");
     let out = cutover()
-        .args(["export", "--state", &state.display().to_string(), "--output", &target.display().to_string()])
+        .args([
+            "export",
+            "--state",
+            &state.display().to_string(),
+            "--output",
+            &target.display().to_string(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stdout.is_empty());
     let written = std::fs::read_to_string(&target).unwrap();
     assert!(written.starts_with("# Cutover report: lab"));
     // The runbook was found from the path the run recorded.
     assert!(written.contains("Export test"), "{written}");
-    let names: Vec<_> = std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, ["report.md"], "no temporary file is left behind");
 }
 
@@ -137,14 +207,20 @@ fn output_is_written_atomically_and_state_can_be_named() {
 fn bad_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("none.db");
-    let out = cutover().args(["export", "--state", &missing.display().to_string()]).output().unwrap();
+    let out = cutover()
+        .args(["export", "--state", &missing.display().to_string()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not exist"), "{err}");
 
     let not_db = dir.path().join("notes.txt");
     std::fs::write(&not_db, "not a state file").unwrap();
-    let out = cutover().args(["export", "--state", &not_db.display().to_string()]).output().unwrap();
+    let out = cutover()
+        .args(["export", "--state", &not_db.display().to_string()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("notes.txt"));
 
@@ -153,11 +229,18 @@ fn bad_input_is_a_clear_error() {
     std::fs::write(&other, "runbook other\n\nstep one\n  wait 1s\n").unwrap();
     let state = dir.path().join(".cutover").join("lab.db");
     let out = cutover()
-        .args(["export", &other.display().to_string(), "--state", &state.display().to_string()])
+        .args([
+            "export",
+            &other.display().to_string(),
+            "--state",
+            &state.display().to_string(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is a run of runbook `lab`, not `other`"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is a run of runbook `lab`, not `other`")
+    );
 
     let out = cutover().args(["export"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "clap usage error");

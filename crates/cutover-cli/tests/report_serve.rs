@@ -53,38 +53,54 @@ fn start_run(dir: &Path) -> (PathBuf, Store, i64) {
             t0: None,
             steps: ["freeze", "settle"]
                 .iter()
-                .map(|name| NewStep { name: (*name).into(), definition: format!("step {name}"), planned_start: None })
+                .map(|name| NewStep {
+                    name: (*name).into(),
+                    definition: format!("step {name}"),
+                    planned_start: None,
+                })
                 .collect(),
         })
         .unwrap();
     store.set_run_status(run, RunStatus::Running).unwrap();
     store
-        .transition(run, &Transition {
-            step: "freeze",
-            status: StepStatus::Running,
-            phase: Some(Phase::Act),
-            new_attempt: true,
-            event_kind: "phase",
-            message: "acting (attempt 1 of 1)".into(),
-            evidence: None,
-        })
+        .transition(
+            run,
+            &Transition {
+                step: "freeze",
+                status: StepStatus::Running,
+                phase: Some(Phase::Act),
+                new_attempt: true,
+                event_kind: "phase",
+                message: "acting (attempt 1 of 1)".into(),
+                evidence: None,
+            },
+        )
         .unwrap();
     (runbook, store, run)
 }
 
 /// What `cutover confirm freeze` and the engine then record.
 fn confirm_freeze(store: &Store, run: i64) {
-    store.confirm(run, "freeze", "bob", Some("read-only")).unwrap();
     store
-        .transition(run, &Transition {
-            step: "freeze",
-            status: StepStatus::Done,
-            phase: Some(Phase::Verify),
-            new_attempt: false,
-            event_kind: "done",
-            message: "verified: confirmed by bob".into(),
-            evidence: Some((Phase::Verify, "confirmed by bob".into(), serde_json::json!({ "user": "bob" }))),
-        })
+        .confirm(run, "freeze", "bob", Some("read-only"))
+        .unwrap();
+    store
+        .transition(
+            run,
+            &Transition {
+                step: "freeze",
+                status: StepStatus::Done,
+                phase: Some(Phase::Verify),
+                new_attempt: false,
+                event_kind: "done",
+                message: "verified: confirmed by bob".into(),
+                evidence: Some((
+                    Phase::Verify,
+                    "confirmed by bob".into(),
+                    serde_json::json!({ "user": "bob" }),
+                )),
+            },
+        )
         .unwrap();
 }
 
@@ -100,7 +116,9 @@ fn serve(args: &[&str]) -> (Running, String) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let address = line
         .trim()
         .rsplit_once("http://")
@@ -112,7 +130,9 @@ fn serve(args: &[&str]) -> (Running, String) {
 /// A minimal HTTP/1.1 client (Connection: close, chunked bodies decoded).
 fn http(address: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let body = body.unwrap_or("");
     write!(
         stream,
@@ -124,8 +144,15 @@ fn http(address: &str, method: &str, path: &str, body: Option<&str>) -> (u16, St
     stream.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         let mut out = String::new();
         let mut rest = rest;
         while let Some((size, after)) = rest.split_once("\r\n") {
@@ -165,7 +192,10 @@ fn the_api_follows_the_run_and_the_page_is_served() {
     let state = api_run(&address);
     assert_eq!(state["report"]["run"]["runbook"], "lab");
     assert_eq!(state["report"]["steps"][0]["status"], "running");
-    assert_eq!(state["report"]["steps"][0]["last_message"], "acting (attempt 1 of 1)");
+    assert_eq!(
+        state["report"]["steps"][0]["last_message"],
+        "acting (attempt 1 of 1)"
+    );
     assert!(state["gantt_svg"].as_str().unwrap().starts_with("<svg"));
 
     confirm_freeze(&store, run);
@@ -217,7 +247,11 @@ impl Browser {
     }
 
     fn script(&self, script: &str) -> serde_json::Value {
-        self.command("POST", "/execute/sync", serde_json::json!({ "script": script, "args": [] }))
+        self.command(
+            "POST",
+            "/execute/sync",
+            serde_json::json!({ "script": script, "args": [] }),
+        )
     }
 
     /// Polls `script` until it returns `want`, for at most 15 s.
@@ -228,14 +262,21 @@ impl Browser {
             if got == want {
                 return;
             }
-            assert!(Instant::now() < deadline, "waited 15 s for {want:?}; last {got}");
+            assert!(
+                Instant::now() < deadline,
+                "waited 15 s for {want:?}; last {got}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -257,7 +298,10 @@ fn the_page_updates_in_a_real_browser_without_reloading() {
     let driver = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect(&driver).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start within 15 s");
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not start within 15 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let profile = dir.path().join("chromium-profile");
@@ -278,15 +322,21 @@ fn the_page_updates_in_a_real_browser_without_reloading() {
         session: created["value"]["sessionId"].as_str().unwrap().to_owned(),
     };
 
-    browser.command("POST", "/url", serde_json::json!({ "url": format!("http://{address}/") }));
-    let status_of_freeze =
-        "const e = document.querySelector('[data-step=\"freeze\"]'); return e ? e.dataset.status : 'absent';";
+    browser.command(
+        "POST",
+        "/url",
+        serde_json::json!({ "url": format!("http://{address}/") }),
+    );
+    let status_of_freeze = "const e = document.querySelector('[data-step=\"freeze\"]'); return e ? e.dataset.status : 'absent';";
     browser.wait_for(status_of_freeze, "running");
     browser.script("window.cutoverNoReload = 'still here'; return true;");
 
     confirm_freeze(&store, run);
     browser.wait_for(status_of_freeze, "done");
-    assert_eq!(browser.script("return window.cutoverNoReload || 'reloaded';"), "still here");
+    assert_eq!(
+        browser.script("return window.cutoverNoReload || 'reloaded';"),
+        "still here"
+    );
     browser.wait_for(
         "return document.getElementById('outcome').textContent.includes('1 of 2 steps done') ? 'yes' : 'no';",
         "yes",
@@ -296,5 +346,10 @@ fn the_page_updates_in_a_real_browser_without_reloading() {
     let page = page.as_str().unwrap();
     assert!(page.contains("freeze") && page.contains("<svg"), "{page}");
     assert!(!page.contains(SECRET), "the secret is in the page");
-    http(&driver, "DELETE", &format!("/session/{}", browser.session), None);
+    http(
+        &driver,
+        "DELETE",
+        &format!("/session/{}", browser.session),
+        None,
+    );
 }

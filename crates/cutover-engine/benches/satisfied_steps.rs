@@ -7,10 +7,12 @@
 //! `cargo bench -p cutover-engine` (set `CUTOVER_BENCH_STEPS` for another size).
 
 use cutover_engine::{
-    BoxFuture, Check, Controls, Engine, Evidence, KindRegistry, NoPrompter, NoReporter, Opened, RunOptions, RunOutcome,
-    StepContext, StepKind, open_run,
+    BoxFuture, Check, Controls, Engine, Evidence, KindRegistry, NoPrompter, NoReporter, Opened,
+    RunOptions, RunOutcome, StepContext, StepKind, open_run,
 };
-use cutover_lang::{Action, ActionKind, FileId, Host, HostId, PortTarget, Runbook, Span, Step, Transport};
+use cutover_lang::{
+    Action, ActionKind, FileId, Host, HostId, PortTarget, Runbook, Span, Step, Transport,
+};
 use cutover_store::Store;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,8 +33,12 @@ impl StepKind for ConnectCheck {
             let target = targets[0];
             let addr = SocketAddr::new(ctx.runbook.host(target.host).addr, target.port);
             tokio::net::TcpStream::connect(addr).await?;
-            self.nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            Ok(Check::Satisfied(Evidence::new(format!("open: {addr}"), serde_json::json!({ "addr": addr.to_string() }))))
+            self.nanos
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            Ok(Check::Satisfied(Evidence::new(
+                format!("open: {addr}"),
+                serde_json::json!({ "addr": addr.to_string() }),
+            )))
         })
     }
 
@@ -65,7 +71,10 @@ fn runbook(steps: usize, port: u16) -> Runbook {
             after: Vec::new(),
             action: Action {
                 kind: ActionKind::PortOpen {
-                    targets: vec![PortTarget { host: HostId(0), port }],
+                    targets: vec![PortTarget {
+                        host: HostId(0),
+                        port,
+                    }],
                 },
                 span,
             },
@@ -92,7 +101,10 @@ fn runbook(steps: usize, port: u16) -> Runbook {
 }
 
 fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::var("CUTOVER_BENCH_STEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let n: usize = std::env::var("CUTOVER_BENCH_STEPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let runtime = tokio::runtime::Runtime::new()?;
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let port = listener.local_addr()?.port();
@@ -104,7 +116,9 @@ fn main() -> anyhow::Result<()> {
     let runbook = runbook(n, port);
     let mut figures = Vec::new();
     for _ in 0..3 {
-        let kind: &'static ConnectCheck = Box::leak(Box::new(ConnectCheck { nanos: AtomicU64::new(0) }));
+        let kind: &'static ConnectCheck = Box::leak(Box::new(ConnectCheck {
+            nanos: AtomicU64::new(0),
+        }));
         let dir = tempfile::tempdir()?;
         let store = Store::open(&dir.path().join("bench.db"))?;
         let Opened::New(state) = open_run(store, &runbook, "bench.runbook", "hash", None)? else {
@@ -123,7 +137,12 @@ fn main() -> anyhow::Result<()> {
         let outcome = runtime.block_on(engine.run(&state, &Controls::default()))?;
         let wall = started.elapsed();
         anyhow::ensure!(outcome == RunOutcome::Completed, "run ended {outcome:?}");
-        let done = state.store().steps(state.run_id())?.iter().filter(|s| s.status == cutover_store::StepStatus::Done).count();
+        let done = state
+            .store()
+            .steps(state.run_id())?
+            .iter()
+            .filter(|s| s.status == cutover_store::StepStatus::Done)
+            .count();
         anyhow::ensure!(done == n, "{done} of {n} steps done");
         let checks = Duration::from_nanos(kind.nanos.load(Ordering::Relaxed));
         figures.push((wall, checks));
@@ -132,8 +151,14 @@ fn main() -> anyhow::Result<()> {
     let (wall, checks) = figures[1];
     let per_step = wall.as_secs_f64() * 1e3 / n as f64;
     let overhead = (wall.saturating_sub(checks)).as_secs_f64() * 1e3 / n as f64;
-    println!("satisfied_steps: {n} steps in {:.2}s (median of 3)", wall.as_secs_f64());
-    println!("satisfied_steps: {:.0} steps/s, {per_step:.3} ms/step", n as f64 / wall.as_secs_f64());
+    println!(
+        "satisfied_steps: {n} steps in {:.2}s (median of 3)",
+        wall.as_secs_f64()
+    );
+    println!(
+        "satisfied_steps: {:.0} steps/s, {per_step:.3} ms/step",
+        n as f64 / wall.as_secs_f64()
+    );
     println!(
         "satisfied_steps: engine overhead {overhead:.3} ms/step (checks took {:.3} ms/step; goal <= 0.5 ms)",
         checks.as_secs_f64() * 1e3 / n as f64

@@ -13,7 +13,11 @@ use std::time::Duration;
 pub fn duration(d: Duration) -> String {
     let mut secs = d.as_secs();
     if secs == 0 {
-        return if d.is_zero() { "0s".into() } else { format!("{}ms", d.as_millis()) };
+        return if d.is_zero() {
+            "0s".into()
+        } else {
+            format!("{}ms", d.as_millis())
+        };
     }
     let mut out = String::new();
     for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
@@ -30,7 +34,9 @@ pub fn time_spec(t: TimeSpec) -> String {
     match t {
         TimeSpec::Absolute(at) => at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
         TimeSpec::Relative(0) => "T0".into(),
-        TimeSpec::Relative(s) if s < 0 => format!("T-{}", duration(Duration::from_secs(s.unsigned_abs()))),
+        TimeSpec::Relative(s) if s < 0 => {
+            format!("T-{}", duration(Duration::from_secs(s.unsigned_abs())))
+        }
         TimeSpec::Relative(s) => format!("T+{}", duration(Duration::from_secs(s.unsigned_abs()))),
     }
 }
@@ -84,7 +90,11 @@ pub fn action(runbook: &Runbook, kind: &ActionKind) -> String {
             rtype,
             old,
             new,
-        } => format!("{} {name} {} {old} -> {new}", runbook.zone(*zone).name, rtype.as_str()),
+        } => format!(
+            "{} {name} {} {old} -> {new}",
+            runbook.zone(*zone).name,
+            rtype.as_str()
+        ),
         ActionKind::ImageCopy { from, to, size } => {
             let mut s = format!("{} -> {}", endpoint(runbook, from), endpoint(runbook, to));
             if let Some(size) = size {
@@ -93,14 +103,22 @@ pub fn action(runbook: &Runbook, kind: &ActionKind) -> String {
             s
         }
         ActionKind::DbSync { from, to, size, .. } => {
-            let mut s = format!("sqlite {} -> {}", endpoint(runbook, from), endpoint(runbook, to));
+            let mut s = format!(
+                "sqlite {} -> {}",
+                endpoint(runbook, from),
+                endpoint(runbook, to)
+            );
             if let Some(size) = size {
                 let _ = write!(s, " size {}", size.0);
             }
             s
         }
-        ActionKind::PortOpen { targets: t } | ActionKind::PortClosed { targets: t } => targets(runbook, t),
-        ActionKind::HttpCheck { url, status, body, .. } => {
+        ActionKind::PortOpen { targets: t } | ActionKind::PortClosed { targets: t } => {
+            targets(runbook, t)
+        }
+        ActionKind::HttpCheck {
+            url, status, body, ..
+        } => {
             let mut s = format!("{url} status {status}");
             if let Some(body) = body {
                 let _ = write!(s, " body {}", quoted(body));
@@ -110,7 +128,10 @@ pub fn action(runbook: &Runbook, kind: &ActionKind) -> String {
         ActionKind::Exec { on, command } if on.is_empty() => quoted(command),
         ActionKind::Exec { on, command } => format!(
             "on {} {}",
-            on.iter().map(|h| host(runbook, *h)).collect::<Vec<_>>().join(", "),
+            on.iter()
+                .map(|h| host(runbook, *h))
+                .collect::<Vec<_>>()
+                .join(", "),
             quoted(command)
         ),
         ActionKind::Manual { instructions } => quoted(instructions),
@@ -123,15 +144,18 @@ pub fn action(runbook: &Runbook, kind: &ActionKind) -> String {
 /// The hosts an action touches.
 fn hosts_of(kind: &ActionKind) -> Vec<HostId> {
     match kind {
-        ActionKind::ImageCopy { from, to, .. } | ActionKind::DbSync { from, to, .. } => vec![from.host, to.host],
+        ActionKind::ImageCopy { from, to, .. } | ActionKind::DbSync { from, to, .. } => {
+            vec![from.host, to.host]
+        }
         ActionKind::PortOpen { targets } | ActionKind::PortClosed { targets } => {
             targets.iter().map(|t| t.host).collect()
         }
         ActionKind::HttpCheck { host, .. } => host.iter().copied().collect(),
         ActionKind::Exec { on, .. } => on.clone(),
-        ActionKind::DnsTtl { .. } | ActionKind::DnsSwitch { .. } | ActionKind::Manual { .. } | ActionKind::Wait(_) => {
-            Vec::new()
-        }
+        ActionKind::DnsTtl { .. }
+        | ActionKind::DnsSwitch { .. }
+        | ActionKind::Manual { .. }
+        | ActionKind::Wait(_) => Vec::new(),
     }
 }
 
@@ -144,7 +168,11 @@ pub fn step(runbook: &Runbook, step: &Step) -> String {
         let _ = write!(out, " at {}", time_spec(at));
     }
     if !step.after.is_empty() {
-        let names: Vec<&str> = step.after.iter().map(|s| runbook.step(*s).name.as_str()).collect();
+        let names: Vec<&str> = step
+            .after
+            .iter()
+            .map(|s| runbook.step(*s).name.as_str())
+            .collect();
         let _ = write!(out, " after {}", names.join(", "));
     }
     let _ = write!(out, "\n  {}", action(runbook, &step.action.kind));
@@ -163,7 +191,9 @@ pub fn step(runbook: &Runbook, step: &Step) -> String {
     if let Some(expect) = step.expect {
         let _ = write!(out, "\n  expect {}", duration(expect));
     }
-    let actions = std::iter::once(&step.action).chain(&step.undo).chain(&step.verify);
+    let actions = std::iter::once(&step.action)
+        .chain(&step.undo)
+        .chain(&step.verify);
     let mut hosts: Vec<HostId> = actions.clone().flat_map(|a| hosts_of(&a.kind)).collect();
     hosts.sort();
     hosts.dedup();

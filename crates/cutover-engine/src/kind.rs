@@ -181,7 +181,11 @@ impl<'a> StepContext<'a> {
     /// The latest evidence another step (or this one) recorded in `phase`
     /// (`dns.switch` reads the verification of the `dns.ttl` that lowered
     /// its record: the TTL seen before and when it finished).
-    pub fn evidence_of(&self, step: StepId, phase: Phase) -> anyhow::Result<Option<EvidenceRecord>> {
+    pub fn evidence_of(
+        &self,
+        step: StepId,
+        phase: Phase,
+    ) -> anyhow::Result<Option<EvidenceRecord>> {
         self.state.evidence_of(&self.runbook.step(step).name, phase)
     }
 
@@ -260,5 +264,9 @@ pub fn bounded(text: &str, limit: usize) -> String {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}\n[... {} more bytes cut]", &text[..end], text.len() - end)
+    format!(
+        "{}\n[... {} more bytes cut]",
+        &text[..end],
+        text.len() - end
+    )
 }

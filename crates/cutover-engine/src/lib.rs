@@ -70,8 +70,13 @@ mod rollback;
 mod runner;
 mod state;
 
-pub use describe::{action as describe_action, content_hash, duration as describe_duration, step as describe_step};
-pub use kind::{ActionRole, BoxFuture, Check, Evidence, KindRegistry, OUTPUT_LIMIT, StepContext, StepKind, bounded};
+pub use describe::{
+    action as describe_action, content_hash, duration as describe_duration, step as describe_step,
+};
+pub use kind::{
+    ActionRole, BoxFuture, Check, Evidence, KindRegistry, OUTPUT_LIMIT, StepContext, StepKind,
+    bounded,
+};
 pub use plan::{PlannedStep, resolve as resolve_time, schedule, step_at};
 pub use report::{Decision, NoPrompter, NoReporter, Prompter, Reporter, RunEvent, StepOutcome};
 pub use rollback::RollbackOutcome;

@@ -34,7 +34,10 @@ fn expected(step: &Step, start: DateTime<Utc>, t0: Option<DateTime<Utc>>) -> Tim
     }
     match &step.action.kind {
         ActionKind::Wait(WaitFor::Duration(d)) => TimeDelta::from_std(*d).unwrap_or(TimeDelta::MAX),
-        ActionKind::Wait(WaitFor::Until(spec)) => resolve(*spec, t0).map_or(TimeDelta::zero(), |until| (until - start).max(TimeDelta::zero())),
+        ActionKind::Wait(WaitFor::Until(spec)) => resolve(*spec, t0)
+            .map_or(TimeDelta::zero(), |until| {
+                (until - start).max(TimeDelta::zero())
+            }),
         _ => TimeDelta::zero(),
     }
 }
@@ -65,12 +68,17 @@ pub fn schedule(
             let Some(deps) = deps else { continue };
             let mut start = deps.into_iter().fold(earliest, DateTime::max);
             if done.get(i).copied().unwrap_or(false) {
-                planned[i] = Some(PlannedStep { start, finish: start });
+                planned[i] = Some(PlannedStep {
+                    start,
+                    finish: start,
+                });
             } else {
                 if let Some(at) = step_at(step, t0) {
                     start = start.max(at);
                 }
-                let finish = start.checked_add_signed(expected(step, start, t0)).unwrap_or(start);
+                let finish = start
+                    .checked_add_signed(expected(step, start, t0))
+                    .unwrap_or(start);
                 planned[i] = Some(PlannedStep { start, finish });
             }
             progress = true;
@@ -78,6 +86,11 @@ pub fn schedule(
     }
     planned
         .into_iter()
-        .map(|p| p.unwrap_or(PlannedStep { start: earliest, finish: earliest }))
+        .map(|p| {
+            p.unwrap_or(PlannedStep {
+                start: earliest,
+                finish: earliest,
+            })
+        })
         .collect()
 }

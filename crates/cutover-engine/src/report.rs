@@ -19,9 +19,17 @@ pub enum RunEvent {
         eta: Duration,
     },
     /// The whole run waits for the next `at` time.
-    WaitingUntil { step: String, until: DateTime<Utc> },
-    StepStarted { step: String },
-    Phase { step: String, phase: Phase },
+    WaitingUntil {
+        step: String,
+        until: DateTime<Utc>,
+    },
+    StepStarted {
+        step: String,
+    },
+    Phase {
+        step: String,
+        phase: Phase,
+    },
     Progress {
         step: String,
         done: u64,
@@ -33,7 +41,10 @@ pub enum RunEvent {
         until: DateTime<Utc>,
         label: String,
     },
-    Message { step: Option<String>, text: String },
+    Message {
+        step: Option<String>,
+        text: String,
+    },
     /// A step reached a final (or stopped) state; `eta` is the remaining
     /// planned time after it.
     StepFinished {
@@ -42,7 +53,9 @@ pub enum RunEvent {
         summary: String,
         eta: Duration,
     },
-    Warning { text: String },
+    Warning {
+        text: String,
+    },
 }
 
 /// How a step ended in this run.
@@ -96,8 +109,11 @@ pub trait Prompter: Send + Sync {
     /// A manual gate: shows the instructions and resolves with the
     /// person's note (possibly empty) once they confirm. With no terminal
     /// it never resolves (confirmation then comes from `cutover confirm`).
-    fn confirm_manual<'a>(&'a self, step: &'a Step, instructions: &'a str)
-    -> BoxFuture<'a, Option<String>>;
+    fn confirm_manual<'a>(
+        &'a self,
+        step: &'a Step,
+        instructions: &'a str,
+    ) -> BoxFuture<'a, Option<String>>;
 }
 
 /// A prompter for runs without a terminal: `--step` answers "run", manual

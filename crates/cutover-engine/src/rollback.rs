@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 pub enum RollbackOutcome {
     /// Every step in scope was undone (or needed no undo). `left` names
     /// steps that changed something but have no `undo` line.
-    Completed { undone: Vec<String>, left: Vec<String> },
+    Completed {
+        undone: Vec<String>,
+        left: Vec<String>,
+    },
     /// An undo failed; the rollback stopped there.
     Failed { step: String },
     /// Stopped by Ctrl-C; run rollback again to go on.
@@ -26,14 +29,22 @@ pub enum RollbackOutcome {
 fn changes_nothing(kind: &ActionKind) -> bool {
     matches!(
         kind,
-        ActionKind::PortOpen { .. } | ActionKind::PortClosed { .. } | ActionKind::HttpCheck { .. } | ActionKind::Wait(_)
+        ActionKind::PortOpen { .. }
+            | ActionKind::PortClosed { .. }
+            | ActionKind::HttpCheck { .. }
+            | ActionKind::Wait(_)
     )
 }
 
 impl Engine<'_> {
     /// Undoes the done steps finished after `to` (all done steps when
     /// `to` is None), newest first.
-    pub async fn rollback(&self, state: &SharedState, to: Option<StepId>, controls: &Controls) -> anyhow::Result<RollbackOutcome> {
+    pub async fn rollback(
+        &self,
+        state: &SharedState,
+        to: Option<StepId>,
+        controls: &Controls,
+    ) -> anyhow::Result<RollbackOutcome> {
         let t0 = state.run_record()?.t0;
         let records = state.store().steps(state.run_id())?;
         let since = match to {
@@ -42,17 +53,26 @@ impl Engine<'_> {
                 let record = records.iter().find(|r| &r.name == name);
                 match record {
                     Some(r) if r.status == StepStatus::Done => r.finished_at,
-                    _ => anyhow::bail!("--to {name}: that step is not done, so there is nothing to roll back to"),
+                    _ => anyhow::bail!(
+                        "--to {name}: that step is not done, so there is nothing to roll back to"
+                    ),
                 }
             }
             None => None,
         };
         let mut todo: Vec<_> = records
             .iter()
-            .filter(|r| r.status == StepStatus::Done || (r.status == StepStatus::Running && r.phase == Some(Phase::Undo)))
+            .filter(|r| {
+                r.status == StepStatus::Done
+                    || (r.status == StepStatus::Running && r.phase == Some(Phase::Undo))
+            })
             .filter(|r| since.is_none_or(|since| r.finished_at.is_none_or(|f| f > since)))
             .filter(|r| to.is_none_or(|to| self.runbook.step(to).name != r.name))
-            .filter_map(|r| self.runbook.step_by_name(&r.name).map(|id| (r.finished_at, id)))
+            .filter_map(|r| {
+                self.runbook
+                    .step_by_name(&r.name)
+                    .map(|id| (r.finished_at, id))
+            })
             .collect();
         todo.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
 
@@ -67,8 +87,20 @@ impl Engine<'_> {
             let Some(undo) = &step.undo else {
                 if changes_nothing(&step.action.kind) {
                     let e = Evidence::new("nothing to undo", serde_json::Value::Null);
-                    self.transition(state, name, StepStatus::Undone, "undone", "nothing to undo".into(), Some(&e))?;
-                    self.reporter.event(&RunEvent::StepFinished { step: name.to_owned(), outcome: StepOutcome::Undone, summary: e.summary, eta: Duration::ZERO });
+                    self.transition(
+                        state,
+                        name,
+                        StepStatus::Undone,
+                        "undone",
+                        "nothing to undo".into(),
+                        Some(&e),
+                    )?;
+                    self.reporter.event(&RunEvent::StepFinished {
+                        step: name.to_owned(),
+                        outcome: StepOutcome::Undone,
+                        summary: e.summary,
+                        eta: Duration::ZERO,
+                    });
                     undone.push(name.to_owned());
                 } else {
                     let text = format!("step `{name}` has no undo line: left as it is");
@@ -78,14 +110,31 @@ impl Engine<'_> {
                 }
                 continue;
             };
-            self.reporter.event(&RunEvent::StepStarted { step: name.to_owned() });
-            self.reporter.event(&RunEvent::Phase { step: name.to_owned(), phase: Phase::Undo });
+            self.reporter.event(&RunEvent::StepStarted {
+                step: name.to_owned(),
+            });
+            self.reporter.event(&RunEvent::Phase {
+                step: name.to_owned(),
+                phase: Phase::Undo,
+            });
             let kind = self.kinds.kind_for(&undo.kind)?;
             let cancel = controls.abort.clone();
             let ctx = self.context(state, id, undo, ActionRole::Undo, t0, cancel.clone());
             if let Ok(Check::Satisfied(e)) = kind.check(&ctx).await {
-                self.transition(state, name, StepStatus::Undone, "undone", format!("undo already satisfied: {}", e.summary), Some(&e))?;
-                self.reporter.event(&RunEvent::StepFinished { step: name.to_owned(), outcome: StepOutcome::Undone, summary: e.summary, eta: Duration::ZERO });
+                self.transition(
+                    state,
+                    name,
+                    StepStatus::Undone,
+                    "undone",
+                    format!("undo already satisfied: {}", e.summary),
+                    Some(&e),
+                )?;
+                self.reporter.event(&RunEvent::StepFinished {
+                    step: name.to_owned(),
+                    outcome: StepOutcome::Undone,
+                    summary: e.summary,
+                    eta: Duration::ZERO,
+                });
                 undone.push(name.to_owned());
                 continue;
             }
@@ -104,9 +153,23 @@ impl Engine<'_> {
             }
             if let Err(err) = acted {
                 let e = error_evidence(&err);
-                self.transition(state, name, StepStatus::Failed, "failed", format!("undo failed: {}", e.summary), Some(&e))?;
-                self.reporter.event(&RunEvent::StepFinished { step: name.to_owned(), outcome: StepOutcome::Failed, summary: e.summary, eta: Duration::ZERO });
-                return Ok(RollbackOutcome::Failed { step: name.to_owned() });
+                self.transition(
+                    state,
+                    name,
+                    StepStatus::Failed,
+                    "failed",
+                    format!("undo failed: {}", e.summary),
+                    Some(&e),
+                )?;
+                self.reporter.event(&RunEvent::StepFinished {
+                    step: name.to_owned(),
+                    outcome: StepOutcome::Failed,
+                    summary: e.summary,
+                    eta: Duration::ZERO,
+                });
+                return Ok(RollbackOutcome::Failed {
+                    step: name.to_owned(),
+                });
             }
             let timeout = step.timeout.unwrap_or(self.options.default_timeout);
             let deadline = Instant::now() + timeout;
@@ -115,7 +178,12 @@ impl Engine<'_> {
                 let seen = kind.verify(&ctx).await;
                 match seen {
                     Ok(Check::Satisfied(e)) => break Ok(e),
-                    Ok(Check::Unobservable) => break Ok(Evidence::new("undo acted; this kind cannot verify", serde_json::Value::Null)),
+                    Ok(Check::Unobservable) => {
+                        break Ok(Evidence::new(
+                            "undo acted; this kind cannot verify",
+                            serde_json::Value::Null,
+                        ));
+                    }
                     Ok(Check::NotYet(e)) if Instant::now() >= deadline => break Err(e),
                     Err(err) if Instant::now() >= deadline => break Err(error_evidence(&err)),
                     _ => {}
@@ -128,24 +196,60 @@ impl Engine<'_> {
             };
             match verified {
                 Ok(e) => {
-                    self.transition(state, name, StepStatus::Undone, "undone", format!("undone: {}", e.summary), Some(&e))?;
-                    self.reporter.event(&RunEvent::StepFinished { step: name.to_owned(), outcome: StepOutcome::Undone, summary: e.summary, eta: Duration::ZERO });
+                    self.transition(
+                        state,
+                        name,
+                        StepStatus::Undone,
+                        "undone",
+                        format!("undone: {}", e.summary),
+                        Some(&e),
+                    )?;
+                    self.reporter.event(&RunEvent::StepFinished {
+                        step: name.to_owned(),
+                        outcome: StepOutcome::Undone,
+                        summary: e.summary,
+                        eta: Duration::ZERO,
+                    });
                     undone.push(name.to_owned());
                 }
                 Err(e) => {
-                    self.transition(state, name, StepStatus::Failed, "failed", format!("undo not verified: {}", e.summary), Some(&e))?;
-                    self.reporter.event(&RunEvent::StepFinished { step: name.to_owned(), outcome: StepOutcome::Failed, summary: e.summary, eta: Duration::ZERO });
-                    return Ok(RollbackOutcome::Failed { step: name.to_owned() });
+                    self.transition(
+                        state,
+                        name,
+                        StepStatus::Failed,
+                        "failed",
+                        format!("undo not verified: {}", e.summary),
+                        Some(&e),
+                    )?;
+                    self.reporter.event(&RunEvent::StepFinished {
+                        step: name.to_owned(),
+                        outcome: StepOutcome::Failed,
+                        summary: e.summary,
+                        eta: Duration::ZERO,
+                    });
+                    return Ok(RollbackOutcome::Failed {
+                        step: name.to_owned(),
+                    });
                 }
             }
         }
         if to.is_none() {
-            state.store().set_run_status(state.run_id(), RunStatus::RolledBack)?;
+            state
+                .store()
+                .set_run_status(state.run_id(), RunStatus::RolledBack)?;
         }
         Ok(RollbackOutcome::Completed { undone, left })
     }
 
-    fn transition(&self, state: &SharedState, step: &str, status: StepStatus, event_kind: &str, message: String, evidence: Option<&Evidence>) -> anyhow::Result<()> {
+    fn transition(
+        &self,
+        state: &SharedState,
+        step: &str,
+        status: StepStatus,
+        event_kind: &str,
+        message: String,
+        evidence: Option<&Evidence>,
+    ) -> anyhow::Result<()> {
         state.transition(&Transition {
             step,
             status,

@@ -97,8 +97,19 @@ impl<'a> Engine<'a> {
     ) -> anyhow::Result<Observed> {
         let step = self.runbook.step(id);
         let kind = self.kinds.kind_for(&step.action.kind)?;
-        let ctx = self.context(state, id, &step.action, ActionRole::Main, t0, cancel.clone());
-        let main = if after_act { kind.verify(&ctx).await } else { kind.check(&ctx).await };
+        let ctx = self.context(
+            state,
+            id,
+            &step.action,
+            ActionRole::Main,
+            t0,
+            cancel.clone(),
+        );
+        let main = if after_act {
+            kind.verify(&ctx).await
+        } else {
+            kind.check(&ctx).await
+        };
         if cancel.is_cancelled() {
             anyhow::bail!("interrupted");
         }
@@ -184,7 +195,9 @@ impl<'a> Engine<'a> {
         let step = self.runbook.step(id);
         let name = self.name(id);
         let kind: &dyn StepKind = self.kinds.kind_for(&step.action.kind)?;
-        self.reporter.event(&RunEvent::StepStarted { step: name.to_owned() });
+        self.reporter.event(&RunEvent::StepStarted {
+            step: name.to_owned(),
+        });
 
         if self.options.step_mode {
             let what = describe::step(self.runbook, step);
@@ -195,7 +208,16 @@ impl<'a> Engine<'a> {
             match decision {
                 Decision::Run => {}
                 Decision::Skip => {
-                    self.commit(state, id, StepStatus::Skipped, None, false, "deviation", "skipped at the prompt".into(), None)?;
+                    self.commit(
+                        state,
+                        id,
+                        StepStatus::Skipped,
+                        None,
+                        false,
+                        "deviation",
+                        "skipped at the prompt".into(),
+                        None,
+                    )?;
                     self.finished(id, StepOutcome::Skipped, "skipped at the prompt", eta);
                     return Ok(StepEnd::Skipped);
                 }
@@ -208,12 +230,24 @@ impl<'a> Engine<'a> {
 
         // Check: is it already true? (Also how a step caught mid-act resumes.)
         let check_cancel = controls.abort.clone();
-        self.reporter.event(&RunEvent::Phase { step: name.to_owned(), phase: Phase::Check });
+        self.reporter.event(&RunEvent::Phase {
+            step: name.to_owned(),
+            phase: Phase::Check,
+        });
         let mut resume_verify = resume_phase == Some(Phase::Verify);
         if !resume_verify {
             match self.observe(state, id, t0, &check_cancel, false).await {
                 Ok(Observed::Satisfied(e)) => {
-                    self.commit(state, id, StepStatus::Done, Some(Phase::Check), false, "done", format!("already satisfied: {}", e.summary), Some((Phase::Check, &e)))?;
+                    self.commit(
+                        state,
+                        id,
+                        StepStatus::Done,
+                        Some(Phase::Check),
+                        false,
+                        "done",
+                        format!("already satisfied: {}", e.summary),
+                        Some((Phase::Check, &e)),
+                    )?;
                     self.finished(id, StepOutcome::AlreadySatisfied, &e.summary, eta);
                     return Ok(StepEnd::Done);
                 }
@@ -231,21 +265,62 @@ impl<'a> Engine<'a> {
             }
             if !resume_verify {
                 // Intent before the side effect.
-                self.commit(state, id, StepStatus::Running, Some(Phase::Act), true, "phase", format!("acting (attempt {attempt} of {attempts})"), None)?;
-                self.reporter.event(&RunEvent::Phase { step: name.to_owned(), phase: Phase::Act });
-                let act_cancel = if kind.interruptible() { controls.stop.clone() } else { controls.abort.clone() };
-                let ctx = self.context(state, id, &step.action, ActionRole::Main, t0, act_cancel.clone());
+                self.commit(
+                    state,
+                    id,
+                    StepStatus::Running,
+                    Some(Phase::Act),
+                    true,
+                    "phase",
+                    format!("acting (attempt {attempt} of {attempts})"),
+                    None,
+                )?;
+                self.reporter.event(&RunEvent::Phase {
+                    step: name.to_owned(),
+                    phase: Phase::Act,
+                });
+                let act_cancel = if kind.interruptible() {
+                    controls.stop.clone()
+                } else {
+                    controls.abort.clone()
+                };
+                let ctx = self.context(
+                    state,
+                    id,
+                    &step.action,
+                    ActionRole::Main,
+                    t0,
+                    act_cancel.clone(),
+                );
                 let acted = kind.act(&ctx).await;
                 if act_cancel.is_cancelled() {
                     return Ok(self.interrupted(id, eta));
                 }
                 match acted {
                     Ok(e) => {
-                        self.commit(state, id, StepStatus::Running, Some(Phase::Verify), false, "phase", format!("acted: {}", e.summary), Some((Phase::Act, &e)))?;
+                        self.commit(
+                            state,
+                            id,
+                            StepStatus::Running,
+                            Some(Phase::Verify),
+                            false,
+                            "phase",
+                            format!("acted: {}", e.summary),
+                            Some((Phase::Act, &e)),
+                        )?;
                     }
                     Err(err) => {
                         let e = error_evidence(&err);
-                        self.commit(state, id, StepStatus::Failed, Some(Phase::Act), false, "failed", format!("act failed: {}", e.summary), Some((Phase::Act, &e)))?;
+                        self.commit(
+                            state,
+                            id,
+                            StepStatus::Failed,
+                            Some(Phase::Act),
+                            false,
+                            "failed",
+                            format!("act failed: {}", e.summary),
+                            Some((Phase::Act, &e)),
+                        )?;
                         self.finished(id, StepOutcome::AttemptFailed, &e.summary, eta);
                         continue;
                     }
@@ -256,20 +331,44 @@ impl<'a> Engine<'a> {
             }
             resume_verify = false;
 
-            self.reporter.event(&RunEvent::Phase { step: name.to_owned(), phase: Phase::Verify });
+            self.reporter.event(&RunEvent::Phase {
+                step: name.to_owned(),
+                phase: Phase::Verify,
+            });
             let verify_cancel = controls.stop.clone();
             let deadline = Instant::now() + timeout;
             let mut pause = FIRST_POLL;
             let last = loop {
                 match self.observe(state, id, t0, &verify_cancel, true).await {
                     Ok(Observed::Satisfied(e)) => {
-                        self.commit(state, id, StepStatus::Done, Some(Phase::Verify), false, "done", format!("verified: {}", e.summary), Some((Phase::Verify, &e)))?;
+                        self.commit(
+                            state,
+                            id,
+                            StepStatus::Done,
+                            Some(Phase::Verify),
+                            false,
+                            "done",
+                            format!("verified: {}", e.summary),
+                            Some((Phase::Verify, &e)),
+                        )?;
                         self.finished(id, StepOutcome::Verified, &e.summary, eta);
                         return Ok(StepEnd::Done);
                     }
                     Ok(Observed::Unobservable) => {
-                        let e = Evidence::new("acted; this kind cannot verify", serde_json::Value::Null);
-                        self.commit(state, id, StepStatus::Done, Some(Phase::Verify), false, "done", "done, unverified (no verify line)".into(), Some((Phase::Verify, &e)))?;
+                        let e = Evidence::new(
+                            "acted; this kind cannot verify",
+                            serde_json::Value::Null,
+                        );
+                        self.commit(
+                            state,
+                            id,
+                            StepStatus::Done,
+                            Some(Phase::Verify),
+                            false,
+                            "done",
+                            "done, unverified (no verify line)".into(),
+                            Some((Phase::Verify, &e)),
+                        )?;
                         self.finished(id, StepOutcome::Unverified, &e.summary, eta);
                         return Ok(StepEnd::Done);
                     }
@@ -285,11 +384,29 @@ impl<'a> Engine<'a> {
                 }
                 pause = (pause * 2).min(MAX_POLL);
             };
-            let message = format!("not verified within {}: {}", describe::duration(timeout), last.summary);
-            self.commit(state, id, StepStatus::Failed, Some(Phase::Verify), false, "failed", message.clone(), Some((Phase::Verify, &last)))?;
+            let message = format!(
+                "not verified within {}: {}",
+                describe::duration(timeout),
+                last.summary
+            );
+            self.commit(
+                state,
+                id,
+                StepStatus::Failed,
+                Some(Phase::Verify),
+                false,
+                "failed",
+                message.clone(),
+                Some((Phase::Verify, &last)),
+            )?;
             self.finished(id, StepOutcome::AttemptFailed, &message, eta);
         }
-        self.finished(id, StepOutcome::Failed, &format!("failed after {attempts} attempt(s)"), eta);
+        self.finished(
+            id,
+            StepOutcome::Failed,
+            &format!("failed after {attempts} attempt(s)"),
+            eta,
+        );
         Ok(StepEnd::Failed)
     }
 
@@ -319,7 +436,12 @@ impl<'a> Engine<'a> {
         selected
     }
 
-    fn eta(&self, statuses: &[StepStatus], selected: &[bool], t0: Option<DateTime<Utc>>) -> Duration {
+    fn eta(
+        &self,
+        statuses: &[StepStatus],
+        selected: &[bool],
+        t0: Option<DateTime<Utc>>,
+    ) -> Duration {
         let now = Utc::now();
         let finished: Vec<bool> = statuses
             .iter()
@@ -330,12 +452,18 @@ impl<'a> Engine<'a> {
             .iter()
             .map(|p| p.finish)
             .max()
-            .map_or(Duration::ZERO, |end| (end - now).to_std().unwrap_or(Duration::ZERO))
+            .map_or(Duration::ZERO, |end| {
+                (end - now).to_std().unwrap_or(Duration::ZERO)
+            })
     }
 
     /// Runs (or resumes) the run in `state` until every selected step is
     /// done or skipped, a step fails or is blocked, or `controls` stop it.
-    pub async fn run(&self, state: &SharedState, controls: &Controls) -> anyhow::Result<RunOutcome> {
+    pub async fn run(
+        &self,
+        state: &SharedState,
+        controls: &Controls,
+    ) -> anyhow::Result<RunOutcome> {
         let run = state.run_record()?;
         let t0 = run.t0;
         let n = self.runbook.steps.len();
@@ -356,7 +484,9 @@ impl<'a> Engine<'a> {
                 phases[id.0] = record.phase;
             }
         }
-        state.store().set_run_status(state.run_id(), RunStatus::Running)?;
+        state
+            .store()
+            .set_run_status(state.run_id(), RunStatus::Running)?;
         let selected = self.selection();
 
         // Explicit skips.
@@ -367,7 +497,16 @@ impl<'a> Engine<'a> {
                 }),
                 StepStatus::Skipped => {}
                 _ => {
-                    self.commit(state, id, StepStatus::Skipped, None, false, "deviation", "skipped by --skip".into(), None)?;
+                    self.commit(
+                        state,
+                        id,
+                        StepStatus::Skipped,
+                        None,
+                        false,
+                        "deviation",
+                        "skipped by --skip".into(),
+                        None,
+                    )?;
                     statuses[id.0] = StepStatus::Skipped;
                 }
             }
@@ -377,10 +516,13 @@ impl<'a> Engine<'a> {
         if let Some(only) = self.options.only {
             for dep in &self.runbook.step(only).after {
                 if !matches!(statuses[dep.0], StepStatus::Done | StepStatus::Skipped) {
-                    return self.end(state, RunOutcome::NotReady {
-                        step: self.name(only).to_owned(),
-                        missing: self.name(*dep).to_owned(),
-                    });
+                    return self.end(
+                        state,
+                        RunOutcome::NotReady {
+                            step: self.name(only).to_owned(),
+                            missing: self.name(*dep).to_owned(),
+                        },
+                    );
                 }
             }
         }
@@ -400,9 +542,14 @@ impl<'a> Engine<'a> {
         });
 
         // Resume: re-check done steps against the live world.
-        self.recheck_done(state, &statuses, &selected, t0, controls).await?;
+        self.recheck_done(state, &statuses, &selected, t0, controls)
+            .await?;
 
-        let parallel = if self.options.step_mode { 1 } else { self.options.parallel.max(1) };
+        let parallel = if self.options.step_mode {
+            1
+        } else {
+            self.options.parallel.max(1)
+        };
         let mut in_flight = vec![false; n];
         let mut ran = vec![false; n];
         let mut running = FuturesUnordered::new();
@@ -415,7 +562,10 @@ impl<'a> Engine<'a> {
         loop {
             let now = Utc::now();
             let mut next_at: Option<(DateTime<Utc>, StepId)> = None;
-            while cursor < n && (!selected[cursor] || matches!(statuses[cursor], StepStatus::Done | StepStatus::Skipped)) {
+            while cursor < n
+                && (!selected[cursor]
+                    || matches!(statuses[cursor], StepStatus::Done | StepStatus::Skipped))
+            {
                 cursor += 1;
             }
             if eta.0.elapsed() >= Duration::from_secs(1) {
@@ -427,7 +577,11 @@ impl<'a> Engine<'a> {
                         break;
                     }
                     let id = StepId(i);
-                    if !selected[i] || in_flight[i] || ran[i] || matches!(statuses[i], StepStatus::Done | StepStatus::Skipped) {
+                    if !selected[i]
+                        || in_flight[i]
+                        || ran[i]
+                        || matches!(statuses[i], StepStatus::Done | StepStatus::Skipped)
+                    {
                         continue;
                     }
                     let mut ready = true;
@@ -458,19 +612,34 @@ impl<'a> Engine<'a> {
                         continue;
                     }
                     if self.options.force.contains(&id) {
-                        for dep in step.after.iter().filter(|d| statuses[d.0] == StepStatus::Skipped) {
+                        for dep in step
+                            .after
+                            .iter()
+                            .filter(|d| statuses[d.0] == StepStatus::Skipped)
+                        {
                             state.append_event(
                                 Some(&step.name),
                                 "deviation",
-                                &format!("run by --force although `{}` was skipped", self.name(*dep)),
+                                &format!(
+                                    "run by --force although `{}` was skipped",
+                                    self.name(*dep)
+                                ),
                                 None,
                             )?;
                         }
                     }
                     in_flight[i] = true;
-                    let resume_phase = (statuses[i] == StepStatus::Running).then_some(phases[i]).flatten();
+                    let resume_phase = (statuses[i] == StepStatus::Running)
+                        .then_some(phases[i])
+                        .flatten();
                     let eta = eta.1;
-                    running.push(async move { (id, self.run_step(state, id, t0, resume_phase, controls, eta).await) });
+                    running.push(async move {
+                        (
+                            id,
+                            self.run_step(state, id, t0, resume_phase, controls, eta)
+                                .await,
+                        )
+                    });
                 }
             }
 
@@ -492,11 +661,18 @@ impl<'a> Engine<'a> {
                     // Nothing can start and nothing runs: a failed step
                     // earlier in this pass holds the rest.
                     let failed = (0..n).find(|i| ran[*i] && statuses[*i] == StepStatus::Failed);
-                    return self.end(state, RunOutcome::Failed {
-                        step: failed.map_or_else(String::new, |i| self.runbook.steps[i].name.clone()),
-                    });
+                    return self.end(
+                        state,
+                        RunOutcome::Failed {
+                            step: failed
+                                .map_or_else(String::new, |i| self.runbook.steps[i].name.clone()),
+                        },
+                    );
                 };
-                self.reporter.event(&RunEvent::WaitingUntil { step: self.name(id).to_owned(), until: at });
+                self.reporter.event(&RunEvent::WaitingUntil {
+                    step: self.name(id).to_owned(),
+                    until: at,
+                });
                 let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
@@ -543,7 +719,10 @@ impl<'a> Engine<'a> {
             .collect();
         let parallel = self.options.parallel.max(1);
         let mut checks = futures_util::stream::iter(done.into_iter().map(|id| async move {
-            (id, self.observe(state, id, t0, &controls.abort, false).await)
+            (
+                id,
+                self.observe(state, id, t0, &controls.abort, false).await,
+            )
         }))
         .buffer_unordered(parallel);
         while let Some((id, observed)) = checks.next().await {
@@ -597,5 +776,8 @@ impl<'a> Engine<'a> {
 }
 
 pub(crate) fn error_evidence(err: &anyhow::Error) -> Evidence {
-    Evidence::new(format!("{err:#}"), serde_json::json!({ "error": format!("{err:#}") }))
+    Evidence::new(
+        format!("{err:#}"),
+        serde_json::json!({ "error": format!("{err:#}") }),
+    )
 }

@@ -34,7 +34,9 @@ impl SharedState {
     pub fn store(&self) -> MutexGuard<'_, Store> {
         // A panic while holding the lock leaves the connection usable:
         // every write is one transaction, committed or not.
-        self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn run_record(&self) -> anyhow::Result<RunRecord> {
@@ -54,14 +56,24 @@ impl SharedState {
         message: &str,
         data: Option<&serde_json::Value>,
     ) -> anyhow::Result<()> {
-        Ok(self.store().append_event(self.run, step, kind, message, data)?)
+        Ok(self
+            .store()
+            .append_event(self.run, step, kind, message, data)?)
     }
 
     pub(crate) fn step_record(&self, name: &str) -> anyhow::Result<Option<StepRecord>> {
-        Ok(self.store().steps(self.run)?.into_iter().find(|s| s.name == name))
+        Ok(self
+            .store()
+            .steps(self.run)?
+            .into_iter()
+            .find(|s| s.name == name))
     }
 
-    pub(crate) fn evidence_of(&self, name: &str, phase: Phase) -> anyhow::Result<Option<EvidenceRecord>> {
+    pub(crate) fn evidence_of(
+        &self,
+        name: &str,
+        phase: Phase,
+    ) -> anyhow::Result<Option<EvidenceRecord>> {
         Ok(self.store().latest_evidence(self.run, name, phase)?)
     }
 
@@ -75,16 +87,28 @@ impl SharedState {
 
     /// Accepts the changed runbook listed by [`open_run`]: changed steps
     /// go back to pending, added ones are registered, removed ones dropped.
-    pub fn accept_changes(&self, runbook: &Runbook, content_hash: &str, changes: &[StepChange]) -> anyhow::Result<()> {
+    pub fn accept_changes(
+        &self,
+        runbook: &Runbook,
+        content_hash: &str,
+        changes: &[StepChange],
+    ) -> anyhow::Result<()> {
         let t0 = self.run_record()?.t0;
         let names: Vec<&str> = changes.iter().map(|c| c.name.as_str()).collect();
         let message = if names.is_empty() {
             "runbook text changed; no step changed".to_owned()
         } else {
-            format!("runbook changed; accepted changes to steps {}", names.join(", "))
+            format!(
+                "runbook changed; accepted changes to steps {}",
+                names.join(", ")
+            )
         };
-        self.store()
-            .accept_changed_runbook(self.run, content_hash, &new_steps(runbook, t0), &message)?;
+        self.store().accept_changed_runbook(
+            self.run,
+            content_hash,
+            &new_steps(runbook, t0),
+            &message,
+        )?;
         Ok(())
     }
 }

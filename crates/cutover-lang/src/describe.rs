@@ -125,7 +125,11 @@ mod tests {
         let loaded = parse_source("r.runbook", text.to_string());
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
         let runbook = loaded.runbook.unwrap();
-        let lines: Vec<String> = runbook.steps.iter().map(|s| runbook.describe(&s.action)).collect();
+        let lines: Vec<String> = runbook
+            .steps
+            .iter()
+            .map(|s| runbook.describe(&s.action))
+            .collect();
         assert_eq!(
             lines,
             [

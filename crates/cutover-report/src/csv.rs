@@ -6,7 +6,9 @@ use crate::model::{Instant, Report};
 use crate::sessions::SessionEnd;
 
 fn utc(i: Option<Instant>) -> String {
-    i.map_or_else(String::new, |i| i.utc.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    i.map_or_else(String::new, |i| {
+        i.utc.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    })
 }
 
 fn offset(i: Option<Instant>) -> String {
@@ -66,7 +68,11 @@ pub fn steps(report: &Report) -> String {
             .iter()
             .filter(|session| session.caught_mid_flight.iter().any(|c| c.step == s.name))
             .map(|session| {
-                let what = if session.end == SessionEnd::Stopped { "stop" } else { "crash" };
+                let what = if session.end == SessionEnd::Stopped {
+                    "stop"
+                } else {
+                    "crash"
+                };
                 format!("{what} of session {}", session.number)
             })
             .collect();
@@ -93,9 +99,13 @@ pub fn steps(report: &Report) -> String {
             interrupted.join("; "),
             confirmation.map_or_else(String::new, |c| c.user.clone()),
             utc(confirmation.map(|c| c.at)),
-            confirmation.and_then(|c| c.note.clone()).unwrap_or_default(),
+            confirmation
+                .and_then(|c| c.note.clone())
+                .unwrap_or_default(),
             s.evidence.len().to_string(),
-            s.evidence.last().map_or_else(String::new, |e| e.summary.clone()),
+            s.evidence
+                .last()
+                .map_or_else(String::new, |e| e.summary.clone()),
         ]);
     }
     finish(w)
@@ -104,7 +114,9 @@ pub fn steps(report: &Report) -> String {
 /// One row per event of the log.
 pub fn events(report: &Report) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let _ = w.write_record(["id", "at_utc", "offset_s", "step", "kind", "message", "data"]);
+    let _ = w.write_record([
+        "id", "at_utc", "offset_s", "step", "kind", "message", "data",
+    ]);
     for e in &report.events {
         let _ = w.write_record([
             e.id.to_string(),
@@ -113,7 +125,9 @@ pub fn events(report: &Report) -> String {
             e.step.clone().unwrap_or_default(),
             e.kind.clone(),
             e.message.clone(),
-            e.data.as_ref().map_or_else(String::new, serde_json::Value::to_string),
+            e.data
+                .as_ref()
+                .map_or_else(String::new, serde_json::Value::to_string),
         ]);
     }
     finish(w)

@@ -34,11 +34,17 @@ pub struct Source {
 
 impl Source {
     pub fn new(state: PathBuf, runbook: Option<Runbook>) -> Source {
-        Source { state, runbook: Mutex::new(runbook.map(Arc::new)) }
+        Source {
+            state,
+            runbook: Mutex::new(runbook.map(Arc::new)),
+        }
     }
 
     fn runbook(&self, snapshot: &Snapshot) -> Option<Arc<Runbook>> {
-        let mut cached = self.runbook.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cached = self
+            .runbook
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if cached.is_none() {
             *cached = crate::find_runbook(&self.state, snapshot).map(Arc::new);
         }
@@ -80,7 +86,12 @@ pub fn live_state(snapshot: &Snapshot, runbook: Option<&Runbook>, now: DateTime<
     }
 }
 
-fn countdowns(snapshot: &Snapshot, runbook: &Runbook, t0: DateTime<Utc>, now: DateTime<Utc>) -> Vec<Countdown> {
+fn countdowns(
+    snapshot: &Snapshot,
+    runbook: &Runbook,
+    t0: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Vec<Countdown> {
     snapshot
         .steps
         .iter()
@@ -88,12 +99,20 @@ fn countdowns(snapshot: &Snapshot, runbook: &Runbook, t0: DateTime<Utc>, now: Da
         .filter_map(|s| {
             let step = runbook.step(runbook.step_by_name(&s.name)?);
             let until = match &step.action.kind {
-                ActionKind::Wait(WaitFor::Duration(d)) => s.first_act_at? + TimeDelta::from_std(*d).ok()?,
+                ActionKind::Wait(WaitFor::Duration(d)) => {
+                    s.first_act_at? + TimeDelta::from_std(*d).ok()?
+                }
                 ActionKind::Wait(WaitFor::Until(TimeSpec::Absolute(at))) => *at,
-                ActionKind::Wait(WaitFor::Until(TimeSpec::Relative(secs))) => t0 + TimeDelta::try_seconds(*secs)?,
+                ActionKind::Wait(WaitFor::Until(TimeSpec::Relative(secs))) => {
+                    t0 + TimeDelta::try_seconds(*secs)?
+                }
                 _ => return None,
             };
-            Some(Countdown { step: s.name.clone(), until, left_s: (until - now).num_seconds().max(0) })
+            Some(Countdown {
+                step: s.name.clone(),
+                until,
+                left_s: (until - now).num_seconds().max(0),
+            })
         })
         .collect()
 }
@@ -101,9 +120,18 @@ fn countdowns(snapshot: &Snapshot, runbook: &Runbook, t0: DateTime<Utc>, now: Da
 /// The dashboard's routes.
 pub fn router(source: Arc<Source>) -> Router {
     Router::new()
-        .route("/", get(|| async { asset("text/html; charset=utf-8", PAGE) }))
-        .route("/dashboard.js", get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }))
-        .route("/style.css", get(|| async { asset("text/css; charset=utf-8", crate::html::STYLE) }))
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", PAGE) }),
+        )
+        .route(
+            "/dashboard.js",
+            get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { asset("text/css; charset=utf-8", crate::html::STYLE) }),
+        )
         .route("/api/run", get(api_run))
         .with_state(source)
 }
@@ -138,13 +166,25 @@ async fn api_run(State(source): State<Arc<Source>>) -> Response {
     let mut response = match read {
         Ok(Ok(state)) => axum::Json(state).into_response(),
         // No run yet: the page says so and keeps polling.
-        Ok(Err(err @ (ReadError::Missing(_) | ReadError::NoRun(_)))) => {
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(Waiting { waiting: err.to_string() })).into_response()
-        }
-        Ok(Err(err)) => (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(Waiting { waiting: err.to_string() })).into_response(),
+        Ok(Err(err @ (ReadError::Missing(_) | ReadError::NoRun(_)))) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(Waiting {
+                waiting: err.to_string(),
+            }),
+        )
+            .into_response(),
+        Ok(Err(err)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(Waiting {
+                waiting: err.to_string(),
+            }),
+        )
+            .into_response(),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
     };
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -154,5 +194,7 @@ pub async fn serve(
     source: Source,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(Arc::new(source))).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(Arc::new(source)))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -17,7 +17,12 @@ pub enum Fact {
     /// `key: value` (key empty for a bare value).
     Line { key: String, value: String },
     /// An array of objects: one row per element.
-    Table { key: String, columns: Vec<String>, rows: Vec<Vec<String>>, more: usize },
+    Table {
+        key: String,
+        columns: Vec<String>,
+        rows: Vec<Vec<String>>,
+        more: usize,
+    },
 }
 
 /// The facts of one evidence record's data.
@@ -28,7 +33,11 @@ pub fn facts(data: &Value) -> Vec<Fact> {
 }
 
 fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") }
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
 }
 
 fn collect(key: &str, value: &Value, out: &mut Vec<Fact>) {
@@ -44,14 +53,20 @@ fn collect(key: &str, value: &Value, out: &mut Vec<Fact>) {
         }
         Value::Array(items) if items.iter().all(is_scalar) => {
             let texts: Vec<String> = items.iter().map(|v| scalar(key, v)).collect();
-            out.push(Fact::Line { key: key.to_owned(), value: cut(&texts.join(", ")) });
+            out.push(Fact::Line {
+                key: key.to_owned(),
+                value: cut(&texts.join(", ")),
+            });
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 collect(&format!("{key}[{i}]"), item, out);
             }
         }
-        _ => out.push(Fact::Line { key: key.to_owned(), value: scalar(key, value) }),
+        _ => out.push(Fact::Line {
+            key: key.to_owned(),
+            value: scalar(key, value),
+        }),
     }
 }
 
@@ -79,15 +94,22 @@ fn table(key: &str, items: &[Value]) -> Fact {
                 .map(|c| match item.get(c) {
                     None | Some(Value::Null) => String::new(),
                     Some(v) if is_scalar(v) => scalar(c, v),
-                    Some(Value::Array(vs)) if vs.iter().all(is_scalar) => {
-                        cut(&vs.iter().map(|v| scalar(c, v)).collect::<Vec<_>>().join(", "))
-                    }
+                    Some(Value::Array(vs)) if vs.iter().all(is_scalar) => cut(&vs
+                        .iter()
+                        .map(|v| scalar(c, v))
+                        .collect::<Vec<_>>()
+                        .join(", ")),
                     Some(v) => cut(&v.to_string()),
                 })
                 .collect()
         })
         .collect();
-    Fact::Table { key: key.to_owned(), columns, rows, more: items.len().saturating_sub(MAX_ROWS) }
+    Fact::Table {
+        key: key.to_owned(),
+        columns,
+        rows,
+        more: items.len().saturating_sub(MAX_ROWS),
+    }
 }
 
 /// A scalar as text; integers under a key about bytes or sizes also in units.
@@ -139,17 +161,47 @@ mod tests {
         assert_eq!(
             facts(&data),
             vec![
-                Fact::Line { key: "copy.bytes_sent".into(), value: "1500000 (1.5 MB)".into() },
-                Fact::Line { key: "copy.hash".into(), value: "abc".into() },
-                Fact::Line { key: "ok".into(), value: "yes".into() },
-                Fact::Line { key: "ports".into(), value: "80, 443".into() },
-                Fact::Line { key: "record".into(), value: "wiki.maemo.org A".into() },
+                Fact::Line {
+                    key: "copy.bytes_sent".into(),
+                    value: "1500000 (1.5 MB)".into()
+                },
+                Fact::Line {
+                    key: "copy.hash".into(),
+                    value: "abc".into()
+                },
+                Fact::Line {
+                    key: "ok".into(),
+                    value: "yes".into()
+                },
+                Fact::Line {
+                    key: "ports".into(),
+                    value: "80, 443".into()
+                },
+                Fact::Line {
+                    key: "record".into(),
+                    value: "wiki.maemo.org A".into()
+                },
                 Fact::Table {
                     key: "servers".into(),
-                    columns: vec!["answer".into(), "serial".into(), "server".into(), "lag_s".into()],
+                    columns: vec![
+                        "answer".into(),
+                        "serial".into(),
+                        "server".into(),
+                        "lag_s".into()
+                    ],
                     rows: vec![
-                        vec!["80.248.164.42".into(), "2013031401".into(), "10.0.0.6:53".into(), String::new()],
-                        vec!["80.248.164.42".into(), "2013031401".into(), "192.0.2.53:53".into(), "3".into()],
+                        vec![
+                            "80.248.164.42".into(),
+                            "2013031401".into(),
+                            "10.0.0.6:53".into(),
+                            String::new()
+                        ],
+                        vec![
+                            "80.248.164.42".into(),
+                            "2013031401".into(),
+                            "192.0.2.53:53".into(),
+                            "3".into()
+                        ],
                     ],
                     more: 0,
                 },
@@ -160,7 +212,10 @@ mod tests {
     #[test]
     fn long_texts_and_tables_are_bounded() {
         let rows: Vec<Value> = (0..60).map(|i| json!({ "n": i })).collect();
-        let Fact::Table { rows: shown, more, .. } = &facts(&json!({ "t": rows }))[0] else {
+        let Fact::Table {
+            rows: shown, more, ..
+        } = &facts(&json!({ "t": rows }))[0]
+        else {
             panic!("expected a table");
         };
         assert_eq!((shown.len(), *more), (MAX_ROWS, 10));

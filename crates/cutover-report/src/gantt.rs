@@ -42,9 +42,14 @@ pub fn status_colour(status: StepStatus) -> &'static str {
 
 /// A tick spacing giving at most 8 ticks over `span` seconds.
 fn tick(span: i64) -> i64 {
-    const STEPS: [i64; 18] =
-        [1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172_800, 604_800, 2_592_000];
-    STEPS.into_iter().find(|s| span / s <= 8).unwrap_or(span.max(1))
+    const STEPS: [i64; 18] = [
+        1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172_800,
+        604_800, 2_592_000,
+    ];
+    STEPS
+        .into_iter()
+        .find(|s| span / s <= 8)
+        .unwrap_or(span.max(1))
 }
 
 /// The chart. `now`, when given (the live dashboard), draws running steps
@@ -54,7 +59,15 @@ pub fn svg(report: &Report, now: Option<DateTime<Utc>>) -> String {
     let mut lo = i64::MAX;
     let mut hi = i64::MIN;
     for s in &report.steps {
-        for t in [s.planned.span.start, s.planned.span.end, s.actual.start, s.actual.end].into_iter().flatten() {
+        for t in [
+            s.planned.span.start,
+            s.planned.span.end,
+            s.actual.start,
+            s.actual.end,
+        ]
+        .into_iter()
+        .flatten()
+        {
             lo = lo.min(t.offset_s);
             hi = hi.max(t.offset_s);
         }
@@ -72,7 +85,10 @@ pub fn svg(report: &Report, now: Option<DateTime<Utc>>) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="gantt" viewBox="0 0 {width} {height}" width="{width}" height="{height}" font-family="sans-serif" font-size="11" role="img" aria-label="planned vs actual timeline">"#
     );
     if lo > hi {
-        let _ = write!(out, r#"<text x="10" y="20">No step has a planned or actual time yet.</text></svg>"#);
+        let _ = write!(
+            out,
+            r#"<text x="10" y="20">No step has a planned or actual time yet.</text></svg>"#
+        );
         return out;
     }
     if hi == lo {

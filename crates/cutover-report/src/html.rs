@@ -16,10 +16,24 @@ fn facts_html(data: &serde_json::Value) -> String {
     for fact in facts(data) {
         match fact {
             Fact::Line { key, value } => {
-                let _ = write!(lines, "<li><span class=\"key\">{}</span> {}</li>", escape(&key), escape(&value));
+                let _ = write!(
+                    lines,
+                    "<li><span class=\"key\">{}</span> {}</li>",
+                    escape(&key),
+                    escape(&value)
+                );
             }
-            Fact::Table { key, columns, rows, more } => {
-                let _ = write!(out, "<div class=\"facts-table\"><div class=\"key\">{}</div><table><tr>", escape(&key));
+            Fact::Table {
+                key,
+                columns,
+                rows,
+                more,
+            } => {
+                let _ = write!(
+                    out,
+                    "<div class=\"facts-table\"><div class=\"key\">{}</div><table><tr>",
+                    escape(&key)
+                );
                 for c in &columns {
                     let _ = write!(out, "<th>{}</th>", escape(c));
                 }
@@ -33,13 +47,20 @@ fn facts_html(data: &serde_json::Value) -> String {
                 }
                 out.push_str("</table>");
                 if more > 0 {
-                    let _ = write!(out, "<p class=\"muted\">{more} more rows in the JSON export</p>");
+                    let _ = write!(
+                        out,
+                        "<p class=\"muted\">{more} more rows in the JSON export</p>"
+                    );
                 }
                 out.push_str("</div>");
             }
         }
     }
-    if lines.is_empty() { out } else { format!("<ul class=\"facts\">{lines}</ul>{out}") }
+    if lines.is_empty() {
+        out
+    } else {
+        format!("<ul class=\"facts\">{lines}</ul>{out}")
+    }
 }
 
 pub fn html(report: &Report) -> String {
@@ -147,7 +168,9 @@ pub fn html(report: &Report) -> String {
     if report.confirmations.is_empty() {
         out.push_str("<p>None.</p>");
     } else {
-        out.push_str("<table><tr><th>Step</th><th>Confirmed by</th><th>When (UTC)</th><th>Note</th></tr>");
+        out.push_str(
+            "<table><tr><th>Step</th><th>Confirmed by</th><th>When (UTC)</th><th>Note</th></tr>",
+        );
         for c in &report.confirmations {
             let _ = write!(
                 out,

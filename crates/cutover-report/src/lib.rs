@@ -32,8 +32,9 @@ mod sessions;
 mod text;
 
 pub use model::{
-    Counts, ConfirmationReport, Deviation, DeviationKind, EventReport, EvidenceReport, Instant, LATE_TOLERANCE_S,
-    OVERRUN_TOLERANCE_S, Planned, Progress, Report, RunSummary, SCHEMA, Span, StepReport, WindowReport,
+    ConfirmationReport, Counts, Deviation, DeviationKind, EventReport, EvidenceReport, Instant,
+    LATE_TOLERANCE_S, OVERRUN_TOLERANCE_S, Planned, Progress, Report, RunSummary, SCHEMA, Span,
+    StepReport, WindowReport,
 };
 pub use read::{ReadError, Snapshot, read_snapshot};
 pub use sessions::{CaughtStep, Session, SessionEnd};
@@ -98,5 +99,9 @@ pub fn find_runbook(state: &Path, snapshot: &Snapshot) -> Option<Runbook> {
     runbook_candidates(state, &snapshot.run.runbook_path)
         .into_iter()
         .filter(|path| path.is_file())
-        .find_map(|path| cutover_lang::load_file(&path).runbook.filter(|r| r.name == snapshot.run.runbook_name))
+        .find_map(|path| {
+            cutover_lang::load_file(&path)
+                .runbook
+                .filter(|r| r.name == snapshot.run.runbook_name)
+        })
 }

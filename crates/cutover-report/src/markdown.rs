@@ -8,13 +8,19 @@ use std::fmt::Write;
 
 /// A table cell: pipes escaped, line breaks flattened.
 fn cell(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ")
+    text.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace(['\n', '\r'], " ")
 }
 
 /// Inline code that survives backticks in the text.
 fn code(text: &str) -> String {
     let text = text.replace(['\n', '\r'], " ");
-    if text.contains('`') { format!("`` {} ``", cell(&text)) } else { format!("`{}`", cell(&text)) }
+    if text.contains('`') {
+        format!("`` {} ``", cell(&text))
+    } else {
+        format!("`{}`", cell(&text))
+    }
 }
 
 pub fn markdown(report: &Report) -> String {
@@ -121,7 +127,13 @@ pub fn markdown(report: &Report) -> String {
 
     out.push_str("\n## Evidence\n");
     for s in &report.steps {
-        let _ = writeln!(out, "\n### {} — {} ({})\n", code(&s.name), s.status.as_str(), cell(&s.kind));
+        let _ = writeln!(
+            out,
+            "\n### {} — {} ({})\n",
+            code(&s.name),
+            s.status.as_str(),
+            cell(&s.kind)
+        );
         if s.evidence.is_empty() {
             out.push_str("No evidence recorded.\n");
         }
@@ -143,7 +155,12 @@ pub fn markdown(report: &Report) -> String {
                     Fact::Line { key, value } => {
                         let _ = writeln!(out, "  - {}: {}", cell(&key), cell(&value));
                     }
-                    Fact::Table { key, columns, rows, more } => {
+                    Fact::Table {
+                        key,
+                        columns,
+                        rows,
+                        more,
+                    } => {
                         if !key.is_empty() {
                             let _ = writeln!(out, "  - {}:", cell(&key));
                         }

@@ -221,7 +221,10 @@ impl Report {
             (None, Some(t0)) => (t0, "the runbook's window"),
             (None, None) => (run.started_at, "the start of the run (no window, no --t0)"),
         };
-        let at = |utc: DateTime<Utc>| Instant { utc, offset_s: (utc - t0).num_seconds() };
+        let at = |utc: DateTime<Utc>| Instant {
+            utc,
+            offset_s: (utc - t0).num_seconds(),
+        };
         let mut notes = Vec::new();
         match (&plan, runbook) {
             (Some(_), Some(r)) => notes.push(format!(
@@ -250,7 +253,10 @@ impl Report {
                     kind: DeviationKind::Interrupted,
                     detail: format!(
                         "caught {} by {} of session {}",
-                        caught.phase.map_or("mid-flight".to_owned(), |p| format!("in phase {}", p.as_str())),
+                        caught.phase.map_or("mid-flight".to_owned(), |p| format!(
+                            "in phase {}",
+                            p.as_str()
+                        )),
                         session.end.describe(),
                         session.number
                     ),
@@ -265,13 +271,22 @@ impl Report {
                 "deviation" if event.message.contains("--force") => DeviationKind::Forced,
                 _ => continue,
             };
-            deviations.push(Deviation { step: event.step.clone(), kind, detail: event.message.clone() });
+            deviations.push(Deviation {
+                step: event.step.clone(),
+                kind,
+                detail: event.message.clone(),
+            });
         }
 
         let confirmations = snapshot
             .confirmations
             .iter()
-            .map(|c| ConfirmationReport { step: c.step.clone(), user: c.user.clone(), at: at(c.at), note: c.note.clone() })
+            .map(|c| ConfirmationReport {
+                step: c.step.clone(),
+                user: c.user.clone(),
+                at: at(c.at),
+                note: c.note.clone(),
+            })
             .collect();
         let events = snapshot
             .events
@@ -302,7 +317,9 @@ impl Report {
                     let length_s = i64::try_from(w.length.as_secs()).unwrap_or(i64::MAX);
                     WindowReport {
                         start: w.start,
-                        end: w.start + chrono::TimeDelta::try_seconds(length_s).unwrap_or(chrono::TimeDelta::MAX),
+                        end: w.start
+                            + chrono::TimeDelta::try_seconds(length_s)
+                                .unwrap_or(chrono::TimeDelta::MAX),
                         length_s,
                     }
                 }),
@@ -347,20 +364,36 @@ fn step_report(
     let planned = match (plan, id) {
         (Some(plan), Some(id)) => {
             let p = plan.step(id);
-            let offset = |s: i64| at(t0 + chrono::TimeDelta::try_seconds(s).unwrap_or(chrono::TimeDelta::zero()));
+            let offset = |s: i64| {
+                at(t0 + chrono::TimeDelta::try_seconds(s).unwrap_or(chrono::TimeDelta::zero()))
+            };
             Planned {
-                span: Span { start: Some(offset(p.start)), end: Some(offset(p.end)), duration_s: Some(p.end - p.start) },
+                span: Span {
+                    start: Some(offset(p.start)),
+                    end: Some(offset(p.end)),
+                    duration_s: Some(p.end - p.start),
+                },
                 source: provenance(p.duration.provenance),
             }
         }
         _ => Planned {
-            span: Span { start: record.planned_start.map(at), end: None, duration_s: None },
+            span: Span {
+                start: record.planned_start.map(at),
+                end: None,
+                duration_s: None,
+            },
             source: "stored",
         },
     };
-    let step_events: Vec<&EventRecord> =
-        snapshot.events.iter().filter(|e| e.step.as_deref() == Some(record.name.as_str())).collect();
-    let first_event = step_events.iter().find(|e| e.kind != "confirmed").map(|e| e.at);
+    let step_events: Vec<&EventRecord> = snapshot
+        .events
+        .iter()
+        .filter(|e| e.step.as_deref() == Some(record.name.as_str()))
+        .collect();
+    let first_event = step_events
+        .iter()
+        .find(|e| e.kind != "confirmed")
+        .map(|e| e.at);
     let actual_start = record.started_at.or(match record.status {
         StepStatus::Pending | StepStatus::Skipped => None,
         _ => first_event,
@@ -372,10 +405,20 @@ fn step_report(
     let actual = Span {
         start: actual_start.map(at),
         end: actual_end.map(at),
-        duration_s: actual_start.zip(actual_end).map(|(s, e)| (e - s).num_seconds()),
+        duration_s: actual_start
+            .zip(actual_end)
+            .map(|(s, e)| (e - s).num_seconds()),
     };
-    let start_delta_s = planned.span.start.zip(actual.start).map(|(p, a)| a.offset_s - p.offset_s);
-    let duration_delta_s = planned.span.duration_s.zip(actual.duration_s).map(|(p, a)| a - p);
+    let start_delta_s = planned
+        .span
+        .start
+        .zip(actual.start)
+        .map(|(p, a)| a.offset_s - p.offset_s);
+    let duration_delta_s = planned
+        .span
+        .duration_s
+        .zip(actual.duration_s)
+        .map(|(p, a)| a - p);
     let evidence = snapshot
         .evidence
         .iter()
@@ -390,9 +433,17 @@ fn step_report(
         .collect();
     let running = record.status == StepStatus::Running;
     let last_message = running
-        .then(|| step_events.iter().rev().find(|e| e.kind != "progress").map(|e| e.message.clone()))
+        .then(|| {
+            step_events
+                .iter()
+                .rev()
+                .find(|e| e.kind != "progress")
+                .map(|e| e.message.clone())
+        })
         .flatten();
-    let progress = running.then(|| step_events.iter().rev().find_map(|e| progress(e))).flatten();
+    let progress = running
+        .then(|| step_events.iter().rev().find_map(|e| progress(e)))
+        .flatten();
     StepReport {
         name: record.name.clone(),
         kind,
@@ -419,7 +470,11 @@ fn progress(event: &EventRecord) -> Option<Progress> {
         at: event.at,
         done: data.get("done")?.as_u64()?,
         total: data.get("total").and_then(serde_json::Value::as_u64),
-        unit: data.get("unit").and_then(serde_json::Value::as_str).unwrap_or("").to_owned(),
+        unit: data
+            .get("unit")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
     })
 }
 
@@ -450,7 +505,10 @@ fn step_deviations(step: &StepReport, snapshot: &Snapshot, out: &mut Vec<Deviati
         out.push(Deviation {
             step: name.clone(),
             kind: DeviationKind::Late,
-            detail: format!("started {} after its planned start", cutover_plan::units_fmt::duration(late)),
+            detail: format!(
+                "started {} after its planned start",
+                cutover_plan::units_fmt::duration(late)
+            ),
         });
     }
     if let (Some(over), Some(planned)) = (step.duration_delta_s, step.planned.span.duration_s)
@@ -468,16 +526,28 @@ fn step_deviations(step: &StepReport, snapshot: &Snapshot, out: &mut Vec<Deviati
             ),
         });
     }
-    let step_events = || snapshot.events.iter().filter(|e| e.step.as_deref() == Some(step.name.as_str()));
+    let step_events = || {
+        snapshot
+            .events
+            .iter()
+            .filter(|e| e.step.as_deref() == Some(step.name.as_str()))
+    };
     if step.attempts > 1 {
-        let failures: Vec<&str> = step_events().filter(|e| e.kind == "failed").map(|e| e.message.as_str()).collect();
+        let failures: Vec<&str> = step_events()
+            .filter(|e| e.kind == "failed")
+            .map(|e| e.message.as_str())
+            .collect();
         out.push(Deviation {
             step: name.clone(),
             kind: DeviationKind::Retried,
             detail: if failures.is_empty() {
                 format!("{} attempts", step.attempts)
             } else {
-                format!("{} attempts; failed before: {}", step.attempts, failures.join("; "))
+                format!(
+                    "{} attempts; failed before: {}",
+                    step.attempts,
+                    failures.join("; ")
+                )
             },
         });
     }
@@ -487,21 +557,32 @@ fn step_deviations(step: &StepReport, snapshot: &Snapshot, out: &mut Vec<Deviati
                 .filter(|e| e.kind == "deviation")
                 .last()
                 .map_or("skipped".to_owned(), |e| e.message.clone());
-            out.push(Deviation { step: name, kind: DeviationKind::Skipped, detail: why });
+            out.push(Deviation {
+                step: name,
+                kind: DeviationKind::Skipped,
+                detail: why,
+            });
         }
         StepStatus::Failed => {
             let why = step_events()
                 .filter(|e| e.kind == "failed")
                 .last()
                 .map_or("failed".to_owned(), |e| e.message.clone());
-            out.push(Deviation { step: name, kind: DeviationKind::Failed, detail: why });
+            out.push(Deviation {
+                step: name,
+                kind: DeviationKind::Failed,
+                detail: why,
+            });
         }
         _ => {}
     }
 }
 
 fn counts(steps: &[StepRecord]) -> Counts {
-    let mut c = Counts { total: steps.len(), ..Counts::default() };
+    let mut c = Counts {
+        total: steps.len(),
+        ..Counts::default()
+    };
     for s in steps {
         match s.status {
             StepStatus::Done => c.done += 1,
@@ -517,7 +598,12 @@ fn counts(steps: &[StepRecord]) -> Counts {
 
 fn outcome(status: RunStatus, c: &Counts, sessions: &[Session]) -> String {
     let mut parts = vec![format!("{} of {} steps done", c.done, c.total)];
-    for (n, what) in [(c.failed, "failed"), (c.skipped, "skipped"), (c.running, "running"), (c.undone, "undone")] {
+    for (n, what) in [
+        (c.failed, "failed"),
+        (c.skipped, "skipped"),
+        (c.running, "running"),
+        (c.undone, "undone"),
+    ] {
         if n > 0 {
             parts.push(format!("{n} {what}"));
         }
@@ -525,10 +611,16 @@ fn outcome(status: RunStatus, c: &Counts, sessions: &[Session]) -> String {
     let crashes = sessions.iter().filter(|s| s.end.is_crash()).count();
     let resumes = sessions.len().saturating_sub(1);
     if crashes > 0 {
-        parts.push(format!("{crashes} crash{}", if crashes == 1 { "" } else { "es" }));
+        parts.push(format!(
+            "{crashes} crash{}",
+            if crashes == 1 { "" } else { "es" }
+        ));
     }
     if resumes > 0 {
-        parts.push(format!("resumed {resumes} time{}", if resumes == 1 { "" } else { "s" }));
+        parts.push(format!(
+            "resumed {resumes} time{}",
+            if resumes == 1 { "" } else { "s" }
+        ));
     }
     format!("{}: {}", status.as_str(), parts.join(", "))
 }

@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Utc};
 use cutover_store::{
-    CURRENT_VERSION, Confirmation, EventRecord, EvidenceRecord, LockHolder, Phase, RunRecord, RunStatus, StepRecord,
-    StepStatus,
+    CURRENT_VERSION, Confirmation, EventRecord, EvidenceRecord, LockHolder, Phase, RunRecord,
+    RunStatus, StepRecord, StepStatus,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use std::path::{Path, PathBuf};
@@ -24,7 +24,11 @@ pub enum ReadError {
         source: rusqlite::Error,
     },
     #[error("state file {path} has schema version {found}; this cutover reads version {supported}")]
-    Version { path: PathBuf, found: i64, supported: i64 },
+    Version {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
     #[error("state file {0} holds no run yet")]
     NoRun(PathBuf),
 }
@@ -47,18 +51,30 @@ pub fn read_snapshot(path: &Path) -> Result<Snapshot, ReadError> {
     if !path.exists() {
         return Err(ReadError::Missing(path.to_owned()));
     }
-    let sqlite = |source| ReadError::Sqlite { path: path.to_owned(), source };
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(sqlite)?;
+    let sqlite = |source| ReadError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(sqlite)?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(sqlite)?;
     if version != CURRENT_VERSION {
-        return Err(ReadError::Version { path: path.to_owned(), found: version, supported: CURRENT_VERSION });
+        return Err(ReadError::Version {
+            path: path.to_owned(),
+            found: version,
+            supported: CURRENT_VERSION,
+        });
     }
     let tx = conn.unchecked_transaction().map_err(sqlite)?;
-    let run = latest_run(&tx).map_err(sqlite)?.ok_or_else(|| ReadError::NoRun(path.to_owned()))?;
+    let run = latest_run(&tx)
+        .map_err(sqlite)?
+        .ok_or_else(|| ReadError::NoRun(path.to_owned()))?;
     let snapshot = Snapshot {
         steps: steps(&tx, run.id).map_err(sqlite)?,
         events: events(&tx, run.id).map_err(sqlite)?,
@@ -72,7 +88,11 @@ pub fn read_snapshot(path: &Path) -> Result<Snapshot, ReadError> {
 }
 
 fn bad_value(col: usize, text: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, format!("unknown value `{text}`").into())
+    rusqlite::Error::FromSqlConversionFailure(
+        col,
+        rusqlite::types::Type::Text,
+        format!("unknown value `{text}`").into(),
+    )
 }
 
 fn parse_col<T>(r: &Row<'_>, col: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
@@ -83,16 +103,22 @@ fn parse_col<T>(r: &Row<'_>, col: usize, parse: fn(&str) -> Option<T>) -> rusqli
 fn parse_json(r: &Row<'_>, col: usize) -> rusqlite::Result<Option<serde_json::Value>> {
     match r.get::<_, Option<String>>(col)? {
         None => Ok(None),
-        Some(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, Box::new(e))),
+        Some(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, Box::new(e))
+        }),
     }
 }
 
 fn run_status(text: &str) -> Option<RunStatus> {
-    [RunStatus::Running, RunStatus::Stopped, RunStatus::Failed, RunStatus::Completed, RunStatus::RolledBack]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+    [
+        RunStatus::Running,
+        RunStatus::Stopped,
+        RunStatus::Failed,
+        RunStatus::Completed,
+        RunStatus::RolledBack,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == text)
 }
 
 fn step_status(text: &str) -> Option<StepStatus> {
@@ -109,7 +135,9 @@ fn step_status(text: &str) -> Option<StepStatus> {
 }
 
 fn phase(text: &str) -> Option<Phase> {
-    [Phase::Check, Phase::Act, Phase::Verify, Phase::Undo].into_iter().find(|p| p.as_str() == text)
+    [Phase::Check, Phase::Act, Phase::Verify, Phase::Undo]
+        .into_iter()
+        .find(|p| p.as_str() == text)
 }
 
 fn latest_run(c: &Connection) -> rusqlite::Result<Option<RunRecord>> {
@@ -164,7 +192,9 @@ fn steps(c: &Connection, run: i64) -> rusqlite::Result<Vec<StepRecord>> {
 }
 
 fn events(c: &Connection, run: i64) -> rusqlite::Result<Vec<EventRecord>> {
-    let mut stmt = c.prepare("SELECT id, at, step, kind, message, data FROM events WHERE run_id = ?1 ORDER BY id")?;
+    let mut stmt = c.prepare(
+        "SELECT id, at, step, kind, message, data FROM events WHERE run_id = ?1 ORDER BY id",
+    )?;
     stmt.query_map([run], |r| {
         Ok(EventRecord {
             id: r.get(0)?,
@@ -197,16 +227,31 @@ fn evidence(c: &Connection, run: i64) -> rusqlite::Result<Vec<EvidenceRecord>> {
 }
 
 fn confirmations(c: &Connection, run: i64) -> rusqlite::Result<Vec<Confirmation>> {
-    let mut stmt = c.prepare("SELECT step, user, note, at FROM confirmations WHERE run_id = ?1 ORDER BY id")?;
+    let mut stmt =
+        c.prepare("SELECT step, user, note, at FROM confirmations WHERE run_id = ?1 ORDER BY id")?;
     stmt.query_map([run], |r| {
-        Ok(Confirmation { step: r.get(0)?, user: r.get(1)?, note: r.get(2)?, at: r.get(3)? })
+        Ok(Confirmation {
+            step: r.get(0)?,
+            user: r.get(1)?,
+            note: r.get(2)?,
+            at: r.get(3)?,
+        })
     })?
     .collect()
 }
 
 fn lock(c: &Connection) -> rusqlite::Result<Option<LockHolder>> {
-    c.query_row("SELECT user, host, pid, since FROM lock WHERE id = 1", [], |r| {
-        Ok(LockHolder { user: r.get(0)?, host: r.get(1)?, pid: r.get(2)?, since: r.get::<_, DateTime<Utc>>(3)? })
-    })
+    c.query_row(
+        "SELECT user, host, pid, since FROM lock WHERE id = 1",
+        [],
+        |r| {
+            Ok(LockHolder {
+                user: r.get(0)?,
+                host: r.get(1)?,
+                pid: r.get(2)?,
+                since: r.get::<_, DateTime<Utc>>(3)?,
+            })
+        },
+    )
     .optional()
 }

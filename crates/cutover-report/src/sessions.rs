@@ -95,7 +95,11 @@ pub(crate) fn sessions(snapshot: &Snapshot, at: &dyn Fn(DateTime<Utc>) -> Instan
     let mut pending_take_over: Option<String> = None;
     // The last transition of each step: is it in flight, and in which phase?
     let mut in_flight: BTreeMap<&str, Option<Phase>> = BTreeMap::new();
-    let close = |open: Open, end: SessionEnd, at_time: DateTime<Utc>, in_flight: &BTreeMap<&str, Option<Phase>>, done: &mut Vec<Session>| {
+    let close = |open: Open,
+                 end: SessionEnd,
+                 at_time: DateTime<Utc>,
+                 in_flight: &BTreeMap<&str, Option<Phase>>,
+                 done: &mut Vec<Session>| {
         done.push(Session {
             number: done.len() + 1,
             started_at: at(open.started_at),
@@ -104,7 +108,10 @@ pub(crate) fn sessions(snapshot: &Snapshot, at: &dyn Fn(DateTime<Utc>) -> Instan
             took_over: open.took_over,
             caught_mid_flight: in_flight
                 .iter()
-                .map(|(step, phase)| CaughtStep { step: (*step).to_owned(), phase: *phase })
+                .map(|(step, phase)| CaughtStep {
+                    step: (*step).to_owned(),
+                    phase: *phase,
+                })
                 .collect(),
         });
     };
@@ -113,13 +120,21 @@ pub(crate) fn sessions(snapshot: &Snapshot, at: &dyn Fn(DateTime<Utc>) -> Instan
             ("run", message) if message.starts_with("run started") || message == "run running" => {
                 if let Some(current) = open.take() {
                     if current.fresh && message == "run running" {
-                        open = Some(Open { took_over: current.took_over.or(pending_take_over.take()), ..current });
+                        open = Some(Open {
+                            took_over: current.took_over.or(pending_take_over.take()),
+                            ..current
+                        });
                         continue;
                     }
                     let last = current.last;
                     close(current, SessionEnd::Crashed, last, &in_flight, &mut done);
                 }
-                open = Some(Open { started_at: event.at, last: event.at, fresh: true, took_over: pending_take_over.take() });
+                open = Some(Open {
+                    started_at: event.at,
+                    last: event.at,
+                    fresh: true,
+                    took_over: pending_take_over.take(),
+                });
             }
             ("run", message) => {
                 let end = match message.strip_prefix("run ") {
@@ -139,7 +154,9 @@ pub(crate) fn sessions(snapshot: &Snapshot, at: &dyn Fn(DateTime<Utc>) -> Instan
                     current.last = event.at;
                     current.fresh = false;
                 }
-                let Some(step) = event.step.as_deref() else { continue };
+                let Some(step) = event.step.as_deref() else {
+                    continue;
+                };
                 match kind {
                     "phase" => {
                         in_flight.insert(step, phase_of(message));
@@ -156,7 +173,10 @@ pub(crate) fn sessions(snapshot: &Snapshot, at: &dyn Fn(DateTime<Utc>) -> Instan
         }
     }
     if let Some(current) = open {
-        let alive = snapshot.lock.as_ref().is_some_and(|holder| !holder.is_stale());
+        let alive = snapshot
+            .lock
+            .as_ref()
+            .is_some_and(|holder| !holder.is_stale());
         let end = if snapshot.run.status == RunStatus::Running && alive {
             SessionEnd::Running
         } else {

@@ -16,7 +16,10 @@ pub fn offset(i: Instant) -> String {
 
 /// `T+5m 2013-03-14 17:05:00`.
 pub fn instant(i: Option<Instant>) -> String {
-    i.map_or_else(|| "–".to_owned(), |i| format!("{} {}", offset(i), utc(i.utc)))
+    i.map_or_else(
+        || "–".to_owned(),
+        |i| format!("{} {}", offset(i), utc(i.utc)),
+    )
 }
 
 pub fn duration(secs: Option<i64>) -> String {
@@ -38,19 +41,31 @@ pub fn header(report: &Report) -> Vec<(&'static str, String)> {
     let run = &report.run;
     let mut rows = vec![
         ("Runbook", format!("{} ({})", run.runbook, run.runbook_path)),
-        ("Runbook hash", format!("{} (blake3, at the start of the run)", run.content_hash)),
+        (
+            "Runbook hash",
+            format!("{} (blake3, at the start of the run)", run.content_hash),
+        ),
     ];
     rows.push((
         "Window",
         match &run.window {
-            Some(w) => format!("{} to {} UTC ({})", utc(w.start), utc(w.end), units_fmt::duration(w.length_s)),
+            Some(w) => format!(
+                "{} to {} UTC ({})",
+                utc(w.start),
+                utc(w.end),
+                units_fmt::duration(w.length_s)
+            ),
             None => "none declared".to_owned(),
         },
     ));
     rows.push(("T0", format!("{} UTC ({})", utc(run.t0), run.t0_basis)));
     rows.push(("Operator", run.operator.clone()));
     rows.push(("Started", format!("{} UTC", utc(run.started_at))));
-    rows.push(("Finished", run.finished_at.map_or_else(|| "–".to_owned(), |t| format!("{} UTC", utc(t)))));
+    rows.push((
+        "Finished",
+        run.finished_at
+            .map_or_else(|| "–".to_owned(), |t| format!("{} UTC", utc(t))),
+    ));
     rows.push(("Outcome", run.outcome.clone()));
     rows
 }

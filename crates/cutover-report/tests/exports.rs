@@ -11,7 +11,10 @@ use fixture::{RUNBOOK, at, crashed_and_resumed, first_session};
 fn runbook() -> cutover_lang::Runbook {
     let loaded = cutover_lang::parse_source("lab-move.runbook", RUNBOOK.to_owned());
     assert!(
-        loaded.diagnostics.iter().all(|d| d.severity != cutover_lang::Severity::Error),
+        loaded
+            .diagnostics
+            .iter()
+            .all(|d| d.severity != cutover_lang::Severity::Error),
         "{:?}",
         loaded.diagnostics
     );
@@ -27,27 +30,42 @@ fn crashed_report() -> Report {
 
 #[test]
 fn markdown_of_a_crashed_and_resumed_run() {
-    insta::assert_snapshot!("crashed_resumed.md", render(&crashed_report(), Format::Markdown));
+    insta::assert_snapshot!(
+        "crashed_resumed.md",
+        render(&crashed_report(), Format::Markdown)
+    );
 }
 
 #[test]
 fn json_of_a_crashed_and_resumed_run() {
-    insta::assert_snapshot!("crashed_resumed.json", render(&crashed_report(), Format::Json));
+    insta::assert_snapshot!(
+        "crashed_resumed.json",
+        render(&crashed_report(), Format::Json)
+    );
 }
 
 #[test]
 fn csv_of_a_crashed_and_resumed_run() {
-    insta::assert_snapshot!("crashed_resumed.csv", render(&crashed_report(), Format::Csv));
+    insta::assert_snapshot!(
+        "crashed_resumed.csv",
+        render(&crashed_report(), Format::Csv)
+    );
 }
 
 #[test]
 fn csv_events_of_a_crashed_and_resumed_run() {
-    insta::assert_snapshot!("crashed_resumed_events.csv", render(&crashed_report(), Format::CsvEvents));
+    insta::assert_snapshot!(
+        "crashed_resumed_events.csv",
+        render(&crashed_report(), Format::CsvEvents)
+    );
 }
 
 #[test]
 fn html_of_a_crashed_and_resumed_run() {
-    insta::assert_snapshot!("crashed_resumed.html", render(&crashed_report(), Format::Html));
+    insta::assert_snapshot!(
+        "crashed_resumed.html",
+        render(&crashed_report(), Format::Html)
+    );
 }
 
 #[test]
@@ -59,13 +77,33 @@ fn the_crash_and_the_resume_are_visible() {
     assert_eq!(crash.last_record_at.utc, at(17, 5, 1));
     assert_eq!(crash.caught_mid_flight.len(), 1);
     assert_eq!(crash.caught_mid_flight[0].step, "final-sync");
-    assert_eq!(crash.caught_mid_flight[0].phase, Some(cutover_store::Phase::Act));
-    assert!(report.sessions[1].took_over.as_deref().unwrap_or("").contains("stale lock"));
-    assert!(report.run.outcome.contains("1 crash"), "{}", report.run.outcome);
-    assert!(report.run.outcome.contains("resumed 1 time"), "{}", report.run.outcome);
+    assert_eq!(
+        crash.caught_mid_flight[0].phase,
+        Some(cutover_store::Phase::Act)
+    );
+    assert!(
+        report.sessions[1]
+            .took_over
+            .as_deref()
+            .unwrap_or("")
+            .contains("stale lock")
+    );
+    assert!(
+        report.run.outcome.contains("1 crash"),
+        "{}",
+        report.run.outcome
+    );
+    assert!(
+        report.run.outcome.contains("resumed 1 time"),
+        "{}",
+        report.run.outcome
+    );
 
-    let kinds: Vec<(Option<&str>, DeviationKind)> =
-        report.deviations.iter().map(|d| (d.step.as_deref(), d.kind)).collect();
+    let kinds: Vec<(Option<&str>, DeviationKind)> = report
+        .deviations
+        .iter()
+        .map(|d| (d.step.as_deref(), d.kind))
+        .collect();
     for expected in [
         (Some("final-sync"), DeviationKind::Late),
         (Some("final-sync"), DeviationKind::Overrun),
@@ -73,9 +111,15 @@ fn the_crash_and_the_resume_are_visible() {
         (Some("final-sync"), DeviationKind::Interrupted),
         (Some("cleanup"), DeviationKind::Skipped),
     ] {
-        assert!(kinds.contains(&expected), "{expected:?} missing from {kinds:?}");
+        assert!(
+            kinds.contains(&expected),
+            "{expected:?} missing from {kinds:?}"
+        );
     }
-    assert!(!kinds.iter().any(|(s, _)| *s == Some("lower-ttl")), "{kinds:?}");
+    assert!(
+        !kinds.iter().any(|(s, _)| *s == Some("lower-ttl")),
+        "{kinds:?}"
+    );
 
     let markdown = render(&report, Format::Markdown);
     assert!(markdown.contains("## Crashes and resumes"));
@@ -103,7 +147,9 @@ fn a_crash_not_yet_resumed_is_told_apart_from_a_live_run() {
     assert_eq!(report.sessions.len(), 1);
     assert_eq!(report.sessions[0].end, SessionEnd::CrashedNotResumed);
     assert_eq!(report.sessions[0].caught_mid_flight[0].step, "final-sync");
-    assert!(render(&report, Format::Markdown).contains("CRASHED (no end recorded; not resumed yet)"));
+    assert!(
+        render(&report, Format::Markdown).contains("CRASHED (no end recorded; not resumed yet)")
+    );
 
     let live = dir.path().join("live.db");
     first_session(&live, "lab-move.runbook").lock(&me.user, &me.host, me.pid, at(16, 49, 58));
@@ -111,12 +157,26 @@ fn a_crash_not_yet_resumed_is_told_apart_from_a_live_run() {
     let report = Report::build(&snapshot, Some(&runbook()));
     assert_eq!(report.sessions[0].end, SessionEnd::Running);
     assert!(report.sessions[0].caught_mid_flight.is_empty());
-    assert!(!report.deviations.iter().any(|d| d.kind == DeviationKind::Interrupted));
+    assert!(
+        !report
+            .deviations
+            .iter()
+            .any(|d| d.kind == DeviationKind::Interrupted)
+    );
     let running = report.step("final-sync").unwrap();
-    assert_eq!(running.last_message.as_deref(), Some("acting (attempt 2 of 2)"));
+    assert_eq!(
+        running.last_message.as_deref(),
+        Some("acting (attempt 2 of 2)")
+    );
     assert!(running.actual.end.is_none());
     let state = dashboard::live_state(&snapshot, Some(&runbook()), at(17, 6, 0));
-    assert!(state.coordinator.as_deref().unwrap_or("").contains(&format!("pid {}", me.pid)));
+    assert!(
+        state
+            .coordinator
+            .as_deref()
+            .unwrap_or("")
+            .contains(&format!("pid {}", me.pid))
+    );
     assert!(state.gantt_svg.contains(">now</text>"));
 }
 
@@ -128,8 +188,15 @@ fn a_stop_lists_the_steps_it_interrupted() {
     let report = Report::build(&read_snapshot(&state).unwrap(), Some(&runbook()));
     assert_eq!(report.sessions[0].end, SessionEnd::Stopped);
     assert_eq!(report.sessions[0].caught_mid_flight[0].step, "final-sync");
-    let interrupted = report.deviations.iter().find(|d| d.kind == DeviationKind::Interrupted).unwrap();
-    assert_eq!(interrupted.detail, "caught in phase act by the stop of session 1");
+    let interrupted = report
+        .deviations
+        .iter()
+        .find(|d| d.kind == DeviationKind::Interrupted)
+        .unwrap();
+    assert_eq!(
+        interrupted.detail,
+        "caught in phase act by the stop of session 1"
+    );
 }
 
 #[test]
@@ -137,8 +204,20 @@ fn a_running_wait_shows_its_countdown() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("wait.db");
     let b = first_session(&state, "lab-move.runbook");
-    b.step("settle", "running", Some("act"), 1, Some(at(17, 20, 0)), Some(at(17, 20, 0)), None);
-    let state = dashboard::live_state(&read_snapshot(&state).unwrap(), Some(&runbook()), at(17, 20, 15));
+    b.step(
+        "settle",
+        "running",
+        Some("act"),
+        1,
+        Some(at(17, 20, 0)),
+        Some(at(17, 20, 0)),
+        None,
+    );
+    let state = dashboard::live_state(
+        &read_snapshot(&state).unwrap(),
+        Some(&runbook()),
+        at(17, 20, 15),
+    );
     assert_eq!(state.countdowns.len(), 1);
     assert_eq!(state.countdowns[0].step, "settle");
     assert_eq!(state.countdowns[0].until, at(17, 21, 0));
@@ -182,7 +261,9 @@ fn reading_changes_nothing_and_refuses_what_it_cannot_read() {
     read_snapshot(&state).unwrap();
     assert_eq!(std::fs::read(&state).unwrap(), before);
 
-    let missing = read_snapshot(&dir.path().join("nope.db")).unwrap_err().to_string();
+    let missing = read_snapshot(&dir.path().join("nope.db"))
+        .unwrap_err()
+        .to_string();
     assert!(missing.contains("does not exist"), "{missing}");
 
     let conn = rusqlite::Connection::open(&state).unwrap();
@@ -206,18 +287,35 @@ fn no_format_shows_the_secret_of_a_key_the_runbook_references() {
     crashed_and_resumed(&state, "lab-move.runbook");
     let snapshot = read_snapshot(&state).unwrap();
     let report = Report::build(&snapshot, Some(&runbook()));
-    for format in [Format::Markdown, Format::Json, Format::Csv, Format::CsvEvents, Format::Html] {
+    for format in [
+        Format::Markdown,
+        Format::Json,
+        Format::Csv,
+        Format::CsvEvents,
+        Format::Html,
+    ] {
         let text = render(&report, format);
         assert!(!text.contains(SECRET), "{format:?} shows the secret");
-        assert!(!text.contains("c2VjcmV0"), "{format:?} shows part of the secret");
+        assert!(
+            !text.contains("c2VjcmV0"),
+            "{format:?} shows part of the secret"
+        );
     }
-    let live = serde_json::to_string(&dashboard::live_state(&snapshot, Some(&runbook()), at(17, 20, 0))).unwrap();
+    let live = serde_json::to_string(&dashboard::live_state(
+        &snapshot,
+        Some(&runbook()),
+        at(17, 20, 0),
+    ))
+    .unwrap();
     assert!(!live.contains(SECRET));
 }
 
 #[test]
 fn evidence_tables_show_each_server() {
     let markdown = render(&crashed_report(), Format::Markdown);
-    assert!(markdown.contains("| 127.0.0.20 | 2026031402 | 127.0.0.1:5354 | 5 |"), "{markdown}");
+    assert!(
+        markdown.contains("| 127.0.0.20 | 2026031402 | 127.0.0.1:5354 | 5 |"),
+        "{markdown}"
+    );
     assert!(markdown.contains("bytes_sent: 9123840 (9.1 MB)"));
 }

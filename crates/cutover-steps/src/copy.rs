@@ -11,9 +11,9 @@ use cutover_copy::{
 };
 use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepKind};
 use cutover_lang::{ActionKind, Endpoint, Runbook, Transport};
-use std::path::Path;
 use cutover_store::Phase;
 use serde_json::{Value, json};
+use std::path::Path;
 
 /// The command that serves files on a host reached by ssh.
 const REMOTE_AGENT: &str = "cutover agent --stdio --root /";
@@ -28,8 +28,14 @@ pub struct DbSync;
 /// `via local` roots resolve from the runbook's folder).
 pub(crate) fn location_in(runbook: &Runbook, runbook_dir: &Path, endpoint: &Endpoint) -> Location {
     match &runbook.host(endpoint.host).transport {
-        Transport::Local { root } => Location::Local(runbook_dir.join(root).join(endpoint.path.trim_start_matches('/'))),
-        Transport::Ssh { user, host, port } => Location::ssh(user, host, *port, REMOTE_AGENT, &endpoint.path),
+        Transport::Local { root } => Location::Local(
+            runbook_dir
+                .join(root)
+                .join(endpoint.path.trim_start_matches('/')),
+        ),
+        Transport::Ssh { user, host, port } => {
+            Location::ssh(user, host, *port, REMOTE_AGENT, &endpoint.path)
+        }
         Transport::Agent { command } => Location::agent_shell(command, &endpoint.path),
     }
 }
@@ -105,7 +111,11 @@ impl StepKind for ImageCopy {
             let data = serde_json::to_value(&report)?;
             Ok(if report.equal {
                 Check::Satisfied(Evidence::new(
-                    format!("{label}: destination equals the source ({}, blake3 {})", mib(report.source_size), short(&report.source_hash)),
+                    format!(
+                        "{label}: destination equals the source ({}, blake3 {})",
+                        mib(report.source_size),
+                        short(&report.source_hash)
+                    ),
                     data,
                 ))
             } else {
@@ -115,7 +125,11 @@ impl StepKind for ImageCopy {
                     (Some(size), None) => format!("{} (size differs)", mib(size)),
                 };
                 Check::NotYet(Evidence::new(
-                    format!("{label}: source {} blake3 {}, destination {dest}", mib(report.source_size), short(&report.source_hash)),
+                    format!(
+                        "{label}: source {} blake3 {}, destination {dest}",
+                        mib(report.source_size),
+                        short(&report.source_hash)
+                    ),
                     data,
                 ))
             })
@@ -125,7 +139,8 @@ impl StepKind for ImageCopy {
     fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
         Box::pin(async move {
             let (source, dest, label) = endpoints(ctx)?;
-            let report = run_blocking(ctx, move |options| copy_image(&source, &dest, options)).await?;
+            let report =
+                run_blocking(ctx, move |options| copy_image(&source, &dest, options)).await?;
             Ok(Evidence::new(
                 format!(
                     "{label}: {} scanned, {} sent, {} reused, {} of holes/zeros skipped{} in {:.1}s, blake3 {}",
@@ -133,7 +148,11 @@ impl StepKind for ImageCopy {
                     mib(report.bytes_sent),
                     mib(report.bytes_reused),
                     mib(report.zero_bytes_skipped),
-                    if report.resumed { " (resumed a partial copy)" } else { "" },
+                    if report.resumed {
+                        " (resumed a partial copy)"
+                    } else {
+                        ""
+                    },
                     report.duration.as_secs_f64(),
                     short(&report.hash),
                 ),
@@ -173,7 +192,10 @@ impl StepKind for DbSync {
                     data,
                 ))
             } else {
-                Check::NotYet(Evidence::new(format!("{label}: destination differs from the source"), data))
+                Check::NotYet(Evidence::new(
+                    format!("{label}: destination differs from the source"),
+                    data,
+                ))
             })
         })
     }
@@ -181,7 +203,8 @@ impl StepKind for DbSync {
     fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
         Box::pin(async move {
             let (source, dest, label) = endpoints(ctx)?;
-            let report = run_blocking(ctx, move |options| sync_sqlite(&source, &dest, options)).await?;
+            let report =
+                run_blocking(ctx, move |options| sync_sqlite(&source, &dest, options)).await?;
             let rows: u64 = report.tables.iter().map(|t| t.rows).sum();
             Ok(Evidence::new(
                 format!(
@@ -210,11 +233,17 @@ impl StepKind for DbSync {
             Ok(if observed == expected {
                 let rows: u64 = dest_tables.iter().map(|t| t.rows).sum();
                 Check::Satisfied(Evidence::new(
-                    format!("{label}: {} tables ({rows} rows) match the snapshot's row counts and checksums", dest_tables.len()),
+                    format!(
+                        "{label}: {} tables ({rows} rows) match the snapshot's row counts and checksums",
+                        dest_tables.len()
+                    ),
                     data,
                 ))
             } else {
-                Check::NotYet(Evidence::new(format!("{label}: destination differs from the snapshot"), data))
+                Check::NotYet(Evidence::new(
+                    format!("{label}: destination differs from the snapshot"),
+                    data,
+                ))
             })
         })
     }

@@ -39,7 +39,11 @@ struct TtlArgs<'a> {
 
 fn ttl_args<'a>(ctx: &'a StepContext<'a>) -> anyhow::Result<TtlArgs<'a>> {
     let ActionKind::DnsTtl {
-        zone, names, rtype, ttl, ..
+        zone,
+        names,
+        rtype,
+        ttl,
+        ..
     } = &ctx.action.kind
     else {
         return Err(crate::wrong_action("dns.ttl", &ctx.action.kind));
@@ -104,7 +108,12 @@ fn updater(ctx: &StepContext<'_>, zone: &Zone, timeout: Duration) -> anyhow::Res
             let text = ctx.secret_text(key_id)?;
             let algorithm: TsigAlgorithm = key.algorithm.as_str().parse()?;
             let source = format!("the secret of key `{}`", key.name);
-            Some(TsigKey::parse(&text, &source, Some(&key.name), Some(algorithm))?)
+            Some(TsigKey::parse(
+                &text,
+                &source,
+                Some(&key.name),
+                Some(algorithm),
+            )?)
         }
         None => None,
     };
@@ -112,7 +121,10 @@ fn updater(ctx: &StepContext<'_>, zone: &Zone, timeout: Duration) -> anyhow::Res
 }
 
 /// One round of queries at every verify server.
-async fn observe(servers: &[SocketAddr], checks: &[RecordCheck]) -> anyhow::Result<Vec<VerifyReport>> {
+async fn observe(
+    servers: &[SocketAddr],
+    checks: &[RecordCheck],
+) -> anyhow::Result<Vec<VerifyReport>> {
     let options = VerifyOptions {
         timeout: Duration::ZERO,
         query_timeout: QUERY_TIMEOUT,
@@ -127,7 +139,10 @@ fn round_evidence(reports: &[VerifyReport]) -> (bool, Evidence) {
     let records: Vec<Value> = reports.iter().map(report_json).collect();
     let summary = if verified {
         let servers = reports.first().map_or(0, |report| report.servers.len());
-        let what: Vec<String> = reports.iter().map(|r| format!("{} {}", r.name, r.rtype)).collect();
+        let what: Vec<String> = reports
+            .iter()
+            .map(|r| format!("{} {}", r.name, r.rtype))
+            .collect();
         format!("{} served by all {servers} verify servers", what.join(", "))
     } else {
         let waiting: Vec<String> = reports
@@ -143,8 +158,13 @@ fn round_evidence(reports: &[VerifyReport]) -> (bool, Evidence) {
                         (Some(obs), None) => format!(
                             "{} answers {} TTL {}",
                             server.server,
-                            if obs.values.is_empty() { "nothing".to_string() } else { obs.values.join(" ") },
-                            obs.ttl.map_or_else(|| "-".to_string(), |ttl| ttl.to_string())
+                            if obs.values.is_empty() {
+                                "nothing".to_string()
+                            } else {
+                                obs.values.join(" ")
+                            },
+                            obs.ttl
+                                .map_or_else(|| "-".to_string(), |ttl| ttl.to_string())
                         ),
                         (None, None) => format!("{}: not asked", server.server),
                     })
@@ -158,7 +178,10 @@ fn round_evidence(reports: &[VerifyReport]) -> (bool, Evidence) {
             .collect();
         format!("waiting for {}", waiting.join(" | "))
     };
-    (verified, Evidence::new(summary, json!({ "records": records })))
+    (
+        verified,
+        Evidence::new(summary, json!({ "records": records })),
+    )
 }
 
 fn report_json(report: &VerifyReport) -> Value {
@@ -232,12 +255,21 @@ impl StepKind for DnsTtl {
             for name in args.names {
                 // A resumed act finds names it already changed: their TTL
                 // before the change is in the evidence of the first attempt.
-                let current = query(args.zone.primary, &args.zone.name, name, args.rtype, QUERY_TIMEOUT).await?;
+                let current = query(
+                    args.zone.primary,
+                    &args.zone.name,
+                    name,
+                    args.rtype,
+                    QUERY_TIMEOUT,
+                )
+                .await?;
                 if current.ttl == Some(args.ttl) {
                     changes.push(json!({ "name": name, "previous_ttl": null, "new_ttl": args.ttl, "values": current.values }));
                     continue;
                 }
-                let change = updater.set_ttl(&args.zone.name, name, args.rtype, args.ttl).await?;
+                let change = updater
+                    .set_ttl(&args.zone.name, name, args.rtype, args.ttl)
+                    .await?;
                 changes.push(json!({
                     "name": name,
                     "previous_ttl": change.previous_ttl,
@@ -270,7 +302,9 @@ impl DnsSwitch {
     /// serial the primary serves now (so a secondary that has the value
     /// from elsewhere but not the new zone does not count).
     async fn round(args: &SwitchArgs<'_>, value: &str) -> anyhow::Result<Vec<VerifyReport>> {
-        let primary_serial = soa(args.zone.primary, &args.zone.name, QUERY_TIMEOUT).await?.serial;
+        let primary_serial = soa(args.zone.primary, &args.zone.name, QUERY_TIMEOUT)
+            .await?
+            .serial;
         let check = RecordCheck {
             zone: args.zone.name.clone(),
             name: args.name.to_string(),
@@ -291,7 +325,9 @@ impl DnsSwitch {
             .enumerate()
             .rev()
             .find(|(_, step)| match &step.action.kind {
-                ActionKind::DnsTtl { zone, names, rtype, .. } => {
+                ActionKind::DnsTtl {
+                    zone, names, rtype, ..
+                } => {
                     *zone == args.zone_id
                         && rtype.as_str() == args.rtype.to_string()
                         && names.iter().any(|n| n == args.name)
@@ -304,7 +340,11 @@ impl DnsSwitch {
     /// When caches may still hold the value from before the lowering step:
     /// its verification time plus the TTL it replaced (recorded, or the
     /// runbook's `was`, whichever is longer).
-    fn caches_expire_at(ctx: &StepContext<'_>, lowering: StepId, name: &str) -> anyhow::Result<Option<(DateTime<Utc>, u64)>> {
+    fn caches_expire_at(
+        ctx: &StepContext<'_>,
+        lowering: StepId,
+        name: &str,
+    ) -> anyhow::Result<Option<(DateTime<Utc>, u64)>> {
         let Some(verified) = ctx.evidence_of(lowering, Phase::Verify)? else {
             return Ok(None);
         };
@@ -324,11 +364,17 @@ impl DnsSwitch {
             return Ok(None);
         };
         let old_ttl_signed = i64::try_from(old_ttl).unwrap_or(i64::MAX);
-        Ok(Some((verified.at + chrono::Duration::seconds(old_ttl_signed), old_ttl)))
+        Ok(Some((
+            verified.at + chrono::Duration::seconds(old_ttl_signed),
+            old_ttl,
+        )))
     }
 
     /// Waits until the old TTL has expired everywhere, unless told not to.
-    async fn wait_out_old_ttl(ctx: &StepContext<'_>, args: &SwitchArgs<'_>) -> anyhow::Result<Value> {
+    async fn wait_out_old_ttl(
+        ctx: &StepContext<'_>,
+        args: &SwitchArgs<'_>,
+    ) -> anyhow::Result<Value> {
         let Some(lowering) = Self::lowering_step(ctx.runbook, ctx.step, args) else {
             return Ok(json!({ "lowered_by": null }));
         };
@@ -372,7 +418,14 @@ impl StepKind for DnsSwitch {
         Box::pin(async move {
             let args = switch_args(ctx)?;
             let ttl_wait = Self::wait_out_old_ttl(ctx, &args).await?;
-            let current = query(args.zone.primary, &args.zone.name, args.name, args.rtype, QUERY_TIMEOUT).await?;
+            let current = query(
+                args.zone.primary,
+                &args.zone.name,
+                args.name,
+                args.rtype,
+                QUERY_TIMEOUT,
+            )
+            .await?;
             let new = cutover_dns::canonical_input(args.rtype, &[args.new])?;
             let swapped = if current.values == new {
                 // A resumed act whose update had already landed.
@@ -380,15 +433,30 @@ impl StepKind for DnsSwitch {
             } else {
                 let ttl = current.ttl.unwrap_or(300);
                 updater(ctx, args.zone, QUERY_TIMEOUT)?
-                    .compare_and_swap(&args.zone.name, args.name, args.rtype, &[args.old], &[args.new], ttl)
+                    .compare_and_swap(
+                        &args.zone.name,
+                        args.name,
+                        args.rtype,
+                        &[args.old],
+                        &[args.new],
+                        ttl,
+                    )
                     .await?;
                 true
             };
-            let serial = soa(args.zone.primary, &args.zone.name, QUERY_TIMEOUT).await?.serial;
+            let serial = soa(args.zone.primary, &args.zone.name, QUERY_TIMEOUT)
+                .await?
+                .serial;
             let summary = if swapped {
-                format!("{} {} {} -> {} at primary {}, serial {serial}", current.name, args.rtype, args.old, args.new, args.zone.primary)
+                format!(
+                    "{} {} {} -> {} at primary {}, serial {serial}",
+                    current.name, args.rtype, args.old, args.new, args.zone.primary
+                )
             } else {
-                format!("{} {} already {} at primary {}, serial {serial}", current.name, args.rtype, args.new, args.zone.primary)
+                format!(
+                    "{} {} already {} at primary {}, serial {serial}",
+                    current.name, args.rtype, args.new, args.zone.primary
+                )
             };
             Ok(Evidence::new(
                 summary,
@@ -415,7 +483,8 @@ impl StepKind for DnsSwitch {
             }
             if !args.zone.resolvers.is_empty() {
                 let fqdn = reports.first().map_or_else(String::new, |r| r.name.clone());
-                let expiry = cache_expiry(&args.zone.resolvers, &fqdn, args.rtype, QUERY_TIMEOUT).await?;
+                let expiry =
+                    cache_expiry(&args.zone.resolvers, &fqdn, args.rtype, QUERY_TIMEOUT).await?;
                 let resolvers: Vec<Value> = expiry
                     .resolvers
                     .iter()
@@ -423,9 +492,12 @@ impl StepKind for DnsSwitch {
                     .collect();
                 let worst = expiry.worst_case.map(|d| d.as_secs());
                 if let Some(worst) = worst {
-                    evidence.summary.push_str(&format!("; resolver caches may hold the old answer for up to {worst}s more"));
+                    evidence.summary.push_str(&format!(
+                        "; resolver caches may hold the old answer for up to {worst}s more"
+                    ));
                 }
-                evidence.data["caches"] = json!({ "resolvers": resolvers, "worst_case_seconds": worst });
+                evidence.data["caches"] =
+                    json!({ "resolvers": resolvers, "worst_case_seconds": worst });
             }
             Ok(Check::Satisfied(evidence))
         })

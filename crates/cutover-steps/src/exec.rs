@@ -6,7 +6,7 @@
 //! exit 0).
 
 use crate::wrong_action;
-use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepKind, ActionRole, bounded};
+use cutover_engine::{ActionRole, BoxFuture, Check, Evidence, StepContext, StepKind, bounded};
 use cutover_lang::{ActionKind, HostId, Transport};
 use std::process::Stdio;
 use tokio::process::Command;
@@ -16,7 +16,11 @@ pub struct Exec;
 /// Output kept in evidence (the event log keeps more).
 const EVIDENCE_OUTPUT: usize = 512;
 
-fn command_for(ctx: &StepContext<'_>, host: Option<HostId>, script: &str) -> anyhow::Result<(String, Command)> {
+fn command_for(
+    ctx: &StepContext<'_>,
+    host: Option<HostId>,
+    script: &str,
+) -> anyhow::Result<(String, Command)> {
     let Some(id) = host else {
         let mut cmd = Command::new("sh");
         cmd.arg("-c").arg(script).current_dir(ctx.runbook_dir());
@@ -30,7 +34,11 @@ fn command_for(ctx: &StepContext<'_>, host: Option<HostId>, script: &str) -> any
             cmd.arg("-c").arg(script).current_dir(dir);
             Ok((host.name.clone(), cmd))
         }
-        Transport::Ssh { user, host: address, port } => {
+        Transport::Ssh {
+            user,
+            host: address,
+            port,
+        } => {
             let mut cmd = Command::new("ssh");
             cmd.args(["-o", "BatchMode=yes"]);
             if let Some(port) = port {
@@ -51,11 +59,18 @@ async fn run_all(ctx: &StepContext<'_>, log: bool) -> anyhow::Result<Result<Evid
     let ActionKind::Exec { on, command } = &ctx.action.kind else {
         return Err(wrong_action("exec", &ctx.action.kind));
     };
-    let hosts: Vec<Option<HostId>> = if on.is_empty() { vec![None] } else { on.iter().copied().map(Some).collect() };
+    let hosts: Vec<Option<HostId>> = if on.is_empty() {
+        vec![None]
+    } else {
+        on.iter().copied().map(Some).collect()
+    };
     let mut results = Vec::new();
     for host in hosts {
         let (label, mut cmd) = command_for(ctx, host, command)?;
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
         let child = cmd
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start the command on {label}: {e}"))?;
@@ -81,7 +96,10 @@ async fn run_all(ctx: &StepContext<'_>, log: bool) -> anyhow::Result<Result<Evid
             "stderr": bounded(&stderr, EVIDENCE_OUTPUT),
         });
         if !output.status.success() {
-            let why = code.map_or_else(|| "was killed by a signal".to_owned(), |c| format!("exited {c}"));
+            let why = code.map_or_else(
+                || "was killed by a signal".to_owned(),
+                |c| format!("exited {c}"),
+            );
             let first_line = stderr.lines().next().unwrap_or("").trim();
             let summary = if first_line.is_empty() {
                 format!("`{command}` on {label} {why}")

@@ -15,11 +15,19 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const EVIDENCE_BODY: usize = 256;
 
 async fn observe(ctx: &StepContext<'_>) -> anyhow::Result<Check> {
-    let ActionKind::HttpCheck { url, host, status, body } = &ctx.action.kind else {
+    let ActionKind::HttpCheck {
+        url,
+        host,
+        status,
+        body,
+    } = &ctx.action.kind
+    else {
         return Err(wrong_action("http.check", &ctx.action.kind));
     };
     let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("bad URL {url}: {e}"))?;
-    let mut client = reqwest::Client::builder().no_proxy().timeout(REQUEST_TIMEOUT);
+    let mut client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(REQUEST_TIMEOUT);
     if let (Some(id), Some(name)) = (host, parsed.host_str()) {
         let port = parsed.port_or_known_default().unwrap_or(80);
         client = client.resolve(name, SocketAddr::new(ctx.runbook.host(*id).addr, port));
@@ -50,12 +58,18 @@ async fn observe(ctx: &StepContext<'_>) -> anyhow::Result<Check> {
         "body": bounded(&text, EVIDENCE_BODY),
     });
     if code != *status {
-        return Ok(Check::NotYet(Evidence::new(format!("{url} answered {code}, expected {status}"), data)));
+        return Ok(Check::NotYet(Evidence::new(
+            format!("{url} answered {code}, expected {status}"),
+            data,
+        )));
     }
     if let Some(wanted) = body
         && !text.contains(wanted.as_str())
     {
-        return Ok(Check::NotYet(Evidence::new(format!("{url} answered {code} without \"{wanted}\""), data)));
+        return Ok(Check::NotYet(Evidence::new(
+            format!("{url} answered {code} without \"{wanted}\""),
+            data,
+        )));
     }
     let summary = match body {
         Some(wanted) => format!("{url} answered {code} with \"{wanted}\""),
@@ -70,6 +84,11 @@ impl StepKind for HttpCheck {
     }
 
     fn act<'a>(&'a self, _ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
-        Box::pin(async { Ok(Evidence::new("nothing to do (a check)", serde_json::Value::Null)) })
+        Box::pin(async {
+            Ok(Evidence::new(
+                "nothing to do (a check)",
+                serde_json::Value::Null,
+            ))
+        })
     }
 }

@@ -37,5 +37,8 @@ impl KindRegistry for Kinds {
 
 /// A kind got an action of another kind: a registry bug, reported plainly.
 fn wrong_action(expected: &str, action: &ActionKind) -> anyhow::Error {
-    anyhow::anyhow!("the {expected} kind was given a `{}` action", action.keyword())
+    anyhow::anyhow!(
+        "the {expected} kind was given a `{}` action",
+        action.keyword()
+    )
 }

@@ -14,12 +14,19 @@ const POLL: Duration = Duration::from_millis(250);
 
 fn confirmed(ctx: &StepContext<'_>) -> anyhow::Result<Option<Evidence>> {
     Ok(ctx.confirmation()?.map(|c| {
-        let mut summary = format!("confirmed by {} at {}", c.user, c.at.format("%Y-%m-%d %H:%M:%S UTC"));
+        let mut summary = format!(
+            "confirmed by {} at {}",
+            c.user,
+            c.at.format("%Y-%m-%d %H:%M:%S UTC")
+        );
         if let Some(note) = c.note.as_deref().filter(|n| !n.is_empty()) {
             summary.push_str(": ");
             summary.push_str(note);
         }
-        Evidence::new(summary, serde_json::json!({ "user": c.user, "at": c.at, "note": c.note }))
+        Evidence::new(
+            summary,
+            serde_json::json!({ "user": c.user, "at": c.at, "note": c.note }),
+        )
     }))
 }
 

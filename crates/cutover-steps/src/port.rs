@@ -16,23 +16,28 @@ pub struct PortClosed;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Connects to each target in turn; for each, whether it accepted.
-async fn probe(ctx: &StepContext<'_>, targets: &[PortTarget]) -> Vec<(String, SocketAddr, Result<(), String>)> {
+async fn probe(
+    ctx: &StepContext<'_>,
+    targets: &[PortTarget],
+) -> Vec<(String, SocketAddr, Result<(), String>)> {
     let probes = targets.iter().map(|t| {
         let host = ctx.runbook.host(t.host);
         let addr = SocketAddr::new(host.addr, t.port);
         let label = format!("{}:{}", host.name, t.port);
         async move {
-            let result = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
-                Ok(Ok(_stream)) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())),
-            };
+            let result =
+                match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+                    .await
+                {
+                    Ok(Ok(_stream)) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())),
+                };
             (label, addr, result)
         }
     });
     let mut results = Vec::with_capacity(targets.len());
     for p in probes {
-
         results.push(p.await);
     }
     results
@@ -40,8 +45,19 @@ async fn probe(ctx: &StepContext<'_>, targets: &[PortTarget]) -> Vec<(String, So
 
 async fn observe(ctx: &StepContext<'_>, want_open: bool) -> anyhow::Result<Check> {
     let targets = match (&ctx.action.kind, want_open) {
-        (ActionKind::PortOpen { targets }, true) | (ActionKind::PortClosed { targets }, false) => targets,
-        (other, _) => return Err(wrong_action(if want_open { "port.open" } else { "port.closed" }, other)),
+        (ActionKind::PortOpen { targets }, true) | (ActionKind::PortClosed { targets }, false) => {
+            targets
+        }
+        (other, _) => {
+            return Err(wrong_action(
+                if want_open {
+                    "port.open"
+                } else {
+                    "port.closed"
+                },
+                other,
+            ));
+        }
     };
     let results = tokio::select! {
         r = probe(ctx, targets) => r,

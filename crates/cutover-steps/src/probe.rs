@@ -35,7 +35,9 @@ pub async fn probe(runbook: &Runbook, runbook_dir: &Path) -> Probe {
         let actions = std::iter::once(&step.action).chain(step.undo.as_ref());
         for action in actions {
             match &action.kind {
-                ActionKind::DnsTtl { zone, names, rtype, .. } => {
+                ActionKind::DnsTtl {
+                    zone, names, rtype, ..
+                } => {
                     for name in names {
                         let record = (zone.0, name.clone(), *rtype);
                         if !records.contains(&record) {
@@ -43,7 +45,9 @@ pub async fn probe(runbook: &Runbook, runbook_dir: &Path) -> Probe {
                         }
                     }
                 }
-                ActionKind::DnsSwitch { zone, name, rtype, .. } => {
+                ActionKind::DnsSwitch {
+                    zone, name, rtype, ..
+                } => {
                     let record = (zone.0, name.clone(), *rtype);
                     if !records.contains(&record) {
                         records.push(record);
@@ -54,7 +58,9 @@ pub async fn probe(runbook: &Runbook, runbook_dir: &Path) -> Probe {
                         continue;
                     }
                     let location = location_in(runbook, runbook_dir, from);
-                    match CopyEndpoint::connect(&location).and_then(|(mut endpoint, path)| endpoint.open_source(&path)) {
+                    match CopyEndpoint::connect(&location)
+                        .and_then(|(mut endpoint, path)| endpoint.open_source(&path))
+                    {
                         Ok(size) => facts.source_sizes.push(SizeFact {
                             endpoint: from.clone(),
                             size: Size(size),

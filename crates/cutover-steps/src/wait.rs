@@ -14,9 +14,11 @@ fn deadline(ctx: &StepContext<'_>) -> anyhow::Result<Option<DateTime<Utc>>> {
         ActionKind::Wait(WaitFor::Duration(d)) => Ok(ctx
             .first_act_at()?
             .map(|start| start + TimeDelta::from_std(*d).unwrap_or(TimeDelta::MAX))),
-        ActionKind::Wait(WaitFor::Until(spec)) => resolve_time(*spec, ctx.t0)
-            .map(Some)
-            .ok_or_else(|| anyhow::anyhow!("`wait until` a time relative to T0, but this run has no T0")),
+        ActionKind::Wait(WaitFor::Until(spec)) => {
+            resolve_time(*spec, ctx.t0).map(Some).ok_or_else(|| {
+                anyhow::anyhow!("`wait until` a time relative to T0, but this run has no T0")
+            })
+        }
         other => Err(wrong_action("wait", other)),
     }
 }

@@ -11,7 +11,9 @@ use cutover_dns::{
     RecordType, SecondaryConfig, ServeConfig, ServerHandle, TsigKey, ZoneSource, query, serve,
     serve_secondary,
 };
-use cutover_engine::{Controls, Engine, NoPrompter, NoReporter, Opened, RunOptions, RunOutcome, open_run};
+use cutover_engine::{
+    Controls, Engine, NoPrompter, NoReporter, Opened, RunOptions, RunOutcome, open_run,
+};
 use cutover_steps::Kinds;
 use cutover_store::{Phase, Store};
 
@@ -60,7 +62,11 @@ impl Lab {
         })
         .await
         .unwrap();
-        Lab { dir, primary, secondary }
+        Lab {
+            dir,
+            primary,
+            secondary,
+        }
     }
 
     fn primary(&self) -> SocketAddr {
@@ -95,12 +101,23 @@ host new  site b  addr 127.0.0.20  via local new
         let path = self.dir.path().join("test.runbook");
         std::fs::write(&path, text).unwrap();
         let loaded = cutover_lang::load_file(&path);
-        let runbook = loaded
-            .runbook
-            .unwrap_or_else(|| panic!("{}", cutover_lang::render_human(&loaded.sources, &loaded.diagnostics, false)));
+        let runbook = loaded.runbook.unwrap_or_else(|| {
+            panic!(
+                "{}",
+                cutover_lang::render_human(&loaded.sources, &loaded.diagnostics, false)
+            )
+        });
         let state_path = self.dir.path().join(".cutover/test.db");
         let store = Store::open(&state_path).unwrap();
-        let state = match open_run(store, &runbook, &path.display().to_string(), "hash", Some(Utc::now())).unwrap() {
+        let state = match open_run(
+            store,
+            &runbook,
+            &path.display().to_string(),
+            "hash",
+            Some(Utc::now()),
+        )
+        .unwrap()
+        {
             Opened::New(state) | Opened::Resumed(state) => state,
             Opened::Changed { .. } => panic!("a fresh state file cannot hold a changed run"),
         };
@@ -116,17 +133,28 @@ host new  site b  addr 127.0.0.20  via local new
             prompter: &NoPrompter,
             options: &options,
         };
-        let outcome = tokio::time::timeout(Duration::from_secs(60), engine.run(&state, &Controls::default()))
-            .await
-            .expect("the run ends within a minute")
-            .unwrap();
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(60),
+            engine.run(&state, &Controls::default()),
+        )
+        .await
+        .expect("the run ends within a minute")
+        .unwrap();
         drop(state);
         (outcome, Store::open(&state_path).unwrap())
     }
 }
 
 async fn served(server: SocketAddr, name: &str) -> (Vec<String>, Option<u32>) {
-    let answer = query(server, "lab.test", name, RecordType::A, Duration::from_secs(2)).await.unwrap();
+    let answer = query(
+        server,
+        "lab.test",
+        name,
+        RecordType::A,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
     (answer.values, answer.ttl)
 }
 
@@ -142,19 +170,35 @@ fn write_image(path: &Path, seed: u8) {
 fn write_database(path: &Path, rows: i64) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let db = rusqlite::Connection::open(path).unwrap();
-    db.execute_batch("CREATE TABLE pages (id INTEGER PRIMARY KEY, title TEXT NOT NULL);").unwrap();
+    db.execute_batch("CREATE TABLE pages (id INTEGER PRIMARY KEY, title TEXT NOT NULL);")
+        .unwrap();
     for id in 0..rows {
-        db.execute("INSERT INTO pages (id, title) VALUES (?1, ?2)", (id, format!("page {id}"))).unwrap();
+        db.execute(
+            "INSERT INTO pages (id, title) VALUES (?1, ?2)",
+            (id, format!("page {id}")),
+        )
+        .unwrap();
     }
 }
 
 fn event_log(store: &Store, run: i64) -> String {
     let events = store.events(run).unwrap().into_iter();
-    events.map(|e| format!("{:?} {} {}", e.step, e.kind, e.message)).collect::<Vec<_>>().join("\n")
+    events
+        .map(|e| format!("{:?} {} {}", e.step, e.kind, e.message))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
-fn evidence_at(store: &Store, run: i64, step: &str, phase: Phase) -> (DateTime<Utc>, serde_json::Value) {
-    let record = store.latest_evidence(run, step, phase).unwrap().unwrap_or_else(|| panic!("{step} has {phase:?} evidence"));
+fn evidence_at(
+    store: &Store,
+    run: i64,
+    step: &str,
+    phase: Phase,
+) -> (DateTime<Utc>, serde_json::Value) {
+    let record = store
+        .latest_evidence(run, step, phase)
+        .unwrap()
+        .unwrap_or_else(|| panic!("{step} has {phase:?} evidence"));
     (record.at, record.data)
 }
 
@@ -187,7 +231,10 @@ step switch after copy-image, sync-db
 
     // Both servers serve the new value, with the lowered TTL kept.
     for server in [lab.primary(), lab.secondary()] {
-        assert_eq!(served(server, "wiki").await, (vec!["192.0.2.20".to_string()], Some(1)));
+        assert_eq!(
+            served(server, "wiki").await,
+            (vec!["192.0.2.20".to_string()], Some(1))
+        );
     }
 
     // The lowering recorded the TTL it replaced; the switch waited it out.
@@ -196,7 +243,10 @@ step switch after copy-image, sync-db
     let (lower_verified, _) = evidence_at(&store, run, "lower", Phase::Verify);
     let (switched_at, switch) = evidence_at(&store, run, "switch", Phase::Act);
     assert_eq!(switch["ttl_wait"]["old_ttl"], 3);
-    assert!(switched_at - lower_verified >= chrono::Duration::seconds(3), "switched {switched_at}, lowered {lower_verified}");
+    assert!(
+        switched_at - lower_verified >= chrono::Duration::seconds(3),
+        "switched {switched_at}, lowered {lower_verified}"
+    );
     assert_eq!(switch["swapped"], true);
 
     // Verified at the lagging secondary only once it served the new serial.
@@ -210,11 +260,19 @@ step switch after copy-image, sync-db
 
     // The image and the database arrived whole.
     let source = std::fs::read(lab.dir.path().join("old/img/disk.img")).unwrap();
-    assert_eq!(std::fs::read(lab.dir.path().join("new/img/disk.img")).unwrap(), source);
+    assert_eq!(
+        std::fs::read(lab.dir.path().join("new/img/disk.img")).unwrap(),
+        source
+    );
     let (_, copied) = evidence_at(&store, run, "copy-image", Phase::Act);
-    assert!(copied["bytes_sent"].as_u64().unwrap() <= 1 << 20, "only the differing data is sent: {copied}");
+    assert!(
+        copied["bytes_sent"].as_u64().unwrap() <= 1 << 20,
+        "only the differing data is sent: {copied}"
+    );
     let db = rusqlite::Connection::open(lab.dir.path().join("new/db/app.sqlite")).unwrap();
-    let rows: i64 = db.query_row("SELECT count(*) FROM pages", [], |r| r.get(0)).unwrap();
+    let rows: i64 = db
+        .query_row("SELECT count(*) FROM pages", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(rows, 500);
     let (_, synced) = evidence_at(&store, run, "sync-db", Phase::Verify);
     assert_eq!(synced["destination"][0]["rows"], 500);
@@ -231,8 +289,16 @@ step switch
 ",
     );
     let (outcome, store) = lab.run(&text).await;
-    assert_eq!(outcome, RunOutcome::Failed { step: "switch".into() });
-    assert_eq!(served(lab.primary(), "wiki").await.0, vec!["192.0.2.10".to_string()]);
+    assert_eq!(
+        outcome,
+        RunOutcome::Failed {
+            step: "switch".into()
+        }
+    );
+    assert_eq!(
+        served(lab.primary(), "wiki").await.0,
+        vec!["192.0.2.10".to_string()]
+    );
     let run = store.latest_run().unwrap().unwrap().id;
     let failure = store
         .events(run)
@@ -242,8 +308,14 @@ step switch
         .map(|e| e.message)
         .collect::<Vec<_>>()
         .join("\n");
-    assert!(failure.contains("not what the runbook expects"), "{failure}");
-    assert!(failure.contains("192.0.2.10"), "the failure names what was observed: {failure}");
+    assert!(
+        failure.contains("not what the runbook expects"),
+        "{failure}"
+    );
+    assert!(
+        failure.contains("192.0.2.10"),
+        "the failure names what was observed: {failure}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,7 +332,13 @@ step copy-image
     let (outcome, store) = lab.run(&text).await;
     assert_eq!(outcome, RunOutcome::Completed);
     let run = store.latest_run().unwrap().unwrap().id;
-    assert!(store.latest_evidence(run, "copy-image", Phase::Act).unwrap().is_none(), "nothing was acted");
+    assert!(
+        store
+            .latest_evidence(run, "copy-image", Phase::Act)
+            .unwrap()
+            .is_none(),
+        "nothing was acted"
+    );
     let (_, checked) = evidence_at(&store, run, "copy-image", Phase::Check);
     assert_eq!(checked["equal"], true);
 }

@@ -37,7 +37,9 @@ pub enum StoreError {
     },
     #[error("state file {0} does not exist (no run has started with it)")]
     Missing(PathBuf),
-    #[error("state file {path} has schema version {found}, newer than this cutover understands ({supported})")]
+    #[error(
+        "state file {path} has schema version {found}, newer than this cutover understands ({supported})"
+    )]
     TooNew {
         path: PathBuf,
         found: i64,
@@ -342,7 +344,7 @@ impl Store {
     /// Registers a new run and its steps (all pending); returns its id.
     pub fn create_run(&self, run: &NewRun) -> Result<i64> {
         self.sql(|c| {
-            let tx = c.unchecked_transaction()?;
+            let tx = write_transaction(c)?;
             tx.execute(
                 "INSERT INTO runs (runbook_name, runbook_path, content_hash, operator, t0, started_at, status)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running')",
@@ -390,7 +392,7 @@ impl Store {
     pub fn set_run_status(&self, run: i64, status: RunStatus) -> Result<()> {
         let finished = matches!(status, RunStatus::Completed | RunStatus::RolledBack).then(now);
         self.sql(|c| {
-            let tx = c.unchecked_transaction()?;
+            let tx = write_transaction(c)?;
             tx.execute(
                 "UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1",
                 params![run, status.as_str(), finished],
@@ -414,7 +416,7 @@ impl Store {
         message: &str,
     ) -> Result<()> {
         self.sql(|c| {
-            let tx = c.unchecked_transaction()?;
+            let tx = write_transaction(c)?;
             tx.execute(
                 "UPDATE runs SET content_hash = ?2 WHERE id = ?1",
                 params![run, content_hash],
@@ -492,7 +494,7 @@ impl Store {
     pub fn transition(&self, run: i64, t: &Transition<'_>) -> Result<()> {
         let at = now();
         self.sql(|c| {
-            let tx = c.unchecked_transaction()?;
+            let tx = write_transaction(c)?;
             let changed = tx
                 .prepare_cached(
                     "UPDATE steps SET status = ?3, phase = ?4,
@@ -591,7 +593,12 @@ impl Store {
 
     /// The latest evidence of one step in one phase (e.g. what `dns.ttl`'s
     /// verification observed, read by a later `dns.switch`).
-    pub fn latest_evidence(&self, run: i64, step: &str, phase: Phase) -> Result<Option<EvidenceRecord>> {
+    pub fn latest_evidence(
+        &self,
+        run: i64,
+        step: &str,
+        phase: Phase,
+    ) -> Result<Option<EvidenceRecord>> {
         self.sql(|c| {
             c.prepare_cached(
                 "SELECT id, at, step, phase, attempt, summary, data FROM evidence
@@ -615,7 +622,7 @@ impl Store {
     /// Records that a person confirmed a manual step.
     pub fn confirm(&self, run: i64, step: &str, user: &str, note: Option<&str>) -> Result<()> {
         self.sql(|c| {
-            let tx = c.unchecked_transaction()?;
+            let tx = write_transaction(c)?;
             let known: i64 = tx.query_row(
                 "SELECT count(*) FROM steps WHERE run_id = ?1 AND name = ?2",
                 params![run, step],
@@ -668,11 +675,24 @@ impl Store {
     }
 }
 
+/// A write transaction that takes the write lock at its start, so that a
+/// concurrent writer (`cutover confirm` beside a running `cutover run`)
+/// waits for the busy timeout instead of failing on a stale read snapshot.
+fn write_transaction(c: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
+}
+
 fn insert_step(tx: &Connection, run: i64, position: usize, step: &NewStep) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT INTO steps (run_id, name, position, definition, status, attempts, planned_start)
          VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5)",
-        params![run, step.name, position as i64, step.definition, step.planned_start],
+        params![
+            run,
+            step.name,
+            position as i64,
+            step.definition,
+            step.planned_start
+        ],
     )
     .map(drop)
 }
@@ -685,7 +705,11 @@ fn bad_value(col: usize, text: &str) -> rusqlite::Error {
     )
 }
 
-fn parse_col<T>(r: &rusqlite::Row<'_>, col: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+fn parse_col<T>(
+    r: &rusqlite::Row<'_>,
+    col: usize,
+    parse: fn(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
     let text: String = r.get(col)?;
     parse(&text).ok_or_else(|| bad_value(col, &text))
 }

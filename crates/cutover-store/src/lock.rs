@@ -111,14 +111,18 @@ impl Store {
 }
 
 fn read_holder(c: &rusqlite::Connection) -> rusqlite::Result<Option<LockHolder>> {
-    c.query_row("SELECT user, host, pid, since FROM lock WHERE id = 1", [], |r| {
-        Ok(LockHolder {
-            user: r.get(0)?,
-            host: r.get(1)?,
-            pid: r.get(2)?,
-            since: r.get(3)?,
-        })
-    })
+    c.query_row(
+        "SELECT user, host, pid, since FROM lock WHERE id = 1",
+        [],
+        |r| {
+            Ok(LockHolder {
+                user: r.get(0)?,
+                host: r.get(1)?,
+                pid: r.get(2)?,
+                since: r.get(3)?,
+            })
+        },
+    )
     .optional()
 }
 

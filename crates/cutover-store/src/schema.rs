@@ -87,7 +87,13 @@ pub(crate) fn migrate(store: &Store) -> Result<()> {
     }
     for (version, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         store.sql(|c| {
-            let tx = c.unchecked_transaction()?;
+            let tx =
+                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
+            // Another process may have migrated while this one waited.
+            let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if now > version as i64 {
+                return Ok(());
+            }
             tx.execute_batch(migration)?;
             tx.pragma_update(None, "user_version", version as i64 + 1)?;
             tx.commit()

@@ -49,7 +49,11 @@ fn transitions_are_recorded_with_events_and_evidence() {
                 new_attempt: false,
                 event_kind: "done",
                 message: "verified".into(),
-                evidence: Some((Phase::Verify, "port open".into(), serde_json::json!({"port": 80}))),
+                evidence: Some((
+                    Phase::Verify,
+                    "port open".into(),
+                    serde_json::json!({"port": 80}),
+                )),
             },
         )
         .unwrap();
@@ -60,7 +64,10 @@ fn transitions_are_recorded_with_events_and_evidence() {
     assert!(steps[0].finished_at.is_some());
     assert_eq!(steps[0].last_evidence.as_deref(), Some("port open"));
     assert_eq!(steps[1].status, StepStatus::Pending);
-    let evidence = store.latest_evidence(run, "a", Phase::Verify).unwrap().unwrap();
+    let evidence = store
+        .latest_evidence(run, "a", Phase::Verify)
+        .unwrap()
+        .unwrap();
     assert_eq!(evidence.attempt, 1);
     assert_eq!(evidence.data["port"], 80);
     assert_eq!(store.events(run).unwrap().len(), 3);
@@ -72,7 +79,9 @@ fn the_event_log_is_append_only() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("run.db")).unwrap();
     new_run(&store);
-    let err = store.sql(|c| c.execute("DELETE FROM events", [])).unwrap_err();
+    let err = store
+        .sql(|c| c.execute("DELETE FROM events", []))
+        .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
 }
 
@@ -85,7 +94,10 @@ fn unknown_step_cannot_be_confirmed() {
     assert!(err.to_string().contains("no step named `nope`"), "{err}");
     store.confirm(run, "b", "ops", Some("all stopped")).unwrap();
     let c = store.confirmation(run, "b").unwrap().unwrap();
-    assert_eq!((c.user.as_str(), c.note.as_deref()), ("ops", Some("all stopped")));
+    assert_eq!(
+        (c.user.as_str(), c.note.as_deref()),
+        ("ops", Some("all stopped"))
+    );
 }
 
 #[test]
@@ -95,29 +107,46 @@ fn lock_refuses_a_live_holder_and_takes_over_a_dead_one_only_when_allowed() {
     let store = Store::open(&path).unwrap();
     new_run(&store);
     let me = LockHolder::current();
-    assert_eq!(store.acquire_lock(&me, false).unwrap(), LockState::Acquired { took_over: None });
+    assert_eq!(
+        store.acquire_lock(&me, false).unwrap(),
+        LockState::Acquired { took_over: None }
+    );
 
     let other = LockHolder {
         pid: me.pid + 1,
         ..me.clone()
     };
     // pid 1 is alive on every Unix: a live holder.
-    let live = LockHolder { pid: 1, ..me.clone() };
+    let live = LockHolder {
+        pid: 1,
+        ..me.clone()
+    };
     store.release_lock(&me).unwrap();
     store.acquire_lock(&live, false).unwrap();
-    assert_eq!(store.acquire_lock(&other, true).unwrap(), LockState::Held(live.clone()));
+    assert_eq!(
+        store.acquire_lock(&other, true).unwrap(),
+        LockState::Held(live.clone())
+    );
 
     // A child that has exited and been reaped: a dead holder.
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead_pid = child.id();
     child.wait().unwrap();
-    let dead = LockHolder { pid: dead_pid, ..me.clone() };
+    let dead = LockHolder {
+        pid: dead_pid,
+        ..me.clone()
+    };
     store.sql(|c| c.execute("DELETE FROM lock", [])).unwrap();
     store.acquire_lock(&dead, false).unwrap();
-    assert_eq!(store.acquire_lock(&me, false).unwrap(), LockState::Stale(dead.clone()));
+    assert_eq!(
+        store.acquire_lock(&me, false).unwrap(),
+        LockState::Stale(dead.clone())
+    );
     assert_eq!(
         store.acquire_lock(&me, true).unwrap(),
-        LockState::Acquired { took_over: Some(dead) }
+        LockState::Acquired {
+            took_over: Some(dead)
+        }
     );
     assert_eq!(store.lock_holder().unwrap().unwrap().pid, me.pid);
 }
@@ -128,7 +157,8 @@ fn a_newer_schema_is_refused() {
     let path = dir.path().join("run.db");
     drop(Store::open(&path).unwrap());
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.pragma_update(None, "user_version", CURRENT_VERSION + 1).unwrap();
+    conn.pragma_update(None, "user_version", CURRENT_VERSION + 1)
+        .unwrap();
     drop(conn);
     let err = Store::open(&path).unwrap_err();
     assert!(matches!(err, StoreError::TooNew { .. }), "{err}");

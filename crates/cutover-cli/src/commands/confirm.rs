@@ -31,11 +31,23 @@ pub fn run(args: ConfirmArgs) -> anyhow::Result<ExitCode> {
     let Some(run) = store.latest_run()? else {
         anyhow::bail!("{} holds no run", path.display());
     };
-    let Some(step) = store.steps(run.id)?.into_iter().find(|s| s.name == args.step) else {
+    let Some(step) = store
+        .steps(run.id)?
+        .into_iter()
+        .find(|s| s.name == args.step)
+    else {
         anyhow::bail!("the run in {} has no step `{}`", path.display(), args.step);
     };
-    if !step.definition.lines().nth(1).is_some_and(|l| l.trim_start().starts_with("manual ")) {
-        anyhow::bail!("step `{}` is not a manual step; only manual steps are confirmed", args.step);
+    if !step
+        .definition
+        .lines()
+        .nth(1)
+        .is_some_and(|l| l.trim_start().starts_with("manual "))
+    {
+        anyhow::bail!(
+            "step `{}` is not a manual step; only manual steps are confirmed",
+            args.step
+        );
     }
     let user = cutover_store::current_user();
     store.confirm(run.id, &args.step, &user, args.note.as_deref())?;

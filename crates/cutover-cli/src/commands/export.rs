@@ -60,7 +60,9 @@ impl From<ExportFormat> for Format {
 
 /// `.cutover/NAME.db` beside the runbook.
 pub fn default_state(runbook: &Path) -> PathBuf {
-    let stem = runbook.file_stem().map_or_else(|| "run".into(), |s| s.to_string_lossy().into_owned());
+    let stem = runbook
+        .file_stem()
+        .map_or_else(|| "run".into(), |s| s.to_string_lossy().into_owned());
     runbook
         .parent()
         .unwrap_or_else(|| Path::new(""))
@@ -118,7 +120,10 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         }
         None => {
             let mut stdout = std::io::stdout().lock();
-            match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+            match stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
                 other => other?,
             }
@@ -131,11 +136,18 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
 /// it into place: a reader sees the old report or the new one, never half.
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
     let name = path
         .file_name()
         .with_context(|| format!("--output {} names no file", path.display()))?;
-    let temp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let temp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut file = std::fs::File::create(&temp)?;
         file.write_all(bytes)?;

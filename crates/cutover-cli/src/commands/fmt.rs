@@ -91,9 +91,8 @@ fn replace_file(path: &Path, text: &str) -> anyhow::Result<()> {
         std::fs::rename(&temp, path)
     };
     write()
-        .map_err(|err| {
+        .inspect_err(|_| {
             let _ = std::fs::remove_file(&temp);
-            err
         })
         .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -51,17 +51,25 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     let color_err = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let color_out = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     if let Err(unreadable) = read_text(&args.file) {
-        eprint!("{}", render_human(&unreadable.sources, &unreadable.diagnostics, color_err));
+        eprint!(
+            "{}",
+            render_human(&unreadable.sources, &unreadable.diagnostics, color_err)
+        );
         return Ok(ExitCode::from(2));
     }
     let loaded = load_file(&args.file);
     let Some(runbook) = &loaded.runbook else {
-        eprint!("{}", render_human(&loaded.sources, &loaded.diagnostics, color_err));
+        eprint!(
+            "{}",
+            render_human(&loaded.sources, &loaded.diagnostics, color_err)
+        );
         return Ok(ExitCode::from(1));
     };
     let probed = if args.probe {
         let dir = args.file.parent().unwrap_or(std::path::Path::new("."));
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         Some(runtime.block_on(cutover_steps::probe::probe(runbook, dir)))
     } else {
         None

@@ -39,17 +39,28 @@ pub fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     let runbook = &loaded.runbook;
-    let to = args.to.as_deref().map(|s| step_id(runbook, s)).transpose()?;
+    let to = args
+        .to
+        .as_deref()
+        .map(|s| step_id(runbook, s))
+        .transpose()?;
     let path = state_path(&loaded, args.state.as_deref());
     let store = Store::open_existing(&path)?;
     let Some(record) = store.latest_run()? else {
         anyhow::bail!("{} holds no run to roll back", path.display());
     };
     if record.runbook_name != runbook.name {
-        anyhow::bail!("{} belongs to runbook `{}`, not `{}`", path.display(), record.runbook_name, runbook.name);
+        anyhow::bail!(
+            "{} belongs to runbook `{}`, not `{}`",
+            path.display(),
+            record.runbook_name,
+            runbook.name
+        );
     }
     if record.content_hash != loaded.hash {
-        eprintln!("warning: the runbook changed since the run started; its current `undo` lines are used");
+        eprintln!(
+            "warning: the runbook changed since the run started; its current `undo` lines are used"
+        );
     }
     let holder = take_lock(&store, args.take_over)?;
     let state = SharedState::new(store, record.id);

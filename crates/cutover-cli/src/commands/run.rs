@@ -5,7 +5,10 @@
 use crate::progress::{StdinPrompter, TerminalReporter};
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use cutover_engine::{Controls, Engine, NoPrompter, Opened, Prompter, RunOptions, RunOutcome, StepChange, content_hash, open_run};
+use cutover_engine::{
+    Controls, Engine, NoPrompter, Opened, Prompter, RunOptions, RunOutcome, StepChange,
+    content_hash, open_run,
+};
 use cutover_lang::{Runbook, StepId, load_file, render_human};
 use cutover_store::{LockHolder, LockState, Store};
 use std::io::{BufRead, IsTerminal, Write};
@@ -80,8 +83,14 @@ pub(crate) fn load_runbook(file: &Path) -> Option<LoadedRunbook> {
     let loaded = load_file(file);
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     if loaded.error_count() > 0 || loaded.runbook.is_none() {
-        eprint!("{}", render_human(&loaded.sources, &loaded.diagnostics, color));
-        eprintln!("{}: the runbook has errors; nothing was run", file.display());
+        eprint!(
+            "{}",
+            render_human(&loaded.sources, &loaded.diagnostics, color)
+        );
+        eprintln!(
+            "{}: the runbook has errors; nothing was run",
+            file.display()
+        );
         return None;
     }
     let hash = content_hash(loaded.sources.files.iter().map(|f| f.text.as_str()));
@@ -89,13 +98,20 @@ pub(crate) fn load_runbook(file: &Path) -> Option<LoadedRunbook> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    loaded.runbook.map(|runbook| LoadedRunbook { runbook, hash, dir })
+    loaded
+        .runbook
+        .map(|runbook| LoadedRunbook { runbook, hash, dir })
 }
 
 /// The default state file of a runbook: `.cutover/NAME.db` in its folder.
 pub(crate) fn state_path(loaded: &LoadedRunbook, explicit: Option<&Path>) -> PathBuf {
     explicit.map_or_else(
-        || loaded.dir.join(".cutover").join(format!("{}.db", loaded.runbook.name)),
+        || {
+            loaded
+                .dir
+                .join(".cutover")
+                .join(format!("{}.db", loaded.runbook.name))
+        },
         Path::to_path_buf,
     )
 }
@@ -110,7 +126,9 @@ pub(crate) fn step_id(runbook: &Runbook, name: &str) -> anyhow::Result<StepId> {
             .min()
             .filter(|(d, _)| *d <= 3);
         match closest {
-            Some((_, s)) => anyhow::anyhow!("the runbook has no step `{name}`; did you mean `{s}`?"),
+            Some((_, s)) => {
+                anyhow::anyhow!("the runbook has no step `{name}`; did you mean `{s}`?")
+            }
             None => anyhow::anyhow!("the runbook has no step `{name}`"),
         }
     })
@@ -196,7 +214,10 @@ fn show_changes(changes: &[StepChange]) {
             (Some(_), None) => eprintln!("  removed step `{}`", change.name),
             (before, after) => {
                 eprintln!("  changed step `{}`:", change.name);
-                let (before, after) = (before.as_deref().unwrap_or(""), after.as_deref().unwrap_or(""));
+                let (before, after) = (
+                    before.as_deref().unwrap_or(""),
+                    after.as_deref().unwrap_or(""),
+                );
                 for line in similar::TextDiff::from_lines(before, after).iter_all_changes() {
                     let sign = match line.tag() {
                         similar::ChangeTag::Delete => "-",
@@ -242,10 +263,26 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         runbook_dir: loaded.dir.clone(),
         ..RunOptions::default()
     };
-    options.until = args.until.as_deref().map(|s| step_id(runbook, s)).transpose()?;
-    options.only = args.only.as_deref().map(|s| step_id(runbook, s)).transpose()?;
-    options.skip = args.skip.iter().map(|s| step_id(runbook, s)).collect::<anyhow::Result<_>>()?;
-    options.force = args.force.iter().map(|s| step_id(runbook, s)).collect::<anyhow::Result<_>>()?;
+    options.until = args
+        .until
+        .as_deref()
+        .map(|s| step_id(runbook, s))
+        .transpose()?;
+    options.only = args
+        .only
+        .as_deref()
+        .map(|s| step_id(runbook, s))
+        .transpose()?;
+    options.skip = args
+        .skip
+        .iter()
+        .map(|s| step_id(runbook, s))
+        .collect::<anyhow::Result<_>>()?;
+    options.force = args
+        .force
+        .iter()
+        .map(|s| step_id(runbook, s))
+        .collect::<anyhow::Result<_>>()?;
     let t0 = match &args.t0 {
         Some(text) => Some(parse_t0(text)?),
         None => runbook.window.map(|w| w.start),
@@ -273,10 +310,19 @@ fn run_locked(
     let runbook_path = args.file.display().to_string();
     let state = match open_run(store, runbook, &runbook_path, &loaded.hash, t0)? {
         Opened::New(state) | Opened::Resumed(state) => state,
-        Opened::Changed { state, content_hash, changes } => {
+        Opened::Changed {
+            state,
+            content_hash,
+            changes,
+        } => {
             show_changes(&changes);
-            if !(args.accept_changes || args.yes || ask_yes("Accept the changes (changed steps will run again)?")) {
-                eprintln!("nothing was run; re-run with --accept-changes to go on with the changed runbook");
+            if !(args.accept_changes
+                || args.yes
+                || ask_yes("Accept the changes (changed steps will run again)?"))
+            {
+                eprintln!(
+                    "nothing was run; re-run with --accept-changes to go on with the changed runbook"
+                );
                 return Ok(ExitCode::from(1));
             }
             state.accept_changes(runbook, &content_hash, &changes)?;
@@ -287,7 +333,11 @@ fn run_locked(
     let fancy = std::io::stdout().is_terminal() && !args.step;
     let reporter = std::sync::Arc::new(TerminalReporter::new(fancy));
     let interactive = args.step || std::io::stdin().is_terminal();
-    let prompter: Box<dyn Prompter> = if interactive { Box::new(StdinPrompter::start()) } else { Box::new(NoPrompter) };
+    let prompter: Box<dyn Prompter> = if interactive {
+        Box::new(StdinPrompter::start())
+    } else {
+        Box::new(NoPrompter)
+    };
     let kinds = cutover_steps::Kinds;
     let engine = Engine {
         runbook,
@@ -307,7 +357,10 @@ fn run_locked(
     let file = args.file.display();
     let code = match outcome {
         RunOutcome::Completed => {
-            println!("run complete: every selected step is done (state: {})", path.display());
+            println!(
+                "run complete: every selected step is done (state: {})",
+                path.display()
+            );
             0
         }
         RunOutcome::Stopped => {
@@ -315,7 +368,9 @@ fn run_locked(
             1
         }
         RunOutcome::Failed { step } => {
-            println!("step `{step}` failed; see `cutover status {file}`; `cutover run {file}` retries it");
+            println!(
+                "step `{step}` failed; see `cutover status {file}`; `cutover run {file}` retries it"
+            );
             1
         }
         RunOutcome::Blocked { step, skipped } => {

@@ -52,15 +52,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let (state, runbook) = state_and_runbook(args.file.as_deref(), args.state.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
-            anyhow::anyhow!("cannot listen on {}: {e}", args.listen)
-        })?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
         let address = listener.local_addr()?;
         {
             let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "dashboard of {} at http://{address}/", state.display())?;
+            writeln!(
+                stdout,
+                "dashboard of {} at http://{address}/",
+                state.display()
+            )?;
             stdout.flush()?;
         }
         let exit_after = args.exit_after;

@@ -31,7 +31,10 @@ pub enum StatusFormat {
 }
 
 /// The state file named by `--state` or derived from the runbook FILE.
-pub(crate) fn resolve_state(file: Option<&std::path::Path>, state: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+pub(crate) fn resolve_state(
+    file: Option<&std::path::Path>,
+    state: Option<&std::path::Path>,
+) -> anyhow::Result<PathBuf> {
     if let Some(state) = state {
         return Ok(state.to_path_buf());
     }
@@ -39,26 +42,39 @@ pub(crate) fn resolve_state(file: Option<&std::path::Path>, state: Option<&std::
         anyhow::bail!("name the runbook FILE or the state file with --state");
     };
     let Some(loaded) = load_runbook(file) else {
-        anyhow::bail!("cannot find the state file of {} (give it with --state)", file.display());
+        anyhow::bail!(
+            "cannot find the state file of {} (give it with --state)",
+            file.display()
+        );
     };
     Ok(state_path(&loaded, None))
 }
 
 fn hms(t: Option<DateTime<Utc>>) -> String {
-    t.map_or_else(|| "-".to_owned(), |t| t.format("%m-%d %H:%M:%S").to_string())
+    t.map_or_else(
+        || "-".to_owned(),
+        |t| t.format("%m-%d %H:%M:%S").to_string(),
+    )
 }
 
 fn took(step: &StepRecord) -> String {
     match (step.started_at, step.finished_at) {
-        (Some(start), Some(end)) => cutover_engine::describe_duration((end - start).to_std().unwrap_or_default()),
-        (Some(start), None) => format!("{}…", cutover_engine::describe_duration((Utc::now() - start).to_std().unwrap_or_default())),
+        (Some(start), Some(end)) => {
+            cutover_engine::describe_duration((end - start).to_std().unwrap_or_default())
+        }
+        (Some(start), None) => format!(
+            "{}…",
+            cutover_engine::describe_duration((Utc::now() - start).to_std().unwrap_or_default())
+        ),
         _ => "-".to_owned(),
     }
 }
 
 fn state_word(step: &StepRecord) -> String {
     match (step.status, step.phase) {
-        (cutover_store::StepStatus::Running, Some(phase)) => format!("running ({})", phase.as_str()),
+        (cutover_store::StepStatus::Running, Some(phase)) => {
+            format!("running ({})", phase.as_str())
+        }
         (status, _) => status.as_str().to_owned(),
     }
 }
@@ -86,14 +102,27 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     println!(
         "started {} UTC ({} local){}",
         run.started_at.format("%Y-%m-%d %H:%M:%S"),
-        run.started_at.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S %:z"),
-        run.t0.map_or_else(String::new, |t0| format!(", T0 {} UTC", t0.format("%Y-%m-%d %H:%M:%S")))
+        run.started_at
+            .with_timezone(&Local)
+            .format("%Y-%m-%d %H:%M:%S %:z"),
+        run.t0.map_or_else(String::new, |t0| format!(
+            ", T0 {} UTC",
+            t0.format("%Y-%m-%d %H:%M:%S")
+        ))
     );
     match &lock {
         Some(holder) => println!("coordinator: {holder}"),
         None => println!("coordinator: none (not running)"),
     }
-    let header = ["step", "state", "planned", "started", "took", "tries", "last evidence"];
+    let header = [
+        "step",
+        "state",
+        "planned",
+        "started",
+        "took",
+        "tries",
+        "last evidence",
+    ];
     let rows: Vec<[String; 7]> = steps
         .iter()
         .map(|s| {
@@ -127,7 +156,12 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     };
     line(header);
     for row in &rows {
-        line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5], &row[6]].map(String::as_str));
+        line(
+            [
+                &row[0], &row[1], &row[2], &row[3], &row[4], &row[5], &row[6],
+            ]
+            .map(String::as_str),
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -153,7 +153,7 @@ pub fn svg(plan: &Plan) -> String {
         let _ = writeln!(
             out,
             r##"<text x="{cx:.1}" y="{:.1}" text-anchor="middle" font-size="11" font-style="italic" fill="#999999">time compressed</text>"##,
-            bottom + 16.0
+            bottom + 30.0
         );
     }
     if let Some(w) = plan.window {
