@@ -554,8 +554,7 @@ fn step_deviations(step: &StepReport, snapshot: &Snapshot, out: &mut Vec<Deviati
     match step.status {
         StepStatus::Skipped => {
             let why = step_events()
-                .filter(|e| e.kind == "deviation")
-                .last()
+                .rfind(|e| e.kind == "deviation")
                 .map_or("skipped".to_owned(), |e| e.message.clone());
             out.push(Deviation {
                 step: name,
@@ -565,8 +564,7 @@ fn step_deviations(step: &StepReport, snapshot: &Snapshot, out: &mut Vec<Deviati
         }
         StepStatus::Failed => {
             let why = step_events()
-                .filter(|e| e.kind == "failed")
-                .last()
+                .rfind(|e| e.kind == "failed")
                 .map_or("failed".to_owned(), |e| e.message.clone());
             out.push(Deviation {
                 step: name,

@@ -184,10 +184,10 @@ pub(crate) fn sessions(snapshot: &Snapshot, at: &dyn Fn(DateTime<Utc>) -> Instan
         };
         let last = current.last;
         close(current, end, last, &in_flight, &mut done);
-        if end == SessionEnd::Running {
-            if let Some(session) = done.last_mut() {
-                session.caught_mid_flight.clear();
-            }
+        if end == SessionEnd::Running
+            && let Some(session) = done.last_mut()
+        {
+            session.caught_mid_flight.clear();
         }
     }
     done
