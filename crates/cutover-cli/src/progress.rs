@@ -13,12 +13,17 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Draws run events.
 pub struct TerminalReporter {
     bars: Option<Bars>,
+    /// Plain lines: when each step's progress was last printed.
+    printed_progress: Mutex<HashMap<String, Instant>>,
 }
+
+/// Plain lines show a step's progress at most this often (and its end).
+const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Running countdowns by step: until when, the label, the step's line.
 type Countdowns = Arc<Mutex<HashMap<String, (DateTime<Utc>, String, ProgressBar)>>>;
@@ -54,7 +59,10 @@ impl TerminalReporter {
     /// plain lines otherwise.
     pub fn new(fancy: bool) -> TerminalReporter {
         if !fancy {
-            return TerminalReporter { bars: None };
+            return TerminalReporter {
+                bars: None,
+                printed_progress: Mutex::default(),
+            };
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
         let overall = multi.add(ProgressBar::new(0));
@@ -86,6 +94,7 @@ impl TerminalReporter {
                 lines: Mutex::default(),
                 countdowns,
             }),
+            printed_progress: Mutex::default(),
         }
     }
 
@@ -132,10 +141,15 @@ impl TerminalReporter {
                 done,
                 total,
                 unit,
-            } => match total {
-                Some(total) => format!("{now} {step}: {done}/{total} {unit}"),
-                None => format!("{now} {step}: {done} {unit}"),
-            },
+            } => {
+                if !self.progress_line_due(step, *total == Some(*done)) {
+                    return;
+                }
+                match total {
+                    Some(total) => format!("{now} {step}: {done}/{total} {unit}"),
+                    None => format!("{now} {step}: {done} {unit}"),
+                }
+            }
             RunEvent::Countdown { step, until, label } => {
                 format!(
                     "{now} {step}: {label} until {} ({} left)",
@@ -160,6 +174,24 @@ impl TerminalReporter {
         };
         println!("{line}");
         let _ = std::io::stdout().flush();
+    }
+
+    /// Whether to print a progress line for `step` now: its first, then at
+    /// most one per [`PLAIN_PROGRESS_EVERY`], and the one that ends it, so a
+    /// long copy does not flood a log.
+    fn progress_line_due(&self, step: &str, finished: bool) -> bool {
+        let Ok(mut printed) = self.printed_progress.lock() else {
+            return true;
+        };
+        let now = Instant::now();
+        let due = finished
+            || printed
+                .get(step)
+                .is_none_or(|at| now.duration_since(*at) >= PLAIN_PROGRESS_EVERY);
+        if due {
+            printed.insert(step.to_owned(), now);
+        }
+        due
     }
 }
 

@@ -1,12 +1,18 @@
 //! `cutover serve` end to end: the binary on a loopback port, the JSON it
 //! serves while the store changes, and (with Chromium) the page in a real
-//! headless browser updating itself without a reload.
+//! headless browser: following a real lab run without a reload, and showing
+//! a copy's progress and a countdown that ticks on even when the server is
+//! gone. All traffic is plain HTTP on 127.0.0.1, every request has a
+//! timeout, every wait a bound, and every process started here is stopped
+//! however the test ends.
 
 use cutover_store::{NewRun, NewStep, Phase, RunStatus, StepStatus, Store, Transition};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use reqwest::Method;
+use reqwest::blocking::Client;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "c2VydmUtdGVzdC10c2lnLXNlY3JldC12YWx1ZQ==";
@@ -20,13 +26,63 @@ zone lab.test
   primary 127.0.0.1:5353 key lab-key
   verify  127.0.0.1:5353
 
+host old site a addr 127.0.0.10 via local old
+host new site b addr 127.0.0.20 via local new
+
 step freeze
   manual "Put the wiki into read-only mode"
   expect 1m
 
+step copy after freeze
+  image.copy old:/srv/wiki.img -> new:/srv/wiki.img size 64MiB
+
 step settle after freeze
-  wait 30s
+  wait 2m
 "#;
+
+/// Every HTTP request here gives up after this long (chromedriver answers
+/// a new session, the slowest request, in a few seconds).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest the lab run may take (it takes well under a minute).
+const RUN_LIMIT: Duration = Duration::from_secs(240);
+
+/// One client for every request: plain HTTP, never through a proxy.
+static HTTP: LazyLock<Client> = LazyLock::new(|| {
+    Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .no_proxy()
+        .build()
+        .expect("an HTTP client")
+});
+
+/// Sends a request; its status and body.
+fn request(
+    method: Method,
+    url: &str,
+    body: Option<&serde_json::Value>,
+) -> reqwest::Result<(u16, String)> {
+    let mut request = HTTP.request(method, url);
+    if let Some(body) = body {
+        request = request
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send()?;
+    let status = response.status().as_u16();
+    Ok((status, response.text()?))
+}
+
+fn get(address: &str, path: &str) -> (u16, String) {
+    request(Method::GET, &format!("http://{address}{path}"), None)
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+fn api_run(address: &str) -> serde_json::Value {
+    let (status, body) = get(address, "/api/run");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
 
 /// Kills the child when the test ends, however it ends.
 struct Running(Child);
@@ -51,7 +107,7 @@ fn start_run(dir: &Path) -> (PathBuf, Store, i64) {
             content_hash: "0123456789abcdef".into(),
             operator: "tester".into(),
             t0: None,
-            steps: ["freeze", "settle"]
+            steps: ["freeze", "copy", "settle"]
                 .iter()
                 .map(|name| NewStep {
                     name: (*name).into(),
@@ -62,11 +118,17 @@ fn start_run(dir: &Path) -> (PathBuf, Store, i64) {
         })
         .unwrap();
     store.set_run_status(run, RunStatus::Running).unwrap();
+    act(&store, run, "freeze");
+    (runbook, store, run)
+}
+
+/// What the engine records when `step` starts acting.
+fn act(store: &Store, run: i64, step: &str) {
     store
         .transition(
             run,
             &Transition {
-                step: "freeze",
+                step,
                 status: StepStatus::Running,
                 phase: Some(Phase::Act),
                 new_attempt: true,
@@ -76,7 +138,6 @@ fn start_run(dir: &Path) -> (PathBuf, Store, i64) {
             },
         )
         .unwrap();
-    (runbook, store, run)
 }
 
 /// What `cutover confirm freeze` and the engine then record.
@@ -104,12 +165,30 @@ fn confirm_freeze(store: &Store, run: i64) {
         .unwrap();
 }
 
+/// After [`confirm_freeze`]: `copy` acting, 24 of 64 MiB copied, and
+/// `settle` counting down 90 s from now, as the engine logs them.
+fn copy_and_wait(store: &Store, run: i64) {
+    act(store, run, "copy");
+    for done in [16u64 << 20, 24 << 20] {
+        let data = serde_json::json!({ "done": done, "total": 64u64 << 20, "unit": "bytes" });
+        store
+            .append_event(run, Some("copy"), "progress", "copying", Some(&data))
+            .unwrap();
+    }
+    act(store, run, "settle");
+    let until = chrono::Utc::now() + chrono::TimeDelta::seconds(90);
+    let data = serde_json::json!({ "until": until, "label": "waiting" });
+    store
+        .append_event(run, Some("settle"), "countdown", "waiting", Some(&data))
+        .unwrap();
+}
+
 /// Starts `cutover serve ARGS --listen 127.0.0.1:0`; returns it and its address.
 fn serve(args: &[&str]) -> (Running, String) {
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("cutover"))
         .arg("serve")
         .args(args)
-        .args(["--listen", "127.0.0.1:0", "--exit-after", "120"])
+        .args(["--listen", "127.0.0.1:0", "--exit-after", "600"])
         .env("CUTOVER_SERVE_TEST_TSIG", SECRET)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -127,55 +206,6 @@ fn serve(args: &[&str]) -> (Running, String) {
     (Running(child), address)
 }
 
-/// A minimal HTTP/1.1 client (Connection: close, chunked bodies decoded).
-fn http(address: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = String::new();
-        let mut rest = rest;
-        while let Some((size, after)) = rest.split_once("\r\n") {
-            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if size == 0 || after.len() < size {
-                break;
-            }
-            out.push_str(&after[..size]);
-            rest = after[size..].trim_start_matches("\r\n");
-        }
-        out
-    } else {
-        rest.to_owned()
-    };
-    (status, body)
-}
-
-fn api_run(address: &str) -> serde_json::Value {
-    let (status, body) = http(address, "GET", "/api/run", None);
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
 #[test]
 fn the_api_follows_the_run_and_the_page_is_served() {
     let dir = tempfile::tempdir().unwrap();
@@ -184,7 +214,7 @@ fn the_api_follows_the_run_and_the_page_is_served() {
     let (_server, address) = serve(&[&runbook.display().to_string()]);
 
     // Started before the run: the API says what it waits for.
-    let (status, body) = http(&address, "GET", "/api/run", None);
+    let (status, body) = get(&address, "/api/run");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("does not exist"), "{body}");
 
@@ -204,15 +234,28 @@ fn the_api_follows_the_run_and_the_page_is_served() {
     assert_eq!(state["report"]["confirmations"][0]["user"], "bob");
     assert!(!state.to_string().contains(SECRET));
 
-    let (status, page) = http(&address, "GET", "/", None);
+    copy_and_wait(&store, run);
+    let state = api_run(&address);
+    assert_eq!(state["report"]["steps"][1]["progress"]["done"], 24 << 20);
+    assert_eq!(state["countdowns"][0]["step"], "settle");
+    assert_eq!(state["countdowns"][0]["label"], "waiting");
+    let left = state["countdowns"][0]["left_s"].as_i64().unwrap();
+    assert!((80..=90).contains(&left), "{left}");
+    let logged = state["report"]["events"].as_array().unwrap();
+    assert!(
+        logged.iter().all(|e| e["kind"] != "progress"),
+        "progress is not in the event list"
+    );
+
+    let (status, page) = get(&address, "/");
     assert_eq!(status, 200);
     assert!(page.contains("<script src=\"/dashboard.js\">"));
-    let (status, script) = http(&address, "GET", "/dashboard.js", None);
+    let (status, script) = get(&address, "/dashboard.js");
     assert_eq!(status, 200);
     assert!(script.contains("/api/run"));
-    let (status, _) = http(&address, "GET", "/style.css", None);
+    let (status, _) = get(&address, "/style.css");
     assert_eq!(status, 200);
-    let (status, _) = http(&address, "GET", "/nothing-here", None);
+    let (status, _) = get(&address, "/nothing-here");
     assert_eq!(status, 404);
 }
 
@@ -227,47 +270,156 @@ fn a_non_loopback_address_is_refused() {
     assert!(err.contains("not a loopback address"), "{err}");
 }
 
-/// WebDriver commands to chromedriver.
+/// Headless Chromium driven through chromedriver's WebDriver API. Dropping
+/// it ends the session (which closes Chromium), then stops chromedriver.
 struct Browser {
     driver: String,
     session: String,
+    _chromedriver: Running,
 }
 
 impl Browser {
-    fn command(&self, method: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
-        let body = body.to_string();
-        let (status, text) = http(
-            &self.driver,
-            method,
-            &format!("/session/{}{path}", self.session),
-            (method != "GET").then_some(body.as_str()),
+    /// Starts chromedriver on a free loopback port and opens a session with
+    /// a fresh profile in `profile`, in a window `width` × `height`.
+    fn start(profile: &Path, width: u32, height: u32) -> Browser {
+        let port = free_port();
+        let chromedriver = Running(
+            Command::new("/usr/bin/chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver (apt-get install chromium-driver)"),
         );
+        let driver = format!("http://127.0.0.1:{port}");
+        eventually("chromedriver to be ready", Duration::from_secs(20), || {
+            let (_, body) = request(Method::GET, &format!("{driver}/status"), None)
+                .map_err(|e| e.to_string())?;
+            let ready = serde_json::from_str::<serde_json::Value>(&body)
+                .is_ok_and(|status| status["value"]["ready"] == true);
+            if ready { Ok(()) } else { Err(body) }
+        });
+        let capabilities = serde_json::json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                         "--no-first-run", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync",
+                         format!("--user-data-dir={}", profile.display()),
+                         format!("--window-size={width},{height}")]
+            }
+        }}});
+        let (status, body) = request(
+            Method::POST,
+            &format!("{driver}/session"),
+            Some(&capabilities),
+        )
+        .expect("a WebDriver session");
+        assert_eq!(status, 200, "{body}");
+        let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+        Browser {
+            driver,
+            session: created["value"]["sessionId"].as_str().unwrap().to_owned(),
+            _chromedriver: chromedriver,
+        }
+    }
+
+    fn command(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let url = format!("{}/session/{}{path}", self.driver, self.session);
+        let (status, text) = request(method.clone(), &url, body.as_ref())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         assert_eq!(status, 200, "{method} {path}: {text}");
         serde_json::from_str::<serde_json::Value>(&text).unwrap()["value"].take()
     }
 
+    fn open(&self, url: &str) {
+        self.command(
+            Method::POST,
+            "/url",
+            Some(serde_json::json!({ "url": url })),
+        );
+    }
+
     fn script(&self, script: &str) -> serde_json::Value {
         self.command(
-            "POST",
+            Method::POST,
             "/execute/sync",
-            serde_json::json!({ "script": script, "args": [] }),
+            Some(serde_json::json!({ "script": script, "args": [] })),
         )
     }
 
-    /// Polls `script` until it returns `want`, for at most 15 s.
-    fn wait_for(&self, script: &str, want: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
+    /// The text of the first element matching `selector` within the step
+    /// `step`, or "" when there is none.
+    fn text_in_step(&self, step: &str, selector: &str) -> String {
+        let script = format!(
+            "const e = document.querySelector('[data-step={}] {selector}'); return e ? e.textContent : '';",
+            serde_json::Value::from(step)
+        );
+        self.script(&script).as_str().unwrap_or("").to_owned()
+    }
+
+    fn status_of(&self, step: &str) -> String {
+        let script = format!(
+            "const e = document.querySelector('[data-step={}]'); return e ? e.dataset.status : 'absent';",
+            serde_json::Value::from(step)
+        );
+        self.script(&script).as_str().unwrap_or("").to_owned()
+    }
+
+    /// Polls `script` until it returns `want`, for at most `limit`.
+    fn wait_for(&self, limit: Duration, script: &str, want: &str) {
+        eventually(&format!("{want:?} from {script}"), limit, || {
             let got = self.script(script);
             if got == want {
-                return;
+                Ok(())
+            } else {
+                Err(got.to_string())
             }
-            assert!(
-                Instant::now() < deadline,
-                "waited 15 s for {want:?}; last {got}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        });
+    }
+
+    fn wait_for_status(&self, limit: Duration, step: &str, want: &str) {
+        eventually(&format!("`{step}` to show {want}"), limit, || {
+            let got = self.status_of(step);
+            if got == want { Ok(()) } else { Err(got) }
+        });
+    }
+
+    fn source(&self) -> String {
+        self.command(Method::GET, "/source", None)
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let url = format!("{}/session/{}", self.driver, self.session);
+        let _ = request(Method::DELETE, &url, None);
+    }
+}
+
+/// Polls `check` every 200 ms until it is `Ok`; fails after `limit` with
+/// what it last saw.
+fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let last = match check() {
+            Ok(()) => return,
+            Err(last) => last,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "waited {limit:?} for {what}; last saw {last}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -279,77 +431,286 @@ fn free_port() -> u16 {
         .port()
 }
 
+fn cutover(args: &[&str]) -> std::process::Output {
+    assert_cmd::Command::cargo_bin("cutover")
+        .unwrap()
+        .args(args)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap()
+}
+
+/// A lab started with `cutover lab up`, stopped when the test ends.
+struct Lab(PathBuf);
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = cutover(&["lab", "down", "--dir", &self.0.display().to_string()]);
+    }
+}
+
+/// The secrets of the TSIG keys the lab wrote (`secret "…";` of each key file).
+fn lab_secrets(lab: &Path) -> Vec<String> {
+    let mut secrets = Vec::new();
+    for entry in std::fs::read_dir(lab.join("keys")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        secrets.extend(text.lines().filter_map(|line| {
+            let value = line.trim().strip_prefix("secret \"")?.strip_suffix("\";")?;
+            Some(value.to_owned())
+        }));
+    }
+    secrets
+}
+
+/// Records in the page, without changing it, every step that showed a
+/// countdown or a progress figure (with the first text seen), and marks the
+/// window: a reload would lose both.
+const WATCH: &str = r#"
+window.cutoverNoReload = "still here";
+window.cutoverSeen = { countdown: {}, progress: {} };
+const note = (kind, selector) => {
+  for (const e of document.querySelectorAll(selector)) {
+    const step = e.closest("[data-step]").dataset.step;
+    if (e.textContent && !(step in window.cutoverSeen[kind])) window.cutoverSeen[kind][step] = e.textContent;
+  }
+};
+new MutationObserver(() => { note("countdown", ".countdown"); note("progress", ".progress-figure"); })
+  .observe(document.body, { subtree: true, childList: true, characterData: true });
+return true;
+"#;
+
 #[test]
 #[ignore = "needs chromium and chromium-driver (Debian packages)"]
-fn the_page_updates_in_a_real_browser_without_reloading() {
-    let dir = tempfile::tempdir().unwrap();
-    let (runbook, store, run) = start_run(dir.path());
-    let (_server, address) = serve(&[&runbook.display().to_string()]);
-
-    let port = free_port();
-    let _driver = Running(
-        Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver (apt-get install chromium-driver)"),
+fn the_page_follows_a_lab_run_in_a_real_browser_without_reloading() {
+    let started = Instant::now();
+    let name = "evacuation-2015";
+    let gate = "maintenance";
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/lab")
+        .join(format!("{name}.runbook"));
+    let text = std::fs::read_to_string(&fixture).unwrap();
+    let steps = text.lines().filter(|l| l.starts_with("step ")).count();
+    assert!(text.contains(&format!("step {gate} ")) && text.contains("  manual "));
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("lab");
+    let _lab = Lab(dir.clone());
+    let up = cutover(&[
+        "lab",
+        "up",
+        fixture.to_str().unwrap(),
+        "--dir",
+        dir.to_str().unwrap(),
+        "--lag",
+        "2s",
+        "--fresh",
+        "--stop-after",
+        "10m",
+    ]);
+    assert!(
+        up.status.success(),
+        "lab up: {}",
+        String::from_utf8_lossy(&up.stderr)
     );
-    let driver = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(&driver).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "chromedriver did not start within 15 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let profile = dir.path().join("chromium-profile");
-    let capabilities = serde_json::json!({ "capabilities": { "alwaysMatch": {
-        "browserName": "chrome",
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--no-first-run",
-                     format!("--user-data-dir={}", profile.display()), "--window-size=1200,900"]
-        }
-    }}});
-    let (status, body) = http(&driver, "POST", "/session", Some(&capabilities.to_string()));
-    assert_eq!(status, 200, "{body}");
-    let created: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let browser = Browser {
-        driver: driver.clone(),
-        session: created["value"]["sessionId"].as_str().unwrap().to_owned(),
+    let secrets = lab_secrets(&dir);
+    assert!(!secrets.is_empty(), "the lab wrote its key");
+    let runbook = dir.join(format!("{name}.runbook"));
+    let runbook_text = runbook.display().to_string();
+
+    // The dashboard and the page first, the run second: the page waits.
+    let (_server, address) = serve(&[&runbook_text]);
+    let browser = Browser::start(&temp.path().join("chromium-profile"), 390, 844);
+    browser.open(&format!("http://{address}/"));
+    browser.wait_for(
+        Duration::from_secs(15),
+        "const w = document.getElementById('waiting'); return !w.hidden && w.textContent.includes('does not exist') ? 'waiting' : w.textContent;",
+        "waiting",
+    );
+    browser.script(WATCH);
+
+    let log = |which: &str| temp.path().join(format!("run.{which}"));
+    let mut run = Running(
+        Command::new(assert_cmd::cargo::cargo_bin("cutover"))
+            .args(["run", &runbook_text, "--t0", "now"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(log("stdout")).unwrap())
+            .stderr(std::fs::File::create(log("stderr")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let logs = || {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            std::fs::read_to_string(log("stdout")).unwrap_or_default(),
+            std::fs::read_to_string(log("stderr")).unwrap_or_default()
+        )
     };
 
-    browser.command(
-        "POST",
-        "/url",
-        serde_json::json!({ "url": format!("http://{address}/") }),
+    // The gate waits in the page; it is confirmed from another process and
+    // turns done in the same page.
+    browser.wait_for_status(Duration::from_secs(120), gate, "running");
+    let confirm = cutover(&["confirm", gate, &runbook_text, "--note", "browser test"]);
+    assert!(
+        confirm.status.success(),
+        "confirm: {}",
+        String::from_utf8_lossy(&confirm.stderr)
     );
-    let status_of_freeze = "const e = document.querySelector('[data-step=\"freeze\"]'); return e ? e.dataset.status : 'absent';";
-    browser.wait_for(status_of_freeze, "running");
-    browser.script("window.cutoverNoReload = 'still here'; return true;");
-
-    confirm_freeze(&store, run);
-    browser.wait_for(status_of_freeze, "done");
+    browser.wait_for_status(Duration::from_secs(30), gate, "done");
     assert_eq!(
         browser.script("return window.cutoverNoReload || 'reloaded';"),
         "still here"
     );
+
+    // The run ends; the page's outcome follows.
+    let deadline = Instant::now() + RUN_LIMIT;
+    let status = loop {
+        if let Some(status) = run.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run took more than {RUN_LIMIT:?}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(status.success(), "the run failed\n{}", logs());
+    let completed = format!("completed: {steps} of {steps} steps done");
     browser.wait_for(
-        "return document.getElementById('outcome').textContent.includes('1 of 2 steps done') ? 'yes' : 'no';",
+        Duration::from_secs(15),
+        &format!(
+            "const o = document.getElementById('outcome').textContent; return o.startsWith({}) ? 'yes' : o;",
+            serde_json::Value::from(completed.as_str())
+        ),
         "yes",
     );
-
-    let page = browser.command("GET", "/source", serde_json::Value::Null);
-    let page = page.as_str().unwrap();
-    assert!(page.contains("freeze") && page.contains("<svg"), "{page}");
-    assert!(!page.contains(SECRET), "the secret is in the page");
-    http(
-        &driver,
-        "DELETE",
-        &format!("/session/{}", browser.session),
-        None,
+    assert_eq!(
+        browser.script("return window.cutoverNoReload || 'reloaded';"),
+        "still here",
+        "the page was never reloaded"
     );
+
+    // What the page showed on the way: the waits' countdowns for sure; a
+    // copy's bytes when a poll fell while one was running.
+    let seen = browser.script("return window.cutoverSeen;");
+    let countdowns = seen["countdown"].as_object().unwrap();
+    assert!(
+        countdowns.contains_key("heal"),
+        "the 5 s wait's countdown was shown: {seen}"
+    );
+    assert!(
+        countdowns
+            .values()
+            .all(|t| t.as_str().unwrap().contains(" left (until ")),
+        "{seen}"
+    );
+    for (step, text) in seen["progress"].as_object().unwrap() {
+        let text = text.as_str().unwrap();
+        assert!(
+            text.contains(" MB of ") && text.ends_with("%)"),
+            "{step}: {text}"
+        );
+    }
+    eprintln!("the page showed: {seen}");
+
+    // Readable on a phone: at 390 px nothing makes the page scroll sideways.
+    assert_eq!(
+        browser.script(
+            "return document.documentElement.scrollWidth <= window.innerWidth ? 'fits' : document.documentElement.scrollWidth + ' > ' + window.innerWidth;"
+        ),
+        "fits"
+    );
+
+    // No secret in the page or its data.
+    let page = browser.source();
+    assert!(page.contains(gate) && page.contains("<svg"), "{page}");
+    let (_, api) = get(&address, "/api/run");
+    for secret in &secrets {
+        assert!(
+            !page.contains(secret.as_str()),
+            "a key's secret is in the page"
+        );
+        assert!(
+            !api.contains(secret.as_str()),
+            "a key's secret is in /api/run"
+        );
+    }
+
+    // The engine logged each copy's progress: throttled, ending at its total.
+    let store = Store::open_existing(&dir.join(".cutover").join(format!("{name}.db"))).unwrap();
+    let run_id = store.latest_run().unwrap().unwrap().id;
+    let events = store.events(run_id).unwrap();
+    let copies: Vec<String> = store
+        .steps(run_id)
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.definition.contains("image.copy"))
+        .map(|s| s.name)
+        .collect();
+    assert!(!copies.is_empty());
+    for copy in &copies {
+        let progress: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == "progress" && e.step.as_deref() == Some(copy.as_str()))
+            .collect();
+        let last = progress.last().and_then(|e| e.data.as_ref());
+        let last = last.unwrap_or_else(|| panic!("`{copy}` logged no progress"));
+        assert_eq!(last["done"], last["total"], "`{copy}` logged its total");
+        for pair in progress.windows(2).take(progress.len().saturating_sub(2)) {
+            assert!(
+                pair[1].at - pair[0].at >= chrono::TimeDelta::milliseconds(990),
+                "`{copy}`: progress logged {} apart",
+                pair[1].at - pair[0].at
+            );
+        }
+    }
+    eprintln!("the browser test took {:?}", started.elapsed());
+}
+
+#[test]
+#[ignore = "needs chromium and chromium-driver (Debian packages)"]
+fn progress_and_a_countdown_show_and_the_countdown_ticks_without_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, store, run) = start_run(dir.path());
+    confirm_freeze(&store, run);
+    copy_and_wait(&store, run);
+    let state = dir.path().join(".cutover").join("lab.db");
+    let (server, address) = serve(&["--state", &state.display().to_string()]);
+
+    let browser = Browser::start(&dir.path().join("chromium-profile"), 390, 844);
+    browser.open(&format!("http://{address}/"));
+    let progress = "25.2 MB of 67.1 MB (37%)";
+    eventually("the copy's progress", Duration::from_secs(15), || {
+        let shown = browser.text_in_step("copy", ".progress-figure");
+        if shown == progress {
+            Ok(())
+        } else {
+            Err(shown)
+        }
+    });
+    assert_eq!(
+        browser.script(
+            "const p = document.querySelector('[data-step=\"copy\"] progress'); return p.value / p.max;"
+        ),
+        0.375
+    );
+    let countdown = browser.text_in_step("settle", ".countdown");
+    assert!(countdown.starts_with("· waiting: 1m"), "{countdown}");
+    assert!(countdown.contains(" left (until "), "{countdown}");
+
+    // Without the server the page says so, and the countdown goes on.
+    drop(server);
+    browser.wait_for(
+        Duration::from_secs(15),
+        "return document.getElementById('live-text').textContent.startsWith('cannot reach') ? 'gone' : 'live';",
+        "gone",
+    );
+    let before = browser.text_in_step("settle", ".countdown");
+    eventually("the countdown to tick", Duration::from_secs(5), || {
+        let now = browser.text_in_step("settle", ".countdown");
+        if now != before && now.starts_with("· waiting: 1m") {
+            Ok(())
+        } else {
+            Err(now)
+        }
+    });
 }

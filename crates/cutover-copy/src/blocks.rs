@@ -1,35 +1,68 @@
 //! Block hashing, hole finding and the image content hash.
 //!
-//! Both ends cut a file into fixed windows (64 MiB) of fixed blocks (4 KiB)
-//! and hash every block with blake3. Holes found with `SEEK_DATA`/`SEEK_HOLE`
-//! are not read: their hash is the known hash of a zero block. The content
-//! hash of an image is blake3 over its length and the digests of its windows
-//! (each digest is blake3 over the window's 32-byte block hashes), so both
-//! ends get it from the scan they already do, without a second read.
+//! Both ends cut a file into fixed windows (64 MiB) of fixed blocks (4 KiB).
+//! Two hashes with two jobs:
+//!
+//! - Block hashes (xxh3, 128 bits) say which blocks differ. They are cheap
+//!   enough to run at memory speed, so comparing costs little more than
+//!   reading; a wrong match could only make the copy fail its verification,
+//!   never pass it.
+//! - The content hash (blake3) is what a copy is verified against: blake3
+//!   over the file's length and its window digests, each blake3 over the
+//!   blake3 hashes of the window's 64 KiB segments. Segments are long enough
+//!   for blake3's SIMD to run at full width.
+//!
+//! Holes found with `SEEK_DATA`/`SEEK_HOLE` are not read: their hashes are
+//! the known hashes of zeros. A scan computes whichever hashes are asked for
+//! in one pass, block hashes first and then the segment while it is in cache.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
-
-use memmap2::{Advice, MmapOptions};
 
 /// Bytes per compared block: scattered 4 KiB writes cost one block each.
 pub const BLOCK_SIZE: u64 = 4096;
-/// Bytes per window: the unit of hashing, planning and memory use.
+/// Bytes per content-hash segment.
+pub const SEGMENT_SIZE: u64 = 64 << 10;
+/// Bytes per window: the unit of hashing, planning, verifying and memory use.
 pub const WINDOW_SIZE: u64 = 64 << 20;
 
-/// Block hashes on the wire are blake3 truncated to 128 bits; the window
-/// digests (full blake3 over the full block hashes) guard the whole.
+/// A block hash: xxh3-128, little-endian.
 pub type BlockHash = [u8; 16];
+
+/// Which hashes a scan computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    /// One [`BlockHash`] per block.
+    pub blocks: bool,
+    /// The window's content digest.
+    pub content: bool,
+}
+
+impl Want {
+    pub const BOTH: Want = Want {
+        blocks: true,
+        content: true,
+    };
+    pub const BLOCKS: Want = Want {
+        blocks: true,
+        content: false,
+    };
+    pub const CONTENT: Want = Want {
+        blocks: false,
+        content: true,
+    };
+}
 
 /// The hashes of one window of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowHashes {
-    /// blake3 over the full 32-byte hashes of the window's blocks.
-    pub digest: [u8; 32],
-    /// One truncated hash per block present in the file (a shorter file has
-    /// fewer).
+    /// blake3 over the blake3 hashes of the window's segments, when asked for.
+    pub digest: Option<[u8; 32]>,
+    /// One hash per block present in the file (a shorter file has fewer),
+    /// when asked for.
     pub blocks: Vec<BlockHash>,
     /// Bytes of the window that lie in holes (not read).
     pub hole_bytes: u64,
@@ -46,21 +79,29 @@ pub fn window_range(size: u64, index: u64) -> (u64, u64) {
     (start, (start + WINDOW_SIZE).min(size))
 }
 
-/// The full blake3 hash of `len` zero bytes, cached for a whole block.
-pub fn zero_hash(len: usize) -> blake3::Hash {
-    static FULL: OnceLock<blake3::Hash> = OnceLock::new();
+/// The hash of one block's bytes.
+pub fn block_hash(data: &[u8]) -> BlockHash {
+    xxhash_rust::xxh3::xxh3_128(data).to_le_bytes()
+}
+
+/// The hash of a block of `len` zero bytes (cached for a whole block).
+pub fn zero_block_hash(len: usize) -> BlockHash {
+    static FULL: OnceLock<BlockHash> = OnceLock::new();
     if len as u64 == BLOCK_SIZE {
-        *FULL.get_or_init(|| blake3::hash(&[0u8; BLOCK_SIZE as usize]))
+        *FULL.get_or_init(|| block_hash(&[0u8; BLOCK_SIZE as usize]))
     } else {
-        blake3::hash(&vec![0u8; len])
+        block_hash(&vec![0u8; len])
     }
 }
 
-/// Truncates a full block hash to its wire form.
-pub fn truncate(hash: &blake3::Hash) -> BlockHash {
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&hash.as_bytes()[..16]);
-    out
+/// The blake3 hash of a segment of `len` zero bytes (cached for a whole segment).
+fn zero_segment_hash(len: usize) -> blake3::Hash {
+    static FULL: OnceLock<blake3::Hash> = OnceLock::new();
+    if len as u64 == SEGMENT_SIZE {
+        *FULL.get_or_init(|| blake3::hash(&vec![0u8; SEGMENT_SIZE as usize]))
+    } else {
+        blake3::hash(&vec![0u8; len])
+    }
 }
 
 /// True when every byte of `data` is zero.
@@ -114,16 +155,28 @@ fn seek(fd: i32, pos: u64, whence: i32) -> io::Result<Option<u64>> {
     Ok(Some(result as u64))
 }
 
-/// Hashes the blocks of `file` (of `file_size` bytes) in `[start, end)`.
-/// Blocks past the end of the file are not hashed and not returned; the
-/// digest covers only the blocks that exist.
-pub fn hash_window(file: &File, file_size: u64, start: u64, end: u64) -> io::Result<WindowHashes> {
+/// Hashes `[start, end)` of `file` (of `file_size` bytes): the hashes
+/// `want` asks for. Blocks past the end of the file are not hashed and not
+/// returned; the digest covers only the bytes that exist.
+///
+/// Only data extents are read, with `pread` into one segment-sized buffer;
+/// hole parts of a segment are zeros in that buffer. The kernel's own
+/// read-ahead is switched off for the file (it would fill the page cache
+/// with zeroed pages of holes) and replaced by asking for exactly the
+/// window's data extents.
+pub fn hash_window(
+    file: &File,
+    file_size: u64,
+    start: u64,
+    end: u64,
+    want: Want,
+) -> io::Result<WindowHashes> {
     let end = end.min(file_size);
-    let mut digest = blake3::Hasher::new();
+    let mut digest = want.content.then(blake3::Hasher::new);
     let mut blocks = Vec::new();
     if start >= end {
         return Ok(WindowHashes {
-            digest: *digest.finalize().as_bytes(),
+            digest: digest.map(|d| *d.finalize().as_bytes()),
             blocks,
             hole_bytes: 0,
         });
@@ -131,45 +184,103 @@ pub fn hash_window(file: &File, file_size: u64, start: u64, end: u64) -> io::Res
     let extents = data_extents(file, start, end)?;
     let data_bytes: u64 = extents.iter().map(|(a, b)| b - a).sum();
     let hole_bytes = (end - start) - data_bytes;
-    let map = if extents.is_empty() {
-        None
-    } else {
-        // SAFETY: the map is read while the file may change underneath; a
-        // concurrent writer can only make the hashes stale, which the final
-        // whole-image verification catches. Truncation raises SIGBUS, which
-        // the copy treats like any other failure of a live source.
-        let map = unsafe {
-            MmapOptions::new()
-                .offset(start)
-                .len((end - start) as usize)
-                .map(file)?
-        };
-        let _ = map.advise(Advice::Sequential);
-        Some(map)
-    };
+    read_ahead(file, &extents);
+    if want.blocks {
+        blocks.reserve((end - start).div_ceil(BLOCK_SIZE) as usize);
+    }
+    let mut buffer = Vec::new();
     let mut extent = 0;
-    let mut block_start = start;
-    while block_start < end {
-        let block_end = (block_start + BLOCK_SIZE).min(end);
-        while extent < extents.len() && extents[extent].1 <= block_start {
+    let mut segment_start = start;
+    while segment_start < end {
+        let segment_end = (segment_start + SEGMENT_SIZE).min(end);
+        let len = (segment_end - segment_start) as usize;
+        while extent < extents.len() && extents[extent].1 <= segment_start {
             extent += 1;
         }
-        let has_data = extent < extents.len() && extents[extent].0 < block_end;
-        let hash = match (&map, has_data) {
-            (Some(map), true) => {
-                blake3::hash(&map[(block_start - start) as usize..(block_end - start) as usize])
+        // The segment's data extents, relative to the segment.
+        let pieces: Vec<(usize, usize)> = extents[extent..]
+            .iter()
+            .take_while(|(a, _)| *a < segment_end)
+            .map(|&(a, b)| {
+                (
+                    (a.max(segment_start) - segment_start) as usize,
+                    (b.min(segment_end) - segment_start) as usize,
+                )
+            })
+            .collect();
+        if pieces.is_empty() {
+            if want.blocks {
+                push_zero_blocks(&mut blocks, len);
             }
-            _ => zero_hash((block_end - block_start) as usize),
-        };
-        digest.update(hash.as_bytes());
-        blocks.push(truncate(&hash));
-        block_start = block_end;
+            if let Some(digest) = &mut digest {
+                digest.update(zero_segment_hash(len).as_bytes());
+            }
+        } else {
+            buffer.resize(SEGMENT_SIZE as usize, 0);
+            let bytes = &mut buffer[..len];
+            let mut at = 0;
+            for &(a, b) in &pieces {
+                bytes[at..a].fill(0);
+                file.read_exact_at(&mut bytes[a..b], segment_start + a as u64)?;
+                at = b;
+            }
+            bytes[at..].fill(0);
+            if want.blocks {
+                let mut piece = 0;
+                for (index, block) in bytes.chunks(BLOCK_SIZE as usize).enumerate() {
+                    let from = index * BLOCK_SIZE as usize;
+                    let to = from + block.len();
+                    while piece < pieces.len() && pieces[piece].1 <= from {
+                        piece += 1;
+                    }
+                    let has_data = piece < pieces.len() && pieces[piece].0 < to;
+                    blocks.push(if has_data {
+                        block_hash(block)
+                    } else {
+                        zero_block_hash(block.len())
+                    });
+                }
+            }
+            if let Some(digest) = &mut digest {
+                digest.update(blake3::hash(bytes).as_bytes());
+            }
+        }
+        segment_start = segment_end;
     }
     Ok(WindowHashes {
-        digest: *digest.finalize().as_bytes(),
+        digest: digest.map(|d| *d.finalize().as_bytes()),
         blocks,
         hole_bytes,
     })
+}
+
+fn push_zero_blocks(blocks: &mut Vec<BlockHash>, len: usize) {
+    let full = len / BLOCK_SIZE as usize;
+    blocks.extend(std::iter::repeat_n(
+        zero_block_hash(BLOCK_SIZE as usize),
+        full,
+    ));
+    if !len.is_multiple_of(BLOCK_SIZE as usize) {
+        blocks.push(zero_block_hash(len % BLOCK_SIZE as usize));
+    }
+}
+
+/// Turns off the kernel's read-ahead for `file` and asks for `extents`
+/// instead. Only hints: failures are ignored.
+pub fn read_ahead(file: &File, extents: &[(u64, u64)]) {
+    let fd = file.as_raw_fd();
+    // SAFETY: posix_fadvise has no memory-safety preconditions.
+    unsafe {
+        libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_RANDOM);
+        for &(a, b) in extents {
+            libc::posix_fadvise(
+                fd,
+                a as libc::off_t,
+                (b - a) as libc::off_t,
+                libc::POSIX_FADV_WILLNEED,
+            );
+        }
+    }
 }
 
 /// Accumulates window digests into the content hash of an image.
@@ -180,9 +291,9 @@ pub struct ContentHasher {
 impl ContentHasher {
     pub fn new(size: u64) -> ContentHasher {
         let mut hasher = blake3::Hasher::new();
-        hasher.update(b"cutover-image-v1");
+        hasher.update(b"cutover-image-v2");
         hasher.update(&size.to_le_bytes());
-        hasher.update(&BLOCK_SIZE.to_le_bytes());
+        hasher.update(&SEGMENT_SIZE.to_le_bytes());
         hasher.update(&WINDOW_SIZE.to_le_bytes());
         ContentHasher { hasher }
     }
@@ -201,7 +312,8 @@ pub fn content_hash(file: &File, size: u64) -> io::Result<[u8; 32]> {
     let mut hasher = ContentHasher::new(size);
     for index in 0..window_count(size) {
         let (start, end) = window_range(size, index);
-        hasher.push(&hash_window(file, size, start, end)?.digest);
+        let window = hash_window(file, size, start, end, Want::CONTENT)?;
+        hasher.push(&window.digest.unwrap_or_default());
     }
     Ok(hasher.finish())
 }

@@ -6,14 +6,16 @@
 //! zero blocks are skipped, and only differing blocks cross the wire. Where
 //! most of a 16 MiB stretch differs, data has probably shifted: that stretch
 //! goes as an rsync delta (fast_rsync) against the old destination around
-//! it. The result is verified and swapped in by the destination (`files`).
+//! it. The windows are pipelined: while the destination applies and seals
+//! window N and hashes its old copy of window N+1, the source hashes window
+//! N+1. The result is verified and swapped in by the destination (`files`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::blocks::{self, BLOCK_SIZE, BlockHash, ContentHasher, WindowHashes};
+use crate::blocks::{self, BLOCK_SIZE, BlockHash, ContentHasher, Want, WindowHashes};
 use crate::endpoint::{Endpoint, Location};
 use crate::error::{CopyError, ErrorKind};
 use crate::protocol::{PatchOp, Role};
@@ -178,9 +180,16 @@ fn scan(endpoint: &mut Endpoint, size: u64) -> Result<[u8; 32], CopyError> {
     let mut content = ContentHasher::new(size);
     for index in 0..blocks::window_count(size) {
         let (start, end) = blocks::window_range(size, index);
-        content.push(&endpoint.hash(Role::Source, start, end)?.digest);
+        let window = endpoint.hash(Role::Source, start, end, Want::CONTENT)?;
+        content.push(&content_digest(&window)?);
     }
     Ok(content.finish())
+}
+
+fn content_digest(window: &WindowHashes) -> Result<[u8; 32], CopyError> {
+    window
+        .digest
+        .ok_or_else(|| CopyError::protocol("protocol error: a content digest is missing"))
 }
 
 fn join<T>(handle: thread::ScopedJoinHandle<'_, Result<T, CopyError>>) -> Result<T, CopyError> {
@@ -270,6 +279,10 @@ enum Action {
     Send,
 }
 
+/// The hashes of one window: the source's, the old destination's, the
+/// partial copy's.
+type Hashes = (WindowHashes, Option<WindowHashes>, Option<WindowHashes>);
+
 struct Copier<'a, 'o> {
     src: &'a mut Endpoint,
     dst: &'a mut Endpoint,
@@ -278,6 +291,10 @@ struct Copier<'a, 'o> {
     basis_size: Option<u64>,
     resumed: bool,
     report: CopyReport,
+    /// Changes not yet sent to the destination.
+    ops: Vec<PatchOp>,
+    /// Data and delta bytes held in `ops`.
+    queued: u64,
 }
 
 /// Copies between endpoints that are already connected (so one agent can
@@ -327,6 +344,8 @@ fn copy_between(
         basis_size,
         resumed,
         report,
+        ops: Vec::new(),
+        queued: 0,
     };
     let hash = copier.run()?;
     let unchanged = copier.report.outcome == Outcome::AlreadyEqual;
@@ -372,31 +391,52 @@ impl Copier<'_, '_> {
         let mut content = ContentHasher::new(self.size);
         let mut equal_so_far = self.basis_size == Some(self.size) && !self.resumed;
         let mut temp_started = self.resumed;
-        for index in 0..blocks::window_count(self.size) {
+        let windows = blocks::window_count(self.size);
+        let mut next = if windows > 0 {
+            Some(self.send_and_hash(0, equal_so_far)?)
+        } else {
+            None
+        };
+        for index in 0..windows {
             self.cancelled()?;
             let (start, end) = blocks::window_range(self.size, index);
-            let (source, basis, partial) = self.hash_window(start, end)?;
-            content.push(&source.digest);
+            let (mut source, mut basis, mut partial) = next
+                .take()
+                .ok_or_else(|| CopyError::protocol("internal error: a window was not hashed"))?;
+            let source_digest = content_digest(&source)?;
+            content.push(&source_digest);
             self.report.hole_bytes += source.hole_bytes;
-            if equal_so_far && basis.as_ref().is_some_and(|b| b.digest == source.digest) {
-                self.report.bytes_scanned = end;
+            if equal_so_far && basis.as_ref().and_then(|b| b.digest) == Some(source_digest) {
                 self.report.bytes_reused += end - start;
-                self.progress();
-                continue;
-            }
-            equal_so_far = false;
-            if !temp_started {
-                if start > 0 {
-                    // Windows before this one were equal: take them from the old copy.
-                    self.dst.patch(vec![PatchOp::CopyBasisSparse {
-                        start: 0,
-                        len: start,
-                    }])?;
+            } else {
+                if equal_so_far {
+                    // The first differing window: only content digests were asked for.
+                    equal_so_far = false;
+                    (source, basis, partial) = self.send_and_hash(index, false)?;
                 }
-                temp_started = true;
+                if !temp_started {
+                    if start > 0 {
+                        // Windows before this one were equal: take them from the old copy.
+                        self.ops.push(PatchOp::CopyBasisSparse {
+                            start: 0,
+                            len: start,
+                        });
+                        for earlier in 0..index {
+                            let (start, end) = blocks::window_range(self.size, earlier);
+                            self.ops.push(PatchOp::Seal { start, end });
+                        }
+                    }
+                    temp_started = true;
+                }
+                self.patch_window(start, &source, basis.as_ref(), partial.as_ref())?;
+                self.ops.push(PatchOp::Seal { start, end });
             }
-            self.patch_window(start, &source, basis.as_ref(), partial.as_ref())?;
             self.report.bytes_scanned = end;
+            if index + 1 < windows {
+                next = Some(self.send_and_hash(index + 1, equal_so_far)?);
+            } else {
+                self.flush_ops()?;
+            }
             self.progress();
         }
         if equal_so_far {
@@ -406,33 +446,77 @@ impl Copier<'_, '_> {
         Ok(content.finish())
     }
 
-    /// Hashes one window at both ends at once.
-    #[allow(clippy::type_complexity)]
-    fn hash_window(
-        &mut self,
-        start: u64,
-        end: u64,
-    ) -> Result<(WindowHashes, Option<WindowHashes>, Option<WindowHashes>), CopyError> {
+    /// Sends the queued changes to the destination and hashes window
+    /// `index` at both ends, all at once: the source on a thread of its own.
+    /// While every window so far was equal only content digests are asked
+    /// for (the copy may be unnecessary); after that, block hashes, and the
+    /// source's content digest for the verification.
+    fn send_and_hash(&mut self, index: u64, equal_so_far: bool) -> Result<Hashes, CopyError> {
+        let (start, end) = blocks::window_range(self.size, index);
+        let ops = std::mem::take(&mut self.ops);
+        self.queued = 0;
         let basis_covers = self.basis_size.is_some_and(|size| start < size);
         let resumed = self.resumed;
         let src = &mut *self.src;
         let dst = &mut *self.dst;
         thread::scope(|scope| {
-            let source = scope.spawn(move || src.hash(Role::Source, start, end));
-            let basis = if basis_covers {
-                Some(dst.hash(Role::Basis, start, end))
+            let source_want = if equal_so_far {
+                Want::CONTENT
             } else {
-                None
-            }
-            .transpose();
-            let partial = if resumed {
-                Some(dst.hash(Role::Partial, start, end))
+                Want::BOTH
+            };
+            let source = scope.spawn(move || src.hash(Role::Source, start, end, source_want));
+            let patched = if ops.is_empty() {
+                Ok(())
             } else {
-                None
-            }
-            .transpose();
-            Ok((join(source)?, basis?, partial?))
+                dst.patch(ops)
+            };
+            let destination = || -> Result<_, CopyError> {
+                patched?;
+                let want = if equal_so_far {
+                    Want::CONTENT
+                } else {
+                    Want::BLOCKS
+                };
+                let basis = if basis_covers {
+                    Some(dst.hash(Role::Basis, start, end, want)?)
+                } else {
+                    None
+                };
+                let partial = if resumed {
+                    Some(dst.hash(Role::Partial, start, end, Want::BLOCKS)?)
+                } else {
+                    None
+                };
+                Ok((basis, partial))
+            };
+            let destination = destination();
+            let source = join(source)?;
+            let (basis, partial) = destination?;
+            Ok((source, basis, partial))
         })
+    }
+
+    /// Queues a change; sends the queue once it holds a batch of data.
+    fn queue(&mut self, op: PatchOp) -> Result<(), CopyError> {
+        self.queued += match &op {
+            PatchOp::Write { data, .. } => data.len() as u64,
+            PatchOp::ApplyDelta { delta, .. } => delta.len() as u64,
+            _ => 0,
+        };
+        self.ops.push(op);
+        if self.queued >= BATCH_BYTES {
+            self.flush_ops()?;
+        }
+        Ok(())
+    }
+
+    fn flush_ops(&mut self) -> Result<(), CopyError> {
+        if !self.ops.is_empty() {
+            self.dst.patch(std::mem::take(&mut self.ops))?;
+        }
+        self.queued = 0;
+        Ok(())
     }
 
     fn patch_window(
@@ -442,7 +526,7 @@ impl Copier<'_, '_> {
         basis: Option<&WindowHashes>,
         partial: Option<&WindowHashes>,
     ) -> Result<(), CopyError> {
-        let full_zero = blocks::truncate(&blocks::zero_hash(BLOCK_SIZE as usize));
+        let full_zero = blocks::zero_block_hash(BLOCK_SIZE as usize);
         let window_end =
             window_start + (source.blocks.len() as u64 * BLOCK_SIZE).min(self.size - window_start);
         let block_len = |i: usize| {
@@ -454,7 +538,7 @@ impl Copier<'_, '_> {
             if len == BLOCK_SIZE {
                 full_zero
             } else {
-                blocks::truncate(&blocks::zero_hash(len as usize))
+                blocks::zero_block_hash(len as usize)
             }
         };
         let actions: Vec<Action> = (0..source.blocks.len())
@@ -522,26 +606,24 @@ impl Copier<'_, '_> {
         let delta = self.src.delta(signature, start, end)?;
         self.report.bytes_sent += delta.len() as u64;
         self.report.delta_stretches += 1;
-        self.dst.patch(vec![PatchOp::ApplyDelta {
+        self.report.blocks_sent += (end - start).div_ceil(BLOCK_SIZE);
+        self.queue(PatchOp::ApplyDelta {
             basis_start,
             basis_end,
             start,
             len: end - start,
             delta,
-        }])?;
-        self.report.blocks_sent += (end - start).div_ceil(BLOCK_SIZE);
-        Ok(())
+        })
     }
 
-    /// Sends a stretch block by block: reuse and hole runs as ranges, and
-    /// the differing blocks' data in batches.
+    /// Queues a stretch block by block: reuse and hole runs as ranges, and
+    /// the differing blocks' data read in batches.
     fn send_blocks(
         &mut self,
         start: u64,
         actions: &[Action],
         block_len: impl Fn(usize) -> u64,
     ) -> Result<(), CopyError> {
-        let mut ops = Vec::new();
         let mut reads: Vec<(u64, u64)> = Vec::new();
         let mut read_bytes = 0;
         let mut i = 0;
@@ -555,11 +637,11 @@ impl Copier<'_, '_> {
             }
             match action {
                 Action::Nothing => {}
-                Action::Punch => ops.push(PatchOp::Punch {
+                Action::Punch => self.ops.push(PatchOp::Punch {
                     start: run_start,
                     len: run_len,
                 }),
-                Action::Reuse => ops.push(PatchOp::CopyBasis {
+                Action::Reuse => self.ops.push(PatchOp::CopyBasis {
                     start: run_start,
                     len: run_len,
                 }),
@@ -572,37 +654,30 @@ impl Copier<'_, '_> {
                         read_bytes += len;
                         at += len;
                         if read_bytes >= BATCH_BYTES {
-                            self.send_batch(&mut ops, &mut reads)?;
+                            self.read_batch(&mut reads)?;
                             read_bytes = 0;
                         }
                     }
                 }
             }
         }
-        self.send_batch(&mut ops, &mut reads)
+        self.read_batch(&mut reads)
     }
 
-    fn send_batch(
-        &mut self,
-        ops: &mut Vec<PatchOp>,
-        reads: &mut Vec<(u64, u64)>,
-    ) -> Result<(), CopyError> {
-        if !reads.is_empty() {
-            self.cancelled()?;
-            let data = self.src.read(reads.clone())?;
-            let mut at = 0usize;
-            for (start, len) in reads.drain(..) {
-                let len = len as usize;
-                ops.push(PatchOp::Write {
-                    start,
-                    data: data.get(at..at + len).unwrap_or_default().to_vec(),
-                });
-                at += len;
-            }
-            self.report.bytes_sent += data.len() as u64;
+    /// Reads the source's bytes for `reads` and queues them as writes.
+    fn read_batch(&mut self, reads: &mut Vec<(u64, u64)>) -> Result<(), CopyError> {
+        if reads.is_empty() {
+            return Ok(());
         }
-        if !ops.is_empty() {
-            self.dst.patch(std::mem::take(ops))?;
+        self.cancelled()?;
+        let data = self.src.read(reads.clone())?;
+        self.report.bytes_sent += data.len() as u64;
+        let mut at = 0usize;
+        for (start, len) in reads.drain(..) {
+            let len = len as usize;
+            let data = data.get(at..at + len).unwrap_or_default().to_vec();
+            at += len;
+            self.queue(PatchOp::Write { start, data })?;
         }
         self.progress();
         Ok(())

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::agent::AgentClient;
-use crate::blocks::WindowHashes;
+use crate::blocks::{Want, WindowHashes};
 use crate::error::{CopyError, ErrorKind};
 use crate::files::FileSide;
 use crate::protocol::{PatchOp, Request, Response, Role};
@@ -151,8 +151,19 @@ impl Endpoint {
         }
     }
 
-    pub fn hash(&mut self, role: Role, start: u64, end: u64) -> Result<WindowHashes, CopyError> {
-        match self.call(Request::Hash { role, start, end })? {
+    pub fn hash(
+        &mut self,
+        role: Role,
+        start: u64,
+        end: u64,
+        want: Want,
+    ) -> Result<WindowHashes, CopyError> {
+        match self.call(Request::Hash {
+            role,
+            start,
+            end,
+            want,
+        })? {
             Response::Hashes(hashes) => Ok(hashes),
             other => Err(self.unexpected(&other)),
         }

@@ -4,7 +4,10 @@
 //! endpoint calls it directly, so local and remote copies run the same code.
 //! The destination is never written in place: changes go to a temporary
 //! file beside it (`.NAME.cutover-partial`), which is fsynced, verified
-//! against the source's content hash and renamed over the destination. An
+//! against the source's content hash and renamed over the destination. Each
+//! window of the temporary file is hashed as soon as the coordinator seals
+//! it (still in the page cache, while the next window is compared) and its
+//! write-back starts then, so finishing costs little more than a sync. An
 //! interrupted run leaves that file behind; the next run hashes it and keeps
 //! what it already holds.
 
@@ -13,11 +16,13 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
 
 use fast_rsync::{Signature, SignatureOptions};
 use memmap2::{Mmap, MmapOptions};
 
-use crate::blocks::{self, BLOCK_SIZE};
+use crate::blocks::{self, BLOCK_SIZE, Want};
 use crate::error::{CopyError, ErrorKind};
 use crate::protocol::{PatchOp, Request, Response, Role};
 use crate::sqlite;
@@ -40,8 +45,18 @@ struct DestFile {
     size: u64,
     basis: Option<(File, u64)>,
     temp_path: PathBuf,
-    temp: Option<File>,
+    /// Shared, not duplicated per request: closing a duplicate descriptor
+    /// makes ext4 allocate the file's delayed blocks.
+    temp: Option<Arc<File>>,
+    /// Content digests of the temporary file's sealed windows.
+    sealed: Vec<Option<[u8; 32]>>,
+    /// The window being hashed on a thread of its own, so that hashing it
+    /// overlaps with the next request.
+    sealing: Option<(usize, Sealing)>,
 }
+
+/// The hashing of one sealed window: its content digest.
+type Sealing = thread::JoinHandle<io::Result<Option<[u8; 32]>>>;
 
 /// One end's files: an optional confinement root, the open source and the
 /// open destination.
@@ -83,7 +98,12 @@ impl FileSide {
             Request::Hello { .. } => Err(CopyError::protocol("protocol error: a second hello")),
             Request::OpenSource { path } => self.open_source(&path),
             Request::OpenDest { path, size } => self.open_dest(&path, size),
-            Request::Hash { role, start, end } => self.hash(role, start, end),
+            Request::Hash {
+                role,
+                start,
+                end,
+                want,
+            } => self.hash(role, start, end, want),
             Request::Read { ranges } => self.read(&ranges),
             Request::Signature { start, end } => self.signature(start, end),
             Request::Delta {
@@ -235,7 +255,7 @@ impl FileSide {
             Ok(file) if file.metadata().map(|m| m.is_file()).unwrap_or(false) => {
                 file.set_len(size)
                     .map_err(|e| CopyError::io("resizing", &temp_path, e))?;
-                Some(file)
+                Some(Arc::new(file))
             }
             Ok(_) => {
                 return Err(CopyError::new(
@@ -254,6 +274,8 @@ impl FileSide {
             basis,
             temp_path,
             temp,
+            sealed: vec![None; blocks::window_count(size) as usize],
+            sealing: None,
         });
         Ok(Response::DestOpened {
             basis_size,
@@ -273,7 +295,13 @@ impl FileSide {
             .ok_or_else(|| CopyError::protocol("protocol error: no destination is open"))
     }
 
-    fn hash(&mut self, role: Role, start: u64, end: u64) -> Result<Response, CopyError> {
+    fn hash(
+        &mut self,
+        role: Role,
+        start: u64,
+        end: u64,
+        want: Want,
+    ) -> Result<Response, CopyError> {
         let (file, size, path) =
             match role {
                 Role::Source => {
@@ -296,10 +324,10 @@ impl FileSide {
                     let file = dest.temp.as_ref().ok_or_else(|| {
                         CopyError::protocol("protocol error: there is no partial copy")
                     })?;
-                    (file, dest.size, &dest.temp_path)
+                    (&**file, dest.size, &dest.temp_path)
                 }
             };
-        let hashes = blocks::hash_window(file, size, start, end)
+        let hashes = blocks::hash_window(file, size, start, end, want)
             .map_err(|e| CopyError::io("reading", path, e))?;
         Ok(Response::Hashes(hashes))
     }
@@ -364,6 +392,9 @@ impl FileSide {
     fn patch(&mut self, op: PatchOp) -> Result<(), CopyError> {
         let dest = self.dest()?;
         let temp = dest.temp()?;
+        if let Some((start, len)) = op.written_range() {
+            dest.unseal(start, len)?;
+        }
         let temp_path = dest.temp_path.clone();
         let in_range =
             |start: u64, len: u64| start.checked_add(len).is_some_and(|end| end <= dest.size);
@@ -443,6 +474,26 @@ impl FileSide {
                 }
                 write_sparse(&temp, start, &out).map_err(wio)
             }
+            PatchOp::Seal { start, end } => {
+                let index = start / blocks::WINDOW_SIZE;
+                if start % blocks::WINDOW_SIZE != 0
+                    || index >= dest.sealed.len() as u64
+                    || blocks::window_range(dest.size, index) != (start, end)
+                {
+                    return Err(CopyError::protocol(
+                        "protocol error: a seal is not one window of the file",
+                    ));
+                }
+                dest.finish_sealing()?;
+                start_writeback(&temp, start, end - start);
+                let size = dest.size;
+                let hashing = thread::spawn(move || {
+                    blocks::hash_window(&temp, size, start, end, Want::CONTENT)
+                        .map(|window| window.digest)
+                });
+                dest.sealing = Some((index as usize, hashing));
+                Ok(())
+            }
         }
     }
 
@@ -450,12 +501,26 @@ impl FileSide {
         let dest = self.dest()?;
         let temp = dest.temp()?;
         let temp_path = dest.temp_path.clone();
+        dest.finish_sealing()?;
         temp.set_len(dest.size)
             .map_err(|e| CopyError::io("resizing", &temp_path, e))?;
         temp.sync_all()
             .map_err(|e| CopyError::io("syncing", &temp_path, e))?;
-        let written = blocks::content_hash(&temp, dest.size)
-            .map_err(|e| CopyError::io("verifying", &temp_path, e))?;
+        let mut content = blocks::ContentHasher::new(dest.size);
+        for index in 0..blocks::window_count(dest.size) {
+            let digest = match dest.sealed[index as usize] {
+                Some(digest) => digest,
+                None => {
+                    let (start, end) = blocks::window_range(dest.size, index);
+                    blocks::hash_window(&temp, dest.size, start, end, Want::CONTENT)
+                        .map_err(|e| CopyError::io("verifying", &temp_path, e))?
+                        .digest
+                        .unwrap_or_default()
+                }
+            };
+            content.push(&digest);
+        }
+        let written = content.finish();
         if written != hash {
             let _ = fs::remove_file(&temp_path);
             self.dest = None;
@@ -500,8 +565,42 @@ impl FileSide {
 }
 
 impl DestFile {
+    /// Forgets the digests of the windows that `[start, start+len)` touches.
+    fn unseal(&mut self, start: u64, len: u64) -> Result<(), CopyError> {
+        if self.sealed.is_empty() {
+            return Ok(());
+        }
+        let first = (start / blocks::WINDOW_SIZE) as usize;
+        let last = (start.saturating_add(len.max(1) - 1) / blocks::WINDOW_SIZE) as usize;
+        let last = last.min(self.sealed.len() - 1);
+        if self
+            .sealing
+            .as_ref()
+            .is_some_and(|(index, _)| (first..=last).contains(index))
+        {
+            self.finish_sealing()?;
+        }
+        for index in first..=last {
+            self.sealed[index] = None;
+        }
+        Ok(())
+    }
+
+    /// Waits for the window being hashed and keeps its digest.
+    fn finish_sealing(&mut self) -> Result<(), CopyError> {
+        let Some((index, hashing)) = self.sealing.take() else {
+            return Ok(());
+        };
+        let digest = hashing
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("a hashing thread panicked")))
+            .map_err(|e| CopyError::io("verifying", &self.temp_path, e))?;
+        self.sealed[index] = digest;
+        Ok(())
+    }
+
     /// The temporary file, created (sparse, at the final size) on first use.
-    fn temp(&mut self) -> Result<File, CopyError> {
+    fn temp(&mut self) -> Result<Arc<File>, CopyError> {
         if self.temp.is_none() {
             let file = OpenOptions::new()
                 .read(true)
@@ -516,13 +615,11 @@ impl DestFile {
             }
             file.set_len(self.size)
                 .map_err(|e| CopyError::io("sizing", &self.temp_path, e))?;
-            self.temp = Some(file);
+            self.temp = Some(Arc::new(file));
         }
         self.temp
-            .as_ref()
-            .ok_or_else(|| CopyError::protocol("protocol error: no temporary file"))?
-            .try_clone()
-            .map_err(|e| CopyError::io("opening", &self.temp_path, e))
+            .clone()
+            .ok_or_else(|| CopyError::protocol("protocol error: no temporary file"))
     }
 }
 
@@ -669,6 +766,20 @@ fn write_sparse(to: &File, start: u64, data: &[u8]) -> io::Result<()> {
         punch_hole(to, a, b - a)?;
     }
     Ok(())
+}
+
+/// Starts writing `[start, start+len)` to disk without waiting, so the final
+/// sync has little left to do. Only a hint: failures are ignored.
+fn start_writeback(file: &File, start: u64, len: u64) {
+    // SAFETY: sync_file_range has no memory-safety preconditions.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            start as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
 }
 
 /// Deallocates `[start, start+len)`; writes zeros where holes are unsupported.

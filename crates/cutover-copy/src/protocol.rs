@@ -10,12 +10,12 @@
 
 use std::io::{self, Read, Write};
 
-use crate::blocks::{BlockHash, WindowHashes};
+use crate::blocks::{BlockHash, Want, WindowHashes};
 use crate::error::{CopyError, ErrorKind};
 use crate::sqlite::TableChecksum;
 
 /// The version of this protocol; both ends must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Identifies the protocol in the handshake.
 pub const MAGIC: &[u8] = b"cutover-agent";
 /// No frame is larger (the largest is a window's delta or an 8 MiB write batch).
@@ -52,6 +52,24 @@ pub enum PatchOp {
         len: u64,
         delta: Vec<u8>,
     },
+    /// `[start, end)` (one window) is final: hash it now, while it is in
+    /// the page cache, for the verification at `Finish`, and start writing
+    /// it to disk.
+    Seal { start: u64, end: u64 },
+}
+
+impl PatchOp {
+    /// The range of the temporary file this op changes, if any.
+    pub fn written_range(&self) -> Option<(u64, u64)> {
+        match self {
+            PatchOp::CopyBasis { start, len }
+            | PatchOp::CopyBasisSparse { start, len }
+            | PatchOp::Punch { start, len }
+            | PatchOp::ApplyDelta { start, len, .. } => Some((*start, *len)),
+            PatchOp::Write { start, data } => Some((*start, data.len() as u64)),
+            PatchOp::Seal { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +88,7 @@ pub enum Request {
         role: Role,
         start: u64,
         end: u64,
+        want: Want,
     },
     Read {
         ranges: Vec<(u64, u64)>,
@@ -274,9 +293,17 @@ impl Request {
                 e = Encoder::new(3);
                 e.str(path).u64(*size);
             }
-            Request::Hash { role, start, end } => {
+            Request::Hash {
+                role,
+                start,
+                end,
+                want,
+            } => {
                 e = Encoder::new(4);
-                e.u8(role_code(*role)).u64(*start).u64(*end);
+                e.u8(role_code(*role))
+                    .u64(*start)
+                    .u64(*end)
+                    .u8(u8::from(want.blocks) | (u8::from(want.content) << 1));
             }
             Request::Read { ranges } => {
                 e = Encoder::new(5);
@@ -319,6 +346,7 @@ impl Request {
                             .u64(*start)
                             .u64(*len)
                             .bytes(delta),
+                        PatchOp::Seal { start, end } => e.u8(5).u64(*start).u64(*end),
                     };
                 }
             }
@@ -365,6 +393,13 @@ impl Request {
                 role: role_from(d.u8()?)?,
                 start: d.u64()?,
                 end: d.u64()?,
+                want: {
+                    let bits = d.u8()?;
+                    Want {
+                        blocks: bits & 1 != 0,
+                        content: bits & 2 != 0,
+                    }
+                },
             },
             5 => {
                 let count = d.u32()?;
@@ -410,6 +445,10 @@ impl Request {
                             start: d.u64()?,
                             len: d.u64()?,
                             delta: d.bytes()?,
+                        },
+                        5 => PatchOp::Seal {
+                            start: d.u64()?,
+                            end: d.u64()?,
                         },
                         other => {
                             return Err(CopyError::protocol(format!(
@@ -469,7 +508,15 @@ impl Response {
             }
             Response::Hashes(hashes) => {
                 e = Encoder::new(6);
-                e.0.extend_from_slice(&hashes.digest);
+                match &hashes.digest {
+                    Some(digest) => {
+                        e.u8(1);
+                        e.0.extend_from_slice(digest);
+                    }
+                    None => {
+                        e.u8(0);
+                    }
+                }
                 e.u64(hashes.hole_bytes).u32(hashes.blocks.len() as u32);
                 for block in &hashes.blocks {
                     e.0.extend_from_slice(block);
@@ -521,7 +568,10 @@ impl Response {
                 }
             }
             6 => {
-                let digest = d.array32()?;
+                let digest = match d.u8()? {
+                    0 => None,
+                    _ => Some(d.array32()?),
+                };
                 let hole_bytes = d.u64()?;
                 let count = d.u32()? as usize;
                 let raw = d.take(

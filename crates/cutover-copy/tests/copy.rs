@@ -442,7 +442,8 @@ fn agent_rejects_a_coordinator_of_another_version() {
     match Response::decode(&answer).unwrap() {
         Response::Error(err) => {
             assert!(
-                err.message.contains("version 99") && err.message.contains("version 1"),
+                err.message.contains("version 99")
+                    && err.message.contains(&format!("version {PROTOCOL_VERSION}")),
                 "{err}"
             )
         }

@@ -1,14 +1,13 @@
 //! Verification queries: one question to one server, no cache in between.
 //!
 //! A resolver would answer from its cache and hide exactly what a cutover must see, so each
-//! question goes straight to the server named. Queries to one server share one UDP socket and
-//! are matched by message id, so thousands can be in flight at once (see the `verify` bench);
-//! a truncated answer is asked again over TCP.
+//! question goes straight to the server named. A batch of questions shares one UDP socket and
+//! one task, answers matched by server and message id, so thousands can be in flight at once
+//! (see the `verify` bench); a truncated answer is asked again over TCP.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,8 +16,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::BinDecodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::error::DnsError;
 use crate::records::{canonical_values, owner_name, rcode_name, zone_name};
@@ -129,18 +127,23 @@ pub async fn live_ns(
     Ok(servers)
 }
 
-/// Sends queries and matches answers; one UDP socket per server, shared by all queries.
+/// One question of a batch.
+#[derive(Debug, Clone)]
+pub(crate) struct Question {
+    pub server: SocketAddr,
+    pub name: Name,
+    pub rtype: RecordType,
+    pub recursion_desired: bool,
+}
+
+/// Sends questions and matches answers.
 pub(crate) struct Querier {
     timeout: Duration,
-    channels: Mutex<HashMap<SocketAddr, Arc<UdpChannel>>>,
 }
 
 impl Querier {
     pub(crate) fn new(timeout: Duration) -> Self {
-        Self {
-            timeout,
-            channels: Mutex::new(HashMap::new()),
-        }
+        Self { timeout }
     }
 
     /// One authoritative observation of `name`/`rtype` (both fully qualified) in `zone`.
@@ -152,38 +155,12 @@ impl Querier {
         rtype: RecordType,
     ) -> Result<Observation, DnsError> {
         let response = self.exchange(server, name, rtype, false).await?;
-        let rcode = response.metadata.response_code;
-        let (ttl, data) = authoritative_answer(server, zone, name, rtype, response)?;
-        Ok(Observation {
-            server,
-            name: name.to_string(),
-            rtype,
-            values: canonical_values(&data),
-            ttl,
-            authoritative: true,
-            rcode: rcode_name(rcode),
-            at: Utc::now(),
-        })
+        observation(server, zone, name, rtype, response)
     }
 
     pub(crate) async fn soa(&self, server: SocketAddr, zone: &Name) -> Result<Soa, DnsError> {
         let response = self.exchange(server, zone, RecordType::SOA, false).await?;
-        let (_, data) = authoritative_answer(server, zone, zone, RecordType::SOA, response)?;
-        data.iter()
-            .find_map(|data| match data {
-                RData::SOA(soa) => Some(Soa {
-                    serial: soa.serial,
-                    refresh: soa.refresh.max(0) as u32,
-                    retry: soa.retry.max(0) as u32,
-                    expire: soa.expire.max(0) as u32,
-                    minimum: soa.minimum,
-                }),
-                _ => None,
-            })
-            .ok_or_else(|| DnsError::NotAuthoritative {
-                server,
-                zone: zone.to_string(),
-            })
+        soa_of(server, zone, response)
     }
 
     /// The remaining TTL a (recursive) resolver reports for `name`/`rtype`, if it has it.
@@ -221,38 +198,273 @@ impl Querier {
         rtype: RecordType,
         recursion_desired: bool,
     ) -> Result<Message, DnsError> {
-        let mut message = Message::query();
-        message.add_query(Query::query(name.clone(), rtype));
-        message.metadata.recursion_desired = recursion_desired;
-        let mut edns = Edns::new();
-        edns.set_max_payload(UDP_PAYLOAD);
-        message.edns = Some(edns);
+        let question = Question {
+            server,
+            name: name.clone(),
+            rtype,
+            recursion_desired,
+        };
+        self.exchange_batch(vec![question], 1)
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(DnsError::Input("no answer".into())))
+    }
 
-        let channel = self.channel(server).await?;
-        let response = channel.exchange(message.clone(), self.timeout).await?;
-        if response.metadata.truncation {
-            return tcp_exchange(server, message, self.timeout).await;
+    /// Sends all `questions` with up to `in_flight` unanswered at a time and returns the
+    /// answers in the same order. One task and one UDP socket per address family carry the
+    /// whole batch: no task, channel or lock per question, so thousands cost little more
+    /// than their datagrams. Unanswered questions are sent again within the timeout;
+    /// truncated answers are asked again over TCP.
+    pub(crate) async fn exchange_batch(
+        &self,
+        questions: Vec<Question>,
+        in_flight: usize,
+    ) -> Vec<Result<Message, DnsError>> {
+        let questions = Arc::new(questions);
+        let (v4, v6): (Vec<usize>, Vec<usize>) =
+            (0..questions.len()).partition(|&index| questions[index].server.is_ipv4());
+        // A task of its own runs on the runtime's workers next to its I/O driver, instead of
+        // being woken across threads for every answer.
+        let family = |indexes: Vec<usize>| {
+            let questions = Arc::clone(&questions);
+            let timeout = self.timeout;
+            tokio::spawn(
+                async move { exchange_family(&questions, &indexes, in_flight, timeout).await },
+            )
+        };
+        let (answers_v4, answers_v6) = tokio::join!(family(v4.clone()), family(v6.clone()));
+        let lost = |count: usize| -> Vec<Result<Message, DnsError>> {
+            (0..count)
+                .map(|_| {
+                    Err(DnsError::Input(
+                        "internal error: a query task failed".into(),
+                    ))
+                })
+                .collect()
+        };
+        let answers_v4 = answers_v4.unwrap_or_else(|_| lost(v4.len()));
+        let answers_v6 = answers_v6.unwrap_or_else(|_| lost(v6.len()));
+        let mut answers: Vec<Option<Result<Message, DnsError>>> =
+            (0..questions.len()).map(|_| None).collect();
+        for (index, answer) in v4
+            .into_iter()
+            .zip(answers_v4)
+            .chain(v6.into_iter().zip(answers_v6))
+        {
+            answers[index] = Some(answer);
         }
-        Ok(response)
-    }
-
-    async fn channel(&self, server: SocketAddr) -> Result<Arc<UdpChannel>, DnsError> {
-        if let Some(channel) = self.lock_channels().get(&server) {
-            return Ok(channel.clone());
+        let mut answers: Vec<Result<Message, DnsError>> = answers
+            .into_iter()
+            .map(|answer| answer.unwrap_or_else(|| Err(DnsError::Input("no answer".into()))))
+            .collect();
+        for (index, answer) in answers.iter_mut().enumerate() {
+            if matches!(answer, Ok(message) if message.metadata.truncation) {
+                let question = &questions[index];
+                *answer = tcp_exchange(
+                    question.server,
+                    encode(question, 0).map(|(_, message)| message),
+                    self.timeout,
+                )
+                .await;
+            }
         }
-        let channel = Arc::new(UdpChannel::connect(server).await?);
-        Ok(self
-            .lock_channels()
-            .entry(server)
-            .or_insert(channel)
-            .clone())
+        answers
     }
+}
 
-    fn lock_channels(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Arc<UdpChannel>>> {
-        self.channels
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// [`Querier::exchange_batch`] for the questions at `indexes`, all of one address family.
+async fn exchange_family(
+    questions: &[Question],
+    indexes: &[usize],
+    in_flight: usize,
+    timeout: Duration,
+) -> Vec<Result<Message, DnsError>> {
+    let mut answers: Vec<Option<Result<Message, DnsError>>> =
+        indexes.iter().map(|_| None).collect();
+    let Some(&first) = indexes.first() else {
+        return Vec::new();
+    };
+    let local: SocketAddr = match questions[first].server.ip() {
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = match UdpSocket::bind(local).await {
+        Ok(socket) => socket,
+        Err(err) => {
+            return indexes
+                .iter()
+                .map(|&index| {
+                    Err(DnsError::Network {
+                        server: questions[index].server,
+                        message: err.to_string(),
+                    })
+                })
+                .collect();
+        }
+    };
+
+    let resend_every = (timeout / 3).max(Duration::from_millis(50));
+    let mut waiting: HashMap<(SocketAddr, u16), Waiting> = HashMap::new();
+    let mut next = 0;
+    let mut next_id = initial_id();
+    let mut next_check = Instant::now() + resend_every;
+    let mut buffer = vec![0u8; 65_535];
+    loop {
+        while waiting.len() < in_flight.max(1) && next < indexes.len() {
+            let question = &questions[indexes[next]];
+            while waiting.contains_key(&(question.server, next_id)) {
+                next_id = next_id.wrapping_add(1);
+            }
+            let id = next_id;
+            next_id = next_id.wrapping_add(1);
+            match encode(question, id) {
+                Ok((bytes, _)) => {
+                    let now = Instant::now();
+                    // A refused port shows up as silence; the resend and timeout handle it.
+                    let _ = socket.send_to(&bytes, question.server).await;
+                    waiting.insert(
+                        (question.server, id),
+                        Waiting {
+                            slot: next,
+                            bytes,
+                            sent_at: now,
+                            first_sent_at: now,
+                        },
+                    );
+                    next_check = next_check.min(now + resend_every);
+                }
+                Err(err) => answers[next] = Some(Err(err)),
+            }
+            next += 1;
+        }
+        if waiting.is_empty() {
+            break;
+        }
+        match tokio::time::timeout_at(next_check, socket.recv_from(&mut buffer)).await {
+            Ok(Ok((length, from))) => {
+                let mut datagram = Some((length, from));
+                // Take every answer already queued before waiting again.
+                while let Some((length, from)) = datagram {
+                    if let Ok(message) = Message::from_bytes(&buffer[..length])
+                        && let Some(entry) = waiting.remove(&(from, message.metadata.id))
+                    {
+                        let question = &questions[indexes[entry.slot]];
+                        if asks(&message, question) {
+                            answers[entry.slot] = Some(Ok(message));
+                        } else {
+                            waiting.insert((from, message.metadata.id), entry);
+                        }
+                    }
+                    datagram = socket.try_recv_from(&mut buffer).ok();
+                }
+            }
+            // ICMP errors surface here on some systems; keep listening.
+            Ok(Err(_)) => tokio::task::yield_now().await,
+            Err(_) => {
+                let now = Instant::now();
+                next_check = now + resend_every;
+                let mut expired = Vec::new();
+                for (key, entry) in waiting.iter_mut() {
+                    if now >= entry.first_sent_at + timeout {
+                        expired.push(*key);
+                    } else if now >= entry.sent_at + resend_every {
+                        let _ = socket.send_to(&entry.bytes, key.0).await;
+                        entry.sent_at = now;
+                    }
+                    let due = (entry.sent_at + resend_every).min(entry.first_sent_at + timeout);
+                    if !expired.contains(key) {
+                        next_check = next_check.min(due);
+                    }
+                }
+                for key in expired {
+                    if let Some(entry) = waiting.remove(&key) {
+                        answers[entry.slot] = Some(Err(DnsError::Timeout {
+                            server: key.0,
+                            timeout,
+                        }));
+                    }
+                }
+            }
+        }
     }
+    answers
+        .into_iter()
+        .map(|answer| answer.unwrap_or_else(|| Err(DnsError::Input("no answer".into()))))
+        .collect()
+}
+
+/// A question sent and not yet answered.
+struct Waiting {
+    /// Its place in the batch.
+    slot: usize,
+    bytes: Vec<u8>,
+    sent_at: Instant,
+    first_sent_at: Instant,
+}
+
+/// The query message for `question` with message id `id`, and its wire form.
+fn encode(question: &Question, id: u16) -> Result<(Vec<u8>, Message), DnsError> {
+    let mut message = Message::query();
+    message.add_query(Query::query(question.name.clone(), question.rtype));
+    message.metadata.recursion_desired = question.recursion_desired;
+    message.metadata.id = id;
+    let mut edns = Edns::new();
+    edns.set_max_payload(UDP_PAYLOAD);
+    message.edns = Some(edns);
+    let bytes = message
+        .to_vec()
+        .map_err(|err| DnsError::Input(format!("cannot encode the query: {err}")))?;
+    Ok((bytes, message))
+}
+
+/// Whether `answer` answers `question` (a stray datagram with a reused id does not).
+fn asks(answer: &Message, question: &Question) -> bool {
+    answer
+        .queries
+        .first()
+        .is_some_and(|query| *query.name() == question.name && query.query_type() == question.rtype)
+}
+
+/// An authoritative observation from an answer.
+pub(crate) fn observation(
+    server: SocketAddr,
+    zone: &Name,
+    name: &Name,
+    rtype: RecordType,
+    response: Message,
+) -> Result<Observation, DnsError> {
+    let rcode = response.metadata.response_code;
+    let (ttl, data) = authoritative_answer(server, zone, name, rtype, response)?;
+    Ok(Observation {
+        server,
+        name: name.to_string(),
+        rtype,
+        values: canonical_values(&data),
+        ttl,
+        authoritative: true,
+        rcode: rcode_name(rcode),
+        at: Utc::now(),
+    })
+}
+
+/// The zone's SOA from an authoritative answer.
+pub(crate) fn soa_of(server: SocketAddr, zone: &Name, response: Message) -> Result<Soa, DnsError> {
+    let (_, data) = authoritative_answer(server, zone, zone, RecordType::SOA, response)?;
+    data.iter()
+        .find_map(|data| match data {
+            RData::SOA(soa) => Some(Soa {
+                serial: soa.serial,
+                refresh: soa.refresh.max(0) as u32,
+                retry: soa.retry.max(0) as u32,
+                expire: soa.expire.max(0) as u32,
+                minimum: soa.minimum,
+            }),
+            _ => None,
+        })
+        .ok_or_else(|| DnsError::NotAuthoritative {
+            server,
+            zone: zone.to_string(),
+        })
 }
 
 /// Checks that an answer is authoritative and returns the TTL and data of `name`/`rtype`.
@@ -294,115 +506,6 @@ fn authoritative_answer(
     ))
 }
 
-type Pending = Arc<Mutex<HashMap<u16, oneshot::Sender<Message>>>>;
-
-/// A connected UDP socket to one server and the queries waiting on it.
-struct UdpChannel {
-    server: SocketAddr,
-    socket: Arc<UdpSocket>,
-    pending: Pending,
-    next_id: AtomicU16,
-    reader: JoinHandle<()>,
-}
-
-impl Drop for UdpChannel {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
-impl UdpChannel {
-    async fn connect(server: SocketAddr) -> Result<Self, DnsError> {
-        let network = |err: std::io::Error| DnsError::Network {
-            server,
-            message: err.to_string(),
-        };
-        let local: SocketAddr = match server.ip() {
-            IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
-        let socket = UdpSocket::bind(local).await.map_err(network)?;
-        socket.connect(server).await.map_err(network)?;
-        let socket = Arc::new(socket);
-        let pending: Pending = Arc::default();
-        let reader = tokio::spawn(read_answers(socket.clone(), pending.clone()));
-        Ok(Self {
-            server,
-            socket,
-            pending,
-            next_id: AtomicU16::new(initial_id()),
-            reader,
-        })
-    }
-
-    async fn exchange(&self, mut message: Message, timeout: Duration) -> Result<Message, DnsError> {
-        let (sender, mut receiver) = oneshot::channel();
-        let id = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            let mut id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            while pending.contains_key(&id) {
-                id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            }
-            pending.insert(id, sender);
-            id
-        };
-        message.metadata.id = id;
-        let forget = || {
-            self.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
-        };
-        let bytes = match message.to_vec() {
-            Ok(bytes) => bytes,
-            Err(err) => {
-                forget();
-                return Err(DnsError::Input(format!("cannot encode the query: {err}")));
-            }
-        };
-        // Resend a few times within the timeout: UDP may lose a datagram.
-        let resend_every = (timeout / 3).max(Duration::from_millis(50));
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            // A refused port shows up as an error here; the server then counts as silent.
-            let _ = self.socket.send(&bytes).await;
-            let wait_until = (tokio::time::Instant::now() + resend_every).min(deadline);
-            match tokio::time::timeout_at(wait_until, &mut receiver).await {
-                Ok(Ok(answer)) => return Ok(answer),
-                Ok(Err(_)) => break,
-                Err(_) if tokio::time::Instant::now() >= deadline => break,
-                Err(_) => continue,
-            }
-        }
-        forget();
-        Err(DnsError::Timeout {
-            server: self.server,
-            timeout,
-        })
-    }
-}
-
-async fn read_answers(socket: Arc<UdpSocket>, pending: Pending) {
-    let mut buffer = vec![0u8; 65_535];
-    loop {
-        let Ok(length) = socket.recv(&mut buffer).await else {
-            // ICMP errors (port unreachable) surface here; keep listening until dropped.
-            tokio::task::yield_now().await;
-            continue;
-        };
-        let Ok(message) = Message::from_bytes(&buffer[..length]) else {
-            continue;
-        };
-        let waiter = pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&message.metadata.id);
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(message);
-        }
-    }
-}
-
 fn initial_id() -> u16 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -414,9 +517,10 @@ fn initial_id() -> u16 {
 /// One question over TCP (used when the UDP answer was truncated).
 async fn tcp_exchange(
     server: SocketAddr,
-    message: Message,
+    message: Result<Message, DnsError>,
     timeout: Duration,
 ) -> Result<Message, DnsError> {
+    let message = message?;
     let network = |err: std::io::Error| DnsError::Network {
         server,
         message: err.to_string(),

@@ -16,7 +16,7 @@ use futures_util::stream::{self, StreamExt};
 use hickory_proto::rr::{Name, RecordType};
 
 use crate::error::{DnsError, humanize};
-use crate::query::{Observation, Querier, Soa};
+use crate::query::{Observation, Querier, Question, Soa, observation, soa_of};
 use crate::records::{canonical_input, describe_values, owner_name, zone_name};
 
 /// What the servers must answer. Every field that is `Some` must hold.
@@ -221,11 +221,6 @@ struct Prepared {
     expect: Expectation,
 }
 
-enum Answer {
-    Soa(usize, usize, Result<Soa, DnsError>),
-    Record(usize, usize, Result<Observation, DnsError>),
-}
-
 /// Verifies many records at once with up to `options.concurrency` queries in flight; each
 /// server's SOA is asked once per zone per round, not once per record.
 pub async fn verify_many(
@@ -303,55 +298,40 @@ pub async fn verify_many(
         zone_servers.sort_unstable();
         zone_servers.dedup();
 
-        let querier = &querier;
-        let prepared_ref = &prepared;
-        let zones_ref = &zones;
-        let soa_queries = zone_servers.iter().copied().map(|(zone, server)| {
-            let fut = async move {
-                Answer::Soa(
-                    zone,
-                    server,
-                    querier.soa(servers[server], &zones_ref[zone]).await,
-                )
-            };
-            // Boxed as `Send` here so callers can hold this future across `.await`
-            // in `Send` contexts (higher-ranked closures otherwise defeat the check).
-            Box::pin(fut) as futures_util::future::BoxFuture<'_, Answer>
+        let soa_questions = zone_servers.iter().map(|&(zone, server)| Question {
+            server: servers[server],
+            name: zones[zone].clone(),
+            rtype: RecordType::SOA,
+            recursion_desired: false,
         });
-        let record_queries = open.iter().copied().map(|(check, server)| {
-            let fut = async move {
-                let item = &prepared_ref[check];
-                Answer::Record(
-                    check,
-                    server,
-                    querier
-                        .observe(
-                            servers[server],
-                            &zones_ref[item.zone_index],
-                            &item.name,
-                            item.rtype,
-                        )
-                        .await,
-                )
-            };
-            Box::pin(fut) as futures_util::future::BoxFuture<'_, Answer>
+        let record_questions = open.iter().map(|&(check, server)| Question {
+            server: servers[server],
+            name: prepared[check].name.clone(),
+            rtype: prepared[check].rtype,
+            recursion_desired: false,
         });
-        let queries: Vec<futures_util::future::BoxFuture<'_, Answer>> =
-            soa_queries.chain(record_queries).collect();
-        let answers: Vec<Answer> = stream::iter(queries)
-            .buffer_unordered(options.concurrency.max(1))
-            .collect()
-            .await;
-
-        let mut observations = Vec::with_capacity(open.len());
-        for answer in answers {
-            match answer {
-                Answer::Soa(zone, server, result) => {
-                    soas.insert((zone, server), result.map_err(|err| err.to_string()));
-                }
-                Answer::Record(check, server, result) => observations.push((check, server, result)),
-            }
+        let questions: Vec<Question> = soa_questions.chain(record_questions).collect();
+        let mut answers = querier
+            .exchange_batch(questions, options.concurrency)
+            .await
+            .into_iter();
+        for (&(zone, server), answer) in zone_servers.iter().zip(answers.by_ref()) {
+            let soa = answer.and_then(|answer| soa_of(servers[server], &zones[zone], answer));
+            soas.insert((zone, server), soa.map_err(|err| err.to_string()));
         }
+        let observations = open.iter().zip(answers).map(|(&(check, server), answer)| {
+            let item = &prepared[check];
+            let observation = answer.and_then(|answer| {
+                observation(
+                    servers[server],
+                    &zones[item.zone_index],
+                    &item.name,
+                    item.rtype,
+                    answer,
+                )
+            });
+            (check, server, observation)
+        });
         for (check, server, result) in observations {
             let item = &prepared[check];
             let serial = match soas.get(&(item.zone_index, server)) {

@@ -131,23 +131,58 @@ impl<'a> StepContext<'a> {
         &self.step_def().name
     }
 
-    /// Progress of a long act, e.g. bytes copied of a total.
+    /// Progress of a long act, e.g. bytes copied of a total. Call it as
+    /// often as is convenient: the terminal sees every report, the event
+    /// log (and so the dashboard) the first, then at most one a second per
+    /// step, and the one reaching the total.
     pub fn progress(&self, done: u64, total: Option<u64>, unit: &'static str) {
+        let step = self.step_name();
         self.reporter.event(&RunEvent::Progress {
-            step: self.step_name().to_owned(),
+            step: step.to_owned(),
             done,
             total,
             unit,
         });
+        if self.state.progress_due(step, done, total) {
+            let message = match total {
+                Some(total) => format!("{done} of {total} {unit}"),
+                None => format!("{done} {unit}"),
+            };
+            let data = serde_json::json!({ "done": done, "total": total, "unit": unit });
+            self.log_advisory("progress", &message, &data);
+        }
     }
 
-    /// A countdown to `until` (waits, `at` times, TTL expiry).
+    /// A countdown to `until` (waits, `at` times, TTL expiry) starts; the
+    /// page and the terminal count down themselves. A new countdown is
+    /// logged (the dashboard shows the latest); repeating the step's last
+    /// one, e.g. from every verification, logs nothing.
     pub fn countdown(&self, until: DateTime<Utc>, label: &str) {
+        let step = self.step_name();
         self.reporter.event(&RunEvent::Countdown {
-            step: self.step_name().to_owned(),
+            step: step.to_owned(),
             until,
             label: label.to_owned(),
         });
+        if self.state.countdown_is_new(step, until, label) {
+            let message = format!("{label} until {}", until.format("%H:%M:%S UTC"));
+            let data = serde_json::json!({ "until": until, "label": label });
+            self.log_advisory("countdown", &message, &data);
+        }
+    }
+
+    /// Logs an event the step does not depend on (progress, countdowns):
+    /// a failed write is a warning, not a failure of the step (the next
+    /// transition's commit fails if the store is really gone).
+    fn log_advisory(&self, kind: &str, message: &str, data: &serde_json::Value) {
+        if let Err(err) = self
+            .state
+            .append_event(Some(self.step_name()), kind, message, Some(data))
+        {
+            self.reporter.event(&RunEvent::Warning {
+                text: format!("could not log the {kind} of `{}`: {err}", self.step_name()),
+            });
+        }
     }
 
     /// A line of information for the coordinator (also logged as an event).

@@ -30,8 +30,11 @@
 //! line, an `undo` line or a `verify` line being run — read the arguments
 //! from `ctx.action.kind`), `role` (`Main`, `Verify` or `Undo`), `t0`, `options` (e.g. `options.no_ttl_wait`),
 //! `cancel` (a `CancellationToken`: give up promptly when cancelled),
-//! `prompter`, and methods `step_def()`, `progress(done, total, unit)`,
-//! `countdown(until, label)`, `message(text)`, `log_output(label, text)`
+//! `prompter`, and methods `step_def()`, `progress(done, total, unit)`
+//! (every report to the reporter; to the event log the first, at most one a
+//! second per step, and the one reaching the total), `countdown(until,
+//! label)` (logged when new: repeating it while verifying is fine),
+//! `message(text)`, `log_output(label, text)`
 //! (bounded), `step_record(StepId)`, `evidence_of(StepId, Phase)` (e.g. a
 //! `dns.switch` reads the `Phase::Verify` evidence of the `dns.ttl` step
 //! that lowered its record: its data and `at`, when it was verified),

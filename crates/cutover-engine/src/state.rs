@@ -1,6 +1,7 @@
 //! The run's state as the engine uses it: the store behind a mutex (kinds
-//! and the scheduler share it), and opening a run — new, resumed, or
-//! resumed with a changed runbook.
+//! and the scheduler share it), what keeps progress reports and repeated
+//! countdowns from flooding the event log, and opening a run — new,
+//! resumed, or resumed with a changed runbook.
 
 use crate::describe;
 use crate::plan::schedule;
@@ -9,13 +10,55 @@ use cutover_lang::Runbook;
 use cutover_store::{
     Confirmation, EvidenceRecord, NewRun, NewStep, Phase, RunRecord, StepRecord, Store, Transition,
 };
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// A step's progress is logged at most this often: the dashboard reads the
+/// log once a second, and a copy reports after every block it moves.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Which progress reports go to the event log: per step the first, then at
+/// most one per [`PROGRESS_EVERY`], and always the one reaching the total.
+#[derive(Debug, Default)]
+pub(crate) struct ProgressThrottle {
+    /// When each step's progress was last logged, and how far it was.
+    logged: HashMap<String, (Instant, u64)>,
+}
+
+impl ProgressThrottle {
+    /// Whether `done` of `total` for `step` at `now` is to be logged;
+    /// remembers it when it is.
+    pub(crate) fn admit(
+        &mut self,
+        step: &str,
+        done: u64,
+        total: Option<u64>,
+        now: Instant,
+    ) -> bool {
+        let due = match self.logged.get(step) {
+            None => true,
+            Some(&(at, logged_done)) => {
+                now.duration_since(at) >= PROGRESS_EVERY
+                    || (total == Some(done) && logged_done != done)
+            }
+        };
+        if due {
+            self.logged.insert(step.to_owned(), (now, done));
+        }
+        due
+    }
+}
 
 /// The store of one run, shared by the scheduler and the kinds.
 #[derive(Debug)]
 pub struct SharedState {
     store: Mutex<Store>,
     run: i64,
+    progress: Mutex<ProgressThrottle>,
+    /// The countdown each step logged last: a kind may repeat one while
+    /// verifying, and only a new one is logged.
+    countdowns: Mutex<HashMap<String, (DateTime<Utc>, String)>>,
 }
 
 impl SharedState {
@@ -23,6 +66,8 @@ impl SharedState {
         SharedState {
             store: Mutex::new(store),
             run,
+            progress: Mutex::default(),
+            countdowns: Mutex::default(),
         }
     }
 
@@ -59,6 +104,29 @@ impl SharedState {
         Ok(self
             .store()
             .append_event(self.run, step, kind, message, data)?)
+    }
+
+    /// Whether this progress report of `step` is to be logged now (see
+    /// [`ProgressThrottle`]).
+    pub(crate) fn progress_due(&self, step: &str, done: u64, total: Option<u64>) -> bool {
+        self.progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(step, done, total, Instant::now())
+    }
+
+    /// Whether `step` starts a countdown it has not logged already.
+    pub(crate) fn countdown_is_new(&self, step: &str, until: DateTime<Utc>, label: &str) -> bool {
+        let mut logged = self
+            .countdowns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let countdown = (until, label.to_owned());
+        if logged.get(step) == Some(&countdown) {
+            return false;
+        }
+        logged.insert(step.to_owned(), countdown);
+        true
     }
 
     pub(crate) fn step_record(&self, name: &str) -> anyhow::Result<Option<StepRecord>> {
@@ -219,4 +287,31 @@ pub fn open_run(
         content_hash: content_hash.to_owned(),
         changes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_is_admitted_once_a_second_per_step_and_always_at_the_total() {
+        let mut throttle = ProgressThrottle::default();
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let total = Some(100);
+        assert!(throttle.admit("copy", 1, total, at(0)), "the first report");
+        assert!(!throttle.admit("copy", 2, total, at(10)));
+        assert!(!throttle.admit("copy", 40, total, at(999)));
+        assert!(throttle.admit("other", 5, total, at(999)), "per step");
+        assert!(
+            throttle.admit("copy", 50, total, at(1000)),
+            "a second later"
+        );
+        assert!(!throttle.admit("copy", 60, total, at(1500)));
+        assert!(throttle.admit("copy", 100, total, at(1501)), "the total");
+        assert!(!throttle.admit("copy", 100, total, at(1502)), "only once");
+        assert!(throttle.admit("scan", 7, None, at(0)));
+        assert!(!throttle.admit("scan", 7, None, at(10)), "no total, no end");
+        assert!(throttle.admit("scan", 9, None, at(1010)));
+    }
 }

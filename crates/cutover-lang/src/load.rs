@@ -346,7 +346,7 @@ impl Loader {
             })
         };
         self.diagnostics
-            .sort_by_key(|d| d.primary_span().map(|s| (s.file, s.start)));
+            .sort_by_key(|d| d.primary_span().map(|s| (s.file, s.start, s.end)));
         Loaded {
             sources: self.sources,
             runbook,

@@ -413,7 +413,8 @@ pub(crate) fn resolve(
         }
     }
     let mut diags = r.diags;
-    diags.sort_by_key(|d| d.primary_span().map(|s| (s.file, s.start)));
+    // By position; at one position a whole-file finding (an empty span) comes first.
+    diags.sort_by_key(|d| d.primary_span().map(|s| (s.file, s.start, s.end)));
     let failed = diags.iter().any(|d| d.severity == Severity::Error);
     let runbook = match (failed, header, keys, zones, hosts, groups, steps) {
         (false, Some(header), Some(keys), Some(zones), Some(hosts), Some(groups), Some(steps)) => {

@@ -1,6 +1,7 @@
 // The live dashboard: polls /api/run once a second and updates the page in
-// place (open evidence stays open). Text is always set with textContent;
-// the only markup inserted is the server's escaped SVG chart.
+// place (open evidence stays open); countdowns and elapsed times tick in
+// between. Text is always set with textContent; the only markup inserted is
+// the server's escaped SVG chart.
 "use strict";
 
 const POLL_MS = 1000;
@@ -31,6 +32,28 @@ function size(n) {
   let v = n, u = 0;
   while (v >= 1000 && u < units.length - 1) { v /= 1000; u++; }
   return (u === 0 ? v : v.toFixed(1)) + " " + units[u];
+}
+
+// Elapsed times and countdowns tick here between polls, on the server's
+// clock (the offset of this device's clock from it is kept at each poll),
+// and keep ticking while the server cannot be reached.
+let clockOffsetMs = 0;
+function serverNow() { return Date.now() + clockOffsetMs; }
+function ticking(tag, cls, key, iso, label) {
+  const e = el(tag, cls);
+  e.dataset[key] = iso;
+  if (label !== undefined) e.dataset.label = label;
+  return e;
+}
+function tick() {
+  const now = serverNow();
+  for (const e of document.querySelectorAll("[data-since]")) {
+    e.textContent = "running for " + dur((now - Date.parse(e.dataset.since)) / 1000) + " ";
+  }
+  for (const e of document.querySelectorAll("[data-until]")) {
+    const left = Math.max(0, Math.ceil((Date.parse(e.dataset.until) - now) / 1000));
+    e.textContent = "· " + (e.dataset.label ? e.dataset.label + ": " : "") + dur(left) + " left (until " + utc(e.dataset.until) + ") ";
+  }
 }
 
 function evidenceNode(step) {
@@ -81,14 +104,15 @@ function updateStep(step, state) {
   parts.times.textContent = times;
   parts.live.replaceChildren();
   if (step.status === "running") {
-    const now = Date.parse(state.now);
-    if (step.actual.start) parts.live.appendChild(el("span", "", "running for " + dur((now - Date.parse(step.actual.start.utc)) / 1000) + " "));
+    if (step.actual.start) parts.live.appendChild(ticking("span", "running-for", "since", step.actual.start.utc));
     const countdown = state.countdowns.find(c => c.step === step.name);
-    if (countdown) parts.live.appendChild(el("span", "", "· " + dur(countdown.left_s) + " left (until " + utc(countdown.until) + ") "));
+    if (countdown) parts.live.appendChild(ticking("span", "countdown", "until", countdown.until, countdown.label));
     if (step.progress) {
       const p = step.progress;
-      const text = p.unit === "bytes" ? size(p.done) + (p.total ? " of " + size(p.total) : "") : p.done + (p.total ? " of " + p.total : "") + " " + p.unit;
-      parts.live.appendChild(el("div", "", text));
+      const amount = n => p.unit === "bytes" ? size(n) : n + " " + p.unit;
+      let text = amount(p.done);
+      if (p.total) text += " of " + amount(p.total) + " (" + Math.floor(100 * p.done / p.total) + "%)";
+      parts.live.appendChild(el("div", "progress-figure", text));
       if (p.total) { const bar = el("progress"); bar.max = p.total; bar.value = p.done; parts.live.appendChild(bar); }
     }
     if (step.last_message) parts.live.appendChild(el("div", "muted", step.last_message));
@@ -104,6 +128,7 @@ function updateStep(step, state) {
 
 function render(state) {
   const r = state.report;
+  clockOffsetMs = Date.parse(state.now) - Date.now();
   document.getElementById("waiting").hidden = true;
   document.getElementById("run").hidden = false;
   document.getElementById("title").textContent = r.run.runbook + (r.run.title ? " — " + r.run.title : "");
@@ -116,6 +141,7 @@ function render(state) {
   const items = r.steps.map(s => updateStep(s, state));
   items.forEach((li, i) => { if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null); });
   while (list.children.length > items.length) list.lastChild.remove();
+  tick();
   document.getElementById("gantt").innerHTML = state.gantt_svg;
   const crashes = r.sessions.length > 1 || r.sessions.some(s => s.end.startsWith("crashed"));
   document.getElementById("sessions-box").hidden = !crashes;
@@ -162,3 +188,4 @@ async function poll() {
 }
 
 poll();
+setInterval(tick, 250);

@@ -6,15 +6,15 @@
 //! Routes: `/` the page, `/dashboard.js`, `/style.css`, `/api/run` the
 //! state as JSON ([`LiveState`]).
 
-use crate::model::Report;
+use crate::model::{Report, current_phase};
 use crate::read::{ReadError, Snapshot, read_snapshot};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::{DateTime, TimeDelta, Utc};
-use cutover_lang::{ActionKind, Runbook, WaitFor, units::TimeSpec};
+use chrono::{DateTime, Utc};
+use cutover_lang::Runbook;
 use cutover_store::StepStatus;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -62,13 +62,16 @@ pub struct LiveState {
     pub gantt_svg: String,
     /// Who holds the run (`user@host (pid N) since …`), if anyone.
     pub coordinator: Option<String>,
-    /// Countdowns of running `wait` steps.
+    /// Countdowns running steps started and that have not run out.
     pub countdowns: Vec<Countdown>,
 }
 
+/// A countdown a step logged (a `wait`, an old TTL expiring).
 #[derive(Debug, Serialize)]
 pub struct Countdown {
     pub step: String,
+    /// What is counted down, as the step kind says it.
+    pub label: String,
     pub until: DateTime<Utc>,
     pub left_s: i64,
 }
@@ -76,42 +79,40 @@ pub struct Countdown {
 /// The state at `now`.
 pub fn live_state(snapshot: &Snapshot, runbook: Option<&Runbook>, now: DateTime<Utc>) -> LiveState {
     let report = Report::build(snapshot, runbook);
-    let countdowns = runbook.map_or_else(Vec::new, |r| countdowns(snapshot, r, report.run.t0, now));
     LiveState {
         now,
         gantt_svg: crate::gantt::svg(&report, Some(now)),
         coordinator: snapshot.lock.as_ref().map(ToString::to_string),
-        countdowns,
+        countdowns: countdowns(snapshot, now),
         report,
     }
 }
 
-fn countdowns(
-    snapshot: &Snapshot,
-    runbook: &Runbook,
-    t0: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Vec<Countdown> {
+/// The latest `countdown` event of each running step's current phase,
+/// while it has time left.
+fn countdowns(snapshot: &Snapshot, now: DateTime<Utc>) -> Vec<Countdown> {
     snapshot
         .steps
         .iter()
         .filter(|s| s.status == StepStatus::Running)
         .filter_map(|s| {
-            let step = runbook.step(runbook.step_by_name(&s.name)?);
-            let until = match &step.action.kind {
-                ActionKind::Wait(WaitFor::Duration(d)) => {
-                    s.first_act_at? + TimeDelta::from_std(*d).ok()?
-                }
-                ActionKind::Wait(WaitFor::Until(TimeSpec::Absolute(at))) => *at,
-                ActionKind::Wait(WaitFor::Until(TimeSpec::Relative(secs))) => {
-                    t0 + TimeDelta::try_seconds(*secs)?
-                }
-                _ => return None,
-            };
-            Some(Countdown {
+            let events = current_phase(snapshot, &s.name);
+            let data = events
+                .iter()
+                .rev()
+                .find(|e| e.kind == "countdown")?
+                .data
+                .as_ref()?;
+            let until: DateTime<Utc> = serde_json::from_value(data.get("until")?.clone()).ok()?;
+            (until > now).then(|| Countdown {
                 step: s.name.clone(),
+                label: data
+                    .get("label")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
                 until,
-                left_s: (until - now).num_seconds().max(0),
+                left_s: (until - now).num_seconds(),
             })
         })
         .collect()

@@ -7,7 +7,8 @@
 //! snapshot (and the runbook, when it can be read, for the planned
 //! timeline) into the [`Report`] every format renders: the header, planned
 //! vs actual per step, deviations, confirmations, evidence, the sessions of
-//! the run (crashes and resumes) and the full event log.
+//! the run (crashes and resumes) and the event log (without the throttled
+//! `progress` events, which would bury the rest).
 //!
 //! ```no_run
 //! let snapshot = cutover_report::read_snapshot(std::path::Path::new(".cutover/move.db"))?;

@@ -30,6 +30,7 @@ pub struct Report {
     pub confirmations: Vec<ConfirmationReport>,
     /// Each time a coordinator ran the run: the first start and every resume.
     pub sessions: Vec<Session>,
+    /// The event log, oldest first, without `progress` events.
     pub events: Vec<EventReport>,
     /// What the report could not know, and where its figures come from.
     pub notes: Vec<String>,
@@ -123,7 +124,7 @@ pub struct StepReport {
     pub evidence: Vec<EvidenceReport>,
     /// The latest message of a running step (dashboard).
     pub last_message: Option<String>,
-    /// Progress of a running step, when the engine logs it.
+    /// The latest progress a running step logged in its current phase.
     pub progress: Option<Progress>,
 }
 
@@ -288,9 +289,13 @@ impl Report {
                 note: c.note.clone(),
             })
             .collect();
+        // Progress is left out of the log: one event a second per running
+        // copy would bury the rest, and the act's evidence says what each
+        // copy moved and how long it took.
         let events = snapshot
             .events
             .iter()
+            .filter(|e| e.kind != "progress")
             .map(|e| EventReport {
                 id: e.id,
                 at: at(e.at),
@@ -442,7 +447,12 @@ fn step_report(
         })
         .flatten();
     let progress = running
-        .then(|| step_events.iter().rev().find_map(|e| progress(e)))
+        .then(|| {
+            current_phase(snapshot, &record.name)
+                .into_iter()
+                .rev()
+                .find_map(progress)
+        })
         .flatten();
     StepReport {
         name: record.name.clone(),
@@ -459,6 +469,22 @@ fn step_report(
         last_message,
         progress,
     }
+}
+
+/// What `step` logged since it last entered a phase: the progress and
+/// countdowns of a running step belong to its current act, not to an
+/// earlier attempt's.
+pub(crate) fn current_phase<'a>(snapshot: &'a Snapshot, step: &str) -> Vec<&'a EventRecord> {
+    let mut events: Vec<&EventRecord> = snapshot
+        .events
+        .iter()
+        .filter(|e| e.step.as_deref() == Some(step))
+        .collect();
+    let start = events
+        .iter()
+        .rposition(|e| e.kind == "phase")
+        .map_or(0, |i| i + 1);
+    events.split_off(start)
 }
 
 fn progress(event: &EventRecord) -> Option<Progress> {

@@ -74,7 +74,8 @@ fn the_crash_and_the_resume_are_visible() {
     let ends: Vec<SessionEnd> = report.sessions.iter().map(|s| s.end).collect();
     assert_eq!(ends, [SessionEnd::Crashed, SessionEnd::Completed]);
     let crash = &report.sessions[0];
-    assert_eq!(crash.last_record_at.utc, at(17, 5, 1));
+    // Its last sign of life: the copy's progress, a second after its last phase.
+    assert_eq!(crash.last_record_at.utc, at(17, 5, 2));
     assert_eq!(crash.caught_mid_flight.len(), 1);
     assert_eq!(crash.caught_mid_flight[0].step, "final-sync");
     assert_eq!(
@@ -200,28 +201,113 @@ fn a_stop_lists_the_steps_it_interrupted() {
 }
 
 #[test]
-fn a_running_wait_shows_its_countdown() {
+fn a_running_step_shows_the_countdown_of_its_current_attempt_until_it_runs_out() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("wait.db");
     let b = first_session(&state, "lab-move.runbook");
-    b.step(
+    b.event(
+        at(17, 19, 0),
+        Some("settle"),
+        "phase",
+        "acting (attempt 1 of 2)",
+        None,
+    )
+    .countdown(at(17, 19, 0), "settle", at(17, 25, 0), "an earlier attempt")
+    .event(
+        at(17, 19, 30),
+        Some("settle"),
+        "failed",
+        "act failed: interrupted",
+        None,
+    )
+    .event(
+        at(17, 20, 0),
+        Some("settle"),
+        "phase",
+        "acting (attempt 2 of 2)",
+        None,
+    )
+    .countdown(at(17, 20, 0), "settle", at(17, 21, 0), "waiting")
+    .step(
         "settle",
         "running",
         Some("act"),
-        1,
-        Some(at(17, 20, 0)),
-        Some(at(17, 20, 0)),
+        2,
+        Some(at(17, 19, 0)),
+        Some(at(17, 19, 0)),
         None,
     );
-    let state = dashboard::live_state(
-        &read_snapshot(&state).unwrap(),
-        Some(&runbook()),
-        at(17, 20, 15),
+    let snapshot = read_snapshot(&state).unwrap();
+    let live = dashboard::live_state(&snapshot, Some(&runbook()), at(17, 20, 15));
+    assert_eq!(live.countdowns.len(), 1, "{:?}", live.countdowns);
+    assert_eq!(live.countdowns[0].step, "settle");
+    assert_eq!(live.countdowns[0].label, "waiting");
+    assert_eq!(live.countdowns[0].until, at(17, 21, 0));
+    assert_eq!(live.countdowns[0].left_s, 45);
+    assert_eq!(
+        live.report.step("settle").unwrap().last_message.as_deref(),
+        Some("waiting until 17:21:00 UTC")
     );
-    assert_eq!(state.countdowns.len(), 1);
-    assert_eq!(state.countdowns[0].step, "settle");
-    assert_eq!(state.countdowns[0].until, at(17, 21, 0));
-    assert_eq!(state.countdowns[0].left_s, 45);
+
+    let later = dashboard::live_state(&snapshot, Some(&runbook()), at(17, 21, 0));
+    assert!(later.countdowns.is_empty(), "{:?}", later.countdowns);
+}
+
+#[test]
+fn a_running_copy_shows_the_progress_of_its_current_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("copy.db");
+    first_session(&state, "lab-move.runbook");
+    let report = Report::build(&read_snapshot(&state).unwrap(), Some(&runbook()));
+    let progress = report
+        .step("final-sync")
+        .unwrap()
+        .progress
+        .as_ref()
+        .unwrap();
+    assert_eq!(progress.at, at(17, 5, 2));
+    assert_eq!(progress.done, 4_194_304, "attempt 2's, not attempt 1's");
+    assert_eq!(progress.total, Some(67_108_864));
+    assert_eq!(progress.unit, "bytes");
+    assert!(
+        report
+            .steps
+            .iter()
+            .all(|s| s.name == "final-sync" || s.progress.is_none()),
+        "only a running step has progress"
+    );
+}
+
+#[test]
+fn progress_events_are_left_out_of_every_event_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("run.db");
+    crashed_and_resumed(&state, "lab-move.runbook");
+    let snapshot = read_snapshot(&state).unwrap();
+    let stored = snapshot
+        .events
+        .iter()
+        .filter(|e| e.kind == "progress")
+        .count();
+    assert_eq!(stored, 5, "the state file keeps them");
+    let report = Report::build(&snapshot, Some(&runbook()));
+    assert!(report.events.iter().all(|e| e.kind != "progress"));
+    assert_eq!(report.events.len(), snapshot.events.len() - stored);
+    assert!(report.events.iter().any(|e| e.kind == "countdown"));
+    assert!(
+        report.steps.iter().all(|s| s.progress.is_none()),
+        "nothing runs any more"
+    );
+    for format in [
+        Format::Markdown,
+        Format::CsvEvents,
+        Format::Html,
+        Format::Json,
+    ] {
+        let text = render(&report, format);
+        assert!(!text.contains("of 67108864 bytes"), "{format:?}");
+        assert!(text.contains("waiting until 17:13:11 UTC"), "{format:?}");
+    }
 }
 
 #[test]

@@ -80,15 +80,27 @@ async fn run_blocking<T: Send + 'static>(
     });
     tokio::pin!(handle);
     let mut cancelled = false;
+    let mut reporting = true;
+    let mut forwarded = Progress::default();
     loop {
         tokio::select! {
             joined = &mut handle => {
+                // The last report comes with the end of the work, and the
+                // end may be seen first: forward it still (the dashboard
+                // shows the total).
+                let last = *progress_rx.borrow();
+                if last != forwarded {
+                    ctx.progress(last.scanned, Some(last.total), "bytes");
+                }
                 return Ok(joined.map_err(|e| anyhow::anyhow!("the copy thread failed: {e}"))??);
             }
-            changed = progress_rx.changed() => {
+            changed = progress_rx.changed(), if reporting => {
                 if changed.is_ok() {
-                    let progress = *progress_rx.borrow_and_update();
-                    ctx.progress(progress.scanned, Some(progress.total), "bytes");
+                    forwarded = *progress_rx.borrow_and_update();
+                    ctx.progress(forwarded.scanned, Some(forwarded.total), "bytes");
+                } else {
+                    // The work is over; its end is next.
+                    reporting = false;
                 }
             }
             () = ctx.cancel.cancelled(), if !cancelled => {
