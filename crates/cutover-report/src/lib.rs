@@ -1,9 +1,10 @@
 //! Post-mortem exports of a run (Markdown, JSON, CSV, HTML with a Gantt
 //! chart) and the read-only live dashboard behind `cutover serve`.
 //!
-//! Both start from a [`Snapshot`] of a state file, read with a read-only
-//! SQLite connection ([`read_snapshot`]): the report never changes a run,
-//! and can read one while the engine writes it. [`Report::build`] turns the
+//! Both start from a [`Snapshot`] of a state file, read in one transaction
+//! through the store's read-only open ([`read_snapshot`], on
+//! [`cutover_store::Store::open_read_only`]): the report never changes a
+//! run, and can read one while the engine writes it. [`Report::build`] turns the
 //! snapshot (and the runbook, when it can be read, for the planned
 //! timeline) into the [`Report`] every format renders: the header, planned
 //! vs actual per step, deviations, confirmations, evidence, the sessions of

@@ -6,7 +6,10 @@
 //! starts, the outcome after it. The schema (documented in `docs/engine.md`)
 //! has four tables the report and the dashboard read — `runs`, `steps`,
 //! `events` (append-only) and `evidence` — plus `confirmations` of manual
-//! steps and the coordinator `lock`.
+//! steps and the coordinator `lock`. Rows become records in one place
+//! (`rows.rs`), for the engine's [`Store`] and for the report's and the
+//! dashboard's [`ReadOnlyStore`] ([`Store::open_read_only`]), which reads a
+//! run in one transaction and never creates, migrates, locks or writes.
 //!
 //! Durability: WAL with `synchronous=FULL`. A commit is in the WAL file and
 //! fsynced before `commit` returns, so it survives `kill -9` (which only
@@ -15,13 +18,16 @@
 //! fsync per transition, well inside the engine's per-step budget.
 
 mod lock;
+mod read_only;
+mod rows;
 mod schema;
 
 pub use lock::{LockHolder, LockState, current_user};
+pub use read_only::{ReadOnlyStore, ReadTransaction};
 pub use schema::CURRENT_VERSION;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -41,6 +47,14 @@ pub enum StoreError {
         "state file {path} has schema version {found}, newer than this cutover understands ({supported})"
     )]
     TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    /// A read-only open found another schema version than this build's: it
+    /// cannot migrate the file, and will not misread it.
+    #[error("state file {path} has schema version {found}; this cutover reads version {supported}")]
+    Version {
         path: PathBuf,
         found: i64,
         supported: i64,
@@ -306,6 +320,15 @@ impl Store {
         Store::open_inner(path)
     }
 
+    /// Opens an existing state file read-only, for a report or the
+    /// dashboard: nothing is created, migrated, locked or written, and the
+    /// engine may go on writing meanwhile (WAL lets readers and one writer
+    /// coexist). The file must have this build's schema version. Read it
+    /// with [`ReadOnlyStore::read`], in one transaction.
+    pub fn open_read_only(path: &Path) -> Result<ReadOnlyStore> {
+        ReadOnlyStore::open(path)
+    }
+
     fn open_inner(path: &Path) -> Result<Store> {
         let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
             path: path.to_owned(),
@@ -365,27 +388,7 @@ impl Store {
 
     /// The most recent run in this file.
     pub fn latest_run(&self) -> Result<Option<RunRecord>> {
-        self.sql(|c| {
-            c.query_row(
-                "SELECT id, runbook_name, runbook_path, content_hash, operator, t0, started_at, finished_at, status
-                 FROM runs ORDER BY id DESC LIMIT 1",
-                [],
-                |r| {
-                    Ok(RunRecord {
-                        id: r.get(0)?,
-                        runbook_name: r.get(1)?,
-                        runbook_path: r.get(2)?,
-                        content_hash: r.get(3)?,
-                        operator: r.get(4)?,
-                        t0: r.get(5)?,
-                        started_at: r.get(6)?,
-                        finished_at: r.get(7)?,
-                        status: parse_col(r, 8, RunStatus::parse)?,
-                    })
-                },
-            )
-            .optional()
-        })
+        self.sql(rows::latest_run)
     }
 
     /// Sets a run's status (and its finish time when it is final).
@@ -459,34 +462,7 @@ impl Store {
 
     /// Steps of a run in runbook order.
     pub fn steps(&self, run: i64) -> Result<Vec<StepRecord>> {
-        self.sql(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT s.name, s.position, s.definition, s.status, s.phase, s.attempts, s.planned_start,
-                        s.started_at, s.first_act_at, s.finished_at,
-                        (SELECT e.summary FROM evidence e WHERE e.run_id = s.run_id AND e.step = s.name
-                         ORDER BY e.id DESC LIMIT 1)
-                 FROM steps s WHERE s.run_id = ?1 ORDER BY s.position",
-            )?;
-            stmt.query_map([run], |r| {
-                Ok(StepRecord {
-                    name: r.get(0)?,
-                    position: r.get(1)?,
-                    definition: r.get(2)?,
-                    status: parse_col(r, 3, StepStatus::parse)?,
-                    phase: match r.get::<_, Option<String>>(4)? {
-                        Some(text) => Some(Phase::parse(&text).ok_or_else(|| bad_value(4, &text))?),
-                        None => None,
-                    },
-                    attempts: r.get(5)?,
-                    planned_start: r.get(6)?,
-                    started_at: r.get(7)?,
-                    first_act_at: r.get(8)?,
-                    finished_at: r.get(9)?,
-                    last_evidence: r.get(10)?,
-                })
-            })?
-            .collect()
-        })
+        self.sql(|c| rows::steps(c, run))
     }
 
     /// Commits one transition of a step (status, phase, event, evidence) in
@@ -552,43 +528,12 @@ impl Store {
 
     /// The event log of a run, oldest first.
     pub fn events(&self, run: i64) -> Result<Vec<EventRecord>> {
-        self.sql(|c| {
-            let mut stmt = c.prepare(
-                "SELECT id, at, step, kind, message, data FROM events WHERE run_id = ?1 ORDER BY id",
-            )?;
-            stmt.query_map([run], |r| {
-                Ok(EventRecord {
-                    id: r.get(0)?,
-                    at: r.get(1)?,
-                    step: r.get(2)?,
-                    kind: r.get(3)?,
-                    message: r.get(4)?,
-                    data: parse_json(r, 5)?,
-                })
-            })?
-            .collect()
-        })
+        self.sql(|c| rows::events(c, run))
     }
 
     /// All evidence of a run, oldest first.
     pub fn evidence(&self, run: i64) -> Result<Vec<EvidenceRecord>> {
-        self.sql(|c| {
-            let mut stmt = c.prepare(
-                "SELECT id, at, step, phase, attempt, summary, data FROM evidence WHERE run_id = ?1 ORDER BY id",
-            )?;
-            stmt.query_map([run], |r| {
-                Ok(EvidenceRecord {
-                    id: r.get(0)?,
-                    at: r.get(1)?,
-                    step: r.get(2)?,
-                    phase: parse_col(r, 3, Phase::parse)?,
-                    attempt: r.get(4)?,
-                    summary: r.get(5)?,
-                    data: parse_json(r, 6)?.unwrap_or(serde_json::Value::Null),
-                })
-            })?
-            .collect()
-        })
+        self.sql(|c| rows::evidence(c, run))
     }
 
     /// The latest evidence of one step in one phase (e.g. what `dns.ttl`'s
@@ -599,24 +544,7 @@ impl Store {
         step: &str,
         phase: Phase,
     ) -> Result<Option<EvidenceRecord>> {
-        self.sql(|c| {
-            c.prepare_cached(
-                "SELECT id, at, step, phase, attempt, summary, data FROM evidence
-                 WHERE run_id = ?1 AND step = ?2 AND phase = ?3 ORDER BY id DESC LIMIT 1",
-            )?
-            .query_row(params![run, step, phase.as_str()], |r| {
-                Ok(EvidenceRecord {
-                    id: r.get(0)?,
-                    at: r.get(1)?,
-                    step: r.get(2)?,
-                    phase: parse_col(r, 3, Phase::parse)?,
-                    attempt: r.get(4)?,
-                    summary: r.get(5)?,
-                    data: parse_json(r, 6)?.unwrap_or(serde_json::Value::Null),
-                })
-            })
-            .optional()
-        })
+        self.sql(|c| rows::latest_evidence(c, run, step, phase))
     }
 
     /// Records that a person confirmed a manual step.
@@ -657,21 +585,7 @@ impl Store {
 
     /// The latest confirmation of a manual step, if any.
     pub fn confirmation(&self, run: i64, step: &str) -> Result<Option<Confirmation>> {
-        self.sql(|c| {
-            c.prepare_cached(
-                "SELECT step, user, note, at FROM confirmations WHERE run_id = ?1 AND step = ?2
-                 ORDER BY id DESC LIMIT 1",
-            )?
-            .query_row(params![run, step], |r| {
-                Ok(Confirmation {
-                    step: r.get(0)?,
-                    user: r.get(1)?,
-                    note: r.get(2)?,
-                    at: r.get(3)?,
-                })
-            })
-            .optional()
-        })
+        self.sql(|c| rows::latest_confirmation(c, run, step))
     }
 }
 
@@ -695,32 +609,6 @@ fn insert_step(tx: &Connection, run: i64, position: usize, step: &NewStep) -> ru
         ],
     )
     .map(drop)
-}
-
-fn bad_value(col: usize, text: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        col,
-        rusqlite::types::Type::Text,
-        format!("unknown value `{text}`").into(),
-    )
-}
-
-fn parse_col<T>(
-    r: &rusqlite::Row<'_>,
-    col: usize,
-    parse: fn(&str) -> Option<T>,
-) -> rusqlite::Result<T> {
-    let text: String = r.get(col)?;
-    parse(&text).ok_or_else(|| bad_value(col, &text))
-}
-
-fn parse_json(r: &rusqlite::Row<'_>, col: usize) -> rusqlite::Result<Option<serde_json::Value>> {
-    match r.get::<_, Option<String>>(col)? {
-        None => Ok(None),
-        Some(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, Box::new(e))
-        }),
-    }
 }
 
 #[cfg(test)]

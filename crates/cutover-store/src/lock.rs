@@ -2,7 +2,7 @@
 //! The holder (user, host, pid, since) is a row in the state file itself,
 //! so it travels with the file and is visible to `cutover status`.
 
-use crate::{Result, Store};
+use crate::{Result, Store, rows};
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
@@ -64,7 +64,7 @@ impl Store {
     pub fn acquire_lock(&self, me: &LockHolder, take_over_stale: bool) -> Result<LockState> {
         self.sql(|c| {
             let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
-            let holder = read_holder(&tx)?;
+            let holder = rows::lock_holder(&tx)?;
             let took_over = match holder {
                 Some(h) if h.host == me.host && h.pid == me.pid => None,
                 Some(h) if !h.is_stale() => return Ok(LockState::Held(h)),
@@ -106,24 +106,8 @@ impl Store {
 
     /// The current holder, if any.
     pub fn lock_holder(&self) -> Result<Option<LockHolder>> {
-        self.sql(read_holder)
+        self.sql(rows::lock_holder)
     }
-}
-
-fn read_holder(c: &rusqlite::Connection) -> rusqlite::Result<Option<LockHolder>> {
-    c.query_row(
-        "SELECT user, host, pid, since FROM lock WHERE id = 1",
-        [],
-        |r| {
-            Ok(LockHolder {
-                user: r.get(0)?,
-                host: r.get(1)?,
-                pid: r.get(2)?,
-                since: r.get(3)?,
-            })
-        },
-    )
-    .optional()
 }
 
 /// The login name of whoever runs this process.

@@ -163,3 +163,101 @@ fn a_newer_schema_is_refused() {
     let err = Store::open(&path).unwrap_err();
     assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
 }
+
+#[test]
+fn a_read_only_open_creates_nothing_and_migrates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("sub/run.db");
+    let err = Store::open_read_only(&missing).unwrap_err();
+    assert!(matches!(err, StoreError::Missing(_)), "{err}");
+    assert!(!dir.path().join("sub").exists());
+
+    // A file at version 0: the engine would migrate it, a reader must not.
+    let old = dir.path().join("old.db");
+    let conn = rusqlite::Connection::open(&old).unwrap();
+    conn.execute_batch("CREATE TABLE unrelated (x)").unwrap();
+    drop(conn);
+    let err = Store::open_read_only(&old).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Version { found: 0, supported, .. } if supported == CURRENT_VERSION),
+        "{err}"
+    );
+    assert!(err.to_string().contains("schema version 0"), "{err}");
+    let conn = rusqlite::Connection::open(&old).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    let runs: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'runs'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!((version, runs), (0, 0));
+
+    // A newer file is refused too.
+    let newer = dir.path().join("newer.db");
+    drop(Store::open(&newer).unwrap());
+    let conn = rusqlite::Connection::open(&newer).unwrap();
+    conn.pragma_update(None, "user_version", CURRENT_VERSION + 1)
+        .unwrap();
+    drop(conn);
+    let err = Store::open_read_only(&newer).unwrap_err();
+    assert!(matches!(err, StoreError::Version { .. }), "{err}");
+}
+
+#[test]
+fn a_read_only_transaction_reads_one_state_while_the_engine_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.db");
+    let writer = Store::open(&path).unwrap();
+    let run = new_run(&writer);
+    writer.acquire_lock(&LockHolder::current(), false).unwrap();
+    let reader = Store::open_read_only(&path).unwrap();
+    let acting = Transition {
+        step: "a",
+        status: StepStatus::Running,
+        phase: Some(Phase::Act),
+        new_attempt: true,
+        event_kind: "phase",
+        message: "acting".into(),
+        evidence: None,
+    };
+
+    let (before, after) = reader
+        .read(|tx| {
+            let run = tx.latest_run()?.expect("a run");
+            let before = (tx.steps(run.id)?, tx.events(run.id)?);
+            // The engine commits while the reader is inside its transaction.
+            writer.transition(run.id, &acting)?;
+            writer.confirm(run.id, "b", "ops", None)?;
+            writer.append_event(run.id, None, "message", "hello", None)?;
+            let after = (tx.steps(run.id)?, tx.events(run.id)?);
+            assert!(tx.confirmations(run.id)?.is_empty());
+            assert!(tx.evidence(run.id)?.is_empty());
+            assert_eq!(tx.lock_holder()?.unwrap().pid, std::process::id());
+            Ok::<_, StoreError>((before, after))
+        })
+        .unwrap();
+    assert_eq!(before.0[0].status, StepStatus::Pending);
+    assert_eq!(after.0[0].status, StepStatus::Pending);
+    assert_eq!(before.1.len(), after.1.len());
+
+    // The next transaction sees the commits, mapped as the engine's own reads.
+    let (steps, events, confirmations) = reader
+        .read(|tx| Ok::<_, StoreError>((tx.steps(run)?, tx.events(run)?, tx.confirmations(run)?)))
+        .unwrap();
+    assert_eq!(steps[0].status, StepStatus::Running);
+    assert_eq!(steps[0].phase, Some(Phase::Act));
+    assert_eq!(events.len(), before.1.len() + 3);
+    assert_eq!(events.len(), writer.events(run).unwrap().len());
+    assert_eq!(confirmations[0].user, "ops");
+
+    // Reading wrote nothing: no migration, no lock, no row.
+    assert_eq!(writer.integrity_check().unwrap(), "ok");
+    assert_eq!(
+        writer.lock_holder().unwrap().unwrap().pid,
+        std::process::id()
+    );
+}
