@@ -115,3 +115,28 @@ fn real_world_runbooks_in_the_terminal() {
         );
     }
 }
+
+/// `cutover plan … | head -1` and the like: the reader goes away before the
+/// plan is printed; the command ends by SIGPIPE, as other tools do, and
+/// does not panic.
+#[test]
+fn a_closed_output_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("cutover"))
+        .current_dir(workspace())
+        .args(["plan", "runbooks/maemo-2013.runbook"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?} {stderr}",
+        out.status
+    );
+}

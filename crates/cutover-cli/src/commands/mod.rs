@@ -59,18 +59,42 @@ pub enum Command {
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check(args) => check::run(args),
+        Command::Check(args) => {
+            end_quietly_when_output_closes();
+            check::run(args)
+        }
         Command::Fmt(args) => fmt::run(args),
-        Command::Plan(args) => plan::run(args),
+        Command::Plan(args) => {
+            end_quietly_when_output_closes();
+            plan::run(args)
+        }
         Command::Run(args) => run::run(args),
-        Command::Status(args) => status::run(args),
+        Command::Status(args) => {
+            end_quietly_when_output_closes();
+            status::run(args)
+        }
         Command::Confirm(args) => confirm::run(args),
         Command::Rollback(args) => rollback::run(args),
         Command::Dns(args) => dns::run(args),
         Command::Agent(args) => agent::run(args),
-        Command::Export(args) => export::run(args),
+        Command::Export(args) => {
+            end_quietly_when_output_closes();
+            export::run(args)
+        }
         Command::Serve(args) => serve::run(args),
         Command::Lab(args) => lab::run(args),
         Command::Demo(args) => demo::run(args),
+    }
+}
+
+/// Commands that only read and print end like other Unix tools when their
+/// reader goes away (`cutover status | head`): quietly, by `SIGPIPE`,
+/// instead of panicking in `println!`. The others keep Rust's default
+/// (`SIGPIPE` ignored), so that an agent dying under a copy is an error the
+/// run reports and records, not a silent death of the coordinator.
+fn end_quietly_when_output_closes() {
+    // SAFETY: called before any thread is started; restores the default action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
