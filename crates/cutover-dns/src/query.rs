@@ -360,29 +360,31 @@ async fn exchange_family(
             }
             // ICMP errors surface here on some systems; keep listening.
             Ok(Err(_)) => tokio::task::yield_now().await,
-            Err(_) => {
-                let now = Instant::now();
-                next_check = now + resend_every;
-                let mut expired = Vec::new();
-                for (key, entry) in waiting.iter_mut() {
-                    if now >= entry.first_sent_at + timeout {
-                        expired.push(*key);
-                    } else if now >= entry.sent_at + resend_every {
-                        let _ = socket.send_to(&entry.bytes, key.0).await;
-                        entry.sent_at = now;
-                    }
-                    let due = (entry.sent_at + resend_every).min(entry.first_sent_at + timeout);
-                    if !expired.contains(key) {
-                        next_check = next_check.min(due);
-                    }
+            Err(_) => {}
+        }
+        // Resend and expire on time, however busy or noisy the socket is.
+        if Instant::now() >= next_check {
+            let now = Instant::now();
+            next_check = now + resend_every;
+            let mut expired = Vec::new();
+            for (key, entry) in waiting.iter_mut() {
+                if now >= entry.first_sent_at + timeout {
+                    expired.push(*key);
+                } else if now >= entry.sent_at + resend_every {
+                    let _ = socket.send_to(&entry.bytes, key.0).await;
+                    entry.sent_at = now;
                 }
-                for key in expired {
-                    if let Some(entry) = waiting.remove(&key) {
-                        answers[entry.slot] = Some(Err(DnsError::Timeout {
-                            server: key.0,
-                            timeout,
-                        }));
-                    }
+                let due = (entry.sent_at + resend_every).min(entry.first_sent_at + timeout);
+                if !expired.contains(key) {
+                    next_check = next_check.min(due);
+                }
+            }
+            for key in expired {
+                if let Some(entry) = waiting.remove(&key) {
+                    answers[entry.slot] = Some(Err(DnsError::Timeout {
+                        server: key.0,
+                        timeout,
+                    }));
                 }
             }
         }
