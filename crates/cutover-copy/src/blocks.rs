@@ -307,17 +307,6 @@ impl ContentHasher {
     }
 }
 
-/// The content hash of a whole local file (scans it window by window).
-pub fn content_hash(file: &File, size: u64) -> io::Result<[u8; 32]> {
-    let mut hasher = ContentHasher::new(size);
-    for index in 0..window_count(size) {
-        let (start, end) = window_range(size, index);
-        let window = hash_window(file, size, start, end, Want::CONTENT)?;
-        hasher.push(&window.digest.unwrap_or_default());
-    }
-    Ok(hasher.finish())
-}
-
 /// Lower-case hex of a hash.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

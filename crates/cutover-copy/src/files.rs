@@ -647,8 +647,9 @@ fn map_range(file: &File, size: u64, start: u64, end: u64, limit: u64) -> io::Re
             "range too large",
         ));
     }
-    // SAFETY: see blocks::hash_window; a file changed underneath is caught by
-    // the final hash verification.
+    // SAFETY: the map is read while the file may change underneath; changed
+    // bytes are caught by the final hash verification. Truncation raises
+    // SIGBUS, which the copy treats like any other failure of a live file.
     let map = unsafe {
         MmapOptions::new()
             .offset(start)

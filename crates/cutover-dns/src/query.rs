@@ -228,34 +228,26 @@ impl Querier {
         let family = |indexes: Vec<usize>| {
             let questions = Arc::clone(&questions);
             let timeout = self.timeout;
-            tokio::spawn(
-                async move { exchange_family(&questions, &indexes, in_flight, timeout).await },
-            )
+            tokio::spawn(async move {
+                let answers = exchange_family(&questions, &indexes, in_flight, timeout).await;
+                indexes.into_iter().zip(answers).collect::<Vec<_>>()
+            })
         };
-        let (answers_v4, answers_v6) = tokio::join!(family(v4.clone()), family(v6.clone()));
-        let lost = |count: usize| -> Vec<Result<Message, DnsError>> {
-            (0..count)
-                .map(|_| {
-                    Err(DnsError::Input(
-                        "internal error: a query task failed".into(),
-                    ))
-                })
-                .collect()
-        };
-        let answers_v4 = answers_v4.unwrap_or_else(|_| lost(v4.len()));
-        let answers_v6 = answers_v6.unwrap_or_else(|_| lost(v6.len()));
+        let (answers_v4, answers_v6) = tokio::join!(family(v4), family(v6));
         let mut answers: Vec<Option<Result<Message, DnsError>>> =
             (0..questions.len()).map(|_| None).collect();
-        for (index, answer) in v4
-            .into_iter()
-            .zip(answers_v4)
-            .chain(v6.into_iter().zip(answers_v6))
-        {
+        for (index, answer) in answers_v4.into_iter().chain(answers_v6).flatten() {
             answers[index] = Some(answer);
         }
         let mut answers: Vec<Result<Message, DnsError>> = answers
             .into_iter()
-            .map(|answer| answer.unwrap_or_else(|| Err(DnsError::Input("no answer".into()))))
+            .map(|answer| {
+                answer.unwrap_or_else(|| {
+                    Err(DnsError::Input(
+                        "internal error: a query task failed".into(),
+                    ))
+                })
+            })
             .collect();
         for (index, answer) in answers.iter_mut().enumerate() {
             if matches!(answer, Ok(message) if message.metadata.truncation) {

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use cutover_lang::Runbook;
-use cutover_store::StepStatus;
+use cutover_store::{StepStatus, StoreError};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -167,7 +167,7 @@ async fn api_run(State(source): State<Arc<Source>>) -> Response {
     let mut response = match read {
         Ok(Ok(state)) => axum::Json(state).into_response(),
         // No run yet: the page says so and keeps polling.
-        Ok(Err(err @ (ReadError::Missing(_) | ReadError::NoRun(_)))) => (
+        Ok(Err(err @ (ReadError::Store(StoreError::Missing(_)) | ReadError::NoRun(_)))) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(Waiting {
                 waiting: err.to_string(),

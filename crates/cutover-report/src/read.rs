@@ -11,37 +11,12 @@ use std::path::{Path, PathBuf};
 /// What can go wrong reading a state file.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("state file {0} does not exist (no run has started with it)")]
-    Missing(PathBuf),
-    /// The file cannot be read (not a database, a bad row, I/O).
+    /// The file is missing, of another schema version, or cannot be read
+    /// (not a database, a bad row, I/O).
     #[error(transparent)]
-    Store(StoreError),
-    #[error("state file {path} has schema version {found}; this cutover reads version {supported}")]
-    Version {
-        path: PathBuf,
-        found: i64,
-        supported: i64,
-    },
+    Store(#[from] StoreError),
     #[error("state file {0} holds no run yet")]
     NoRun(PathBuf),
-}
-
-impl From<StoreError> for ReadError {
-    fn from(err: StoreError) -> ReadError {
-        match err {
-            StoreError::Missing(path) => ReadError::Missing(path),
-            StoreError::Version {
-                path,
-                found,
-                supported,
-            } => ReadError::Version {
-                path,
-                found,
-                supported,
-            },
-            other => ReadError::Store(other),
-        }
-    }
 }
 
 /// Everything a state file says about its latest run, read in one
