@@ -4,14 +4,14 @@
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cutover_copy::protocol::{PROTOCOL_VERSION, Request, Response, read_frame, write_frame};
 use cutover_copy::{
-    CopyOptions, Endpoint, ErrorKind, Location, Outcome, Progress, copy_image, copy_with,
+    CopyError, CopyOptions, Endpoint, ErrorKind, Location, Outcome, Progress, copy_image, copy_with,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_cutover");
@@ -148,7 +148,8 @@ fn killing_the_agent_mid_transfer_leaves_the_destination_and_the_rerun_resumes()
         old,
         "destination changed"
     );
-    assert!(root.join(".copy.img.cutover-partial").exists());
+    // Patched in place: the blocks sent so far are staged beside it.
+    assert!(root.join(".copy.img.cutover-staged").exists());
 
     let rerun = copy_image(
         &Location::Local(source.clone()),
@@ -195,7 +196,7 @@ fn a_full_disk_is_a_clear_error_and_the_destination_survives() {
         err.message.contains("disk or the file size limit is full"),
         "{err}"
     );
-    assert!(err.message.contains(".copy.img.cutover-partial"), "{err}");
+    assert!(err.message.contains(".copy.img.cutover-staged"), "{err}");
     assert_eq!(fs::read(root.join("copy.img")).unwrap(), b"old contents");
 }
 
@@ -204,20 +205,10 @@ fn running_as_root() -> bool {
     String::from_utf8_lossy(&out.stdout).trim() == "0"
 }
 
-#[test]
-fn an_unwritable_destination_folder_is_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let source = dir.path().join("source.img");
-    random_at(&source, 0, MIB);
-    let root = dir.path().join("far");
-    let locked = root.join("locked");
-    fs::create_dir_all(&locked).unwrap();
-    fs::write(locked.join("copy.img"), b"old contents").unwrap();
-    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
-    fs::set_permissions(&locked, fs::Permissions::from_mode(0o555)).unwrap();
-    // Root may write anywhere: run the agent as nobody, as a real remote user would be.
-    let mut command = agent_command(&root);
+/// The agent as an unprivileged user (root may write anywhere), as a real
+/// remote user would be.
+fn unprivileged_agent_command(root: &Path) -> Vec<String> {
+    let mut command = agent_command(root);
     if running_as_root() {
         let drop_privileges = [
             "setpriv",
@@ -227,18 +218,63 @@ fn an_unwritable_destination_folder_is_a_clear_error() {
         ];
         command.splice(0..0, drop_privileges.iter().map(|s| s.to_string()));
     }
-    let err = copy_image(
-        &Location::Local(source),
+    command
+}
+
+/// Copies `source` to `locked/copy.img` under `root` through an
+/// unprivileged agent; the copy must fail.
+fn copy_as_nobody(source: &Path, root: &Path) -> CopyError {
+    copy_image(
+        &Location::Local(source.to_path_buf()),
         &Location::Agent {
-            command,
+            command: unprivileged_agent_command(root),
             path: "locked/copy.img".into(),
         },
         &CopyOptions::default(),
     )
-    .unwrap_err();
+    .unwrap_err()
+}
+
+/// `path` under `root` (folders 0755) holding "old contents" with `mode`,
+/// in a folder with `folder_mode`.
+fn old_copy(root: &Path, folder_mode: u32, mode: u32) -> PathBuf {
+    let folder = root.join("locked");
+    fs::create_dir_all(&folder).unwrap();
+    fs::set_permissions(root.parent().unwrap(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = folder.join("copy.img");
+    fs::write(&copy, b"old contents").unwrap();
+    fs::set_permissions(&copy, fs::Permissions::from_mode(mode)).unwrap();
+    fs::set_permissions(&folder, fs::Permissions::from_mode(folder_mode)).unwrap();
+    copy
+}
+
+#[test]
+fn an_unwritable_destination_folder_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.img");
+    random_at(&source, 0, MIB);
+    let root = dir.path().join("far");
+    // The image could be patched, but nothing can be staged beside it.
+    let copy = old_copy(&root, 0o555, 0o666);
+    let err = copy_as_nobody(&source, &root);
     assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
     assert!(err.message.contains("creating temporary file"), "{err}");
-    assert_eq!(fs::read(locked.join("copy.img")).unwrap(), b"old contents");
+    assert_eq!(fs::read(copy).unwrap(), b"old contents");
+}
+
+#[test]
+fn a_read_only_destination_is_a_clear_error_before_any_transfer() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.img");
+    random_at(&source, 0, MIB);
+    let root = dir.path().join("far");
+    let copy = old_copy(&root, 0o777, 0o444);
+    let err = copy_as_nobody(&source, &root);
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err}");
+    assert!(err.message.contains("opening destination"), "{err}");
+    assert_eq!(fs::read(&copy).unwrap(), b"old contents");
+    assert!(!root.join("locked/.copy.img.cutover-staged").exists());
 }
 
 #[test]

@@ -22,6 +22,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
 
+use memmap2::{Mmap, MmapOptions};
+
 /// Bytes per compared block: scattered 4 KiB writes cost one block each.
 pub const BLOCK_SIZE: u64 = 4096;
 /// Bytes per content-hash segment.
@@ -155,15 +157,57 @@ fn seek(fd: i32, pos: u64, whence: i32) -> io::Result<Option<u64>> {
     Ok(Some(result as u64))
 }
 
+/// A stretch `[start, end)` of data and where it is read from: `file`,
+/// from offset `at` on.
+#[derive(Clone, Copy)]
+pub struct Extent<'a> {
+    pub start: u64,
+    pub end: u64,
+    pub file: &'a File,
+    pub at: u64,
+}
+
+/// Maps `[start, end)` of a file (clamped to `size`) read-only; `None` when
+/// empty.
+pub fn map_range(
+    file: &File,
+    size: u64,
+    start: u64,
+    end: u64,
+    limit: u64,
+) -> io::Result<Option<Mmap>> {
+    let end = end.min(size);
+    if start >= end {
+        return Ok(None);
+    }
+    if end - start > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "range too large",
+        ));
+    }
+    // SAFETY: the map is read while the file may change underneath; changed
+    // bytes are caught by the final hash verification. Truncation raises
+    // SIGBUS, which the copy treats like any other failure of a live file.
+    let map = unsafe {
+        MmapOptions::new()
+            .offset(start)
+            .len((end - start) as usize)
+            .map(file)?
+    };
+    Ok(Some(map))
+}
+
 /// Hashes `[start, end)` of `file` (of `file_size` bytes): the hashes
 /// `want` asks for. Blocks past the end of the file are not hashed and not
 /// returned; the digest covers only the bytes that exist.
 ///
-/// Only data extents are read, with `pread` into one segment-sized buffer;
-/// hole parts of a segment are zeros in that buffer. The kernel's own
-/// read-ahead is switched off for the file (it would fill the page cache
-/// with zeroed pages of holes) and replaced by asking for exactly the
-/// window's data extents.
+/// Only data extents are read, with `pread` into one segment-sized buffer
+/// (hashed while it is in the CPU's cache; measured faster than hashing a
+/// memory map of the page cache); hole parts of a segment are zeros in that
+/// buffer. The kernel's own read-ahead is switched off for the file (it
+/// would fill the page cache with zeroed pages of holes) and replaced by
+/// asking for exactly the window's data extents.
 pub fn hash_window(
     file: &File,
     file_size: u64,
@@ -171,7 +215,112 @@ pub fn hash_window(
     end: u64,
     want: Want,
 ) -> io::Result<WindowHashes> {
+    scan_file(file, file_size, start, end, want, None)
+}
+
+fn scan_file(
+    file: &File,
+    file_size: u64,
+    start: u64,
+    end: u64,
+    want: Want,
+    segments: Option<&mut Vec<[u8; 32]>>,
+) -> io::Result<WindowHashes> {
     let end = end.min(file_size);
+    let extents: Vec<Extent<'_>> = if start < end {
+        data_extents(file, start, end)?
+            .into_iter()
+            .map(|(start, end)| Extent {
+                start,
+                end,
+                file,
+                at: start,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    read_ahead(file, &extents);
+    scan(start, end, &extents, want, segments)
+}
+
+/// Turns off the kernel's read-ahead for `file` and asks for `extents`
+/// instead. Only hints: failures are ignored.
+fn read_ahead(file: &File, extents: &[Extent<'_>]) {
+    let fd = file.as_raw_fd();
+    // SAFETY: posix_fadvise has no memory-safety preconditions.
+    unsafe {
+        libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_RANDOM);
+        for extent in extents {
+            libc::posix_fadvise(
+                fd,
+                extent.at as libc::off_t,
+                (extent.end - extent.start) as libc::off_t,
+                libc::POSIX_FADV_WILLNEED,
+            );
+        }
+    }
+}
+
+/// Hashes `[start, end)` of a file made of `extents` (sorted, not
+/// overlapping; parts outside the range are ignored) and zeros everywhere
+/// else. This is how a destination patched in place is hashed before it is
+/// written: its extents come from the old copy and from the staged changes.
+pub fn hash_extents(
+    start: u64,
+    end: u64,
+    extents: &[Extent<'_>],
+    want: Want,
+) -> io::Result<WindowHashes> {
+    scan(start, end, extents, want, None)
+}
+
+/// [`hash_window`] with the content digest, keeping the blake3 hash of each
+/// segment in `segments` too (a window digest is [`digest_of_segments`] of
+/// them), so a window of which only some segments change later can be
+/// verified without reading the rest again.
+pub fn hash_window_keeping_segments(
+    file: &File,
+    file_size: u64,
+    start: u64,
+    end: u64,
+    want: Want,
+    segments: &mut Vec<[u8; 32]>,
+) -> io::Result<WindowHashes> {
+    let want = Want {
+        content: true,
+        ..want
+    };
+    scan_file(file, file_size, start, end, want, Some(segments))
+}
+
+/// The window digest made of its segments' hashes.
+pub fn digest_of_segments(segments: &[[u8; 32]]) -> [u8; 32] {
+    let mut digest = blake3::Hasher::new();
+    for segment in segments {
+        digest.update(segment);
+    }
+    *digest.finalize().as_bytes()
+}
+
+/// The blake3 hash of one segment, `[start, end)` of a file made of
+/// `extents` and zeros.
+pub fn segment_hash(start: u64, end: u64, extents: &[Extent<'_>]) -> io::Result<[u8; 32]> {
+    let mut segments = Vec::with_capacity(1);
+    scan(start, end, extents, Want::CONTENT, Some(&mut segments))?;
+    Ok(segments
+        .first()
+        .copied()
+        .unwrap_or(*zero_segment_hash(0).as_bytes()))
+}
+
+fn scan(
+    start: u64,
+    end: u64,
+    extents: &[Extent<'_>],
+    want: Want,
+    mut segments: Option<&mut Vec<[u8; 32]>>,
+) -> io::Result<WindowHashes> {
     let mut digest = want.content.then(blake3::Hasher::new);
     let mut blocks = Vec::new();
     if start >= end {
@@ -181,10 +330,11 @@ pub fn hash_window(
             hole_bytes: 0,
         });
     }
-    let extents = data_extents(file, start, end)?;
-    let data_bytes: u64 = extents.iter().map(|(a, b)| b - a).sum();
+    let data_bytes: u64 = extents
+        .iter()
+        .map(|e| e.end.min(end).saturating_sub(e.start.max(start)))
+        .sum();
     let hole_bytes = (end - start) - data_bytes;
-    read_ahead(file, &extents);
     if want.blocks {
         blocks.reserve((end - start).div_ceil(BLOCK_SIZE) as usize);
     }
@@ -194,17 +344,21 @@ pub fn hash_window(
     while segment_start < end {
         let segment_end = (segment_start + SEGMENT_SIZE).min(end);
         let len = (segment_end - segment_start) as usize;
-        while extent < extents.len() && extents[extent].1 <= segment_start {
+        while extent < extents.len() && extents[extent].end <= segment_start {
             extent += 1;
         }
-        // The segment's data extents, relative to the segment.
-        let pieces: Vec<(usize, usize)> = extents[extent..]
+        // The segment's data extents, relative to the segment, and where
+        // each is read from.
+        let pieces: Vec<(usize, usize, &File, u64)> = extents[extent..]
             .iter()
-            .take_while(|(a, _)| *a < segment_end)
-            .map(|&(a, b)| {
+            .take_while(|e| e.start < segment_end)
+            .map(|e| {
+                let from = e.start.max(segment_start);
                 (
-                    (a.max(segment_start) - segment_start) as usize,
-                    (b.min(segment_end) - segment_start) as usize,
+                    (from - segment_start) as usize,
+                    (e.end.min(segment_end) - segment_start) as usize,
+                    e.file,
+                    e.at + (from - e.start),
                 )
             })
             .collect();
@@ -213,15 +367,19 @@ pub fn hash_window(
                 push_zero_blocks(&mut blocks, len);
             }
             if let Some(digest) = &mut digest {
-                digest.update(zero_segment_hash(len).as_bytes());
+                let hash = zero_segment_hash(len);
+                digest.update(hash.as_bytes());
+                if let Some(segments) = &mut segments {
+                    segments.push(*hash.as_bytes());
+                }
             }
         } else {
             buffer.resize(SEGMENT_SIZE as usize, 0);
             let bytes = &mut buffer[..len];
             let mut at = 0;
-            for &(a, b) in &pieces {
+            for &(a, b, file, position) in &pieces {
                 bytes[at..a].fill(0);
-                file.read_exact_at(&mut bytes[a..b], segment_start + a as u64)?;
+                file.read_exact_at(&mut bytes[a..b], position)?;
                 at = b;
             }
             bytes[at..].fill(0);
@@ -242,7 +400,11 @@ pub fn hash_window(
                 }
             }
             if let Some(digest) = &mut digest {
-                digest.update(blake3::hash(bytes).as_bytes());
+                let hash = blake3::hash(bytes);
+                digest.update(hash.as_bytes());
+                if let Some(segments) = &mut segments {
+                    segments.push(*hash.as_bytes());
+                }
             }
         }
         segment_start = segment_end;
@@ -262,24 +424,6 @@ fn push_zero_blocks(blocks: &mut Vec<BlockHash>, len: usize) {
     ));
     if !len.is_multiple_of(BLOCK_SIZE as usize) {
         blocks.push(zero_block_hash(len % BLOCK_SIZE as usize));
-    }
-}
-
-/// Turns off the kernel's read-ahead for `file` and asks for `extents`
-/// instead. Only hints: failures are ignored.
-pub fn read_ahead(file: &File, extents: &[(u64, u64)]) {
-    let fd = file.as_raw_fd();
-    // SAFETY: posix_fadvise has no memory-safety preconditions.
-    unsafe {
-        libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_RANDOM);
-        for &(a, b) in extents {
-            libc::posix_fadvise(
-                fd,
-                a as libc::off_t,
-                (b - a) as libc::off_t,
-                libc::POSIX_FADV_WILLNEED,
-            );
-        }
     }
 }
 

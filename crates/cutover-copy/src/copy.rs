@@ -96,6 +96,9 @@ pub struct CopyReport {
     pub delta_stretches: u64,
     /// A partial copy left by an interrupted run was reused.
     pub resumed: bool,
+    /// The old destination was patched in place (behind a journal) rather
+    /// than replaced by a whole new file.
+    pub in_place: bool,
     /// All protocol bytes written to agents (both ends).
     pub wire_bytes_out: u64,
     /// All protocol bytes read from agents (both ends).
@@ -269,11 +272,14 @@ pub fn table_checksums(location: &Location) -> Result<Vec<TableChecksum>, CopyEr
 /// What to do with one block of a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
-    /// Already right in the temporary file (a hole, or reused partial data).
+    /// Already right: a hole where the result has one.
     Nothing,
-    /// Make it a hole (the partial copy holds data there).
+    /// The partial copy of an interrupted run already holds it.
+    KeepPartial,
+    /// Make it a hole (the partial copy or the old copy patched in place
+    /// holds data there).
     Punch,
-    /// Copy from the old destination.
+    /// Take it from the old destination.
     Reuse,
     /// Send from the source.
     Send,
@@ -290,6 +296,9 @@ struct Copier<'a, 'o> {
     size: u64,
     basis_size: Option<u64>,
     resumed: bool,
+    /// The destination patches its old copy in place: old bytes stay
+    /// unless a change says otherwise (zeros included).
+    in_place: bool,
     report: CopyReport,
     /// Changes not yet sent to the destination.
     ops: Vec<PatchOp>,
@@ -319,7 +328,7 @@ fn copy_between(
 ) -> Result<CopyReport, CopyError> {
     let started = Instant::now();
     let size = src.open_source(src_path)?;
-    let (basis_size, resumed) = dst.open_dest(dst_path, size)?;
+    let opened = dst.open_dest(dst_path, size, sqlite)?;
     let report = CopyReport {
         outcome: Outcome::Copied,
         size,
@@ -330,7 +339,8 @@ fn copy_between(
         hole_bytes: 0,
         blocks_sent: 0,
         delta_stretches: 0,
-        resumed,
+        resumed: opened.resumed,
+        in_place: opened.in_place,
         wire_bytes_out: 0,
         wire_bytes_in: 0,
         hash: String::new(),
@@ -341,8 +351,9 @@ fn copy_between(
         dst,
         options,
         size,
-        basis_size,
-        resumed,
+        basis_size: opened.basis_size,
+        resumed: opened.resumed,
+        in_place: opened.in_place,
         report,
         ops: Vec::new(),
         queued: 0,
@@ -352,7 +363,7 @@ fn copy_between(
     if !unchanged {
         copier.cancelled()?;
         copier.dst.flush()?;
-        copier.dst.finish(hash, sqlite)?;
+        copier.dst.finish(hash)?;
     }
     let mut report = copier.report;
     report.hash = blocks::hex(&hash);
@@ -546,15 +557,20 @@ impl Copier<'_, '_> {
                 let hash = source.blocks[i];
                 let zero = zero_of(i);
                 let partial_block = partial.map(|p| p.blocks[i]);
+                let basis_block = basis.and_then(|b| b.blocks.get(i));
                 if hash == zero {
-                    if partial_block.is_some_and(|p| p != zero) {
+                    let old_data = self.in_place && basis_block.is_some_and(|b| *b != zero);
+                    if old_data || (!self.in_place && partial_block.is_some_and(|p| p != zero)) {
                         Action::Punch
                     } else {
                         Action::Nothing
                     }
+                } else if self.in_place && basis_block == Some(&hash) {
+                    // Patched in place, the old bytes cost nothing to keep.
+                    Action::Reuse
                 } else if partial_block == Some(hash) {
-                    Action::Nothing
-                } else if basis.and_then(|b| b.blocks.get(i)) == Some(&hash) {
+                    Action::KeepPartial
+                } else if basis_block == Some(&hash) {
                     Action::Reuse
                 } else {
                     Action::Send
@@ -564,10 +580,8 @@ impl Copier<'_, '_> {
         for (i, action) in actions.iter().enumerate() {
             let len = block_len(i);
             match action {
-                Action::Nothing | Action::Punch if source.blocks[i] == zero_of(i) => {
-                    self.report.zero_bytes_skipped += len
-                }
-                Action::Nothing | Action::Reuse => self.report.bytes_reused += len,
+                Action::Nothing | Action::Punch => self.report.zero_bytes_skipped += len,
+                Action::KeepPartial | Action::Reuse => self.report.bytes_reused += len,
                 _ => {}
             }
         }
@@ -637,6 +651,10 @@ impl Copier<'_, '_> {
             }
             match action {
                 Action::Nothing => {}
+                Action::KeepPartial => self.ops.push(PatchOp::KeepPartial {
+                    start: run_start,
+                    len: run_len,
+                }),
                 Action::Punch => self.ops.push(PatchOp::Punch {
                     start: run_start,
                     len: run_len,

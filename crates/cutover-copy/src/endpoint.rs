@@ -56,6 +56,17 @@ impl Location {
     }
 }
 
+/// What the destination side found when a copy opened it.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenedDest {
+    /// The old destination's size, when there is one.
+    pub basis_size: Option<u64>,
+    /// A partial copy from an interrupted run is reused.
+    pub resumed: bool,
+    /// The old destination is patched in place instead of replaced.
+    pub in_place: bool,
+}
+
 /// A connection to the place a file lives.
 pub enum Endpoint {
     Local(FileSide),
@@ -136,17 +147,28 @@ impl Endpoint {
         }
     }
 
-    /// Opens the destination for a copy of `size` bytes: the old copy's size
-    /// (if any) and whether a partial copy from an earlier run is reused.
-    pub fn open_dest(&mut self, path: &str, size: u64) -> Result<(Option<u64>, bool), CopyError> {
+    /// Opens the destination for a copy of `size` bytes (an SQLite database
+    /// when `sqlite`): what the destination side found there.
+    pub fn open_dest(
+        &mut self,
+        path: &str,
+        size: u64,
+        sqlite: bool,
+    ) -> Result<OpenedDest, CopyError> {
         match self.call(Request::OpenDest {
             path: path.to_string(),
             size,
+            sqlite,
         })? {
             Response::DestOpened {
                 basis_size,
                 resumed,
-            } => Ok((basis_size, resumed)),
+                in_place,
+            } => Ok(OpenedDest {
+                basis_size,
+                resumed,
+                in_place,
+            }),
             other => Err(self.unexpected(&other)),
         }
     }
@@ -197,12 +219,8 @@ impl Endpoint {
         })
     }
 
-    pub fn finish(&mut self, hash: [u8; 32], sqlite: bool) -> Result<(), CopyError> {
-        self.call(Request::Finish { hash, sqlite }).map(|_| ())
-    }
-
-    pub fn discard_partial(&mut self) -> Result<(), CopyError> {
-        self.call(Request::DiscardPartial).map(|_| ())
+    pub fn finish(&mut self, hash: [u8; 32]) -> Result<(), CopyError> {
+        self.call(Request::Finish { hash }).map(|_| ())
     }
 
     /// Takes an SQLite snapshot beside `path`: the snapshot's path and the method.

@@ -2,13 +2,16 @@
 //!
 //! The agent serves protocol requests with it, and a `Location::Local`
 //! endpoint calls it directly, so local and remote copies run the same code.
-//! The destination is never written in place: changes go to a temporary
-//! file beside it (`.NAME.cutover-partial`), which is fsynced, verified
-//! against the source's content hash and renamed over the destination. Each
-//! window of the temporary file is hashed as soon as the coordinator seals
-//! it (still in the page cache, while the next window is compared) and its
-//! write-back starts then, so finishing costs little more than a sync. An
-//! interrupted run leaves that file behind; the next run hashes it and keeps
+//! Nothing is written to the destination before the whole result has been
+//! verified against the source's content hash. A new file (or a database)
+//! is built whole in a temporary file beside it (`.NAME.cutover-partial`),
+//! fsynced, verified and renamed over the destination. An existing image is
+//! patched in place instead: only the changed blocks are staged in that
+//! file, and after the verification they are applied behind a redo journal
+//! (`inplace`). Each window of the result is hashed as soon as the
+//! coordinator seals it (still in the page cache, while the next window is
+//! compared), so finishing costs little more than a sync. An interrupted
+//! run leaves the temporary file behind; the next run hashes it and keeps
 //! what it already holds.
 
 use std::fs::{self, File, OpenOptions};
@@ -20,10 +23,10 @@ use std::sync::Arc;
 use std::thread;
 
 use fast_rsync::{Signature, SignatureOptions};
-use memmap2::{Mmap, MmapOptions};
 
-use crate::blocks::{self, BLOCK_SIZE, Want};
+use crate::blocks::{self, BLOCK_SIZE, Want, map_range};
 use crate::error::{CopyError, ErrorKind};
+use crate::inplace::{self, Change, Changes, Run, StagingLog};
 use crate::protocol::{PatchOp, Request, Response, Role};
 use crate::sqlite;
 
@@ -43,20 +46,132 @@ struct SourceFile {
 struct DestFile {
     path: PathBuf,
     size: u64,
-    basis: Option<(File, u64)>,
+    /// The old destination and its size (open for writing when patched in
+    /// place).
+    basis: Option<(Arc<File>, u64)>,
+    /// An SQLite database: settled before it is replaced.
+    sqlite: bool,
+    /// How the new content is built, in the file at `temp_path`.
+    build: Build,
     temp_path: PathBuf,
-    /// Shared, not duplicated per request: closing a duplicate descriptor
-    /// makes ext4 allocate the file's delayed blocks.
-    temp: Option<Arc<File>>,
-    /// Content digests of the temporary file's sealed windows.
+    /// Segment hashes of the old copy's most recently hashed windows.
+    basis_segments: Vec<BasisSegments>,
+    /// Content digests of the result's sealed windows.
     sealed: Vec<Option<[u8; 32]>>,
     /// The window being hashed on a thread of its own, so that hashing it
     /// overlaps with the next request.
     sealing: Option<(usize, Sealing)>,
 }
 
+/// How the new content of a destination is built.
+enum Build {
+    /// A whole new file, `.NAME.cutover-partial`, renamed over the
+    /// destination at the end: for new files and databases.
+    Whole {
+        /// Shared, not duplicated per request: closing a duplicate
+        /// descriptor makes ext4 allocate the file's delayed blocks.
+        temp: Option<Arc<File>>,
+    },
+    /// Only the changed blocks, staged in `.NAME.cutover-staged` and applied
+    /// to the old destination in place behind a journal: for images.
+    InPlace {
+        log: Option<StagingLog>,
+        /// The ranges of the result that change.
+        changes: Changes,
+        /// What the log of an interrupted run had staged, for reuse.
+        partial: Changes,
+    },
+}
+
+/// How many windows' segment hashes of the old copy are kept: the window
+/// being patched and the next one (hashed ahead).
+const KEPT_SEGMENT_WINDOWS: usize = 2;
+
+/// The blake3 hashes of the segments of `[start, end)` of the old copy.
+struct BasisSegments {
+    start: u64,
+    end: u64,
+    hashes: Vec<[u8; 32]>,
+}
+
+impl BasisSegments {
+    /// The old copy's hash of segment `index` of a window starting at
+    /// `self.start`, if that segment covered `[.., segment_end)` there too.
+    fn segment(&self, index: usize, segment_start: u64, segment_end: u64) -> Option<[u8; 32]> {
+        let old_end = (segment_start + blocks::SEGMENT_SIZE).min(self.end);
+        (old_end == segment_end)
+            .then(|| self.hashes.get(index).copied())
+            .flatten()
+    }
+}
+
+/// Where one window of the result is read from when it is verified.
+enum WindowView {
+    /// The temporary file holds the whole result.
+    Whole(Arc<File>, u64),
+    /// The old destination patched by the staged changes of this window:
+    /// segments no change touches keep the old copy's hashes, when known.
+    Patched {
+        basis: Arc<File>,
+        basis_size: u64,
+        staging: Option<Arc<File>>,
+        runs: Vec<Run>,
+        old_segments: Option<BasisSegments>,
+    },
+}
+
+impl WindowView {
+    fn digest(&self, start: u64, end: u64) -> io::Result<[u8; 32]> {
+        let hashes = match self {
+            WindowView::Whole(file, size) => {
+                blocks::hash_window(file, *size, start, end, Want::CONTENT)?
+            }
+            WindowView::Patched {
+                basis,
+                basis_size,
+                staging,
+                runs,
+                old_segments,
+            } => {
+                let extents = inplace::merged_extents(
+                    basis,
+                    *basis_size,
+                    staging.as_deref(),
+                    runs,
+                    start,
+                    end,
+                )?;
+                let mut segments = Vec::new();
+                let mut run = 0;
+                let mut segment_start = start;
+                while segment_start < end {
+                    let segment_end = (segment_start + blocks::SEGMENT_SIZE).min(end);
+                    while run < runs.len() && runs[run].1 <= segment_start {
+                        run += 1;
+                    }
+                    let touched = run < runs.len() && runs[run].0 < segment_end;
+                    let kept = old_segments
+                        .as_ref()
+                        .filter(|_| !touched)
+                        .and_then(|old| old.segment(segments.len(), segment_start, segment_end));
+                    segments.push(match kept {
+                        Some(hash) => hash,
+                        None => {
+                            let from = extents.partition_point(|e| e.end <= segment_start);
+                            blocks::segment_hash(segment_start, segment_end, &extents[from..])?
+                        }
+                    });
+                    segment_start = segment_end;
+                }
+                return Ok(blocks::digest_of_segments(&segments));
+            }
+        };
+        Ok(hashes.digest.unwrap_or_default())
+    }
+}
+
 /// The hashing of one sealed window: its content digest.
-type Sealing = thread::JoinHandle<io::Result<Option<[u8; 32]>>>;
+type Sealing = thread::JoinHandle<io::Result<[u8; 32]>>;
 
 /// One end's files: an optional confinement root, the open source and the
 /// open destination.
@@ -97,7 +212,7 @@ impl FileSide {
         match request {
             Request::Hello { .. } => Err(CopyError::protocol("protocol error: a second hello")),
             Request::OpenSource { path } => self.open_source(&path),
-            Request::OpenDest { path, size } => self.open_dest(&path, size),
+            Request::OpenDest { path, size, sqlite } => self.open_dest(&path, size, sqlite),
             Request::Hash {
                 role,
                 start,
@@ -117,8 +232,7 @@ impl FileSide {
                 }
                 Ok(Response::Ok)
             }
-            Request::Finish { hash, sqlite } => self.finish(hash, sqlite),
-            Request::DiscardPartial => self.discard_partial(),
+            Request::Finish { hash } => self.finish(hash),
             Request::Snapshot { path } => {
                 let db = self.resolve(&path)?;
                 let snapshot_name = format!(".{}.cutover-snapshot", file_name(&db)?);
@@ -202,6 +316,7 @@ impl FileSide {
 
     fn open_source(&mut self, path: &str) -> Result<Response, CopyError> {
         let path = self.resolve(path)?;
+        inplace::recover(&path)?;
         let file = File::open(&path).map_err(|e| CopyError::io("opening source", &path, e))?;
         let meta = file
             .metadata()
@@ -217,9 +332,10 @@ impl FileSide {
         Ok(Response::Opened { size })
     }
 
-    fn open_dest(&mut self, path: &str, size: u64) -> Result<Response, CopyError> {
+    fn open_dest(&mut self, path: &str, size: u64, sqlite: bool) -> Result<Response, CopyError> {
         let path = self.resolve(path)?;
-        let name = file_name(&path)?;
+        file_name(&path)?;
+        inplace::recover(&path)?;
         let parent = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -234,52 +350,107 @@ impl FileSide {
             }
             Err(e) => return Err(CopyError::io("destination folder", parent, e)),
         }
-        let basis = match File::open(&path) {
-            Ok(file) => {
-                let meta = file
-                    .metadata()
-                    .map_err(|e| CopyError::io("reading", &path, e))?;
-                if !meta.is_file() {
-                    return Err(CopyError::new(
-                        ErrorKind::InvalidInput,
-                        format!("destination {} is not a regular file", path.display()),
-                    ));
-                }
-                Some((file, meta.len()))
+        let basis = match fs::metadata(&path) {
+            Ok(meta) if !meta.is_file() => {
+                return Err(CopyError::new(
+                    ErrorKind::InvalidInput,
+                    format!("destination {} is not a regular file", path.display()),
+                ));
+            }
+            Ok(meta) => {
+                // An image is patched in place, so it is opened for writing
+                // now: one that can't be written fails before any transfer.
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(!sqlite)
+                    .open(&path)
+                    .map_err(|e| CopyError::io("opening destination", &path, e))?;
+                Some((Arc::new(file), meta.len()))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(CopyError::io("opening destination", &path, e)),
         };
-        let temp_path = parent.join(format!(".{name}.cutover-partial"));
-        let temp = match OpenOptions::new().read(true).write(true).open(&temp_path) {
-            Ok(file) if file.metadata().map(|m| m.is_file()).unwrap_or(false) => {
-                file.set_len(size)
-                    .map_err(|e| CopyError::io("resizing", &temp_path, e))?;
-                Some(Arc::new(file))
+        let in_place = basis.is_some() && !sqlite;
+        let whole_path = inplace::beside(&path, "cutover-partial");
+        let staging_path = inplace::staging_path(&path);
+        // A leftover of the other way of building is of no use now.
+        let (temp_path, stale) = if in_place {
+            (staging_path, whole_path)
+        } else {
+            (whole_path, staging_path)
+        };
+        match fs::remove_file(&stale) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(CopyError::io("removing", &stale, e));
             }
+            _ => {}
+        }
+        let leftover = match fs::symlink_metadata(&temp_path) {
+            Ok(meta) if meta.is_file() => true,
             Ok(_) => {
                 return Err(CopyError::new(
                     ErrorKind::InvalidInput,
                     format!("{} is in the way and not a file", temp_path.display()),
                 ));
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(CopyError::io("opening", &temp_path, e)),
         };
-        let resumed = temp.is_some();
+        let opening = |e| CopyError::io("opening", &temp_path, e);
+        let (build, resumed) = if in_place {
+            let found = if leftover {
+                StagingLog::open(&temp_path).map_err(opening)?
+            } else {
+                None
+            };
+            if leftover && found.is_none() {
+                fs::remove_file(&temp_path)
+                    .map_err(|e| CopyError::io("removing", &temp_path, e))?;
+            }
+            let resumed = found.is_some();
+            let (log, partial) = found.map_or((None, Changes::default()), |(log, partial)| {
+                (Some(log), partial)
+            });
+            let changes = Changes::default();
+            (
+                Build::InPlace {
+                    log,
+                    changes,
+                    partial,
+                },
+                resumed,
+            )
+        } else {
+            let temp = if leftover {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&temp_path)
+                    .map_err(opening)?;
+                file.set_len(size)
+                    .map_err(|e| CopyError::io("resizing", &temp_path, e))?;
+                Some(Arc::new(file))
+            } else {
+                None
+            };
+            (Build::Whole { temp }, leftover)
+        };
         let basis_size = basis.as_ref().map(|(_, len)| *len);
         self.dest = Some(DestFile {
             path,
             size,
             basis,
+            sqlite,
+            build,
             temp_path,
-            temp,
+            basis_segments: Vec::new(),
             sealed: vec![None; blocks::window_count(size) as usize],
             sealing: None,
         });
         Ok(Response::DestOpened {
             basis_size,
             resumed,
+            in_place,
         })
     }
 
@@ -302,33 +473,65 @@ impl FileSide {
         end: u64,
         want: Want,
     ) -> Result<Response, CopyError> {
-        let (file, size, path) =
-            match role {
-                Role::Source => {
-                    let source = self.source()?;
-                    (&source.file, source.size, &source.path)
+        let no_dest = || CopyError::protocol("protocol error: no destination is open");
+        let hashes = match role {
+            Role::Source => {
+                let source = self.source()?;
+                blocks::hash_window(&source.file, source.size, start, end, want)
+                    .map_err(|e| CopyError::io("reading", &source.path, e))?
+            }
+            Role::Basis => {
+                let dest = self.dest.as_mut().ok_or_else(no_dest)?;
+                let (file, size) = dest.basis.as_ref().ok_or_else(|| {
+                    CopyError::protocol("protocol error: the destination has no old copy")
+                })?;
+                let reading = |e| CopyError::io("reading", &dest.path, e);
+                if !matches!(dest.build, Build::InPlace { .. }) {
+                    blocks::hash_window(file, *size, start, end, want).map_err(reading)?
+                } else {
+                    // Patched in place, most of the window stays as it is:
+                    // keep its segment hashes for the verification.
+                    let mut hashes = Vec::new();
+                    let mut window = blocks::hash_window_keeping_segments(
+                        file,
+                        *size,
+                        start,
+                        end,
+                        want,
+                        &mut hashes,
+                    )
+                    .map_err(reading)?;
+                    if !want.content {
+                        window.digest = None;
+                    }
+                    let end = end.min(*size);
+                    if dest.basis_segments.len() >= KEPT_SEGMENT_WINDOWS {
+                        dest.basis_segments.remove(0);
+                    }
+                    dest.basis_segments
+                        .push(BasisSegments { start, end, hashes });
+                    window
                 }
-                Role::Basis => {
-                    let dest = self.dest.as_ref().ok_or_else(|| {
-                        CopyError::protocol("protocol error: no destination is open")
-                    })?;
-                    let (file, size) = dest.basis.as_ref().ok_or_else(|| {
-                        CopyError::protocol("protocol error: the destination has no old copy")
-                    })?;
-                    (file, *size, &dest.path)
+            }
+            Role::Partial => {
+                let dest = self.dest.as_ref().ok_or_else(no_dest)?;
+                let reading = |e| CopyError::io("reading", &dest.temp_path, e);
+                let no_partial = || CopyError::protocol("protocol error: there is no partial copy");
+                match &dest.build {
+                    Build::Whole { temp } => {
+                        let temp = temp.as_ref().ok_or_else(no_partial)?;
+                        blocks::hash_window(temp, dest.size, start, end, want).map_err(reading)?
+                    }
+                    Build::InPlace { log, partial, .. } => {
+                        let log = log.as_ref().ok_or_else(no_partial)?;
+                        let end = end.min(dest.size);
+                        let runs = partial.within(start, end);
+                        let extents = inplace::staged_extents(log.file(), &runs);
+                        blocks::hash_extents(start, end, &extents, want).map_err(reading)?
+                    }
                 }
-                Role::Partial => {
-                    let dest = self.dest.as_ref().ok_or_else(|| {
-                        CopyError::protocol("protocol error: no destination is open")
-                    })?;
-                    let file = dest.temp.as_ref().ok_or_else(|| {
-                        CopyError::protocol("protocol error: there is no partial copy")
-                    })?;
-                    (&**file, dest.size, &dest.temp_path)
-                }
-            };
-        let hashes = blocks::hash_window(file, size, start, end, want)
-            .map_err(|e| CopyError::io("reading", path, e))?;
+            }
+        };
         Ok(Response::Hashes(hashes))
     }
 
@@ -391,131 +594,48 @@ impl FileSide {
 
     fn patch(&mut self, op: PatchOp) -> Result<(), CopyError> {
         let dest = self.dest()?;
-        let temp = dest.temp()?;
         if let Some((start, len)) = op.written_range() {
+            if start.checked_add(len).is_none_or(|end| end > dest.size) {
+                return Err(CopyError::protocol(
+                    "protocol error: a change is outside the file",
+                ));
+            }
             dest.unseal(start, len)?;
         }
-        let temp_path = dest.temp_path.clone();
-        let in_range =
-            |start: u64, len: u64| start.checked_add(len).is_some_and(|end| end <= dest.size);
-        let wio = |e: io::Error| CopyError::io("writing", &temp_path, e);
         match op {
-            PatchOp::CopyBasis { start, len } | PatchOp::CopyBasisSparse { start, len }
-                if !in_range(start, len) =>
-            {
-                Err(CopyError::protocol(
-                    "protocol error: a copy range is outside the file",
-                ))
-            }
-            PatchOp::CopyBasis { start, len } => {
-                let (basis, basis_size) = dest.basis.as_ref().ok_or_else(|| {
-                    CopyError::protocol("protocol error: the destination has no old copy")
-                })?;
-                if start + len > *basis_size {
-                    return Err(CopyError::protocol(
-                        "protocol error: a copy range is outside the old copy",
-                    ));
-                }
-                copy_range(basis, &temp, start, len).map_err(wio)
-            }
-            PatchOp::CopyBasisSparse { start, len } => {
-                let (basis, basis_size) = dest.basis.as_ref().ok_or_else(|| {
-                    CopyError::protocol("protocol error: the destination has no old copy")
-                })?;
-                copy_sparse(basis, *basis_size, &temp, start, start + len).map_err(wio)
-            }
-            PatchOp::Write { start, data } => {
-                if !in_range(start, data.len() as u64) {
-                    return Err(CopyError::protocol(
-                        "protocol error: a write is outside the file",
-                    ));
-                }
-                temp.write_all_at(&data, start).map_err(wio)
-            }
-            PatchOp::Punch { start, len } => {
-                if !in_range(start, len) {
-                    return Err(CopyError::protocol(
-                        "protocol error: a hole is outside the file",
-                    ));
-                }
-                punch_hole(&temp, start, len).map_err(wio)
-            }
-            PatchOp::ApplyDelta {
-                basis_start,
-                basis_end,
-                start,
-                len,
-                delta,
-            } => {
-                if !in_range(start, len) || len > MAX_DELTA_RANGE {
-                    return Err(CopyError::protocol(
-                        "protocol error: a delta target is outside the file",
-                    ));
-                }
-                let (basis, basis_size) = dest.basis.as_ref().ok_or_else(|| {
-                    CopyError::protocol("protocol error: the destination has no old copy")
-                })?;
-                let map = map_range(basis, *basis_size, basis_start, basis_end, MAX_DELTA_RANGE)
-                    .map_err(|e| CopyError::io("reading", &dest.path, e))?;
-                let mut out = Vec::with_capacity(len as usize);
-                fast_rsync::apply_limited(
-                    map.as_deref().unwrap_or(&[]),
-                    &delta,
-                    &mut out,
-                    len as usize,
-                )
-                .map_err(|e| {
-                    CopyError::protocol(format!("protocol error: applying a delta: {e}"))
-                })?;
-                if out.len() as u64 != len {
-                    return Err(CopyError::protocol(
-                        "protocol error: a delta rebuilt the wrong length",
-                    ));
-                }
-                write_sparse(&temp, start, &out).map_err(wio)
-            }
-            PatchOp::Seal { start, end } => {
-                let index = start / blocks::WINDOW_SIZE;
-                if start % blocks::WINDOW_SIZE != 0
-                    || index >= dest.sealed.len() as u64
-                    || blocks::window_range(dest.size, index) != (start, end)
-                {
-                    return Err(CopyError::protocol(
-                        "protocol error: a seal is not one window of the file",
-                    ));
-                }
-                dest.finish_sealing()?;
-                start_writeback(&temp, start, end - start);
-                let size = dest.size;
-                let hashing = thread::spawn(move || {
-                    blocks::hash_window(&temp, size, start, end, Want::CONTENT)
-                        .map(|window| window.digest)
-                });
-                dest.sealing = Some((index as usize, hashing));
-                Ok(())
-            }
+            PatchOp::Seal { start, end } => dest.seal(start, end),
+            op if matches!(dest.build, Build::InPlace { .. }) => dest.stage_change(op),
+            op => dest.write_change(op),
         }
     }
 
-    fn finish(&mut self, hash: [u8; 32], sqlite_dest: bool) -> Result<Response, CopyError> {
+    fn finish(&mut self, hash: [u8; 32]) -> Result<Response, CopyError> {
         let dest = self.dest()?;
-        let temp = dest.temp()?;
         let temp_path = dest.temp_path.clone();
+        let syncing = |e| CopyError::io("syncing", &temp_path, e);
         dest.finish_sealing()?;
-        temp.set_len(dest.size)
-            .map_err(|e| CopyError::io("resizing", &temp_path, e))?;
-        temp.sync_all()
-            .map_err(|e| CopyError::io("syncing", &temp_path, e))?;
+        match &dest.build {
+            Build::Whole { .. } => {
+                let temp = dest.temp()?;
+                temp.set_len(dest.size)
+                    .map_err(|e| CopyError::io("resizing", &temp_path, e))?;
+                temp.sync_all().map_err(syncing)?;
+            }
+            Build::InPlace { log, .. } => {
+                if let Some(log) = log {
+                    log.file().sync_all().map_err(syncing)?;
+                }
+            }
+        }
         let mut content = blocks::ContentHasher::new(dest.size);
         for index in 0..blocks::window_count(dest.size) {
             let digest = match dest.sealed[index as usize] {
                 Some(digest) => digest,
                 None => {
                     let (start, end) = blocks::window_range(dest.size, index);
-                    blocks::hash_window(&temp, dest.size, start, end, Want::CONTENT)
+                    dest.window_view(start, end)?
+                        .digest(start, end)
                         .map_err(|e| CopyError::io("verifying", &temp_path, e))?
-                        .digest
-                        .unwrap_or_default()
                 }
             };
             content.push(&digest);
@@ -535,31 +655,29 @@ impl FileSide {
             ));
         }
         let path = dest.path.clone();
-        if sqlite_dest {
+        if let (Build::InPlace { log, changes, .. }, Some((basis, _))) = (&dest.build, &dest.basis)
+        {
+            let journal = inplace::journal_path(&path);
+            let runs = changes.runs();
+            inplace::commit(&journal, dest.size, &runs)
+                .map_err(|e| CopyError::io("writing journal", &journal, e))?;
+            inplace::apply(basis, log.as_ref().map(|l| &**l.file()), dest.size, &runs)
+                .map_err(|e| CopyError::io("patching", &path, e))?;
+            inplace::complete(&journal, &temp_path)
+                .map_err(|e| CopyError::io("removing", &journal, e))?;
+            self.dest = None;
+            return Ok(Response::Ok);
+        }
+        if dest.sqlite {
             sqlite::settle_destination(&path)?;
         }
         fs::rename(&temp_path, &path)
             .map_err(|e| CopyError::io("renaming the copy over", &path, e))?;
-        if sqlite_dest {
+        if dest.sqlite {
             sqlite::remove_stale_companions(&path)?;
         }
-        let parent = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        File::open(parent)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|e| CopyError::io("syncing folder", parent, e))?;
+        sync_folder(&path).map_err(|e| CopyError::io("syncing the folder of", &path, e))?;
         self.dest = None;
-        Ok(Response::Ok)
-    }
-
-    fn discard_partial(&mut self) -> Result<Response, CopyError> {
-        let dest = self.dest()?;
-        if dest.temp.take().is_some() {
-            fs::remove_file(&dest.temp_path)
-                .map_err(|e| CopyError::io("removing", &dest.temp_path, e))?;
-        }
         Ok(Response::Ok)
     }
 }
@@ -595,32 +713,247 @@ impl DestFile {
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("a hashing thread panicked")))
             .map_err(|e| CopyError::io("verifying", &self.temp_path, e))?;
-        self.sealed[index] = digest;
+        self.sealed[index] = Some(digest);
         Ok(())
     }
 
-    /// The temporary file, created (sparse, at the final size) on first use.
-    fn temp(&mut self) -> Result<Arc<File>, CopyError> {
-        if self.temp.is_none() {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&self.temp_path)
-                .map_err(|e| CopyError::io("creating temporary file", &self.temp_path, e))?;
-            if let Some((basis, _)) = &self.basis
-                && let Ok(meta) = basis.metadata()
-            {
-                let _ = file.set_permissions(meta.permissions());
+    /// Where window `[start, end)` of the result is read from.
+    fn window_view(&mut self, start: u64, end: u64) -> Result<WindowView, CopyError> {
+        let old_segments = self
+            .basis_segments
+            .iter()
+            .position(|old| old.start == start)
+            .map(|at| self.basis_segments.remove(at));
+        match (&self.build, &self.basis) {
+            (Build::InPlace { log, changes, .. }, Some((basis, basis_size))) => {
+                Ok(WindowView::Patched {
+                    basis: basis.clone(),
+                    basis_size: *basis_size,
+                    staging: log.as_ref().map(|log| log.file().clone()),
+                    runs: changes.within(start, end),
+                    old_segments,
+                })
             }
-            file.set_len(self.size)
-                .map_err(|e| CopyError::io("sizing", &self.temp_path, e))?;
-            self.temp = Some(Arc::new(file));
+            _ => Ok(WindowView::Whole(self.temp()?, self.size)),
         }
-        self.temp
-            .clone()
-            .ok_or_else(|| CopyError::protocol("protocol error: no temporary file"))
     }
+
+    /// Seals window `[start, end)`: starts writing what was written for it
+    /// to disk and hashes it on a thread of its own.
+    fn seal(&mut self, start: u64, end: u64) -> Result<(), CopyError> {
+        let index = start / blocks::WINDOW_SIZE;
+        if !start.is_multiple_of(blocks::WINDOW_SIZE)
+            || index >= self.sealed.len() as u64
+            || blocks::window_range(self.size, index) != (start, end)
+        {
+            return Err(CopyError::protocol(
+                "protocol error: a seal is not one window of the file",
+            ));
+        }
+        self.finish_sealing()?;
+        let view = self.window_view(start, end)?;
+        match &view {
+            WindowView::Whole(temp, _) => start_writeback(temp, start, end - start),
+            // The log is appended to: start writing back whatever is dirty.
+            WindowView::Patched {
+                staging: Some(log), ..
+            } => start_writeback(log, 0, 0),
+            WindowView::Patched { staging: None, .. } => {}
+        }
+        let hashing = thread::spawn(move || view.digest(start, end));
+        self.sealing = Some((index as usize, hashing));
+        Ok(())
+    }
+
+    /// The old destination and its size.
+    fn basis(&self) -> Result<(&File, u64), CopyError> {
+        self.basis
+            .as_ref()
+            .map(|(file, size)| (&**file, *size))
+            .ok_or_else(|| CopyError::protocol("protocol error: the destination has no old copy"))
+    }
+
+    /// The bytes of `[start, start+len)` rebuilt from an rsync delta against
+    /// the old destination's `[basis_start, basis_end)`.
+    fn rebuild(
+        &self,
+        basis_start: u64,
+        basis_end: u64,
+        len: u64,
+        delta: &[u8],
+    ) -> Result<Vec<u8>, CopyError> {
+        if len > MAX_DELTA_RANGE {
+            return Err(CopyError::protocol(
+                "protocol error: a delta target is too large",
+            ));
+        }
+        let (basis, basis_size) = self.basis()?;
+        let map = map_range(basis, basis_size, basis_start, basis_end, MAX_DELTA_RANGE)
+            .map_err(|e| CopyError::io("reading", &self.path, e))?;
+        let mut out = Vec::with_capacity(len as usize);
+        fast_rsync::apply_limited(map.as_deref().unwrap_or(&[]), delta, &mut out, len as usize)
+            .map_err(|e| CopyError::protocol(format!("protocol error: applying a delta: {e}")))?;
+        if out.len() as u64 != len {
+            return Err(CopyError::protocol(
+                "protocol error: a delta rebuilt the wrong length",
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Applies a change to the whole new file.
+    fn write_change(&mut self, op: PatchOp) -> Result<(), CopyError> {
+        let temp = self.temp()?;
+        let wio = |e: io::Error| CopyError::io("writing", &self.temp_path, e);
+        match op {
+            PatchOp::CopyBasis { start, len } => {
+                let (basis, basis_size) = self.basis()?;
+                if start + len > basis_size {
+                    return Err(CopyError::protocol(
+                        "protocol error: a copy range is outside the old copy",
+                    ));
+                }
+                copy_range(basis, start, &temp, start, len).map_err(wio)
+            }
+            PatchOp::CopyBasisSparse { start, len } => {
+                let (basis, basis_size) = self.basis()?;
+                copy_sparse(basis, basis_size, &temp, start, start + len).map_err(wio)
+            }
+            // The interrupted run's temporary file is this one: kept as it is.
+            PatchOp::KeepPartial { .. } | PatchOp::Seal { .. } => Ok(()),
+            PatchOp::Write { start, data } => temp.write_all_at(&data, start).map_err(wio),
+            PatchOp::Punch { start, len } => punch_hole(&temp, start, len).map_err(wio),
+            PatchOp::ApplyDelta {
+                basis_start,
+                basis_end,
+                start,
+                len,
+                delta,
+            } => {
+                let out = self.rebuild(basis_start, basis_end, len, &delta)?;
+                write_sparse(&temp, start, &out).map_err(wio)
+            }
+        }
+    }
+
+    /// Records a change of an in-place patch, staging any new bytes.
+    fn stage_change(&mut self, op: PatchOp) -> Result<(), CopyError> {
+        let basis_size = self.basis()?.1;
+        let rebuilt = match &op {
+            PatchOp::ApplyDelta {
+                basis_start,
+                basis_end,
+                len,
+                delta,
+                ..
+            } => self.rebuild(*basis_start, *basis_end, *len, delta)?,
+            _ => Vec::new(),
+        };
+        let Build::InPlace {
+            log,
+            changes,
+            partial,
+        } = &mut self.build
+        else {
+            return Err(CopyError::protocol("internal error: not patched in place"));
+        };
+        let temp_path = &self.temp_path;
+        let mut stage_bytes = |start: u64, data: &[u8]| -> Result<(), CopyError> {
+            let log = match log {
+                Some(log) => log,
+                None => log.insert(
+                    StagingLog::create(temp_path)
+                        .map_err(|e| CopyError::io("creating temporary file", temp_path, e))?,
+                ),
+            };
+            stage(changes, log, start, data).map_err(|e| CopyError::io("writing", temp_path, e))
+        };
+        match op {
+            PatchOp::Write { start, data } => stage_bytes(start, &data),
+            PatchOp::ApplyDelta { start, .. } => stage_bytes(start, &rebuilt),
+            PatchOp::CopyBasis { start, len } | PatchOp::CopyBasisSparse { start, len } => {
+                if start + len > basis_size {
+                    return Err(CopyError::protocol(
+                        "protocol error: a copy range is outside the old copy",
+                    ));
+                }
+                changes.set(start, start + len, None);
+                Ok(())
+            }
+            PatchOp::KeepPartial { start, len } => {
+                for (run_start, run_end, change) in partial.within(start, start + len) {
+                    changes.set(run_start, run_end, Some(change));
+                }
+                Ok(())
+            }
+            PatchOp::Punch { start, len } => {
+                changes.set(start, start + len, Some(Change::Zero));
+                Ok(())
+            }
+            PatchOp::Seal { .. } => Ok(()),
+        }
+    }
+
+    /// The whole new file, created (sparse, at the final size) on first use.
+    fn temp(&mut self) -> Result<Arc<File>, CopyError> {
+        let Build::Whole { temp } = &mut self.build else {
+            return Err(CopyError::protocol("internal error: not built whole"));
+        };
+        if let Some(file) = temp {
+            return Ok(file.clone());
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&self.temp_path)
+            .map_err(|e| CopyError::io("creating temporary file", &self.temp_path, e))?;
+        if let Some((basis, _)) = &self.basis
+            && let Ok(meta) = basis.metadata()
+        {
+            let _ = file.set_permissions(meta.permissions());
+        }
+        file.set_len(self.size)
+            .map_err(|e| CopyError::io("sizing", &self.temp_path, e))?;
+        let file = Arc::new(file);
+        *temp = Some(file.clone());
+        Ok(file)
+    }
+}
+
+/// Stages `data` (new bytes of `[start, start+len)`) for an in-place patch:
+/// non-zero blocks into the staging log, zero blocks as holes to punch.
+fn stage(changes: &mut Changes, log: &mut StagingLog, start: u64, data: &[u8]) -> io::Result<()> {
+    let mut at = 0usize;
+    while at < data.len() {
+        let zero = blocks::is_zero(&data[at..(at + BLOCK_SIZE as usize).min(data.len())]);
+        let mut end = at;
+        while end < data.len() {
+            let block = &data[end..(end + BLOCK_SIZE as usize).min(data.len())];
+            if blocks::is_zero(block) != zero {
+                break;
+            }
+            end += block.len();
+        }
+        let (run_start, run_end) = (start + at as u64, start + end as u64);
+        if zero {
+            changes.set(run_start, run_end, Some(Change::Zero));
+        } else {
+            let staged_at = log.append(run_start, &data[at..end])?;
+            changes.set(run_start, run_end, Some(Change::Staged { at: staged_at }));
+        }
+        at = end;
+    }
+    Ok(())
+}
+
+/// fsyncs the folder that holds `path`, so a rename or removal in it lasts.
+pub(crate) fn sync_folder(path: &Path) -> io::Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(parent)?.sync_all()
 }
 
 fn file_name(path: &Path) -> Result<String, CopyError> {
@@ -635,35 +968,17 @@ fn file_name(path: &Path) -> Result<String, CopyError> {
         })
 }
 
-/// Maps `[start, end)` of a file (clamped to its size); `None` when empty.
-fn map_range(file: &File, size: u64, start: u64, end: u64, limit: u64) -> io::Result<Option<Mmap>> {
-    let end = end.min(size);
-    if start >= end {
-        return Ok(None);
-    }
-    if end - start > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "range too large",
-        ));
-    }
-    // SAFETY: the map is read while the file may change underneath; changed
-    // bytes are caught by the final hash verification. Truncation raises
-    // SIGBUS, which the copy treats like any other failure of a live file.
-    let map = unsafe {
-        MmapOptions::new()
-            .offset(start)
-            .len((end - start) as usize)
-            .map(file)?
-    };
-    Ok(Some(map))
-}
-
-/// Copies `[start, start+len)` between two files at the same offset, in the
-/// kernel where it can (`copy_file_range`).
-fn copy_range(from: &File, to: &File, start: u64, len: u64) -> io::Result<()> {
-    let mut off_in = start as libc::loff_t;
-    let mut off_out = start as libc::loff_t;
+/// Copies `len` bytes from offset `from_at` of one file to offset `to_at` of
+/// another, in the kernel where it can (`copy_file_range`).
+pub(crate) fn copy_range(
+    from: &File,
+    from_at: u64,
+    to: &File,
+    to_at: u64,
+    len: u64,
+) -> io::Result<()> {
+    let mut off_in = from_at as libc::loff_t;
+    let mut off_out = to_at as libc::loff_t;
     let mut left = len;
     while left > 0 {
         let chunk = left.min(1 << 30) as usize;
@@ -682,7 +997,7 @@ fn copy_range(from: &File, to: &File, start: u64, len: u64) -> io::Result<()> {
             let err = io::Error::last_os_error();
             return match err.raw_os_error() {
                 Some(libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
-                    copy_by_reading(from, to, off_in as u64, left)
+                    copy_by_reading(from, off_in as u64, to, off_out as u64, left)
                 }
                 _ => Err(err),
             };
@@ -695,13 +1010,20 @@ fn copy_range(from: &File, to: &File, start: u64, len: u64) -> io::Result<()> {
     Ok(())
 }
 
-fn copy_by_reading(from: &File, to: &File, mut start: u64, mut left: u64) -> io::Result<()> {
+fn copy_by_reading(
+    from: &File,
+    mut from_at: u64,
+    to: &File,
+    mut to_at: u64,
+    mut left: u64,
+) -> io::Result<()> {
     let mut buffer = vec![0u8; (1 << 20).min(left as usize)];
     while left > 0 {
         let n = (buffer.len() as u64).min(left) as usize;
-        from.read_exact_at(&mut buffer[..n], start)?;
-        to.write_all_at(&buffer[..n], start)?;
-        start += n as u64;
+        from.read_exact_at(&mut buffer[..n], from_at)?;
+        to.write_all_at(&buffer[..n], to_at)?;
+        from_at += n as u64;
+        to_at += n as u64;
         left -= n as u64;
     }
     Ok(())
@@ -727,7 +1049,7 @@ fn copy_sparse(from: &File, from_size: u64, to: &File, start: u64, end: u64) -> 
                 let block_start = chunk_start + i as u64 * BLOCK_SIZE;
                 if blocks::is_zero(block) {
                     if let Some((a, b)) = run.take() {
-                        copy_range(from, to, a, b - a)?;
+                        copy_range(from, a, to, a, b - a)?;
                     }
                 } else {
                     let block_end = block_start + block.len() as u64;
@@ -738,7 +1060,7 @@ fn copy_sparse(from: &File, from_size: u64, to: &File, start: u64, end: u64) -> 
                 }
             }
             if let Some((a, b)) = run {
-                copy_range(from, to, a, b - a)?;
+                copy_range(from, a, to, a, b - a)?;
             }
             chunk_start = chunk_end;
         }
@@ -784,7 +1106,7 @@ fn start_writeback(file: &File, start: u64, len: u64) {
 }
 
 /// Deallocates `[start, start+len)`; writes zeros where holes are unsupported.
-fn punch_hole(file: &File, start: u64, len: u64) -> io::Result<()> {
+pub(crate) fn punch_hole(file: &File, start: u64, len: u64) -> io::Result<()> {
     if len == 0 {
         return Ok(());
     }

@@ -18,6 +18,7 @@ mod copy;
 mod endpoint;
 mod error;
 mod files;
+mod inplace;
 pub mod protocol;
 mod sqlite;
 

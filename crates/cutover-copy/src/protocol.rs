@@ -15,7 +15,7 @@ use crate::error::{CopyError, ErrorKind};
 use crate::sqlite::TableChecksum;
 
 /// The version of this protocol; both ends must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Identifies the protocol in the handshake.
 pub const MAGIC: &[u8] = b"cutover-agent";
 /// No frame is larger (the largest is a window's delta or an 8 MiB write batch).
@@ -32,13 +32,19 @@ pub enum Role {
     Partial,
 }
 
-/// A change to the destination's temporary file.
+/// A change to the new content of the destination. Written into the
+/// temporary file when the destination is replaced; staged there and
+/// applied at `Finish` when it is patched in place (then the old
+/// destination's bytes need no copying at all).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PatchOp {
     /// Copy `[start, start+len)` from the old destination.
     CopyBasis { start: u64, len: u64 },
     /// Copy the non-zero blocks of `[start, start+len)` from the old destination.
     CopyBasisSparse { start: u64, len: u64 },
+    /// The partial copy of an interrupted run already holds the new bytes
+    /// of `[start, start+len)`.
+    KeepPartial { start: u64, len: u64 },
     /// Write bytes received from the source.
     Write { start: u64, data: Vec<u8> },
     /// Make `[start, start+len)` a hole.
@@ -59,11 +65,12 @@ pub enum PatchOp {
 }
 
 impl PatchOp {
-    /// The range of the temporary file this op changes, if any.
+    /// The range of the new content this op changes, if any.
     pub fn written_range(&self) -> Option<(u64, u64)> {
         match self {
             PatchOp::CopyBasis { start, len }
             | PatchOp::CopyBasisSparse { start, len }
+            | PatchOp::KeepPartial { start, len }
             | PatchOp::Punch { start, len }
             | PatchOp::ApplyDelta { start, len, .. } => Some((*start, *len)),
             PatchOp::Write { start, data } => Some((*start, data.len() as u64)),
@@ -83,6 +90,9 @@ pub enum Request {
     OpenDest {
         path: String,
         size: u64,
+        /// The file is an SQLite database: always replaced whole, never
+        /// patched in place (its companions are settled first).
+        sqlite: bool,
     },
     Hash {
         role: Role,
@@ -107,9 +117,7 @@ pub enum Request {
     },
     Finish {
         hash: [u8; 32],
-        sqlite: bool,
     },
-    DiscardPartial,
     Snapshot {
         path: String,
     },
@@ -134,6 +142,9 @@ pub enum Response {
     DestOpened {
         basis_size: Option<u64>,
         resumed: bool,
+        /// The old destination will be patched in place under a journal
+        /// instead of replaced.
+        in_place: bool,
     },
     Hashes(WindowHashes),
     Data(Vec<u8>),
@@ -289,9 +300,9 @@ impl Request {
                 e = Encoder::new(2);
                 e.str(path);
             }
-            Request::OpenDest { path, size } => {
+            Request::OpenDest { path, size, sqlite } => {
                 e = Encoder::new(3);
-                e.str(path).u64(*size);
+                e.str(path).u64(*size).u8(u8::from(*sqlite));
             }
             Request::Hash {
                 role,
@@ -347,15 +358,14 @@ impl Request {
                             .u64(*len)
                             .bytes(delta),
                         PatchOp::Seal { start, end } => e.u8(5).u64(*start).u64(*end),
+                        PatchOp::KeepPartial { start, len } => e.u8(6).u64(*start).u64(*len),
                     };
                 }
             }
-            Request::Finish { hash, sqlite } => {
+            Request::Finish { hash } => {
                 e = Encoder::new(9);
                 e.0.extend_from_slice(hash);
-                e.u8(u8::from(*sqlite));
             }
-            Request::DiscardPartial => e = Encoder::new(10),
             Request::Snapshot { path } => {
                 e = Encoder::new(11);
                 e.str(path);
@@ -388,6 +398,7 @@ impl Request {
             3 => Request::OpenDest {
                 path: d.str()?,
                 size: d.u64()?,
+                sqlite: d.u8()? != 0,
             },
             4 => Request::Hash {
                 role: role_from(d.u8()?)?,
@@ -450,6 +461,10 @@ impl Request {
                             start: d.u64()?,
                             end: d.u64()?,
                         },
+                        6 => PatchOp::KeepPartial {
+                            start: d.u64()?,
+                            len: d.u64()?,
+                        },
                         other => {
                             return Err(CopyError::protocol(format!(
                                 "protocol error: unknown patch op {other}"
@@ -459,11 +474,7 @@ impl Request {
                 }
                 Request::Patch { ops }
             }
-            9 => Request::Finish {
-                hash: d.array32()?,
-                sqlite: d.u8()? != 0,
-            },
-            10 => Request::DiscardPartial,
+            9 => Request::Finish { hash: d.array32()? },
             11 => Request::Snapshot { path: d.str()? },
             12 => Request::Checksums { path: d.str()? },
             13 => Request::Remove { path: d.str()? },
@@ -498,13 +509,14 @@ impl Response {
             Response::DestOpened {
                 basis_size,
                 resumed,
+                in_place,
             } => {
                 e = Encoder::new(5);
                 match basis_size {
                     Some(size) => e.u8(1).u64(*size),
                     None => e.u8(0).u64(0),
                 };
-                e.u8(u8::from(*resumed));
+                e.u8(u8::from(*resumed)).u8(u8::from(*in_place));
             }
             Response::Hashes(hashes) => {
                 e = Encoder::new(6);
@@ -565,6 +577,7 @@ impl Response {
                 Response::DestOpened {
                     basis_size: present.then_some(size),
                     resumed: d.u8()? != 0,
+                    in_place: d.u8()? != 0,
                 }
             }
             6 => {

@@ -151,6 +151,7 @@ proptest! {
         dest_exists in any::<bool>(),
         sparse_source in any::<bool>(),
         through_agent in any::<bool>(),
+        interrupt_after in prop::option::of(0u64..100_000),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let mut source = base.clone();
@@ -167,9 +168,26 @@ proptest! {
         } else {
             local(&dir.path().join("dst.img"))
         };
+        if let Some(limit) = interrupt_after {
+            // A first run cancelled once it has sent `limit` bytes (if it
+            // gets that far) leaves the old destination as it was.
+            let cancel = Cancel::new();
+            let cancel_after = |p: Progress| {
+                if p.sent > limit {
+                    cancel.cancel();
+                }
+            };
+            let options = CopyOptions { progress: Some(&cancel_after), cancel: Some(&cancel) };
+            if copy_with(&mut src, &src_path, &mut dst, &dst_path, &options).is_err() {
+                let left = fs::read(dir.path().join("dst.img")).ok();
+                prop_assert!(left == dest_exists.then(|| base.clone()), "an interrupted copy changed the destination");
+            }
+        }
         let report = copy_with(&mut src, &src_path, &mut dst, &dst_path, &CopyOptions::default()).unwrap();
         let copied = fs::read(dir.path().join("dst.img")).unwrap();
         prop_assert!(copied == source, "destination differs from source");
+        prop_assert!(!dir.path().join(".dst.img.cutover-staged").exists());
+        prop_assert!(!dir.path().join(".dst.img.cutover-journal").exists());
         prop_assert!(allocated(&dir.path().join("dst.img")) <= non_zero_block_bytes(&source) + 16384);
         prop_assert!(!dir.path().join(".dst.img.cutover-partial").exists());
         prop_assert_eq!(report.size, source.len() as u64);
@@ -211,6 +229,7 @@ fn multi_window_sparse_image_sends_only_changed_blocks() {
     let dst = Location::Local(dst_path.clone());
 
     let first = copy_image(&src, &dst, &CopyOptions::default()).unwrap();
+    assert!(!first.in_place, "a new file is written whole and renamed");
     assert_eq!(first.bytes_sent, (2 << 20) + 123);
     assert!(
         first.hole_bytes > 140 << 20,
@@ -225,8 +244,15 @@ fn multi_window_sparse_image_sends_only_changed_blocks() {
 
     file.write_all_at(&noise(4, 4096), (70 << 20) + 8192)
         .unwrap();
+    let inode = fs::metadata(&dst_path).unwrap().ino();
     let second = copy_image(&src, &dst, &CopyOptions::default()).unwrap();
     assert_eq!(second.outcome, Outcome::Copied);
+    assert!(second.in_place);
+    assert_eq!(
+        fs::metadata(&dst_path).unwrap().ino(),
+        inode,
+        "an existing image is patched in place, not replaced"
+    );
     assert_eq!(second.bytes_sent, 4096);
     assert_eq!(second.blocks_sent, 1);
     assert_eq!(fs::read(&dst_path).unwrap(), fs::read(&src_path).unwrap());
@@ -290,7 +316,8 @@ fn cancelled_copy_leaves_destination_and_resumes() {
     assert_eq!(err.kind, ErrorKind::Cancelled);
     drop(dst);
     assert_eq!(fs::read(dir.path().join("dst")).unwrap(), old);
-    assert!(dir.path().join(".dst.cutover-partial").exists());
+    // The old destination is patched in place: only changed blocks were staged.
+    assert!(dir.path().join(".dst.cutover-staged").exists());
 
     let mut dst = in_process_agent(dir.path());
     let rerun = copy_with(
@@ -308,7 +335,8 @@ fn cancelled_copy_leaves_destination_and_resumes() {
         rerun.bytes_sent
     );
     assert_eq!(fs::read(dir.path().join("dst")).unwrap(), new);
-    assert!(!dir.path().join(".dst.cutover-partial").exists());
+    assert!(rerun.in_place);
+    assert!(!dir.path().join(".dst.cutover-staged").exists());
 }
 
 #[test]
