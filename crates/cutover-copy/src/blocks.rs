@@ -9,27 +9,36 @@
 //!   never pass it.
 //! - The content hash (blake3) is what a copy is verified against: blake3
 //!   over the file's length and its window digests, each blake3 over the
-//!   blake3 hashes of the window's 64 KiB segments. Segments are long enough
-//!   for blake3's SIMD to run at full width.
+//!   blake3 hashes of the window's 16 KiB segments. A segment is 16 blake3
+//!   chunks, one full batch for its AVX-512 code, and short enough that a
+//!   window patched in a few places rehashes little of itself.
 //!
 //! Holes found with `SEEK_DATA`/`SEEK_HOLE` are not read: their hashes are
 //! the known hashes of zeros. A scan computes whichever hashes are asked for
 //! in one pass, block hashes first and then the segment while it is in cache.
+//! Block hashes come from twox-hash, whose xxh3 picks AVX2 at run time (a
+//! crate that picks it at compile time runs its SSE2 code on a portable
+//! build).
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
+use std::thread;
 
 use memmap2::{Mmap, MmapOptions};
 
 /// Bytes per compared block: scattered 4 KiB writes cost one block each.
 pub const BLOCK_SIZE: u64 = 4096;
 /// Bytes per content-hash segment.
-pub const SEGMENT_SIZE: u64 = 64 << 10;
+pub const SEGMENT_SIZE: u64 = 16 << 10;
 /// Bytes per window: the unit of hashing, planning, verifying and memory use.
 pub const WINDOW_SIZE: u64 = 64 << 20;
+/// Bytes read at once (into one buffer that stays in the CPU's cache).
+const READ_SIZE: u64 = 256 << 10;
+/// Ranges at least this long are hashed in two halves on two threads.
+const SPLIT_AT: u64 = 8 << 20;
 
 /// A block hash: xxh3-128, little-endian.
 pub type BlockHash = [u8; 16];
@@ -83,7 +92,7 @@ pub fn window_range(size: u64, index: u64) -> (u64, u64) {
 
 /// The hash of one block's bytes.
 pub fn block_hash(data: &[u8]) -> BlockHash {
-    xxhash_rust::xxh3::xxh3_128(data).to_le_bytes()
+    twox_hash::XxHash3_128::oneshot(data).to_le_bytes()
 }
 
 /// The hash of a block of `len` zero bytes (cached for a whole block).
@@ -202,10 +211,10 @@ pub fn map_range(
 /// `want` asks for. Blocks past the end of the file are not hashed and not
 /// returned; the digest covers only the bytes that exist.
 ///
-/// Only data extents are read, with `pread` into one segment-sized buffer
-/// (hashed while it is in the CPU's cache; measured faster than hashing a
-/// memory map of the page cache); hole parts of a segment are zeros in that
-/// buffer. The kernel's own read-ahead is switched off for the file (it
+/// Only data extents are read, with `pread` into a 256 KiB buffer (hashed
+/// while it is in the CPU's cache; measured faster than hashing a memory map
+/// of the page cache); hole parts are zeros in that buffer. A long range is
+/// hashed in two halves on two threads. The kernel's own read-ahead is switched off for the file (it
 /// would fill the page cache with zeroed pages of holes) and replaced by
 /// asking for exactly the window's data extents.
 pub fn hash_window(
@@ -241,7 +250,28 @@ fn scan_file(
         Vec::new()
     };
     read_ahead(file, &extents);
-    scan(start, end, &extents, want, segments)
+    let middle = start + (end.saturating_sub(start) / 2) / SEGMENT_SIZE * SEGMENT_SIZE;
+    if end.saturating_sub(start) < SPLIT_AT || middle <= start {
+        return scan(start, end, &extents, want, segments);
+    }
+    // Two halves on two threads: a side that finishes its part early lends
+    // its core to the other, so neither end of a copy waits on one thread.
+    let (mut first_segments, mut second_segments) = (Vec::new(), Vec::new());
+    let (first, second) = thread::scope(|scope| {
+        let second = scope.spawn(|| scan(middle, end, &extents, want, Some(&mut second_segments)));
+        let first = scan(start, middle, &extents, want, Some(&mut first_segments));
+        (first, second.join())
+    });
+    let second = second.map_err(|_| io::Error::other("a hashing thread panicked"))??;
+    let mut hashes = first?;
+    hashes.blocks.extend(second.blocks);
+    hashes.hole_bytes += second.hole_bytes;
+    first_segments.extend(second_segments);
+    hashes.digest = want.content.then(|| digest_of_segments(&first_segments));
+    if let Some(segments) = segments {
+        segments.extend(first_segments);
+    }
+    Ok(hashes)
 }
 
 /// Turns off the kernel's read-ahead for `file` and asks for `extents`
@@ -340,74 +370,85 @@ fn scan(
     }
     let mut buffer = Vec::new();
     let mut extent = 0;
-    let mut segment_start = start;
-    while segment_start < end {
-        let segment_end = (segment_start + SEGMENT_SIZE).min(end);
-        let len = (segment_end - segment_start) as usize;
-        while extent < extents.len() && extents[extent].end <= segment_start {
+    let mut chunk_start = start;
+    while chunk_start < end {
+        let chunk_end = (chunk_start + READ_SIZE).min(end);
+        while extent < extents.len() && extents[extent].end <= chunk_start {
             extent += 1;
         }
-        // The segment's data extents, relative to the segment, and where
-        // each is read from.
-        let pieces: Vec<(usize, usize, &File, u64)> = extents[extent..]
+        // The chunk's data extents, relative to the chunk, read into the
+        // buffer with zeros between them.
+        let pieces: Vec<(usize, usize)> = extents[extent..]
             .iter()
-            .take_while(|e| e.start < segment_end)
+            .take_while(|e| e.start < chunk_end)
             .map(|e| {
-                let from = e.start.max(segment_start);
+                let from = e.start.max(chunk_start);
                 (
-                    (from - segment_start) as usize,
-                    (e.end.min(segment_end) - segment_start) as usize,
-                    e.file,
-                    e.at + (from - e.start),
+                    (from - chunk_start) as usize,
+                    (e.end.min(chunk_end) - chunk_start) as usize,
                 )
             })
             .collect();
-        if pieces.is_empty() {
-            if want.blocks {
-                push_zero_blocks(&mut blocks, len);
-            }
-            if let Some(digest) = &mut digest {
-                let hash = zero_segment_hash(len);
-                digest.update(hash.as_bytes());
-                if let Some(segments) = &mut segments {
-                    segments.push(*hash.as_bytes());
-                }
-            }
-        } else {
-            buffer.resize(SEGMENT_SIZE as usize, 0);
-            let bytes = &mut buffer[..len];
+        if !pieces.is_empty() {
+            buffer.resize(READ_SIZE as usize, 0);
             let mut at = 0;
-            for &(a, b, file, position) in &pieces {
-                bytes[at..a].fill(0);
-                file.read_exact_at(&mut bytes[a..b], position)?;
+            for (e, &(a, b)) in extents[extent..].iter().zip(&pieces) {
+                buffer[at..a].fill(0);
+                let position = e.at + (chunk_start + a as u64 - e.start);
+                e.file.read_exact_at(&mut buffer[a..b], position)?;
                 at = b;
             }
-            bytes[at..].fill(0);
-            if want.blocks {
-                let mut piece = 0;
-                for (index, block) in bytes.chunks(BLOCK_SIZE as usize).enumerate() {
-                    let from = index * BLOCK_SIZE as usize;
-                    let to = from + block.len();
-                    while piece < pieces.len() && pieces[piece].1 <= from {
-                        piece += 1;
-                    }
-                    let has_data = piece < pieces.len() && pieces[piece].0 < to;
-                    blocks.push(if has_data {
-                        block_hash(block)
-                    } else {
-                        zero_block_hash(block.len())
-                    });
-                }
-            }
-            if let Some(digest) = &mut digest {
-                let hash = blake3::hash(bytes);
-                digest.update(hash.as_bytes());
-                if let Some(segments) = &mut segments {
-                    segments.push(*hash.as_bytes());
-                }
-            }
+            buffer[at..(chunk_end - chunk_start) as usize].fill(0);
         }
-        segment_start = segment_end;
+        let mut piece = 0;
+        let mut segment = 0usize;
+        let chunk_len = (chunk_end - chunk_start) as usize;
+        while segment < chunk_len {
+            let segment_end = (segment + SEGMENT_SIZE as usize).min(chunk_len);
+            while piece < pieces.len() && pieces[piece].1 <= segment {
+                piece += 1;
+            }
+            let has_data = |from: usize, to: usize| {
+                pieces[piece..]
+                    .iter()
+                    .take_while(|p| p.0 < to)
+                    .any(|p| p.1 > from)
+            };
+            let len = segment_end - segment;
+            if !has_data(segment, segment_end) {
+                if want.blocks {
+                    push_zero_blocks(&mut blocks, len);
+                }
+                if let Some(digest) = &mut digest {
+                    let hash = zero_segment_hash(len);
+                    digest.update(hash.as_bytes());
+                    if let Some(segments) = &mut segments {
+                        segments.push(*hash.as_bytes());
+                    }
+                }
+            } else {
+                let bytes = &buffer[segment..segment_end];
+                if want.blocks {
+                    for (index, block) in bytes.chunks(BLOCK_SIZE as usize).enumerate() {
+                        let from = segment + index * BLOCK_SIZE as usize;
+                        blocks.push(if has_data(from, from + block.len()) {
+                            block_hash(block)
+                        } else {
+                            zero_block_hash(block.len())
+                        });
+                    }
+                }
+                if let Some(digest) = &mut digest {
+                    let hash = blake3::hash(bytes);
+                    digest.update(hash.as_bytes());
+                    if let Some(segments) = &mut segments {
+                        segments.push(*hash.as_bytes());
+                    }
+                }
+            }
+            segment = segment_end;
+        }
+        chunk_start = chunk_end;
     }
     Ok(WindowHashes {
         digest: digest.map(|d| *d.finalize().as_bytes()),

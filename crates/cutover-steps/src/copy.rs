@@ -155,11 +155,16 @@ impl StepKind for ImageCopy {
                 run_blocking(ctx, move |options| copy_image(&source, &dest, options)).await?;
             Ok(Evidence::new(
                 format!(
-                    "{label}: {} scanned, {} sent, {} reused, {} of holes/zeros skipped{} in {:.1}s, blake3 {}",
+                    "{label}: {} scanned, {} sent, {} reused, {} of holes/zeros skipped{}{} in {:.1}s, blake3 {}",
                     mib(report.bytes_scanned),
                     mib(report.bytes_sent),
                     mib(report.bytes_reused),
                     mib(report.zero_bytes_skipped),
+                    if report.in_place {
+                        ", patched in place"
+                    } else {
+                        ""
+                    },
                     if report.resumed {
                         " (resumed a partial copy)"
                     } else {

@@ -269,6 +269,10 @@ step switch after copy-image, sync-db
         copied["bytes_sent"].as_u64().unwrap() <= 1 << 20,
         "only the differing data is sent: {copied}"
     );
+    assert_eq!(
+        copied["in_place"], true,
+        "the old image is patched: {copied}"
+    );
     let db = rusqlite::Connection::open(lab.dir.path().join("new/db/app.sqlite")).unwrap();
     let rows: i64 = db
         .query_row("SELECT count(*) FROM pages", [], |r| r.get(0))
