@@ -4,14 +4,15 @@
 //! even when 1 % of its blocks changed: on a file system without shared
 //! extents (ext4) that costs more than everything else in the copy. So when
 //! the destination already exists, a copy *stages* only the changed blocks,
-//! at their own offsets, in `.NAME.cutover-partial`, and records which
-//! ranges of the result become staged bytes or zeros ([`Changes`]); the
-//! old destination is not touched while data crosses the wire. The result —
-//! old bytes where nothing changed, staged bytes, zeros — is hashed and
-//! verified against the source before the destination is written
-//! ([`merged_extents`]). Then the list of changes is committed to a redo
-//! journal (`.NAME.cutover-journal`, checksummed and fsynced), applied in
-//! place, the destination fsynced and the journal removed.
+//! appended densely to a log beside it ([`StagingLog`],
+//! `.NAME.cutover-staged`), and records which ranges of the result become
+//! staged bytes or zeros ([`Changes`]); the old destination is not touched
+//! while data crosses the wire. The result — old bytes where nothing
+//! changed, staged bytes, zeros — is hashed and verified against the source
+//! before the destination is written ([`merged_extents`]). Then the list of
+//! changes is committed to a redo journal (`.NAME.cutover-journal`,
+//! checksummed and fsynced), applied in place, the destination synced and
+//! the journal removed.
 //!
 //! A crash before the commit leaves the destination as it was (and the
 //! staged blocks for the rerun to reuse). A crash after it leaves a journal
@@ -30,7 +31,7 @@ use crate::error::{CopyError, ErrorKind};
 use crate::files::{copy_range, punch_hole, sync_folder};
 
 /// Identifies a journal and its format.
-const JOURNAL_MAGIC: &[u8; 16] = b"cutover-journal2";
+const JOURNAL_MAGIC: &[u8; 16] = b"cutover-journal1";
 /// Identifies a staging log and its format.
 const STAGING_MAGIC: &[u8; 16] = b"cutover-staged01";
 /// Bytes of a staging record's header: start and length.
