@@ -56,6 +56,9 @@ struct DestFile {
     temp_path: PathBuf,
     /// Segment hashes of the old copy's most recently hashed windows.
     basis_segments: Vec<BasisSegments>,
+    /// Per window of the result: the old copy's digest of it and where that
+    /// scan ended, once hashed. A window no change touches is sealed with it.
+    basis_digests: Vec<Option<(u64, [u8; 32])>>,
     /// Content digests of the result's sealed windows.
     sealed: Vec<Option<[u8; 32]>>,
     /// The window being hashed on a thread of its own, so that hashing it
@@ -107,6 +110,8 @@ impl BasisSegments {
 
 /// Where one window of the result is read from when it is verified.
 enum WindowView {
+    /// The window is the old copy's, unchanged, and its digest is known.
+    Known([u8; 32]),
     /// The temporary file holds the whole result.
     Whole(Arc<File>, u64),
     /// The old destination patched by the staged changes of this window:
@@ -123,6 +128,7 @@ enum WindowView {
 impl WindowView {
     fn digest(&self, start: u64, end: u64) -> io::Result<[u8; 32]> {
         let hashes = match self {
+            WindowView::Known(digest) => return Ok(*digest),
             WindowView::Whole(file, size) => {
                 blocks::hash_window(file, *size, start, end, Want::CONTENT)?
             }
@@ -444,6 +450,7 @@ impl FileSide {
             build,
             temp_path,
             basis_segments: Vec::new(),
+            basis_digests: vec![None; blocks::window_count(size) as usize],
             sealed: vec![None; blocks::window_count(size) as usize],
             sealing: None,
         });
@@ -501,10 +508,16 @@ impl FileSide {
                         &mut hashes,
                     )
                     .map_err(reading)?;
+                    let end = end.min(*size);
+                    let index = (start / blocks::WINDOW_SIZE) as usize;
+                    if let (Some(slot), Some(digest)) =
+                        (dest.basis_digests.get_mut(index), window.digest)
+                    {
+                        *slot = Some((end, digest));
+                    }
                     if !want.content {
                         window.digest = None;
                     }
-                    let end = end.min(*size);
                     if dest.basis_segments.len() >= KEPT_SEGMENT_WINDOWS {
                         dest.basis_segments.remove(0);
                     }
@@ -726,11 +739,19 @@ impl DestFile {
             .map(|at| self.basis_segments.remove(at));
         match (&self.build, &self.basis) {
             (Build::InPlace { log, changes, .. }, Some((basis, basis_size))) => {
+                let runs = changes.within(start, end);
+                let index = (start / blocks::WINDOW_SIZE) as usize;
+                if let Some(Some((scanned_to, digest))) = self.basis_digests.get(index)
+                    && runs.is_empty()
+                    && *scanned_to == end
+                {
+                    return Ok(WindowView::Known(*digest));
+                }
                 Ok(WindowView::Patched {
                     basis: basis.clone(),
                     basis_size: *basis_size,
                     staging: log.as_ref().map(|log| log.file().clone()),
-                    runs: changes.within(start, end),
+                    runs,
                     old_segments,
                 })
             }
@@ -758,7 +779,7 @@ impl DestFile {
             WindowView::Patched {
                 staging: Some(log), ..
             } => start_writeback(log, 0, 0),
-            WindowView::Patched { staging: None, .. } => {}
+            WindowView::Patched { staging: None, .. } | WindowView::Known(_) => {}
         }
         let hashing = thread::spawn(move || view.digest(start, end));
         self.sealing = Some((index as usize, hashing));
