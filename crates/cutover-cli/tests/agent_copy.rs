@@ -463,3 +463,89 @@ fn copy_over_real_openssh() {
     assert!(allocated(&root.join("copy.img")) <= 3 * MIB);
     assert_eq!(outside.unwrap_err().kind, ErrorKind::OutsideRoot);
 }
+
+/// `cutover run` killed with SIGKILL in the middle of an image.copy (the
+/// coordinator; its agent sees the pipe close): the old image is as it was,
+/// and the run taken over afterwards resumes the copy and sends less than a
+/// fresh one.
+#[test]
+fn killing_the_coordinator_mid_copy_leaves_the_destination_and_the_rerun_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::create_dir_all(d.join("old")).unwrap();
+    fs::create_dir_all(d.join("new")).unwrap();
+    random_at(&d.join("old/disk.img"), 0, 256 * MIB);
+    random_at(&d.join("new/disk.img"), 0, MIB);
+    let old = fs::read(d.join("new/disk.img")).unwrap();
+    fs::write(
+        d.join("killed.runbook"),
+        format!(
+            "runbook killed\n\nhost old addr 127.0.0.10 via local old\n\
+             host far addr 127.0.0.20 via agent \"{BIN} agent --stdio --root /\"\n\n\
+             step copy\n  image.copy old:/disk.img -> far:{}\n",
+            d.join("new/disk.img").display()
+        ),
+    )
+    .unwrap();
+    let run = |take_over: bool| {
+        let mut command = Command::new(BIN);
+        command
+            .current_dir(d)
+            .arg("run")
+            .args(take_over.then_some("--take-over"))
+            .arg("killed.runbook")
+            .env("USER", "tester")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    };
+
+    let mut first = run(false).spawn().unwrap();
+    let staged = d.join("new/.disk.img.cutover-staged");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fs::metadata(&staged).map(|m| m.len()).unwrap_or(0) < 16 * MIB {
+        assert!(
+            Instant::now() < deadline && first.try_wait().unwrap().is_none(),
+            "the copy ended before 16 MiB were staged"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(
+        fs::read(d.join("new/disk.img")).unwrap(),
+        old,
+        "destination changed"
+    );
+
+    let out = run(true).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read(d.join("new/disk.img")).unwrap(),
+        fs::read(d.join("old/disk.img")).unwrap()
+    );
+    assert!(!staged.exists());
+    let store = cutover_store::Store::open_existing(&d.join(".cutover/killed.db")).unwrap();
+    let run_id = store.latest_run().unwrap().unwrap().id;
+    let copied = store
+        .latest_evidence(run_id, "copy", cutover_store::Phase::Act)
+        .unwrap()
+        .unwrap()
+        .data;
+    assert_eq!(copied["resumed"], true, "{copied}");
+    assert_eq!(copied["in_place"], true, "{copied}");
+    // What was staged before the kill is kept, not sent again.
+    assert!(
+        copied["bytes_reused"].as_u64().unwrap() >= 16 * MIB,
+        "{copied}"
+    );
+    assert!(
+        copied["bytes_sent"].as_u64().unwrap() < 256 * MIB - 15 * MIB,
+        "the rerun sent {copied}"
+    );
+}
