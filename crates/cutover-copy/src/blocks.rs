@@ -27,8 +27,6 @@ use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
 use std::thread;
 
-use memmap2::{Mmap, MmapOptions};
-
 /// Bytes per compared block: scattered 4 KiB writes cost one block each.
 pub const BLOCK_SIZE: u64 = 4096;
 /// Bytes per content-hash segment.
@@ -176,37 +174,6 @@ pub struct Extent<'a> {
     pub at: u64,
 }
 
-/// Maps `[start, end)` of a file (clamped to `size`) read-only; `None` when
-/// empty.
-pub fn map_range(
-    file: &File,
-    size: u64,
-    start: u64,
-    end: u64,
-    limit: u64,
-) -> io::Result<Option<Mmap>> {
-    let end = end.min(size);
-    if start >= end {
-        return Ok(None);
-    }
-    if end - start > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "range too large",
-        ));
-    }
-    // SAFETY: the map is read while the file may change underneath; changed
-    // bytes are caught by the final hash verification. Truncation raises
-    // SIGBUS, which the copy treats like any other failure of a live file.
-    let map = unsafe {
-        MmapOptions::new()
-            .offset(start)
-            .len((end - start) as usize)
-            .map(file)?
-    };
-    Ok(Some(map))
-}
-
 /// Hashes `[start, end)` of `file` (of `file_size` bytes): the hashes
 /// `want` asks for. Blocks past the end of the file are not hashed and not
 /// returned; the digest covers only the bytes that exist.
@@ -214,9 +181,9 @@ pub fn map_range(
 /// Only data extents are read, with `pread` into a 256 KiB buffer (hashed
 /// while it is in the CPU's cache; measured faster than hashing a memory map
 /// of the page cache); hole parts are zeros in that buffer. A long range is
-/// hashed in two halves on two threads. The kernel's own read-ahead is switched off for the file (it
-/// would fill the page cache with zeroed pages of holes) and replaced by
-/// asking for exactly the window's data extents.
+/// hashed in two halves on two threads. The kernel's own read-ahead is
+/// switched off for the file (it would fill the page cache with zeroed pages
+/// of holes) and replaced by asking for exactly the window's data extents.
 pub fn hash_window(
     file: &File,
     file_size: u64,

@@ -23,8 +23,9 @@ use std::sync::Arc;
 use std::thread;
 
 use fast_rsync::{Signature, SignatureOptions};
+use memmap2::{Mmap, MmapOptions};
 
-use crate::blocks::{self, BLOCK_SIZE, Want, map_range};
+use crate::blocks::{self, BLOCK_SIZE, Want};
 use crate::error::{CopyError, ErrorKind};
 use crate::inplace::{self, Change, Changes, Run, StagingLog};
 use crate::protocol::{PatchOp, Request, Response, Role};
@@ -987,6 +988,31 @@ fn file_name(path: &Path) -> Result<String, CopyError> {
                 format!("{} does not name a file", path.display()),
             )
         })
+}
+
+/// Maps `[start, end)` of a file (clamped to `size`) read-only; `None` when
+/// empty.
+fn map_range(file: &File, size: u64, start: u64, end: u64, limit: u64) -> io::Result<Option<Mmap>> {
+    let end = end.min(size);
+    if start >= end {
+        return Ok(None);
+    }
+    if end - start > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "range too large",
+        ));
+    }
+    // SAFETY: the map is read while the file may change underneath; changed
+    // bytes are caught by the final hash verification. Truncation raises
+    // SIGBUS, which the copy treats like any other failure of a live file.
+    let map = unsafe {
+        MmapOptions::new()
+            .offset(start)
+            .len((end - start) as usize)
+            .map(file)?
+    };
+    Ok(Some(map))
 }
 
 /// Copies `len` bytes from offset `from_at` of one file to offset `to_at` of
