@@ -417,6 +417,22 @@ pub fn recover(dest: &Path) -> Result<bool, CopyError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(CopyError::io("reading", &staging, e)),
     };
+    let needs_staged = runs
+        .iter()
+        .any(|(_, _, change)| matches!(change, Change::Staged { .. }));
+    if staged.is_none() && needs_staged {
+        // Only removing the log by hand gets here. The patch can't be
+        // finished; the next copy repairs the image against the source.
+        fs::remove_file(&journal).map_err(|e| CopyError::io("removing", &journal, e))?;
+        return Err(CopyError::new(
+            ErrorKind::Io,
+            format!(
+                "{} was being patched when it was interrupted, and its staged bytes {} are gone: it may be half-patched; the journal was removed, copy the image again",
+                dest.display(),
+                staging.display()
+            ),
+        ));
+    }
     let target = OpenOptions::new()
         .write(true)
         .open(dest)
@@ -425,7 +441,7 @@ pub fn recover(dest: &Path) -> Result<bool, CopyError> {
         CopyError::new(
             ErrorKind::Io,
             format!(
-                "{} records an unfinished patch of {} that cannot be finished ({e}); copy the image again",
+                "{} records an unfinished patch of {} that cannot be finished now ({e}); it is finished at the next open of the image once that is fixed",
                 journal.display(),
                 dest.display()
             ),
@@ -558,6 +574,24 @@ mod tests {
         assert_eq!(fs::read(&dest).unwrap(), b"old contents");
         assert!(!journal_path(&dest).exists());
         assert!(staging_path(&dest).exists());
+    }
+
+    /// A committed patch whose staged bytes were removed by hand can't be
+    /// finished: the open says so once, and the next copy can proceed.
+    #[test]
+    fn a_patch_without_its_staged_bytes_is_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("disk.img");
+        fs::write(&dest, b"old contents").unwrap();
+        let mut log = StagingLog::create(&staging_path(&dest)).unwrap();
+        let at = log.append(0, b"new").unwrap();
+        commit(&journal_path(&dest), 12, &[(0, 3, Change::Staged { at })]).unwrap();
+        fs::remove_file(staging_path(&dest)).unwrap();
+        let err = recover(&dest).unwrap_err();
+        assert!(err.message.contains("may be half-patched"), "{err}");
+        assert!(err.message.contains("copy the image again"), "{err}");
+        assert!(!journal_path(&dest).exists());
+        assert!(!recover(&dest).unwrap());
     }
 
     #[test]
