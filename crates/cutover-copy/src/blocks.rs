@@ -203,19 +203,7 @@ fn scan_file(
     segments: Option<&mut Vec<[u8; 32]>>,
 ) -> io::Result<WindowHashes> {
     let end = end.min(file_size);
-    let extents: Vec<Extent<'_>> = if start < end {
-        data_extents(file, start, end)?
-            .into_iter()
-            .map(|(start, end)| Extent {
-                start,
-                end,
-                file,
-                at: start,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let extents = file_extents(file, start, end)?;
     read_ahead(file, &extents);
     let middle = start + (end.saturating_sub(start) / 2) / SEGMENT_SIZE * SEGMENT_SIZE;
     if end.saturating_sub(start) < SPLIT_AT || middle <= start {
@@ -239,6 +227,22 @@ fn scan_file(
         segments.extend(first_segments);
     }
     Ok(hashes)
+}
+
+/// The data extents of `[start, end)` of `file`, read from where they lie.
+pub fn file_extents(file: &File, start: u64, end: u64) -> io::Result<Vec<Extent<'_>>> {
+    if start >= end {
+        return Ok(Vec::new());
+    }
+    Ok(data_extents(file, start, end)?
+        .into_iter()
+        .map(|(start, end)| Extent {
+            start,
+            end,
+            file,
+            at: start,
+        })
+        .collect())
 }
 
 /// Turns off the kernel's read-ahead for `file` and asks for `extents`

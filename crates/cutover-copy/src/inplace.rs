@@ -243,27 +243,13 @@ pub fn merged_extents<'a>(
     end: u64,
 ) -> io::Result<Vec<Extent<'a>>> {
     let mut extents = Vec::new();
-    let old = |from: u64, to: u64, extents: &mut Vec<Extent<'a>>| -> io::Result<()> {
-        let to = to.min(basis_size);
-        if from < to {
-            for (start, end) in blocks::data_extents(basis, from, to)? {
-                extents.push(Extent {
-                    start,
-                    end,
-                    file: basis,
-                    at: start,
-                });
-            }
-        }
-        Ok(())
-    };
     let mut at = start;
     for &run in runs {
-        old(at, run.0, &mut extents)?;
+        extents.extend(blocks::file_extents(basis, at, run.0.min(basis_size))?);
         extents.extend(staging.and_then(|log| staged_extent(log, run)));
         at = run.1;
     }
-    old(at, end, &mut extents)?;
+    extents.extend(blocks::file_extents(basis, at, end.min(basis_size))?);
     Ok(extents)
 }
 
@@ -558,16 +544,23 @@ mod tests {
         assert!(!staging_path(&dest).exists());
     }
 
+    /// `disk.img` holding "old contents", with a committed patch of its
+    /// first three bytes staged beside it.
+    fn committed_patch(dir: &Path) -> PathBuf {
+        let dest = dir.join("disk.img");
+        fs::write(&dest, b"old contents").unwrap();
+        let mut log = StagingLog::create(&staging_path(&dest)).unwrap();
+        let at = log.append(0, b"new").unwrap();
+        commit(&journal_path(&dest), 12, &[(0, 3, Change::Staged { at })]).unwrap();
+        dest
+    }
+
     /// A crash while the journal was written: the patch never started, the
     /// destination is as it was, and the staged blocks stay for a rerun.
     #[test]
     fn a_torn_journal_leaves_the_destination_and_the_staged_blocks() {
         let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("disk.img");
-        fs::write(&dest, b"old contents").unwrap();
-        let mut log = StagingLog::create(&staging_path(&dest)).unwrap();
-        let at = log.append(0, b"new").unwrap();
-        commit(&journal_path(&dest), 12, &[(0, 3, Change::Staged { at })]).unwrap();
+        let dest = committed_patch(dir.path());
         let journal = fs::read(journal_path(&dest)).unwrap();
         fs::write(journal_path(&dest), &journal[..journal.len() - 5]).unwrap();
         assert!(!recover(&dest).unwrap());
@@ -581,11 +574,7 @@ mod tests {
     #[test]
     fn a_patch_without_its_staged_bytes_is_reported_once() {
         let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("disk.img");
-        fs::write(&dest, b"old contents").unwrap();
-        let mut log = StagingLog::create(&staging_path(&dest)).unwrap();
-        let at = log.append(0, b"new").unwrap();
-        commit(&journal_path(&dest), 12, &[(0, 3, Change::Staged { at })]).unwrap();
+        let dest = committed_patch(dir.path());
         fs::remove_file(staging_path(&dest)).unwrap();
         let err = recover(&dest).unwrap_err();
         assert!(err.message.contains("may be half-patched"), "{err}");
