@@ -130,11 +130,7 @@ impl SharedState {
     }
 
     pub(crate) fn step_record(&self, name: &str) -> anyhow::Result<Option<StepRecord>> {
-        Ok(self
-            .store()
-            .steps(self.run)?
-            .into_iter()
-            .find(|s| s.name == name))
+        Ok(self.store().step(self.run, name)?)
     }
 
     pub(crate) fn evidence_of(

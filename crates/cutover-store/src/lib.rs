@@ -17,12 +17,15 @@
 //! (which needs the fsync) — the lost-laptop-lid case. The price is one
 //! fsync per transition, well inside the engine's per-step budget.
 
+mod gate;
 mod lock;
+mod open;
 mod read_only;
 mod rows;
 mod schema;
 
-pub use lock::{LockHolder, LockState, current_user};
+pub use gate::{GateConfirmed, GateRefusal};
+pub use lock::{GoneReason, Liveness, LockHolder, LockState, current_user};
 pub use read_only::{ReadOnlyStore, ReadTransaction};
 pub use schema::CURRENT_VERSION;
 
@@ -30,7 +33,6 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// What can go wrong with a state file.
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +67,64 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The file is there but its pages do not hold together (`PRAGMA
+    /// quick_check` found problems, or SQLite reported corruption while
+    /// opening it). Nothing is written to it.
+    #[error(
+        "state file {path} is damaged ({}); do not run against it: restore it from a backup, or keep it aside and read what it still holds with `cutover export` (which only reads)",
+        problems_text(.problems)
+    )]
+    Damaged {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+    /// The file at the state path is not a cutover state file: empty, not
+    /// SQLite, or an SQLite database without cutover's schema. It is never
+    /// taken for a fresh run.
+    #[error(
+        "{path} is not a cutover state file ({reason}); refusing to use it: move it away or choose another state file"
+    )]
+    NotAStateFile { path: PathBuf, reason: String },
+    #[error("state file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Creating a new state file (under a temporary name, then moved into
+    /// place) failed.
+    #[error("cannot create state file {path}: {source}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// [`Store::confirm_gate`] refused: the message says why.
+    #[error("step `{step}` was not confirmed: {refusal}")]
+    GateRefused {
+        step: String,
+        refusal: Box<GateRefusal>,
+    },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// The problems of a damaged file, as one line: the first three and how
+/// many more.
+fn problems_text(problems: &[String]) -> String {
+    let mut text = problems
+        .iter()
+        .take(3)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if problems.len() > 3 {
+        text.push_str(&format!("; and {} more", problems.len() - 3));
+    }
+    if text.is_empty() {
+        text.push_str("integrity check failed");
+    }
+    text
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -248,6 +306,9 @@ pub struct Confirmation {
     pub user: String,
     pub note: Option<String>,
     pub at: DateTime<Utc>,
+    /// Given ahead: recorded before the gate waited for it (see
+    /// [`Store::confirm_gate`]), not in answer to a waiting gate.
+    pub ahead: bool,
 }
 
 /// A step as registered when a run starts.
@@ -302,6 +363,13 @@ fn now() -> DateTime<Utc> {
 impl Store {
     /// Opens (creating if needed, with its folder) a state file, migrating
     /// its schema forward.
+    ///
+    /// A new file is built under a temporary name in the same folder,
+    /// migrated, fsynced and then moved into place without replacing
+    /// anything, so a crash never leaves an empty or half-made file at
+    /// `path`; when another process creates it meanwhile, its file is
+    /// opened. An existing file is checked first (see
+    /// [`Store::open_existing`]).
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::Folder {
@@ -309,15 +377,19 @@ impl Store {
                 source,
             })?;
         }
-        Store::open_inner(path)
+        open::open_or_create(path)
     }
 
-    /// Opens a state file that must already exist (status, confirm).
+    /// Opens a state file that must already exist (status, confirm,
+    /// rollback). The file is refused when it is not a cutover state file
+    /// ([`StoreError::NotAStateFile`]: empty, not SQLite, or SQLite without
+    /// cutover's schema) or when a bounded `PRAGMA quick_check` finds it
+    /// damaged ([`StoreError::Damaged`]); only then is it migrated.
     pub fn open_existing(path: &Path) -> Result<Store> {
         if !path.exists() {
             return Err(StoreError::Missing(path.to_owned()));
         }
-        Store::open_inner(path)
+        open::open_checked(path)
     }
 
     /// Opens an existing state file read-only, for a report or the
@@ -327,25 +399,6 @@ impl Store {
     /// with [`ReadOnlyStore::read`], in one transaction.
     pub fn open_read_only(path: &Path) -> Result<ReadOnlyStore> {
         ReadOnlyStore::open(path)
-    }
-
-    fn open_inner(path: &Path) -> Result<Store> {
-        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
-            path: path.to_owned(),
-            source,
-        })?;
-        let store = Store {
-            conn,
-            path: path.to_owned(),
-        };
-        store.sql(|c| {
-            c.busy_timeout(Duration::from_secs(10))?;
-            c.pragma_update(None, "journal_mode", "WAL")?;
-            c.pragma_update(None, "synchronous", "FULL")?;
-            c.pragma_update(None, "foreign_keys", "ON")
-        })?;
-        schema::migrate(&store)?;
-        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
@@ -465,6 +518,12 @@ impl Store {
         self.sql(|c| rows::steps(c, run))
     }
 
+    /// One step of a run, read by its key (what a running step reads
+    /// about itself; cheap however many steps the run has).
+    pub fn step(&self, run: i64, name: &str) -> Result<Option<StepRecord>> {
+        self.sql(|c| rows::step(c, run, name))
+    }
+
     /// Commits one transition of a step (status, phase, event, evidence) in
     /// one transaction.
     pub fn transition(&self, run: i64, t: &Transition<'_>) -> Result<()> {
@@ -547,7 +606,11 @@ impl Store {
         self.sql(|c| rows::latest_evidence(c, run, step, phase))
     }
 
-    /// Records that a person confirmed a manual step.
+    /// Records that a person confirmed a manual step, in answer to the
+    /// gate waiting for it: the engine's own prompt, shown only while the
+    /// gate waits (recorded with `ahead` = false). A confirmation from
+    /// another terminal goes through [`Store::confirm_gate`], which checks
+    /// that the gate is waiting.
     pub fn confirm(&self, run: i64, step: &str, user: &str, note: Option<&str>) -> Result<()> {
         self.sql(|c| {
             let tx = write_transaction(c)?;

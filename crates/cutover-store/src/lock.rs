@@ -1,10 +1,19 @@
 //! The coordinator lock: one `cutover run` (or rollback) per state file.
-//! The holder (user, host, pid, since) is a row in the state file itself,
-//! so it travels with the file and is visible to `cutover status`.
+//! The holder (user, host, pid, since, and from schema version 2 the
+//! process's start time and the host's boot id) is a row in the state file
+//! itself, so it travels with the file and is visible to `cutover status`.
+//!
+//! A pid alone does not name a process for long: after a reboot, or once
+//! pids wrap, another process may have it, and a lock judged by `kill(pid,
+//! 0)` alone would then look held forever. So a holder on this host is
+//! gone when the boot id differs (the host rebooted since), when its pid is
+//! not alive, or when the pid is alive but its start time differs (another
+//! process has the pid). A lock written by a version-1 cutover has no start
+//! time or boot id and keeps the old rule: gone when the pid is not alive.
 
-use crate::{Result, Store, rows};
+use crate::{Result, Store, StoreError, rows};
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{ErrorCode, OptionalExtension, params};
 use serde::Serialize;
 
 /// Who holds (or wants) the lock.
@@ -14,23 +23,109 @@ pub struct LockHolder {
     pub host: String,
     pub pid: u32,
     pub since: DateTime<Utc>,
+    /// The process's start time, in clock ticks since boot (field 22 of
+    /// `/proc/PID/stat`, as text); `None` in a lock written by a version-1
+    /// cutover, or where `/proc` cannot tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<String>,
+    /// The boot id of the holder's host (`/proc/sys/kernel/random/boot_id`)
+    /// when the lock was taken; `None` as for `start_time`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+}
+
+/// Whether the holder of a lock is still there, as far as this host can
+/// tell (see [`LockHolder::liveness`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Liveness {
+    /// Its process runs on this host (for a version-1 lock: its pid is
+    /// alive).
+    Alive,
+    /// It is on another host: it cannot be checked from here, and is
+    /// treated as alive.
+    OtherHost,
+    /// Its process is gone: the lock is stale.
+    Gone(GoneReason),
+}
+
+/// Why the holder of a lock is known to be gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GoneReason {
+    /// The host has rebooted since the lock was taken (another boot id).
+    Rebooted,
+    /// No process has its pid.
+    Exited,
+    /// A process has its pid but started at another time: the pid was
+    /// reused.
+    PidReused,
+}
+
+impl std::fmt::Display for GoneReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GoneReason::Rebooted => "the host has rebooted since it took the lock",
+            GoneReason::Exited => "its process has exited",
+            GoneReason::PidReused => "its process has exited and its pid is now another process's",
+        })
+    }
 }
 
 impl LockHolder {
     /// This process, now.
     pub fn current() -> LockHolder {
+        let pid = std::process::id();
         LockHolder {
             user: current_user(),
             host: current_host(),
-            pid: std::process::id(),
+            pid,
             since: Utc::now(),
+            start_time: process_start_time(pid),
+            boot_id: current_boot_id(),
         }
     }
 
-    /// A holder on this host whose process is gone: its lock is stale.
-    /// (A holder on another host cannot be checked from here.)
+    /// Whether the holder is still there: checked on this host by boot id,
+    /// pid and process start time (see the module doc); a holder on
+    /// another host cannot be checked.
+    pub fn liveness(&self) -> Liveness {
+        if self.host != current_host() {
+            return Liveness::OtherHost;
+        }
+        if let (Some(then), Some(now)) = (&self.boot_id, current_boot_id())
+            && *then != now
+        {
+            return Liveness::Gone(GoneReason::Rebooted);
+        }
+        if !process_alive(self.pid) {
+            return Liveness::Gone(GoneReason::Exited);
+        }
+        match (&self.start_time, process_start_time(self.pid)) {
+            (Some(then), Some(now)) if *then != now => Liveness::Gone(GoneReason::PidReused),
+            _ => Liveness::Alive,
+        }
+    }
+
+    /// A holder on this host whose process is gone: its lock is stale and
+    /// may be taken over (see [`LockHolder::liveness`] for why). `cutover
+    /// status` can say the coordinator is dead when this holds. A holder
+    /// on another host is never stale.
     pub fn is_stale(&self) -> bool {
-        self.host == current_host() && !process_alive(self.pid)
+        matches!(self.liveness(), Liveness::Gone(_))
+    }
+
+    /// Whether `other` names the same process: same host and pid, and the
+    /// same start time and boot id where both are known.
+    pub fn is_same_process(&self, other: &LockHolder) -> bool {
+        let agree = |a: &Option<String>, b: &Option<String>| match (a, b) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        self.host == other.host
+            && self.pid == other.pid
+            && agree(&self.start_time, &other.start_time)
+            && agree(&self.boot_id, &other.boot_id)
     }
 }
 
@@ -52,29 +147,62 @@ impl std::fmt::Display for LockHolder {
 pub enum LockState {
     /// Taken (it was free, or stale and taking over was allowed).
     Acquired { took_over: Option<LockHolder> },
-    /// Held by a live process.
+    /// Held by a live process (or one on another host).
     Held(LockHolder),
-    /// Held by a dead process on this host; may be taken over with confirmation.
+    /// Held by a process on this host that is gone; may be taken over with
+    /// confirmation.
     Stale(LockHolder),
 }
+
+/// How many times taking the lock is tried when the file stays busy.
+const BUSY_ATTEMPTS: usize = 3;
 
 impl Store {
     /// Tries to take the coordinator lock for `me`. A stale lock is taken
     /// over only when `take_over_stale` is set; the take-over is logged.
+    ///
+    /// When another process keeps the file busy past the busy timeout
+    /// (it is driving the run), the holder it wrote is read (readers are
+    /// never blocked) and returned as [`LockState::Held`] (or `Stale`)
+    /// rather than a "database is locked" error.
     pub fn acquire_lock(&self, me: &LockHolder, take_over_stale: bool) -> Result<LockState> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_acquire_lock(me, take_over_stale) {
+                Err(StoreError::Sqlite { source, .. })
+                    if is_busy(&source) && attempt < BUSY_ATTEMPTS =>
+                {
+                    if let Some(holder) = self.lock_holder()?
+                        && !holder.is_same_process(me)
+                    {
+                        return Ok(if holder.is_stale() {
+                            LockState::Stale(holder)
+                        } else {
+                            LockState::Held(holder)
+                        });
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_acquire_lock(&self, me: &LockHolder, take_over_stale: bool) -> Result<LockState> {
         self.sql(|c| {
             let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
             let holder = rows::lock_holder(&tx)?;
             let took_over = match holder {
-                Some(h) if h.host == me.host && h.pid == me.pid => None,
+                Some(h) if h.is_same_process(me) => None,
                 Some(h) if !h.is_stale() => return Ok(LockState::Held(h)),
                 Some(h) if !take_over_stale => return Ok(LockState::Stale(h)),
                 Some(h) => Some(h),
                 None => None,
             };
             tx.execute(
-                "INSERT OR REPLACE INTO lock (id, user, host, pid, since) VALUES (1, ?1, ?2, ?3, ?4)",
-                params![me.user, me.host, me.pid, me.since],
+                "INSERT OR REPLACE INTO lock (id, user, host, pid, since, start_time, boot_id)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)",
+                params![me.user, me.host, me.pid, me.since, me.start_time, me.boot_id],
             )?;
             if let Some(old) = &took_over {
                 let run: Option<i64> = tx
@@ -82,9 +210,13 @@ impl Store {
                     .optional()?
                     .flatten();
                 if let Some(run) = run {
+                    let why = match old.liveness() {
+                        Liveness::Gone(reason) => format!(" ({reason})"),
+                        _ => String::new(),
+                    };
                     tx.execute(
                         "INSERT INTO events (run_id, at, step, kind, message) VALUES (?1, ?2, NULL, 'lock', ?3)",
-                        params![run, Utc::now(), format!("stale lock of {old} taken over by {me}")],
+                        params![run, Utc::now(), format!("stale lock of {old} taken over by {me}{why}")],
                     )?;
                 }
             }
@@ -97,8 +229,9 @@ impl Store {
     pub fn release_lock(&self, me: &LockHolder) -> Result<()> {
         self.sql(|c| {
             c.execute(
-                "DELETE FROM lock WHERE host = ?1 AND pid = ?2",
-                params![me.host, me.pid],
+                "DELETE FROM lock WHERE host = ?1 AND pid = ?2
+                   AND (start_time IS NULL OR ?3 IS NULL OR start_time = ?3)",
+                params![me.host, me.pid, me.start_time],
             )
             .map(drop)
         })
@@ -110,6 +243,13 @@ impl Store {
     }
 }
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
 /// The login name of whoever runs this process.
 pub fn current_user() -> String {
     ["USER", "LOGNAME", "USERNAME"]
@@ -118,7 +258,7 @@ pub fn current_user() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-fn current_host() -> String {
+pub(crate) fn current_host() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname writes at most that.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
@@ -133,7 +273,55 @@ fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
     };
+    if pid <= 0 {
+        // 0 and negative pids name process groups, not a process.
+        return false;
+    }
     // SAFETY: signal 0 only checks that the process exists; nothing is sent.
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// The start time of process `pid` (field 22 of `/proc/PID/stat`, clock
+/// ticks since boot), or `None` where `/proc` cannot tell.
+pub(crate) fn process_start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    start_time_of_stat(&stat)
+}
+
+/// Field 22 of a `/proc/PID/stat` line. Field 2, the command name in
+/// parentheses, may hold spaces and parentheses itself, so the fields are
+/// counted from the last `)`: field 3 is the first after it.
+fn start_time_of_stat(stat: &str) -> Option<String> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let field = rest.split_whitespace().nth(22 - 3)?;
+    field
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| field.to_owned())
+}
+
+/// This host's boot id, or `None` where the kernel does not tell it.
+pub(crate) fn current_boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_start_time_is_field_22_counted_after_the_command_name() {
+        let stat = "4242 (a (weird) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615";
+        assert_eq!(start_time_of_stat(stat).as_deref(), Some("987654"));
+        assert_eq!(start_time_of_stat("4242 (short) S 1"), None);
+        assert_eq!(start_time_of_stat("no parenthesis"), None);
+        let me = process_start_time(std::process::id());
+        if std::path::Path::new("/proc/self/stat").exists() {
+            assert!(me.is_some());
+            assert_eq!(me, process_start_time(std::process::id()), "stable");
+        }
+    }
 }

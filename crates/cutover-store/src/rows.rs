@@ -33,6 +33,19 @@ pub(crate) fn steps(c: &Connection, run: i64) -> rusqlite::Result<Vec<StepRecord
     .collect()
 }
 
+/// One step of a run, by its key.
+pub(crate) fn step(c: &Connection, run: i64, name: &str) -> rusqlite::Result<Option<StepRecord>> {
+    c.prepare_cached(
+        "SELECT s.name, s.position, s.definition, s.status, s.phase, s.attempts, s.planned_start,
+                s.started_at, s.first_act_at, s.finished_at,
+                (SELECT e.summary FROM evidence e WHERE e.run_id = s.run_id AND e.step = s.name
+                 ORDER BY e.id DESC LIMIT 1)
+         FROM steps s WHERE s.run_id = ?1 AND s.name = ?2",
+    )?
+    .query_row(params![run, name], step_row)
+    .optional()
+}
+
 /// The event log of a run, oldest first.
 pub(crate) fn events(c: &Connection, run: i64) -> rusqlite::Result<Vec<EventRecord>> {
     c.prepare("SELECT id, at, step, kind, message, data FROM events WHERE run_id = ?1 ORDER BY id")?
@@ -66,9 +79,11 @@ pub(crate) fn latest_evidence(
 
 /// Every confirmation of a run, oldest first.
 pub(crate) fn confirmations(c: &Connection, run: i64) -> rusqlite::Result<Vec<Confirmation>> {
-    c.prepare("SELECT step, user, note, at FROM confirmations WHERE run_id = ?1 ORDER BY id")?
-        .query_map([run], confirmation_row)?
-        .collect()
+    c.prepare(
+        "SELECT step, user, note, at, ahead FROM confirmations WHERE run_id = ?1 ORDER BY id",
+    )?
+    .query_map([run], confirmation_row)?
+    .collect()
 }
 
 /// The latest confirmation of one step.
@@ -78,7 +93,7 @@ pub(crate) fn latest_confirmation(
     step: &str,
 ) -> rusqlite::Result<Option<Confirmation>> {
     c.prepare_cached(
-        "SELECT step, user, note, at FROM confirmations WHERE run_id = ?1 AND step = ?2
+        "SELECT step, user, note, at, ahead FROM confirmations WHERE run_id = ?1 AND step = ?2
          ORDER BY id DESC LIMIT 1",
     )?
     .query_row(params![run, step], confirmation_row)
@@ -88,7 +103,7 @@ pub(crate) fn latest_confirmation(
 /// The holder of the coordinator lock, if any.
 pub(crate) fn lock_holder(c: &Connection) -> rusqlite::Result<Option<LockHolder>> {
     c.query_row(
-        "SELECT user, host, pid, since FROM lock WHERE id = 1",
+        "SELECT user, host, pid, since, start_time, boot_id FROM lock WHERE id = 1",
         [],
         lock_row,
     )
@@ -157,6 +172,7 @@ fn confirmation_row(r: &Row<'_>) -> rusqlite::Result<Confirmation> {
         user: r.get(1)?,
         note: r.get(2)?,
         at: r.get(3)?,
+        ahead: r.get(4)?,
     })
 }
 
@@ -166,6 +182,8 @@ fn lock_row(r: &Row<'_>) -> rusqlite::Result<LockHolder> {
         host: r.get(1)?,
         pid: r.get(2)?,
         since: r.get(3)?,
+        start_time: r.get(4)?,
+        boot_id: r.get(5)?,
     })
 }
 

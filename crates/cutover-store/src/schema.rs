@@ -1,11 +1,13 @@
 //! The schema and its forward migrations, versioned with `user_version`.
 //! Each migration moves the file one version up inside a transaction; a
 //! file written by a newer cutover is refused rather than misread.
+//! Migrations are forward-only: a released one is never edited, a change
+//! is a new one appended to [`MIGRATIONS`].
 
 use crate::{Result, Store, StoreError};
 
 /// Migration `i` moves a file from version `i` to version `i + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 0 -> 1: the first schema.
     "CREATE TABLE runs (
         id            INTEGER PRIMARY KEY,
@@ -71,6 +73,14 @@ const MIGRATIONS: &[&str] = &[
         pid    INTEGER NOT NULL,
         since  TEXT NOT NULL
     );",
+    // 1 -> 2: the lock names its holder's process beyond its pid (start
+    // time, boot id), confirmations say whether they were given ahead of
+    // their gate, and a step's events and confirmations are read by index.
+    "ALTER TABLE lock ADD COLUMN start_time TEXT;
+    ALTER TABLE lock ADD COLUMN boot_id TEXT;
+    ALTER TABLE confirmations ADD COLUMN ahead INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX events_by_step ON events (run_id, step);
+    CREATE INDEX confirmations_by_step ON confirmations (run_id, step);",
 ];
 
 /// The schema version this build writes.
