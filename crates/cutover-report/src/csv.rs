@@ -2,8 +2,9 @@
 //! actual timeline with deviations, confirmations and the last evidence),
 //! or one row per event of the log.
 
-use crate::model::{Instant, Report};
-use crate::sessions::SessionEnd;
+use crate::model::{ConfirmationReport, Deviation, Instant, Report};
+use crate::sessions::{Session, SessionEnd};
+use std::collections::HashMap;
 
 fn utc(i: Option<Instant>) -> String {
     i.map_or_else(String::new, |i| {
@@ -56,17 +57,38 @@ pub fn steps(report: &Report) -> String {
         "evidence_count",
         "last_evidence",
     ]);
+    // Each step's deviations, interrupting sessions and latest confirmation,
+    // gathered in one pass over each list (in list order), not per step.
+    let mut deviations_of: HashMap<&str, Vec<&Deviation>> = HashMap::new();
+    for d in &report.deviations {
+        if let Some(step) = d.step.as_deref() {
+            deviations_of.entry(step).or_default().push(d);
+        }
+    }
+    let mut interrupted_by: HashMap<&str, Vec<&Session>> = HashMap::new();
+    for session in &report.sessions {
+        for caught in &session.caught_mid_flight {
+            let sessions = interrupted_by.entry(caught.step.as_str()).or_default();
+            if !sessions.last().is_some_and(|s| std::ptr::eq(*s, session)) {
+                sessions.push(session);
+            }
+        }
+    }
+    let mut confirmation_of: HashMap<&str, &ConfirmationReport> = HashMap::new();
+    for c in &report.confirmations {
+        confirmation_of.insert(c.step.as_str(), c);
+    }
     for s in &report.steps {
-        let deviations: Vec<String> = report
-            .deviations
+        let deviations: Vec<String> = deviations_of
+            .get(s.name.as_str())
+            .map_or(&[][..], Vec::as_slice)
             .iter()
-            .filter(|d| d.step.as_deref() == Some(s.name.as_str()))
             .map(|d| format!("{}: {}", d.kind.label(), d.detail))
             .collect();
-        let interrupted: Vec<String> = report
-            .sessions
+        let interrupted: Vec<String> = interrupted_by
+            .get(s.name.as_str())
+            .map_or(&[][..], Vec::as_slice)
             .iter()
-            .filter(|session| session.caught_mid_flight.iter().any(|c| c.step == s.name))
             .map(|session| {
                 let what = if session.end == SessionEnd::Stopped {
                     "stop"
@@ -76,7 +98,7 @@ pub fn steps(report: &Report) -> String {
                 format!("{what} of session {}", session.number)
             })
             .collect();
-        let confirmation = report.confirmations.iter().rev().find(|c| c.step == s.name);
+        let confirmation = confirmation_of.get(s.name.as_str()).copied();
         let _ = w.write_record([
             s.name.clone(),
             s.kind.clone(),

@@ -6,7 +6,7 @@
 //! Routes: `/` the page, `/dashboard.js`, `/style.css`, `/api/run` the
 //! state as JSON ([`LiveState`]).
 
-use crate::model::{Report, current_phase};
+use crate::model::{ByStep, Report, current_phase};
 use crate::read::{ReadError, Snapshot, read_snapshot};
 use axum::Router;
 use axum::extract::State;
@@ -91,12 +91,13 @@ pub fn live_state(snapshot: &Snapshot, runbook: Option<&Runbook>, now: DateTime<
 /// The latest `countdown` event of each running step's current phase,
 /// while it has time left.
 fn countdowns(snapshot: &Snapshot, now: DateTime<Utc>) -> Vec<Countdown> {
+    let by_step = ByStep::new(snapshot);
     snapshot
         .steps
         .iter()
         .filter(|s| s.status == StepStatus::Running)
         .filter_map(|s| {
-            let events = current_phase(snapshot, &s.name);
+            let events = current_phase(by_step.events(&s.name));
             let data = events
                 .iter()
                 .rev()

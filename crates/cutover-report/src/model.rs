@@ -8,8 +8,9 @@ use crate::read::Snapshot;
 use crate::sessions::{Session, sessions};
 use chrono::{DateTime, Utc};
 use cutover_lang::Runbook;
-use cutover_store::{EventRecord, Phase, RunStatus, StepRecord, StepStatus};
+use cutover_store::{EventRecord, EvidenceRecord, Phase, RunStatus, StepRecord, StepStatus};
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// The schema identifier of the JSON export.
 pub const SCHEMA: &str = "cutover-report/1";
@@ -240,11 +241,12 @@ impl Report {
         }
 
         let sessions = sessions(snapshot, &at);
+        let by_step = ByStep::new(snapshot);
         let mut deviations = Vec::new();
         let mut steps = Vec::new();
         for record in &snapshot.steps {
-            let step = step_report(record, snapshot, runbook, plan.as_ref(), &at, t0);
-            step_deviations(&step, snapshot, &mut deviations);
+            let step = step_report(record, &by_step, runbook, plan.as_ref(), &at, t0);
+            step_deviations(&step, by_step.events(&record.name), &mut deviations);
             steps.push(step);
         }
         for session in &sessions {
@@ -348,6 +350,41 @@ impl Report {
     }
 }
 
+/// A run's events and evidence grouped by step, each group in log order.
+/// Built once per report, so that what a step shows costs what that step
+/// logged, not a scan of the whole run's log (a run of 10,000 steps logs
+/// some 50,000 events).
+pub(crate) struct ByStep<'a> {
+    events: HashMap<&'a str, Vec<&'a EventRecord>>,
+    evidence: HashMap<&'a str, Vec<&'a EvidenceRecord>>,
+}
+
+impl<'a> ByStep<'a> {
+    pub(crate) fn new(snapshot: &'a Snapshot) -> ByStep<'a> {
+        let mut events: HashMap<&str, Vec<&EventRecord>> = HashMap::new();
+        for event in &snapshot.events {
+            if let Some(step) = event.step.as_deref() {
+                events.entry(step).or_default().push(event);
+            }
+        }
+        let mut evidence: HashMap<&str, Vec<&EvidenceRecord>> = HashMap::new();
+        for e in &snapshot.evidence {
+            evidence.entry(e.step.as_str()).or_default().push(e);
+        }
+        ByStep { events, evidence }
+    }
+
+    /// The events of `step`, oldest first.
+    pub(crate) fn events(&self, step: &str) -> &[&'a EventRecord] {
+        self.events.get(step).map_or(&[], Vec::as_slice)
+    }
+
+    /// The evidence of `step`, oldest first.
+    pub(crate) fn evidence(&self, step: &str) -> &[&'a EvidenceRecord] {
+        self.evidence.get(step).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// The first 16 hex digits of a hash, enough to tell runbooks apart.
 pub fn short_hash(hash: &str) -> &str {
     hash.get(..16).unwrap_or(hash)
@@ -355,7 +392,7 @@ pub fn short_hash(hash: &str) -> &str {
 
 fn step_report(
     record: &StepRecord,
-    snapshot: &Snapshot,
+    by_step: &ByStep<'_>,
     runbook: Option<&Runbook>,
     plan: Option<&cutover_plan::Plan>,
     at: &dyn Fn(DateTime<Utc>) -> Instant,
@@ -390,11 +427,7 @@ fn step_report(
             source: "stored",
         },
     };
-    let step_events: Vec<&EventRecord> = snapshot
-        .events
-        .iter()
-        .filter(|e| e.step.as_deref() == Some(record.name.as_str()))
-        .collect();
+    let step_events = by_step.events(&record.name);
     let first_event = step_events
         .iter()
         .find(|e| e.kind != "confirmed")
@@ -424,10 +457,9 @@ fn step_report(
         .duration_s
         .zip(actual.duration_s)
         .map(|(p, a)| a - p);
-    let evidence = snapshot
-        .evidence
+    let evidence = by_step
+        .evidence(&record.name)
         .iter()
-        .filter(|e| e.step == record.name)
         .map(|e| EvidenceReport {
             at: at(e.at),
             phase: e.phase,
@@ -448,10 +480,10 @@ fn step_report(
         .flatten();
     let progress = running
         .then(|| {
-            current_phase(snapshot, &record.name)
-                .into_iter()
+            current_phase(step_events)
+                .iter()
                 .rev()
-                .find_map(progress)
+                .find_map(|e| progress(e))
         })
         .flatten();
     StepReport {
@@ -471,20 +503,15 @@ fn step_report(
     }
 }
 
-/// What `step` logged since it last entered a phase: the progress and
-/// countdowns of a running step belong to its current act, not to an
-/// earlier attempt's.
-pub(crate) fn current_phase<'a>(snapshot: &'a Snapshot, step: &str) -> Vec<&'a EventRecord> {
-    let mut events: Vec<&EventRecord> = snapshot
-        .events
-        .iter()
-        .filter(|e| e.step.as_deref() == Some(step))
-        .collect();
+/// What a step logged since it last entered a phase, from its events
+/// (oldest first, see [`ByStep::events`]): the progress and countdowns of
+/// a running step belong to its current act, not to an earlier attempt's.
+pub(crate) fn current_phase<'e, 'a>(events: &'e [&'a EventRecord]) -> &'e [&'a EventRecord] {
     let start = events
         .iter()
         .rposition(|e| e.kind == "phase")
         .map_or(0, |i| i + 1);
-    events.split_off(start)
+    &events[start..]
 }
 
 fn progress(event: &EventRecord) -> Option<Progress> {
@@ -525,7 +552,9 @@ fn kind_from_definition(definition: &str) -> String {
         .to_owned()
 }
 
-fn step_deviations(step: &StepReport, snapshot: &Snapshot, out: &mut Vec<Deviation>) {
+/// The deviations of one step, from its report and its events (oldest
+/// first).
+fn step_deviations(step: &StepReport, events: &[&EventRecord], out: &mut Vec<Deviation>) {
     let name = Some(step.name.clone());
     if let Some(late) = step.start_delta_s.filter(|d| *d > LATE_TOLERANCE_S) {
         out.push(Deviation {
@@ -552,12 +581,7 @@ fn step_deviations(step: &StepReport, snapshot: &Snapshot, out: &mut Vec<Deviati
             ),
         });
     }
-    let step_events = || {
-        snapshot
-            .events
-            .iter()
-            .filter(|e| e.step.as_deref() == Some(step.name.as_str()))
-    };
+    let step_events = || events.iter().copied();
     if step.attempts > 1 {
         let failures: Vec<&str> = step_events()
             .filter(|e| e.kind == "failed")
