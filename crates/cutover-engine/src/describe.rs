@@ -125,15 +125,18 @@ pub fn action(runbook: &Runbook, kind: &ActionKind) -> String {
             }
             s
         }
-        ActionKind::Exec { on, command } if on.is_empty() => quoted(command),
-        ActionKind::Exec { on, command } => format!(
-            "on {} {}",
-            on.iter()
-                .map(|h| host(runbook, *h))
-                .collect::<Vec<_>>()
-                .join(", "),
-            quoted(command)
-        ),
+        ActionKind::Exec { on, command, env } => {
+            let mut s = String::new();
+            if !on.is_empty() {
+                let hosts: Vec<&str> = on.iter().map(|h| host(runbook, *h)).collect();
+                let _ = write!(s, "on {} ", hosts.join(", "));
+            }
+            s.push_str(&quoted(command));
+            if !env.is_empty() {
+                let _ = write!(s, " env {}", env.join(", "));
+            }
+            s
+        }
         ActionKind::Manual { instructions } => quoted(instructions),
         ActionKind::Wait(WaitFor::Duration(d)) => duration(*d),
         ActionKind::Wait(WaitFor::Until(t)) => format!("until {}", time_spec(*t)),

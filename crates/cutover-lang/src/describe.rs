@@ -92,12 +92,17 @@ impl Runbook {
                 }
                 line
             }
-            ActionKind::Exec { on, command } => {
+            ActionKind::Exec { on, command, env } => {
                 if !on.is_empty() {
                     let hosts: Vec<&str> = on.iter().map(|h| self.host(*h).name.as_str()).collect();
                     let _ = write!(out, " on {}", hosts.join(", "));
                 }
-                write!(out, " {}", quote(command))
+                let line = write!(out, " {}", quote(command));
+                if env.is_empty() {
+                    line
+                } else {
+                    write!(out, " env {}", env.join(", "))
+                }
             }
             ActionKind::Manual { instructions } => write!(out, " {}", quote(instructions)),
             ActionKind::Wait(WaitFor::Duration(d)) => write!(out, " {}", format_duration(*d)),
@@ -118,7 +123,7 @@ mod tests {
                     step a\n  dns.switch maemo.org wiki A 188.117.59.202->80.248.164.42\n\n\
                     step b\n  dns.ttl MAEMO.org www wiki A 5m was 1d\n\n\
                     step c\n  port.open web:80,wiki:22\n\n\
-                    step d\n  exec on web \"say \\\"hi\\\"\"\n\n\
+                    step d\n  exec on web \"say \\\"hi\\\"\" env PGHOST,PGPORT , PGHOST\n\n\
                     step e\n  image.copy wiki:/i.img -> wiki-new:/i.img size 21474836480\n\n\
                     step f\n  wait until T-1h30m\n\n\
                     step g\n  http.check http://wiki-new/ status 301 body \"moved\"\n";
@@ -136,7 +141,7 @@ mod tests {
                 "dns.switch maemo.org wiki A 188.117.59.202 -> 80.248.164.42",
                 "dns.ttl maemo.org www wiki A 300 was 86400",
                 "port.open wiki:80, wiki-new:80, wiki:22",
-                "exec on wiki, wiki-new \"say \\\"hi\\\"\"",
+                "exec on wiki, wiki-new \"say \\\"hi\\\"\" env PGHOST, PGPORT",
                 "image.copy wiki:/i.img -> wiki-new:/i.img size 20GiB",
                 "wait until T-1h30m",
                 "http.check http://wiki-new/ status 301 body \"moved\"",

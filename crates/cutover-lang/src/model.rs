@@ -289,8 +289,16 @@ pub enum ActionKind {
         status: u16,
         body: Option<String>,
     },
-    /// `exec [on HOST|GROUP] "COMMAND"` — `on` empty: runs locally.
-    Exec { on: Vec<HostId>, command: String },
+    /// `exec [on HOST|GROUP] "COMMAND" [env NAME, ...]` — `on` empty: runs
+    /// locally. The command starts with a scrubbed environment: `PATH`,
+    /// `HOME`, `LANG` (and the locale and terminal variables when set) plus
+    /// the variables named in `env`, in the order written. A variable that
+    /// holds a key's secret (`env:VAR`) is refused by the language.
+    Exec {
+        on: Vec<HostId>,
+        command: String,
+        env: Vec<String>,
+    },
     /// `manual "INSTRUCTIONS"`
     Manual { instructions: String },
     /// `wait 5m` or `wait until TIME`

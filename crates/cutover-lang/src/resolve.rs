@@ -53,7 +53,11 @@ const KINDS: &[(&str, &str, bool)] = &[
         "http.check URL [status CODE] [body \"TEXT\"]",
         true,
     ),
-    ("exec", "exec [on HOST|GROUP, ...] \"COMMAND\"", true),
+    (
+        "exec",
+        "exec [on HOST|GROUP, ...] \"COMMAND\" [env NAME, ...]",
+        true,
+    ),
     ("manual", "manual \"INSTRUCTIONS\"", false),
     ("wait", "wait DURATION | wait until TIME", false),
 ];
@@ -362,6 +366,9 @@ struct Resolver<'a> {
     group_members: Vec<Vec<HostId>>,
     /// Window-relative times, which need a `window`.
     relative_times: Vec<Span>,
+    /// Variables handed to `exec` commands (`env NAME`): none may hold a
+    /// key's secret.
+    exec_env: Vec<(String, Span)>,
 }
 
 /// Resolves and checks the items, in order; returns the runbook when no
@@ -385,6 +392,7 @@ pub(crate) fn resolve(
         step_index: HashMap::new(),
         group_members: Vec::new(),
         relative_times: Vec::new(),
+        exec_env: Vec::new(),
     };
     let mut runbook_items = Vec::new();
     for item_ref in items {
@@ -401,6 +409,9 @@ pub(crate) fn resolve(
     let header = r.build_header(&runbook_items, main);
     if let Some(steps) = &steps {
         r.check_cycles(steps);
+    }
+    if let Some(keys) = &keys {
+        r.check_exec_env(keys);
     }
     if header.as_ref().is_some_and(|h| h.window.is_none()) {
         for &span in &r.relative_times {
@@ -1394,7 +1405,28 @@ impl<'a> Resolver<'a> {
                         command_span,
                     ));
                 }
-                ActionKind::Exec { on, command }
+                let mut env = Vec::new();
+                if cursor.eat("env").is_some() {
+                    let names = cursor.list(|c| {
+                        let (name, span) = c.word("an environment variable name")?;
+                        if !is_env_name(name) {
+                            return Err(Diagnostic::error(
+                                "bad-name",
+                                format!("`{}` is not an environment variable name", short(name)),
+                                span,
+                            )
+                            .with_help("variable names are letters, digits and `_`, not starting with a digit: `env PGHOST, PGPORT`"));
+                        }
+                        Ok((name, span))
+                    })?;
+                    for (name, span) in names {
+                        if !env.iter().any(|n: &String| n == name) {
+                            env.push(name.to_string());
+                            self.exec_env.push((name.to_string(), span));
+                        }
+                    }
+                }
+                ActionKind::Exec { on, command, env }
             }
             "manual" => {
                 let (instructions, span) = cursor.string("the instructions in double quotes")?;
@@ -1589,6 +1621,32 @@ impl<'a> Resolver<'a> {
         .with_help(help)
     }
 
+    /// Refuses an `exec ... env NAME` whose NAME is the variable a key's
+    /// secret is read from: a secret is never handed to a command.
+    fn check_exec_env(&mut self, keys: &[Key]) {
+        for (name, span) in std::mem::take(&mut self.exec_env) {
+            let holder = keys
+                .iter()
+                .find(|k| matches!(&k.secret, SecretRef::Env(var) if *var == name));
+            if let Some(key) = holder {
+                self.diags.push(
+                    Diagnostic::error(
+                        "secret-env",
+                        format!(
+                            "`{name}` holds the secret of key `{}`; a secret is never handed to a command",
+                            key.name
+                        ),
+                        span,
+                    )
+                    .with_label(key.span, "the key reads its secret from it here")
+                    .with_help(format!(
+                        "remove `{name}` from `env`; steps that need the key use it themselves (`dns.*`)"
+                    )),
+                );
+            }
+        }
+    }
+
     fn check_cycles(&mut self, steps: &[Step]) {
         // Colours: 0 unvisited, 1 on the current path, 2 done.
         let mut colour = vec![0u8; steps.len()];
@@ -1755,6 +1813,15 @@ fn server_address(cursor: &mut Cursor<'_>) -> PResult<(SocketAddr, Span)> {
             Diagnostic::error("bad-address", format!("`{}` is not an IP address with an optional port", short(text)), span)
                 .with_help("DNS servers are given by address: `192.0.2.53`, `192.0.2.53:5353` or `[2001:db8::53]:53`")
         })
+}
+
+/// An environment variable name: letters, digits and `_`, not starting
+/// with a digit.
+fn is_env_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn parse_secret(text: &str, span: Span) -> PResult<SecretRef> {
