@@ -4,7 +4,7 @@
 use crate::report::{Prompter, Reporter, RunEvent};
 use crate::{RunOptions, SharedState};
 use chrono::{DateTime, Utc};
-use cutover_lang::{Action, ActionKind, KeyId, Runbook, SecretRef, Step, StepId};
+use cutover_lang::{Action, ActionKind, KeyId, Runbook, Step, StepId};
 use cutover_store::{Confirmation, EvidenceRecord, Phase, StepRecord};
 use std::future::Future;
 use std::path::Path;
@@ -186,19 +186,31 @@ impl<'a> StepContext<'a> {
     }
 
     /// A line of information for the coordinator (also logged as an event).
+    /// Known secrets are masked in the log and on the terminal.
     pub fn message(&self, text: &str) -> anyhow::Result<()> {
+        let text = self.state.mask(text);
         self.state
-            .append_event(Some(self.step_name()), "message", text, None)?;
+            .append_event(Some(self.step_name()), "message", &text, None)?;
         self.reporter.event(&RunEvent::Message {
             step: Some(self.step_name().to_owned()),
-            text: text.to_owned(),
+            text,
         });
         Ok(())
     }
 
+    /// `text` with every secret of the runbook's keys masked as
+    /// `[secret KEYNAME]` (see `cutover_engine::secrets`). Events and
+    /// evidence are masked when stored anyway; mask before cutting text
+    /// short, so no part of a secret survives a cut.
+    pub fn mask(&self, text: &str) -> String {
+        self.state.mask(text)
+    }
+
     /// Command output or similar text, kept in the event log, bounded to
-    /// [`OUTPUT_LIMIT`] bytes (the rest is cut with a note).
+    /// [`OUTPUT_LIMIT`] bytes (the rest is cut with a note). Known secrets
+    /// are masked before it is cut.
     pub fn log_output(&self, label: &str, text: &str) -> anyhow::Result<()> {
+        let text = &self.state.mask(text);
         let kept = bounded(text, OUTPUT_LIMIT);
         self.state.append_event(
             Some(self.step_name()),
@@ -261,28 +273,7 @@ impl<'a> StepContext<'a> {
     /// The text of a key's secret (`env:VAR` or `file:PATH`, trimmed). The
     /// caller decodes it; it must never be printed, logged or stored.
     pub fn secret_text(&self, key: KeyId) -> anyhow::Result<String> {
-        let key = self.runbook.key(key);
-        match &key.secret {
-            SecretRef::Env(var) => match std::env::var(var) {
-                Ok(value) if !value.trim().is_empty() => Ok(value.trim().to_owned()),
-                _ => anyhow::bail!(
-                    "the secret of key `{}` is read from environment variable {var}, which is not set",
-                    key.name
-                ),
-            },
-            SecretRef::File(path) => {
-                let path = self.runbook_dir().join(path);
-                std::fs::read_to_string(&path)
-                    .map(|text| text.trim().to_owned())
-                    .map_err(|e| {
-                        anyhow::anyhow!(
-                            "cannot read the secret of key `{}` from {}: {e}",
-                            key.name,
-                            path.display()
-                        )
-                    })
-            }
-        }
+        crate::secrets::read_secret(self.runbook, self.runbook_dir(), key)
     }
 }
 

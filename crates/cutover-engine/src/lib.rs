@@ -71,6 +71,7 @@ mod plan;
 mod report;
 mod rollback;
 mod runner;
+pub mod secrets;
 mod state;
 
 pub use describe::{

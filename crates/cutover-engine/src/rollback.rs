@@ -45,6 +45,7 @@ impl Engine<'_> {
         to: Option<StepId>,
         controls: &Controls,
     ) -> anyhow::Result<RollbackOutcome> {
+        state.register_secrets(self.runbook, &self.options.runbook_dir);
         let t0 = state.run_record()?.t0;
         let records = state.store().steps(state.run_id())?;
         let since = match to {

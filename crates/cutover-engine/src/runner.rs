@@ -464,6 +464,7 @@ impl<'a> Engine<'a> {
         state: &SharedState,
         controls: &Controls,
     ) -> anyhow::Result<RunOutcome> {
+        state.register_secrets(self.runbook, &self.options.runbook_dir);
         let run = state.run_record()?;
         let t0 = run.t0;
         let n = self.runbook.steps.len();

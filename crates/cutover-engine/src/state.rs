@@ -5,13 +5,15 @@
 
 use crate::describe;
 use crate::plan::schedule;
+use crate::secrets::Secrets;
 use chrono::{DateTime, Utc};
 use cutover_lang::Runbook;
 use cutover_store::{
     Confirmation, EvidenceRecord, NewRun, NewStep, Phase, RunRecord, StepRecord, Store, Transition,
 };
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 /// A step's progress is logged at most this often: the dashboard reads the
@@ -59,6 +61,9 @@ pub struct SharedState {
     /// The countdown each step logged last: a kind may repeat one while
     /// verifying, and only a new one is logged.
     countdowns: Mutex<HashMap<String, (DateTime<Utc>, String)>>,
+    /// Masked in every event and evidence written through here (see
+    /// [`crate::secrets`]); registered when a run or rollback starts.
+    secrets: RwLock<Secrets>,
 }
 
 impl SharedState {
@@ -68,7 +73,31 @@ impl SharedState {
             run,
             progress: Mutex::default(),
             countdowns: Mutex::default(),
+            secrets: RwLock::default(),
         }
+    }
+
+    /// Reads the secret of every key of `runbook` that can be read now
+    /// (`file:` paths relative to `runbook_dir`) and masks them from here
+    /// on in everything this state writes. Called when a run or rollback
+    /// starts; a key that cannot be read is skipped.
+    pub fn register_secrets(&self, runbook: &Runbook, runbook_dir: &Path) {
+        let found = Secrets::of_runbook(runbook, runbook_dir);
+        *self
+            .secrets
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = found;
+    }
+
+    fn secrets(&self) -> std::sync::RwLockReadGuard<'_, Secrets> {
+        self.secrets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `text` with every registered secret masked.
+    pub fn mask(&self, text: &str) -> String {
+        self.secrets().mask(text)
     }
 
     pub fn run_id(&self) -> i64 {
@@ -91,7 +120,20 @@ impl SharedState {
     }
 
     pub(crate) fn transition(&self, t: &Transition<'_>) -> anyhow::Result<()> {
-        Ok(self.store().transition(self.run, t)?)
+        let secrets = self.secrets();
+        if secrets.is_empty() {
+            drop(secrets);
+            return Ok(self.store().transition(self.run, t)?);
+        }
+        let masked = Transition {
+            message: secrets.mask(&t.message),
+            evidence: t.evidence.as_ref().map(|(phase, summary, data)| {
+                (*phase, secrets.mask(summary), secrets.mask_json(data))
+            }),
+            ..*t
+        };
+        drop(secrets);
+        Ok(self.store().transition(self.run, &masked)?)
     }
 
     pub(crate) fn append_event(
@@ -101,9 +143,19 @@ impl SharedState {
         message: &str,
         data: Option<&serde_json::Value>,
     ) -> anyhow::Result<()> {
+        let secrets = self.secrets();
+        if secrets.is_empty() {
+            drop(secrets);
+            return Ok(self
+                .store()
+                .append_event(self.run, step, kind, message, data)?);
+        }
+        let message = secrets.mask(message);
+        let data = data.map(|d| secrets.mask_json(d));
+        drop(secrets);
         Ok(self
             .store()
-            .append_event(self.run, step, kind, message, data)?)
+            .append_event(self.run, step, kind, &message, data.as_ref())?)
     }
 
     /// Whether this progress report of `step` is to be logged now (see
