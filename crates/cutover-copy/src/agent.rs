@@ -2,19 +2,276 @@
 //! runs) and `AgentClient` (the coordinator's side, talking to a child
 //! process such as `ssh host cutover agent --stdio --root /srv`).
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::ffi::OsString;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{CopyError, ErrorKind};
 use crate::files::FileSide;
-use crate::protocol::{FrameError, PROTOCOL_VERSION, Request, Response, read_frame, write_frame};
+use crate::protocol::{
+    FrameError, MAX_FRAME, PROTOCOL_VERSION, Request, Response, read_frame, write_frame,
+};
 
 /// Bytes of the agent's standard error kept to explain its failure.
 const STDERR_TAIL: usize = 2048;
+
+/// How long the coordinator waits for an agent that neither answers nor
+/// takes data before it gives up on it, unless `CUTOVER_AGENT_IDLE_TIMEOUT`
+/// says otherwise (seconds, `30` or `30s`; `0` waits for ever).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The variable that overrides [`DEFAULT_IDLE_TIMEOUT`].
+pub const IDLE_TIMEOUT_VAR: &str = "CUTOVER_AGENT_IDLE_TIMEOUT";
+
+/// While one request keeps it busy this long, the agent sends a heartbeat
+/// (an empty frame) so the coordinator knows it is alive: hashing or
+/// checking a large image can take minutes without an answer.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+
+/// How long a process group gets between `SIGTERM` and `SIGKILL`.
+pub const KILL_GRACE: Duration = Duration::from_millis(500);
+
+/// The environment a process started for a step gets: `PATH`, `HOME`,
+/// `LANG`, `LC_ALL` and every `LC_*`, `TERM` (those that are set), with
+/// `ssh_agent` also `SSH_AUTH_SOCK`, then the variables in `named` that are
+/// set. Nothing else of the coordinator's environment (where the secrets
+/// of `env:` keys live) is handed on: clear the child's environment and
+/// set exactly these.
+pub fn child_env(ssh_agent: bool, named: &[String]) -> Vec<(OsString, OsString)> {
+    let mut keep: Vec<(OsString, OsString)> = Vec::new();
+    let mut add = |name: OsString, value: OsString| {
+        if !keep.iter().any(|(n, _)| *n == name) {
+            keep.push((name, value));
+        }
+    };
+    for (name, value) in std::env::vars_os() {
+        let wanted = match name.to_str() {
+            Some("PATH" | "HOME" | "LANG" | "LC_ALL" | "TERM") => true,
+            Some("SSH_AUTH_SOCK") => ssh_agent,
+            Some(other) => other.starts_with("LC_"),
+            None => false,
+        };
+        if wanted {
+            add(name, value);
+        }
+    }
+    for name in named {
+        if let Some(value) = std::env::var_os(name) {
+            add(OsString::from(name), value);
+        }
+    }
+    keep
+}
+
+/// A signal for a whole process group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupSignal {
+    Terminate,
+    Kill,
+}
+
+/// Sends `signal` to every process of the group `pgid` (a child started
+/// with `process_group(0)` leads a group whose id is its pid). Refuses the
+/// ids that would name this process's own group or every process (0, 1,
+/// and anything that is not a positive `pid_t`).
+pub fn signal_group(pgid: u32, signal: GroupSignal) -> io::Result<()> {
+    let pgid = libc::pid_t::try_from(pgid)
+        .ok()
+        .filter(|&p| p > 1)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a process group id"))?;
+    let signal = match signal {
+        GroupSignal::Terminate => libc::SIGTERM,
+        GroupSignal::Kill => libc::SIGKILL,
+    };
+    // SAFETY: kill(2) takes plain integers and touches no memory of this
+    // process; a negative pid addresses exactly the group `pgid` (> 1, so
+    // never "every process" or this process's own group).
+    if unsafe { libc::kill(-pgid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Kills the group a child leads: `SIGTERM`, then after [`KILL_GRACE`] (or
+/// as soon as the child is gone) `SIGKILL` for whatever is left of the
+/// group. Waits at most about `KILL_GRACE` plus one poll.
+fn kill_group(child: &mut Child) {
+    let pgid = child.id();
+    if signal_group(pgid, GroupSignal::Terminate).is_err() {
+        let _ = child.kill();
+    }
+    let deadline = Instant::now() + KILL_GRACE;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    // The group may outlive its leader (its children); it is gone when
+    // this fails with ESRCH.
+    let _ = signal_group(pgid, GroupSignal::Kill);
+    let _ = child.kill();
+}
+
+/// The idle timeout for agents: [`IDLE_TIMEOUT_VAR`] or the default;
+/// `None` waits for ever.
+pub fn idle_timeout() -> Option<Duration> {
+    let Ok(text) = std::env::var(IDLE_TIMEOUT_VAR) else {
+        return Some(DEFAULT_IDLE_TIMEOUT);
+    };
+    let digits = text.trim().trim_end_matches('s');
+    match digits.parse::<f64>() {
+        Ok(0.0) => None,
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => {
+            Some(Duration::from_secs_f64(secs))
+        }
+        _ => Some(DEFAULT_IDLE_TIMEOUT),
+    }
+}
+
+/// Marks the error of a pipe the agent left idle too long.
+#[derive(Debug)]
+struct Idle;
+
+impl std::fmt::Display for Idle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the agent stopped answering")
+    }
+}
+
+impl std::error::Error for Idle {}
+
+fn is_idle(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|e| e.is::<Idle>())
+}
+
+/// Our end of a pipe to a child, non-blocking, whose reads and writes fail
+/// with an [`Idle`] error when the child neither sends nor takes a byte for
+/// `idle`.
+struct IdlePipe<T> {
+    inner: T,
+    idle: Option<Duration>,
+}
+
+impl<T: AsRawFd> IdlePipe<T> {
+    fn new(inner: T, idle: Option<Duration>) -> io::Result<IdlePipe<T>> {
+        let fd = inner.as_raw_fd();
+        // SAFETY: fcntl on a descriptor this value owns (open for its whole
+        // life); F_GETFL/F_SETFL read and set flags and touch no memory.
+        // O_NONBLOCK is set on our end's own open file description only;
+        // the child's end of the pipe stays blocking.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(IdlePipe { inner, idle })
+    }
+
+    /// Waits until the pipe is ready for `events`, at most `idle`.
+    fn wait(&self, events: libc::c_short) -> io::Result<()> {
+        wait_ready(self.inner.as_raw_fd(), events, self.idle)
+    }
+}
+
+fn wait_ready(fd: RawFd, events: libc::c_short, idle: Option<Duration>) -> io::Result<()> {
+    let deadline = idle.map(|idle| Instant::now() + idle);
+    loop {
+        let timeout_ms: libc::c_int = match deadline {
+            None => -1,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, Idle));
+                }
+                // Round up so a short remainder does not spin.
+                libc::c_int::try_from(left.as_millis() + 1).unwrap_or(libc::c_int::MAX)
+            }
+        };
+        let mut pollfd = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: `pollfd` is one valid, initialised pollfd on this stack
+        // frame, and we pass a count of exactly 1.
+        let ready = unsafe { libc::poll(&mut pollfd, 1, timeout_ms) };
+        match ready {
+            n if n > 0 => return Ok(()),
+            0 => {}
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+}
+
+impl<T: Read + AsRawFd> Read for IdlePipe<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.inner.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLIN)?,
+                other => return other,
+            }
+        }
+    }
+}
+
+impl<T: Write + AsRawFd> Write for IdlePipe<T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match self.inner.write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLOUT)?,
+                other => return other,
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads one answer frame, skipping the agent's heartbeats (empty frames).
+fn read_answer(input: &mut impl Read) -> Result<Option<Vec<u8>>, FrameError> {
+    loop {
+        let mut len = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            match input.read(&mut len[got..]) {
+                Ok(0) if got == 0 => return Ok(None),
+                Ok(0) => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => got += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(FrameError::Io(err)),
+            }
+        }
+        let len = u32::from_le_bytes(len);
+        if len == 0 {
+            continue;
+        }
+        if len > MAX_FRAME {
+            return Err(FrameError::Garbage(len));
+        }
+        let mut body = vec![0u8; len as usize];
+        input.read_exact(&mut body).map_err(FrameError::Io)?;
+        return Ok(Some(body));
+    }
+}
 
 /// Serves the protocol on this process's stdin/stdout for files under `root`.
 pub fn serve_stdio(root: &Path) -> Result<(), CopyError> {
@@ -24,36 +281,87 @@ pub fn serve_stdio(root: &Path) -> Result<(), CopyError> {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    serve(root, std::io::stdin().lock(), std::io::stdout().lock())
+    serve(root, std::io::stdin().lock(), std::io::stdout())
 }
 
 /// Serves the protocol on `input`/`output` until the coordinator closes it.
-/// Returns an error when the handshake fails or the stream breaks.
-pub fn serve(root: &Path, input: impl Read, output: impl Write) -> Result<(), CopyError> {
+/// Returns an error when the handshake fails or the stream breaks. While a
+/// request takes long (hashing a large image), a heartbeat (an empty frame)
+/// goes out every [`HEARTBEAT_EVERY`], so the coordinator can tell a busy
+/// agent from one that stopped.
+pub fn serve(root: &Path, input: impl Read, output: impl Write + Send) -> Result<(), CopyError> {
     let mut input = BufReader::with_capacity(1 << 20, input);
-    let mut output = BufWriter::with_capacity(1 << 20, output);
+    let output = Mutex::new(BufWriter::with_capacity(1 << 20, output));
+    // Since when the agent, busy with a request, last said anything.
+    let busy: Mutex<Option<Instant>> = Mutex::new(None);
+    let done = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let beat = scope.spawn(|| heartbeat(&output, &busy, &done));
+        let result = serve_requests(root, &mut input, &output, &busy);
+        done.store(true, Ordering::SeqCst);
+        beat.thread().unpark();
+        result
+    })
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Sends a heartbeat whenever a request has kept the agent quiet for
+/// [`HEARTBEAT_EVERY`]; ends with `done`.
+fn heartbeat(
+    output: &Mutex<BufWriter<impl Write>>,
+    busy: &Mutex<Option<Instant>>,
+    done: &AtomicBool,
+) {
+    while !done.load(Ordering::SeqCst) {
+        thread::park_timeout(Duration::from_millis(250));
+        let due = lock(busy).is_some_and(|since| since.elapsed() >= HEARTBEAT_EVERY);
+        if !due || done.load(Ordering::SeqCst) {
+            continue;
+        }
+        {
+            let mut output = lock(output);
+            // A broken pipe is the request loop's to report.
+            let _ = output.write_all(&[0; 4]).and_then(|()| output.flush());
+        }
+        if let Some(since) = lock(busy).as_mut() {
+            *since = Instant::now();
+        }
+    }
+}
+
+fn serve_requests(
+    root: &Path,
+    input: &mut impl Read,
+    output: &Mutex<BufWriter<impl Write>>,
+    busy: &Mutex<Option<Instant>>,
+) -> Result<(), CopyError> {
     let side = FileSide::confined(root);
-    let reply = |output: &mut BufWriter<_>, response: &Response| -> Result<(), CopyError> {
-        write_frame(output, &response.encode())
+    let reply = |response: &Response| -> Result<(), CopyError> {
+        let mut output = lock(output);
+        let written = write_frame(&mut *output, &response.encode())
             .and_then(|_| output.flush())
             .map_err(|e| {
                 CopyError::new(
                     ErrorKind::AgentFailed,
                     format!("agent: writing to the coordinator: {e}"),
                 )
-            })
+            });
+        *lock(busy) = None;
+        written
     };
-    let Some(first) = next_request(&mut input)? else {
+    let Some(first) = next_request(input)? else {
         return Ok(());
     };
     let mut side = match (Request::decode(&first), side) {
         (Ok(Request::Hello { version }), Ok(side)) if version == PROTOCOL_VERSION => {
-            reply(
-                &mut output,
-                &Response::Hello {
-                    version: PROTOCOL_VERSION,
-                },
-            )?;
+            reply(&Response::Hello {
+                version: PROTOCOL_VERSION,
+            })?;
             side
         }
         (Ok(Request::Hello { version }), _) if version != PROTOCOL_VERSION => {
@@ -63,33 +371,34 @@ pub fn serve(root: &Path, input: impl Read, output: impl Write) -> Result<(), Co
                     "protocol version mismatch: the coordinator speaks version {version}, the agent speaks version {PROTOCOL_VERSION}; install the same cutover on both hosts"
                 ),
             );
-            reply(&mut output, &Response::Error(err.clone()))?;
+            reply(&Response::Error(err.clone()))?;
             return Err(err);
         }
         (Ok(Request::Hello { .. }), Err(err)) => {
-            reply(&mut output, &Response::Error(err.clone()))?;
+            reply(&Response::Error(err.clone()))?;
             return Err(err);
         }
         (Ok(_), _) => {
             let err =
                 CopyError::protocol("protocol error: the coordinator did not start with a hello");
-            reply(&mut output, &Response::Error(err.clone()))?;
+            reply(&Response::Error(err.clone()))?;
             return Err(err);
         }
         (Err(err), _) => {
-            reply(&mut output, &Response::Error(err.clone()))?;
+            reply(&Response::Error(err.clone()))?;
             return Err(err);
         }
     };
-    while let Some(body) = next_request(&mut input)? {
+    while let Some(body) = next_request(input)? {
+        *lock(busy) = Some(Instant::now());
         let response = match Request::decode(&body) {
             Ok(request) => side.handle(request).unwrap_or_else(Response::Error),
             Err(err) => {
-                reply(&mut output, &Response::Error(err.clone()))?;
+                reply(&Response::Error(err.clone()))?;
                 return Err(err);
             }
         };
-        reply(&mut output, &response)?;
+        reply(&response)?;
     }
     Ok(())
 }
@@ -106,7 +415,10 @@ fn next_request(input: &mut impl Read) -> Result<Option<Vec<u8>>, CopyError> {
 /// The coordinator's connection to one agent.
 pub struct AgentClient {
     name: String,
+    /// Where the agent runs, for messages ("agent on HOST ...").
+    place: String,
     child: Option<Child>,
+    idle: Option<Duration>,
     input: BufWriter<Box<dyn Write + Send>>,
     output: BufReader<Box<dyn Read + Send>>,
     stderr_tail: Arc<Mutex<Vec<u8>>>,
@@ -117,15 +429,47 @@ pub struct AgentClient {
     pub bytes_in: u64,
 }
 
+/// Where an agent command runs, for messages: the word after `sh -c LINE`
+/// (its `$0`, which [`crate::Location::agent_shell_on`] sets to the host's
+/// name), the `USER@HOST` of an ssh command, or the command itself.
+fn place_of(command: &[String]) -> String {
+    match command {
+        [sh, c, _, name, ..] if sh == "sh" && c == "-c" => name.clone(),
+        [ssh, rest @ ..] if ssh == "ssh" => rest
+            .iter()
+            .find(|a| a.contains('@') && !a.starts_with('-'))
+            .cloned()
+            .unwrap_or_else(|| command.join(" ")),
+        _ => format!("`{}`", command.join(" ")),
+    }
+}
+
 impl AgentClient {
     /// Starts `command` (program and arguments) and shakes hands with it.
+    /// The agent gets a scrubbed environment ([`child_env`], with
+    /// `SSH_AUTH_SOCK`: agent commands are usually ssh) and its own process
+    /// group (a Ctrl-C at the terminal does not reach it; a stalled or
+    /// abandoned agent is killed with its whole group). Reads and writes
+    /// give up after [`idle_timeout`] without a byte either way.
     pub fn spawn(command: &[String]) -> Result<AgentClient, CopyError> {
+        AgentClient::spawn_with(command, idle_timeout())
+    }
+
+    /// [`AgentClient::spawn`] with an explicit idle timeout (`None`: none).
+    pub fn spawn_with(
+        command: &[String],
+        idle: Option<Duration>,
+    ) -> Result<AgentClient, CopyError> {
         let name = command.join(" ");
+        let place = place_of(command);
         let (program, args) = command
             .split_first()
             .ok_or_else(|| CopyError::new(ErrorKind::InvalidInput, "the agent command is empty"))?;
         let mut child = Command::new(program)
             .args(args)
+            .env_clear()
+            .envs(child_env(true, &[]))
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -137,9 +481,28 @@ impl AgentClient {
                 )
             })?;
         let missing = || CopyError::new(ErrorKind::AgentFailed, format!("agent `{name}`: no pipe"));
-        let stdin = child.stdin.take().ok_or_else(missing)?;
-        let stdout = child.stdout.take().ok_or_else(missing)?;
-        let mut stderr = child.stderr.take().ok_or_else(missing)?;
+        let (stdin, stdout, mut stderr) =
+            match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+                (Some(i), Some(o), Some(e)) => (i, o, e),
+                _ => {
+                    kill_group(&mut child);
+                    let _ = child.wait();
+                    return Err(missing());
+                }
+            };
+        let pipes = IdlePipe::<ChildStdin>::new(stdin, idle)
+            .and_then(|i| IdlePipe::<ChildStdout>::new(stdout, idle).map(|o| (i, o)));
+        let (stdin, stdout) = match pipes {
+            Ok(pipes) => pipes,
+            Err(e) => {
+                kill_group(&mut child);
+                let _ = child.wait();
+                return Err(CopyError::new(
+                    ErrorKind::AgentFailed,
+                    format!("agent `{name}`: cannot set up its pipes: {e}"),
+                ));
+            }
+        };
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
         let tail = Arc::clone(&stderr_tail);
         thread::spawn(move || {
@@ -157,7 +520,9 @@ impl AgentClient {
         });
         let mut client = AgentClient {
             name,
+            place,
             child: Some(child),
+            idle,
             input: BufWriter::with_capacity(1 << 20, Box::new(stdin)),
             output: BufReader::with_capacity(1 << 20, Box::new(stdout)),
             stderr_tail,
@@ -177,7 +542,9 @@ impl AgentClient {
     ) -> Result<AgentClient, CopyError> {
         let mut client = AgentClient {
             name: name.to_string(),
+            place: format!("`{name}`"),
             child: None,
+            idle: None,
             input: BufWriter::new(writer),
             output: BufReader::new(reader),
             stderr_tail: Arc::new(Mutex::new(Vec::new())),
@@ -214,17 +581,14 @@ impl AgentClient {
     /// `flush`), so the agent works while the coordinator does too.
     pub fn send(&mut self, request: &Request) -> Result<(), CopyError> {
         let body = request.encode();
-        self.bytes_out +=
-            write_frame(&mut self.input, &body).map_err(|e| self.broken(&e.to_string()))?;
+        self.bytes_out += write_frame(&mut self.input, &body).map_err(|e| self.io_failed(&e))?;
         self.pending += 1;
         Ok(())
     }
 
     /// Waits for every answer to requests sent with `send`.
     pub fn flush(&mut self) -> Result<(), CopyError> {
-        self.input
-            .flush()
-            .map_err(|e| self.broken(&e.to_string()))?;
+        self.input.flush().map_err(|e| self.io_failed(&e))?;
         while self.pending > 0 {
             self.pending -= 1;
             match self.receive()? {
@@ -242,9 +606,7 @@ impl AgentClient {
         self.pending -= 1;
         let pending_acks = self.pending;
         self.pending = 0;
-        self.input
-            .flush()
-            .map_err(|e| self.broken(&e.to_string()))?;
+        self.input.flush().map_err(|e| self.io_failed(&e))?;
         let mut first_error = None;
         for _ in 0..pending_acks {
             match self.receive()? {
@@ -266,13 +628,13 @@ impl AgentClient {
     }
 
     fn receive(&mut self) -> Result<Response, CopyError> {
-        match read_frame(&mut self.output) {
+        match read_answer(&mut self.output) {
             Ok(Some(body)) => {
                 self.bytes_in += 4 + body.len() as u64;
                 Response::decode(&body)
             }
             Ok(None) => Err(self.broken("it closed the connection")),
-            Err(FrameError::Io(e)) => Err(self.broken(&e.to_string())),
+            Err(FrameError::Io(e)) => Err(self.io_failed(&e)),
             Err(FrameError::Garbage(_)) => Err(CopyError::protocol(format!(
                 "protocol error: agent `{}` wrote something that is not the cutover protocol (is `cutover agent` the right program there?)",
                 self.name
@@ -296,6 +658,25 @@ impl AgentClient {
             "protocol error: agent `{}` answered with an unexpected {what}",
             self.name
         ))
+    }
+
+    /// The error for a failed read or write: a stalled agent (killed here,
+    /// with its process group) or a broken connection.
+    fn io_failed(&mut self, err: &io::Error) -> CopyError {
+        if !is_idle(err) {
+            return self.broken(&err.to_string());
+        }
+        if let Some(child) = &mut self.child {
+            kill_group(child);
+        }
+        let secs = self.idle.map_or(0, |d| d.as_secs().max(1));
+        CopyError::new(
+            ErrorKind::AgentFailed,
+            format!(
+                "agent on {} stopped answering (no data for {secs} s); it was stopped",
+                self.place
+            ),
+        )
     }
 
     /// The error for a broken connection: the agent's exit status and the
@@ -355,8 +736,131 @@ impl Drop for AgentClient {
                     _ => break,
                 }
             }
-            let _ = child.kill();
+            kill_group(child);
             let _ = child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_child_environment_keeps_only_the_basics_and_the_named() {
+        let env = child_env(
+            false,
+            &[
+                "CARGO_PKG_NAME".to_string(),
+                "NOT_SET_ANYWHERE_X".to_string(),
+            ],
+        );
+        let names: Vec<String> = env
+            .iter()
+            .map(|(n, _)| n.to_string_lossy().into_owned())
+            .collect();
+        for name in &names {
+            assert!(
+                ["PATH", "HOME", "LANG", "LC_ALL", "TERM", "CARGO_PKG_NAME"]
+                    .contains(&name.as_str())
+                    || name.starts_with("LC_"),
+                "{name} was handed on"
+            );
+        }
+        assert!(names.iter().any(|n| n == "CARGO_PKG_NAME"));
+        assert!(!names.iter().any(|n| n == "NOT_SET_ANYWHERE_X"));
+        let unique: std::collections::HashSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), names.len());
+    }
+
+    #[test]
+    fn signal_group_refuses_ids_that_name_more_than_one_child_group() {
+        for id in [0, 1, u32::MAX] {
+            assert!(signal_group(id, GroupSignal::Kill).is_err(), "{id}");
+        }
+    }
+
+    #[test]
+    fn places_name_the_host() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(place_of(&v(&["sh", "-c", "cutover agent", "far"])), "far");
+        assert_eq!(
+            place_of(&v(&[
+                "ssh",
+                "-o",
+                "BatchMode=yes",
+                "root@10.0.0.1",
+                "cutover agent"
+            ])),
+            "root@10.0.0.1"
+        );
+        assert_eq!(place_of(&v(&["sh", "-c", "x"])), "`sh -c x`");
+    }
+
+    #[test]
+    fn answers_skip_heartbeats() {
+        let mut stream = vec![0u8; 8];
+        write_frame(&mut stream, b"abc")
+            .map(|_| ())
+            .unwrap_or_default();
+        let mut input = &stream[..];
+        assert_eq!(
+            read_answer(&mut input).ok().flatten(),
+            Some(b"abc".to_vec())
+        );
+        assert!(matches!(read_answer(&mut input), Ok(None)));
+    }
+
+    #[test]
+    fn a_busy_agent_sends_heartbeats() {
+        let output = Mutex::new(BufWriter::new(Vec::new()));
+        let busy = Mutex::new(Instant::now().checked_sub(HEARTBEAT_EVERY * 2));
+        let done = AtomicBool::new(false);
+        thread::scope(|scope| {
+            let beat = scope.spawn(|| heartbeat(&output, &busy, &done));
+            for _ in 0..100 {
+                if !lock(&output).get_ref().is_empty() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            done.store(true, Ordering::SeqCst);
+            beat.thread().unpark();
+        });
+        let sent = output
+            .into_inner()
+            .map(|w| w.into_inner().ok())
+            .ok()
+            .flatten();
+        assert_eq!(sent.as_deref(), Some(&[0u8, 0, 0, 0][..]));
+    }
+
+    #[test]
+    fn a_silent_agent_is_given_up_on_and_killed() {
+        let started = Instant::now();
+        let command = ["sh", "-c", "exec sleep 30", "quiet-host"].map(String::from);
+        let err = match AgentClient::spawn_with(&command, Some(Duration::from_millis(300))) {
+            Ok(_) => panic!("a silent agent shook hands"),
+            Err(err) => err,
+        };
+        assert!(
+            err.message
+                .contains("agent on quiet-host stopped answering"),
+            "{}",
+            err.message
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn idle_timeouts_are_read_from_the_environment_format() {
+        // Only the default is checked here: the variable is process-wide.
+        if std::env::var_os(IDLE_TIMEOUT_VAR).is_none() {
+            assert_eq!(idle_timeout(), Some(DEFAULT_IDLE_TIMEOUT));
         }
     }
 }

@@ -25,6 +25,9 @@ pub enum Location {
 impl Location {
     /// An agent reached through OpenSSH (`via ssh USER@HOST[:PORT]`): runs
     /// `remote_agent` (e.g. `cutover agent --stdio --root /`) on the host.
+    /// ssh itself checks the link (`ServerAliveInterval`): a host that
+    /// stops answering ends the connection after about 30 s, as the
+    /// coordinator's idle timeout does for the agent behind it.
     pub fn ssh(
         user: &str,
         host: &str,
@@ -36,6 +39,10 @@ impl Location {
             "ssh".to_string(),
             "-o".to_string(),
             "BatchMode=yes".to_string(),
+            "-o".to_string(),
+            "ServerAliveInterval=10".to_string(),
+            "-o".to_string(),
+            "ServerAliveCountMax=3".to_string(),
         ];
         if let Some(port) = port {
             command.extend(["-p".to_string(), port.to_string()]);
@@ -51,6 +58,21 @@ impl Location {
     pub fn agent_shell(command_line: &str, path: &str) -> Location {
         Location::Agent {
             command: vec!["sh".to_string(), "-c".to_string(), command_line.to_string()],
+            path: path.to_string(),
+        }
+    }
+
+    /// [`Location::agent_shell`] for the runbook host `host`: the shell's
+    /// `$0` is the host's name, so the shell's own errors and cutover's
+    /// messages ("agent on HOST stopped answering") name it.
+    pub fn agent_shell_on(host: &str, command_line: &str, path: &str) -> Location {
+        Location::Agent {
+            command: vec![
+                "sh".to_string(),
+                "-c".to_string(),
+                command_line.to_string(),
+                host.to_string(),
+            ],
             path: path.to_string(),
         }
     }
