@@ -173,14 +173,16 @@ impl Store {
                 Err(StoreError::Sqlite { source, .. })
                     if is_busy(&source) && attempt < BUSY_ATTEMPTS =>
                 {
+                    // A stale holder to take over needs the write: try again.
                     if let Some(holder) = self.lock_holder()?
                         && !holder.is_same_process(me)
                     {
-                        return Ok(if holder.is_stale() {
-                            LockState::Stale(holder)
-                        } else {
-                            LockState::Held(holder)
-                        });
+                        if !holder.is_stale() {
+                            return Ok(LockState::Held(holder));
+                        }
+                        if !take_over_stale {
+                            return Ok(LockState::Stale(holder));
+                        }
                     }
                 }
                 other => return other,
