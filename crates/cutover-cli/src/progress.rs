@@ -12,12 +12,16 @@ use cutover_lang::Step;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Draws run events.
 pub struct TerminalReporter {
     bars: Option<Bars>,
+    /// The bars are hidden while a question waits for its answer, so the
+    /// prompt and what is typed stay on screen; lines then print plainly.
+    paused: AtomicBool,
     /// Plain lines: when each step's progress was last printed.
     printed_progress: Mutex<HashMap<String, Instant>>,
 }
@@ -61,6 +65,7 @@ impl TerminalReporter {
         if !fancy {
             return TerminalReporter {
                 bars: None,
+                paused: AtomicBool::new(false),
                 printed_progress: Mutex::default(),
             };
         }
@@ -94,17 +99,44 @@ impl TerminalReporter {
                 lines: Mutex::default(),
                 countdowns,
             }),
+            paused: AtomicBool::new(false),
             printed_progress: Mutex::default(),
         }
     }
 
+    /// Clears the bars from the screen and stops drawing them until
+    /// [`TerminalReporter::resume`]: a question is being asked.
+    pub fn pause(&self) {
+        if let Some(bars) = &self.bars {
+            self.paused.store(true, Ordering::SeqCst);
+            let _ = bars.multi.clear();
+            bars.multi.set_draw_target(ProgressDrawTarget::hidden());
+        }
+    }
+
+    /// Draws the bars again after [`TerminalReporter::pause`].
+    pub fn resume(&self) {
+        if let Some(bars) = &self.bars {
+            bars.multi.set_draw_target(ProgressDrawTarget::stdout());
+            self.paused.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Where lines go now: above the bars, or plainly while they are
+    /// paused or absent.
+    fn bars_drawn(&self) -> Option<&Bars> {
+        self.bars
+            .as_ref()
+            .filter(|_| !self.paused.load(Ordering::SeqCst))
+    }
+
     /// Prints a line above the bars (or plainly).
     pub fn println(&self, text: &str) {
-        match &self.bars {
+        match self.bars_drawn() {
             Some(bars) => {
                 let _ = bars.multi.println(text);
             }
-            None => println!("{text}"),
+            None => out_line(text),
         }
     }
 
@@ -172,8 +204,7 @@ impl TerminalReporter {
             }
             RunEvent::Warning { text } => format!("{now} warning: {text}"),
         };
-        println!("{line}");
-        let _ = std::io::stdout().flush();
+        out_line(&line);
     }
 
     /// Whether to print a progress line for `step` now: its first, then at
@@ -195,12 +226,30 @@ impl TerminalReporter {
     }
 }
 
+/// Prints a line to stdout, ignoring a terminal that has gone away (a
+/// SIGHUP stop must still be recorded, not end in a panic on write).
+fn out_line(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+    let _ = stdout.flush();
+}
+
 impl Reporter for TerminalReporter {
     fn event(&self, event: &RunEvent) {
         let Some(bars) = &self.bars else {
             self.plain(event);
             return;
         };
+        if self.paused.load(Ordering::SeqCst) {
+            // Keep the bars' state current, but print only what a person
+            // needs to see while answering (finished steps, warnings).
+            if matches!(
+                event,
+                RunEvent::StepFinished { .. } | RunEvent::Warning { .. } | RunEvent::Message { .. }
+            ) {
+                self.plain(event);
+            }
+        }
         let Ok(mut lines) = bars.lines.lock() else {
             return;
         };
@@ -294,32 +343,95 @@ impl Reporter for TerminalReporter {
     }
 }
 
-/// Asks at the terminal; answers come from one reader thread on stdin.
+/// Asks at the terminal. One reader thread reads stdin line by line and
+/// stamps each line with when it arrived; a question takes only lines typed
+/// after it was shown: pending terminal input is discarded (`tcflush`) and
+/// lines that arrived earlier are dropped, so nothing typed ahead — a `yes`
+/// meant for another gate, a word typed during a verification — answers
+/// it. Answers are whole words (`yes`, `run`, `skip`, `stop`), never a
+/// single key.
 pub struct StdinPrompter {
-    lines: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>,
+    lines: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<(Instant, String)>>,
+    reporter: Arc<TerminalReporter>,
+}
+
+/// Hides the bars while a question is on screen; shows them again when the
+/// question is answered or dropped (confirmed from another terminal).
+struct Asking<'a>(&'a TerminalReporter);
+
+impl<'a> Asking<'a> {
+    fn start(reporter: &'a TerminalReporter) -> Asking<'a> {
+        reporter.pause();
+        Asking(reporter)
+    }
+}
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        self.0.resume();
+    }
 }
 
 impl StdinPrompter {
     /// Starts the reader thread (it ends at end of input or with the process).
-    pub fn start() -> StdinPrompter {
+    pub fn start(reporter: Arc<TerminalReporter>) -> StdinPrompter {
         let (send, receive) = tokio::sync::mpsc::unbounded_channel();
         std::thread::spawn(move || {
             let stdin = std::io::stdin();
             for line in stdin.lock().lines() {
                 let Ok(line) = line else { break };
-                if send.send(line).is_err() {
+                if send.send((Instant::now(), line)).is_err() {
                     break;
                 }
             }
         });
         StdinPrompter {
             lines: tokio::sync::Mutex::new(receive),
+            reporter,
+        }
+    }
+
+    /// Discards what was typed before now: the terminal's pending input,
+    /// and lines the reader thread already took. Returns the instant from
+    /// which lines count as answers.
+    fn discard_typed_ahead(
+        lines: &mut tokio::sync::mpsc::UnboundedReceiver<(Instant, String)>,
+    ) -> Instant {
+        discard_pending_terminal_input();
+        while lines.try_recv().is_ok() {}
+        Instant::now()
+    }
+
+    /// The next line typed after `since`; None at end of input.
+    async fn answer(
+        lines: &mut tokio::sync::mpsc::UnboundedReceiver<(Instant, String)>,
+        since: Instant,
+    ) -> Option<String> {
+        loop {
+            let (at, line) = lines.recv().await?;
+            if at >= since {
+                return Some(line);
+            }
         }
     }
 
     fn ask(question: &str) {
-        print!("{question}");
-        let _ = std::io::stdout().flush();
+        let mut stdout = std::io::stdout().lock();
+        let _ = write!(stdout, "{question}");
+        let _ = stdout.flush();
+    }
+}
+
+/// `tcflush(stdin, TCIFLUSH)` when stdin is a terminal: input typed before
+/// a question is shown is thrown away.
+pub(crate) fn discard_pending_terminal_input() {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        // SAFETY: tcflush on file descriptor 0 only discards queued input;
+        // it reads or writes no memory of ours.
+        unsafe {
+            libc::tcflush(libc::STDIN_FILENO, libc::TCIFLUSH);
+        }
     }
 }
 
@@ -327,18 +439,26 @@ impl Prompter for StdinPrompter {
     fn before_step<'a>(&'a self, step: &'a Step, what: &'a str) -> BoxFuture<'a, Decision> {
         Box::pin(async move {
             let mut lines = self.lines.lock().await;
-            println!("\nnext:\n{what}");
+            let _asking = Asking::start(&self.reporter);
+            out_line(&format!("\nnext:\n{what}"));
+            let since = StdinPrompter::discard_typed_ahead(&mut lines);
             loop {
-                StdinPrompter::ask(&format!("run `{}`? [r]un, [s]kip, s[t]op: ", step.name));
-                let Some(answer) = lines.recv().await else {
-                    println!();
+                StdinPrompter::ask(&format!(
+                    "`{}`: type run, skip or stop and Enter: ",
+                    step.name
+                ));
+                let Some(answer) = StdinPrompter::answer(&mut lines, since).await else {
+                    out_line("");
                     return Decision::Stop;
                 };
                 match answer.trim().to_ascii_lowercase().as_str() {
-                    "r" | "run" => return Decision::Run,
-                    "s" | "skip" => return Decision::Skip,
-                    "t" | "stop" | "q" | "quit" => return Decision::Stop,
-                    _ => println!("please answer r (run), s (skip) or t (stop)"),
+                    "run" => return Decision::Run,
+                    "skip" => return Decision::Skip,
+                    "stop" => return Decision::Stop,
+                    other => out_line(&format!(
+                        "`{}` is not an answer: type run, skip or stop (the whole word)",
+                        sanitize(other)
+                    )),
                 }
             }
         })
@@ -351,22 +471,46 @@ impl Prompter for StdinPrompter {
     ) -> BoxFuture<'a, Option<String>> {
         Box::pin(async move {
             let mut lines = self.lines.lock().await;
-            println!("\nmanual step `{}`: {instructions}", step.name);
+            let _asking = Asking::start(&self.reporter);
+            out_line(&format!(
+                "\nmanual step `{}` waits for confirmation:\n  {}",
+                step.name,
+                sanitize(instructions)
+            ));
+            let since = StdinPrompter::discard_typed_ahead(&mut lines);
             loop {
-                StdinPrompter::ask("type `y` and Enter once done (a note may follow the y): ");
-                let answer = lines.recv().await?;
+                StdinPrompter::ask(&format!(
+                    "type yes and Enter once it is done (a note may follow), or run `cutover confirm {}` elsewhere: ",
+                    step.name
+                ));
+                let answer = StdinPrompter::answer(&mut lines, since).await?;
                 let answer = answer.trim();
                 let (word, note) = answer
                     .split_once(char::is_whitespace)
                     .unwrap_or((answer, ""));
-                if matches!(word.to_ascii_lowercase().as_str(), "y" | "yes") {
+                if word.eq_ignore_ascii_case("yes") {
                     return Some(note.trim().to_owned());
                 }
-                println!(
-                    "not confirmed; it can also be confirmed with `cutover confirm {}`",
+                out_line(&format!(
+                    "not confirmed (`{}`): type the word yes to confirm `{}`",
+                    sanitize(answer),
                     step.name
-                );
+                ));
             }
         })
     }
+}
+
+/// Text from a runbook or a person, safe to echo on a terminal: control
+/// characters (escape sequences among them) are shown as `\u{..}` escapes.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }

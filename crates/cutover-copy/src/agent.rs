@@ -430,7 +430,7 @@ pub struct AgentClient {
 }
 
 /// Where an agent command runs, for messages: the word after `sh -c LINE`
-/// (its `$0`, which [`crate::Location::agent_shell_on`] sets to the host's
+/// (its `$0`, which [`crate::Location::agent_shell`] sets to the host's
 /// name), the `USER@HOST` of an ssh command, or the command itself.
 fn place_of(command: &[String]) -> String {
     match command {

@@ -54,18 +54,11 @@ impl Location {
         }
     }
 
-    /// An agent started by a shell command line (`via agent "COMMAND"`).
-    pub fn agent_shell(command_line: &str, path: &str) -> Location {
-        Location::Agent {
-            command: vec!["sh".to_string(), "-c".to_string(), command_line.to_string()],
-            path: path.to_string(),
-        }
-    }
-
-    /// [`Location::agent_shell`] for the runbook host `host`: the shell's
-    /// `$0` is the host's name, so the shell's own errors and cutover's
-    /// messages ("agent on HOST stopped answering") name it.
-    pub fn agent_shell_on(host: &str, command_line: &str, path: &str) -> Location {
+    /// An agent started by a shell command line (`via agent "COMMAND"`) for
+    /// the runbook host `host`: the shell's `$0` is the host's name, so the
+    /// shell's own errors and cutover's messages ("agent on HOST stopped
+    /// answering") name it.
+    pub fn agent_shell(host: &str, command_line: &str, path: &str) -> Location {
         Location::Agent {
             command: vec![
                 "sh".to_string(),

@@ -15,7 +15,7 @@ use crate::error::{CopyError, ErrorKind};
 use crate::sqlite::TableChecksum;
 
 /// The version of this protocol; both ends must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Identifies the protocol in the handshake.
 pub const MAGIC: &[u8] = b"cutover-agent";
 /// No frame is larger (the largest is a window's delta or an 8 MiB write batch).

@@ -114,6 +114,10 @@ pub struct StepContext<'a> {
     /// Cancelled when the kind must stop now (second Ctrl-C; first Ctrl-C
     /// too for interruptible kinds).
     pub cancel: CancellationToken,
+    /// Cancelled at the first Ctrl-C (or SIGTERM/SIGHUP): no new side
+    /// effect may start after it. [`StepContext::sleep`] ends at it, and
+    /// [`StepContext::may_start_effect`] refuses after it.
+    pub(crate) stopping: CancellationToken,
     /// Asks the person at the terminal (manual gates).
     pub prompter: &'a dyn Prompter,
     pub(crate) reporter: &'a dyn Reporter,
@@ -220,6 +224,27 @@ impl<'a> StepContext<'a> {
         )
     }
 
+    /// A manual gate starts waiting: logged as a `gate` event with its
+    /// instructions, so `status` and the dashboard say "waiting for
+    /// confirmation: TEXT", and shown to the coordinator.
+    pub fn waiting_for_confirmation(&self, instructions: &str) -> anyhow::Result<()> {
+        let text = format!("waiting for confirmation: {instructions}");
+        self.state.append_event(
+            Some(self.step_name()),
+            "gate",
+            &text,
+            Some(&serde_json::json!({ "instructions": instructions })),
+        )?;
+        self.reporter.event(&RunEvent::Message {
+            step: Some(self.step_name().to_owned()),
+            text: format!(
+                "{text} — confirm here, or with `cutover confirm {}`",
+                self.step_name()
+            ),
+        });
+        Ok(())
+    }
+
     /// The state of another step of this run (e.g. to check it is done).
     pub fn step_record(&self, step: StepId) -> anyhow::Result<Option<StepRecord>> {
         self.state.step_record(&self.runbook.step(step).name)
@@ -256,12 +281,26 @@ impl<'a> StepContext<'a> {
             .confirm(self.step_name(), &cutover_store::current_user(), note)
     }
 
-    /// Sleeps, returning an error if cancelled first.
+    /// Sleeps, returning [`Interrupted`] if the kind is cancelled or a
+    /// stop is requested first: a sleep is always a safe point, so a
+    /// countdown before a change (the old TTL of a `dns.switch`) never ends
+    /// in the change after a Ctrl-C.
     pub async fn sleep(&self, duration: Duration) -> anyhow::Result<()> {
         tokio::select! {
             () = tokio::time::sleep(duration) => Ok(()),
-            () = self.cancel.cancelled() => anyhow::bail!("interrupted"),
+            () = self.cancel.cancelled() => Err(Interrupted.into()),
+            () = self.stopping.cancelled() => Err(Interrupted.into()),
         }
+    }
+
+    /// Call right before starting a side effect: [`Interrupted`] once a
+    /// stop was requested, so nothing new starts after a Ctrl-C even when
+    /// the request came in while the kind was preparing.
+    pub fn may_start_effect(&self) -> anyhow::Result<()> {
+        if self.stopping.is_cancelled() || self.cancel.is_cancelled() {
+            return Err(Interrupted.into());
+        }
+        Ok(())
     }
 
     /// The folder runbook-relative paths (`file:` secrets, `via local`
@@ -275,6 +314,25 @@ impl<'a> StepContext<'a> {
     pub fn secret_text(&self, key: KeyId) -> anyhow::Result<String> {
         crate::secrets::read_secret(self.runbook, self.runbook_dir(), key)
     }
+}
+
+/// A kind stopped because the coordinator asked it to (Ctrl-C, SIGTERM,
+/// SIGHUP): not a failure of the step. Return it (through `anyhow`) from
+/// any method; the engine records the step as interrupted, resumable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Whether `err` is (or wraps) an [`Interrupted`].
+pub fn is_interrupted(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.is::<Interrupted>())
 }
 
 /// How much output of one command is kept in the event log.

@@ -78,12 +78,12 @@ pub use describe::{
     action as describe_action, content_hash, duration as describe_duration, step as describe_step,
 };
 pub use kind::{
-    ActionRole, BoxFuture, Check, Evidence, KindRegistry, OUTPUT_LIMIT, StepContext, StepKind,
-    bounded,
+    ActionRole, BoxFuture, Check, Evidence, Interrupted, KindRegistry, OUTPUT_LIMIT, StepContext,
+    StepKind, bounded, is_interrupted,
 };
 pub use plan::{PlannedStep, resolve as resolve_time, schedule, step_at};
 pub use report::{Decision, NoPrompter, NoReporter, Prompter, Reporter, RunEvent, StepOutcome};
-pub use rollback::RollbackOutcome;
+pub use rollback::{PlannedUndo, RollbackOutcome, UndoAction};
 pub use runner::{Engine, RunOutcome};
 pub use state::{Opened, SharedState, StepChange, open_run};
 

@@ -1,29 +1,76 @@
-//! Rollback: the `undo` of done steps, newest first, each checked, acted,
-//! verified and recorded like a step. Steps that change nothing (port and
-//! HTTP checks, waits) need no undo; a step that changed something but has
-//! no `undo` line is reported and left as it is — the coordinator decides.
+//! Rollback: the `undo` of every step whose action may have taken effect,
+//! newest first, each checked, acted, verified and recorded like a step.
+//!
+//! In scope are done steps and steps whose intent was committed (an act
+//! started) but that failed or were never verified — a `dns.switch` whose
+//! update landed but whose verification timed out changed DNS all the
+//! same — and undos that failed or were interrupted before. Steps that
+//! change nothing (port and HTTP checks, waits) need no undo; a step that
+//! changed something but has no `undo` line is reported and left as it is.
+//! A rollback is complete only when every step in scope is undone: it
+//! never reports success while one is not.
 
 use crate::kind::{ActionRole, Check, Evidence};
-use crate::report::{RunEvent, StepOutcome};
+use crate::report::{Decision, RunEvent, StepOutcome};
 use crate::runner::error_evidence;
 use crate::{Controls, Engine, SharedState, describe};
+use chrono::{DateTime, Utc};
 use cutover_lang::{ActionKind, StepId};
-use cutover_store::{Phase, RunStatus, StepStatus, Transition};
+use cutover_store::{Phase, RunStatus, StepRecord, StepStatus, Transition};
 use std::time::{Duration, Instant};
 
-/// How a rollback ended.
+/// What rollback will do with one step in scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RollbackOutcome {
-    /// Every step in scope was undone (or needed no undo). `left` names
-    /// steps that changed something but have no `undo` line.
-    Completed {
-        undone: Vec<String>,
-        left: Vec<String>,
-    },
-    /// An undo failed; the rollback stopped there.
-    Failed { step: String },
-    /// Stopped by Ctrl-C; run rollback again to go on.
-    Stopped,
+pub enum UndoAction {
+    /// Run the step's `undo` line (its canonical text).
+    Undo(String),
+    /// The step changes nothing (checks, waits): it is marked undone.
+    NothingToUndo,
+    /// The step may have changed something and has no `undo` line.
+    NoUndoLine,
+}
+
+/// One step rollback will undo, in the order it will undo them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedUndo {
+    pub id: StepId,
+    pub step: String,
+    /// Why it is in scope: its state in the run (`done`, `failed in act`…).
+    pub state: String,
+    pub action: UndoAction,
+    /// What the undo's check sees now (the live value), where it can read
+    /// one; `None` when there is nothing to read.
+    pub current: Option<String>,
+}
+
+/// How a rollback ended: what was undone, what failed, what could not be.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RollbackOutcome {
+    /// Undone by their `undo` line (or found already undone).
+    pub undone: Vec<String>,
+    /// Changed nothing; marked undone.
+    pub nothing_to_undo: Vec<String>,
+    /// The undo that failed (step, why); the rollback stopped there.
+    pub failed: Option<(String, String)>,
+    /// In scope, but no `undo` line: left as they are.
+    pub no_undo: Vec<String>,
+    /// Skipped at the `--step` prompt: left as they are.
+    pub skipped: Vec<String>,
+    /// Not reached (after a failure or a stop).
+    pub not_reached: Vec<String>,
+    /// Stopped by Ctrl-C (or "stop" at the prompt); run rollback again to go on.
+    pub stopped: bool,
+}
+
+impl RollbackOutcome {
+    /// True when every step in scope is undone (or needed no undo).
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_none()
+            && self.no_undo.is_empty()
+            && self.skipped.is_empty()
+            && self.not_reached.is_empty()
+            && !self.stopped
+    }
 }
 
 fn changes_nothing(kind: &ActionKind) -> bool {
@@ -36,23 +83,46 @@ fn changes_nothing(kind: &ActionKind) -> bool {
     )
 }
 
+/// Whether a step's action may have taken effect: it is done, or an act
+/// was started (intent committed) and never undone, or an earlier undo of
+/// it failed or was interrupted.
+fn may_have_acted(record: &StepRecord) -> bool {
+    match record.status {
+        StepStatus::Done => true,
+        StepStatus::Running | StepStatus::Failed => {
+            record.phase == Some(Phase::Undo)
+                || (record.attempts > 0 && matches!(record.phase, Some(Phase::Act | Phase::Verify)))
+        }
+        StepStatus::Pending | StepStatus::Skipped | StepStatus::Undone => false,
+    }
+}
+
+fn state_text(record: &StepRecord) -> String {
+    match (record.status, record.phase) {
+        (StepStatus::Done, _) => "done".to_owned(),
+        (StepStatus::Failed, Some(Phase::Undo)) => "its undo failed".to_owned(),
+        (StepStatus::Running, Some(Phase::Undo)) => "its undo was interrupted".to_owned(),
+        (StepStatus::Failed, Some(phase)) => format!("failed in {}", phase.as_str()),
+        (StepStatus::Running, Some(phase)) => format!("caught in {}", phase.as_str()),
+        (status, _) => status.as_str().to_owned(),
+    }
+}
+
 impl Engine<'_> {
-    /// Undoes the done steps finished after `to` (all done steps when
-    /// `to` is None), newest first.
-    pub async fn rollback(
+    /// The steps a rollback (down to, not including, `to`) will undo, newest
+    /// first, each with what its undo's check sees now.
+    pub async fn rollback_plan(
         &self,
         state: &SharedState,
         to: Option<StepId>,
         controls: &Controls,
-    ) -> anyhow::Result<RollbackOutcome> {
-        state.register_secrets(self.runbook, &self.options.runbook_dir);
+    ) -> anyhow::Result<Vec<PlannedUndo>> {
         let t0 = state.run_record()?.t0;
         let records = state.store().steps(state.run_id())?;
-        let since = match to {
+        let since: Option<DateTime<Utc>> = match to {
             Some(to) => {
                 let name = &self.runbook.step(to).name;
-                let record = records.iter().find(|r| &r.name == name);
-                match record {
+                match records.iter().find(|r| &r.name == name) {
                     Some(r) if r.status == StepStatus::Done => r.finished_at,
                     _ => anyhow::bail!(
                         "--to {name}: that step is not done, so there is nothing to roll back to"
@@ -61,32 +131,97 @@ impl Engine<'_> {
             }
             None => None,
         };
-        let mut todo: Vec<_> = records
+        // Newest first; a step still in flight (no finish time) is newest.
+        let mut scope: Vec<(Option<DateTime<Utc>>, StepId, &StepRecord)> = records
             .iter()
-            .filter(|r| {
-                r.status == StepStatus::Done
-                    || (r.status == StepStatus::Running && r.phase == Some(Phase::Undo))
-            })
+            .filter(|r| may_have_acted(r))
             .filter(|r| since.is_none_or(|since| r.finished_at.is_none_or(|f| f > since)))
             .filter(|r| to.is_none_or(|to| self.runbook.step(to).name != r.name))
             .filter_map(|r| {
                 self.runbook
                     .step_by_name(&r.name)
-                    .map(|id| (r.finished_at, id))
+                    .map(|id| (r.finished_at, id, r))
             })
             .collect();
-        todo.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+        scope.sort_by(|a, b| match (a.0, b.0) {
+            (None, None) => b.1.cmp(&a.1),
+            (None, Some(_)) => std::cmp::Ordering::Less,
+            (Some(_), None) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => y.cmp(&x).then(b.1.cmp(&a.1)),
+        });
+        let mut plan = Vec::with_capacity(scope.len());
+        for (_, id, record) in scope {
+            let step = self.runbook.step(id);
+            let (action, current) = match &step.undo {
+                Some(undo) => {
+                    let kind = self.kinds.kind_for(&undo.kind)?;
+                    let ctx = self.context(
+                        state,
+                        id,
+                        undo,
+                        ActionRole::Undo,
+                        t0,
+                        controls.abort.clone(),
+                        controls.stop.clone(),
+                    );
+                    let current = match kind.check(&ctx).await {
+                        Ok(Check::Satisfied(e)) => Some(format!("already undone: {}", e.summary)),
+                        Ok(Check::NotYet(e)) => Some(e.summary),
+                        Ok(Check::Unobservable) => None,
+                        Err(err) => Some(format!("cannot read it now: {err:#}")),
+                    };
+                    (
+                        UndoAction::Undo(describe::action(self.runbook, &undo.kind)),
+                        current,
+                    )
+                }
+                None if changes_nothing(&step.action.kind) => (UndoAction::NothingToUndo, None),
+                None => (UndoAction::NoUndoLine, None),
+            };
+            plan.push(PlannedUndo {
+                id,
+                step: step.name.clone(),
+                state: state_text(record),
+                action,
+                current,
+            });
+        }
+        Ok(plan)
+    }
 
-        let mut undone = Vec::new();
-        let mut left = Vec::new();
-        for (_, id) in todo {
+    /// Undoes the steps of `plan` (from [`Engine::rollback_plan`]) in order.
+    /// The run is `running` meanwhile (so a crash shows as one), and ends
+    /// `rolled_back` only when the plan covered the whole run and every
+    /// step in it is undone; otherwise `failed` (an undo failed) or
+    /// `stopped`.
+    pub async fn rollback(
+        &self,
+        state: &SharedState,
+        plan: &[PlannedUndo],
+        whole_run: bool,
+        controls: &Controls,
+    ) -> anyhow::Result<RollbackOutcome> {
+        state.register_secrets(self.runbook, &self.options.runbook_dir);
+        let t0 = state.run_record()?.t0;
+        state
+            .store()
+            .set_run_status(state.run_id(), RunStatus::Running)?;
+        let mut outcome = RollbackOutcome::default();
+        for (index, planned) in plan.iter().enumerate() {
             if controls.is_stopped() {
-                return Ok(RollbackOutcome::Stopped);
+                outcome.stopped = true;
             }
+            if outcome.stopped || outcome.failed.is_some() {
+                outcome
+                    .not_reached
+                    .extend(plan[index..].iter().map(|p| p.step.clone()));
+                break;
+            }
+            let id = planned.id;
             let step = self.runbook.step(id);
             let name = step.name.as_str();
             let Some(undo) = &step.undo else {
-                if changes_nothing(&step.action.kind) {
+                if planned.action == UndoAction::NothingToUndo {
                     let e = Evidence::new("nothing to undo", serde_json::Value::Null);
                     self.transition(
                         state,
@@ -96,150 +231,212 @@ impl Engine<'_> {
                         "nothing to undo".into(),
                         Some(&e),
                     )?;
-                    self.reporter.event(&RunEvent::StepFinished {
-                        step: name.to_owned(),
-                        outcome: StepOutcome::Undone,
-                        summary: e.summary,
-                        eta: Duration::ZERO,
-                    });
-                    undone.push(name.to_owned());
+                    self.undo_finished(name, StepOutcome::Undone, &e.summary);
+                    outcome.nothing_to_undo.push(name.to_owned());
                 } else {
                     let text = format!("step `{name}` has no undo line: left as it is");
                     state.append_event(Some(name), "deviation", &text, None)?;
                     self.reporter.event(&RunEvent::Warning { text });
-                    left.push(name.to_owned());
+                    outcome.no_undo.push(name.to_owned());
                 }
                 continue;
             };
             self.reporter.event(&RunEvent::StepStarted {
                 step: name.to_owned(),
             });
+            if self.options.step_mode {
+                let what = format!(
+                    "undo `{name}` ({}):\n  {}",
+                    planned.state,
+                    describe::action(self.runbook, &undo.kind)
+                );
+                let decision = tokio::select! {
+                    d = self.prompter.before_step(step, &what) => d,
+                    () = controls.stop.cancelled() => Decision::Stop,
+                };
+                match decision {
+                    Decision::Run => {}
+                    Decision::Skip => {
+                        state.append_event(
+                            Some(name),
+                            "deviation",
+                            "undo skipped at the prompt: left as it is",
+                            None,
+                        )?;
+                        self.undo_finished(name, StepOutcome::Skipped, "undo skipped at the prompt");
+                        outcome.skipped.push(name.to_owned());
+                        continue;
+                    }
+                    Decision::Stop => {
+                        self.undo_finished(name, StepOutcome::Interrupted, "stopped before its undo");
+                        outcome.stopped = true;
+                        outcome
+                            .not_reached
+                            .extend(plan[index..].iter().map(|p| p.step.clone()));
+                        break;
+                    }
+                }
+            }
             self.reporter.event(&RunEvent::Phase {
                 step: name.to_owned(),
                 phase: Phase::Undo,
             });
-            let kind = self.kinds.kind_for(&undo.kind)?;
-            let cancel = controls.abort.clone();
-            let ctx = self.context(state, id, undo, ActionRole::Undo, t0, cancel.clone());
-            if let Ok(Check::Satisfied(e)) = kind.check(&ctx).await {
+            match self.undo_one(state, id, undo, t0, controls).await? {
+                UndoEnd::Undone(summary) => {
+                    self.undo_finished(name, StepOutcome::Undone, &summary);
+                    outcome.undone.push(name.to_owned());
+                }
+                UndoEnd::Failed(summary) => {
+                    self.undo_finished(name, StepOutcome::Failed, &summary);
+                    outcome.failed = Some((name.to_owned(), summary));
+                }
+                UndoEnd::Stopped => {
+                    self.undo_finished(name, StepOutcome::Interrupted, "undo interrupted; resumable");
+                    outcome.stopped = true;
+                    outcome
+                        .not_reached
+                        .extend(plan[index..].iter().map(|p| p.step.clone()));
+                    break;
+                }
+            }
+        }
+        let status = if outcome.failed.is_some() {
+            RunStatus::Failed
+        } else if whole_run && outcome.is_complete() {
+            RunStatus::RolledBack
+        } else {
+            RunStatus::Stopped
+        };
+        state.store().set_run_status(state.run_id(), status)?;
+        Ok(outcome)
+    }
+
+    /// One undo: check (already undone?), intent, act, verify by polling.
+    async fn undo_one(
+        &self,
+        state: &SharedState,
+        id: StepId,
+        undo: &cutover_lang::Action,
+        t0: Option<DateTime<Utc>>,
+        controls: &Controls,
+    ) -> anyhow::Result<UndoEnd> {
+        let step = self.runbook.step(id);
+        let name = step.name.as_str();
+        let kind = self.kinds.kind_for(&undo.kind)?;
+        let cancel = controls.abort.clone();
+        let ctx = self.context(
+            state,
+            id,
+            undo,
+            ActionRole::Undo,
+            t0,
+            cancel.clone(),
+            controls.stop.clone(),
+        );
+        if let Ok(Check::Satisfied(e)) = kind.check(&ctx).await {
+            let summary = format!("undo already satisfied: {}", e.summary);
+            self.transition(
+                state,
+                name,
+                StepStatus::Undone,
+                "undone",
+                summary.clone(),
+                Some(&e),
+            )?;
+            return Ok(UndoEnd::Undone(e.summary));
+        }
+        if controls.is_stopped() {
+            return Ok(UndoEnd::Stopped);
+        }
+        // Intent before the side effect.
+        state.transition(&Transition {
+            step: name,
+            status: StepStatus::Running,
+            phase: Some(Phase::Undo),
+            new_attempt: false,
+            event_kind: "phase",
+            message: format!("undoing: {}", describe::action(self.runbook, &undo.kind)),
+            evidence: None,
+        })?;
+        let acted = kind.act(&ctx).await;
+        if cancel.is_cancelled()
+            || (controls.is_stopped() && matches!(&acted, Err(err) if crate::is_interrupted(err)))
+        {
+            return Ok(UndoEnd::Stopped);
+        }
+        if let Err(err) = acted {
+            let e = error_evidence(&err);
+            let summary = format!("undo failed: {}", e.summary);
+            self.transition(
+                state,
+                name,
+                StepStatus::Failed,
+                "failed",
+                summary.clone(),
+                Some(&e),
+            )?;
+            return Ok(UndoEnd::Failed(summary));
+        }
+        let timeout = step.timeout.unwrap_or(self.options.default_timeout);
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(50);
+        let verified = loop {
+            match kind.verify(&ctx).await {
+                Ok(Check::Satisfied(e)) => break Ok(e),
+                Ok(Check::Unobservable) => {
+                    break Ok(Evidence::new(
+                        "undo acted; this kind cannot verify",
+                        serde_json::Value::Null,
+                    ));
+                }
+                Ok(Check::NotYet(e)) if Instant::now() >= deadline => break Err(e),
+                Err(err) if Instant::now() >= deadline => break Err(error_evidence(&err)),
+                _ => {}
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = controls.stop.cancelled() => return Ok(UndoEnd::Stopped),
+            }
+            pause = (pause * 2).min(Duration::from_secs(2));
+        };
+        match verified {
+            Ok(e) => {
                 self.transition(
                     state,
                     name,
                     StepStatus::Undone,
                     "undone",
-                    format!("undo already satisfied: {}", e.summary),
+                    format!("undone: {}", e.summary),
                     Some(&e),
                 )?;
-                self.reporter.event(&RunEvent::StepFinished {
-                    step: name.to_owned(),
-                    outcome: StepOutcome::Undone,
-                    summary: e.summary,
-                    eta: Duration::ZERO,
-                });
-                undone.push(name.to_owned());
-                continue;
+                Ok(UndoEnd::Undone(e.summary))
             }
-            state.transition(&Transition {
-                step: name,
-                status: StepStatus::Running,
-                phase: Some(Phase::Undo),
-                new_attempt: false,
-                event_kind: "phase",
-                message: format!("undoing: {}", describe::action(self.runbook, &undo.kind)),
-                evidence: None,
-            })?;
-            let acted = kind.act(&ctx).await;
-            if cancel.is_cancelled() {
-                return Ok(RollbackOutcome::Stopped);
-            }
-            if let Err(err) = acted {
-                let e = error_evidence(&err);
+            Err(e) => {
+                let summary = format!(
+                    "undo not verified within {}: {}",
+                    describe::duration(timeout),
+                    e.summary
+                );
                 self.transition(
                     state,
                     name,
                     StepStatus::Failed,
                     "failed",
-                    format!("undo failed: {}", e.summary),
+                    summary.clone(),
                     Some(&e),
                 )?;
-                self.reporter.event(&RunEvent::StepFinished {
-                    step: name.to_owned(),
-                    outcome: StepOutcome::Failed,
-                    summary: e.summary,
-                    eta: Duration::ZERO,
-                });
-                return Ok(RollbackOutcome::Failed {
-                    step: name.to_owned(),
-                });
-            }
-            let timeout = step.timeout.unwrap_or(self.options.default_timeout);
-            let deadline = Instant::now() + timeout;
-            let mut pause = Duration::from_millis(50);
-            let verified = loop {
-                let seen = kind.verify(&ctx).await;
-                match seen {
-                    Ok(Check::Satisfied(e)) => break Ok(e),
-                    Ok(Check::Unobservable) => {
-                        break Ok(Evidence::new(
-                            "undo acted; this kind cannot verify",
-                            serde_json::Value::Null,
-                        ));
-                    }
-                    Ok(Check::NotYet(e)) if Instant::now() >= deadline => break Err(e),
-                    Err(err) if Instant::now() >= deadline => break Err(error_evidence(&err)),
-                    _ => {}
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
-                    () = controls.stop.cancelled() => return Ok(RollbackOutcome::Stopped),
-                }
-                pause = (pause * 2).min(Duration::from_secs(2));
-            };
-            match verified {
-                Ok(e) => {
-                    self.transition(
-                        state,
-                        name,
-                        StepStatus::Undone,
-                        "undone",
-                        format!("undone: {}", e.summary),
-                        Some(&e),
-                    )?;
-                    self.reporter.event(&RunEvent::StepFinished {
-                        step: name.to_owned(),
-                        outcome: StepOutcome::Undone,
-                        summary: e.summary,
-                        eta: Duration::ZERO,
-                    });
-                    undone.push(name.to_owned());
-                }
-                Err(e) => {
-                    self.transition(
-                        state,
-                        name,
-                        StepStatus::Failed,
-                        "failed",
-                        format!("undo not verified: {}", e.summary),
-                        Some(&e),
-                    )?;
-                    self.reporter.event(&RunEvent::StepFinished {
-                        step: name.to_owned(),
-                        outcome: StepOutcome::Failed,
-                        summary: e.summary,
-                        eta: Duration::ZERO,
-                    });
-                    return Ok(RollbackOutcome::Failed {
-                        step: name.to_owned(),
-                    });
-                }
+                Ok(UndoEnd::Failed(summary))
             }
         }
-        if to.is_none() {
-            state
-                .store()
-                .set_run_status(state.run_id(), RunStatus::RolledBack)?;
-        }
-        Ok(RollbackOutcome::Completed { undone, left })
+    }
+
+    fn undo_finished(&self, step: &str, outcome: StepOutcome, summary: &str) {
+        self.reporter.event(&RunEvent::StepFinished {
+            step: step.to_owned(),
+            outcome,
+            summary: summary.to_owned(),
+            eta: Duration::ZERO,
+        });
     }
 
     fn transition(
@@ -261,4 +458,11 @@ impl Engine<'_> {
             evidence: evidence.map(|e| (Phase::Undo, e.summary.clone(), e.data.clone())),
         })
     }
+}
+
+/// How one undo ended.
+enum UndoEnd {
+    Undone(String),
+    Failed(String),
+    Stopped,
 }

@@ -1,6 +1,8 @@
 //! The scheduler and the step lifecycle (see the crate docs).
 
-use crate::kind::{ActionRole, Check, Evidence, KindRegistry, StepContext, StepKind};
+use crate::kind::{
+    ActionRole, Check, Evidence, KindRegistry, StepContext, StepKind, is_interrupted,
+};
 use crate::plan::{schedule, step_at};
 use crate::report::{Decision, Prompter, Reporter, RunEvent, StepOutcome};
 use crate::{Controls, RunOptions, SharedState, describe};
@@ -9,6 +11,8 @@ use cutover_lang::{Action, Runbook, StepId};
 use cutover_store::{Phase, RunStatus, StepStatus, Transition};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +61,7 @@ enum Observed {
 }
 
 impl<'a> Engine<'a> {
+    #[allow(clippy::too_many_arguments)] // one argument per field a kind sees
     pub(crate) fn context<'s>(
         &'s self,
         state: &'s SharedState,
@@ -65,6 +70,7 @@ impl<'a> Engine<'a> {
         role: ActionRole,
         t0: Option<DateTime<Utc>>,
         cancel: CancellationToken,
+        stopping: CancellationToken,
     ) -> StepContext<'s> {
         StepContext {
             runbook: self.runbook,
@@ -74,6 +80,7 @@ impl<'a> Engine<'a> {
             t0,
             options: self.options,
             cancel,
+            stopping,
             prompter: self.prompter,
             reporter: self.reporter,
             state,
@@ -104,6 +111,7 @@ impl<'a> Engine<'a> {
             ActionRole::Main,
             t0,
             cancel.clone(),
+            cancel.clone(),
         );
         let main = if after_act {
             kind.verify(&ctx).await
@@ -126,7 +134,15 @@ impl<'a> Engine<'a> {
         let mut lines = Vec::new();
         for line in &step.verify {
             let line_kind = self.kinds.kind_for(&line.kind)?;
-            let ctx = self.context(state, id, line, ActionRole::Verify, t0, cancel.clone());
+            let ctx = self.context(
+                state,
+                id,
+                line,
+                ActionRole::Verify,
+                t0,
+                cancel.clone(),
+                cancel.clone(),
+            );
             match line_kind.check(&ctx).await {
                 Ok(Check::Satisfied(e)) => {
                     summaries.push(e.summary);
@@ -291,9 +307,18 @@ impl<'a> Engine<'a> {
                     ActionRole::Main,
                     t0,
                     act_cancel.clone(),
+                    controls.stop.clone(),
                 );
                 let acted = kind.act(&ctx).await;
                 if act_cancel.is_cancelled() {
+                    return Ok(self.interrupted(id, eta));
+                }
+                // A kind that stopped at a safe point on a stop request
+                // (a countdown before its change) did not fail: the intent
+                // stays committed and a resume checks, then acts.
+                if matches!(&acted, Err(err) if is_interrupted(err))
+                    && controls.stop.is_cancelled()
+                {
                     return Ok(self.interrupted(id, eta));
                 }
                 match acted {
@@ -459,6 +484,12 @@ impl<'a> Engine<'a> {
 
     /// Runs (or resumes) the run in `state` until every selected step is
     /// done or skipped, a step fails or is blocked, or `controls` stop it.
+    ///
+    /// The scheduler is incremental: each step keeps a count of the
+    /// dependencies it still waits for, a finished step releases its
+    /// dependents, steps whose `at` lies ahead wait in a timer heap, and
+    /// the ready set is ordered by source position, so the cost per event
+    /// does not grow with the number of steps.
     pub async fn run(
         &self,
         state: &SharedState,
@@ -516,7 +547,7 @@ impl<'a> Engine<'a> {
         // --only: the step's dependencies must be done (or skipped).
         if let Some(only) = self.options.only {
             for dep in &self.runbook.step(only).after {
-                if !matches!(statuses[dep.0], StepStatus::Done | StepStatus::Skipped) {
+                if !finished(statuses[dep.0]) {
                     return self.end(
                         state,
                         RunOutcome::NotReady {
@@ -529,16 +560,14 @@ impl<'a> Engine<'a> {
         }
 
         let total = selected.iter().filter(|s| **s).count();
-        let done_count = |statuses: &[StepStatus]| {
-            statuses
-                .iter()
-                .zip(&selected)
-                .filter(|(s, sel)| **sel && matches!(s, StepStatus::Done | StepStatus::Skipped))
-                .count()
-        };
+        let mut done_count = statuses
+            .iter()
+            .zip(&selected)
+            .filter(|(s, sel)| **sel && finished(**s))
+            .count();
         self.reporter.event(&RunEvent::Started {
             total,
-            done: done_count(&statuses),
+            done: done_count,
             eta: self.eta(&statuses, &selected, t0),
         });
 
@@ -551,97 +580,56 @@ impl<'a> Engine<'a> {
         } else {
             self.options.parallel.max(1)
         };
-        let mut in_flight = vec![false; n];
+        let mut sched = Schedule::new(self, &statuses, &selected, t0);
         let mut ran = vec![false; n];
         let mut running = FuturesUnordered::new();
         let mut halt: Option<RunOutcome> = None;
         let mut stop_seen = false;
-        // Steps before `cursor` are all finished or out of the selection.
-        let mut cursor = 0;
         // The ETA is recomputed at most once a second: it walks every step.
         let mut eta = (Instant::now(), self.eta(&statuses, &selected, t0));
         loop {
-            let now = Utc::now();
-            let mut next_at: Option<(DateTime<Utc>, StepId)> = None;
-            while cursor < n
-                && (!selected[cursor]
-                    || matches!(statuses[cursor], StepStatus::Done | StepStatus::Skipped))
-            {
-                cursor += 1;
-            }
             if eta.0.elapsed() >= Duration::from_secs(1) {
                 eta = (Instant::now(), self.eta(&statuses, &selected, t0));
             }
-            if halt.is_none() && !controls.stop.is_cancelled() {
-                for (i, step) in self.runbook.steps.iter().enumerate().skip(cursor) {
-                    if running.len() >= parallel {
-                        break;
-                    }
-                    let id = StepId(i);
-                    if !selected[i]
-                        || in_flight[i]
-                        || ran[i]
-                        || matches!(statuses[i], StepStatus::Done | StepStatus::Skipped)
-                    {
-                        continue;
-                    }
-                    let mut ready = true;
-                    for dep in &step.after {
-                        match statuses[dep.0] {
-                            StepStatus::Done => {}
-                            StepStatus::Skipped if self.options.force.contains(&id) => {}
-                            StepStatus::Skipped => {
-                                halt = Some(RunOutcome::Blocked {
-                                    step: step.name.clone(),
-                                    skipped: self.name(*dep).to_owned(),
-                                });
-                                ready = false;
-                            }
-                            _ => ready = false,
-                        }
-                    }
-                    if halt.is_some() {
-                        break;
-                    }
-                    if !ready {
-                        continue;
-                    }
-                    if let Some(at) = step_at(step, t0).filter(|at| *at > now) {
-                        if next_at.is_none_or(|(t, _)| at < t) {
-                            next_at = Some((at, id));
-                        }
-                        continue;
-                    }
-                    if self.options.force.contains(&id) {
-                        for dep in step
-                            .after
-                            .iter()
-                            .filter(|d| statuses[d.0] == StepStatus::Skipped)
-                        {
-                            state.append_event(
-                                Some(&step.name),
-                                "deviation",
-                                &format!(
-                                    "run by --force although `{}` was skipped",
-                                    self.name(*dep)
-                                ),
-                                None,
-                            )?;
-                        }
-                    }
-                    in_flight[i] = true;
-                    let resume_phase = (statuses[i] == StepStatus::Running)
-                        .then_some(phases[i])
-                        .flatten();
-                    let eta = eta.1;
-                    running.push(async move {
-                        (
-                            id,
-                            self.run_step(state, id, t0, resume_phase, controls, eta)
-                                .await,
-                        )
+            sched.release_due(Utc::now());
+            while halt.is_none() && !controls.stop.is_cancelled() && running.len() < parallel {
+                let Some(i) = sched.ready.pop_first() else {
+                    break;
+                };
+                let id = StepId(i);
+                let step = self.runbook.step(id);
+                if let Some(skipped) = sched.blocked_by[i] {
+                    halt = Some(RunOutcome::Blocked {
+                        step: step.name.clone(),
+                        skipped: self.name(skipped).to_owned(),
                     });
+                    break;
                 }
+                if self.options.force.contains(&id) {
+                    for dep in step
+                        .after
+                        .iter()
+                        .filter(|d| statuses[d.0] == StepStatus::Skipped)
+                    {
+                        state.append_event(
+                            Some(&step.name),
+                            "deviation",
+                            &format!("run by --force although `{}` was skipped", self.name(*dep)),
+                            None,
+                        )?;
+                    }
+                }
+                let resume_phase = (statuses[i] == StepStatus::Running)
+                    .then_some(phases[i])
+                    .flatten();
+                let eta = eta.1;
+                running.push(async move {
+                    (
+                        id,
+                        self.run_step(state, id, t0, resume_phase, controls, eta)
+                            .await,
+                    )
+                });
             }
 
             if running.is_empty() {
@@ -651,14 +639,10 @@ impl<'a> Engine<'a> {
                 if controls.stop.is_cancelled() {
                     return self.end(state, RunOutcome::Stopped);
                 }
-                if selected
-                    .iter()
-                    .zip(&statuses)
-                    .all(|(sel, s)| !sel || matches!(s, StepStatus::Done | StepStatus::Skipped))
-                {
+                if done_count == total {
                     return self.end(state, RunOutcome::Completed);
                 }
-                let Some((at, id)) = next_at else {
+                let Some((at, id)) = sched.next_timer() else {
                     // Nothing can start and nothing runs: a failed step
                     // earlier in this pass holds the rest.
                     let failed = (0..n).find(|i| ran[*i] && statuses[*i] == StepStatus::Failed);
@@ -682,14 +666,23 @@ impl<'a> Engine<'a> {
                 continue;
             }
 
-            let wake = next_at.map(|(at, _)| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+            let wake = sched
+                .next_timer()
+                .map(|(at, _)| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
             tokio::select! {
                 Some((id, result)) = running.next() => {
-                    in_flight[id.0] = false;
                     ran[id.0] = true;
                     match result? {
-                        StepEnd::Done => statuses[id.0] = StepStatus::Done,
-                        StepEnd::Skipped => statuses[id.0] = StepStatus::Skipped,
+                        StepEnd::Done => {
+                            statuses[id.0] = StepStatus::Done;
+                            done_count += 1;
+                            sched.finished(self, id, StepStatus::Done, &statuses);
+                        }
+                        StepEnd::Skipped => {
+                            statuses[id.0] = StepStatus::Skipped;
+                            done_count += 1;
+                            sched.finished(self, id, StepStatus::Skipped, &statuses);
+                        }
                         StepEnd::Failed => {
                             statuses[id.0] = StepStatus::Failed;
                             halt.get_or_insert(RunOutcome::Failed { step: self.name(id).to_owned() });
@@ -773,6 +766,134 @@ impl<'a> Engine<'a> {
             _ => {}
         }
         Ok(outcome)
+    }
+}
+
+/// A status that lets dependents go on (and counts as finished for the run).
+fn finished(status: StepStatus) -> bool {
+    matches!(status, StepStatus::Done | StepStatus::Skipped)
+}
+
+/// The scheduler's incremental state: what each step still waits for,
+/// which steps may start now (by source position), and which wait for
+/// their `at` time.
+struct Schedule {
+    /// Per step: dependencies not finished yet.
+    waiting_for: Vec<usize>,
+    /// Per step: the steps that name it in `after`.
+    dependents: Vec<Vec<usize>>,
+    /// Per step: a skipped dependency that blocks it (not forced).
+    blocked_by: Vec<Option<StepId>>,
+    /// Per step: it is in the selection and not finished.
+    to_run: Vec<bool>,
+    /// Steps that may start now, lowest source position first.
+    ready: BTreeSet<usize>,
+    /// Steps whose dependencies are done but whose `at` lies ahead.
+    timers: BinaryHeap<Reverse<(DateTime<Utc>, usize)>>,
+    t0: Option<DateTime<Utc>>,
+}
+
+impl Schedule {
+    fn new(
+        engine: &Engine<'_>,
+        statuses: &[StepStatus],
+        selected: &[bool],
+        t0: Option<DateTime<Utc>>,
+    ) -> Schedule {
+        let steps = &engine.runbook.steps;
+        let n = steps.len();
+        let mut sched = Schedule {
+            waiting_for: vec![0; n],
+            dependents: vec![Vec::new(); n],
+            blocked_by: vec![None; n],
+            to_run: (0..n).map(|i| selected[i] && !finished(statuses[i])).collect(),
+            ready: BTreeSet::new(),
+            timers: BinaryHeap::new(),
+            t0,
+        };
+        for (i, step) in steps.iter().enumerate() {
+            for dep in &step.after {
+                sched.dependents[dep.0].push(i);
+                if !finished(statuses[dep.0]) {
+                    sched.waiting_for[i] += 1;
+                }
+            }
+        }
+        for i in 0..n {
+            if sched.to_run[i] {
+                sched.note_skips(engine, i, statuses);
+                sched.consider(engine, i);
+            }
+        }
+        sched
+    }
+
+    /// Marks step `i` blocked when a dependency was skipped and `i` is not
+    /// forced: it is then taken from the ready set only to halt the run.
+    fn note_skips(&mut self, engine: &Engine<'_>, i: usize, statuses: &[StepStatus]) {
+        if engine.options.force.contains(&StepId(i)) || self.blocked_by[i].is_some() {
+            return;
+        }
+        let step = &engine.runbook.steps[i];
+        if let Some(dep) = step
+            .after
+            .iter()
+            .find(|d| statuses[d.0] == StepStatus::Skipped)
+        {
+            self.blocked_by[i] = Some(*dep);
+            self.ready.insert(i);
+        }
+    }
+
+    /// Puts step `i` in the ready set or the timer heap once nothing holds it.
+    fn consider(&mut self, engine: &Engine<'_>, i: usize) {
+        if !self.to_run[i] || self.waiting_for[i] > 0 || self.blocked_by[i].is_some() {
+            return;
+        }
+        match step_at(&engine.runbook.steps[i], self.t0).filter(|at| *at > Utc::now()) {
+            Some(at) => self.timers.push(Reverse((at, i))),
+            None => {
+                self.ready.insert(i);
+            }
+        }
+    }
+
+    /// Step `id` finished with `status` (done or skipped): release its dependents.
+    fn finished(
+        &mut self,
+        engine: &Engine<'_>,
+        id: StepId,
+        status: StepStatus,
+        statuses: &[StepStatus],
+    ) {
+        self.to_run[id.0] = false;
+        for k in 0..self.dependents[id.0].len() {
+            let d = self.dependents[id.0][k];
+            self.waiting_for[d] = self.waiting_for[d].saturating_sub(1);
+            if !self.to_run[d] {
+                continue;
+            }
+            if status == StepStatus::Skipped {
+                self.note_skips(engine, d, statuses);
+            }
+            self.consider(engine, d);
+        }
+    }
+
+    /// Moves steps whose `at` has come into the ready set.
+    fn release_due(&mut self, now: DateTime<Utc>) {
+        while let Some(Reverse((at, i))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            self.ready.insert(i);
+        }
+    }
+
+    /// The earliest `at` still ahead, and its step.
+    fn next_timer(&self) -> Option<(DateTime<Utc>, StepId)> {
+        self.timers.peek().map(|Reverse((at, i))| (*at, StepId(*i)))
     }
 }
 

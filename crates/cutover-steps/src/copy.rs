@@ -36,7 +36,9 @@ pub(crate) fn location_in(runbook: &Runbook, runbook_dir: &Path, endpoint: &Endp
         Transport::Ssh { user, host, port } => {
             Location::ssh(user, host, *port, REMOTE_AGENT, &endpoint.path)
         }
-        Transport::Agent { command } => Location::agent_shell(command, &endpoint.path),
+        Transport::Agent { command } => {
+            Location::agent_shell(&runbook.host(endpoint.host).name, command, &endpoint.path)
+        }
     }
 }
 

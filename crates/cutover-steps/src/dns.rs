@@ -16,7 +16,7 @@ use cutover_dns::{
     Expectation, RecordCheck, TsigAlgorithm, TsigKey, Updater, VerifyOptions, VerifyReport,
     cache_expiry, query, record_type, soa, verify_many,
 };
-use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepKind};
+use cutover_engine::{ActionRole, BoxFuture, Check, Evidence, StepContext, StepKind};
 use cutover_lang::{ActionKind, Runbook, StepId, Zone, ZoneId};
 use cutover_store::Phase;
 use serde_json::{Value, json};
@@ -339,7 +339,9 @@ impl DnsSwitch {
 
     /// When caches may still hold the value from before the lowering step:
     /// its verification time plus the TTL it replaced (recorded, or the
-    /// runbook's `was`, whichever is longer).
+    /// runbook's `was`, whichever is longer). For an undo (switching back),
+    /// caches can only hold what was served since the lowering, so the TTL
+    /// that counts is the lowered one.
     fn caches_expire_at(
         ctx: &StepContext<'_>,
         lowering: StepId,
@@ -348,6 +350,17 @@ impl DnsSwitch {
         let Some(verified) = ctx.evidence_of(lowering, Phase::Verify)? else {
             return Ok(None);
         };
+        if ctx.role == ActionRole::Undo {
+            let lowered = match &ctx.runbook.step(lowering).action.kind {
+                ActionKind::DnsTtl { ttl, .. } => ttl.as_secs(),
+                _ => return Ok(None),
+            };
+            let lowered_signed = i64::try_from(lowered).unwrap_or(i64::MAX);
+            return Ok(Some((
+                verified.at + chrono::Duration::seconds(lowered_signed),
+                lowered,
+            )));
+        }
         let declared = match &ctx.runbook.step(lowering).action.kind {
             ActionKind::DnsTtl { previous_ttl, .. } => previous_ttl.map(|d| d.as_secs()),
             _ => None,
@@ -431,6 +444,8 @@ impl StepKind for DnsSwitch {
                 // A resumed act whose update had already landed.
                 false
             } else {
+                // A stop requested during the countdown ends the act here.
+                ctx.may_start_effect()?;
                 let ttl = current.ttl.unwrap_or(300);
                 updater(ctx, args.zone, QUERY_TIMEOUT)?
                     .compare_and_swap(

@@ -1,12 +1,20 @@
-//! `cutover confirm`: confirm a manual step from another terminal while
-//! `cutover run` waits for it. Who (the login user) and when are recorded.
+//! `cutover confirm`: confirm a manual gate from another terminal while
+//! `cutover run` waits at it. Who (the login user) and when are recorded. A
+//! confirmation belongs to a waiting gate: one for a gate the run has not
+//! reached is refused unless given with `--ahead` (recorded as such and
+//! shown when the run reaches the gate); a done step or a finished run is
+//! never confirmed.
 
 use super::status::resolve_state;
-use cutover_store::Store;
+use cutover_store::{GateRefusal, Phase, StepStatus, Store, StoreError};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Confirm a manual step of a running (or stopped) run.
+/// Confirm a manual gate the running `cutover run` waits at.
+///
+/// Refused when the gate is not waiting (the run has not reached it, or no
+/// coordinator is running it), unless `--ahead` is given; always refused
+/// for a done step or a finished run.
 ///
 /// Example: `cutover confirm freeze move.runbook --note "all 8 servers read-only"`
 #[derive(Debug, clap::Args)]
@@ -23,6 +31,10 @@ pub struct ConfirmArgs {
     /// A note kept with the confirmation.
     #[arg(long, value_name = "TEXT")]
     pub note: Option<String>,
+    /// Confirm a gate the run has not reached yet: recorded as given ahead,
+    /// and shown as such when the run reaches the gate.
+    #[arg(long)]
+    pub ahead: bool,
 }
 
 pub fn run(args: ConfirmArgs) -> anyhow::Result<ExitCode> {
@@ -50,7 +62,32 @@ pub fn run(args: ConfirmArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let user = cutover_store::current_user();
-    store.confirm(run.id, &args.step, &user, args.note.as_deref())?;
-    println!("confirmed `{}` as {user}", args.step);
+    match store.confirm_gate(run.id, &args.step, &user, args.note.as_deref(), args.ahead) {
+        Ok(_) if args.ahead => println!(
+            "confirmed `{}` ahead as {user}: when the run reaches the gate it shows it and records it as confirmed ahead",
+            args.step
+        ),
+        Ok(_) => println!("confirmed `{}` as {user}", args.step),
+        Err(StoreError::GateRefused { step, refusal }) => {
+            eprintln!("error: `{step}` was not confirmed: {refusal}");
+            if ahead_would_do(&refusal) && !args.ahead {
+                eprintln!(
+                    "hint: to confirm it before the run reaches it, add --ahead (recorded and shown as such)"
+                );
+            }
+            return Ok(ExitCode::from(2));
+        }
+        Err(err) => return Err(err.into()),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `--ahead` would have been accepted: the gate is not waiting but
+/// not past either (pending, failed, or its run not driven right now).
+fn ahead_would_do(refusal: &GateRefusal) -> bool {
+    matches!(
+        refusal,
+        GateRefusal::NotWaiting { status, phase, .. }
+            if !matches!((status, phase), (StepStatus::Running, Some(Phase::Verify | Phase::Undo)))
+    )
 }

@@ -18,7 +18,7 @@ use cutover_lang::Step;
 use cutover_report::{Format, Report, read_snapshot, render};
 use cutover_store::Store;
 
-use crate::commands::run::{load_runbook, release_lock, state_path, take_lock, watch_ctrl_c};
+use crate::commands::run::{load_runbook, release_lock, state_path, take_lock, watch_stop_signals};
 use crate::progress::TerminalReporter;
 
 /// The demo runbook, built into the binary so the demo runs from any folder.
@@ -146,7 +146,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         };
         let controls = Controls::default();
         let outcome = runtime.block_on(async {
-            watch_ctrl_c(&controls, &reporter);
+            watch_stop_signals(&controls, &reporter);
             engine.run(&state, &controls).await
         });
         reporter.finish();

@@ -48,7 +48,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "STEP")]
     pub force: Vec<String>,
     /// Run at most N steps at once where `after` and `at` allow.
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PARALLEL)]
     pub parallel: usize,
     /// The state file (default: `.cutover/NAME.db` beside the runbook).
     #[arg(long, value_name = "PATH")]
@@ -70,6 +70,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_ttl_wait: bool,
 }
+
+/// `--parallel` when not given.
+const DEFAULT_PARALLEL: usize = 4;
 
 /// A loaded runbook with what the state needs to know about it.
 pub(crate) struct LoadedRunbook {
@@ -139,6 +142,7 @@ pub(crate) fn ask_yes(question: &str) -> bool {
     if !std::io::stdin().is_terminal() {
         return false;
     }
+    crate::progress::discard_pending_terminal_input();
     print!("{question} [y/N] ");
     let _ = std::io::stdout().flush();
     let mut answer = String::new();
@@ -234,21 +238,97 @@ fn show_changes(changes: &[StepChange]) {
     }
 }
 
-/// Turns Ctrl-C into stop (first) and abort (second).
-pub(crate) fn watch_ctrl_c(controls: &Controls, reporter: &std::sync::Arc<TerminalReporter>) {
+/// Turns the signals that ask a coordinator to stop into the engine's two
+/// levels. The first SIGINT (Ctrl-C), SIGTERM (`timeout`, a systemd stop)
+/// or SIGHUP (the terminal closed) is a clean stop: nothing new starts,
+/// waits end at once, running actions finish or stop at their next safe
+/// point, and the run is recorded as stopped. A second SIGINT or SIGTERM
+/// aborts: running actions are cancelled and their process groups killed.
+pub(crate) fn watch_stop_signals(controls: &Controls, reporter: &std::sync::Arc<TerminalReporter>) {
+    use tokio::signal::unix::{SignalKind, signal};
     let controls = controls.clone();
     let reporter = reporter.clone();
+    let streams = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    );
+    let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = streams else {
+        reporter.println("warning: cannot watch for Ctrl-C; stop the run with `kill -9` only as a last resort");
+        return;
+    };
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
-            return;
-        }
+        let first = tokio::select! {
+            _ = interrupt.recv() => "Ctrl-C",
+            _ = terminate.recv() => "SIGTERM",
+            _ = hangup.recv() => "SIGHUP",
+        };
         controls.stop();
-        reporter.println("stopping at the next safe point (Ctrl-C again to stop now)");
-        if tokio::signal::ctrl_c().await.is_ok() {
-            controls.abort();
-            reporter.println("stopping now");
-        }
+        reporter.println(&format!(
+            "{first}: stopping at the next safe point (Ctrl-C again to stop now)"
+        ));
+        let second = loop {
+            tokio::select! {
+                _ = interrupt.recv() => break "Ctrl-C",
+                _ = terminate.recv() => break "SIGTERM",
+                // The terminal is gone: nothing more can come from it.
+                _ = hangup.recv() => {}
+            }
+        };
+        controls.abort();
+        reporter.println(&format!("{second}: stopping now"));
     });
+}
+
+/// The command that resumes this very run: the same runbook, state file
+/// and walk (`--step`, `--until`, `--only`, `--parallel`), shell-quoted.
+fn status_command(args: &RunArgs) -> String {
+    let mut words: Vec<String> = vec!["cutover".into(), "status".into()];
+    match &args.state {
+        Some(state) => {
+            words.push("--state".into());
+            words.push(state.display().to_string());
+        }
+        None => words.push(args.file.display().to_string()),
+    }
+    shell_words(&words)
+}
+
+fn resume_command(args: &RunArgs) -> String {
+    let mut words: Vec<String> = vec!["cutover".into(), "run".into()];
+    words.push(args.file.display().to_string());
+    if let Some(state) = &args.state {
+        words.push("--state".into());
+        words.push(state.display().to_string());
+    }
+    if args.step {
+        words.push("--step".into());
+    }
+    if let Some(until) = &args.until {
+        words.push("--until".into());
+        words.push(until.clone());
+    }
+    if let Some(only) = &args.only {
+        words.push("--only".into());
+        words.push(only.clone());
+    }
+    if args.parallel != DEFAULT_PARALLEL {
+        words.push("--parallel".into());
+        words.push(args.parallel.to_string());
+    }
+    if args.no_ttl_wait {
+        words.push("--no-ttl-wait".into());
+    }
+    shell_words(&words)
+}
+
+/// Words joined for a POSIX shell, each quoted where it needs it.
+pub(crate) fn shell_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| shlex::try_quote(w).map_or_else(|_| w.clone(), |q| q.into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -334,7 +414,7 @@ fn run_locked(
     let reporter = std::sync::Arc::new(TerminalReporter::new(fancy));
     let interactive = args.step || std::io::stdin().is_terminal();
     let prompter: Box<dyn Prompter> = if interactive {
-        Box::new(StdinPrompter::start())
+        Box::new(StdinPrompter::start(reporter.clone()))
     } else {
         Box::new(NoPrompter)
     };
@@ -349,12 +429,15 @@ fn run_locked(
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let controls = Controls::default();
     let outcome = runtime.block_on(async {
-        watch_ctrl_c(&controls, &reporter);
+        watch_stop_signals(&controls, &reporter);
         engine.run(&state, &controls).await
     });
+    // A kind still blocked in a thread after an abort must not hold the
+    // coordinator: the state is committed, the process may go.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     reporter.finish();
     let outcome = outcome?;
-    let file = args.file.display();
+    let resume = resume_command(args);
     let code = match outcome {
         RunOutcome::Completed => {
             println!(
@@ -364,12 +447,13 @@ fn run_locked(
             0
         }
         RunOutcome::Stopped => {
-            println!("run stopped; `cutover run {file}` resumes it");
+            println!("run stopped; `{resume}` resumes it");
             1
         }
         RunOutcome::Failed { step } => {
             println!(
-                "step `{step}` failed; see `cutover status {file}`; `cutover run {file}` retries it"
+                "step `{step}` failed; see `{}`; `{resume}` retries it",
+                status_command(args)
             );
             1
         }

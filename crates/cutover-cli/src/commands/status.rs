@@ -4,7 +4,8 @@
 
 use super::run::{load_runbook, state_path};
 use chrono::{DateTime, Local, Utc};
-use cutover_store::{StepRecord, Store};
+use cutover_store::{EventRecord, Phase, StepRecord, StepStatus, Store};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -70,9 +71,36 @@ fn took(step: &StepRecord) -> String {
     }
 }
 
-fn state_word(step: &StepRecord) -> String {
+/// The manual gates waiting now, with their instructions: a step in its
+/// act whose latest event is the `gate` event its kind logs when it starts
+/// waiting.
+fn waiting_gates(events: &[EventRecord]) -> HashMap<&str, String> {
+    let mut latest: HashMap<&str, &EventRecord> = HashMap::new();
+    for event in events {
+        if let Some(step) = event.step.as_deref() {
+            latest.insert(step, event);
+        }
+    }
+    latest
+        .into_iter()
+        .filter(|(_, e)| e.kind == "gate")
+        .map(|(step, e)| {
+            let text = e
+                .data
+                .as_ref()
+                .and_then(|d| d["instructions"].as_str())
+                .unwrap_or(&e.message);
+            (step, text.to_owned())
+        })
+        .collect()
+}
+
+fn state_word(step: &StepRecord, gates: &HashMap<&str, String>) -> String {
     match (step.status, step.phase) {
-        (cutover_store::StepStatus::Running, Some(phase)) => {
+        (StepStatus::Running, Some(Phase::Act)) if gates.contains_key(step.name.as_str()) => {
+            format!("waiting for confirmation: {}", gates[step.name.as_str()])
+        }
+        (StepStatus::Running, Some(phase)) => {
             format!("running ({})", phase.as_str())
         }
         (status, _) => status.as_str().to_owned(),
@@ -87,8 +115,26 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     };
     let steps = store.steps(run.id)?;
     let lock = store.lock_holder()?;
+    let events = store.events(run.id)?;
+    let gates = waiting_gates(&events);
     if args.format == StatusFormat::Json {
-        let doc = serde_json::json!({ "run": run, "lock": lock, "steps": steps });
+        let steps: Vec<serde_json::Value> = steps
+            .iter()
+            .map(|s| {
+                let mut value = serde_json::to_value(s).unwrap_or_default();
+                if let Some(text) = gates.get(s.name.as_str()) {
+                    value["waiting_for_confirmation"] = serde_json::Value::from(text.as_str());
+                }
+                value
+            })
+            .collect();
+        let alive = lock.as_ref().map(|holder| !holder.is_stale());
+        let doc = serde_json::json!({
+            "run": run,
+            "lock": lock,
+            "coordinator_alive": alive,
+            "steps": steps,
+        });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -111,6 +157,9 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         ))
     );
     match &lock {
+        Some(holder) if holder.is_stale() => println!(
+            "coordinator: {holder} — its process is gone (crashed or killed); `cutover run --take-over` resumes the run"
+        ),
         Some(holder) => println!("coordinator: {holder}"),
         None => println!("coordinator: none (not running)"),
     }
@@ -128,7 +177,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .map(|s| {
             [
                 s.name.clone(),
-                state_word(s),
+                state_word(s, &gates),
                 hms(s.planned_start),
                 hms(s.started_at),
                 took(s),

@@ -1,6 +1,12 @@
 //! `cutover run`, `status`, `confirm` and `rollback` driven through the real
 //! binary: the coordinator lock, a runbook changed under a run, skips and
-//! their dependents, rollback, and `--step` through a pseudo-terminal.
+//! their dependents, rollback, and `--step` through a pseudo-terminal; in
+//! the modules, what must never surprise a coordinator: gates, signals,
+//! rollback of what acted.
+
+mod gates;
+mod rollback;
+mod signals;
 
 use cutover_store::{StepStatus, Store};
 use std::path::{Path, PathBuf};
@@ -71,6 +77,17 @@ fn exec_step(name: &str, after: &str, undo: bool) -> String {
 
 /// Kills a child run if a test ends early, so none is left waiting.
 struct Reap(std::process::Child);
+
+impl Reap {
+    /// Waits for the child and returns its status and (piped) stdout.
+    fn finish(&mut self) -> (std::process::ExitStatus, String) {
+        let mut stdout = String::new();
+        if let Some(mut pipe) = self.0.stdout.take() {
+            std::io::Read::read_to_string(&mut pipe, &mut stdout).unwrap();
+        }
+        (self.0.wait().unwrap(), stdout)
+    }
+}
 
 impl Drop for Reap {
     fn drop(&mut self) {
@@ -251,19 +268,30 @@ fn rollback_undoes_done_steps_newest_first_and_stops_at_to() {
     let (code, out, _) = output(cutover(d).args(["run", "undo.runbook"]));
     assert_eq!(code, 0, "{out}");
 
+    // Without a terminal and without --yes, rollback shows its plan and acts on nothing.
     let (code, out, err) = output(cutover(d).args(["rollback", "undo.runbook", "--to", "a"]));
-    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("rollback will undo, in this order:"), "{out}");
+    assert!(err.contains("nothing was undone"), "{err}");
+    assert_eq!(journal(d), "a\nb\nc\nd\n");
+
+    // `d` has no undo line: the rollback is not complete, and says so.
+    let (code, out, err) =
+        output(cutover(d).args(["rollback", "undo.runbook", "--to", "a", "--yes"]));
+    assert_eq!(code, 1, "{out}{err}");
     assert_eq!(journal(d), "a\nb\nc\nd\nundo-c\nundo-b\n");
-    assert!(out.contains("left as they are (no undo line): d"), "{out}");
+    assert!(out.contains("NOT rolled back completely"), "{out}");
+    assert!(out.contains("no undo line, left as they are: d"), "{out}");
     assert_eq!(status_of(d, "undo", "a"), StepStatus::Done);
     assert_eq!(status_of(d, "undo", "b"), StepStatus::Undone);
     assert_eq!(status_of(d, "undo", "check"), StepStatus::Undone);
     assert_eq!(status_of(d, "undo", "d"), StepStatus::Done);
 
-    let (code, out, err) = output(cutover(d).args(["rollback", "undo.runbook"]));
-    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = output(cutover(d).args(["rollback", "undo.runbook", "--yes"]));
+    assert_eq!(code, 1, "{out}{err}");
     assert_eq!(journal(d), "a\nb\nc\nd\nundo-c\nundo-b\nundo-a\n");
     assert_eq!(status_of(d, "undo", "a"), StepStatus::Undone);
+    assert!(out.contains("no undo line, left as they are: d"), "{out}");
 }
 
 #[test]
@@ -282,20 +310,20 @@ fn step_mode_answers_run_skip_and_stop_through_a_terminal() {
     cmd.current_dir(d).arg("run").arg(&file).arg("--step");
     let mut pty = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
     pty.exp_string("exec \"echo one >> j\"").unwrap();
-    pty.exp_string("run `one`?").unwrap();
-    pty.send_line("r").unwrap();
+    pty.exp_string("`one`: type run, skip or stop").unwrap();
+    pty.send_line("run").unwrap();
     pty.exp_string("one: verified").unwrap();
-    pty.exp_string("run `two`?").unwrap();
-    pty.send_line("s").unwrap();
+    pty.exp_string("`two`: type run, skip or stop").unwrap();
+    pty.send_line("skip").unwrap();
     pty.exp_string("two: skipped").unwrap();
-    pty.exp_string("run `three`?").unwrap();
-    pty.send_line("maybe").unwrap();
-    pty.exp_string("please answer r (run), s (skip) or t (stop)")
+    pty.exp_string("`three`: type run, skip or stop").unwrap();
+    pty.send_line("r").unwrap();
+    pty.exp_string("`r` is not an answer: type run, skip or stop (the whole word)")
         .unwrap();
     pty.send_line("run").unwrap();
     pty.exp_string("three: verified").unwrap();
-    pty.exp_string("run `four`?").unwrap();
-    pty.send_line("t").unwrap();
+    pty.exp_string("`four`: type run, skip or stop").unwrap();
+    pty.send_line("stop").unwrap();
     pty.exp_string("run stopped").unwrap();
     pty.exp_eof().unwrap();
 
