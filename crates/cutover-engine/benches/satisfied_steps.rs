@@ -8,7 +8,7 @@
 
 use cutover_engine::{
     BoxFuture, Check, Controls, Engine, Evidence, KindRegistry, NoPrompter, NoReporter, Opened,
-    RunOptions, RunOutcome, StepContext, StepKind, open_run,
+    RunOptions, RunOutcome, StepContext, StepKind, StepResult, open_run,
 };
 use cutover_lang::{
     Action, ActionKind, FileId, Host, HostId, PortTarget, Runbook, Span, Step, Transport,
@@ -24,15 +24,17 @@ struct ConnectCheck {
 }
 
 impl StepKind for ConnectCheck {
-    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             let started = Instant::now();
             let ActionKind::PortOpen { targets } = &ctx.action.kind else {
-                anyhow::bail!("not a port.open step");
+                return Err(anyhow::anyhow!("not a port.open step").into());
             };
             let target = targets[0];
             let addr = SocketAddr::new(ctx.runbook.host(target.host).addr, target.port);
-            tokio::net::TcpStream::connect(addr).await?;
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(anyhow::Error::from)?;
             self.nanos
                 .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
             Ok(Check::Satisfied(Evidence::new(
@@ -42,7 +44,7 @@ impl StepKind for ConnectCheck {
         })
     }
 
-    fn act<'a>(&'a self, _ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
+    fn act<'a>(&'a self, _ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
         Box::pin(async { Ok(Evidence::new("nothing to do", serde_json::Value::Null)) })
     }
 }

@@ -59,15 +59,17 @@ pub trait StepKind: Send + Sync {
     /// Is the desired state already true? Must have no side effects; it is
     /// also how resume re-checks done steps and steps caught mid-flight, so
     /// it should be cheap.
-    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>>;
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>>;
 
-    /// Make the change. Report progress through `ctx`. An error fails this
-    /// attempt (`retry N` re-runs act+verify).
-    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>>;
+    /// Make the change. Report progress through `ctx`. A retryable error
+    /// fails this attempt (`retry N` re-runs act+verify); a fatal one fails
+    /// the step.
+    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>>;
 
     /// One observation after acting; the engine polls it until it returns
-    /// `Satisfied` or the step's timeout passes. Defaults to `check`.
-    fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+    /// `Satisfied` or the step's timeout passes (a fatal error ends the
+    /// polling at once). Defaults to `check`.
+    fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         self.check(ctx)
     }
 
@@ -316,9 +318,111 @@ impl<'a> StepContext<'a> {
     }
 }
 
+/// Why a kind's call failed. The engine decides from it whether another
+/// attempt (`retry N`) can help and what to tell the coordinator; `host`
+/// names the runbook host (or server) the failure concerns.
+///
+/// `?` turns an `anyhow::Error` into [`StepError::Retryable`] without a
+/// host (an [`Interrupted`] anywhere in its chain into
+/// [`StepError::Interrupted`]);
+/// kinds say [`StepError::fatal`] where no attempt can succeed and add the
+/// host with [`StepError::on`].
+#[derive(Debug)]
+pub enum StepError {
+    /// Stopped on request (Ctrl-C, SIGTERM, SIGHUP): not a failure; the
+    /// step is resumable.
+    Interrupted,
+    /// This attempt failed; another may succeed: a far end that did not
+    /// answer, a refused connection, a command that exited non-zero.
+    Retryable {
+        host: Option<String>,
+        error: anyhow::Error,
+    },
+    /// No attempt can succeed until something is changed: a missing secret,
+    /// a key the server refuses, an action this kind cannot run. The step
+    /// fails at once, without further attempts or polling.
+    Fatal {
+        host: Option<String>,
+        error: anyhow::Error,
+    },
+}
+
+impl StepError {
+    /// A failure that another attempt cannot mend.
+    pub fn fatal(error: impl Into<anyhow::Error>) -> StepError {
+        match StepError::from(error.into()) {
+            StepError::Retryable { host, error } => StepError::Fatal { host, error },
+            other => other,
+        }
+    }
+
+    /// The same failure, concerning `host`.
+    pub fn on(self, host: impl Into<String>) -> StepError {
+        match self {
+            StepError::Retryable { error, .. } => StepError::Retryable {
+                host: Some(host.into()),
+                error,
+            },
+            StepError::Fatal { error, .. } => StepError::Fatal {
+                host: Some(host.into()),
+                error,
+            },
+            StepError::Interrupted => StepError::Interrupted,
+        }
+    }
+
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StepError::Retryable { .. })
+    }
+
+    /// The host the failure concerns, when known.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            StepError::Retryable { host, .. } | StepError::Fatal { host, .. } => host.as_deref(),
+            StepError::Interrupted => None,
+        }
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepError::Interrupted => f.write_str("interrupted"),
+            StepError::Retryable { host, error } | StepError::Fatal { host, error } => {
+                let text = format!("{error:#}");
+                match host {
+                    // Kinds often name the host already; say it once.
+                    Some(host) if !text.contains(host.as_str()) => write!(f, "on {host}: {text}"),
+                    _ => f.write_str(&text),
+                }
+            }
+        }
+    }
+}
+
+impl From<anyhow::Error> for StepError {
+    fn from(error: anyhow::Error) -> StepError {
+        if is_interrupted(&error) {
+            return StepError::Interrupted;
+        }
+        StepError::Retryable { host: None, error }
+    }
+}
+
+impl From<Interrupted> for StepError {
+    fn from(_: Interrupted) -> StepError {
+        StepError::Interrupted
+    }
+}
+
+/// What a kind's method returns.
+pub type StepResult<T> = Result<T, StepError>;
+
 /// A kind stopped because the coordinator asked it to (Ctrl-C, SIGTERM,
-/// SIGHUP): not a failure of the step. Return it (through `anyhow`) from
-/// any method; the engine records the step as interrupted, resumable.
+/// SIGHUP): not a failure of the step. Return it (through `anyhow`, or as
+/// [`StepError::Interrupted`]) from any method; the engine records the step
+/// as interrupted, resumable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interrupted;
 

@@ -10,13 +10,14 @@
 //!
 //! ```text
 //! trait StepKind: Send + Sync {
-//!     fn check (&self, ctx: &StepContext) -> BoxFuture<anyhow::Result<Check>>;    // no side effects
-//!     fn act   (&self, ctx: &StepContext) -> BoxFuture<anyhow::Result<Evidence>>;
-//!     fn verify(&self, ctx: &StepContext) -> BoxFuture<anyhow::Result<Check>>;    // default: check
-//!     fn interruptible(&self) -> bool;                                            // default: false
+//!     fn check (&self, ctx: &StepContext) -> BoxFuture<StepResult<Check>>;    // no side effects
+//!     fn act   (&self, ctx: &StepContext) -> BoxFuture<StepResult<Evidence>>;
+//!     fn verify(&self, ctx: &StepContext) -> BoxFuture<StepResult<Check>>;    // default: check
+//!     fn interruptible(&self) -> bool;                                        // default: false
 //! }
 //! enum Check { Satisfied(Evidence), NotYet(Evidence), Unobservable }
 //! struct Evidence { summary: String, data: serde_json::Value }
+//! enum StepError { Interrupted, Retryable { host, error }, Fatal { host, error } }
 //! ```
 //!
 //! `verify` is **one observation**: the engine polls it with backoff (50 ms
@@ -79,7 +80,7 @@ pub use describe::{
 };
 pub use kind::{
     ActionRole, BoxFuture, Check, Evidence, Interrupted, KindRegistry, OUTPUT_LIMIT, StepContext,
-    StepKind, bounded, is_interrupted,
+    StepError, StepKind, StepResult, bounded, is_interrupted,
 };
 pub use plan::{PlannedStep, resolve as resolve_time, schedule, step_at};
 pub use report::{Decision, NoPrompter, NoReporter, Prompter, Reporter, RunEvent, StepOutcome};

@@ -10,7 +10,7 @@
 //! A rollback is complete only when every step in scope is undone: it
 //! never reports success while one is not.
 
-use crate::kind::{ActionRole, Check, Evidence};
+use crate::kind::{ActionRole, Check, Evidence, StepError};
 use crate::report::{Decision, RunEvent, StepOutcome};
 use crate::runner::error_evidence;
 use crate::{Controls, Engine, SharedState, describe};
@@ -263,12 +263,20 @@ impl Engine<'_> {
                             "undo skipped at the prompt: left as it is",
                             None,
                         )?;
-                        self.undo_finished(name, StepOutcome::Skipped, "undo skipped at the prompt");
+                        self.undo_finished(
+                            name,
+                            StepOutcome::Skipped,
+                            "undo skipped at the prompt",
+                        );
                         outcome.skipped.push(name.to_owned());
                         continue;
                     }
                     Decision::Stop => {
-                        self.undo_finished(name, StepOutcome::Interrupted, "stopped before its undo");
+                        self.undo_finished(
+                            name,
+                            StepOutcome::Interrupted,
+                            "stopped before its undo",
+                        );
                         outcome.stopped = true;
                         outcome
                             .not_reached
@@ -291,7 +299,11 @@ impl Engine<'_> {
                     outcome.failed = Some((name.to_owned(), summary));
                 }
                 UndoEnd::Stopped => {
-                    self.undo_finished(name, StepOutcome::Interrupted, "undo interrupted; resumable");
+                    self.undo_finished(
+                        name,
+                        StepOutcome::Interrupted,
+                        "undo interrupted; resumable",
+                    );
                     outcome.stopped = true;
                     outcome
                         .not_reached
@@ -360,7 +372,7 @@ impl Engine<'_> {
         })?;
         let acted = kind.act(&ctx).await;
         if cancel.is_cancelled()
-            || (controls.is_stopped() && matches!(&acted, Err(err) if crate::is_interrupted(err)))
+            || (controls.is_stopped() && matches!(&acted, Err(StepError::Interrupted)))
         {
             return Ok(UndoEnd::Stopped);
         }
@@ -390,7 +402,9 @@ impl Engine<'_> {
                     ));
                 }
                 Ok(Check::NotYet(e)) if Instant::now() >= deadline => break Err(e),
-                Err(err) if Instant::now() >= deadline => break Err(error_evidence(&err)),
+                Err(err) if !err.is_retryable() || Instant::now() >= deadline => {
+                    break Err(error_evidence(&err));
+                }
                 _ => {}
             }
             tokio::select! {

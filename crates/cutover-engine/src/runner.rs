@@ -1,7 +1,7 @@
 //! The scheduler and the step lifecycle (see the crate docs).
 
 use crate::kind::{
-    ActionRole, Check, Evidence, KindRegistry, StepContext, StepKind, is_interrupted,
+    ActionRole, Check, Evidence, Interrupted, KindRegistry, StepContext, StepError, StepKind,
 };
 use crate::plan::{schedule, step_at};
 use crate::report::{Decision, Prompter, Reporter, RunEvent, StepOutcome};
@@ -58,6 +58,17 @@ enum Observed {
     Satisfied(Evidence),
     NotYet(Evidence),
     Unobservable,
+    /// A fatal error: no observation can succeed (waiting is pointless).
+    Fatal(Evidence),
+}
+
+/// A failed observation as what was seen: fatal, interrupted, or not yet.
+fn observed_error(err: StepError) -> anyhow::Result<Observed> {
+    match err {
+        StepError::Interrupted => Err(Interrupted.into()),
+        StepError::Fatal { .. } => Ok(Observed::Fatal(error_evidence(&err))),
+        StepError::Retryable { .. } => Ok(Observed::NotYet(error_evidence(&err))),
+    }
 }
 
 impl<'a> Engine<'a> {
@@ -123,7 +134,7 @@ impl<'a> Engine<'a> {
         }
         let main = match main {
             Ok(Check::NotYet(e)) => return Ok(Observed::NotYet(e)),
-            Err(err) => return Ok(Observed::NotYet(error_evidence(&err))),
+            Err(err) => return observed_error(err),
             Ok(Check::Satisfied(e)) => Some(e),
             Ok(Check::Unobservable) => None,
         };
@@ -150,7 +161,7 @@ impl<'a> Engine<'a> {
                 }
                 Ok(Check::NotYet(e)) => return Ok(Observed::NotYet(e)),
                 Ok(Check::Unobservable) => {}
-                Err(err) => return Ok(Observed::NotYet(error_evidence(&err))),
+                Err(err) => return observed_error(err),
             }
             if cancel.is_cancelled() {
                 anyhow::bail!("interrupted");
@@ -267,6 +278,21 @@ impl<'a> Engine<'a> {
                     self.finished(id, StepOutcome::AlreadySatisfied, &e.summary, eta);
                     return Ok(StepEnd::Done);
                 }
+                Ok(Observed::Fatal(e)) => {
+                    let message = format!("cannot run: {}", e.summary);
+                    self.commit(
+                        state,
+                        id,
+                        StepStatus::Failed,
+                        Some(Phase::Check),
+                        false,
+                        "failed",
+                        message.clone(),
+                        Some((Phase::Check, &e)),
+                    )?;
+                    self.finished(id, StepOutcome::Failed, &message, eta);
+                    return Ok(StepEnd::Failed);
+                }
                 Ok(_) => {}
                 Err(_) if controls.abort.is_cancelled() => return Ok(self.interrupted(id, eta)),
                 Err(err) => return Err(err),
@@ -316,9 +342,7 @@ impl<'a> Engine<'a> {
                 // A kind that stopped at a safe point on a stop request
                 // (a countdown before its change) did not fail: the intent
                 // stays committed and a resume checks, then acts.
-                if matches!(&acted, Err(err) if is_interrupted(err))
-                    && controls.stop.is_cancelled()
-                {
+                if matches!(&acted, Err(StepError::Interrupted)) && controls.stop.is_cancelled() {
                     return Ok(self.interrupted(id, eta));
                 }
                 match acted {
@@ -346,8 +370,13 @@ impl<'a> Engine<'a> {
                             format!("act failed: {}", e.summary),
                             Some((Phase::Act, &e)),
                         )?;
-                        self.finished(id, StepOutcome::AttemptFailed, &e.summary, eta);
-                        continue;
+                        if err.is_retryable() {
+                            self.finished(id, StepOutcome::AttemptFailed, &e.summary, eta);
+                            continue;
+                        }
+                        // Another attempt would fail the same way.
+                        self.finished(id, StepOutcome::Failed, &e.summary, eta);
+                        return Ok(StepEnd::Failed);
                     }
                 }
                 if controls.stop.is_cancelled() {
@@ -396,6 +425,21 @@ impl<'a> Engine<'a> {
                         )?;
                         self.finished(id, StepOutcome::Unverified, &e.summary, eta);
                         return Ok(StepEnd::Done);
+                    }
+                    Ok(Observed::Fatal(e)) => {
+                        let message = format!("cannot be verified: {}", e.summary);
+                        self.commit(
+                            state,
+                            id,
+                            StepStatus::Failed,
+                            Some(Phase::Verify),
+                            false,
+                            "failed",
+                            message.clone(),
+                            Some((Phase::Verify, &e)),
+                        )?;
+                        self.finished(id, StepOutcome::Failed, &message, eta);
+                        return Ok(StepEnd::Failed);
                     }
                     Ok(Observed::NotYet(e)) if Instant::now() >= deadline => break e,
                     Ok(Observed::NotYet(_)) => {}
@@ -806,7 +850,9 @@ impl Schedule {
             waiting_for: vec![0; n],
             dependents: vec![Vec::new(); n],
             blocked_by: vec![None; n],
-            to_run: (0..n).map(|i| selected[i] && !finished(statuses[i])).collect(),
+            to_run: (0..n)
+                .map(|i| selected[i] && !finished(statuses[i]))
+                .collect(),
             ready: BTreeSet::new(),
             timers: BinaryHeap::new(),
             t0,
@@ -897,9 +943,16 @@ impl Schedule {
     }
 }
 
-pub(crate) fn error_evidence(err: &anyhow::Error) -> Evidence {
+/// A failure as evidence: the message (with the host it concerns), and in
+/// the data the host and whether another attempt may help.
+pub(crate) fn error_evidence(err: &StepError) -> Evidence {
+    let text = err.to_string();
     Evidence::new(
-        format!("{err:#}"),
-        serde_json::json!({ "error": format!("{err:#}") }),
+        text.clone(),
+        serde_json::json!({
+            "error": text,
+            "host": err.host(),
+            "retryable": err.is_retryable(),
+        }),
     )
 }

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use cutover_engine::{
     BoxFuture, Check, Controls, Engine, Evidence, KindRegistry, NoPrompter, Opened, Reporter,
-    RunEvent, RunOptions, RunOutcome, StepContext, StepKind, open_run,
+    RunEvent, RunOptions, RunOutcome, StepContext, StepKind, StepResult, open_run,
 };
 use cutover_lang::ActionKind;
 use cutover_store::{EventRecord, Store};
@@ -26,7 +26,7 @@ struct FakeCopy {
 }
 
 impl StepKind for FakeCopy {
-    fn check<'a>(&'a self, _ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+    fn check<'a>(&'a self, _ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             let evidence = Evidence::new("fake", serde_json::Value::Null);
             Ok(if self.acted.load(Ordering::SeqCst) {
@@ -37,7 +37,7 @@ impl StepKind for FakeCopy {
         })
     }
 
-    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
+    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
         Box::pin(async move {
             ctx.countdown(until(), "settling");
             // Repeated, as a kind may from every verification.

@@ -6,10 +6,11 @@
 //! reporter and turns the engine's cancellation into the copy's stop flag
 //! (checked between blocks, so an interrupted copy resumes where it was).
 
+use crate::copy_error;
 use cutover_copy::{
     Cancel, CopyOptions, Location, Progress, check_image, copy_image, sync_sqlite, table_checksums,
 };
-use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepKind};
+use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepError, StepKind, StepResult};
 use cutover_lang::{ActionKind, Endpoint, Runbook, Transport};
 use cutover_store::Phase;
 use serde_json::{Value, json};
@@ -66,7 +67,7 @@ fn endpoints(ctx: &StepContext<'_>) -> anyhow::Result<(Location, Location, Strin
 async fn run_blocking<T: Send + 'static>(
     ctx: &StepContext<'_>,
     work: impl FnOnce(&CopyOptions<'_>) -> Result<T, cutover_copy::CopyError> + Send + 'static,
-) -> anyhow::Result<T> {
+) -> StepResult<T> {
     let cancel = Cancel::new();
     let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(Progress::default());
     let stop = cancel.clone();
@@ -94,7 +95,9 @@ async fn run_blocking<T: Send + 'static>(
                 if last != forwarded {
                     ctx.progress(last.scanned, Some(last.total), "bytes");
                 }
-                return Ok(joined.map_err(|e| anyhow::anyhow!("the copy thread failed: {e}"))??);
+                let done = joined
+                    .map_err(|e| StepError::from(anyhow::anyhow!("the copy thread failed: {e}")))?;
+                return done.map_err(copy_error);
             }
             changed = progress_rx.changed(), if reporting => {
                 if changed.is_ok() {
@@ -118,11 +121,11 @@ fn mib(bytes: u64) -> String {
 }
 
 impl StepKind for ImageCopy {
-    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             let (source, dest, label) = endpoints(ctx)?;
             let report = run_blocking(ctx, move |_| check_image(&source, &dest)).await?;
-            let data = serde_json::to_value(&report)?;
+            let data = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
             Ok(if report.equal {
                 Check::Satisfied(Evidence::new(
                     format!(
@@ -150,7 +153,7 @@ impl StepKind for ImageCopy {
         })
     }
 
-    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
+    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
         Box::pin(async move {
             let (source, dest, label) = endpoints(ctx)?;
             let report =
@@ -175,7 +178,7 @@ impl StepKind for ImageCopy {
                     report.duration.as_secs_f64(),
                     short(&report.hash),
                 ),
-                serde_json::to_value(&report)?,
+                serde_json::to_value(&report).map_err(anyhow::Error::from)?,
             ))
         })
     }
@@ -191,7 +194,7 @@ fn snapshot_tables(ctx: &StepContext<'_>) -> anyhow::Result<Option<Value>> {
 impl StepKind for DbSync {
     /// Before acting: the destination already holds what the live source
     /// holds now.
-    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             let (source, dest, label) = endpoints(ctx)?;
             let (source_tables, dest_tables) = run_blocking(ctx, move |_| {
@@ -219,7 +222,7 @@ impl StepKind for DbSync {
         })
     }
 
-    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
+    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
         Box::pin(async move {
             let (source, dest, label) = endpoints(ctx)?;
             let report =
@@ -233,21 +236,21 @@ impl StepKind for DbSync {
                     mib(report.copy.bytes_sent),
                     short(&report.copy.hash)
                 ),
-                serde_json::to_value(&report)?,
+                serde_json::to_value(&report).map_err(anyhow::Error::from)?,
             ))
         })
     }
 
     /// After acting: the destination holds exactly the snapshot the act
     /// took (the live source may have moved on since).
-    fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+    fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             let Some(expected) = snapshot_tables(ctx)? else {
                 return self.check(ctx).await;
             };
             let (_, dest, label) = endpoints(ctx)?;
             let dest_tables = run_blocking(ctx, move |_| table_checksums(&dest)).await?;
-            let observed = serde_json::to_value(&dest_tables)?;
+            let observed = serde_json::to_value(&dest_tables).map_err(anyhow::Error::from)?;
             let data = json!({ "snapshot": expected, "destination": observed });
             Ok(if observed == expected {
                 let rows: u64 = dest_tables.iter().map(|t| t.rows).sum();

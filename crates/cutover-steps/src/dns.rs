@@ -11,12 +11,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::dns_error;
 use chrono::{DateTime, Utc};
 use cutover_dns::{
     Expectation, RecordCheck, TsigAlgorithm, TsigKey, Updater, VerifyOptions, VerifyReport,
     cache_expiry, query, record_type, soa, verify_many,
 };
-use cutover_engine::{ActionRole, BoxFuture, Check, Evidence, StepContext, StepKind};
+use cutover_engine::{ActionRole, BoxFuture, Check, Evidence, StepContext, StepKind, StepResult};
 use cutover_lang::{ActionKind, Runbook, StepId, Zone, ZoneId};
 use cutover_store::Phase;
 use serde_json::{Value, json};
@@ -239,7 +240,7 @@ impl DnsTtl {
 }
 
 impl StepKind for DnsTtl {
-    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             let args = ttl_args(ctx)?;
             let reports = observe(&verify_servers(args.zone), &Self::checks(&args)).await?;
@@ -247,7 +248,7 @@ impl StepKind for DnsTtl {
         })
     }
 
-    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
+    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
         Box::pin(async move {
             let args = ttl_args(ctx)?;
             let updater = updater(ctx, args.zone, QUERY_TIMEOUT)?;
@@ -262,14 +263,16 @@ impl StepKind for DnsTtl {
                     args.rtype,
                     QUERY_TIMEOUT,
                 )
-                .await?;
+                .await
+                .map_err(dns_error)?;
                 if current.ttl == Some(args.ttl) {
                     changes.push(json!({ "name": name, "previous_ttl": null, "new_ttl": args.ttl, "values": current.values }));
                     continue;
                 }
                 let change = updater
                     .set_ttl(&args.zone.name, name, args.rtype, args.ttl)
-                    .await?;
+                    .await
+                    .map_err(dns_error)?;
                 changes.push(json!({
                     "name": name,
                     "previous_ttl": change.previous_ttl,
@@ -420,14 +423,14 @@ impl DnsSwitch {
 }
 
 impl StepKind for DnsSwitch {
-    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             let args = switch_args(ctx)?;
             Ok(round_check(&Self::round(&args, args.new).await?))
         })
     }
 
-    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
+    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
         Box::pin(async move {
             let args = switch_args(ctx)?;
             let ttl_wait = Self::wait_out_old_ttl(ctx, &args).await?;
@@ -438,8 +441,9 @@ impl StepKind for DnsSwitch {
                 args.rtype,
                 QUERY_TIMEOUT,
             )
-            .await?;
-            let new = cutover_dns::canonical_input(args.rtype, &[args.new])?;
+            .await
+            .map_err(dns_error)?;
+            let new = cutover_dns::canonical_input(args.rtype, &[args.new]).map_err(dns_error)?;
             let swapped = if current.values == new {
                 // A resumed act whose update had already landed.
                 false
@@ -456,11 +460,13 @@ impl StepKind for DnsSwitch {
                         &[args.new],
                         ttl,
                     )
-                    .await?;
+                    .await
+                    .map_err(dns_error)?;
                 true
             };
             let serial = soa(args.zone.primary, &args.zone.name, QUERY_TIMEOUT)
-                .await?
+                .await
+                .map_err(dns_error)?
                 .serial;
             let summary = if swapped {
                 format!(
@@ -488,7 +494,7 @@ impl StepKind for DnsSwitch {
         })
     }
 
-    fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+    fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             let args = switch_args(ctx)?;
             let reports = Self::round(&args, args.new).await?;
@@ -498,8 +504,9 @@ impl StepKind for DnsSwitch {
             }
             if !args.zone.resolvers.is_empty() {
                 let fqdn = reports.first().map_or_else(String::new, |r| r.name.clone());
-                let expiry =
-                    cache_expiry(&args.zone.resolvers, &fqdn, args.rtype, QUERY_TIMEOUT).await?;
+                let expiry = cache_expiry(&args.zone.resolvers, &fqdn, args.rtype, QUERY_TIMEOUT)
+                    .await
+                    .map_err(dns_error)?;
                 let resolvers: Vec<Value> = expiry
                     .resolvers
                     .iter()

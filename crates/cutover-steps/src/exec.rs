@@ -23,8 +23,8 @@
 use crate::wrong_action;
 use cutover_copy::agent::{GroupSignal, KILL_GRACE, child_env, signal_group};
 use cutover_engine::{
-    ActionRole, BoxFuture, Check, Evidence, Interrupted, StepContext, StepKind, bounded,
-    describe_duration,
+    ActionRole, BoxFuture, Check, Evidence, Interrupted, StepContext, StepError, StepKind,
+    StepResult, bounded, describe_duration,
 };
 use cutover_lang::{ActionKind, HostId, Transport};
 use std::process::{ExitStatus, Stdio};
@@ -266,7 +266,7 @@ async fn run_all(ctx: &StepContext<'_>, log: bool) -> anyhow::Result<Result<Evid
 }
 
 impl StepKind for Exec {
-    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             if ctx.role != ActionRole::Verify {
                 return Ok(Check::Unobservable);
@@ -278,16 +278,16 @@ impl StepKind for Exec {
         })
     }
 
-    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
+    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
         Box::pin(async move {
             match run_all(ctx, true).await? {
                 Ok(e) => Ok(e),
-                Err(e) => Err(anyhow::anyhow!(e.summary)),
+                Err(e) => Err(StepError::from(anyhow::anyhow!(e.summary))),
             }
         })
     }
 
-    fn verify<'a>(&'a self, _ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+    fn verify<'a>(&'a self, _ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async { Ok(Check::Unobservable) })
     }
 }

@@ -3,7 +3,7 @@
 //! sent to that host's address, with the name kept in the Host header.
 
 use crate::wrong_action;
-use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepKind, bounded};
+use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepKind, StepResult, bounded};
 use cutover_lang::ActionKind;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -79,11 +79,11 @@ async fn observe(ctx: &StepContext<'_>) -> anyhow::Result<Check> {
 }
 
 impl StepKind for HttpCheck {
-    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
-        Box::pin(observe(ctx))
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
+        Box::pin(async move { Ok(observe(ctx).await?) })
     }
 
-    fn act<'a>(&'a self, _ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
+    fn act<'a>(&'a self, _ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
         Box::pin(async {
             Ok(Evidence::new(
                 "nothing to do (a check)",

@@ -11,7 +11,7 @@ pub mod port;
 pub mod probe;
 pub mod wait;
 
-use cutover_engine::{KindRegistry, StepKind};
+use cutover_engine::{KindRegistry, StepError, StepKind};
 use cutover_lang::ActionKind;
 
 /// Every kind this build runs.
@@ -32,6 +32,55 @@ impl KindRegistry for Kinds {
             ActionKind::ImageCopy { .. } => &copy::ImageCopy,
             ActionKind::DbSync { .. } => &copy::DbSync,
         })
+    }
+}
+
+/// A DNS failure as a step error, naming the server. Refused keys,
+/// malformed input, a record that is not what the runbook expects (the
+/// compare-and-swap refused) and a server that is not authoritative are
+/// fatal: another attempt would be refused the same way. Timeouts and
+/// network errors may pass on another attempt.
+pub(crate) fn dns_error(err: cutover_dns::DnsError) -> StepError {
+    use cutover_dns::DnsError as E;
+    let server = match &err {
+        E::Timeout { server, .. }
+        | E::Network { server, .. }
+        | E::PrerequisiteFailed { server, .. }
+        | E::TsigFailed { server, .. }
+        | E::Refused { server, .. }
+        | E::NotAuthoritative { server, .. }
+        | E::NotInZone { server, .. } => Some(server.to_string()),
+        _ => None,
+    };
+    let fatal = !matches!(err, E::Timeout { .. } | E::Network { .. });
+    let step_error = if fatal {
+        StepError::fatal(err)
+    } else {
+        StepError::from(anyhow::Error::from(err))
+    };
+    match server {
+        Some(server) => step_error.on(server),
+        None => step_error,
+    }
+}
+
+/// A copy failure as a step error: a protocol or version mismatch, a path
+/// outside the agent's root, refused permissions and invalid input are
+/// fatal; a full disk, a dead agent, I/O and verification failures may pass
+/// on another attempt (after space is freed, the agent restarted).
+pub(crate) fn copy_error(err: cutover_copy::CopyError) -> StepError {
+    use cutover_copy::ErrorKind as K;
+    match err.kind {
+        K::Cancelled => StepError::Interrupted,
+        K::VersionMismatch
+        | K::Protocol
+        | K::OutsideRoot
+        | K::PermissionDenied
+        | K::InvalidInput
+        | K::NotFound => StepError::fatal(err),
+        K::NoSpace | K::AgentFailed | K::Verification | K::Sqlite | K::Io => {
+            StepError::from(anyhow::Error::from(err))
+        }
     }
 }
 

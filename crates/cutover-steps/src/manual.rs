@@ -9,7 +9,7 @@
 //! was confirmed ahead, by whom and when.
 
 use crate::wrong_action;
-use cutover_engine::{BoxFuture, Check, Evidence, Interrupted, StepContext, StepKind};
+use cutover_engine::{BoxFuture, Check, Evidence, Interrupted, StepContext, StepKind, StepResult};
 use cutover_lang::ActionKind;
 use std::time::Duration;
 
@@ -31,7 +31,8 @@ fn confirmed(ctx: &StepContext<'_>) -> anyhow::Result<Option<(Evidence, bool)>> 
             summary.push_str(": ");
             summary.push_str(note);
         }
-        let data = serde_json::json!({ "user": c.user, "at": c.at, "note": c.note, "ahead": c.ahead });
+        let data =
+            serde_json::json!({ "user": c.user, "at": c.at, "note": c.note, "ahead": c.ahead });
         (Evidence::new(summary, data), c.ahead)
     }))
 }
@@ -40,7 +41,7 @@ impl StepKind for Manual {
     /// Satisfied only by a confirmation given while the gate waited (a run
     /// resumed after a crash at the gate); one given ahead leaves the gate
     /// to be reached and shown.
-    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             Ok(match confirmed(ctx)? {
                 Some((e, false)) => Check::Satisfied(e),
@@ -51,7 +52,7 @@ impl StepKind for Manual {
     }
 
     /// After the gate was shown, any confirmation of it passes it.
-    fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
+    fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             Ok(match confirmed(ctx)? {
                 Some((e, _)) => Check::Satisfied(e),
@@ -60,10 +61,10 @@ impl StepKind for Manual {
         })
     }
 
-    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
+    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
         Box::pin(async move {
             let ActionKind::Manual { instructions } = &ctx.action.kind else {
-                return Err(wrong_action("manual", &ctx.action.kind));
+                return Err(wrong_action("manual", &ctx.action.kind).into());
             };
             if let Some((e, true)) = confirmed(ctx)? {
                 ctx.message(&format!(

@@ -4,7 +4,7 @@
 //! coming up) or the step's timeout.
 
 use crate::wrong_action;
-use cutover_engine::{BoxFuture, Check, Evidence, Interrupted, StepContext, StepKind};
+use cutover_engine::{BoxFuture, Check, Evidence, Interrupted, StepContext, StepKind, StepResult};
 use cutover_lang::{ActionKind, PortTarget};
 use futures_util::future::join_all;
 use std::net::SocketAddr;
@@ -104,21 +104,21 @@ fn nothing_to_do() -> Evidence {
 }
 
 impl StepKind for PortOpen {
-    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
-        Box::pin(observe(ctx, true))
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
+        Box::pin(async move { Ok(observe(ctx, true).await?) })
     }
 
-    fn act<'a>(&'a self, _ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
+    fn act<'a>(&'a self, _ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
         Box::pin(async { Ok(nothing_to_do()) })
     }
 }
 
 impl StepKind for PortClosed {
-    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
-        Box::pin(observe(ctx, false))
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
+        Box::pin(async move { Ok(observe(ctx, false).await?) })
     }
 
-    fn act<'a>(&'a self, _ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
+    fn act<'a>(&'a self, _ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
         Box::pin(async { Ok(nothing_to_do()) })
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::wrong_action;
 use chrono::{DateTime, TimeDelta, Utc};
-use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepKind, resolve_time};
+use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepKind, StepResult, resolve_time};
 use cutover_lang::{ActionKind, WaitFor};
 
 pub struct Wait;
@@ -39,11 +39,11 @@ fn observe(ctx: &StepContext<'_>) -> anyhow::Result<Check> {
 }
 
 impl StepKind for Wait {
-    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Check>> {
-        Box::pin(async move { observe(ctx) })
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
+        Box::pin(async move { Ok(observe(ctx)?) })
     }
 
-    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, anyhow::Result<Evidence>> {
+    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
         Box::pin(async move {
             let until = deadline(ctx)?.unwrap_or_else(Utc::now);
             ctx.countdown(until, "waiting");

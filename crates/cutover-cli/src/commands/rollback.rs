@@ -93,7 +93,10 @@ fn show_outcome(outcome: &RollbackOutcome) {
         println!("  FAILED: {step}: {why}");
     }
     if !outcome.no_undo.is_empty() {
-        println!("  no undo line, left as they are: {}", list(&outcome.no_undo));
+        println!(
+            "  no undo line, left as they are: {}",
+            list(&outcome.no_undo)
+        );
     }
     if !outcome.skipped.is_empty() {
         println!("  skipped at the prompt: {}", list(&outcome.skipped));

@@ -254,7 +254,9 @@ pub(crate) fn watch_stop_signals(controls: &Controls, reporter: &std::sync::Arc<
         signal(SignalKind::hangup()),
     );
     let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = streams else {
-        reporter.println("warning: cannot watch for Ctrl-C; stop the run with `kill -9` only as a last resort");
+        reporter.println(
+            "warning: cannot watch for Ctrl-C; stop the run with `kill -9` only as a last resort",
+        );
         return;
     };
     tokio::spawn(async move {

@@ -172,7 +172,8 @@ step second after long
     settle(&mut pty, "detach the old array");
     // A single key is no answer.
     pty.send_line("y").unwrap();
-    pty.exp_string("not confirmed (`y`): type the word yes").unwrap();
+    pty.exp_string("not confirmed (`y`): type the word yes")
+        .unwrap();
     pty.send_line("yes array detached").unwrap();
     eventually("`long` to run", || {
         status_of(d, "two-gates", "long") == StepStatus::Running

@@ -25,10 +25,13 @@ fn rollback_undoes_a_switch_that_acted_but_failed_its_verification() {
     let (code, out, err) = output(cutover(d).args(["run", "failed-switch.runbook"]));
     assert_eq!(code, 1, "{out}{err}");
     assert_eq!(status_of(d, "failed-switch", "switch"), StepStatus::Failed);
-    assert_eq!(lab.a("www"), vec!["192.0.2.2".to_owned()], "the update landed");
+    assert_eq!(
+        lab.a("www"),
+        vec!["192.0.2.2".to_owned()],
+        "the update landed"
+    );
 
-    let (code, out, err) =
-        output(cutover(d).args(["rollback", "failed-switch.runbook", "--yes"]));
+    let (code, out, err) = output(cutover(d).args(["rollback", "failed-switch.runbook", "--yes"]));
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("switch (failed in verify)"), "{out}");
     assert!(out.contains("now: "), "the live value is shown: {out}");
@@ -66,7 +69,11 @@ step second after first
     assert!(out.contains("NOT rolled back completely"), "{out}");
     assert!(out.contains("FAILED: second"), "{out}");
     assert!(out.contains("not reached: first"), "{out}");
-    assert_eq!(journal(d), "first\nsecond\n", "nothing older undone past a failure");
+    assert_eq!(
+        journal(d),
+        "first\nsecond\n",
+        "nothing older undone past a failure"
+    );
     assert_eq!(status_of(d, "undo-fails", "second"), StepStatus::Failed);
     assert_ne!(run_status(d, "undo-fails"), RunStatus::RolledBack);
 

@@ -69,7 +69,10 @@ fn sigterm_and_sighup_are_clean_stops_recorded_as_stops() {
         let store = Store::open_existing(&d.join("run state.db")).unwrap();
         let run = store.latest_run().unwrap().unwrap();
         assert_eq!(run.status, RunStatus::Stopped, "{name}");
-        assert!(store.lock_holder().unwrap().is_none(), "{name}: lock released");
+        assert!(
+            store.lock_holder().unwrap().is_none(),
+            "{name}: lock released"
+        );
         assert_eq!(journal(d), "", "{name}: nothing after the stop");
     }
 }
@@ -107,7 +110,8 @@ step next after slow
     pty.send_line("run").unwrap();
     eventually("the command to start", || d.join("slow.pid").exists());
     pty.send_control('c').unwrap();
-    pty.exp_string("Ctrl-C: stopping at the next safe point").unwrap();
+    pty.exp_string("Ctrl-C: stopping at the next safe point")
+        .unwrap();
     pty.exp_string("run stopped; `cutover run cmds.runbook --step` resumes it")
         .unwrap();
     pty.exp_eof().unwrap();
@@ -137,7 +141,10 @@ step hang
         .unwrap();
     pty.send_control('c').unwrap();
     pty.exp_string("stopping at the next safe point").unwrap();
-    assert!(process_alive(pid), "the first Ctrl-C leaves the command running");
+    assert!(
+        process_alive(pid),
+        "the first Ctrl-C leaves the command running"
+    );
     let second = Instant::now();
     pty.send_control('c').unwrap();
     pty.exp_string("stopping now").unwrap();
