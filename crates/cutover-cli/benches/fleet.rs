@@ -45,8 +45,14 @@ fn fleet(steps: usize, closed_port: u16) -> String {
     for h in 0..hosts {
         let _ = writeln!(out, "step closed-{h}\n  port.closed h{h}:{closed_port}\n");
         let _ = writeln!(out, "step pause-{h} after closed-{h}\n  wait 0s\n");
-        let _ = writeln!(out, "step mark-{h} after pause-{h}\n  exec on h{h} \"true\"\n");
-        let _ = writeln!(out, "step recheck-{h} after mark-{h}\n  port.closed h{h}:{closed_port}\n");
+        let _ = writeln!(
+            out,
+            "step mark-{h} after pause-{h}\n  exec on h{h} \"true\"\n"
+        );
+        let _ = writeln!(
+            out,
+            "step recheck-{h} after mark-{h}\n  port.closed h{h}:{closed_port}\n"
+        );
         let _ = writeln!(out, "step done-{h} after recheck-{h}\n  wait 0s\n");
     }
     for g in 0..GROUPS {
@@ -101,7 +107,11 @@ fn api_run(address: &str) -> Duration {
     .unwrap();
     let mut body = Vec::new();
     stream.read_to_end(&mut body).unwrap();
-    assert!(body.starts_with(b"HTTP/1.1 200"), "api/run answered {:?}", String::from_utf8_lossy(&body[..body.len().min(200)]));
+    assert!(
+        body.starts_with(b"HTTP/1.1 200"),
+        "api/run answered {:?}",
+        String::from_utf8_lossy(&body[..body.len().min(200)])
+    );
     started.elapsed()
 }
 
@@ -152,7 +162,14 @@ fn main() {
     );
 
     let mut server = cutover(dir.path())
-        .args(["serve", "fleet.runbook", "--listen", "127.0.0.1:0", "--exit-after", "300"])
+        .args([
+            "serve",
+            "fleet.runbook",
+            "--listen",
+            "127.0.0.1:0",
+            "--exit-after",
+            "300",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
