@@ -8,7 +8,9 @@
 //! diagnosis in its evidence, so a step that times out says which server
 //! lags and how long the zone's timers allow it to.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::dns_error;
@@ -300,14 +302,46 @@ impl StepKind for DnsTtl {
     }
 }
 
+/// What the verification of a switch has seen so far, per step and act:
+/// when each verify server was first seen serving the new value (and at
+/// which serial), and which servers were last reported as lagging. Kept in
+/// the process: a resumed run starts it afresh from its first poll.
+#[derive(Default)]
+struct SwitchProgress {
+    /// (step, act time) → server → (first seen serving, serial).
+    first_served: HashMap<(String, String), BTreeMap<String, (DateTime<Utc>, Option<u32>)>>,
+    /// (step, act time) → the lagging servers last logged.
+    lagging: HashMap<(String, String), String>,
+}
+
+fn switch_progress() -> std::sync::MutexGuard<'static, SwitchProgress> {
+    static PROGRESS: OnceLock<Mutex<SwitchProgress>> = OnceLock::new();
+    PROGRESS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl DnsSwitch {
-    /// One round at every verify server: the new value, and at least the
-    /// serial the primary serves now (so a secondary that has the value
-    /// from elsewhere but not the new zone does not count).
-    async fn round(args: &SwitchArgs<'_>, value: &str) -> anyhow::Result<Vec<VerifyReport>> {
-        let primary_serial = soa(args.zone.primary, &args.zone.name, QUERY_TIMEOUT)
-            .await?
-            .serial;
+    /// One round at every verify server: the new value, at `min_serial` or
+    /// later. Before the act that is the serial the primary serves now (a
+    /// secondary with the value from elsewhere but not the zone does not
+    /// count); after it, the serial the update produced, read once right
+    /// after the update — not the primary's current one, which on a zone
+    /// that others also change moves on with every change.
+    async fn round(
+        args: &SwitchArgs<'_>,
+        value: &str,
+        min_serial: Option<u32>,
+    ) -> anyhow::Result<Vec<VerifyReport>> {
+        let primary_serial = match min_serial {
+            Some(serial) => serial,
+            None => {
+                soa(args.zone.primary, &args.zone.name, QUERY_TIMEOUT)
+                    .await?
+                    .serial
+            }
+        };
         let check = RecordCheck {
             zone: args.zone.name.clone(),
             name: args.name.to_string(),
@@ -319,6 +353,83 @@ impl DnsSwitch {
             },
         };
         observe(&verify_servers(args.zone), &[check]).await
+    }
+
+    /// Notes, per verify server, when it was first seen serving the new
+    /// value (logged once per server, with its lag after the update), and
+    /// logs which servers still lag whenever that set changes ("waiting on
+    /// 192.0.2.53: serial 41 < 42"). Returns the per-server figures for the
+    /// evidence.
+    fn note_progress(
+        ctx: &StepContext<'_>,
+        reports: &[VerifyReport],
+        acted_at: Option<DateTime<Utc>>,
+        min_serial: Option<u32>,
+    ) -> anyhow::Result<Value> {
+        let key = (
+            ctx.step_name().to_owned(),
+            acted_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        );
+        let mut messages = Vec::new();
+        let (servers, lagging_text) = {
+            let mut progress = switch_progress();
+            let first = progress.first_served.entry(key.clone()).or_default();
+            let mut lagging = Vec::new();
+            for verdict in reports.iter().flat_map(|r| &r.servers) {
+                let server = verdict.server.to_string();
+                if verdict.agrees {
+                    if !first.contains_key(&server) {
+                        first.insert(server.clone(), (verdict.at, verdict.serial));
+                        let lag = acted_at.map_or_else(String::new, |at| {
+                            format!(
+                                ", {:.1}s after the update",
+                                (verdict.at - at).num_milliseconds().max(0) as f64 / 1000.0
+                            )
+                        });
+                        let serial = verdict
+                            .serial
+                            .map_or_else(String::new, |s| format!(" at serial {s}"));
+                        messages.push(format!("{server} serves the new value{serial}{lag}"));
+                    }
+                } else {
+                    let why = match (verdict.serial, min_serial, &verdict.error) {
+                        (_, _, Some(error)) => format!("{server}: {error}"),
+                        (Some(seen), Some(wanted), None) if seen < wanted => {
+                            format!("{server}: serial {seen} < {wanted}")
+                        }
+                        _ => format!("{server}: not the new value yet"),
+                    };
+                    if !lagging.contains(&why) {
+                        lagging.push(why);
+                    }
+                }
+            }
+            let servers: Vec<Value> = first
+                .iter()
+                .map(|(server, (at, serial))| {
+                    json!({
+                        "server": server,
+                        "first_served_at": at.to_rfc3339(),
+                        "serial": serial,
+                        "lag_seconds": acted_at.map(|a| (*at - a).num_milliseconds().max(0) as f64 / 1000.0),
+                    })
+                })
+                .collect();
+            let text = if lagging.is_empty() {
+                String::new()
+            } else {
+                format!("waiting on {}", lagging.join(", "))
+            };
+            let changed = progress.lagging.get(&key) != Some(&text);
+            if changed {
+                progress.lagging.insert(key, text.clone());
+            }
+            (servers, changed.then_some(text).filter(|t| !t.is_empty()))
+        };
+        for message in messages.iter().chain(lagging_text.iter()) {
+            ctx.message(message)?;
+        }
+        Ok(Value::Array(servers))
     }
 
     /// The latest earlier `dns.ttl` step that lowered this record.
@@ -426,7 +537,7 @@ impl StepKind for DnsSwitch {
     fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             let args = switch_args(ctx)?;
-            Ok(round_check(&Self::round(&args, args.new).await?))
+            Ok(round_check(&Self::round(&args, args.new, None).await?))
         })
     }
 
@@ -497,8 +608,21 @@ impl StepKind for DnsSwitch {
     fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             let args = switch_args(ctx)?;
-            let reports = Self::round(&args, args.new).await?;
+            // The serial the update produced (the act's evidence of this
+            // attempt); an undo, whose act keeps no evidence, reads the
+            // primary's.
+            let acted = match ctx.role {
+                ActionRole::Undo => None,
+                _ => ctx.evidence_of(ctx.step, Phase::Act)?,
+            };
+            let min_serial = acted
+                .as_ref()
+                .and_then(|e| e.data["serial"].as_u64())
+                .and_then(|s| u32::try_from(s).ok());
+            let reports = Self::round(&args, args.new, min_serial).await?;
             let (verified, mut evidence) = round_evidence(&reports);
+            let acted_at = acted.as_ref().map(|e| e.at);
+            evidence.data["servers"] = Self::note_progress(ctx, &reports, acted_at, min_serial)?;
             if !verified {
                 return Ok(Check::NotYet(evidence));
             }

@@ -25,6 +25,7 @@ $TTL 60
 @     IN NS  ns1.lab.test.
 ns1   IN A   127.0.0.1
 wiki  3 IN A 192.0.2.10
+busy  60 IN A 192.0.2.100
 ";
 
 struct Lab {
@@ -345,4 +346,69 @@ step copy-image
     );
     let (_, checked) = evidence_at(&store, run, "copy-image", Phase::Check);
     assert_eq!(checked["equal"], true);
+}
+
+/// Another writer changes the zone about three times a second (DHCP, ACME,
+/// a colleague) while a switch waits for a secondary that follows by
+/// refreshing, without NOTIFY: the switch is verified once the secondary
+/// serves the new value at the update's serial or later, although the
+/// primary's serial keeps moving ahead of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_on_a_zone_others_keep_changing_verifies_once_the_secondary_serves_it() {
+    let lab = Lab::start(Duration::from_secs(1)).await;
+    let key = TsigKey::from_file(&lab.dir.path().join("lab.key"), None, None).unwrap();
+    let writer = cutover_dns::Updater::new(lab.primary(), Some(key), Duration::from_secs(2));
+    let busy = tokio::spawn(async move {
+        // Bounded: at most 200 changes (about a minute), stopped at the end.
+        for n in 0..200u32 {
+            let (old, new) = (
+                format!("192.0.2.{}", 100 + n % 100),
+                format!("192.0.2.{}", 100 + (n + 1) % 100),
+            );
+            let _ = writer
+                .compare_and_swap(
+                    "lab.test",
+                    "busy",
+                    RecordType::A,
+                    &[old.as_str()],
+                    &[new.as_str()],
+                    60,
+                )
+                .await;
+            tokio::time::sleep(Duration::from_millis(330)).await;
+        }
+    });
+    let text = lab.runbook(
+        "
+step switch
+  dns.switch lab.test wiki A 192.0.2.10 -> 192.0.2.20
+  timeout 20s
+",
+    );
+    let (outcome, store) = lab.run(&text).await;
+    busy.abort();
+    let run = store.latest_run().unwrap().unwrap().id;
+    assert_eq!(outcome, RunOutcome::Completed, "{}", event_log(&store, run));
+    let (_, switch) = evidence_at(&store, run, "switch", Phase::Act);
+    let (_, verified) = evidence_at(&store, run, "switch", Phase::Verify);
+    let update_serial = switch["serial"].as_u64().unwrap();
+    for server in verified["records"][0]["servers"].as_array().unwrap() {
+        assert_eq!(server["values"][0], "192.0.2.20", "{verified}");
+        assert!(
+            server["serial"].as_u64().unwrap() >= update_serial,
+            "{verified}"
+        );
+    }
+    // Each server's first sighting of the new value, with its lag.
+    let first = verified["servers"].as_array().unwrap();
+    assert_eq!(first.len(), 2, "{verified}");
+    assert!(
+        first.iter().all(|s| s["lag_seconds"].as_f64().is_some()),
+        "{verified}"
+    );
+    let log = event_log(&store, run);
+    assert!(
+        log.contains(&format!("{} serves the new value", lab.secondary())),
+        "{log}"
+    );
 }
