@@ -81,14 +81,29 @@ impl Runbook {
                 write!(out, " {}", targets(t))
             }
             ActionKind::HttpCheck {
-                url, status, body, ..
+                url,
+                host,
+                at,
+                status,
+                body,
+                ca,
+                cert_days,
             } => {
                 let mut line = write!(out, " {url}");
+                if let (true, Some(host)) = (*at, host) {
+                    line = write!(out, " at {}", self.host(*host).name);
+                }
                 if *status != 200 {
                     line = write!(out, " status {status}");
                 }
                 if let Some(body) = body {
                     line = write!(out, " body {}", quote(body));
+                }
+                if let Some(ca) = ca {
+                    line = write!(out, " ca {}", word(&ca.to_string_lossy()));
+                }
+                if let Some(days) = cert_days {
+                    line = write!(out, " cert-days {days}");
                 }
                 line
             }
@@ -126,7 +141,8 @@ mod tests {
                     step d\n  exec on web \"say \\\"hi\\\"\" env PGHOST,PGPORT , PGHOST\n\n\
                     step e\n  image.copy wiki:/i.img -> wiki-new:/i.img size 21474836480\n\n\
                     step f\n  wait until T-1h30m\n\n\
-                    step g\n  http.check http://wiki-new/ status 301 body \"moved\"\n";
+                    step g\n  http.check http://wiki-new/ status 301 body \"moved\"\n\n\
+                    step h\n  http.check https://wiki.maemo.org:8443/x cert-days 20 at wiki-new ca \"certs/lab ca.pem\"\n";
         let loaded = parse_source("r.runbook", text.to_string());
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
         let runbook = loaded.runbook.unwrap();
@@ -145,6 +161,7 @@ mod tests {
                 "image.copy wiki:/i.img -> wiki-new:/i.img size 20GiB",
                 "wait until T-1h30m",
                 "http.check http://wiki-new/ status 301 body \"moved\"",
+                "http.check https://wiki.maemo.org:8443/x at wiki-new ca \"certs/lab ca.pem\" cert-days 20",
             ]
         );
     }

@@ -281,13 +281,23 @@ pub enum ActionKind {
     PortOpen { targets: Vec<PortTarget> },
     /// `port.closed HOST:PORT, ...`
     PortClosed { targets: Vec<PortTarget> },
-    /// `http.check URL [status N] [body "TEXT"]` — when the URL's host is a
-    /// runbook host name, `host` is that host and requests go to its address.
+    /// `http.check URL [at HOST] [status N] [body "TEXT"] [ca FILE] [cert-days N]`
+    /// — requests go to `host`'s address when it is set: the `at` host, or
+    /// else the URL's host when that is a runbook host name. The URL's host
+    /// name is still sent for SNI and in the `Host` header.
     HttpCheck {
         url: String,
         host: Option<HostId>,
+        /// `at HOST` was written (`host` is that host).
+        at: bool,
         status: u16,
         body: Option<String>,
+        /// `ca FILE` — a CA trusted in addition to the system roots, as
+        /// written (relative to the runbook's folder).
+        ca: Option<PathBuf>,
+        /// `cert-days N` — fail when the certificate expires within N days
+        /// (without it, within 14 days only warns).
+        cert_days: Option<u32>,
     },
     /// `exec [on HOST|GROUP] "COMMAND" [env NAME, ...]` — `on` empty: runs
     /// locally. The command starts with a scrubbed environment: `PATH`,

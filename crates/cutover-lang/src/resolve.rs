@@ -50,7 +50,7 @@ const KINDS: &[(&str, &str, bool)] = &[
     ),
     (
         "http.check",
-        "http.check URL [status CODE] [body \"TEXT\"]",
+        "http.check URL [at HOST] [status CODE] [body \"TEXT\"] [ca FILE] [cert-days N]",
         true,
     ),
     (
@@ -1334,15 +1334,75 @@ impl<'a> Resolver<'a> {
                     return Err(Diagnostic::error("bad-value", format!("`{}` is not an http:// or https:// URL", short(url)), url_span)
                         .with_help("write a full URL, like `http://wiki-new/` or `https://203.0.113.5:8443/health`"));
                 };
-                let host = match self.host_index.get(url_host) {
+                let mut host = match self.host_index.get(url_host) {
                     Some(HostLike::Host(i)) => Some(HostId(*i)),
                     _ => None,
                 };
+                let https = url.starts_with("https://");
+                let mut at: Option<Span> = None;
                 let mut status: Option<(u16, Span)> = None;
                 let mut body: Option<(String, Span)> = None;
+                let mut ca: Option<(PathBuf, Span)> = None;
+                let mut cert_days: Option<(u32, Span)> = None;
+                const HTTP_ATTRIBUTES: &str =
+                    "`at HOST`, `status CODE`, `body \"TEXT\"`, `ca FILE` or `cert-days N`";
                 while !cursor.at_end() {
-                    let (word, word_span) = cursor.word("`status CODE` or `body \"TEXT\"`")?;
+                    let (word, word_span) = cursor.word(HTTP_ATTRIBUTES)?;
+                    if matches!(word, "ca" | "cert-days") && !https {
+                        return Err(Diagnostic::error(
+                            "bad-kind-args",
+                            format!("`{word}` is about the TLS certificate, and `{}` is not an https:// URL", short(url)),
+                            word_span,
+                        )
+                        .with_help("use an https:// URL, or leave out `ca` and `cert-days`"));
+                    }
                     match word {
+                        "at" => {
+                            let (name, name_span) = cursor.name("a host name")?;
+                            if let Some(first) = at {
+                                return Err(duplicate_attribute("at", word_span, first));
+                            }
+                            host = Some(match self.host_index.get(name) {
+                                Some(HostLike::Host(i)) => HostId(*i),
+                                Some(HostLike::Group(_)) => {
+                                    return Err(Diagnostic::error(
+                                        "group-not-allowed",
+                                        format!("`{name}` is a group, but `at` names the one host the request goes to"),
+                                        name_span,
+                                    )
+                                    .with_help("name one host of the group, one check per host"));
+                                }
+                                None => return Err(self.unknown("host", name, name_span)),
+                            });
+                            at = Some(word_span);
+                        }
+                        "ca" => {
+                            let (path, _) =
+                                cursor.word_or_string("the CA certificate file (PEM)")?;
+                            if let Some((_, first)) = ca {
+                                return Err(duplicate_attribute("ca", word_span, first));
+                            }
+                            ca = Some((PathBuf::from(path), word_span));
+                        }
+                        "cert-days" => {
+                            let (days, days_span) = cursor.word("a number of days like `14`")?;
+                            let value = days
+                                .parse::<u32>()
+                                .ok()
+                                .filter(|d| (1..=36500).contains(d))
+                                .ok_or_else(|| {
+                                    Diagnostic::error(
+                                        "bad-value",
+                                        format!("`{}` is not a number of days", short(days)),
+                                        days_span,
+                                    )
+                                    .with_help("write whole days, like `cert-days 14`")
+                                })?;
+                            if let Some((_, first)) = cert_days {
+                                return Err(duplicate_attribute("cert-days", word_span, first));
+                            }
+                            cert_days = Some((value, word_span));
+                        }
                         "status" => {
                             let (code, code_span) =
                                 cursor.word("an HTTP status code like `200`")?;
@@ -1373,15 +1433,18 @@ impl<'a> Resolver<'a> {
                         }
                         _ => {
                             cursor.pos -= 1;
-                            return Err(cursor.expected("`status CODE` or `body \"TEXT\"`"));
+                            return Err(cursor.expected(HTTP_ATTRIBUTES));
                         }
                     }
                 }
                 ActionKind::HttpCheck {
                     url: url.to_string(),
                     host,
+                    at: at.is_some(),
                     status: status.map_or(200, |(s, _)| s),
                     body: body.map(|(b, _)| b),
+                    ca: ca.map(|(c, _)| c),
+                    cert_days: cert_days.map(|(d, _)| d),
                 }
             }
             "exec" => {

@@ -1,62 +1,404 @@
-//! `http.check URL [status N] [body "TEXT"]`: the URL answers the expected
-//! status (and contains the text). A URL whose host names a runbook host is
-//! sent to that host's address, with the name kept in the Host header.
+//! `http.check URL [at HOST] [status N] [body "TEXT"] [ca FILE] [cert-days N]`:
+//! the URL answers the expected status (and contains the text).
+//!
+//! Where the request goes: with `at HOST`, to that runbook host's address;
+//! without it, to the address of the runbook host the URL's host names, if
+//! it names one; else wherever DNS says. The URL's host name is kept for
+//! SNI and the `Host` header either way (what `curl --resolve` does).
+//!
+//! HTTPS goes through rustls, trusting the system's roots and the runbook's
+//! `ca FILE` (relative to the runbook's folder). The evidence of a TLS check
+//! carries the server certificate's names, issuer and expiry: from the
+//! answered connection (`tls_info`), or, when the handshake failed, from one
+//! more handshake that only reads the certificate and is then broken off.
+//! A certificate that expires within 14 days passes with a warning; with
+//! `cert-days N` one that expires within N days fails.
+//!
+//! Clients are kept per distinct setting (CA file, where the name goes) for
+//! the life of the process; every poll still opens a new connection (no
+//! idle pool), so it sees the certificate the server has now.
 
 use crate::wrong_action;
-use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepKind, StepResult, bounded};
+use chrono::{DateTime, Utc};
+use cutover_engine::{
+    BoxFuture, Check, Evidence, Interrupted, StepContext, StepError, StepKind, StepResult, bounded,
+};
 use cutover_lang::ActionKind;
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 pub struct HttpCheck;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The bound on the extra handshake that reads a refused certificate.
+const CERT_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Body text kept in evidence.
 const EVIDENCE_BODY: usize = 256;
+/// Without `cert-days`, a certificate expiring within this many days passes
+/// with a warning.
+const WARN_DAYS: i64 = 14;
 
-async fn observe(ctx: &StepContext<'_>) -> anyhow::Result<Check> {
+/// What a client is built from: one client per distinct value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    /// The `ca FILE`, joined to the runbook's folder.
+    ca: Option<PathBuf>,
+    /// The URL's host name and the address it is sent to.
+    resolve: Option<(String, SocketAddr)>,
+}
+
+fn clients() -> &'static Mutex<HashMap<ClientKey, reqwest::Client>> {
+    static CLIENTS: OnceLock<Mutex<HashMap<ClientKey, reqwest::Client>>> = OnceLock::new();
+    CLIENTS.get_or_init(Mutex::default)
+}
+
+/// The client for `key`, built on first use. A CA file that cannot be read
+/// or holds no certificate is fatal: no poll can mend it.
+fn client_for(key: &ClientKey) -> StepResult<reqwest::Client> {
+    if let Some(client) = clients().lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+        return Ok(client.clone());
+    }
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_info(true)
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(REQUEST_TIMEOUT);
+    if let Some(path) = &key.ca {
+        let pem = std::fs::read(path).map_err(|e| {
+            StepError::fatal(anyhow::anyhow!(
+                "cannot read the CA file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .ok()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                StepError::fatal(anyhow::anyhow!(
+                    "the CA file {} holds no PEM certificate",
+                    path.display()
+                ))
+            })?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if let Some((name, addr)) = &key.resolve {
+        builder = builder.resolve(name, *addr);
+    }
+    let client = builder
+        .build()
+        .map_err(|e| StepError::fatal(anyhow::Error::new(e).context("cannot set up HTTP")))?;
+    clients()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key.clone(), client.clone());
+    Ok(client)
+}
+
+/// What a server certificate says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFacts {
+    /// Subject alternative names: DNS names, and IP addresses as text.
+    pub names: Vec<String>,
+    pub subject: String,
+    pub issuer: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+}
+
+impl CertFacts {
+    /// Reads a DER certificate.
+    pub fn parse(der: &[u8]) -> anyhow::Result<CertFacts> {
+        use x509_parser::extensions::GeneralName;
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| anyhow::anyhow!("unreadable certificate: {e}"))?;
+        let mut names = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(n) => names.push((*n).to_string()),
+                    GeneralName::IPAddress(bytes) => {
+                        if let Ok(a) = <[u8; 4]>::try_from(*bytes) {
+                            names.push(IpAddr::from(a).to_string());
+                        } else if let Ok(a) = <[u8; 16]>::try_from(*bytes) {
+                            names.push(IpAddr::from(a).to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let time = |t: &x509_parser::time::ASN1Time| {
+            DateTime::<Utc>::from_timestamp(t.timestamp(), 0).unwrap_or_default()
+        };
+        Ok(CertFacts {
+            names,
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            not_before: time(&cert.validity().not_before),
+            not_after: time(&cert.validity().not_after),
+        })
+    }
+
+    /// Whether the certificate's names cover `host` (a `*.` name covers
+    /// one label).
+    pub fn covers(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.names.iter().any(|name| {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            match name.strip_prefix("*.") {
+                Some(suffix) => host
+                    .split_once('.')
+                    .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+                None => name == host,
+            }
+        })
+    }
+
+    /// Whole days from `now` to the expiry (negative once expired).
+    pub fn days_left(&self, now: DateTime<Utc>) -> i64 {
+        (self.not_after - now).num_days()
+    }
+
+    fn json(&self, now: DateTime<Utc>) -> serde_json::Value {
+        serde_json::json!({
+            "names": self.names,
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "not_before": self.not_before.to_rfc3339(),
+            "not_after": self.not_after.to_rfc3339(),
+            "days_left": self.days_left(now),
+        })
+    }
+
+    /// `certificate for a, b (issuer CN=x), valid until 2030-01-01 00:00 UTC`
+    /// and what is wrong with it for `host` at `now`.
+    fn describe(&self, host: &str, now: DateTime<Utc>) -> String {
+        let names = if self.names.is_empty() {
+            "no names".to_string()
+        } else {
+            self.names.join(", ")
+        };
+        let mut text = format!(
+            "certificate for {names} (issuer {}), valid {} to {}",
+            self.issuer,
+            stamp(self.not_before),
+            stamp(self.not_after)
+        );
+        if self.not_after < now {
+            text.push_str(&format!(
+                "; expired {} days ago",
+                (now - self.not_after).num_days()
+            ));
+        } else if self.not_before > now {
+            text.push_str("; not yet valid");
+        }
+        if !self.covers(host) {
+            text.push_str(&format!("; does not cover {host}"));
+        }
+        text
+    }
+}
+
+fn stamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A verifier that keeps the server's certificate and refuses it: the
+/// handshake stops right after the certificate arrives.
+#[derive(Debug)]
+struct Recorder {
+    seen: Mutex<Option<Vec<u8>>>,
+    schemes: Vec<rustls::SignatureScheme>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(end_entity.to_vec());
+        Err(rustls::Error::General(
+            "certificate read, not trusted".into(),
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &rustls::pki_types::CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("not trusted".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &rustls::pki_types::CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("not trusted".into()))
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.schemes.clone()
+    }
+}
+
+/// Reads the certificate `name` at `addr` presents, without trusting it,
+/// for the evidence of a failed handshake.
+async fn read_certificate(name: &str, addr: SocketAddr) -> anyhow::Result<CertFacts> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let recorder = Arc::new(Recorder {
+        seen: Mutex::new(None),
+        schemes: provider
+            .signature_verification_algorithms
+            .supported_schemes(),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(recorder.clone())
+        .with_no_client_auth();
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let handshake = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        // The recorder refuses the certificate, so this ends in an error.
+        let _ = connector.connect(server_name, tcp).await;
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(CERT_READ_TIMEOUT, handshake)
+        .await
+        .map_err(|_| anyhow::anyhow!("no TLS handshake within {CERT_READ_TIMEOUT:?}"))??;
+    let der = recorder
+        .seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("the server sent no certificate"))?;
+    CertFacts::parse(&der)
+}
+
+async fn observe(ctx: &StepContext<'_>) -> StepResult<Check> {
     let ActionKind::HttpCheck {
         url,
         host,
         status,
         body,
+        ca,
+        cert_days,
+        ..
     } = &ctx.action.kind
     else {
-        return Err(wrong_action("http.check", &ctx.action.kind));
+        return Err(StepError::fatal(wrong_action(
+            "http.check",
+            &ctx.action.kind,
+        )));
     };
-    let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("bad URL {url}: {e}"))?;
-    let mut client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(REQUEST_TIMEOUT);
-    if let (Some(id), Some(name)) = (host, parsed.host_str()) {
-        let port = parsed.port_or_known_default().unwrap_or(80);
-        client = client.resolve(name, SocketAddr::new(ctx.runbook.host(*id).addr, port));
-    }
-    let client = client.build()?;
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| StepError::fatal(anyhow::anyhow!("bad URL {url}: {e}")))?;
+    let https = parsed.scheme() == "https";
+    let port = parsed
+        .port_or_known_default()
+        .unwrap_or(if https { 443 } else { 80 });
+    // The URL's host: a name (sent where `host` says) or a literal address.
+    let name = parsed.domain().map(str::to_string);
+    let resolve = match (host, &name) {
+        (Some(id), Some(name)) => Some((
+            name.clone(),
+            SocketAddr::new(ctx.runbook.host(*id).addr, port),
+        )),
+        _ => None,
+    };
+    let key = ClientKey {
+        ca: ca.as_ref().map(|c| ctx.runbook_dir().join(c)),
+        resolve: resolve.clone(),
+    };
+    let client = client_for(&key)?;
     let request = async {
         let response = client.get(parsed.clone()).send().await?;
         let code = response.status().as_u16();
+        let cert = response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|info| info.peer_certificate())
+            .map(CertFacts::parse);
         let text = response.text().await?;
-        Ok::<_, reqwest::Error>((code, text))
+        Ok::<_, reqwest::Error>((code, cert, text))
     };
     let outcome = tokio::select! {
         r = request => r,
-        () = ctx.cancel.cancelled() => anyhow::bail!("interrupted"),
+        () = ctx.cancel.cancelled() => return Err(Interrupted.into()),
     };
-    let (code, text) = match outcome {
+    let now = Utc::now();
+    let tls_name = parsed
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']']);
+    let (code, cert, text) = match outcome {
         Ok(answer) => answer,
         Err(e) => {
-            return Ok(Check::NotYet(Evidence::new(
-                format!("{url}: {e}"),
-                serde_json::json!({ "url": url, "error": e.to_string() }),
-            )));
+            let error = format!("{:#}", anyhow::Error::new(e));
+            let mut summary = format!("{url}: {error}");
+            let mut data = serde_json::json!({ "url": url, "error": error });
+            if let Some((_, addr)) = &resolve {
+                data["addr"] = addr.to_string().into();
+            }
+            if https {
+                let addr = match &resolve {
+                    Some((_, addr)) => Some(*addr),
+                    None => tokio::net::lookup_host((tls_name, port))
+                        .await
+                        .ok()
+                        .and_then(|mut a| a.next()),
+                };
+                if let Some(addr) = addr {
+                    let read = tokio::select! {
+                        r = read_certificate(tls_name, addr) => r,
+                        () = ctx.cancel.cancelled() => return Err(Interrupted.into()),
+                    };
+                    match read {
+                        Ok(facts) => {
+                            summary.push_str(&format!(" — {}", facts.describe(tls_name, now)));
+                            data["certificate"] = facts.json(now);
+                        }
+                        Err(e) => data["certificate_error"] = format!("{e:#}").into(),
+                    }
+                }
+            }
+            return Ok(Check::NotYet(Evidence::new(summary, data)));
         }
     };
-    let data = serde_json::json!({
+    let mut data = serde_json::json!({
         "url": url,
         "status": code,
         "body": bounded(&text, EVIDENCE_BODY),
     });
+    if let Some((_, addr)) = &resolve {
+        data["addr"] = addr.to_string().into();
+    }
+    let facts = match cert {
+        Some(Ok(facts)) => {
+            data["certificate"] = facts.json(now);
+            Some(facts)
+        }
+        Some(Err(e)) => {
+            data["certificate_error"] = format!("{e:#}").into();
+            None
+        }
+        None => None,
+    };
     if code != *status {
         return Ok(Check::NotYet(Evidence::new(
             format!("{url} answered {code}, expected {status}"),
@@ -71,16 +413,42 @@ async fn observe(ctx: &StepContext<'_>) -> anyhow::Result<Check> {
             data,
         )));
     }
-    let summary = match body {
+    let mut summary = match body {
         Some(wanted) => format!("{url} answered {code} with \"{wanted}\""),
         None => format!("{url} answered {code}"),
     };
+    if let Some(facts) = &facts {
+        let days = facts.days_left(now);
+        let expires = format!(
+            "the certificate for {} expires {} (in {days} days)",
+            facts.names.join(", "),
+            stamp(facts.not_after)
+        );
+        match cert_days {
+            Some(limit) if days < i64::from(*limit) => {
+                data["warning"] = format!("{expires}, within cert-days {limit}").into();
+                return Ok(Check::NotYet(Evidence::new(
+                    format!("{summary}, but {expires}: within cert-days {limit}"),
+                    data,
+                )));
+            }
+            None if days < WARN_DAYS => {
+                let warning = format!("warning: {expires}");
+                summary.push_str(&format!("; {warning}"));
+                data["warning"] = warning.into();
+            }
+            _ => summary.push_str(&format!(
+                "; certificate valid until {}",
+                stamp(facts.not_after)
+            )),
+        }
+    }
     Ok(Check::Satisfied(Evidence::new(summary, data)))
 }
 
 impl StepKind for HttpCheck {
     fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
-        Box::pin(async move { Ok(observe(ctx).await?) })
+        Box::pin(observe(ctx))
     }
 
     fn act<'a>(&'a self, _ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
@@ -90,5 +458,33 @@ impl StepKind for HttpCheck {
                 serde_json::Value::Null,
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CertFacts;
+    use chrono::Utc;
+
+    fn facts(names: &[&str]) -> CertFacts {
+        CertFacts {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            subject: String::new(),
+            issuer: String::new(),
+            not_before: Utc::now(),
+            not_after: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn names_cover_hosts() {
+        let f = facts(&["wiki.lab.test", "*.lab.test", "127.0.0.1"]);
+        assert!(f.covers("wiki.lab.test"));
+        assert!(f.covers("WIKI.lab.test."));
+        assert!(f.covers("talk.lab.test"));
+        assert!(f.covers("127.0.0.1"));
+        assert!(!f.covers("a.b.lab.test"));
+        assert!(!f.covers("lab.test"));
+        assert!(!facts(&["other.test"]).covers("wiki.lab.test"));
     }
 }
