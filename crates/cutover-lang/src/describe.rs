@@ -165,4 +165,57 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn http_check_at_ca_and_cert_days() {
+        use crate::model::ActionKind;
+        let base = "runbook r\n\nhost wiki addr 127.0.0.1 via local ./w\nhost wiki-new addr 127.0.0.2 via local ./n\ngroup web wiki, wiki-new\n\nstep s\n  ";
+        let parse = |line: &str| parse_source("r.runbook", format!("{base}{line}\n"));
+        let loaded =
+            parse("http.check https://wiki.lab.test/ at wiki-new ca lab-ca.pem cert-days 30");
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let runbook = loaded.runbook.unwrap();
+        let ActionKind::HttpCheck {
+            host,
+            at,
+            ca,
+            cert_days,
+            ..
+        } = &runbook.steps[0].action.kind
+        else {
+            panic!("not an http.check");
+        };
+        assert_eq!(runbook.host(host.unwrap()).name, "wiki-new");
+        assert!(*at);
+        assert_eq!(ca.as_deref(), Some(std::path::Path::new("lab-ca.pem")));
+        assert_eq!(*cert_days, Some(30));
+        // Without `at`, a URL naming a host still goes there, described as written.
+        let loaded = parse("http.check http://wiki/ status 200");
+        let runbook = loaded.runbook.unwrap();
+        assert_eq!(
+            runbook.describe(&runbook.steps[0].action),
+            "http.check http://wiki/"
+        );
+        for (line, code) in [
+            ("http.check https://x.test/ at web", "group-not-allowed"),
+            ("http.check https://x.test/ at nowhere", "unknown-name"),
+            (
+                "http.check https://x.test/ at wiki at wiki-new",
+                "duplicate-attribute",
+            ),
+            ("http.check https://127.0.0.1/ at wiki", "bad-kind-args"),
+            ("http.check http://x.test/ ca lab-ca.pem", "bad-kind-args"),
+            ("http.check http://x.test/ cert-days 3", "bad-kind-args"),
+            ("http.check https://x.test/ cert-days soon", "bad-value"),
+            ("http.check https://x.test/ cert-days 0", "bad-value"),
+            (
+                "http.check https://x.test/ ca a.pem ca b.pem",
+                "duplicate-attribute",
+            ),
+        ] {
+            let loaded = parse(line);
+            let codes: Vec<&str> = loaded.diagnostics.iter().map(|d| d.code).collect();
+            assert!(codes.contains(&code), "{line}: {codes:?}");
+        }
+    }
 }

@@ -1362,6 +1362,14 @@ impl<'a> Resolver<'a> {
                             if let Some(first) = at {
                                 return Err(duplicate_attribute("at", word_span, first));
                             }
+                            if url_host.parse::<IpAddr>().is_ok() {
+                                return Err(Diagnostic::error(
+                                    "bad-kind-args",
+                                    format!("`{}` names an address, so `at` has no name to send there", short(url)),
+                                    word_span,
+                                )
+                                .with_help("write the site's name in the URL (`https://wiki.example.org/ at wiki-new`), or leave out `at`"));
+                            }
                             host = Some(match self.host_index.get(name) {
                                 Some(HostLike::Host(i)) => HostId(*i),
                                 Some(HostLike::Group(_)) => {

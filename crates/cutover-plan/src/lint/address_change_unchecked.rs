@@ -1,5 +1,8 @@
 //! `address-change-unchecked`: a record moves to a new address and nothing
 //! checks a port or HTTP there afterwards (the ACL that forgot port 80).
+//! A check of the moved name at the new host (`http.check
+//! https://www.example.org/ at web-new`) counts wherever it runs, also
+//! before the switch: it is what the name will reach once it moves.
 
 use super::{Context, Findings, Rule};
 use crate::schedule::fqdn;
@@ -13,11 +16,13 @@ pub const RULE: Rule = Rule {
     summary: "an address changes with no port or HTTP check after the switch",
 };
 
-/// The steps that check each host, each literal address and each URL host name.
+/// The steps that check each host, each literal address and each URL host
+/// name; and the names checked `at` each address.
 struct Checks {
     by_host: Vec<Vec<StepId>>,
     by_addr: HashMap<IpAddr, Vec<StepId>>,
     by_name: HashMap<String, Vec<StepId>>,
+    name_at: HashMap<(String, IpAddr), Vec<StepId>>,
 }
 
 pub fn check(ctx: &Context, out: &mut Findings) {
@@ -25,10 +30,11 @@ pub fn check(ctx: &Context, out: &mut Findings) {
         by_host: vec![Vec::new(); ctx.runbook.hosts.len()],
         by_addr: HashMap::new(),
         by_name: HashMap::new(),
+        name_at: HashMap::new(),
     };
     for (i, step) in ctx.runbook.steps.iter().enumerate() {
         for action in std::iter::once(&step.action).chain(&step.verify) {
-            collect_targets(action, StepId(i), &mut checks);
+            collect_targets(ctx, action, StepId(i), &mut checks);
         }
     }
     for (i, step) in ctx.runbook.steps.iter().enumerate() {
@@ -67,7 +73,11 @@ pub fn check(ctx: &Context, out: &mut Findings) {
             .chain(by_addr)
             .chain(by_name)
             .any(|s| *s == switch || ctx.is_after(switch, *s));
-        if checked {
+        // The moved name checked at the new address, before or after.
+        let checked_at = checks
+            .name_at
+            .contains_key(&(record.to_ascii_lowercase(), addr));
+        if checked || checked_at {
             continue;
         }
         let host = ctx.runbook.hosts.iter().find(|h| h.addr == addr);
@@ -87,7 +97,7 @@ pub fn check(ctx: &Context, out: &mut Findings) {
     }
 }
 
-fn collect_targets(action: &Action, step: StepId, checks: &mut Checks) {
+fn collect_targets(ctx: &Context, action: &Action, step: StepId, checks: &mut Checks) {
     let mut add_host = |host: cutover_lang::HostId| {
         if let Some(steps) = checks.by_host.get_mut(host.0)
             && steps.last() != Some(&step)
@@ -101,9 +111,14 @@ fn collect_targets(action: &Action, step: StepId, checks: &mut Checks) {
                 add_host(t.host);
             }
         }
-        ActionKind::HttpCheck { url, host, .. } => {
+        ActionKind::HttpCheck { url, host, at, .. } => {
             if let Some(h) = host {
                 add_host(*h);
+            }
+            if let (true, Some(h), Some(name)) = (*at, host, url_host(url)) {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                let addr = ctx.runbook.host(*h).addr;
+                checks.name_at.entry((name, addr)).or_default().push(step);
             }
             if let Some(name) = url_host(url) {
                 match name.trim_matches(['[', ']']).parse::<IpAddr>() {
@@ -134,6 +149,38 @@ fn url_host(url: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::url_host;
+
+    /// The codes `plan` finds in a runbook whose switch moves www to
+    /// web-new, with `check` as its only other step.
+    fn codes(check: &str) -> Vec<&'static str> {
+        let text = format!(
+            "runbook r\n\nkey upd hmac-sha256 env:LINT_TSIG\n\nzone example.test\n  primary 127.0.0.1:5353 key upd\n  verify 127.0.0.1:5353\n\n\
+             host web addr 127.0.0.10 via local ./web\nhost web-new addr 127.0.0.20 via local ./web-new\n\n\
+             step pre-check\n  {check}\n\n\
+             step switch after pre-check\n  dns.switch example.test www A 127.0.0.10 -> 127.0.0.20\n  undo dns.switch example.test www A 127.0.0.20 -> 127.0.0.10\n"
+        );
+        let loaded = cutover_lang::parse_source("r.runbook", text);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let runbook = loaded.runbook.unwrap();
+        crate::plan(&runbook, None)
+            .diagnostics
+            .iter()
+            .map(|d| d.code)
+            .collect()
+    }
+
+    #[test]
+    fn a_check_of_the_moved_name_at_the_new_host_counts_before_the_switch() {
+        let code = super::RULE.code;
+        assert!(!codes("http.check https://www.example.test/ at web-new").contains(&code));
+        assert!(
+            !codes("http.check https://WWW.example.test./ at web-new body \"new\"").contains(&code)
+        );
+        // At the old host, of another name, or without `at`, before the switch: not a check of it.
+        assert!(codes("http.check https://www.example.test/ at web").contains(&code));
+        assert!(codes("http.check https://mail.example.test/ at web-new").contains(&code));
+        assert!(codes("http.check https://www.example.test/").contains(&code));
+    }
 
     #[test]
     fn url_hosts() {
