@@ -34,6 +34,6 @@ demo:
 bench-copy:
     cargo bench -p cutover-copy --bench copy
 
-# The crash test with N SIGKILLs (CI runs 100).
-crash-test N="100":
+# The crash test with N SIGKILLs (CI runs the default, 100).
+crash-test N="1000":
     CUTOVER_CRASH_KILLS={{N}} cargo test -p cutover-cli --test engine_crash -- --nocapture

@@ -7,12 +7,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hickory_net::NetError;
+use futures_util::StreamExt;
 use hickory_net::client::{Client, ClientHandle};
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::udp::UdpClientStream;
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, RData, RecordSet, RecordType};
+use hickory_net::{DnsHandle, NetError};
+use hickory_proto::op::{DnsRequest, Message, OpCode, Query, ResponseCode, UpdateMessage};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordSet, RecordType};
 
 use crate::error::DnsError;
 use crate::query::Querier;
@@ -119,6 +120,82 @@ impl Updater {
             new_ttl: ttl,
             values: current.values,
         })
+    }
+
+    /// Proves the key before anything changes: a TSIG-signed UPDATE for
+    /// `zone` whose only content is the prerequisite "the zone's SOA exists"
+    /// (RFC 2136 §2.4.1) and which updates nothing, so it has no side effect
+    /// — and, unlike a query, every server verifies its signature. A server
+    /// that refuses the signature answers with a TSIG error (or an answer
+    /// whose signature does not verify): [`DnsError::TsigFailed`]; one that
+    /// does not let the key update the zone: [`DnsError::Refused`].
+    pub async fn verify_key(&self, zone: &str) -> Result<(), DnsError> {
+        let zone = zone_name(zone)?;
+        let mut question = Query::new();
+        question
+            .set_name(zone.clone())
+            .set_query_class(DNSClass::IN)
+            .set_query_type(RecordType::SOA);
+        let mut message = Message::query();
+        message.metadata.op_code = OpCode::Update;
+        message.metadata.recursion_desired = false;
+        message.add_zone(question);
+        let mut soa_exists = Record::update0(zone.clone(), 0, RecordType::SOA);
+        soa_exists.dns_class = DNSClass::ANY;
+        message.add_pre_requisite(soa_exists);
+        let signer = self.key.as_ref().map(TsigKey::signer).transpose()?;
+        let signed = signer.is_some();
+        let stream = UdpClientStream::builder(self.primary, TokioRuntimeProvider::new())
+            .with_timeout(Some(self.timeout))
+            .with_signer(signer)
+            .build();
+        let (client, background) = Client::<TokioRuntimeProvider>::from_sender(stream);
+        let background = tokio::spawn(background);
+        let sent = tokio::time::timeout(self.timeout + Duration::from_millis(100), async {
+            let mut responses = client.send(DnsRequest::from(message));
+            match responses.next().await {
+                Some(response) => response,
+                None => Err(NetError::Timeout),
+            }
+        })
+        .await;
+        drop(client);
+        background.abort();
+        let response = match sent {
+            Err(_) | Ok(Err(NetError::Timeout)) => {
+                return Err(DnsError::Timeout {
+                    server: self.primary,
+                    timeout: self.timeout,
+                });
+            }
+            Ok(Err(err)) => return Err(self.map_net_error(err, signed)),
+            Ok(Ok(response)) => response,
+        };
+        match response.metadata.response_code {
+            ResponseCode::NoError => Ok(()),
+            ResponseCode::BADSIG | ResponseCode::BADKEY | ResponseCode::BADTIME => {
+                Err(DnsError::TsigFailed {
+                    server: self.primary,
+                    detail: rcode_name(response.metadata.response_code),
+                })
+            }
+            ResponseCode::NotAuth if signed => Err(DnsError::TsigFailed {
+                server: self.primary,
+                detail: "NOTAUTH".into(),
+            }),
+            ResponseCode::Refused => Err(DnsError::Refused {
+                server: self.primary,
+                operation: "update",
+                zone: zone.to_string(),
+                hint: "; is this key allowed to update the zone?".into(),
+            }),
+            code => Err(DnsError::Rcode {
+                server: self.primary,
+                operation: "signed check of the key",
+                subject: format!("{zone} SOA"),
+                rcode: rcode_name(code),
+            }),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -241,10 +318,11 @@ impl Updater {
                 message: io.to_string(),
             },
             // A signed exchange whose answer cannot be verified (BIND's BADSIG reply carries an
-            // empty MAC, which hickory reports as "truncated HMACs") is a key problem.
-            other if signed => DnsError::TsigFailed {
+            // empty MAC, which hickory reports as "truncated HMACs") is a key problem; the
+            // library's own wording says nothing a coordinator can act on.
+            _ if signed => DnsError::TsigFailed {
                 server: self.primary,
-                detail: other.to_string(),
+                detail: "the server's answer carries no valid signature: it did not accept this key (check the secret, the algorithm and the key's name)".into(),
             },
             other => DnsError::Network {
                 server: self.primary,

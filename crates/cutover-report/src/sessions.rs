@@ -86,6 +86,10 @@ struct Open {
     last: DateTime<Utc>,
     /// Nothing but run and lock events since the start.
     fresh: bool,
+    /// Opened by `run started`, whose own `run running` is still to come.
+    awaiting_running: bool,
+    /// The process that opened it, when the log says (`data.pid`).
+    pid: Option<u64>,
     took_over: Option<String>,
 }
 
@@ -118,10 +122,23 @@ pub(crate) fn sessions(snapshot: &Snapshot, at: &dyn Fn(DateTime<Utc>) -> Instan
     for event in &snapshot.events {
         match (event.kind.as_str(), event.message.as_str()) {
             ("run", message) if message.starts_with("run started") || message == "run running" => {
+                let pid = event.data.as_ref().and_then(|d| d["pid"].as_u64());
                 if let Some(current) = open.take() {
-                    if current.fresh && message == "run running" {
+                    // A new run logs `run started`, then its own `run
+                    // running`: one session. Any other `run running` is a
+                    // new coordinator, and the open session crashed.
+                    let same_process = match (current.pid, pid) {
+                        (Some(a), Some(b)) => a == b,
+                        _ => true,
+                    };
+                    if current.fresh
+                        && current.awaiting_running
+                        && message == "run running"
+                        && same_process
+                    {
                         open = Some(Open {
                             took_over: current.took_over.or(pending_take_over.take()),
+                            awaiting_running: false,
                             ..current
                         });
                         continue;
@@ -133,6 +150,8 @@ pub(crate) fn sessions(snapshot: &Snapshot, at: &dyn Fn(DateTime<Utc>) -> Instan
                     started_at: event.at,
                     last: event.at,
                     fresh: true,
+                    awaiting_running: message.starts_with("run started"),
+                    pid,
                     took_over: pending_take_over.take(),
                 });
             }

@@ -20,7 +20,7 @@ use cutover_dns::{
     cache_expiry, query, record_type, soa, verify_many,
 };
 use cutover_engine::{ActionRole, BoxFuture, Check, Evidence, StepContext, StepKind, StepResult};
-use cutover_lang::{ActionKind, Runbook, StepId, Zone, ZoneId};
+use cutover_lang::{ActionKind, KeyId, Runbook, StepId, Zone, ZoneId};
 use cutover_store::Phase;
 use serde_json::{Value, json};
 
@@ -106,21 +106,29 @@ pub(crate) fn verify_servers(zone: &Zone) -> Vec<SocketAddr> {
 /// An updater for the zone's primary, signing with the zone's key.
 fn updater(ctx: &StepContext<'_>, zone: &Zone, timeout: Duration) -> anyhow::Result<Updater> {
     let key = match zone.key {
-        Some(key_id) => {
-            let key = ctx.runbook.key(key_id);
-            let text = ctx.secret_text(key_id)?;
-            let algorithm: TsigAlgorithm = key.algorithm.as_str().parse()?;
-            let source = format!("the secret of key `{}`", key.name);
-            Some(TsigKey::parse(
-                &text,
-                &source,
-                Some(&key.name),
-                Some(algorithm),
-            )?)
-        }
+        Some(key_id) => Some(tsig_key(ctx.runbook, ctx.runbook_dir(), key_id)?),
         None => None,
     };
     Ok(Updater::new(zone.primary, key, timeout))
+}
+
+/// A runbook key as a TSIG key: its secret read (env or file) and parsed.
+/// Errors name the key, never the secret.
+pub(crate) fn tsig_key(
+    runbook: &Runbook,
+    runbook_dir: &std::path::Path,
+    key_id: KeyId,
+) -> anyhow::Result<TsigKey> {
+    let key = runbook.key(key_id);
+    let text = cutover_engine::secrets::read_secret(runbook, runbook_dir, key_id)?;
+    let algorithm: TsigAlgorithm = key.algorithm.as_str().parse()?;
+    let source = format!("the secret of key `{}`", key.name);
+    Ok(TsigKey::parse(
+        &text,
+        &source,
+        Some(&key.name),
+        Some(algorithm),
+    )?)
 }
 
 /// One round of queries at every verify server.

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod http;
 pub mod manual;
 pub mod port;
+pub mod preflight;
 pub mod probe;
 pub mod wait;
 

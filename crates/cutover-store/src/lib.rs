@@ -431,8 +431,8 @@ impl Store {
                 insert_step(&tx, id, position, step)?;
             }
             tx.execute(
-                "INSERT INTO events (run_id, at, step, kind, message) VALUES (?1, ?2, NULL, 'run', ?3)",
-                params![id, now(), format!("run started by {}", run.operator)],
+                "INSERT INTO events (run_id, at, step, kind, message, data) VALUES (?1, ?2, NULL, 'run', ?3, ?4)",
+                params![id, now(), format!("run started by {}", run.operator), coordinator_data()],
             )?;
             tx.commit()?;
             Ok(id)
@@ -454,8 +454,8 @@ impl Store {
                 params![run, status.as_str(), finished],
             )?;
             tx.execute(
-                "INSERT INTO events (run_id, at, step, kind, message) VALUES (?1, ?2, NULL, 'run', ?3)",
-                params![run, now(), format!("run {}", status.as_str())],
+                "INSERT INTO events (run_id, at, step, kind, message, data) VALUES (?1, ?2, NULL, 'run', ?3, ?4)",
+                params![run, now(), format!("run {}", status.as_str()), coordinator_data()],
             )?;
             tx.commit()
         })
@@ -650,6 +650,13 @@ impl Store {
     pub fn confirmation(&self, run: i64, step: &str) -> Result<Option<Confirmation>> {
         self.sql(|c| rows::latest_confirmation(c, run, step))
     }
+}
+
+/// The data of a `run` event: which process wrote it, so a reader of the
+/// log tells a coordinator's own start from the next one's resume (a crash
+/// in between).
+fn coordinator_data() -> String {
+    serde_json::json!({ "pid": std::process::id() }).to_string()
 }
 
 /// A write transaction that takes the write lock at its start, so that a

@@ -370,10 +370,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => runbook.window.map(|w| w.start),
     };
 
+    // Before anything runs: every key a DNS step needs is read and used
+    // once, signed, at its zone's primary.
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    if let Err(failures) =
+        runtime.block_on(cutover_steps::preflight::preflight(runbook, &loaded.dir))
+    {
+        for failure in &failures {
+            eprintln!("error: {failure}");
+        }
+        eprintln!("nothing was run: fix what preflight found, then run again");
+        return Ok(ExitCode::from(2));
+    }
     let path = state_path(&loaded, args.state.as_deref());
     let store = Store::open(&path)?;
     let holder = take_lock(&store, args.take_over || args.yes)?;
-    let result = run_locked(&args, &loaded, options, t0, store, &path);
+    let result = run_locked(&args, &loaded, options, t0, store, &path, runtime);
     let released = release_lock(&path, &holder);
     let code = result?;
     released?;
@@ -387,6 +399,7 @@ fn run_locked(
     t0: Option<DateTime<Utc>>,
     store: Store,
     path: &Path,
+    runtime: tokio::runtime::Runtime,
 ) -> anyhow::Result<ExitCode> {
     let runbook = &loaded.runbook;
     let runbook_path = args.file.display().to_string();
@@ -428,7 +441,6 @@ fn run_locked(
         prompter: prompter.as_ref(),
         options: &options,
     };
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let controls = Controls::default();
     let outcome = runtime.block_on(async {
         watch_stop_signals(&controls, &reporter);

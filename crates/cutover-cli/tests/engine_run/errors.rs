@@ -14,35 +14,35 @@ fn attempts(dir: &std::path::Path, runbook: &str, step: &str) -> (StepStatus, i6
 }
 
 #[test]
-fn a_refused_key_fails_at_once_naming_the_server_and_a_failed_command_is_retried() {
+fn a_refused_swap_fails_at_once_naming_the_server_and_a_failed_command_is_retried() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let lab = DnsLab::start(d, "www 60 IN A 192.0.2.1\n");
-    // The runbook's key file holds another secret than the server's key.
-    let text = lab
-        .header("wrong-key")
-        .replace("file:update.key", "file:wrong.key")
-        + "step switch\n  dns.switch lab.test www A 192.0.2.1 -> 192.0.2.2\n  retry 3\n  timeout 1m\n";
-    std::fs::write(
-        d.join("wrong.key"),
-        "bm90LXRoZS1sYWItc2VjcmV0LWF0LWFsbA==\n",
-    )
-    .unwrap();
-    write(d, "wrong-key.runbook", &text);
+    // The record is not what the runbook expects: the compare-and-swap is
+    // refused, and would be refused at every attempt.
+    let text = lab.header("not-expected")
+        + "step switch\n  dns.switch lab.test www A 192.0.2.9 -> 192.0.2.2\n  retry 3\n  timeout 1m\n";
+    write(d, "not-expected.runbook", &text);
     let started = Instant::now();
-    let (code, out, err) = output(cutover(d).args(["run", "wrong-key.runbook"]));
+    let (code, out, err) = output(cutover(d).args(["run", "not-expected.runbook"]));
     assert_eq!(code, 1, "{out}{err}");
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "no retries, no polling: {:?}",
         started.elapsed()
     );
-    assert!(out.contains("TSIG authentication failed"), "{out}");
+    assert!(
+        out.contains("record is not what the runbook expects"),
+        "{out}"
+    );
     assert!(
         out.contains(&lab.addr.to_string()),
         "names the server: {out}"
     );
-    assert_eq!(attempts(d, "wrong-key", "switch"), (StepStatus::Failed, 1));
+    assert_eq!(
+        attempts(d, "not-expected", "switch"),
+        (StepStatus::Failed, 1)
+    );
     assert_eq!(lab.a("www"), vec!["192.0.2.1".to_owned()]);
 
     // A command that exits non-zero may pass another time: retried.
@@ -54,4 +54,65 @@ fn a_refused_key_fails_at_once_naming_the_server_and_a_failed_command_is_retried
     let (code, out, err) = output(cutover(d).args(["run", "flaky.runbook"]));
     assert_eq!(code, 1, "{out}{err}");
     assert_eq!(attempts(d, "flaky", "flaky"), (StepStatus::Failed, 3));
+}
+
+#[test]
+fn an_unset_key_variable_or_a_wrong_key_fails_at_preflight_before_any_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lab = DnsLab::start(d, "www 60 IN A 192.0.2.1\n");
+    let steps = "step first\n  exec \"echo first >> j\"\n\nstep switch after first\n  dns.switch lab.test www A 192.0.2.1 -> 192.0.2.2\n";
+
+    // The key's variable is not set.
+    let text = lab
+        .header("unset-key")
+        .replace("file:update.key", "env:CUTOVER_TEST_UNSET_KEY")
+        + steps;
+    write(d, "unset-key.runbook", &text);
+    let (code, out, err) = output(
+        cutover(d)
+            .env_remove("CUTOVER_TEST_UNSET_KEY")
+            .args(["run", "unset-key.runbook"]),
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("preflight: zone lab.test: key `update`"),
+        "{err}"
+    );
+    assert!(err.contains(&lab.addr.to_string()), "{err}");
+    assert!(
+        err.contains("CUTOVER_TEST_UNSET_KEY, which is not set"),
+        "{err}"
+    );
+    assert!(!d.join("j").exists(), "no step ran");
+    assert!(
+        !d.join(".cutover/unset-key.db").exists(),
+        "no run was started"
+    );
+
+    // The key's secret is not the server's.
+    std::fs::write(
+        d.join("wrong.key"),
+        "bm90LXRoZS1sYWItc2VjcmV0LWF0LWFsbA==\n",
+    )
+    .unwrap();
+    let text = lab
+        .header("wrong-key")
+        .replace("file:update.key", "file:wrong.key")
+        + steps;
+    write(d, "wrong-key.runbook", &text);
+    let (code, out, err) = output(cutover(d).args(["run", "wrong-key.runbook"]));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("preflight: zone lab.test: key `update`"),
+        "{err}"
+    );
+    assert!(err.contains(&lab.addr.to_string()), "{err}");
+    assert!(err.contains("refused the signature"), "{err}");
+    assert!(
+        !err.contains("file an issue"),
+        "no text of the DNS library: {err}"
+    );
+    assert!(!d.join("j").exists(), "no step ran");
+    assert_eq!(lab.a("www"), vec!["192.0.2.1".to_owned()]);
 }

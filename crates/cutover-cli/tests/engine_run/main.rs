@@ -41,9 +41,14 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// Each step's status; none before the run is registered in the file.
 fn statuses(dir: &Path, runbook: &str) -> Vec<(String, StepStatus)> {
-    let store = Store::open_existing(&dir.join(format!(".cutover/{runbook}.db"))).unwrap();
-    let run = store.latest_run().unwrap().unwrap();
+    let Ok(store) = Store::open_existing(&dir.join(format!(".cutover/{runbook}.db"))) else {
+        return Vec::new();
+    };
+    let Some(run) = store.latest_run().unwrap() else {
+        return Vec::new();
+    };
     store
         .steps(run.id)
         .unwrap()
@@ -52,12 +57,12 @@ fn statuses(dir: &Path, runbook: &str) -> Vec<(String, StepStatus)> {
         .collect()
 }
 
+/// A step's status (pending until the run registers it).
 fn status_of(dir: &Path, runbook: &str, step: &str) -> StepStatus {
     statuses(dir, runbook)
         .into_iter()
         .find(|(n, _)| n == step)
-        .unwrap()
-        .1
+        .map_or(StepStatus::Pending, |(_, status)| status)
 }
 
 fn journal(dir: &Path) -> String {

@@ -41,11 +41,16 @@ fn sigterm_and_sighup_are_clean_stops_recorded_as_stops() {
                 .unwrap(),
         );
         eventually("the wait to start", || {
-            d.join("run state.db").exists() && {
-                let store = Store::open_existing(&d.join("run state.db")).unwrap();
-                let id = store.latest_run().unwrap().unwrap().id;
-                store.step(id, "pause").unwrap().unwrap().status == StepStatus::Running
-            }
+            let Ok(store) = Store::open_existing(&d.join("run state.db")) else {
+                return false;
+            };
+            let Some(run) = store.latest_run().unwrap() else {
+                return false;
+            };
+            store
+                .step(run.id, "pause")
+                .unwrap()
+                .is_some_and(|s| s.status == StepStatus::Running)
         });
         let sent = Instant::now();
         // SAFETY: sends a signal to the child this test started.
