@@ -677,8 +677,7 @@ impl FileSide {
                 .map_err(|e| CopyError::io("writing journal", &journal, e))?;
             inplace::apply(basis, log.as_ref().map(|l| &**l.file()), dest.size, &runs)
                 .map_err(|e| CopyError::io("patching", &path, e))?;
-            inplace::complete(&journal, &temp_path)
-                .map_err(|e| CopyError::io("removing", &journal, e))?;
+            inplace::complete(&path).map_err(|e| CopyError::io("removing", &journal, e))?;
             self.dest = None;
             return Ok(Response::Ok);
         }

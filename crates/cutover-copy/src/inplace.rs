@@ -283,6 +283,13 @@ pub fn staging_path(dest: &Path) -> PathBuf {
     beside(dest, "cutover-staged")
 }
 
+/// The staging log of a patch that was applied, `.NAME.cutover-applied`:
+/// [`complete`] renames the log to it before it removes the journal, so a
+/// crash between the two leaves a log that says it is spent.
+pub fn applied_path(dest: &Path) -> PathBuf {
+    beside(dest, "cutover-applied")
+}
+
 /// `.NAME.SUFFIX` in the folder of `dest`.
 pub fn beside(dest: &Path, suffix: &str) -> PathBuf {
     let name = dest
@@ -372,12 +379,24 @@ pub fn apply(dest: &File, staging: Option<&File>, size: u64, runs: &[Run]) -> io
     dest.sync_data()
 }
 
-/// Ends a patch once applied: the journal goes first (the destination is
-/// final from then on), then the staging log.
-pub fn complete(journal: &Path, staging: &Path) -> io::Result<()> {
-    fs::remove_file(journal)?;
-    sync_folder(journal)?;
-    match fs::remove_file(staging) {
+/// Ends a patch of `dest` once applied and synced. The staging log is
+/// renamed to [`applied_path`] first, then the journal goes (the
+/// destination is final from then on), then the spent log. A crash at any
+/// point leaves either the journal (rolled forward again by [`recover`],
+/// from the log under either name) or a log named spent, which the next
+/// open removes — never a log that looks like staged work to resume.
+pub fn complete(dest: &Path) -> io::Result<()> {
+    let journal = journal_path(dest);
+    let staging = staging_path(dest);
+    let applied = applied_path(dest);
+    match fs::rename(&staging, &applied) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    sync_folder(&journal)?;
+    fs::remove_file(&journal)?;
+    sync_folder(&journal)?;
+    match fs::remove_file(&applied) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
@@ -388,9 +407,18 @@ pub fn complete(journal: &Path, staging: &Path) -> io::Result<()> {
 /// a patch was applied.
 pub fn recover(dest: &Path) -> Result<bool, CopyError> {
     let journal = journal_path(dest);
+    let applied = applied_path(dest);
     let body = match fs::read(&journal) {
         Ok(body) => body,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // A spent log without its journal: the patch is complete.
+            return match fs::remove_file(&applied) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    Err(CopyError::io("removing", &applied, e))
+                }
+                _ => Ok(false),
+            };
+        }
         Err(e) => return Err(CopyError::io("reading journal", &journal, e)),
     };
     let Some((size, runs)) = parse_journal(&body) else {
@@ -398,10 +426,16 @@ pub fn recover(dest: &Path) -> Result<bool, CopyError> {
         return Ok(false);
     };
     let staging = staging_path(dest);
-    let staged = match File::open(&staging) {
-        Ok(file) => Some(file),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(CopyError::io("reading", &staging, e)),
+    // The log under its staging name, or already renamed as spent by a
+    // `complete` that was interrupted before it removed the journal.
+    let open_log = |path: &Path| match File::open(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CopyError::io("reading", path, e)),
+    };
+    let staged = match open_log(&staging)? {
+        Some(file) => Some(file),
+        None => open_log(&applied)?,
     };
     let needs_staged = runs
         .iter()
@@ -433,7 +467,7 @@ pub fn recover(dest: &Path) -> Result<bool, CopyError> {
             ),
         )
     })?;
-    complete(&journal, &staging).map_err(|e| CopyError::io("removing", &journal, e))?;
+    complete(dest).map_err(|e| CopyError::io("removing", &journal, e))?;
     Ok(true)
 }
 
@@ -553,6 +587,28 @@ mod tests {
         let at = log.append(0, b"new").unwrap();
         commit(&journal_path(&dest), 12, &[(0, 3, Change::Staged { at })]).unwrap();
         dest
+    }
+
+    /// A crash inside `complete`: after the log was renamed as spent, the
+    /// journal still there — the next open rolls the patch forward from the
+    /// renamed log; after the journal went — the next open removes the spent
+    /// log, which no rerun could mistake for staged work.
+    #[test]
+    fn a_crash_while_a_patch_completes_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = committed_patch(dir.path());
+        fs::rename(staging_path(&dest), applied_path(&dest)).unwrap();
+        assert!(recover(&dest).unwrap(), "rolled forward from the spent log");
+        assert_eq!(fs::read(&dest).unwrap(), b"new contents");
+        for leftover in [journal_path(&dest), staging_path(&dest), applied_path(&dest)] {
+            assert!(!leftover.exists(), "{} is left", leftover.display());
+        }
+
+        // Applied, journal gone, the spent log not yet removed.
+        fs::write(applied_path(&dest), b"spent").unwrap();
+        assert!(!recover(&dest).unwrap(), "nothing left to apply");
+        assert_eq!(fs::read(&dest).unwrap(), b"new contents");
+        assert!(!applied_path(&dest).exists(), "the spent log is removed");
     }
 
     /// A crash while the journal was written: the patch never started, the
