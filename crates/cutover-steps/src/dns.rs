@@ -316,11 +316,16 @@ impl StepKind for DnsTtl {
 /// the process: a resumed run starts it afresh from its first poll.
 #[derive(Default)]
 struct SwitchProgress {
-    /// (step, act time) → server → (first seen serving, serial).
-    first_served: HashMap<(String, String), BTreeMap<String, (DateTime<Utc>, Option<u32>)>>,
-    /// (step, act time) → the lagging servers last logged.
-    lagging: HashMap<(String, String), String>,
+    first_served: HashMap<SwitchAct, FirstServed>,
+    /// The lagging servers last logged.
+    lagging: HashMap<SwitchAct, String>,
 }
+
+/// One act of a switch: its step and when it acted.
+type SwitchAct = (String, String);
+
+/// Per server: when it was first seen serving the new value, at which serial.
+type FirstServed = BTreeMap<String, (DateTime<Utc>, Option<u32>)>;
 
 fn switch_progress() -> std::sync::MutexGuard<'static, SwitchProgress> {
     static PROGRESS: OnceLock<Mutex<SwitchProgress>> = OnceLock::new();
