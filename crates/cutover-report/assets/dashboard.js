@@ -96,7 +96,12 @@ function updateStep(step, state) {
   const { li, parts } = item;
   li.dataset.status = step.status;
   parts.kind.textContent = step.kind;
-  parts.status.textContent = step.status + (step.phase && step.status === "running" ? " · " + step.phase : "");
+  // A manual gate waiting for its confirmation says so, with its
+  // instructions (as `cutover status` does), rather than "running · act".
+  const waiting = step.waiting_for_confirmation;
+  parts.status.textContent = waiting !== undefined && waiting !== null
+    ? "waiting for confirmation: " + waiting
+    : step.status + (step.phase && step.status === "running" ? " · " + step.phase : "");
   parts.status.dataset.status = step.status;
   let times = "planned " + instant(step.planned.start) + " · actual " + instant(step.actual.start);
   if (step.actual.duration_s !== null) times += " · took " + dur(step.actual.duration_s);
@@ -115,7 +120,7 @@ function updateStep(step, state) {
       parts.live.appendChild(el("div", "progress-figure", text));
       if (p.total) { const bar = el("progress"); bar.max = p.total; bar.value = p.done; parts.live.appendChild(bar); }
     }
-    if (step.last_message) parts.live.appendChild(el("div", "muted", step.last_message));
+    if (step.last_message && step.last_message !== parts.status.textContent) parts.live.appendChild(el("div", "muted", step.last_message));
   }
   item.details.querySelector(".definition").textContent = step.definition;
   const key = step.evidence.length + ":" + step.status;

@@ -56,6 +56,89 @@ fn tick(span: i64) -> i64 {
 /// up to now and marks it.
 pub fn svg(report: &Report, now: Option<DateTime<Utc>>) -> String {
     let now_s = now.map(|n| (n - report.run.t0).num_seconds());
+    let mut out = String::new();
+    let frame = body(&mut out, report, now_s);
+    if let (Some(frame), Some(n)) = (frame, now_s) {
+        now_line(&mut out, &frame, n);
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// The scale of a chart: the seconds from T0 it spans, and its height.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Frame {
+    lo: i64,
+    hi: i64,
+    height: f64,
+}
+
+impl Frame {
+    fn x(&self, s: i64) -> f64 {
+        LABEL_W + (s - self.lo) as f64 / (self.hi - self.lo) as f64 * CHART_W
+    }
+}
+
+/// A chart for the live dashboard, drawn once for a report: when no step
+/// is running nothing in it moves with the clock but the "now" line, so
+/// only that line is drawn per answer; otherwise (running bars grow up to
+/// now) the whole chart is.
+#[derive(Debug)]
+pub(crate) enum LiveChart {
+    /// The chart up to its "now" line, already as the text of a JSON
+    /// string without the closing quote.
+    Still {
+        json_head: String,
+        frame: Option<Frame>,
+        t0: DateTime<Utc>,
+    },
+    Moving,
+}
+
+impl LiveChart {
+    pub(crate) fn new(report: &Report) -> LiveChart {
+        if report.steps.iter().any(|s| s.status == StepStatus::Running) {
+            return LiveChart::Moving;
+        }
+        let mut head = String::new();
+        let frame = body(&mut head, report, None);
+        let mut json_head = serde_json::to_string(&head).unwrap_or_else(|_| "\"".to_owned());
+        json_head.pop();
+        LiveChart::Still {
+            json_head,
+            frame,
+            t0: report.run.t0,
+        }
+    }
+
+    /// The chart at `now` as a JSON string; `report` is the one it was
+    /// made of.
+    pub(crate) fn json_at(&self, report: &Report, now: DateTime<Utc>) -> String {
+        match self {
+            LiveChart::Still {
+                json_head,
+                frame,
+                t0,
+            } => {
+                let mut tail = String::new();
+                if let Some(frame) = frame {
+                    now_line(&mut tail, frame, (now - *t0).num_seconds());
+                }
+                tail.push_str("</svg>");
+                let tail = serde_json::to_string(&tail).unwrap_or_default();
+                let mut json = String::with_capacity(json_head.len() + tail.len());
+                json.push_str(json_head);
+                json.push_str(tail.get(1..).unwrap_or("\""));
+                json
+            }
+            LiveChart::Moving => serde_json::to_string(&svg(report, Some(now))).unwrap_or_default(),
+        }
+    }
+}
+
+/// Writes the chart but its "now" line and its closing tag; returns its
+/// frame (None when no step has a time yet).
+fn body(out: &mut String, report: &Report, now_s: Option<i64>) -> Option<Frame> {
     let mut lo = i64::MAX;
     let mut hi = i64::MIN;
     for s in &report.steps {
@@ -79,7 +162,6 @@ pub fn svg(report: &Report, now: Option<DateTime<Utc>>) -> String {
     }
     let height = TOP + ROW_H * report.steps.len() as f64 + 10.0;
     let width = LABEL_W + CHART_W + 20.0;
-    let mut out = String::new();
     let _ = write!(
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="gantt" viewBox="0 0 {width} {height}" width="{width}" height="{height}" font-family="sans-serif" font-size="11" role="img" aria-label="planned vs actual timeline">"#
@@ -87,15 +169,16 @@ pub fn svg(report: &Report, now: Option<DateTime<Utc>>) -> String {
     if lo > hi {
         let _ = write!(
             out,
-            r#"<text x="10" y="20">No step has a planned or actual time yet.</text></svg>"#
+            r#"<text x="10" y="20">No step has a planned or actual time yet.</text>"#
         );
-        return out;
+        return None;
     }
     if hi == lo {
         hi = lo + 60;
     }
+    let frame = Frame { lo, hi, height };
     let span = hi - lo;
-    let x = |s: i64| LABEL_W + (s - lo) as f64 / span as f64 * CHART_W;
+    let x = |s: i64| frame.x(s);
     let step = tick(span);
     let first = lo.div_euclid(step) * step;
     let mut t = first;
@@ -158,15 +241,18 @@ pub fn svg(report: &Report, now: Option<DateTime<Utc>>) -> String {
         }
         out.push_str("</g>");
     }
-    if let Some(n) = now_s.filter(|n| (lo..=hi).contains(n)) {
+    Some(frame)
+}
+
+/// The "now" line, when now is within the chart.
+fn now_line(out: &mut String, frame: &Frame, n: i64) {
+    if (frame.lo..=frame.hi).contains(&n) {
         let _ = write!(
             out,
             r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{bottom}" stroke="#d84315" stroke-width="1.5"/><text x="{x:.1}" y="{by}" fill="#d84315" text-anchor="middle">now</text>"##,
-            x = x(n),
-            bottom = height - 10.0,
-            by = height - 1.0,
+            x = frame.x(n),
+            bottom = frame.height - 10.0,
+            by = frame.height - 1.0,
         );
     }
-    out.push_str("</svg>");
-    out
 }

@@ -3,7 +3,7 @@
 
 use crate::facts::{Fact, facts};
 use crate::gantt::{escape, status_colour, svg};
-use crate::model::Report;
+use crate::model::{Report, StepReport};
 use crate::text;
 use std::fmt::Write;
 
@@ -60,6 +60,15 @@ fn facts_html(data: &serde_json::Value) -> String {
         out
     } else {
         format!("<ul class=\"facts\">{lines}</ul>{out}")
+    }
+}
+
+/// A step's state as the page says it: a manual gate waiting for its
+/// confirmation says so (as `cutover status` does), with its instructions.
+fn status_text(step: &StepReport) -> String {
+    match &step.waiting_for_confirmation {
+        Some(text) => format!("waiting for confirmation: {text}"),
+        None => step.status.as_str().to_owned(),
     }
 }
 
@@ -132,7 +141,7 @@ pub fn html(report: &Report) -> String {
             escape(&s.name),
             escape(&s.kind),
             status_colour(s.status),
-            s.status.as_str(),
+            escape(&status_text(s)),
             s.attempts,
             escape(&text::instant(s.planned.span.start)),
             escape(&text::instant(s.actual.start)),
@@ -191,7 +200,7 @@ pub fn html(report: &Report) -> String {
             "<section class=\"evidence\"><h3><code>{}</code> <span class=\"status\" style=\"background:{}\">{}</span> {}</h3>",
             escape(&s.name),
             status_colour(s.status),
-            s.status.as_str(),
+            escape(&status_text(s)),
             escape(&s.kind)
         );
         if s.evidence.is_empty() {

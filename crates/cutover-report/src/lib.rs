@@ -35,8 +35,8 @@ mod text;
 
 pub use model::{
     ConfirmationReport, Counts, Deviation, DeviationKind, EventReport, EvidenceReport, Instant,
-    LATE_TOLERANCE_S, OVERRUN_TOLERANCE_S, Planned, Progress, Report, RunSummary, SCHEMA, Span,
-    StepReport, WindowReport,
+    LATE_TOLERANCE_S, OVERRUN_TOLERANCE_S, Planned, PlannedRunbook, Progress, Report, RunSummary,
+    SCHEMA, Span, StepReport, WindowReport,
 };
 pub use read::{ReadError, Snapshot, read_snapshot};
 pub use sessions::{CaughtStep, Session, SessionEnd};

@@ -7,7 +7,7 @@
 use crate::read::Snapshot;
 use crate::sessions::{Session, sessions};
 use chrono::{DateTime, Utc};
-use cutover_lang::Runbook;
+use cutover_lang::{Runbook, StepId};
 use cutover_store::{EventRecord, EvidenceRecord, Phase, RunStatus, StepRecord, StepStatus};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -127,6 +127,12 @@ pub struct StepReport {
     pub last_message: Option<String>,
     /// The latest progress a running step logged in its current phase.
     pub progress: Option<Progress>,
+    /// A manual gate waiting for its confirmation: its instructions. Set
+    /// for a step running its act whose latest event is the `gate` event
+    /// the engine logs when the gate starts waiting (the rule of `cutover
+    /// status`); absent from the JSON otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for_confirmation: Option<String>,
 }
 
 /// `progress` events: `{"done": N, "total": N|null, "unit": "bytes"}`.
@@ -212,13 +218,105 @@ pub struct EventReport {
     pub data: Option<serde_json::Value>,
 }
 
+/// A runbook with what the report needs of it computed once: its plan and
+/// its steps by name. The dashboard keeps one across polls (the runbook
+/// changes only when its file does); [`Report::build`] makes one per call.
+#[derive(Debug)]
+pub struct PlannedRunbook {
+    runbook: Runbook,
+    plan: cutover_plan::Plan,
+    steps: HashMap<String, StepId>,
+}
+
+impl PlannedRunbook {
+    pub fn new(runbook: Runbook) -> PlannedRunbook {
+        let plan = cutover_plan::plan(&runbook, None);
+        let steps = step_index(&runbook);
+        PlannedRunbook {
+            runbook,
+            plan,
+            steps,
+        }
+    }
+
+    pub fn runbook(&self) -> &Runbook {
+        &self.runbook
+    }
+
+    fn planning(&self) -> Planning<'_> {
+        Planning {
+            runbook: &self.runbook,
+            plan: &self.plan,
+            steps: &self.steps,
+        }
+    }
+}
+
+fn step_index(runbook: &Runbook) -> HashMap<String, StepId> {
+    runbook
+        .steps
+        .iter()
+        .enumerate()
+        .rev() // the first of two steps of one name wins, as in `step_by_name`
+        .map(|(i, s)| (s.name.clone(), StepId(i)))
+        .collect()
+}
+
+/// A runbook, its plan and its steps by name, borrowed for one build.
+#[derive(Clone, Copy)]
+struct Planning<'a> {
+    runbook: &'a Runbook,
+    plan: &'a cutover_plan::Plan,
+    steps: &'a HashMap<String, StepId>,
+}
+
 impl Report {
     /// Builds the report of the run in `snapshot`. `runbook`, when given,
     /// supplies the planned timeline (from the planner) and step kinds.
     pub fn build(snapshot: &Snapshot, runbook: Option<&Runbook>) -> Report {
+        match runbook {
+            Some(runbook) => {
+                let plan = cutover_plan::plan(runbook, None);
+                let steps = step_index(runbook);
+                let planning = Planning {
+                    runbook,
+                    plan: &plan,
+                    steps: &steps,
+                };
+                Report::build_with(snapshot, Some(planning), None)
+            }
+            None => Report::build_with(snapshot, None, None),
+        }
+    }
+
+    /// [`Report::build`] with a runbook planned beforehand.
+    pub fn build_planned(snapshot: &Snapshot, runbook: Option<&PlannedRunbook>) -> Report {
+        Report::build_with(snapshot, runbook.map(PlannedRunbook::planning), None)
+    }
+
+    /// The report with only the latest `events` entries of the event log
+    /// (what the dashboard shows of it).
+    pub(crate) fn build_latest_events(
+        snapshot: &Snapshot,
+        runbook: Option<&PlannedRunbook>,
+        events: usize,
+    ) -> Report {
+        Report::build_with(
+            snapshot,
+            runbook.map(PlannedRunbook::planning),
+            Some(events),
+        )
+    }
+
+    fn build_with(
+        snapshot: &Snapshot,
+        planning: Option<Planning<'_>>,
+        latest_events: Option<usize>,
+    ) -> Report {
         let run = &snapshot.run;
-        let plan = runbook.map(|r| cutover_plan::plan(r, None));
-        let (t0, t0_basis) = match (run.t0, plan.as_ref().and_then(|p| p.t0)) {
+        let runbook = planning.map(|p| p.runbook);
+        let plan = planning.map(|p| p.plan);
+        let (t0, t0_basis) = match (run.t0, plan.and_then(|p| p.t0)) {
             (Some(t0), _) => (t0, "the run's T0"),
             (None, Some(t0)) => (t0, "the runbook's window"),
             (None, None) => (run.started_at, "the start of the run (no window, no --t0)"),
@@ -228,8 +326,8 @@ impl Report {
             offset_s: (utc - t0).num_seconds(),
         };
         let mut notes = Vec::new();
-        match (&plan, runbook) {
-            (Some(_), Some(r)) => notes.push(format!(
+        match runbook {
+            Some(r) => notes.push(format!(
                 "planned times come from the planner on the runbook `{}` as read now; the run recorded hash {}",
                 r.name,
                 short_hash(&run.content_hash)
@@ -245,7 +343,7 @@ impl Report {
         let mut deviations = Vec::new();
         let mut steps = Vec::new();
         for record in &snapshot.steps {
-            let step = step_report(record, &by_step, runbook, plan.as_ref(), &at, t0);
+            let step = step_report(record, &by_step, planning, &at, t0);
             step_deviations(&step, by_step.events(&record.name), &mut deviations);
             steps.push(step);
         }
@@ -294,19 +392,23 @@ impl Report {
         // Progress is left out of the log: one event a second per running
         // copy would bury the rest, and the act's evidence says what each
         // copy moved and how long it took.
-        let events = snapshot
-            .events
-            .iter()
-            .filter(|e| e.kind != "progress")
-            .map(|e| EventReport {
-                id: e.id,
-                at: at(e.at),
-                step: e.step.clone(),
-                kind: e.kind.clone(),
-                message: e.message.clone(),
-                data: e.data.clone(),
-            })
-            .collect();
+        let event_report = |e: &EventRecord| EventReport {
+            id: e.id,
+            at: at(e.at),
+            step: e.step.clone(),
+            kind: e.kind.clone(),
+            message: e.message.clone(),
+            data: e.data.clone(),
+        };
+        let logged = snapshot.events.iter().filter(|e| e.kind != "progress");
+        let events = match latest_events {
+            None => logged.map(event_report).collect(),
+            Some(n) => {
+                let mut latest: Vec<EventReport> = logged.rev().take(n).map(event_report).collect();
+                latest.reverse();
+                latest
+            }
+        };
         let counts = counts(&snapshot.steps);
         let outcome = outcome(run.status, &counts, &sessions);
         Report {
@@ -393,19 +495,18 @@ pub fn short_hash(hash: &str) -> &str {
 fn step_report(
     record: &StepRecord,
     by_step: &ByStep<'_>,
-    runbook: Option<&Runbook>,
-    plan: Option<&cutover_plan::Plan>,
+    planning: Option<Planning<'_>>,
     at: &dyn Fn(DateTime<Utc>) -> Instant,
     t0: DateTime<Utc>,
 ) -> StepReport {
-    let id = runbook.and_then(|r| r.step_by_name(&record.name));
-    let kind = match (runbook, id) {
-        (Some(r), Some(id)) => r.step(id).action.kind.keyword().to_owned(),
-        _ => kind_from_definition(&record.definition),
+    let found = planning.and_then(|p| Some((p, *p.steps.get(record.name.as_str())?)));
+    let kind = match found {
+        Some((p, id)) => p.runbook.step(id).action.kind.keyword().to_owned(),
+        None => kind_from_definition(&record.definition),
     };
-    let planned = match (plan, id) {
-        (Some(plan), Some(id)) => {
-            let p = plan.step(id);
+    let planned = match found {
+        Some((planning, id)) => {
+            let p = planning.plan.step(id);
             let offset = |s: i64| {
                 at(t0 + chrono::TimeDelta::try_seconds(s).unwrap_or(chrono::TimeDelta::zero()))
             };
@@ -486,6 +587,9 @@ fn step_report(
                 .find_map(|e| progress(e))
         })
         .flatten();
+    let waiting_for_confirmation = (running && record.phase == Some(Phase::Act))
+        .then(|| waiting_gate(step_events))
+        .flatten();
     StepReport {
         name: record.name.clone(),
         kind,
@@ -500,7 +604,25 @@ fn step_report(
         evidence,
         last_message,
         progress,
+        waiting_for_confirmation,
     }
+}
+
+/// The instructions of a manual gate waiting for its confirmation: the
+/// step's latest event is the `gate` event the engine logs when the gate
+/// starts waiting (`{"instructions": TEXT}`; its message when the data
+/// has none). Any later event (the confirmation, the outcome, a stop)
+/// ends the wait.
+fn waiting_gate(events: &[&EventRecord]) -> Option<String> {
+    let last = events.last().filter(|e| e.kind == "gate")?;
+    Some(
+        last.data
+            .as_ref()
+            .and_then(|d| d.get("instructions"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or(&last.message)
+            .to_owned(),
+    )
 }
 
 /// What a step logged since it last entered a phase, from its events

@@ -8,7 +8,7 @@
 //! (`CUTOVER_SCALE_STEPS` sets another size).
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use cutover_report::{Format, Report, dashboard, read_snapshot, render};
+use cutover_report::{Format, PlannedRunbook, Report, dashboard, read_snapshot, render};
 use rusqlite::params;
 use std::path::Path;
 use std::time::Instant;
@@ -176,6 +176,100 @@ fn a_report_of_ten_thousand_steps() {
             seconds(started),
             text.len(),
             std::hash::Hasher::finish(&digest)
+        );
+    }
+}
+
+/// The stages of one `/api/run` answer, timed on a state file of your own
+/// (`CUTOVER_SCALE_STATE=PATH`, e.g. the fleet bench's, with
+/// `CUTOVER_SCALE_RUNBOOK=PATH`) or on the synthetic run.
+#[test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+fn the_stages_of_an_api_run_answer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (path, runbook_text) = match std::env::var_os("CUTOVER_SCALE_STATE") {
+        Some(state) => {
+            let runbook = std::env::var_os("CUTOVER_SCALE_RUNBOOK").expect("CUTOVER_SCALE_RUNBOOK");
+            (
+                state.into(),
+                std::fs::read_to_string(runbook).expect("runbook"),
+            )
+        }
+        None => {
+            let path = dir.path().join("scale.db");
+            let text = synthetic_run(&path, 10_000);
+            (path, text)
+        }
+    };
+    let path: std::path::PathBuf = path;
+    for round in 0..3 {
+        println!("round {round}");
+        let started = Instant::now();
+        let loaded = cutover_lang::parse_source("scale.runbook", runbook_text.clone());
+        let runbook = loaded.runbook.expect("runbook parses");
+        println!("  parse the runbook: {}", seconds(started));
+        let started = Instant::now();
+        let planned = PlannedRunbook::new(runbook.clone());
+        println!(
+            "  plan and index it: {} ({} steps)",
+            seconds(started),
+            runbook.steps.len()
+        );
+        let started = Instant::now();
+        let snapshot = read_snapshot(&path).expect("snapshot");
+        println!(
+            "  read_snapshot: {} ({} steps, {} events, {} evidence)",
+            seconds(started),
+            snapshot.steps.len(),
+            snapshot.events.len(),
+            snapshot.evidence.len()
+        );
+        let started = Instant::now();
+        let report = Report::build_planned(&snapshot, Some(&planned));
+        println!("  Report::build_planned: {}", seconds(started));
+        let started = Instant::now();
+        let json = serde_json::to_vec(&report).expect("json");
+        println!(
+            "  serde_json of the whole report: {} ({} bytes)",
+            seconds(started),
+            json.len()
+        );
+        let started = Instant::now();
+        let svg = cutover_report::gantt_svg(&report, Some(t(0)));
+        println!("  gantt: {} ({} bytes)", seconds(started), svg.len());
+        let started = Instant::now();
+        let live = dashboard::live_state(&snapshot, Some(&runbook), t(0));
+        println!(
+            "  live_state (clone, plan, build, gantt): {}",
+            seconds(started)
+        );
+        let started = Instant::now();
+        let json = serde_json::to_vec(&live).expect("json");
+        println!(
+            "  serde_json of the live state: {} ({} bytes)",
+            seconds(started),
+            json.len()
+        );
+        let source = dashboard::Source::new(path.clone(), Some(runbook));
+        let started = Instant::now();
+        let first = source.api_run_json(t(0)).expect("answer");
+        println!(
+            "  /api/run body, first (read, build, serialise): {} ({} bytes)",
+            seconds(started),
+            first.len()
+        );
+        let mut times: Vec<f64> = (0..9)
+            .map(|i| {
+                let started = Instant::now();
+                let kept = source.api_run_json(t(1 + i)).expect("answer");
+                assert_eq!(kept.len(), first.len());
+                started.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        println!(
+            "  /api/run body, state unchanged (kept): median {:.3} s, min {:.3} s of 9",
+            times[4], times[0]
         );
     }
 }

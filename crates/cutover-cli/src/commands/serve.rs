@@ -14,8 +14,8 @@ use std::time::Duration;
 /// The page shows each step with its state, timings, progress and
 /// countdowns, its evidence on click, and the planned-vs-actual timeline,
 /// and updates itself every second while the run goes on. The state file
-/// is opened read-only on each request. It may be started before the run:
-/// the page waits for it.
+/// is only read (a request reads it again when it changed since the last
+/// one). It may be started before the run: the page waits for it.
 ///
 /// It listens on loopback only unless --allow-remote is given; it has no
 /// authentication, so put it behind an SSH tunnel rather than opening it.
@@ -51,7 +51,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.listen
         );
     }
+    // Read once here so that a runbook with errors is refused at the start;
+    // the dashboard reads it again whenever it changes.
     let (state, runbook) = state_and_runbook(args.file.as_deref(), args.state.as_deref())?;
+    let source = match (args.file, runbook) {
+        (Some(file), Some(_)) => Source::with_runbook_file(state.clone(), file),
+        (_, runbook) => Source::new(state.clone(), runbook),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -82,7 +88,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 () = timer => {}
             }
         };
-        serve(listener, Source::new(state, runbook), shutdown).await?;
+        serve(listener, source, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
 }
