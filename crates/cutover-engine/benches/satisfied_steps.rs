@@ -30,7 +30,9 @@ impl StepKind for ConnectCheck {
             let ActionKind::PortOpen { targets } = &ctx.action.kind else {
                 return Err(anyhow::anyhow!("not a port.open step").into());
             };
-            let target = targets[0];
+            let Some(target) = targets.iter().next() else {
+                return Err(anyhow::anyhow!("a port.open step without targets").into());
+            };
             let addr = SocketAddr::new(ctx.runbook.host(target.host).addr, target.port);
             tokio::net::TcpStream::connect(addr)
                 .await
@@ -76,7 +78,8 @@ fn runbook(steps: usize, port: u16) -> Runbook {
                     targets: vec![PortTarget {
                         host: HostId(0),
                         port,
-                    }],
+                    }]
+                    .into(),
                 },
                 span,
             },

@@ -5,7 +5,7 @@
 //! address changes the steps that use it.
 
 use cutover_lang::units::TimeSpec;
-use cutover_lang::{ActionKind, Endpoint, HostId, PortTarget, Runbook, Step, Transport, WaitFor};
+use cutover_lang::{ActionKind, Endpoint, HostId, PortTargets, Runbook, Step, Transport, WaitFor};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -45,12 +45,13 @@ fn host(runbook: &Runbook, id: HostId) -> &str {
     &runbook.host(id).name
 }
 
-fn targets(runbook: &Runbook, targets: &[PortTarget]) -> String {
-    targets
-        .iter()
-        .map(|t| format!("{}:{}", host(runbook, t.host), t.port))
-        .collect::<Vec<_>>()
-        .join(", ")
+fn targets(runbook: &Runbook, targets: &PortTargets) -> String {
+    let mut s = String::new();
+    for (i, t) in targets.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(s, "{sep}{}:{}", host(runbook, t.host), t.port);
+    }
+    s
 }
 
 fn endpoint(runbook: &Runbook, e: &Endpoint) -> String {
@@ -128,8 +129,11 @@ pub fn action(runbook: &Runbook, kind: &ActionKind) -> String {
         ActionKind::Exec { on, command, env } => {
             let mut s = String::new();
             if !on.is_empty() {
-                let hosts: Vec<&str> = on.iter().map(|h| host(runbook, *h)).collect();
-                let _ = write!(s, "on {} ", hosts.join(", "));
+                for (i, h) in on.iter().enumerate() {
+                    let sep = if i == 0 { "on " } else { ", " };
+                    let _ = write!(s, "{sep}{}", host(runbook, h));
+                }
+                s.push(' ');
             }
             s.push_str(&quoted(command));
             if !env.is_empty() {
@@ -154,7 +158,7 @@ fn hosts_of(kind: &ActionKind) -> Vec<HostId> {
             targets.iter().map(|t| t.host).collect()
         }
         ActionKind::HttpCheck { host, .. } => host.iter().copied().collect(),
-        ActionKind::Exec { on, .. } => on.clone(),
+        ActionKind::Exec { on, .. } => on.iter().collect(),
         ActionKind::DnsTtl { .. }
         | ActionKind::DnsSwitch { .. }
         | ActionKind::Manual { .. }

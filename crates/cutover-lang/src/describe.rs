@@ -4,7 +4,7 @@
 
 use crate::format::quote;
 use crate::model::Action;
-use crate::model::{ActionKind, Endpoint, PortTarget, Runbook, WaitFor};
+use crate::model::{ActionKind, Endpoint, PortTargets, Runbook, WaitFor};
 use crate::units::format_duration;
 use std::fmt::Write;
 
@@ -28,11 +28,13 @@ impl Runbook {
     pub fn describe(&self, action: &Action) -> String {
         let mut out = String::from(action.kind.keyword());
         let endpoint = |e: &Endpoint| format!("{}:{}", self.host(e.host).name, e.path);
-        let targets = |t: &[PortTarget]| {
-            t.iter()
-                .map(|t| format!("{}:{}", self.host(t.host).name, t.port))
-                .collect::<Vec<_>>()
-                .join(", ")
+        let targets = |t: &PortTargets| {
+            let mut text = String::new();
+            for (i, t) in t.iter().enumerate() {
+                let sep = if i == 0 { "" } else { ", " };
+                let _ = write!(text, "{sep}{}:{}", self.host(t.host).name, t.port);
+            }
+            text
         };
         let _ = match &action.kind {
             ActionKind::DnsTtl {
@@ -108,9 +110,9 @@ impl Runbook {
                 line
             }
             ActionKind::Exec { on, command, env } => {
-                if !on.is_empty() {
-                    let hosts: Vec<&str> = on.iter().map(|h| self.host(*h).name.as_str()).collect();
-                    let _ = write!(out, " on {}", hosts.join(", "));
+                for (i, h) in on.iter().enumerate() {
+                    let sep = if i == 0 { " on " } else { ", " };
+                    let _ = write!(out, "{sep}{}", self.host(h).name);
                 }
                 let line = write!(out, " {}", quote(command));
                 if env.is_empty() {

@@ -1,13 +1,19 @@
 //! The typed, name-resolved runbook: what every other part of `cutover`
 //! consumes. Names are resolved into ids (indices into the runbook's
-//! vectors), groups are expanded into their hosts, and every element keeps
-//! the [`Span`] it was written at.
+//! vectors), and every element keeps the [`Span`] it was written at. A
+//! group a step names is held once, its members shared with the group
+//! ([`HostRef`]), and expanded into its hosts when the step's targets are
+//! walked ([`PortTargets::iter`], [`HostList::iter`]): memory grows with the
+//! runbook's text, not with steps times group size.
 
 use crate::source::Span;
 use crate::units::{Bandwidth, Size, TimeSpec};
 use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 macro_rules! id_type {
@@ -162,7 +168,9 @@ pub enum Transport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
     pub name: String,
-    pub members: Vec<HostId>,
+    /// Each host once, in the order written; shared with every step that
+    /// names the group.
+    pub members: Arc<[HostId]>,
     pub span: Span,
 }
 
@@ -212,6 +220,273 @@ pub struct PortTarget {
     pub host: HostId,
     pub port: u16,
 }
+
+/// A host or a group as a step names it. A group holds its members shared
+/// with [`Group::members`] (one allocation however many steps name it);
+/// [`HostRef::hosts`] gives the hosts it stands for.
+#[derive(Clone, PartialEq, Eq)]
+pub enum HostRef {
+    Host(HostId),
+    Group(GroupId, Arc<[HostId]>),
+}
+
+impl HostRef {
+    /// The hosts this name stands for, in the group's order.
+    pub fn hosts(&self) -> &[HostId] {
+        match self {
+            HostRef::Host(id) => std::slice::from_ref(id),
+            HostRef::Group(_, members) => members,
+        }
+    }
+}
+
+impl fmt::Debug for HostRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostRef::Host(id) => id.fmt(f),
+            HostRef::Group(id, members) => write!(f, "{id:?} ({} hosts)", members.len()),
+        }
+    }
+}
+
+/// The targets of `port.open` / `port.closed` as written: hosts and groups,
+/// each with a port. Iterating gives one [`PortTarget`] per host, groups
+/// expanded in their members' order, in the order written.
+#[derive(Clone, Default)]
+pub struct PortTargets {
+    written: Vec<(HostRef, u16)>,
+}
+
+impl PortTargets {
+    pub fn new(written: Vec<(HostRef, u16)>) -> Self {
+        PortTargets { written }
+    }
+    /// Every `host:port`, groups expanded.
+    pub fn iter(&self) -> PortTargetIter<'_> {
+        PortTargetIter {
+            written: self.written.iter(),
+            hosts: [].iter(),
+            port: 0,
+        }
+    }
+    /// The targets as written (a group once, with its port).
+    pub fn written(&self) -> &[(HostRef, u16)] {
+        &self.written
+    }
+    /// How many `host:port`s there are, groups expanded.
+    pub fn len(&self) -> usize {
+        self.written.iter().map(|(r, _)| r.hosts().len()).sum()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.written.iter().all(|(r, _)| r.hosts().is_empty())
+    }
+}
+
+impl From<Vec<PortTarget>> for PortTargets {
+    fn from(targets: Vec<PortTarget>) -> Self {
+        targets.into_iter().collect()
+    }
+}
+
+impl FromIterator<PortTarget> for PortTargets {
+    fn from_iter<I: IntoIterator<Item = PortTarget>>(targets: I) -> Self {
+        PortTargets::new(
+            targets
+                .into_iter()
+                .map(|t| (HostRef::Host(t.host), t.port))
+                .collect(),
+        )
+    }
+}
+
+impl<'a> IntoIterator for &'a PortTargets {
+    type Item = PortTarget;
+    type IntoIter = PortTargetIter<'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Equal when they expand to the same targets in the same order.
+impl PartialEq for PortTargets {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+impl Eq for PortTargets {}
+
+impl fmt::Debug for PortTargets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The iterator of [`PortTargets::iter`].
+#[derive(Clone)]
+pub struct PortTargetIter<'a> {
+    written: std::slice::Iter<'a, (HostRef, u16)>,
+    hosts: std::slice::Iter<'a, HostId>,
+    port: u16,
+}
+
+impl Iterator for PortTargetIter<'_> {
+    type Item = PortTarget;
+    fn next(&mut self) -> Option<PortTarget> {
+        loop {
+            if let Some(&host) = self.hosts.next() {
+                return Some(PortTarget {
+                    host,
+                    port: self.port,
+                });
+            }
+            let (target, port) = self.written.next()?;
+            self.hosts = target.hosts().iter();
+            self.port = *port;
+        }
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let rest: usize = self
+            .written
+            .as_slice()
+            .iter()
+            .map(|(r, _)| r.hosts().len())
+            .sum();
+        let n = self.hosts.len() + rest;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for PortTargetIter<'_> {}
+
+/// The hosts of `exec on HOST|GROUP, ...` as written: hosts and groups.
+/// Iterating gives each host once, groups expanded in their members' order,
+/// in the order written (a host named again, alone or in a group, is left
+/// out where it repeats).
+#[derive(Clone, Default)]
+pub struct HostList {
+    written: Vec<HostRef>,
+}
+
+impl HostList {
+    /// The hosts and groups as written. A host that is already named
+    /// (alone or as a group's member) is left out where it repeats; a group
+    /// that shares a member with what comes before is kept as its remaining
+    /// hosts. A group's members are taken to be distinct, as
+    /// [`Group::members`] are.
+    pub fn new(written: Vec<HostRef>) -> Self {
+        if written.len() < 2 {
+            return HostList { written };
+        }
+        let mut seen: HashSet<HostId> = HashSet::new();
+        let mut kept = Vec::with_capacity(written.len());
+        for part in written {
+            match part {
+                HostRef::Host(host) => {
+                    if seen.insert(host) {
+                        kept.push(part);
+                    }
+                }
+                HostRef::Group(_, ref members) => {
+                    if members.iter().all(|h| !seen.contains(h)) {
+                        seen.extend(members.iter().copied());
+                        kept.push(part);
+                    } else {
+                        for &host in members.iter() {
+                            if seen.insert(host) {
+                                kept.push(HostRef::Host(host));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        HostList { written: kept }
+    }
+    /// Every host, groups expanded.
+    pub fn iter(&self) -> HostIter<'_> {
+        HostIter {
+            written: self.written.iter(),
+            hosts: [].iter(),
+        }
+    }
+    /// The hosts and groups as written.
+    pub fn written(&self) -> &[HostRef] {
+        &self.written
+    }
+    /// How many hosts there are, groups expanded.
+    pub fn len(&self) -> usize {
+        self.written.iter().map(|r| r.hosts().len()).sum()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.written.iter().all(|r| r.hosts().is_empty())
+    }
+}
+
+impl From<Vec<HostId>> for HostList {
+    fn from(hosts: Vec<HostId>) -> Self {
+        hosts.into_iter().collect()
+    }
+}
+
+/// Hosts in order; a host already taken is left out.
+impl FromIterator<HostId> for HostList {
+    fn from_iter<I: IntoIterator<Item = HostId>>(hosts: I) -> Self {
+        HostList::new(hosts.into_iter().map(HostRef::Host).collect())
+    }
+}
+
+impl<'a> IntoIterator for &'a HostList {
+    type Item = HostId;
+    type IntoIter = HostIter<'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Equal when they expand to the same hosts in the same order.
+impl PartialEq for HostList {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+impl Eq for HostList {}
+
+impl fmt::Debug for HostList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The iterator of [`HostList::iter`].
+#[derive(Clone)]
+pub struct HostIter<'a> {
+    written: std::slice::Iter<'a, HostRef>,
+    hosts: std::slice::Iter<'a, HostId>,
+}
+
+impl Iterator for HostIter<'_> {
+    type Item = HostId;
+    fn next(&mut self) -> Option<HostId> {
+        loop {
+            if let Some(&host) = self.hosts.next() {
+                return Some(host);
+            }
+            self.hosts = self.written.next()?.hosts().iter();
+        }
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let rest: usize = self
+            .written
+            .as_slice()
+            .iter()
+            .map(|r| r.hosts().len())
+            .sum();
+        let n = self.hosts.len() + rest;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for HostIter<'_> {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DbEngine {
@@ -277,10 +552,10 @@ pub enum ActionKind {
         to: Endpoint,
         size: Option<Size>,
     },
-    /// `port.open HOST:PORT, GROUP:PORT, ...` (groups expanded)
-    PortOpen { targets: Vec<PortTarget> },
-    /// `port.closed HOST:PORT, ...`
-    PortClosed { targets: Vec<PortTarget> },
+    /// `port.open HOST:PORT, GROUP:PORT, ...` (iterating expands groups)
+    PortOpen { targets: PortTargets },
+    /// `port.closed HOST:PORT, GROUP:PORT, ...`
+    PortClosed { targets: PortTargets },
     /// `http.check URL [at HOST] [status N] [body "TEXT"] [ca FILE] [cert-days N]`
     /// — requests go to `host`'s address when it is set: the `at` host, or
     /// else the URL's host when that is a runbook host name. The URL's host
@@ -305,7 +580,7 @@ pub enum ActionKind {
     /// the variables named in `env`, in the order written. A variable that
     /// holds a key's secret (`env:VAR`) is refused by the language.
     Exec {
-        on: Vec<HostId>,
+        on: HostList,
         command: String,
         env: Vec<String>,
     },

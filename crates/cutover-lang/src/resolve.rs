@@ -13,10 +13,11 @@ use crate::source::{FileId, SourceMap, Span};
 use crate::suggest::closest;
 use crate::syntax::{Item, SyntaxFile};
 use crate::units::{Bandwidth, Size, TimeSpec, parse_duration, parse_utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 type PResult<T> = Result<T, Diagnostic>;
@@ -363,7 +364,9 @@ struct Resolver<'a> {
     zone_index: HashMap<String, usize>,
     host_index: HashMap<&'a str, HostLike>,
     step_index: HashMap<&'a str, usize>,
-    group_members: Vec<Vec<HostId>>,
+    /// Every group's members (also of groups with errors, so indices match),
+    /// shared with the [`Group`] and every step that names it.
+    group_members: Vec<Arc<[HostId]>>,
     /// Window-relative times, which need a `window`.
     relative_times: Vec<Span>,
     /// Variables handed to `exec` commands (`env NAME`): none may hold a
@@ -928,6 +931,7 @@ impl<'a> Resolver<'a> {
     fn build_group(&mut self, index: usize) -> Option<Group> {
         let declared = self.groups[index].clone_ref();
         let mut members: Vec<HostId> = Vec::new();
+        let mut taken: HashSet<HostId> = HashSet::new();
         let mut failed = false;
         let mut seen_any = false;
         for mut cursor in std::iter::once(declared.header_rest()).chain(declared.body()) {
@@ -953,7 +957,7 @@ impl<'a> Resolver<'a> {
             match self.push(result) {
                 Some(ids) => {
                     for id in ids {
-                        if !members.contains(&id) {
+                        if taken.insert(id) {
                             members.push(id);
                         }
                     }
@@ -975,7 +979,8 @@ impl<'a> Resolver<'a> {
             );
             failed = true;
         }
-        self.group_members.push(members.clone());
+        let members: Arc<[HostId]> = members.into();
+        self.group_members.push(Arc::clone(&members));
         (!failed).then(|| Group {
             name: declared.name.to_string(),
             members,
@@ -1320,8 +1325,7 @@ impl<'a> Resolver<'a> {
                 }
             }
             "port.open" | "port.closed" => {
-                let groups = cursor.list(|c| self.port_targets(c))?;
-                let targets = groups.into_iter().flatten().collect();
+                let targets = PortTargets::new(cursor.list(|c| self.port_targets(c))?);
                 if keyword == "port.open" {
                     ActionKind::PortOpen { targets }
                 } else {
@@ -1456,17 +1460,12 @@ impl<'a> Resolver<'a> {
                 }
             }
             "exec" => {
-                let mut on = Vec::new();
+                let mut on = HostList::default();
                 if cursor.eat("on").is_some() {
-                    let lists = cursor.list(|c| {
+                    on = HostList::new(cursor.list(|c| {
                         let (name, span) = c.name("a host or group name")?;
                         self.hosts_ref(name, span)
-                    })?;
-                    for id in lists.into_iter().flatten() {
-                        if !on.contains(&id) {
-                            on.push(id);
-                        }
-                    }
+                    })?);
                 }
                 let (command, command_span) = cursor.string("the command in double quotes")?;
                 if command.trim().is_empty() {
@@ -1548,11 +1547,17 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    /// A host, or a group expanded to its members.
-    fn hosts_ref(&self, name: &str, span: Span) -> PResult<Vec<HostId>> {
+    /// A host, or a group with its members (shared, not copied).
+    fn hosts_ref(&self, name: &str, span: Span) -> PResult<HostRef> {
         match self.host_index.get(name) {
-            Some(HostLike::Host(i)) => Ok(vec![HostId(*i)]),
-            Some(HostLike::Group(i)) => Ok(self.group_members.get(*i).cloned().unwrap_or_default()),
+            Some(HostLike::Host(i)) => Ok(HostRef::Host(HostId(*i))),
+            Some(HostLike::Group(i)) => Ok(HostRef::Group(
+                GroupId(*i),
+                self.group_members
+                    .get(*i)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from(Vec::new())),
+            )),
             None => Err(self.unknown("host or group", name, span)),
         }
     }
@@ -1606,7 +1611,7 @@ impl<'a> Resolver<'a> {
         ))
     }
 
-    fn port_targets(&self, cursor: &mut Cursor<'a>) -> PResult<Vec<PortTarget>> {
+    fn port_targets(&self, cursor: &mut Cursor<'a>) -> PResult<(HostRef, u16)> {
         let (word, span) = cursor.word("HOST:PORT")?;
         let Some((name, port)) = word.rsplit_once(':') else {
             return Err(Diagnostic::error(
@@ -1634,11 +1639,7 @@ impl<'a> Resolver<'a> {
             )
             .with_help("ports are 1 to 65535")
         })?;
-        Ok(self
-            .hosts_ref(name, name_span)?
-            .into_iter()
-            .map(|host| PortTarget { host, port })
-            .collect())
+        Ok((self.hosts_ref(name, name_span)?, port))
     }
 
     /// What else `name` is, if it names something of another sort.

@@ -167,11 +167,9 @@ async fn run_all(ctx: &StepContext<'_>, log: bool) -> anyhow::Result<Result<Evid
     let ActionKind::Exec { on, command, env } = &ctx.action.kind else {
         return Err(wrong_action("exec", &ctx.action.kind));
     };
-    let hosts: Vec<Option<HostId>> = if on.is_empty() {
-        vec![None]
-    } else {
-        on.iter().copied().map(Some).collect()
-    };
+    // Locally once without `on`; else each host in turn, groups expanded.
+    let local = on.is_empty().then_some(None);
+    let hosts = local.into_iter().chain(on.iter().map(Some));
     let limit = time_limit(ctx);
     let mut results = Vec::new();
     for host in hosts {

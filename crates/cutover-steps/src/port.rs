@@ -5,7 +5,7 @@
 
 use crate::wrong_action;
 use cutover_engine::{BoxFuture, Check, Evidence, Interrupted, StepContext, StepKind, StepResult};
-use cutover_lang::{ActionKind, PortTarget};
+use cutover_lang::{ActionKind, PortTarget, PortTargets};
 use futures_util::future::join_all;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -37,14 +37,19 @@ async fn probe_one(
     (label, addr, result)
 }
 
-/// Connects to every target, [`CONCURRENT_CONNECTS`] at a time; for each,
-/// in the targets' order, whether it accepted.
+/// Connects to every target (groups expanded), [`CONCURRENT_CONNECTS`] at
+/// a time; for each, in the targets' order, whether it accepted.
 async fn probe(
     ctx: &StepContext<'_>,
-    targets: &[PortTarget],
+    targets: &PortTargets,
 ) -> Vec<(String, SocketAddr, Result<(), String>)> {
     let mut results = Vec::with_capacity(targets.len());
-    for chunk in targets.chunks(CONCURRENT_CONNECTS) {
+    let mut targets = targets.iter();
+    loop {
+        let chunk: Vec<PortTarget> = targets.by_ref().take(CONCURRENT_CONNECTS).collect();
+        if chunk.is_empty() {
+            break;
+        }
         results.extend(join_all(chunk.iter().map(|t| probe_one(ctx, t))).await);
     }
     results

@@ -6,7 +6,7 @@
 
 use super::{Context, Findings, Rule};
 use crate::schedule::fqdn;
-use cutover_lang::{Action, ActionKind, RecordType, Severity, StepId};
+use cutover_lang::{Action, ActionKind, HostRef, RecordType, Severity, StepId};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -16,10 +16,12 @@ pub const RULE: Rule = Rule {
     summary: "an address changes with no port or HTTP check after the switch",
 };
 
-/// The steps that check each host, each literal address and each URL host
-/// name; and the names checked `at` each address.
+/// The steps that check each host, each group (as a whole, not expanded
+/// into its hosts: this grows with the runbook's text), each literal
+/// address and each URL host name; and the names checked `at` each address.
 struct Checks {
     by_host: Vec<Vec<StepId>>,
+    by_group: Vec<Vec<StepId>>,
     by_addr: HashMap<IpAddr, Vec<StepId>>,
     by_name: HashMap<String, Vec<StepId>>,
     name_at: HashMap<(String, IpAddr), Vec<StepId>>,
@@ -28,6 +30,7 @@ struct Checks {
 pub fn check(ctx: &Context, out: &mut Findings) {
     let mut checks = Checks {
         by_host: vec![Vec::new(); ctx.runbook.hosts.len()],
+        by_group: vec![Vec::new(); ctx.runbook.groups.len()],
         by_addr: HashMap::new(),
         by_name: HashMap::new(),
         name_at: HashMap::new(),
@@ -35,6 +38,17 @@ pub fn check(ctx: &Context, out: &mut Findings) {
     for (i, step) in ctx.runbook.steps.iter().enumerate() {
         for action in std::iter::once(&step.action).chain(&step.verify) {
             collect_targets(ctx, action, StepId(i), &mut checks);
+        }
+    }
+    // The hosts at each address, and the groups each host is in.
+    let mut hosts_at: HashMap<IpAddr, Vec<usize>> = HashMap::new();
+    for (i, host) in ctx.runbook.hosts.iter().enumerate() {
+        hosts_at.entry(host.addr).or_default().push(i);
+    }
+    let mut groups_of: Vec<Vec<usize>> = vec![Vec::new(); ctx.runbook.hosts.len()];
+    for (g, group) in ctx.runbook.groups.iter().enumerate() {
+        for member in group.members.iter() {
+            groups_of[member.0].push(g);
         }
     }
     for (i, step) in ctx.runbook.steps.iter().enumerate() {
@@ -56,13 +70,12 @@ pub fn check(ctx: &Context, out: &mut Findings) {
         };
         let switch = StepId(i);
         let record = fqdn(ctx.runbook, *zone, name);
-        let by_host = ctx
-            .runbook
-            .hosts
+        let hosts = hosts_at.get(&addr).map_or(&[][..], Vec::as_slice);
+        let by_host = hosts.iter().flat_map(|&h| &checks.by_host[h]);
+        let by_group = hosts
             .iter()
-            .enumerate()
-            .filter(|(_, h)| h.addr == addr)
-            .flat_map(|(i, _)| &checks.by_host[i]);
+            .flat_map(|&h| &groups_of[h])
+            .flat_map(|&g| &checks.by_group[g]);
         let by_addr = checks.by_addr.get(&addr).into_iter().flatten();
         let by_name = checks
             .by_name
@@ -70,6 +83,7 @@ pub fn check(ctx: &Context, out: &mut Findings) {
             .into_iter()
             .flatten();
         let checked = by_host
+            .chain(by_group)
             .chain(by_addr)
             .chain(by_name)
             .any(|s| *s == switch || ctx.is_after(switch, *s));
@@ -98,8 +112,8 @@ pub fn check(ctx: &Context, out: &mut Findings) {
 }
 
 fn collect_targets(ctx: &Context, action: &Action, step: StepId, checks: &mut Checks) {
-    let mut add_host = |host: cutover_lang::HostId| {
-        if let Some(steps) = checks.by_host.get_mut(host.0)
+    let add = |steps: Option<&mut Vec<StepId>>| {
+        if let Some(steps) = steps
             && steps.last() != Some(&step)
         {
             steps.push(step);
@@ -107,13 +121,16 @@ fn collect_targets(ctx: &Context, action: &Action, step: StepId, checks: &mut Ch
     };
     match &action.kind {
         ActionKind::PortOpen { targets } => {
-            for t in targets {
-                add_host(t.host);
+            for (target, _) in targets.written() {
+                match target {
+                    HostRef::Host(h) => add(checks.by_host.get_mut(h.0)),
+                    HostRef::Group(g, _) => add(checks.by_group.get_mut(g.0)),
+                }
             }
         }
         ActionKind::HttpCheck { url, host, at, .. } => {
             if let Some(h) = host {
-                add_host(*h);
+                add(checks.by_host.get_mut(h.0));
             }
             if let (true, Some(h), Some(name)) = (*at, host, url_host(url)) {
                 let name = name.trim_end_matches('.').to_ascii_lowercase();
