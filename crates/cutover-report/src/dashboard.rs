@@ -9,7 +9,7 @@
 
 use crate::gantt::LiveChart;
 use crate::model::{ByStep, PlannedRunbook, Report, current_phase};
-use crate::read::{ReadError, Snapshot, read_snapshot};
+use crate::read::{LiveSnapshot, ReadError, Snapshot};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -62,6 +62,9 @@ struct Cache {
     watch: Option<Watch>,
     runbook: Option<LoadedRunbook>,
     answer: Option<Answer>,
+    /// The snapshot last read, of the file it was read from: read again
+    /// incrementally while the file is the same.
+    live: Option<(FileId, LiveSnapshot)>,
 }
 
 impl Source {
@@ -122,9 +125,28 @@ impl Source {
             return Ok(answer.body(now));
         }
         cache.answer = None;
-        let snapshot = read_snapshot(&self.state)?;
-        let planned = self.runbook(&mut cache.runbook, &snapshot);
+        // The kept snapshot is read on only while the path names the file
+        // it was read from (and its data version can be told).
+        let file = version.map(|v| v.file);
+        let live = match (cache.live.take(), file) {
+            (Some((kept, live)), Some(file)) if kept == file => live,
+            _ => LiveSnapshot::new(self.state.clone()),
+        };
+        let (_, live) = cache
+            .live
+            .insert((file.unwrap_or(FileId { dev: 0, ino: 0 }), live));
+        let snapshot = match live.refresh() {
+            Ok(snapshot) => snapshot,
+            Err(err) => {
+                cache.live = None;
+                return Err(err);
+            }
+        };
+        let planned = self.runbook(&mut cache.runbook, snapshot);
         let answer = Answer::new(snapshot, planned.as_deref(), version);
+        if file.is_none() {
+            cache.live = None;
+        }
         let body = answer.body(now);
         if answer.version.is_some() {
             cache.answer = Some(answer);
@@ -453,12 +475,12 @@ struct Answer {
 
 impl Answer {
     fn new(
-        snapshot: Snapshot,
+        snapshot: &Snapshot,
         runbook: Option<&PlannedRunbook>,
         version: Option<StateVersion>,
     ) -> Answer {
         let stale = snapshot.lock.as_ref().map(LockHolder::is_stale);
-        let report = Report::build_latest_events(&snapshot, runbook, LATEST_EVENTS);
+        let report = Report::build_latest_events(snapshot, runbook, LATEST_EVENTS);
         let report_json = serde_json::to_vec(&report).unwrap_or_default();
         let coordinator = snapshot.lock.as_ref().map(ToString::to_string);
         Answer {
@@ -466,8 +488,8 @@ impl Answer {
             stale,
             chart: LiveChart::new(&report),
             coordinator_json: serde_json::to_string(&coordinator).unwrap_or_default(),
-            countdowns: countdowns(&snapshot),
-            lock: snapshot.lock,
+            countdowns: countdowns(snapshot),
+            lock: snapshot.lock.clone(),
             report_json,
             report,
         }

@@ -38,7 +38,7 @@ pub use model::{
     LATE_TOLERANCE_S, OVERRUN_TOLERANCE_S, Planned, PlannedRunbook, Progress, Report, RunSummary,
     SCHEMA, Span, StepReport, WindowReport,
 };
-pub use read::{ReadError, Snapshot, read_snapshot};
+pub use read::{LiveSnapshot, ReadError, Snapshot, read_snapshot};
 pub use sessions::{CaughtStep, Session, SessionEnd};
 
 use cutover_lang::Runbook;

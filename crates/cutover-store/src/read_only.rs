@@ -143,4 +143,40 @@ impl ReadTransaction<'_> {
     pub fn lock_holder(&self) -> Result<Option<LockHolder>> {
         self.sql(rows::lock_holder)
     }
+
+    /// One step of a run, by its name.
+    pub fn step(&self, run: i64, name: &str) -> Result<Option<StepRecord>> {
+        self.sql(|c| rows::step(c, run, name))
+    }
+
+    /// How many steps a run has.
+    pub fn step_count(&self, run: i64) -> Result<i64> {
+        self.sql(|c| rows::step_count(c, run))
+    }
+
+    /// The events of a run with an id above `after`, oldest first: what
+    /// was logged since a reader saw event `after` (the log is
+    /// append-only).
+    pub fn events_after(&self, run: i64, after: i64) -> Result<Vec<EventRecord>> {
+        self.sql(|c| rows::events_after(c, run, after))
+    }
+
+    /// The evidence of a run with an id above `after`, oldest first
+    /// (evidence is only ever inserted).
+    pub fn evidence_after(&self, run: i64, after: i64) -> Result<Vec<EvidenceRecord>> {
+        self.sql(|c| rows::evidence_after(c, run, after))
+    }
+
+    /// The confirmations of a run with an id above `after`, oldest first,
+    /// each with its row id (confirmations are only ever inserted).
+    pub fn confirmations_after(&self, run: i64, after: i64) -> Result<Vec<(i64, Confirmation)>> {
+        self.sql(|c| rows::confirmations_after(c, run, after))
+    }
+
+    /// Steps of a run in runbook order without their latest evidence
+    /// summary (`last_evidence` is None): much cheaper than
+    /// [`ReadTransaction::steps`] for a reader that keeps the evidence.
+    pub fn steps_without_evidence(&self, run: i64) -> Result<Vec<StepRecord>> {
+        self.sql(|c| rows::steps_without_evidence(c, run))
+    }
 }

@@ -208,3 +208,69 @@ fn parse_json(r: &Row<'_>, col: usize) -> rusqlite::Result<Option<serde_json::Va
         }),
     }
 }
+
+/// The events of a run after event `after`, oldest first (the log is
+/// append-only: what a reader saw before is still there, unchanged).
+pub(crate) fn events_after(
+    c: &Connection,
+    run: i64,
+    after: i64,
+) -> rusqlite::Result<Vec<EventRecord>> {
+    c.prepare_cached(
+        "SELECT id, at, step, kind, message, data FROM events WHERE run_id = ?1 AND id > ?2 ORDER BY id",
+    )?
+    .query_map([run, after], event_row)?
+    .collect()
+}
+
+/// The evidence of a run after row `after`, oldest first (evidence is only
+/// ever inserted).
+pub(crate) fn evidence_after(
+    c: &Connection,
+    run: i64,
+    after: i64,
+) -> rusqlite::Result<Vec<EvidenceRecord>> {
+    c.prepare_cached(
+        "SELECT id, at, step, phase, attempt, summary, data FROM evidence
+         WHERE run_id = ?1 AND id > ?2 ORDER BY id",
+    )?
+    .query_map([run, after], evidence_row)?
+    .collect()
+}
+
+/// The confirmations of a run after row `after`, oldest first, each with
+/// its row id (confirmations are only ever inserted).
+pub(crate) fn confirmations_after(
+    c: &Connection,
+    run: i64,
+    after: i64,
+) -> rusqlite::Result<Vec<(i64, Confirmation)>> {
+    c.prepare_cached(
+        "SELECT step, user, note, at, ahead, id FROM confirmations
+         WHERE run_id = ?1 AND id > ?2 ORDER BY id",
+    )?
+    .query_map([run, after], |r| Ok((r.get(5)?, confirmation_row(r)?)))?
+    .collect()
+}
+
+/// How many steps a run has.
+pub(crate) fn step_count(c: &Connection, run: i64) -> rusqlite::Result<i64> {
+    c.prepare_cached("SELECT count(*) FROM steps WHERE run_id = ?1")?
+        .query_row([run], |r| r.get(0))
+}
+
+/// Steps of a run in runbook order, without their latest evidence summary
+/// (`last_evidence` is None): for a reader that keeps the evidence and
+/// knows each step's latest itself. Much cheaper than [`steps`] on a big run.
+pub(crate) fn steps_without_evidence(
+    c: &Connection,
+    run: i64,
+) -> rusqlite::Result<Vec<StepRecord>> {
+    c.prepare_cached(
+        "SELECT name, position, definition, status, phase, attempts, planned_start,
+                started_at, first_act_at, finished_at, NULL
+         FROM steps WHERE run_id = ?1 ORDER BY position",
+    )?
+    .query_map([run], step_row)?
+    .collect()
+}
