@@ -600,7 +600,11 @@ mod tests {
         fs::rename(staging_path(&dest), applied_path(&dest)).unwrap();
         assert!(recover(&dest).unwrap(), "rolled forward from the spent log");
         assert_eq!(fs::read(&dest).unwrap(), b"new contents");
-        for leftover in [journal_path(&dest), staging_path(&dest), applied_path(&dest)] {
+        for leftover in [
+            journal_path(&dest),
+            staging_path(&dest),
+            applied_path(&dest),
+        ] {
             assert!(!leftover.exists(), "{} is left", leftover.display());
         }
 
