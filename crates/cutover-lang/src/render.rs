@@ -1,12 +1,19 @@
 //! Rendering diagnostics: for a terminal with miette (file:line:col, the
 //! source line, an underline, the message and the help), and as JSON for
 //! tools. Very long source lines are clipped for display so that a runaway
-//! line never floods the terminal.
+//! line never floods the terminal. Each file is clipped and indexed by line
+//! once per call, and a report reads only the lines around its spans, so
+//! rendering many findings in a large runbook costs no more per finding
+//! than in a small one.
 
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::source::{SourceMap, Span};
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, MietteError,
+    MietteSpanContents, NamedSource, SourceCode, SourceSpan, SpanContents,
+};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// Source lines longer than this are shown cut, ending in `…`.
 const SHOWN_LINE_BYTES: usize = 300;
@@ -25,10 +32,23 @@ pub fn render_human(sources: &SourceMap, diags: &[Diagnostic], color: bool) -> S
         .with_width(WIDTH)
         .with_links(false);
     let mut out = String::new();
+    let mut files: Vec<Option<Arc<Indexed>>> = vec![None; sources.files.len()];
     for diag in diags {
-        render_one(&handler, sources, diag, &mut out);
+        render_one(&handler, sources, &mut files, diag, &mut out);
     }
     out
+}
+
+/// A file's clipped text, made once and shared by every report on it.
+fn indexed(
+    sources: &SourceMap,
+    files: &mut [Option<Arc<Indexed>>],
+    file: crate::source::FileId,
+) -> Arc<Indexed> {
+    Arc::clone(
+        files[file.0 as usize]
+            .get_or_insert_with(|| Arc::new(Indexed::new(Clipped::new(&sources.file(file).text)))),
+    )
 }
 
 fn severity(severity: Severity) -> miette::Severity {
@@ -42,6 +62,7 @@ fn severity(severity: Severity) -> miette::Severity {
 fn render_one(
     handler: &GraphicalReportHandler,
     sources: &SourceMap,
+    files: &mut [Option<Arc<Indexed>>],
     diag: &Diagnostic,
     out: &mut String,
 ) {
@@ -59,7 +80,8 @@ fn render_one(
         return;
     };
     let file = sources.file(primary.file);
-    let clipped = Clipped::new(&file.text);
+    let source = indexed(sources, files, primary.file);
+    let clipped = &source.clipped;
     let mut elsewhere = Vec::new();
     let mut labels = Vec::new();
     for (index, label) in diag.labels.iter().enumerate() {
@@ -84,7 +106,7 @@ fn render_one(
         });
     }
     report = report.with_labels(labels);
-    let source = NamedSource::new(file.path.display().to_string(), clipped.text);
+    let source = NamedSource::new(file.path.display().to_string(), Excerpts(source));
     let _ = handler.render_report(
         out,
         miette::Report::new(report)
@@ -96,7 +118,8 @@ fn render_one(
             continue;
         }
         let other = sources.file(label.span.file);
-        let clipped = Clipped::new(&other.text);
+        let source = indexed(sources, files, label.span.file);
+        let clipped = &source.clipped;
         let (start, end) = (
             clipped.map(label.span.start),
             clipped.map(label.span.end.max(label.span.start)),
@@ -104,11 +127,72 @@ fn render_one(
         let note = MietteDiagnostic::new(label.message.clone())
             .with_severity(miette::Severity::Advice)
             .with_label(LabeledSpan::new(None, start, end - start));
-        let source = NamedSource::new(other.path.display().to_string(), clipped.text);
+        let source = NamedSource::new(other.path.display().to_string(), Excerpts(source));
         let _ = handler.render_report(
             out,
             miette::Report::new(note).with_source_code(source).as_ref(),
         );
+    }
+}
+
+/// A clipped text and where its lines start, as miette counts lines (a
+/// line ends at `\n`, `\r\n` or a lone `\r`).
+struct Indexed {
+    clipped: Clipped,
+    /// The offset of every line's first byte; `starts[0]` is 0.
+    starts: Vec<usize>,
+}
+
+impl Indexed {
+    fn new(clipped: Clipped) -> Indexed {
+        let bytes = clipped.text.as_bytes();
+        let mut starts = vec![0];
+        for (i, &b) in bytes.iter().enumerate() {
+            let ends = b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
+            if ends {
+                starts.push(i + 1);
+            }
+        }
+        Indexed { clipped, starts }
+    }
+}
+
+/// The source miette reads: it hands miette's own reader only the text
+/// from a few lines before the span on (miette's reader counts lines from
+/// the start of what it is given), and shifts the answer back, so the
+/// result is the same as for the whole text.
+struct Excerpts(Arc<Indexed>);
+
+impl SourceCode for Excerpts {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let Indexed { clipped, starts } = &*self.0;
+        let line = starts
+            .partition_point(|&s| s <= span.offset())
+            .saturating_sub(1);
+        // With more than `context_lines_before` whole lines between the cut
+        // and the span, miette's reader starts where it would have anyway.
+        let first = line.saturating_sub(context_lines_before + 1);
+        let from = starts[first];
+        if span.offset() < from {
+            return Err(MietteError::OutOfBounds);
+        }
+        let inner = clipped.text[from..].read_span(
+            &SourceSpan::new((span.offset() - from).into(), span.len()),
+            context_lines_before,
+            context_lines_after,
+        )?;
+        Ok(Box::new(MietteSpanContents::new(
+            inner.data(),
+            SourceSpan::new((inner.span().offset() + from).into(), inner.span().len()),
+            inner.line() + first,
+            inner.column(),
+            inner.line_count() + first,
+        )))
     }
 }
 
@@ -226,6 +310,59 @@ mod tests {
         assert_eq!(&clipped.text[clipped.map(b)..clipped.map(b) + 3], "b c");
         assert_eq!(clipped.map(2 + 500), 2 + SHOWN_LINE_BYTES);
         assert!(clipped.text.len() < 400);
+    }
+
+    /// A report read through [`Excerpts`] is the report miette makes from
+    /// the whole text, wherever the span is (first lines, last line,
+    /// across lines, after `\r\n`, a lone `\r` and a clipped line).
+    #[test]
+    fn excerpts_render_like_the_whole_text() {
+        let text = format!(
+            "runbook x\r\n  title \"t\"\rhost a addr 1.2.3.4 via local ./a\n{}\n\nstep s\n  wait 1m\n  expect 5m\nstep t\n  manual \"x\"",
+            "y".repeat(700)
+        );
+        let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
+            .with_width(WIDTH)
+            .with_links(false);
+        let source = Arc::new(Indexed::new(Clipped::new(&text)));
+        let len = source.clipped.text.len();
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        for start in (0..len).step_by(7).chain([len - 1, len]) {
+            if !source.clipped.text.is_char_boundary(start) {
+                continue;
+            }
+            for width in [0, 1, 5, 40] {
+                let end = (start + width).min(len);
+                if source.clipped.text.is_char_boundary(end) {
+                    spans.push((start, end));
+                }
+            }
+        }
+        for (start, end) in spans {
+            let report = || {
+                MietteDiagnostic::new("m").with_label(LabeledSpan::new_primary_with_span(
+                    Some("here".into()),
+                    SourceSpan::new(start.into(), end - start),
+                ))
+            };
+            let mut whole = String::new();
+            let named = NamedSource::new("x.runbook", source.clipped.text.clone());
+            let _ = handler.render_report(
+                &mut whole,
+                miette::Report::new(report())
+                    .with_source_code(named)
+                    .as_ref(),
+            );
+            let mut excerpt = String::new();
+            let named = NamedSource::new("x.runbook", Excerpts(Arc::clone(&source)));
+            let _ = handler.render_report(
+                &mut excerpt,
+                miette::Report::new(report())
+                    .with_source_code(named)
+                    .as_ref(),
+            );
+            assert_eq!(excerpt, whole, "span {start}..{end}");
+        }
     }
 
     #[test]
