@@ -32,21 +32,28 @@ pub struct PreflightOk {
     pub server: String,
 }
 
-/// Checks every zone a step of `runbook` updates that has a key; all
-/// failures are returned, not only the first.
+/// Checks every zone with a key that a step still to run updates (`done`
+/// says which steps are done already: a resumed run whose DNS steps are
+/// done does not need their primary); all failures are returned, not only
+/// the first.
 pub async fn preflight(
     runbook: &Runbook,
     runbook_dir: &Path,
+    done: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<PreflightOk>, Vec<PreflightError>> {
     let mut proved = Vec::new();
     let mut failed = Vec::new();
     for (index, zone) in runbook.zones.iter().enumerate() {
         let Some(key_id) = zone.key else { continue };
-        let updates_it = runbook.steps.iter().any(|step| {
-            std::iter::once(&step.action)
-                .chain(step.undo.as_ref())
-                .any(|action| updates_zone(&action.kind, ZoneId(index)))
-        });
+        let updates_it = runbook
+            .steps
+            .iter()
+            .filter(|step| !done(&step.name))
+            .any(|step| {
+                std::iter::once(&step.action)
+                    .chain(step.undo.as_ref())
+                    .any(|action| updates_zone(&action.kind, ZoneId(index)))
+            });
         if !updates_it {
             continue;
         }

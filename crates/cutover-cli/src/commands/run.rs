@@ -190,6 +190,29 @@ pub(crate) fn release_lock(path: &Path, holder: &LockHolder) -> anyhow::Result<(
     Ok(())
 }
 
+/// The steps already done in the run at `path`, read without writing (none
+/// when there is no file, or it cannot be read this way: then preflight
+/// checks every zone, and the open that follows reports the file).
+fn done_steps(path: &Path) -> std::collections::HashSet<String> {
+    let read = || -> Option<std::collections::HashSet<String>> {
+        let store = Store::open_read_only(path).ok()?;
+        let run = store.read(|tx| tx.latest_run()).ok()??;
+        let steps = store.read(|tx| tx.steps(run.id)).ok()?;
+        Some(
+            steps
+                .into_iter()
+                .filter(|s| s.status == cutover_store::StepStatus::Done)
+                .map(|s| s.name)
+                .collect(),
+        )
+    };
+    if path.exists() {
+        read().unwrap_or_default()
+    } else {
+        Default::default()
+    }
+}
+
 /// `now`, `2013-03-14 17:00 UTC`, `2013-03-14 17:00:30 UTC` or RFC 3339.
 fn parse_t0(text: &str) -> anyhow::Result<DateTime<Utc>> {
     if text == "now" {
@@ -370,19 +393,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => runbook.window.map(|w| w.start),
     };
 
-    // Before anything runs: every key a DNS step needs is read and used
-    // once, signed, at its zone's primary.
+    // Before anything runs: every key a DNS step still to run needs is
+    // read and used once, signed, at its zone's primary.
+    let path = state_path(&loaded, args.state.as_deref());
+    let done = done_steps(&path);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    if let Err(failures) =
-        runtime.block_on(cutover_steps::preflight::preflight(runbook, &loaded.dir))
-    {
+    if let Err(failures) = runtime.block_on(cutover_steps::preflight::preflight(
+        runbook,
+        &loaded.dir,
+        &|step| done.contains(step),
+    )) {
         for failure in &failures {
             eprintln!("error: {failure}");
         }
         eprintln!("nothing was run: fix what preflight found, then run again");
         return Ok(ExitCode::from(2));
     }
-    let path = state_path(&loaded, args.state.as_deref());
     let store = Store::open(&path)?;
     let holder = take_lock(&store, args.take_over || args.yes)?;
     let result = run_locked(&args, &loaded, options, t0, store, &path, runtime);

@@ -116,3 +116,22 @@ fn an_unset_key_variable_or_a_wrong_key_fails_at_preflight_before_any_step() {
     assert!(!d.join("j").exists(), "no step ran");
     assert_eq!(lab.a("www"), vec!["192.0.2.1".to_owned()]);
 }
+
+#[test]
+fn preflight_leaves_out_zones_whose_steps_are_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lab = DnsLab::start(d, "www 60 IN A 192.0.2.1\n");
+    let text = lab.header("done-zone")
+        + "step switch\n  dns.switch lab.test www A 192.0.2.1 -> 192.0.2.2\n\nstep later after switch\n  exec \"echo later >> j\"\n  verify exec \"grep -qx later j\"\n";
+    write(d, "done-zone.runbook", &text);
+    let (code, out, err) =
+        output(cutover(d).args(["run", "done-zone.runbook", "--until", "switch"]));
+    assert_eq!(code, 0, "{out}{err}");
+    // The primary is gone; the one step left does not need it.
+    drop(lab);
+    let (code, out, err) = output(cutover(d).args(["run", "done-zone.runbook"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("preflight"), "{err}");
+    assert_eq!(attempts(d, "done-zone", "later"), (StepStatus::Done, 1));
+}
