@@ -435,7 +435,7 @@ impl std::fmt::Display for Interrupted {
 impl std::error::Error for Interrupted {}
 
 /// Whether `err` is (or wraps) an [`Interrupted`].
-pub fn is_interrupted(err: &anyhow::Error) -> bool {
+fn is_interrupted(err: &anyhow::Error) -> bool {
     err.chain().any(|e| e.is::<Interrupted>())
 }
 

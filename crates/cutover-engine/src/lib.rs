@@ -80,7 +80,7 @@ pub use describe::{
 };
 pub use kind::{
     ActionRole, BoxFuture, Check, Evidence, Interrupted, KindRegistry, OUTPUT_LIMIT, StepContext,
-    StepError, StepKind, StepResult, bounded, is_interrupted,
+    StepError, StepKind, StepResult, bounded,
 };
 pub use plan::{PlannedStep, resolve as resolve_time, schedule, step_at};
 pub use report::{Decision, NoPrompter, NoReporter, Prompter, Reporter, RunEvent, StepOutcome};
