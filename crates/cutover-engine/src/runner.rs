@@ -279,19 +279,7 @@ impl<'a> Engine<'a> {
                     return Ok(StepEnd::Done);
                 }
                 Ok(Observed::Fatal(e)) => {
-                    let message = format!("cannot run: {}", e.summary);
-                    self.commit(
-                        state,
-                        id,
-                        StepStatus::Failed,
-                        Some(Phase::Check),
-                        false,
-                        "failed",
-                        message.clone(),
-                        Some((Phase::Check, &e)),
-                    )?;
-                    self.finished(id, StepOutcome::Failed, &message, eta);
-                    return Ok(StepEnd::Failed);
+                    return self.fail_fatal(state, id, Phase::Check, "cannot run", &e, eta);
                 }
                 Ok(_) => {}
                 Err(_) if controls.abort.is_cancelled() => return Ok(self.interrupted(id, eta)),
@@ -427,19 +415,14 @@ impl<'a> Engine<'a> {
                         return Ok(StepEnd::Done);
                     }
                     Ok(Observed::Fatal(e)) => {
-                        let message = format!("cannot be verified: {}", e.summary);
-                        self.commit(
+                        return self.fail_fatal(
                             state,
                             id,
-                            StepStatus::Failed,
-                            Some(Phase::Verify),
-                            false,
-                            "failed",
-                            message.clone(),
-                            Some((Phase::Verify, &e)),
-                        )?;
-                        self.finished(id, StepOutcome::Failed, &message, eta);
-                        return Ok(StepEnd::Failed);
+                            Phase::Verify,
+                            "cannot be verified",
+                            &e,
+                            eta,
+                        );
                     }
                     Ok(Observed::NotYet(e)) if Instant::now() >= deadline => break e,
                     Ok(Observed::NotYet(_)) => {}
@@ -476,6 +459,32 @@ impl<'a> Engine<'a> {
             &format!("failed after {attempts} attempt(s)"),
             eta,
         );
+        Ok(StepEnd::Failed)
+    }
+
+    /// Fails the step at once after a fatal observation in `phase`: no
+    /// further attempt or polling can pass.
+    fn fail_fatal(
+        &self,
+        state: &SharedState,
+        id: StepId,
+        phase: Phase,
+        what: &str,
+        e: &Evidence,
+        eta: Duration,
+    ) -> anyhow::Result<StepEnd> {
+        let message = format!("{what}: {}", e.summary);
+        self.commit(
+            state,
+            id,
+            StepStatus::Failed,
+            Some(phase),
+            false,
+            "failed",
+            message.clone(),
+            Some((phase, e)),
+        )?;
+        self.finished(id, StepOutcome::Failed, &message, eta);
         Ok(StepEnd::Failed)
     }
 
