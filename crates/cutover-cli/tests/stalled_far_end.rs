@@ -102,8 +102,7 @@ fn an_agent_stopped_mid_copy_fails_the_copy_within_the_idle_timeout() {
         format!(
             "runbook stall\n\nhost old addr 127.0.0.10 via local old\n\
              host far-end addr 127.0.0.20 via agent \"{BIN} agent --stdio --root {}\"\n\n\
-             step copy\n  image.copy old:/disk.img -> far-end:{}/disk.img\n",
-            far_root.display(),
+             step copy\n  image.copy old:/disk.img -> far-end:/disk.img\n",
             far_root.display()
         ),
     )

@@ -4,7 +4,9 @@
 
 use std::ffi::OsString;
 use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::error::{CopyError, ErrorKind};
 use crate::files::FileSide;
 use crate::protocol::{
-    FrameError, MAX_FRAME, PROTOCOL_VERSION, Request, Response, read_frame, write_frame,
+    FrameError, MAX_FRAME, PROTOCOL_VERSION, Reach, Request, Response, read_frame, write_frame,
 };
 
 /// Bytes of the agent's standard error kept to explain its failure.
@@ -281,27 +283,162 @@ pub fn serve_stdio(root: &Path) -> Result<(), CopyError> {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    serve(root, std::io::stdin().lock(), std::io::stdout())
+    serve(root, std::io::stdin(), std::io::stdout())
 }
 
 /// Serves the protocol on `input`/`output` until the coordinator closes it.
 /// Returns an error when the handshake fails or the stream breaks. While a
 /// request takes long (hashing a large image), a heartbeat (an empty frame)
 /// goes out every [`HEARTBEAT_EVERY`], so the coordinator can tell a busy
-/// agent from one that stopped.
-pub fn serve(root: &Path, input: impl Read, output: impl Write + Send) -> Result<(), CopyError> {
+/// agent from one that stopped. After a `Tunnel` request the stream relays
+/// the tunnel's connection until the target closes it ([`relay`]).
+pub fn serve(
+    root: &Path,
+    input: impl Read + Send + 'static,
+    output: impl Write + Send,
+) -> Result<(), CopyError> {
     let mut input = BufReader::with_capacity(1 << 20, input);
     let output = Mutex::new(BufWriter::with_capacity(1 << 20, output));
     // Since when the agent, busy with a request, last said anything.
     let busy: Mutex<Option<Instant>> = Mutex::new(None);
     let done = AtomicBool::new(false);
-    thread::scope(|scope| {
+    let tunnel = thread::scope(|scope| {
         let beat = scope.spawn(|| heartbeat(&output, &busy, &done));
         let result = serve_requests(root, &mut input, &output, &busy);
         done.store(true, Ordering::SeqCst);
         beat.thread().unpark();
         result
-    })
+    })?;
+    match tunnel {
+        None => Ok(()),
+        Some(stream) => {
+            let output = output
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            relay(stream, input, output)
+        }
+    }
+}
+
+/// How long a tunnel's target may keep sending once the coordinator has
+/// closed its side.
+const RELAY_LINGER: Duration = Duration::from_secs(5);
+
+/// Relays a tunnel: the coordinator's bytes to the target on a thread of
+/// its own, the target's back here. Returns when the target closes (or,
+/// after the coordinator closed its side, stays silent for
+/// [`RELAY_LINGER`]), so the agent's exit tells the coordinator.
+fn relay(
+    stream: TcpStream,
+    mut input: BufReader<impl Read + Send + 'static>,
+    mut output: BufWriter<impl Write>,
+) -> Result<(), CopyError> {
+    let failed =
+        |e: io::Error| CopyError::new(ErrorKind::AgentFailed, format!("agent: tunnel: {e}"));
+    let mut upstream = stream.try_clone().map_err(failed)?;
+    // Detached: it may block on the coordinator's stream after the target
+    // is done; the agent's exit ends it.
+    thread::spawn(move || {
+        let _ = io::copy(&mut input, &mut upstream);
+        let _ = upstream.shutdown(Shutdown::Write);
+        let _ = upstream.set_read_timeout(Some(RELAY_LINGER));
+    });
+    let mut downstream = stream;
+    let mut buffer = vec![0u8; 64 << 10];
+    loop {
+        let n = match downstream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // Reset by the target, or silent past the linger.
+            Err(_) => break,
+        };
+        output
+            .write_all(&buffer[..n])
+            .and_then(|()| output.flush())
+            .map_err(failed)?;
+    }
+    output.flush().map_err(failed)
+}
+
+/// At most this many connects of one `Connect` request are in flight at
+/// once: a group of unreachable targets costs about one timeout, not one each.
+const CONCURRENT_CONNECTS: usize = 64;
+
+/// The longest connect timeout an agent accepts.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A TCP connect from this machine to `host:port` (a name is resolved
+/// here), trying each address in turn, all within `timeout`.
+fn connect_here(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, String> {
+    let timeout = timeout.min(MAX_CONNECT_TIMEOUT);
+    let addrs: Vec<SocketAddr> = match (host, port).to_socket_addrs() {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => return Err(format!("{host} does not resolve here: {e}")),
+    };
+    let deadline = Instant::now() + timeout;
+    let mut why = format!("{host} has no address here");
+    for addr in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(stream) => return Ok(stream),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                why = format!("{addr}: no answer within {}", describe_timeout(timeout));
+            }
+            Err(e) => why = format!("{addr}: {e}"),
+        }
+    }
+    Err(why)
+}
+
+fn describe_timeout(timeout: Duration) -> String {
+    if timeout.subsec_millis() == 0 {
+        format!("{} s", timeout.as_secs())
+    } else {
+        format!("{} ms", timeout.as_millis())
+    }
+}
+
+/// What a connect came to, with both ends' addresses when it was accepted.
+fn reach(host: &str, port: u16, timeout: Duration) -> Reach {
+    match connect_here(host, port, timeout) {
+        Ok(stream) => {
+            let addr =
+                |a: io::Result<SocketAddr>| a.map_or_else(|e| e.to_string(), |a| a.to_string());
+            Reach::Open {
+                local: addr(stream.local_addr()),
+                peer: addr(stream.peer_addr()),
+            }
+        }
+        Err(error) => Reach::Failed { error },
+    }
+}
+
+/// Connects to every target, [`CONCURRENT_CONNECTS`] at a time.
+fn reach_all(targets: &[(String, u16)], timeout: Duration) -> Vec<Reach> {
+    let mut outcomes = Vec::with_capacity(targets.len());
+    for chunk in targets.chunks(CONCURRENT_CONNECTS) {
+        thread::scope(|scope| {
+            let connects: Vec<_> = chunk
+                .iter()
+                .map(|(host, port)| scope.spawn(move || reach(host, *port, timeout)))
+                .collect();
+            for connect in connects {
+                outcomes.push(connect.join().unwrap_or_else(|_| Reach::Failed {
+                    error: "the connect thread failed".to_string(),
+                }));
+            }
+        });
+    }
+    outcomes
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -319,12 +456,15 @@ fn heartbeat(
 ) {
     while !done.load(Ordering::SeqCst) {
         thread::park_timeout(Duration::from_millis(250));
-        let due = lock(busy).is_some_and(|since| since.elapsed() >= HEARTBEAT_EVERY);
-        if !due || done.load(Ordering::SeqCst) {
-            continue;
-        }
         {
+            // Decided under the output's lock, which an answer holds until
+            // it has cleared `busy`: no beat follows an answer (after a
+            // `Tunneled` answer the stream is the tunnel's).
             let mut output = lock(output);
+            let due = lock(busy).is_some_and(|since| since.elapsed() >= HEARTBEAT_EVERY);
+            if !due || done.load(Ordering::SeqCst) {
+                continue;
+            }
             // A broken pipe is the request loop's to report.
             let _ = output.write_all(&[0; 4]).and_then(|()| output.flush());
         }
@@ -334,12 +474,14 @@ fn heartbeat(
     }
 }
 
+/// Answers requests until the coordinator closes the stream (`None`) or a
+/// `Tunnel` connect succeeds (its connection, to relay).
 fn serve_requests(
     root: &Path,
     input: &mut impl Read,
     output: &Mutex<BufWriter<impl Write>>,
     busy: &Mutex<Option<Instant>>,
-) -> Result<(), CopyError> {
+) -> Result<Option<TcpStream>, CopyError> {
     let side = FileSide::confined(root);
     let reply = |response: &Response| -> Result<(), CopyError> {
         let mut output = lock(output);
@@ -355,7 +497,7 @@ fn serve_requests(
         written
     };
     let Some(first) = next_request(input)? else {
-        return Ok(());
+        return Ok(None);
     };
     let mut side = match (Request::decode(&first), side) {
         (Ok(Request::Hello { version }), Ok(side)) if version == PROTOCOL_VERSION => {
@@ -392,6 +534,27 @@ fn serve_requests(
     while let Some(body) = next_request(input)? {
         *lock(busy) = Some(Instant::now());
         let response = match Request::decode(&body) {
+            Ok(Request::Connect {
+                targets,
+                timeout_ms,
+            }) => Response::Connected(reach_all(&targets, Duration::from_millis(timeout_ms))),
+            Ok(Request::Tunnel {
+                host,
+                port,
+                timeout_ms,
+            }) => match connect_here(&host, port, Duration::from_millis(timeout_ms)) {
+                Ok(stream) => {
+                    let addr = |a: io::Result<SocketAddr>| {
+                        a.map_or_else(|e| e.to_string(), |a| a.to_string())
+                    };
+                    reply(&Response::Tunneled {
+                        local: addr(stream.local_addr()),
+                        peer: addr(stream.peer_addr()),
+                    })?;
+                    return Ok(Some(stream));
+                }
+                Err(error) => Response::Error(CopyError::new(ErrorKind::Unreachable, error)),
+            },
             Ok(request) => side.handle(request).unwrap_or_else(Response::Error),
             Err(err) => {
                 reply(&Response::Error(err.clone()))?;
@@ -400,7 +563,7 @@ fn serve_requests(
         };
         reply(&response)?;
     }
-    Ok(())
+    Ok(None)
 }
 
 fn next_request(input: &mut impl Read) -> Result<Option<Vec<u8>>, CopyError> {
@@ -410,6 +573,21 @@ fn next_request(input: &mut impl Read) -> Result<Option<Vec<u8>>, CopyError> {
             CopyError::protocol(format!("protocol error: the coordinator sent a frame of {len} bytes; it does not speak this protocol"))
         }
     })
+}
+
+/// A TCP connection made by an agent on its host, relayed through it.
+pub struct Tunnel {
+    /// The coordinator's end: what is written here reaches the target;
+    /// what the target sends comes back. Closing it ends the agent.
+    pub stream: UnixStream,
+    /// The connection's address on the agent's host.
+    pub local: String,
+    /// The target's address, as the agent's host reached it.
+    pub peer: String,
+}
+
+fn millis(timeout: Duration) -> u64 {
+    u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The coordinator's connection to one agent.
@@ -642,6 +820,81 @@ impl AgentClient {
         }
     }
 
+    /// TCP connects from the agent's host to each target, all at once,
+    /// each within `timeout`: one outcome per target, in order.
+    pub fn connect(
+        &mut self,
+        targets: Vec<(String, u16)>,
+        timeout: Duration,
+    ) -> Result<Vec<Reach>, CopyError> {
+        let count = targets.len();
+        match self.call(&Request::Connect {
+            targets,
+            timeout_ms: millis(timeout),
+        })? {
+            Response::Connected(outcomes) if outcomes.len() == count => Ok(outcomes),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// A TCP connection from the agent's host to `host:port` (a name is
+    /// resolved there), made within `timeout`: the agent relays its bytes
+    /// over this stream from now on. A connect that fails is an
+    /// [`ErrorKind::Unreachable`] error naming the target and the cause.
+    pub fn tunnel(mut self, host: &str, port: u16, timeout: Duration) -> Result<Tunnel, CopyError> {
+        let (local, peer) = match self.call(&Request::Tunnel {
+            host: host.to_string(),
+            port,
+            timeout_ms: millis(timeout),
+        })? {
+            Response::Tunneled { local, peer } => (local, peer),
+            other => return Err(self.unexpected(&other)),
+        };
+        let failed = |e: io::Error| {
+            CopyError::new(ErrorKind::AgentFailed, format!("setting up a tunnel: {e}"))
+        };
+        let (ours, theirs) = UnixStream::pair().map_err(failed)?;
+        let mut down = theirs.try_clone().map_err(failed)?;
+        let mut up = theirs;
+        let mut from_agent =
+            std::mem::replace(&mut self.output, BufReader::new(Box::new(io::empty())));
+        // The agent's answers and then the target's bytes; the agent's
+        // exit (or silence past the idle timeout) ends them.
+        thread::spawn(move || {
+            let _ = io::copy(&mut from_agent, &mut down);
+            let _ = down.shutdown(Shutdown::Write);
+        });
+        // The caller's bytes to the agent; when the caller closes its end,
+        // dropping the client closes the agent's stdin and reaps it
+        // (bounded, see `Drop`).
+        thread::spawn(move || {
+            let mut buffer = vec![0u8; 64 << 10];
+            loop {
+                match up.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if self
+                            .input
+                            .write_all(&buffer[..n])
+                            .and_then(|()| self.input.flush())
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            drop(self);
+        });
+        Ok(Tunnel {
+            stream: ours,
+            local,
+            peer,
+        })
+    }
+
     pub(crate) fn unexpected(&self, response: &Response) -> CopyError {
         let what = match response {
             Response::Error(err) => return err.clone(),
@@ -653,6 +906,8 @@ impl AgentClient {
             Response::Data(_) => "data",
             Response::Snapshot { .. } => "snapshot",
             Response::Checksums(_) => "checksums",
+            Response::Connected(_) => "connect outcome",
+            Response::Tunneled { .. } => "tunnel",
         };
         CopyError::protocol(format!(
             "protocol error: agent `{}` answered with an unexpected {what}",

@@ -14,11 +14,15 @@ use crate::sqlite::TableChecksum;
 /// A file on this machine or behind an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Location {
-    /// A path on this machine (`via local ROOT` maps to `root.join(path)`).
+    /// Any path on this machine.
     Local(PathBuf),
+    /// A host path under a `via local ROOT` host's folder on this machine:
+    /// mapped and confined exactly as an agent maps paths under its `--root`
+    /// (`/srv/a` is `ROOT/srv/a`; nothing outside `ROOT`).
+    Rooted { root: PathBuf, path: String },
     /// A path served by an agent: `command` is started and spoken to over
-    /// its stdin/stdout. `path` is relative to the agent's root, or absolute
-    /// and under it.
+    /// its stdin/stdout. `path` is taken from the agent's root, absolute or
+    /// not (`/srv/a` is `ROOT/srv/a`).
     Agent { command: Vec<String>, path: String },
 }
 
@@ -100,6 +104,9 @@ impl Endpoint {
                     )
                 })?;
                 Ok((Endpoint::Local(FileSide::unconfined()), path.to_string()))
+            }
+            Location::Rooted { root, path } => {
+                Ok((Endpoint::Local(FileSide::confined(root)?), path.clone()))
             }
             Location::Agent { command, path } => {
                 Ok((Endpoint::Agent(AgentClient::spawn(command)?), path.clone()))

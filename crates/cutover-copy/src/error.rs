@@ -33,6 +33,8 @@ pub enum ErrorKind {
     Sqlite,
     /// Any other I/O failure.
     Io,
+    /// A TCP connect the agent made for a check or a tunnel failed.
+    Unreachable,
 }
 
 impl ErrorKind {
@@ -50,6 +52,7 @@ impl ErrorKind {
             ErrorKind::InvalidInput => 10,
             ErrorKind::Sqlite => 11,
             ErrorKind::Io => 12,
+            ErrorKind::Unreachable => 13,
         }
     }
 
@@ -66,6 +69,7 @@ impl ErrorKind {
             9 => ErrorKind::Cancelled,
             10 => ErrorKind::InvalidInput,
             11 => ErrorKind::Sqlite,
+            13 => ErrorKind::Unreachable,
             _ => ErrorKind::Io,
         }
     }

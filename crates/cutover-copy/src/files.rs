@@ -1,7 +1,9 @@
 //! The file side of a copy: what either end does to its own disk.
 //!
-//! The agent serves protocol requests with it, and a `Location::Local`
-//! endpoint calls it directly, so local and remote copies run the same code.
+//! The agent serves protocol requests with it, and a `Location::Local` or
+//! `Location::Rooted` endpoint calls it directly, so local and remote
+//! copies run the same code, and a host path means the same under a
+//! `via local` root as under an agent's root ([`FileSide::confined`]).
 //! Nothing is written to the destination before the whole result has been
 //! verified against the source's content hash. A new file (or a database)
 //! is built whole in a temporary file beside it (`.NAME.cutover-partial`),
@@ -177,6 +179,20 @@ impl WindowView {
     }
 }
 
+/// `path` taken from `root` without looking at the disk: `/srv/a` and
+/// `srv/a` are both `ROOT/srv/a`; `None` when it climbs out (`..`).
+fn under_root(root: &Path, path: &str) -> Option<PathBuf> {
+    let mut joined = root.to_path_buf();
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(part) => joined.push(part),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(joined)
+}
+
 /// The hashing of one sealed window: its content digest.
 type Sealing = thread::JoinHandle<io::Result<[u8; 32]>>;
 
@@ -198,13 +214,14 @@ impl FileSide {
         }
     }
 
-    /// Serves only paths under `root` (the agent).
+    /// Serves only paths under `root` (an agent's `--root`, a `via local`
+    /// host's folder): every path, `/srv/a` or `srv/a`, is taken from the root.
     pub fn confined(root: &Path) -> Result<FileSide, CopyError> {
-        let root = fs::canonicalize(root).map_err(|e| CopyError::io("agent root", root, e))?;
+        let root = fs::canonicalize(root).map_err(|e| CopyError::io("root", root, e))?;
         if !root.is_dir() {
             return Err(CopyError::new(
                 ErrorKind::InvalidInput,
-                format!("agent root {} is not a folder", root.display()),
+                format!("root {} is not a folder", root.display()),
             ));
         }
         Ok(FileSide {
@@ -218,6 +235,9 @@ impl FileSide {
     pub fn handle(&mut self, request: Request) -> Result<Response, CopyError> {
         match request {
             Request::Hello { .. } => Err(CopyError::protocol("protocol error: a second hello")),
+            Request::Connect { .. } | Request::Tunnel { .. } => Err(CopyError::protocol(
+                "protocol error: connects are the agent's to make, not a file side's",
+            )),
             Request::OpenSource { path } => self.open_source(&path),
             Request::OpenDest { path, size, sqlite } => self.open_dest(&path, size, sqlite),
             Request::Hash {
@@ -271,8 +291,8 @@ impl FileSide {
     }
 
     /// Maps a requested path to a path on disk, refusing anything outside
-    /// the root: `..`, absolute paths elsewhere, symbolic links that lead out.
-    /// Relative paths are taken from the root; absolute ones must lie under it.
+    /// the root: `..` and symbolic links that lead out. Every path is taken
+    /// from the root: `/srv/a` and `srv/a` are both `ROOT/srv/a`.
     fn resolve(&self, requested: &str) -> Result<PathBuf, CopyError> {
         let Some(root) = &self.root else {
             return Ok(PathBuf::from(requested));
@@ -280,28 +300,10 @@ impl FileSide {
         let outside = || {
             CopyError::new(
                 ErrorKind::OutsideRoot,
-                format!(
-                    "path {requested} is outside the agent's root {}",
-                    root.display()
-                ),
+                format!("path {requested} is outside the root {}", root.display()),
             )
         };
-        let path = Path::new(requested);
-        let relative = if path.is_absolute() {
-            path.strip_prefix(root).map_err(|_| outside())?
-        } else {
-            path
-        };
-        let mut joined = root.clone();
-        for component in relative.components() {
-            match component {
-                Component::Normal(part) => joined.push(part),
-                Component::CurDir => {}
-                Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
-                    return Err(outside());
-                }
-            }
-        }
+        let joined = under_root(root, requested).ok_or_else(outside)?;
         // The deepest part that exists decides where symbolic links lead.
         let mut existing = joined.as_path();
         loop {

@@ -6,7 +6,9 @@
 //! and text as a `u32` length then the bytes). The coordinator speaks first
 //! with `Hello` (magic + its version); the agent answers with its own
 //! `Hello`, or with an `Error` naming both versions, and stops. After that
-//! every request gets exactly one response, in order.
+//! every request gets exactly one response, in order. A `Tunnel` request
+//! is the last: once it is answered, the stream carries the bytes of a TCP
+//! connection the agent made, both ways, until either end closes it.
 
 use std::io::{self, Read, Write};
 
@@ -15,7 +17,7 @@ use crate::error::{CopyError, ErrorKind};
 use crate::sqlite::TableChecksum;
 
 /// The version of this protocol; both ends must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 /// Identifies the protocol in the handshake.
 pub const MAGIC: &[u8] = b"cutover-agent";
 /// No frame is larger (the largest is a window's delta or an 8 MiB write batch).
@@ -79,6 +81,16 @@ impl PatchOp {
     }
 }
 
+/// What one TCP connect made by the agent came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// The target accepted: the agent's local address and the target's.
+    Open { local: String, peer: String },
+    /// Refused, unreachable, no answer within the timeout, or the name did
+    /// not resolve there: why.
+    Failed { error: String },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Hello {
@@ -127,6 +139,20 @@ pub enum Request {
     Remove {
         path: String,
     },
+    /// TCP connects from the agent's host to each `(host, port)` (a name
+    /// is resolved there), all at once, each given `timeout_ms`; the
+    /// connections are closed again.
+    Connect {
+        targets: Vec<(String, u16)>,
+        timeout_ms: u64,
+    },
+    /// One TCP connect from the agent's host; once `Tunneled` answers it,
+    /// the stream relays that connection's bytes.
+    Tunnel {
+        host: String,
+        port: u16,
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +179,13 @@ pub enum Response {
         method: String,
     },
     Checksums(Vec<TableChecksum>),
+    /// One outcome per `Connect` target, in order.
+    Connected(Vec<Reach>),
+    /// The tunnel's connection: the agent's local address and the target's.
+    Tunneled {
+        local: String,
+        peer: String,
+    },
 }
 
 /// Writes one frame; returns the bytes written.
@@ -252,6 +285,10 @@ impl<'a> Decoder<'a> {
     fn str(&mut self) -> Result<String, CopyError> {
         String::from_utf8(self.bytes()?)
             .map_err(|_| CopyError::protocol("protocol error: text is not UTF-8"))
+    }
+    fn port(&mut self) -> Result<u16, CopyError> {
+        u16::try_from(self.u32()?)
+            .map_err(|_| CopyError::protocol("protocol error: a port above 65535"))
     }
     fn array32(&mut self) -> Result<[u8; 32], CopyError> {
         let mut out = [0u8; 32];
@@ -378,6 +415,24 @@ impl Request {
                 e = Encoder::new(13);
                 e.str(path);
             }
+            Request::Connect {
+                targets,
+                timeout_ms,
+            } => {
+                e = Encoder::new(14);
+                e.u64(*timeout_ms).u32(targets.len() as u32);
+                for (host, port) in targets {
+                    e.str(host).u32(u32::from(*port));
+                }
+            }
+            Request::Tunnel {
+                host,
+                port,
+                timeout_ms,
+            } => {
+                e = Encoder::new(15);
+                e.str(host).u32(u32::from(*port)).u64(*timeout_ms);
+            }
         }
         e.0
     }
@@ -478,6 +533,23 @@ impl Request {
             11 => Request::Snapshot { path: d.str()? },
             12 => Request::Checksums { path: d.str()? },
             13 => Request::Remove { path: d.str()? },
+            14 => {
+                let timeout_ms = d.u64()?;
+                let count = d.u32()?;
+                let mut targets = Vec::new();
+                for _ in 0..count {
+                    targets.push((d.str()?, d.port()?));
+                }
+                Request::Connect {
+                    targets,
+                    timeout_ms,
+                }
+            }
+            15 => Request::Tunnel {
+                host: d.str()?,
+                port: d.port()?,
+                timeout_ms: d.u64()?,
+            },
             other => {
                 return Err(CopyError::protocol(format!(
                     "protocol error: unknown request {other}"
@@ -548,6 +620,20 @@ impl Response {
                 for table in tables {
                     e.str(&table.name).u64(table.rows).str(&table.checksum);
                 }
+            }
+            Response::Connected(outcomes) => {
+                e = Encoder::new(10);
+                e.u32(outcomes.len() as u32);
+                for outcome in outcomes {
+                    match outcome {
+                        Reach::Open { local, peer } => e.u8(1).str(local).str(peer),
+                        Reach::Failed { error } => e.u8(0).str(error),
+                    };
+                }
+            }
+            Response::Tunneled { local, peer } => {
+                e = Encoder::new(11);
+                e.str(local).str(peer);
             }
         }
         e.0
@@ -623,6 +709,24 @@ impl Response {
                 }
                 Response::Checksums(tables)
             }
+            10 => {
+                let count = d.u32()?;
+                let mut outcomes = Vec::new();
+                for _ in 0..count {
+                    outcomes.push(match d.u8()? {
+                        0 => Reach::Failed { error: d.str()? },
+                        _ => Reach::Open {
+                            local: d.str()?,
+                            peer: d.str()?,
+                        },
+                    });
+                }
+                Response::Connected(outcomes)
+            }
+            11 => Response::Tunneled {
+                local: d.str()?,
+                peer: d.str()?,
+            },
             other => {
                 return Err(CopyError::protocol(format!(
                     "protocol error: unknown response {other}"

@@ -26,14 +26,15 @@ pub struct ImageCopy;
 pub struct DbSync;
 
 /// Where an endpoint's file is, through its host's transport (relative
-/// `via local` roots resolve from the runbook's folder).
+/// `via local` roots resolve from the runbook's folder). The host path is
+/// taken from the host's root the same way for every transport: by the
+/// file side that serves it ([`Location::Rooted`], or the agent's `--root`).
 pub(crate) fn location_in(runbook: &Runbook, runbook_dir: &Path, endpoint: &Endpoint) -> Location {
     match &runbook.host(endpoint.host).transport {
-        Transport::Local { root } => Location::Local(
-            runbook_dir
-                .join(root)
-                .join(endpoint.path.trim_start_matches('/')),
-        ),
+        Transport::Local { root } => Location::Rooted {
+            root: runbook_dir.join(root),
+            path: endpoint.path.clone(),
+        },
         Transport::Ssh { user, host, port } => {
             Location::ssh(user, host, *port, REMOTE_AGENT, &endpoint.path)
         }

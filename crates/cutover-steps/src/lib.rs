@@ -67,8 +67,9 @@ pub(crate) fn dns_error(err: cutover_dns::DnsError) -> StepError {
 
 /// A copy failure as a step error: a protocol or version mismatch, a path
 /// outside the agent's root, refused permissions and invalid input are
-/// fatal; a full disk, a dead agent, I/O and verification failures may pass
-/// on another attempt (after space is freed, the agent restarted).
+/// fatal; a full disk, a dead agent, I/O and verification failures and a
+/// target the agent could not reach may pass on another attempt (after
+/// space is freed, the agent restarted, the service started).
 pub(crate) fn copy_error(err: cutover_copy::CopyError) -> StepError {
     use cutover_copy::ErrorKind as K;
     match err.kind {
@@ -79,7 +80,7 @@ pub(crate) fn copy_error(err: cutover_copy::CopyError) -> StepError {
         | K::PermissionDenied
         | K::InvalidInput
         | K::NotFound => StepError::fatal(err),
-        K::NoSpace | K::AgentFailed | K::Verification | K::Sqlite | K::Io => {
+        K::NoSpace | K::AgentFailed | K::Verification | K::Sqlite | K::Io | K::Unreachable => {
             StepError::from(anyhow::Error::from(err))
         }
     }
