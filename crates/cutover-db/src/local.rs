@@ -1,0 +1,242 @@
+//! Throwaway database servers on this machine, from the system's packages
+//! (Debian's `postgresql`): a fresh data folder, loopback only, a port of
+//! the caller's choice, run as the package's system user when this process
+//! is root (PostgreSQL refuses to run as root). Stopped when dropped, with
+//! bounded waits. Tests, benchmarks and the lab use them.
+
+use crate::{Password, Server};
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The superuser every local PostgreSQL server is made with.
+pub const SUPERUSER: &str = "postgres";
+
+/// A port nothing listens on now (the kernel's choice on 127.0.0.1).
+pub fn free_port() -> io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The newest PostgreSQL's binaries (`/usr/lib/postgresql/N/bin`).
+pub fn postgres_bin() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
+/// The uid and gid to run a server as: the package's user when this
+/// process is root, nobody else's otherwise.
+fn run_as(user: &str) -> io::Result<Option<(u32, u32)>> {
+    if std::fs::metadata("/proc/self")?.uid() != 0 {
+        return Ok(None);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd")?;
+    for line in passwd.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.len() > 3
+            && fields[0] == user
+            && let (Ok(uid), Ok(gid)) = (fields[2].parse(), fields[3].parse())
+        {
+            return Ok(Some((uid, gid)));
+        }
+    }
+    Err(io::Error::other(format!(
+        "running as root, and there is no user `{user}` to run the server as (install the package that makes it)"
+    )))
+}
+
+fn command(program: &Path, user: Option<(u32, u32)>) -> Command {
+    let mut command = Command::new(program);
+    if let Some((uid, gid)) = user {
+        command.uid(uid).gid(gid);
+    }
+    command
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("LANG", "C.UTF-8");
+    command
+}
+
+/// A PostgreSQL server in its own folder.
+pub struct LocalPostgres {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    user: Option<(u32, u32)>,
+    child: Option<Child>,
+}
+
+impl LocalPostgres {
+    /// Makes a cluster in `dir/pgdata` with superuser [`SUPERUSER`] and
+    /// `password` (password login over TCP, scram-sha-256) and starts it
+    /// on 127.0.0.1:`port` with replication settings (`wal_level =
+    /// logical`, slots and senders) and then `settings`, which win.
+    pub fn start(
+        dir: &Path,
+        port: u16,
+        password: &str,
+        settings: &[(&str, &str)],
+    ) -> io::Result<LocalPostgres> {
+        let bin = postgres_bin().ok_or_else(|| {
+            io::Error::other("PostgreSQL is not installed (no /usr/lib/postgresql/N/bin/postgres)")
+        })?;
+        let user = run_as("postgres")?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        let data = dir.join("pgdata");
+        std::fs::create_dir_all(&data)?;
+        let pwfile = dir.join("pgpass.init");
+        std::fs::write(&pwfile, format!("{password}\n"))?;
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&data, Some(uid), Some(gid))?;
+            std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid))?;
+        }
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))?;
+        let init = command(&bin.join("initdb"), user)
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                SUPERUSER,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .stdin(Stdio::null())
+            .output();
+        let _ = std::fs::remove_file(&pwfile);
+        let init = init?;
+        if !init.status.success() {
+            return Err(io::Error::other(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&init.stderr).trim()
+            )));
+        }
+        let log = std::fs::File::create(dir.join("postgres.log"))?;
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(dir.join("postgres.log"), Some(uid), Some(gid))?;
+        }
+        let mut all: Vec<(String, String)> = [
+            ("listen_addresses", "127.0.0.1"),
+            ("wal_level", "logical"),
+            ("max_wal_senders", "10"),
+            ("max_replication_slots", "10"),
+            ("max_logical_replication_workers", "6"),
+            ("fsync", "off"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        all.push(("port".into(), port.to_string()));
+        all.push(("unix_socket_directories".into(), data.display().to_string()));
+        all.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut postgres = command(&bin.join("postgres"), user);
+        postgres.arg("-D").arg(&data);
+        for (key, value) in &all {
+            postgres.arg("-c").arg(format!("{key}={value}"));
+        }
+        let child = postgres
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let mut server = LocalPostgres {
+            bin,
+            data,
+            port,
+            user,
+            child: Some(child),
+        };
+        server.wait_ready(dir)?;
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self, dir: &Path) -> io::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                let log = std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default();
+                return Err(io::Error::other(format!(
+                    "postgres exited ({status}): {}",
+                    log.trim()
+                )));
+            }
+            let ready = command(&self.bin.join("pg_isready"), None)
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status()?;
+            if ready.success() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(io::Error::other(format!(
+            "postgres on port {} did not accept connections within {}s",
+            self.port,
+            START_TIMEOUT.as_secs()
+        )))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Database `database` on this server as `user` with `password`.
+    pub fn server(&self, database: &str, user: &str, password: Option<&str>) -> Server {
+        Server {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            database: database.into(),
+            user: user.into(),
+            password: password.map(Password::new),
+        }
+    }
+
+    /// Stops the server now and waits for it (also done on drop).
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = command(&self.bin.join("pg_ctl"), self.user)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "-t", "20", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for LocalPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
