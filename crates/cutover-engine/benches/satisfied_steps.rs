@@ -27,7 +27,7 @@ impl StepKind for ConnectCheck {
     fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             let started = Instant::now();
-            let ActionKind::PortOpen { targets } = &ctx.action.kind else {
+            let ActionKind::PortOpen { targets, .. } = &ctx.action.kind else {
                 return Err(anyhow::anyhow!("not a port.open step").into());
             };
             let Some(target) = targets.iter().next() else {
@@ -80,6 +80,7 @@ fn runbook(steps: usize, port: u16) -> Runbook {
                         port,
                     }]
                     .into(),
+                    from: None,
                 },
                 span,
             },

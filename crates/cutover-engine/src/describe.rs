@@ -114,13 +114,24 @@ pub fn action(runbook: &Runbook, kind: &ActionKind) -> String {
             }
             s
         }
-        ActionKind::PortOpen { targets: t } | ActionKind::PortClosed { targets: t } => {
-            targets(runbook, t)
+        ActionKind::PortOpen { targets: t, from } | ActionKind::PortClosed { targets: t, from } => {
+            let mut s = targets(runbook, t);
+            if let Some(h) = from {
+                let _ = write!(s, " from {}", host(runbook, *h));
+            }
+            s
         }
         ActionKind::HttpCheck {
-            url, status, body, ..
+            url,
+            status,
+            body,
+            from,
+            ..
         } => {
             let mut s = format!("{url} status {status}");
+            if let Some(h) = from {
+                let _ = write!(s, " from {}", host(runbook, *h));
+            }
             if let Some(body) = body {
                 let _ = write!(s, " body {}", quoted(body));
             }
@@ -154,10 +165,10 @@ fn hosts_of(kind: &ActionKind) -> Vec<HostId> {
         ActionKind::ImageCopy { from, to, .. } | ActionKind::DbSync { from, to, .. } => {
             vec![from.host, to.host]
         }
-        ActionKind::PortOpen { targets } | ActionKind::PortClosed { targets } => {
-            targets.iter().map(|t| t.host).collect()
+        ActionKind::PortOpen { targets, from } | ActionKind::PortClosed { targets, from } => {
+            targets.iter().map(|t| t.host).chain(*from).collect()
         }
-        ActionKind::HttpCheck { host, .. } => host.iter().copied().collect(),
+        ActionKind::HttpCheck { host, from, .. } => host.iter().copied().chain(*from).collect(),
         ActionKind::Exec { on, .. } => on.iter().collect(),
         ActionKind::DnsTtl { .. }
         | ActionKind::DnsSwitch { .. }

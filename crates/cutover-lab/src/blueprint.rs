@@ -488,12 +488,12 @@ fn hosts(runbook: &Runbook, dir: &Path) -> Result<Vec<HostBlueprint>, LabError> 
 
     for line in all_lines(runbook) {
         match &line.kind {
-            ActionKind::PortOpen { targets } => {
+            ActionKind::PortOpen { targets, .. } => {
                 for target in targets {
                     hosts[target.host.0].listen.insert(target.port);
                 }
             }
-            ActionKind::PortClosed { targets } => {
+            ActionKind::PortClosed { targets, .. } => {
                 for target in targets {
                     hosts[target.host.0].closed.insert(target.port);
                 }

@@ -79,8 +79,10 @@ impl Runbook {
                 let line = write!(out, " sqlite {} -> {}", endpoint(from), endpoint(to));
                 size.map_or(line, |s| write!(out, " size {s}"))
             }
-            ActionKind::PortOpen { targets: t } | ActionKind::PortClosed { targets: t } => {
-                write!(out, " {}", targets(t))
+            ActionKind::PortOpen { targets: t, from }
+            | ActionKind::PortClosed { targets: t, from } => {
+                let line = write!(out, " {}", targets(t));
+                from.map_or(line, |h| write!(out, " from {}", self.host(h).name))
             }
             ActionKind::HttpCheck {
                 url,
@@ -90,10 +92,14 @@ impl Runbook {
                 body,
                 ca,
                 cert_days,
+                from,
             } => {
                 let mut line = write!(out, " {url}");
                 if let (true, Some(host)) = (*at, host) {
                     line = write!(out, " at {}", self.host(*host).name);
+                }
+                if let Some(from) = from {
+                    line = write!(out, " from {}", self.host(*from).name);
                 }
                 if *status != 200 {
                     line = write!(out, " status {status}");
@@ -166,6 +172,64 @@ mod tests {
                 "http.check https://wiki.maemo.org:8443/x at wiki-new ca \"certs/lab ca.pem\" cert-days 20",
             ]
         );
+    }
+
+    #[test]
+    fn checks_from_a_host() {
+        use crate::model::ActionKind;
+        let base = "runbook r\n\nhost wiki addr 127.0.0.1 via local ./w\nhost lb addr 127.0.0.3 via agent \"cutover agent --stdio --root /\"\ngroup web wiki, lb\n\nstep s\n  ";
+        let parse = |line: &str| parse_source("r.runbook", format!("{base}{line}\n"));
+        for (line, described) in [
+            (
+                "port.open web:80, wiki:443 from lb",
+                "port.open wiki:80, lb:80, wiki:443 from lb",
+            ),
+            ("port.closed wiki:22 from lb", "port.closed wiki:22 from lb"),
+            (
+                "http.check https://wiki.lab.test/ from lb at wiki status 301",
+                "http.check https://wiki.lab.test/ at wiki from lb status 301",
+            ),
+        ] {
+            let loaded = parse(line);
+            assert!(
+                loaded.diagnostics.is_empty(),
+                "{line}: {:?}",
+                loaded.diagnostics
+            );
+            let runbook = loaded.runbook.unwrap();
+            let action = &runbook.steps[0].action;
+            let from = match &action.kind {
+                ActionKind::PortOpen { from, .. }
+                | ActionKind::PortClosed { from, .. }
+                | ActionKind::HttpCheck { from, .. } => *from,
+                _ => None,
+            };
+            assert_eq!(from.map(|h| runbook.host(h).name.as_str()), Some("lb"));
+            assert_eq!(runbook.describe(action), described);
+            // The description reads back as the same action.
+            let again = parse(described).runbook.unwrap();
+            assert_eq!(again.steps[0].action.kind, action.kind);
+        }
+        let loaded = parse("port.open wiki:80");
+        let runbook = loaded.runbook.unwrap();
+        assert!(matches!(
+            runbook.steps[0].action.kind,
+            ActionKind::PortOpen { from: None, .. }
+        ));
+        for (line, code) in [
+            ("port.open wiki:80 from web", "group-not-allowed"),
+            ("port.open wiki:80 from nowhere", "unknown-name"),
+            ("port.open wiki:80 from", "bad-kind-args"),
+            ("http.check https://x.test/ from web", "group-not-allowed"),
+            (
+                "http.check https://x.test/ from lb from wiki",
+                "duplicate-attribute",
+            ),
+        ] {
+            let loaded = parse(line);
+            let codes: Vec<&str> = loaded.diagnostics.iter().map(|d| d.code).collect();
+            assert!(codes.contains(&code), "{line}: {codes:?}");
+        }
     }
 
     #[test]

@@ -552,14 +552,23 @@ pub enum ActionKind {
         to: Endpoint,
         size: Option<Size>,
     },
-    /// `port.open HOST:PORT, GROUP:PORT, ...` (iterating expands groups)
-    PortOpen { targets: PortTargets },
-    /// `port.closed HOST:PORT, GROUP:PORT, ...`
-    PortClosed { targets: PortTargets },
-    /// `http.check URL [at HOST] [status N] [body "TEXT"] [ca FILE] [cert-days N]`
+    /// `port.open HOST:PORT, GROUP:PORT, ... [from HOST]` (iterating
+    /// expands groups). `from`: the connects are made on that host, through
+    /// its transport, instead of on this machine.
+    PortOpen {
+        targets: PortTargets,
+        from: Option<HostId>,
+    },
+    /// `port.closed HOST:PORT, GROUP:PORT, ... [from HOST]`
+    PortClosed {
+        targets: PortTargets,
+        from: Option<HostId>,
+    },
+    /// `http.check URL [at HOST] [from HOST] [status N] [body "TEXT"] [ca FILE] [cert-days N]`
     /// — requests go to `host`'s address when it is set: the `at` host, or
     /// else the URL's host when that is a runbook host name. The URL's host
-    /// name is still sent for SNI and in the `Host` header.
+    /// name is still sent for SNI and in the `Host` header. `from`: the
+    /// connection is made on that host, through its transport.
     HttpCheck {
         url: String,
         host: Option<HostId>,
@@ -573,6 +582,8 @@ pub enum ActionKind {
         /// `cert-days N` — fail when the certificate expires within N days
         /// (without it, within 14 days only warns).
         cert_days: Option<u32>,
+        /// `from HOST` — the host the connection is made from.
+        from: Option<HostId>,
     },
     /// `exec [on HOST|GROUP] "COMMAND" [env NAME, ...]` — `on` empty: runs
     /// locally. The command starts with a scrubbed environment: `PATH`,

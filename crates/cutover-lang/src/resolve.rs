@@ -1326,10 +1326,14 @@ impl<'a> Resolver<'a> {
             }
             "port.open" | "port.closed" => {
                 let targets = PortTargets::new(cursor.list(|c| self.port_targets(c))?);
+                let from = match cursor.eat("from") {
+                    Some(_) => Some(self.vantage(cursor)?),
+                    None => None,
+                };
                 if keyword == "port.open" {
-                    ActionKind::PortOpen { targets }
+                    ActionKind::PortOpen { targets, from }
                 } else {
-                    ActionKind::PortClosed { targets }
+                    ActionKind::PortClosed { targets, from }
                 }
             }
             "http.check" => {
@@ -1348,8 +1352,8 @@ impl<'a> Resolver<'a> {
                 let mut body: Option<(String, Span)> = None;
                 let mut ca: Option<(PathBuf, Span)> = None;
                 let mut cert_days: Option<(u32, Span)> = None;
-                const HTTP_ATTRIBUTES: &str =
-                    "`at HOST`, `status CODE`, `body \"TEXT\"`, `ca FILE` or `cert-days N`";
+                let mut from: Option<(HostId, Span)> = None;
+                const HTTP_ATTRIBUTES: &str = "`at HOST`, `from HOST`, `status CODE`, `body \"TEXT\"`, `ca FILE` or `cert-days N`";
                 while !cursor.at_end() {
                     let (word, word_span) = cursor.word(HTTP_ATTRIBUTES)?;
                     if matches!(word, "ca" | "cert-days") && !https {
@@ -1387,6 +1391,13 @@ impl<'a> Resolver<'a> {
                                 None => return Err(self.unknown("host", name, name_span)),
                             });
                             at = Some(word_span);
+                        }
+                        "from" => {
+                            let host = self.vantage(cursor)?;
+                            if let Some((_, first)) = from {
+                                return Err(duplicate_attribute("from", word_span, first));
+                            }
+                            from = Some((host, word_span));
                         }
                         "ca" => {
                             let (path, _) =
@@ -1457,6 +1468,7 @@ impl<'a> Resolver<'a> {
                     body: body.map(|(b, _)| b),
                     ca: ca.map(|(c, _)| c),
                     cert_days: cert_days.map(|(d, _)| d),
+                    from: from.map(|(h, _)| h),
                 }
             }
             "exec" => {
@@ -1609,6 +1621,21 @@ impl<'a> Resolver<'a> {
             },
             span,
         ))
+    }
+
+    /// The host after `from`: one host (a check runs from one place).
+    fn vantage(&self, cursor: &mut Cursor<'a>) -> PResult<HostId> {
+        let (name, name_span) = cursor.name("the host the check runs from")?;
+        match self.host_index.get(name) {
+            Some(HostLike::Host(i)) => Ok(HostId(*i)),
+            Some(HostLike::Group(_)) => Err(Diagnostic::error(
+                "group-not-allowed",
+                format!("`{name}` is a group, but `from` names the one host the check runs on"),
+                name_span,
+            )
+            .with_help("name one host of the group, one check per host")),
+            None => Err(self.unknown("host", name, name_span)),
+        }
     }
 
     fn port_targets(&self, cursor: &mut Cursor<'a>) -> PResult<(HostRef, u16)> {

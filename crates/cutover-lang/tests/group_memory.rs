@@ -66,7 +66,7 @@ fn the_model_of_a_group_fanout_runbook_grows_with_its_text() {
         .steps
         .iter()
         .map(|s| match &s.action.kind {
-            cutover_lang::ActionKind::PortOpen { targets } => targets.len(),
+            cutover_lang::ActionKind::PortOpen { targets, .. } => targets.len(),
             cutover_lang::ActionKind::Exec { on, .. } => on.len(),
             _ => 0,
         })

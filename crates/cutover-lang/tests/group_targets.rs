@@ -28,13 +28,13 @@ fn steps_naming_a_group_share_its_member_list() {
          step b\n  exec on web \"true\"\n  verify port.closed web:3306\n",
     );
     let members = &runbook.groups[0].members;
-    let ActionKind::PortOpen { targets } = &runbook.steps[0].action.kind else {
+    let ActionKind::PortOpen { targets, .. } = &runbook.steps[0].action.kind else {
         panic!("not a port.open");
     };
     let ActionKind::Exec { on, .. } = &runbook.steps[1].action.kind else {
         panic!("not an exec");
     };
-    let ActionKind::PortClosed { targets: closed } = &runbook.steps[1].verify[0].kind else {
+    let ActionKind::PortClosed { targets: closed, .. } = &runbook.steps[1].verify[0].kind else {
         panic!("not a port.closed");
     };
     let ActionKind::Exec { on: verify_on, .. } = &runbook.steps[0].verify[0].kind else {
@@ -59,7 +59,7 @@ fn steps_naming_a_group_share_its_member_list() {
 #[test]
 fn targets_expand_in_the_order_written() {
     let runbook = runbook("step a\n  port.open web:80, db:22, wiki:80, web:443\n");
-    let ActionKind::PortOpen { targets } = &runbook.steps[0].action.kind else {
+    let ActionKind::PortOpen { targets, .. } = &runbook.steps[0].action.kind else {
         panic!("not a port.open");
     };
     let expanded: Vec<PortTarget> = targets.iter().collect();

@@ -10,6 +10,7 @@ pub mod manual;
 pub mod port;
 pub mod preflight;
 pub mod probe;
+mod vantage;
 pub mod wait;
 
 use cutover_engine::{KindRegistry, StepError, StepKind};

@@ -120,7 +120,7 @@ fn collect_targets(ctx: &Context, action: &Action, step: StepId, checks: &mut Ch
         }
     };
     match &action.kind {
-        ActionKind::PortOpen { targets } => {
+        ActionKind::PortOpen { targets, .. } => {
             for (target, _) in targets.written() {
                 match target {
                     HostRef::Host(h) => add(checks.by_host.get_mut(h.0)),
