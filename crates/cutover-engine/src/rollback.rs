@@ -132,15 +132,16 @@ impl Engine<'_> {
             None => None,
         };
         // Newest first; a step still in flight (no finish time) is newest.
+        let by_name = self.runbook.steps_by_name();
         let mut scope: Vec<(Option<DateTime<Utc>>, StepId, &StepRecord)> = records
             .iter()
             .filter(|r| may_have_acted(r))
             .filter(|r| since.is_none_or(|since| r.finished_at.is_none_or(|f| f > since)))
             .filter(|r| to.is_none_or(|to| self.runbook.step(to).name != r.name))
             .filter_map(|r| {
-                self.runbook
-                    .step_by_name(&r.name)
-                    .map(|id| (r.finished_at, id, r))
+                by_name
+                    .get(r.name.as_str())
+                    .map(|&id| (r.finished_at, id, r))
             })
             .collect();
         scope.sort_by(|a, b| match (a.0, b.0) {

@@ -563,8 +563,9 @@ impl<'a> Engine<'a> {
         let records = state.store().steps(state.run_id())?;
         let mut statuses = vec![StepStatus::Pending; n];
         let mut phases: Vec<Option<Phase>> = vec![None; n];
+        let by_name = self.runbook.steps_by_name();
         for record in records {
-            if let Some(id) = self.runbook.step_by_name(&record.name) {
+            if let Some(&id) = by_name.get(record.name.as_str()) {
                 statuses[id.0] = record.status;
                 phases[id.0] = record.phase;
             }

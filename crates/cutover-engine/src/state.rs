@@ -304,10 +304,16 @@ pub fn open_run(
         return Ok(Opened::Resumed(SharedState::new(store, run.id)));
     }
     let recorded = store.steps(run.id)?;
+    let recorded_by_name: HashMap<&str, &StepRecord> = recorded
+        .iter()
+        .rev() // the first record of a name wins, as in `find`
+        .map(|r| (r.name.as_str(), r))
+        .collect();
+    let by_name = runbook.steps_by_name();
     let mut changes = Vec::new();
     for step in &runbook.steps {
         let now = describe::step(runbook, step);
-        match recorded.iter().find(|r| r.name == step.name) {
+        match recorded_by_name.get(step.name.as_str()) {
             Some(old) if old.definition == now => {}
             Some(old) => changes.push(StepChange {
                 name: step.name.clone(),
@@ -322,7 +328,7 @@ pub fn open_run(
         }
     }
     for old in &recorded {
-        if runbook.step_by_name(&old.name).is_none() {
+        if !by_name.contains_key(old.name.as_str()) {
             changes.push(StepChange {
                 name: old.name.clone(),
                 before: Some(old.definition.clone()),

@@ -60,6 +60,16 @@ impl Runbook {
     pub fn step_by_name(&self, name: &str) -> Option<StepId> {
         self.steps.iter().position(|s| s.name == name).map(StepId)
     }
+    /// Every step by name, for looking up many names at once (one
+    /// [`Self::step_by_name`] per name scans all steps each time). The
+    /// first step of a name wins, as there.
+    pub fn steps_by_name(&self) -> std::collections::HashMap<&str, StepId> {
+        let mut index = std::collections::HashMap::with_capacity(self.steps.len());
+        for (i, step) in self.steps.iter().enumerate() {
+            index.entry(step.name.as_str()).or_insert(StepId(i));
+        }
+        index
+    }
     pub fn host_by_name(&self, name: &str) -> Option<HostId> {
         self.hosts.iter().position(|h| h.name == name).map(HostId)
     }
