@@ -45,6 +45,10 @@ fn expected(step: &Step, start: DateTime<Utc>, t0: Option<DateTime<Utc>>) -> Tim
 /// Plans every step starting no earlier than `earliest`. Steps marked in
 /// `done` take no time. Steps in a dependency cycle (which the language
 /// rejects) are planned at `earliest`.
+///
+/// One pass in dependency order, whatever order the runbook lists its
+/// steps in: the progress bar asks for this every second, so it must stay
+/// linear in steps and `after` edges.
 pub fn schedule(
     runbook: &Runbook,
     earliest: DateTime<Utc>,
@@ -53,35 +57,43 @@ pub fn schedule(
 ) -> Vec<PlannedStep> {
     let n = runbook.steps.len();
     let mut planned: Vec<Option<PlannedStep>> = vec![None; n];
-    let mut progress = true;
-    while progress {
-        progress = false;
-        for (i, step) in runbook.steps.iter().enumerate() {
-            if planned[i].is_some() {
-                continue;
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut waiting_on: Vec<usize> = vec![0; n];
+    for (i, step) in runbook.steps.iter().enumerate() {
+        waiting_on[i] = step.after.len();
+        for dep in &step.after {
+            if let Some(list) = dependents.get_mut(dep.0) {
+                list.push(i);
             }
-            let deps: Option<Vec<DateTime<Utc>>> = step
-                .after
-                .iter()
-                .map(|d| planned.get(d.0).copied().flatten().map(|p| p.finish))
-                .collect();
-            let Some(deps) = deps else { continue };
-            let mut start = deps.into_iter().fold(earliest, DateTime::max);
-            if done.get(i).copied().unwrap_or(false) {
-                planned[i] = Some(PlannedStep {
-                    start,
-                    finish: start,
-                });
-            } else {
-                if let Some(at) = step_at(step, t0) {
-                    start = start.max(at);
-                }
-                let finish = start
-                    .checked_add_signed(expected(step, start, t0))
-                    .unwrap_or(start);
-                planned[i] = Some(PlannedStep { start, finish });
+        }
+    }
+    let mut ready: Vec<usize> = (0..n).filter(|&i| waiting_on[i] == 0).collect();
+    while let Some(i) = ready.pop() {
+        let step = &runbook.steps[i];
+        let mut start = step
+            .after
+            .iter()
+            .filter_map(|d| planned[d.0].map(|p| p.finish))
+            .fold(earliest, DateTime::max);
+        planned[i] = Some(if done.get(i).copied().unwrap_or(false) {
+            PlannedStep {
+                start,
+                finish: start,
             }
-            progress = true;
+        } else {
+            if let Some(at) = step_at(step, t0) {
+                start = start.max(at);
+            }
+            let finish = start
+                .checked_add_signed(expected(step, start, t0))
+                .unwrap_or(start);
+            PlannedStep { start, finish }
+        });
+        for &next in &dependents[i] {
+            waiting_on[next] -= 1;
+            if waiting_on[next] == 0 {
+                ready.push(next);
+            }
         }
     }
     planned
@@ -93,4 +105,46 @@ pub fn schedule(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Steps listed after the steps that wait for them are planned in
+    /// dependency order all the same, each starting when its dependency
+    /// ends.
+    #[test]
+    fn steps_listed_before_their_dependencies_are_planned_after_them() {
+        let text = "runbook order\n\n\
+            step third after second\n  wait 30s\n\n\
+            step second after first\n  wait 20s\n\n\
+            step first\n  wait 10s\n";
+        let runbook =
+            cutover_lang::parse_source(std::path::Path::new("order.runbook"), text.into())
+                .runbook
+                .expect("the runbook parses");
+        let earliest = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let planned = schedule(&runbook, earliest, None, &[]);
+        let secs = |p: &PlannedStep| {
+            (
+                (p.start - earliest).num_seconds(),
+                (p.finish - earliest).num_seconds(),
+            )
+        };
+        let by_name = runbook.steps_by_name();
+        let at = |name: &str| secs(&planned[by_name[name].0]);
+        assert_eq!(at("first"), (0, 10));
+        assert_eq!(at("second"), (10, 30));
+        assert_eq!(at("third"), (30, 60));
+
+        let done = [true, false, true]; // `third` and `first` done
+        let planned = schedule(&runbook, earliest, None, &done);
+        let at = |name: &str| secs(&planned[by_name[name].0]);
+        assert_eq!(at("first"), (0, 0));
+        assert_eq!(at("second"), (0, 20));
+        assert_eq!(at("third"), (20, 20));
+    }
 }
