@@ -155,6 +155,27 @@ pub fn action(runbook: &Runbook, kind: &ActionKind) -> String {
         ActionKind::Manual { instructions } => quoted(instructions),
         ActionKind::Wait(WaitFor::Duration(d)) => duration(*d),
         ActionKind::Wait(WaitFor::Until(t)) => format!("until {}", time_spec(*t)),
+        ActionKind::DbReplicate {
+            engine,
+            from,
+            to,
+            freeze,
+            size,
+        } => {
+            let mut s = format!(
+                "{} {} -> {}",
+                engine.as_str(),
+                runbook.describe_db_server(from),
+                runbook.describe_db_server(to)
+            );
+            if let Some(gate) = freeze {
+                let _ = write!(s, " freeze {}", runbook.step(*gate).name);
+            }
+            if let Some(size) = size {
+                let _ = write!(s, " size {}", size.0);
+            }
+            s
+        }
     };
     format!("{keyword} {args}")
 }
@@ -174,6 +195,7 @@ fn hosts_of(kind: &ActionKind) -> Vec<HostId> {
         | ActionKind::DnsSwitch { .. }
         | ActionKind::Manual { .. }
         | ActionKind::Wait(_) => Vec::new(),
+        ActionKind::DbReplicate { from, to, .. } => vec![from.host, to.host],
     }
 }
 

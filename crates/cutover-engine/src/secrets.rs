@@ -1,7 +1,8 @@
 //! Masking known secrets before anything is stored.
 //!
 //! A run or rollback reads the secret of every key of its runbook that can
-//! be read (`env:VAR` or `file:PATH`, as [`read_secret`] reads them; a key
+//! be read, and every database password a `db.sync` points to (`env:VAR`
+//! or `file:PATH`, as [`read_secret`] reads them; a key
 //! whose secret cannot be read is skipped: nothing can print it either,
 //! and the step that needs it fails on its own) into a [`Secrets`]. Every
 //! event message and data, and every evidence summary and data, written
@@ -31,7 +32,7 @@
 //!
 //! Neither `Debug` nor any message of this module shows a secret.
 
-use cutover_lang::{KeyId, Runbook, SecretRef};
+use cutover_lang::{ActionKind, KeyId, Runbook, SecretRef};
 use serde_json::Value;
 use std::path::Path;
 
@@ -51,27 +52,51 @@ const MARK_OPEN: &str = "[secret ";
 /// was looked for, never the secret.
 pub fn read_secret(runbook: &Runbook, runbook_dir: &Path, key: KeyId) -> anyhow::Result<String> {
     let key = runbook.key(key);
-    match &key.secret {
+    read_secret_ref(
+        &key.secret,
+        runbook_dir,
+        &format!("the secret of key `{}`", key.name),
+    )
+}
+
+/// The text of any secret reference (`env:VAR` or `file:PATH` relative to
+/// `runbook_dir`, trimmed); `what` names it in the error, e.g. "the
+/// password of db-old:5432/app".
+pub fn read_secret_ref(
+    secret: &SecretRef,
+    runbook_dir: &Path,
+    what: &str,
+) -> anyhow::Result<String> {
+    match secret {
         SecretRef::Env(var) => match std::env::var(var) {
             Ok(value) if !value.trim().is_empty() => Ok(value.trim().to_owned()),
-            _ => anyhow::bail!(
-                "the secret of key `{}` is read from environment variable {var}, which is not set",
-                key.name
-            ),
+            _ => anyhow::bail!("{what} is read from environment variable {var}, which is not set"),
         },
         SecretRef::File(path) => {
             let path = runbook_dir.join(path);
             std::fs::read_to_string(&path)
                 .map(|text| text.trim().to_owned())
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot read the secret of key `{}` from {}: {e}",
-                        key.name,
-                        path.display()
-                    )
-                })
+                .map_err(|e| anyhow::anyhow!("cannot read {what} from {}: {e}", path.display()))
         }
     }
+}
+
+/// Every database password a `db.sync` of `runbook` points to (its kind
+/// line or `undo`), each reference once.
+fn database_passwords(runbook: &Runbook) -> Vec<&SecretRef> {
+    let mut found: Vec<&SecretRef> = Vec::new();
+    for step in &runbook.steps {
+        for action in std::iter::once(&step.action).chain(step.undo.as_ref()) {
+            if let ActionKind::DbReplicate { from, to, .. } = &action.kind {
+                for secret in [&from.password, &to.password].into_iter().flatten() {
+                    if !found.contains(&secret) {
+                        found.push(secret);
+                    }
+                }
+            }
+        }
+    }
+    found
 }
 
 /// Every known secret value and the mask that replaces it.
@@ -99,6 +124,11 @@ impl Secrets {
         for (i, key) in runbook.keys.iter().enumerate() {
             if let Ok(text) = read_secret(runbook, runbook_dir, KeyId(i)) {
                 secrets.add(&key.name, &text);
+            }
+        }
+        for secret in database_passwords(runbook) {
+            if let Ok(text) = read_secret_ref(secret, runbook_dir, "a database password") {
+                secrets.add(&secret.reference(), &text);
             }
         }
         secrets

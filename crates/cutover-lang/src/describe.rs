@@ -4,7 +4,7 @@
 
 use crate::format::quote;
 use crate::model::Action;
-use crate::model::{ActionKind, Endpoint, PortTargets, Runbook, WaitFor};
+use crate::model::{ActionKind, DbServer, Endpoint, PortTargets, Runbook, WaitFor};
 use crate::units::format_duration;
 use std::fmt::Write;
 
@@ -130,8 +130,45 @@ impl Runbook {
             ActionKind::Manual { instructions } => write!(out, " {}", quote(instructions)),
             ActionKind::Wait(WaitFor::Duration(d)) => write!(out, " {}", format_duration(*d)),
             ActionKind::Wait(WaitFor::Until(t)) => write!(out, " until {t}"),
+            ActionKind::DbReplicate {
+                engine,
+                from,
+                to,
+                freeze,
+                size,
+            } => {
+                let mut line = write!(
+                    out,
+                    " {} {} -> {}",
+                    engine.as_str(),
+                    self.describe_db_server(from),
+                    self.describe_db_server(to)
+                );
+                if let Some(gate) = freeze {
+                    line = write!(out, " freeze {}", self.step(*gate).name);
+                }
+                size.map_or(line, |s| write!(out, " size {s}"))
+            }
         };
         out
+    }
+}
+
+impl Runbook {
+    /// `HOST:PORT/DATABASE user USER [password REF]` (the reference, never
+    /// the password).
+    pub fn describe_db_server(&self, server: &DbServer) -> String {
+        let mut text = format!(
+            "{}:{}/{} user {}",
+            self.host(server.host).name,
+            server.port,
+            server.database,
+            word(&server.user)
+        );
+        if let Some(password) = &server.password {
+            let _ = write!(text, " password {}", word(&password.reference()));
+        }
+        text
     }
 }
 

@@ -132,6 +132,16 @@ pub enum SecretRef {
     File(PathBuf),
 }
 
+impl SecretRef {
+    /// The reference as written: `env:VAR` or `file:PATH` (never the secret).
+    pub fn reference(&self) -> String {
+        match self {
+            SecretRef::Env(var) => format!("env:{var}"),
+            SecretRef::File(path) => format!("file:{}", path.display()),
+        }
+    }
+}
+
 /// `zone NAME` with its `primary`, `verify` and optional `resolvers` lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Zone {
@@ -503,6 +513,44 @@ pub enum DbEngine {
     Sqlite,
 }
 
+/// A database server `db.sync` replicates between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerEngine {
+    /// `postgres`: PostgreSQL, by logical replication.
+    Postgres,
+    /// `mysql`: MariaDB or MySQL, by GTID replication.
+    Mysql,
+}
+
+impl ServerEngine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerEngine::Postgres => "postgres",
+            ServerEngine::Mysql => "mysql",
+        }
+    }
+    /// The port when the runbook gives none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            ServerEngine::Postgres => 5432,
+            ServerEngine::Mysql => 3306,
+        }
+    }
+}
+
+/// `HOST[:PORT]/DATABASE user USER [password SECRET-REF]` — a database on
+/// a runbook host's address. The password is given only by reference, like
+/// a key's secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DbServer {
+    pub host: HostId,
+    /// As written, or the engine's default port.
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: Option<SecretRef>,
+}
+
 /// DNS record types the DNS kinds handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RecordType {
@@ -609,6 +657,17 @@ pub enum ActionKind {
     Manual { instructions: String },
     /// `wait 5m` or `wait until TIME`
     Wait(WaitFor),
+    /// `db.sync postgres|mysql SERVER -> SERVER [freeze STEP] [size SIZE]`
+    /// — replication from a live source; `freeze` names the step that
+    /// stops the source's writers: the final verification (zero lag,
+    /// checksums) waits until it is done.
+    DbReplicate {
+        engine: ServerEngine,
+        from: DbServer,
+        to: DbServer,
+        freeze: Option<StepId>,
+        size: Option<Size>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -631,6 +690,7 @@ impl ActionKind {
             ActionKind::Exec { .. } => "exec",
             ActionKind::Manual { .. } => "manual",
             ActionKind::Wait(_) => "wait",
+            ActionKind::DbReplicate { .. } => "db.sync",
         }
     }
 }

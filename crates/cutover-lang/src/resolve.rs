@@ -40,7 +40,7 @@ const KINDS: &[(&str, &str, bool)] = &[
     ),
     (
         "db.sync",
-        "db.sync sqlite HOST:/PATH -> HOST:/PATH [size SIZE]",
+        "db.sync sqlite HOST:/PATH -> HOST:/PATH [size SIZE], or db.sync postgres|mysql HOST[:PORT]/DATABASE user USER [password env:VAR|file:PATH] -> (the same) [freeze STEP] [size SIZE]",
         false,
     ),
     ("port.open", "port.open HOST:PORT, GROUP:PORT, ...", true),
@@ -412,6 +412,9 @@ pub(crate) fn resolve(
     let header = r.build_header(&runbook_items, main);
     if let Some(steps) = &steps {
         r.check_cycles(steps);
+    }
+    if let Some(steps) = &steps {
+        r.check_db_sync(steps);
     }
     if let Some(keys) = &keys {
         r.check_exec_env(keys);
@@ -1283,14 +1286,22 @@ impl<'a> Resolver<'a> {
             }
             "image.copy" | "db.sync" => {
                 let engine = if keyword == "db.sync" {
-                    let (engine, engine_span) = cursor.word("the database engine (`sqlite`)")?;
-                    if engine != "sqlite" {
-                        return Err(Diagnostic::error(
-                            "bad-value",
-                            format!("unknown database engine `{}`", short(engine)),
-                            engine_span,
-                        )
-                        .with_help("cutover syncs `sqlite` databases"));
+                    let (engine, engine_span) =
+                        cursor.word("the database engine (`sqlite`, `postgres` or `mysql`)")?;
+                    match engine {
+                        "sqlite" => {}
+                        "postgres" => return self.db_replicate(ServerEngine::Postgres, cursor),
+                        "mysql" | "mariadb" => {
+                            return self.db_replicate(ServerEngine::Mysql, cursor);
+                        }
+                        _ => {
+                            return Err(Diagnostic::error(
+                                "bad-value",
+                                format!("unknown database engine `{}`", short(engine)),
+                                engine_span,
+                            )
+                            .with_help("cutover syncs `sqlite`, `postgres` and `mysql` (MariaDB or MySQL) databases"));
+                        }
                     }
                     Some(DbEngine::Sqlite)
                 } else {
@@ -1537,6 +1548,158 @@ impl<'a> Resolver<'a> {
         })
     }
 
+    /// `db.sync postgres|mysql SERVER -> SERVER [freeze STEP] [size SIZE]`
+    /// from the first server on.
+    fn db_replicate(&self, engine: ServerEngine, cursor: &mut Cursor<'a>) -> PResult<ActionKind> {
+        let (from, from_span) = self.db_server(engine, cursor)?;
+        cursor.arrow()?;
+        let (to, to_span) = self.db_server(engine, cursor)?;
+        if from.host == to.host && from.port == to.port {
+            return Err(Diagnostic::error(
+                "bad-value",
+                "the source and the destination are the same server",
+                join(from_span, to_span),
+            )
+            .with_help("replicate to another server (another host, or another port)"));
+        }
+        let mut freeze: Option<(StepId, Span)> = None;
+        let mut size: Option<(Size, Span)> = None;
+        while !cursor.at_end() {
+            let (word, word_span) = cursor.word("`freeze STEP` or `size SIZE`")?;
+            match word {
+                "freeze" => {
+                    let (name, name_span) = cursor.name("the step that stops the writers")?;
+                    if let Some((_, first)) = freeze {
+                        return Err(duplicate_attribute("freeze", word_span, first));
+                    }
+                    freeze = Some((self.step_ref(name, name_span)?, word_span));
+                }
+                "size" => {
+                    let (text, span) = cursor.word("a size like `40G`")?;
+                    if let Some((_, first)) = size {
+                        return Err(duplicate_attribute("size", word_span, first));
+                    }
+                    size = Some((Size::parse(text).map_err(|m| bad_unit(m, span))?, word_span));
+                }
+                _ => {
+                    return Err(Diagnostic::error(
+                        "bad-kind-args",
+                        format!("db.sync: unexpected `{}`", short(word)),
+                        word_span,
+                    )
+                    .with_help("after the destination come `freeze STEP` and `size SIZE`"));
+                }
+            }
+        }
+        Ok(ActionKind::DbReplicate {
+            engine,
+            from,
+            to,
+            freeze: freeze.map(|(s, _)| s),
+            size: size.map(|(s, _)| s),
+        })
+    }
+
+    /// `HOST[:PORT]/DATABASE user USER [password SECRET-REF]`
+    fn db_server(
+        &self,
+        engine: ServerEngine,
+        cursor: &mut Cursor<'a>,
+    ) -> PResult<(DbServer, Span)> {
+        let (word, span) = cursor.word("HOST[:PORT]/DATABASE")?;
+        let shape = || {
+            Diagnostic::error(
+                "bad-kind-args",
+                format!("`{}` is not HOST[:PORT]/DATABASE", short(word)),
+                span,
+            )
+            .with_help(format!(
+                "name a host, optionally a port, and the database, like `db-old:{}/app`",
+                engine.default_port()
+            ))
+        };
+        let (place, database) = word.split_once('/').ok_or_else(shape)?;
+        let database_ok = !database.is_empty()
+            && database.len() <= 63
+            && database
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '$'));
+        if !database_ok {
+            return Err(shape());
+        }
+        let (host, port) = match place.split_once(':') {
+            Some((host, port)) => {
+                let port_span = Span::new(
+                    span.file,
+                    span.start + host.len() + 1,
+                    span.start + place.len(),
+                );
+                let port = port.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| {
+                    Diagnostic::error(
+                        "bad-value",
+                        format!("`{}` is not a port number", short(port)),
+                        port_span,
+                    )
+                    .with_help("ports are 1 to 65535")
+                })?;
+                (host, port)
+            }
+            None => (place, engine.default_port()),
+        };
+        if host.is_empty() {
+            return Err(shape());
+        }
+        let host_span = Span::new(span.file, span.start, span.start + host.len());
+        let host = self.host_ref(host, host_span, "db.sync")?;
+        let mut user: Option<(String, Span)> = None;
+        let mut password: Option<(SecretRef, Span)> = None;
+        let mut end = span;
+        while let Some(word) = cursor.peek_word() {
+            match word {
+                "user" => {
+                    let word_span = cursor.eat("user").unwrap_or(span);
+                    let (name, name_span) = cursor.word("the user to log in as")?;
+                    if let Some((_, first)) = user {
+                        return Err(duplicate_attribute("user", word_span, first));
+                    }
+                    user = Some((name.to_owned(), word_span));
+                    end = name_span;
+                }
+                "password" => {
+                    let word_span = cursor.eat("password").unwrap_or(span);
+                    let (text, text_span) = cursor.word("`env:VARIABLE` or `file:PATH`")?;
+                    if let Some((_, first)) = password {
+                        return Err(duplicate_attribute("password", word_span, first));
+                    }
+                    let secret = parse_secret(text, text_span).map_err(|d| {
+                        d.with_help("write `password env:VARIABLE` or `password file:PATH`; never put a password itself in a runbook")
+                    })?;
+                    password = Some((secret, word_span));
+                    end = text_span;
+                }
+                _ => break,
+            }
+        }
+        let Some((user, _)) = user else {
+            return Err(Diagnostic::error(
+                "bad-kind-args",
+                format!("db.sync: `{}` needs `user NAME`", short(word)),
+                span,
+            )
+            .with_help("name the user to log in as, like `db-old/app user cutover password env:OLD_DB_PASSWORD`"));
+        };
+        Ok((
+            DbServer {
+                host,
+                port,
+                database: database.to_owned(),
+                user,
+                password: password.map(|(p, _)| p),
+            },
+            join(span, end),
+        ))
+    }
+
     fn zone_word(&self, cursor: &mut Cursor<'a>) -> PResult<ZoneId> {
         let (name, span) = cursor.word("a zone name")?;
         match self.zone_index.get(&zone_key(name)) {
@@ -1720,6 +1883,58 @@ impl<'a> Resolver<'a> {
         .with_help(help)
     }
 
+    /// Refuses a `db.sync ... freeze STEP` whose freeze step waits (by
+    /// `after`) for the db.sync itself, which would never finish, and an
+    /// `exec ... env NAME` whose NAME holds a database password.
+    fn check_db_sync(&mut self, steps: &[Step]) {
+        for (i, step) in steps.iter().enumerate() {
+            let ActionKind::DbReplicate {
+                freeze: Some(gate), ..
+            } = &step.action.kind
+            else {
+                continue;
+            };
+            if *gate == StepId(i) || waits_for(steps, *gate, StepId(i)) {
+                self.diags.push(
+                    Diagnostic::error(
+                        "freeze-cycle",
+                        format!(
+                            "`{}` waits for this db.sync, so the db.sync would wait for it forever",
+                            steps[gate.0].name
+                        ),
+                        step.action.span,
+                    )
+                    .with_label(steps[gate.0].span, "the freeze step")
+                    .with_help("the freeze step runs while the db.sync replicates: remove the db.sync from its `after`"),
+                );
+            }
+        }
+        for (name, span) in &self.exec_env {
+            let holder = steps.iter().find(|step| {
+                let ActionKind::DbReplicate { from, to, .. } = &step.action.kind else {
+                    return false;
+                };
+                [from, to]
+                    .iter()
+                    .any(|s| matches!(&s.password, Some(SecretRef::Env(var)) if var == name))
+            });
+            if let Some(step) = holder {
+                self.diags.push(
+                    Diagnostic::error(
+                        "secret-env",
+                        format!(
+                            "`{name}` holds a database password of step `{}`; a secret is never handed to a command",
+                            step.name
+                        ),
+                        *span,
+                    )
+                    .with_label(step.action.span, "the db.sync reads a password from it here")
+                    .with_help(format!("remove `{name}` from `env`; db.sync uses the password itself")),
+                );
+            }
+        }
+    }
+
     /// Refuses an `exec ... env NAME` whose NAME is the variable a key's
     /// secret is read from: a secret is never handed to a command.
     fn check_exec_env(&mut self, keys: &[Key]) {
@@ -1820,6 +2035,23 @@ impl<'a> Declared<'a> {
             name_span: self.name_span,
         }
     }
+}
+
+/// Whether step `from` waits, directly or through others, for `target`.
+fn waits_for(steps: &[Step], from: StepId, target: StepId) -> bool {
+    let mut seen = HashSet::new();
+    let mut todo = vec![from];
+    while let Some(step) = todo.pop() {
+        for &before in &steps[step.0].after {
+            if before == target {
+                return true;
+            }
+            if seen.insert(before) {
+                todo.push(before);
+            }
+        }
+    }
+    false
 }
 
 fn duplicate_attribute(what: &str, span: Span, first: Span) -> Diagnostic {

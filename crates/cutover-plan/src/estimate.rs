@@ -330,5 +330,10 @@ fn action(kind: &ActionKind) -> Option<Figure> {
             format!("wait {}", units_fmt::duration(secs(*d))),
         ),
         ActionKind::Wait(WaitFor::Until(_)) => return None,
+        ActionKind::DbReplicate { .. } => {
+            return Some(Figure::unknown(
+                "database replication: the bulk copy depends on the data; add `expect`",
+            ));
+        }
     })
 }

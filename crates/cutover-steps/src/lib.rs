@@ -3,6 +3,7 @@
 //! kind with one `match`: adding a kind is a module and one line there.
 
 pub mod copy;
+pub mod db;
 pub mod dns;
 pub mod exec;
 pub mod http;
@@ -33,6 +34,7 @@ impl KindRegistry for Kinds {
             ActionKind::DnsSwitch { .. } => &dns::DnsSwitch,
             ActionKind::ImageCopy { .. } => &copy::ImageCopy,
             ActionKind::DbSync { .. } => &copy::DbSync,
+            ActionKind::DbReplicate { .. } => &db::DbReplicate,
         })
     }
 }

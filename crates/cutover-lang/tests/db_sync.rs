@@ -1,0 +1,191 @@
+//! `db.sync postgres|mysql SERVER -> SERVER [freeze STEP] [size SIZE]`:
+//! servers on runbook hosts, passwords by reference only, the freeze step.
+
+use cutover_lang::{ActionKind, DbServer, SecretRef, ServerEngine, parse_source};
+
+const HEAD: &str = "runbook r\n\nhost db-old addr 127.0.0.1 via local ./old\nhost db-new addr 127.0.0.2 via local ./new\ngroup both db-old, db-new\n\n";
+
+fn parse(steps: &str) -> cutover_lang::Loaded {
+    parse_source("r.runbook", format!("{HEAD}{steps}"))
+}
+
+fn codes(steps: &str) -> Vec<&'static str> {
+    parse(steps).diagnostics.iter().map(|d| d.code).collect()
+}
+
+#[test]
+fn servers_passwords_and_the_freeze_step_are_parsed_and_described() {
+    let loaded = parse(
+        "step sync\n  db.sync postgres db-old/app user repl password env:OLD_PW -> db-new:6432/app user admin password file:secrets/new.pw freeze stop-writes size 2G\n\
+         step stop-writes\n  manual \"stop the writers\"\n",
+    );
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let runbook = loaded.runbook.unwrap();
+    let action = &runbook.steps[0].action;
+    let ActionKind::DbReplicate {
+        engine,
+        from,
+        to,
+        freeze,
+        size,
+    } = &action.kind
+    else {
+        panic!("{:?}", action.kind)
+    };
+    assert_eq!(*engine, ServerEngine::Postgres);
+    assert_eq!(
+        from,
+        &DbServer {
+            host: runbook.host_by_name("db-old").unwrap(),
+            port: 5432,
+            database: "app".into(),
+            user: "repl".into(),
+            password: Some(SecretRef::Env("OLD_PW".into())),
+        }
+    );
+    assert_eq!(to.port, 6432);
+    assert_eq!(to.password, Some(SecretRef::File("secrets/new.pw".into())));
+    assert_eq!(*freeze, runbook.step_by_name("stop-writes"));
+    assert_eq!(size.map(|s| s.0), Some(2_000_000_000));
+    let described = runbook.describe(action);
+    assert_eq!(
+        described,
+        "db.sync postgres db-old:5432/app user repl password env:OLD_PW -> db-new:6432/app user admin password file:secrets/new.pw freeze stop-writes size 2G"
+    );
+    // The description reads back as the same action.
+    let again = parse(&format!(
+        "step sync\n  {described}\nstep stop-writes\n  manual \"stop the writers\"\n"
+    ));
+    assert!(again.diagnostics.is_empty(), "{:?}", again.diagnostics);
+    assert_eq!(again.runbook.unwrap().steps[0].action.kind, action.kind);
+}
+
+#[test]
+fn mysql_defaults_to_3306_and_a_password_is_optional() {
+    let loaded =
+        parse("step sync\n  db.sync mysql db-old/shop user root -> db-new/shop user root\n");
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let runbook = loaded.runbook.unwrap();
+    let ActionKind::DbReplicate {
+        engine, from, to, ..
+    } = &runbook.steps[0].action.kind
+    else {
+        panic!()
+    };
+    assert_eq!(*engine, ServerEngine::Mysql);
+    assert_eq!((from.port, to.port), (3306, 3306));
+    assert_eq!(from.password, None);
+}
+
+#[test]
+fn sqlite_is_unchanged() {
+    let loaded = parse("step s\n  db.sync sqlite db-old:/db/a.sqlite -> db-new:/db/a.sqlite\n");
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    assert!(matches!(
+        loaded.runbook.unwrap().steps[0].action.kind,
+        ActionKind::DbSync { .. }
+    ));
+}
+
+#[test]
+fn a_password_itself_is_refused() {
+    let loaded = parse(
+        "step s\n  db.sync postgres db-old/app user u password hunter22 -> db-new/app user u\n",
+    );
+    let diag = loaded
+        .diagnostics
+        .iter()
+        .find(|d| d.code == "bad-secret")
+        .expect("bad-secret");
+    assert!(
+        diag.help
+            .as_deref()
+            .unwrap()
+            .contains("password env:VARIABLE")
+    );
+    assert!(!format!("{diag:?}").contains("help: hunter22"));
+}
+
+#[test]
+fn mistakes_are_named() {
+    for (steps, code) in [
+        (
+            "step s\n  db.sync oracle db-old/app user u -> db-new/app user u\n",
+            "bad-value",
+        ),
+        (
+            "step s\n  db.sync postgres db-old/app -> db-new/app user u\n",
+            "bad-kind-args",
+        ),
+        (
+            "step s\n  db.sync postgres db-old user u -> db-new/app user u\n",
+            "bad-kind-args",
+        ),
+        (
+            "step s\n  db.sync postgres db-old:0/app user u -> db-new/app user u\n",
+            "bad-value",
+        ),
+        (
+            "step s\n  db.sync postgres both/app user u -> db-new/app user u\n",
+            "group-not-allowed",
+        ),
+        (
+            "step s\n  db.sync postgres nowhere/app user u -> db-new/app user u\n",
+            "unknown-name",
+        ),
+        (
+            "step s\n  db.sync postgres db-old/app user u -> db-old/other user u\n",
+            "bad-value",
+        ),
+        (
+            "step s\n  db.sync postgres db-old/app user u -> db-new/app user u freeze nope\n",
+            "unknown-name",
+        ),
+        (
+            "step s\n  db.sync postgres db-old/app user u -> db-new/app user u fast\n",
+            "bad-kind-args",
+        ),
+        (
+            "step s\n  db.sync postgres db-old/app user u user v -> db-new/app user u\n",
+            "duplicate-attribute",
+        ),
+        (
+            "step s\n  db.sync postgres db-old/app user u password env:1X -> db-new/app user u\n",
+            "bad-secret",
+        ),
+    ] {
+        let found = codes(steps);
+        assert!(found.contains(&code), "{steps}: {found:?}");
+    }
+}
+
+#[test]
+fn a_freeze_step_that_waits_for_the_sync_is_refused() {
+    let found = codes(
+        "step sync\n  db.sync postgres db-old/app user u -> db-new/app user u freeze gate\n\
+         step mid after sync\n  wait 1m\n\
+         step gate after mid\n  manual \"stop writers\"\n",
+    );
+    assert!(found.contains(&"freeze-cycle"), "{found:?}");
+    let found =
+        codes("step sync\n  db.sync postgres db-old/app user u -> db-new/app user u freeze sync\n");
+    assert!(found.contains(&"freeze-cycle"), "{found:?}");
+}
+
+#[test]
+fn a_password_variable_is_never_handed_to_a_command() {
+    let loaded = parse(
+        "step sync\n  db.sync postgres db-old/app user u password env:DB_PW -> db-new/app user u\n\
+         step leak\n  exec \"env\" env PATH, DB_PW\n",
+    );
+    let diag = loaded
+        .diagnostics
+        .iter()
+        .find(|d| d.code == "secret-env")
+        .expect("secret-env");
+    assert!(
+        diag.message.contains("DB_PW") && diag.message.contains("`sync`"),
+        "{}",
+        diag.message
+    );
+}

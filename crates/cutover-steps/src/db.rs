@@ -1,0 +1,349 @@
+//! `db.sync postgres|mysql SERVER -> SERVER`: replication from a live
+//! source (see `cutover_db`). The act sets replication up, or finds it set
+//! up (a resumed run continues the same copy); each verification reports
+//! the bulk copy and the lag as progress and is satisfied only when the
+//! writers are stopped (the `freeze` step is done), the destination has
+//! applied everything the source wrote, the sequences are copied and both
+//! sides' checksums agree. Replication is then taken down, so the new
+//! primary is independent.
+//!
+//! Passwords are read from where the runbook points each time they are
+//! needed and go only to the database servers; the engine masks them in
+//! everything it stores.
+
+use cutover_db::{Comparison, DbError, Lag, Password, Server, postgres};
+use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepError, StepKind, StepResult};
+use cutover_lang::{ActionKind, DbServer, Runbook, ServerEngine, StepId};
+use cutover_store::StepStatus;
+use serde_json::json;
+use std::path::Path;
+
+/// Rows per checksum chunk.
+const CHUNK_ROWS: u64 = 10_000;
+
+/// Differences named in a failure (all are in the evidence's count).
+const SHOWN_DIFFERENCES: usize = 5;
+
+/// `db.sync postgres|mysql SERVER -> SERVER [freeze STEP]`
+pub struct DbReplicate;
+
+/// Both servers of one `db.sync`, passwords read.
+pub(crate) struct Sides {
+    pub engine: ServerEngine,
+    pub source: Server,
+    pub destination: Server,
+    /// Publication, subscription and slot name.
+    pub name: String,
+    pub label: String,
+    freeze: Option<StepId>,
+}
+
+/// The server a runbook's `HOST[:PORT]/DATABASE user USER [password REF]`
+/// names, its password read now.
+pub(crate) fn server(
+    runbook: &Runbook,
+    runbook_dir: &Path,
+    db: &DbServer,
+) -> anyhow::Result<Server> {
+    let host = runbook.host(db.host);
+    let password = match &db.password {
+        Some(secret) => Some(Password::new(cutover_engine::secrets::read_secret_ref(
+            secret,
+            runbook_dir,
+            &format!("the password of {}", runbook.describe_db_server(db)),
+        )?)),
+        None => None,
+    };
+    Ok(Server {
+        host: host.addr.to_string(),
+        port: db.port,
+        database: db.database.clone(),
+        user: db.user.clone(),
+        password,
+    })
+}
+
+pub(crate) fn sides(
+    runbook: &Runbook,
+    runbook_dir: &Path,
+    step: &str,
+    kind: &ActionKind,
+) -> StepResult<Sides> {
+    let ActionKind::DbReplicate {
+        engine,
+        from,
+        to,
+        freeze,
+        ..
+    } = kind
+    else {
+        return Err(crate::wrong_action("db.sync", kind).into());
+    };
+    let source = server(runbook, runbook_dir, from).map_err(StepError::fatal)?;
+    let destination = server(runbook, runbook_dir, to).map_err(StepError::fatal)?;
+    let label = format!(
+        "{}:{}/{} -> {}:{}/{}",
+        runbook.host(from.host).name,
+        from.port,
+        from.database,
+        runbook.host(to.host).name,
+        to.port,
+        to.database
+    );
+    Ok(Sides {
+        engine: *engine,
+        source,
+        destination,
+        name: postgres::replication_name(step),
+        label,
+        freeze: *freeze,
+    })
+}
+
+fn ctx_sides(ctx: &StepContext<'_>) -> StepResult<Sides> {
+    let sides = sides(
+        ctx.runbook,
+        ctx.runbook_dir(),
+        ctx.step_name(),
+        &ctx.action.kind,
+    )?;
+    if sides.engine == ServerEngine::Mysql {
+        return Err(StepError::fatal(anyhow::anyhow!(
+            "db.sync mysql: replication of MariaDB/MySQL is not built yet; only `db.sync postgres` and `db.sync sqlite` run"
+        )));
+    }
+    Ok(sides)
+}
+
+/// A database failure as a step error: refused logins, missing settings and
+/// what cannot be copied are fatal; the rest may pass on another attempt.
+pub(crate) fn db_error(err: DbError, server: &str) -> StepError {
+    let step_error = if err.is_fatal() {
+        StepError::fatal(err)
+    } else {
+        StepError::from(anyhow::Error::from(err))
+    };
+    step_error.on(server)
+}
+
+impl Sides {
+    fn err(&self) -> impl Fn(DbError) -> StepError + '_ {
+        move |err| db_error(err, &self.label)
+    }
+
+    async fn compare(&self) -> StepResult<Comparison> {
+        postgres::compare(&self.source, &self.destination, CHUNK_ROWS)
+            .await
+            .map_err(self.err())
+    }
+}
+
+fn lag_text(lag: &Lag) -> String {
+    let mut text = format!(
+        "{}/{} tables copied ({} of {} bytes)",
+        lag.tables_ready, lag.tables, lag.copied_bytes, lag.source_bytes
+    );
+    match (lag.lag_bytes, lag.lag_seconds) {
+        (Some(bytes), Some(seconds)) => {
+            text.push_str(&format!(", lag {bytes} bytes ({seconds:.1} s)"))
+        }
+        (Some(bytes), None) => text.push_str(&format!(", lag {bytes} bytes")),
+        _ => text.push_str(", the stream is not connected yet"),
+    }
+    text
+}
+
+fn comparison_text(comparison: &Comparison) -> String {
+    let mut parts: Vec<String> = comparison
+        .schema
+        .iter()
+        .take(SHOWN_DIFFERENCES)
+        .cloned()
+        .collect();
+    parts.extend(
+        comparison
+            .differences
+            .iter()
+            .take(SHOWN_DIFFERENCES)
+            .map(|d| d.to_string()),
+    );
+    let total = comparison.schema.len() + comparison.differences.len();
+    if total > parts.len() {
+        parts.push(format!("and {} more", total - parts.len()));
+    }
+    parts.join("; ")
+}
+
+fn equal_evidence(
+    label: &str,
+    comparison: &Comparison,
+    extra: serde_json::Value,
+) -> StepResult<Evidence> {
+    let mut data = serde_json::to_value(comparison).map_err(anyhow::Error::from)?;
+    if let (Some(map), serde_json::Value::Object(more)) = (data.as_object_mut(), extra) {
+        map.extend(more);
+    }
+    Ok(Evidence::new(
+        format!(
+            "{label}: {} tables ({} rows) match by row count and checksum{}",
+            comparison.tables.len(),
+            comparison.rows(),
+            if comparison.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} warnings)", comparison.warnings.len())
+            }
+        ),
+        data,
+    ))
+}
+
+impl StepKind for DbReplicate {
+    /// Satisfied when no replication of this step runs and both sides
+    /// already hold the same data.
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
+        Box::pin(async move {
+            let sides = ctx_sides(ctx)?;
+            if postgres::is_replicating(&sides.destination, &sides.name)
+                .await
+                .map_err(sides.err())?
+            {
+                return Ok(Check::NotYet(Evidence::new(
+                    format!("{}: replication `{}` is running", sides.label, sides.name),
+                    json!({ "replication": sides.name }),
+                )));
+            }
+            let comparison = sides.compare().await?;
+            Ok(if comparison.equal() {
+                Check::Satisfied(equal_evidence(&sides.label, &comparison, json!({}))?)
+            } else {
+                Check::NotYet(Evidence::new(
+                    format!(
+                        "{}: the destination differs: {}",
+                        sides.label,
+                        comparison_text(&comparison)
+                    ),
+                    serde_json::to_value(&comparison).map_err(anyhow::Error::from)?,
+                ))
+            })
+        })
+    }
+
+    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
+        Box::pin(async move {
+            let sides = ctx_sides(ctx)?;
+            ctx.may_start_effect()?;
+            let started = postgres::start(
+                &sides.source,
+                &sides.source,
+                &sides.destination,
+                &sides.name,
+            )
+            .await
+            .map_err(sides.err())?;
+            let summary = if started.subscription_created {
+                format!(
+                    "{}: replication `{}` set up for {} tables ({} created on the destination); the initial copy runs while the source takes writes",
+                    sides.label, sides.name, started.tables, started.tables_created
+                )
+            } else {
+                format!(
+                    "{}: replication `{}` was set up already; continuing it",
+                    sides.label, sides.name
+                )
+            };
+            Ok(Evidence::new(
+                summary,
+                serde_json::to_value(&started).map_err(anyhow::Error::from)?,
+            ))
+        })
+    }
+
+    fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
+        Box::pin(async move {
+            let sides = ctx_sides(ctx)?;
+            let Some(lag) = postgres::lag(&sides.source, &sides.destination, &sides.name)
+                .await
+                .map_err(sides.err())?
+            else {
+                // Taken down already (a verification that ended before it
+                // was recorded): the data must agree without it.
+                return self.check(ctx).await;
+            };
+            if lag.tables_ready < lag.tables {
+                ctx.progress(
+                    lag.copied_bytes,
+                    Some(lag.source_bytes.max(lag.copied_bytes)),
+                    "bytes copied",
+                );
+            } else {
+                ctx.progress(lag.lag_bytes.unwrap_or(0), None, "bytes of lag");
+            }
+            let data = serde_json::to_value(&lag).map_err(anyhow::Error::from)?;
+            if let Some(gate) = sides.freeze {
+                let gate_name = &ctx.runbook.step(gate).name;
+                let frozen = ctx
+                    .step_record(gate)?
+                    .is_some_and(|r| r.status == StepStatus::Done);
+                if !frozen {
+                    return Ok(Check::NotYet(Evidence::new(
+                        format!(
+                            "{}: {}; waiting for `{gate_name}` to stop the writers",
+                            sides.label,
+                            lag_text(&lag)
+                        ),
+                        data,
+                    )));
+                }
+            }
+            if !lag.caught_up() {
+                return Ok(Check::NotYet(Evidence::new(
+                    format!("{}: {}", sides.label, lag_text(&lag)),
+                    data,
+                )));
+            }
+            let sequences = postgres::copy_sequences(&sides.source, &sides.destination)
+                .await
+                .map_err(sides.err())?;
+            let comparison = sides.compare().await?;
+            if !comparison.equal() {
+                let after = postgres::lag(&sides.source, &sides.destination, &sides.name)
+                    .await
+                    .map_err(sides.err())?;
+                let moved = after
+                    .as_ref()
+                    .is_none_or(|a| a.source_position != lag.source_position);
+                if moved {
+                    return Ok(Check::NotYet(Evidence::new(
+                        format!(
+                            "{}: the source was written during the comparison ({}); comparing again",
+                            sides.label,
+                            comparison_text(&comparison)
+                        ),
+                        serde_json::to_value(&comparison).map_err(anyhow::Error::from)?,
+                    )));
+                }
+                return Err(StepError::fatal(anyhow::anyhow!(
+                    "{}: the destination differs from the source, which took no writes meanwhile: {}",
+                    sides.label,
+                    comparison_text(&comparison)
+                )));
+            }
+            postgres::stop(&sides.source, &sides.destination, &sides.name)
+                .await
+                .map_err(sides.err())?;
+            let mut evidence = equal_evidence(
+                &sides.label,
+                &comparison,
+                json!({ "sequences": sequences, "caught_up_at": lag.source_position, "replication_removed": sides.name }),
+            )?;
+            evidence.summary.push_str(&format!(
+                "; {} sequences copied; caught up at {}; replication `{}` removed, the destination is independent",
+                sequences.len(),
+                lag.source_position,
+                sides.name
+            ));
+            Ok(Check::Satisfied(evidence))
+        })
+    }
+}
