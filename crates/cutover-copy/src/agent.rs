@@ -401,9 +401,9 @@ fn connect_here(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, S
 
 fn describe_timeout(timeout: Duration) -> String {
     if timeout.subsec_millis() == 0 {
-        format!("{} s", timeout.as_secs())
+        format!("{}s", timeout.as_secs())
     } else {
-        format!("{} ms", timeout.as_millis())
+        format!("{}ms", timeout.as_millis())
     }
 }
 

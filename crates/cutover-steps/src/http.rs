@@ -1,10 +1,17 @@
-//! `http.check URL [at HOST] [status N] [body "TEXT"] [ca FILE] [cert-days N]`:
+//! `http.check URL [at HOST] [from HOST] [status N] [body "TEXT"] [ca FILE] [cert-days N]`:
 //! the URL answers the expected status (and contains the text).
 //!
 //! Where the request goes: with `at HOST`, to that runbook host's address;
 //! without it, to the address of the runbook host the URL's host names, if
 //! it names one; else wherever DNS says. The URL's host name is kept for
 //! SNI and the `Host` header either way (what `curl --resolve` does).
+//!
+//! Where it comes from: this machine, or with `from HOST` that host
+//! ([`Vantage`]). From a host behind an agent (`via agent`, `via ssh`) the
+//! agent makes the TCP connection and relays it; TLS and HTTP/1.1 still run
+//! here, end to end through it (hyper over the tunnel, one request, no
+//! redirects followed), so the evidence is the same as from here plus the
+//! host and the connection's address there.
 //!
 //! HTTPS goes through rustls, trusting the system's roots and the runbook's
 //! `ca FILE` (relative to the runbook's folder). The evidence of a TLS check
@@ -18,6 +25,7 @@
 //! the life of the process; every poll still opens a new connection (no
 //! idle pool), so it sees the certificate the server has now.
 
+use crate::vantage::{Stream, Vantage};
 use crate::wrong_action;
 use chrono::{DateTime, Utc};
 use cutover_engine::{
@@ -26,7 +34,7 @@ use cutover_engine::{
 use cutover_lang::ActionKind;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -255,9 +263,12 @@ impl rustls::client::danger::ServerCertVerifier for Recorder {
     }
 }
 
-/// Reads the certificate `name` at `addr` presents, without trusting it,
-/// for the evidence of a failed handshake.
-async fn read_certificate(name: &str, addr: SocketAddr) -> anyhow::Result<CertFacts> {
+/// Reads the certificate `name` presents on the connection `connect`
+/// makes, without trusting it, for the evidence of a failed handshake.
+async fn read_certificate<S: Stream>(
+    name: &str,
+    connect: impl Future<Output = anyhow::Result<S>>,
+) -> anyhow::Result<CertFacts> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let recorder = Arc::new(Recorder {
         seen: Mutex::new(None),
@@ -273,9 +284,9 @@ async fn read_certificate(name: &str, addr: SocketAddr) -> anyhow::Result<CertFa
     let server_name = rustls::pki_types::ServerName::try_from(name.to_string())?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let handshake = async {
-        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let stream = connect.await?;
         // The recorder refuses the certificate, so this ends in an error.
-        let _ = connector.connect(server_name, tcp).await;
+        let _ = connector.connect(server_name, stream).await;
         anyhow::Ok(())
     };
     tokio::time::timeout(CERT_READ_TIMEOUT, handshake)
@@ -290,6 +301,181 @@ async fn read_certificate(name: &str, addr: SocketAddr) -> anyhow::Result<CertFa
     CertFacts::parse(&der)
 }
 
+/// What a request got: the status, the server certificate (HTTPS), the body.
+struct Answer {
+    code: u16,
+    cert: Option<anyhow::Result<CertFacts>>,
+    text: String,
+}
+
+/// The request through this machine's client for `key`.
+async fn fetch_here(key: &ClientKey, url: &reqwest::Url) -> StepResult<Result<Answer, String>> {
+    let client = client_for(key)?;
+    let request = async {
+        let response = client.get(url.clone()).send().await?;
+        let code = response.status().as_u16();
+        let cert = response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|info| info.peer_certificate())
+            .map(CertFacts::parse);
+        let text = response.text().await?;
+        Ok::<_, reqwest::Error>(Answer { code, cert, text })
+    };
+    Ok(request
+        .await
+        .map_err(|e| format!("{:#}", anyhow::Error::new(e))))
+}
+
+/// The request over a connection `vantage` makes to `target:port`: TLS
+/// (rustls, the same roots as here) and HTTP/1.1 run here, end to end
+/// through the host's agent. Redirects are not followed.
+async fn fetch_from(
+    vantage: &Vantage,
+    url: &reqwest::Url,
+    target: &str,
+    port: u16,
+    tls_name: &str,
+    ca: Option<&Path>,
+) -> StepResult<(Result<Answer, String>, Option<String>)> {
+    let config = match url.scheme() {
+        "https" => Some(tls_config(ca)?),
+        _ => None,
+    };
+    let opened = match vantage.open(target, port, REQUEST_TIMEOUT).await {
+        Ok(opened) => opened,
+        Err(e) => return Ok((Err(e), None)),
+    };
+    let local = opened.local;
+    let exchange = async {
+        match config {
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from(tls_name.to_string())
+                    .map_err(|e| format!("{tls_name} is not a TLS server name: {e}"))?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, opened.stream)
+                    .await
+                    .map_err(|e| format!("TLS handshake with {tls_name}: {e}"))?;
+                let cert = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|der| CertFacts::parse(der));
+                let (code, text) = get(tls, url).await?;
+                Ok(Answer { code, cert, text })
+            }
+            None => {
+                let (code, text) = get(opened.stream, url).await?;
+                Ok(Answer {
+                    code,
+                    cert: None,
+                    text,
+                })
+            }
+        }
+    };
+    let answer = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())));
+    Ok((answer, local))
+}
+
+/// Body bytes a check reads (the rest is not waited for).
+const BODY_LIMIT: usize = 4 << 20;
+
+/// One `GET` of `url` over `io` (HTTP/1.1, `Host` from the URL): the
+/// status and the body.
+async fn get(io: impl Stream + 'static, url: &reqwest::Url) -> Result<(u16, String), String> {
+    use http_body_util::BodyExt;
+    let chain = |e: hyper::Error| format!("{:#}", anyhow::Error::new(e));
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .map_err(chain)?;
+    // Ends once the sender is dropped and the answer is read.
+    tokio::spawn(connection);
+    let authority = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_string(),
+    };
+    let mut target = url.path().to_string();
+    if let Some(query) = url.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    let request = hyper::Request::get(target)
+        .header(hyper::header::HOST, authority)
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("cutover/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .map_err(|e| format!("bad request for {url}: {e}"))?;
+    let response = sender.send_request(request).await.map_err(chain)?;
+    let code = response.status().as_u16();
+    let body = http_body_util::Limited::new(response.into_body(), BODY_LIMIT)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the body: {e}"))?
+        .to_bytes();
+    Ok((code, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn tls_configs() -> &'static Mutex<HashMap<Option<PathBuf>, Arc<rustls::ClientConfig>>> {
+    static CONFIGS: OnceLock<Mutex<HashMap<Option<PathBuf>, Arc<rustls::ClientConfig>>>> =
+        OnceLock::new();
+    CONFIGS.get_or_init(Mutex::default)
+}
+
+/// The rustls settings of a request made through a host: the system's
+/// roots and the `ca FILE`, as the client here trusts. Built once per CA
+/// file; a CA file that cannot be read or holds no certificate is fatal.
+fn tls_config(ca: Option<&Path>) -> StepResult<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    let key = ca.map(Path::to_path_buf);
+    if let Some(config) = tls_configs()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+    {
+        return Ok(config.clone());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = ca {
+        let pem = std::fs::read(path).map_err(|e| {
+            StepError::fatal(anyhow::anyhow!(
+                "cannot read the CA file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+            .filter_map(Result::ok)
+            .collect();
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(StepError::fatal(anyhow::anyhow!(
+                "the CA file {} holds no PEM certificate",
+                path.display()
+            )));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StepError::fatal(anyhow::anyhow!("cannot set up TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = Arc::new(config);
+    tls_configs()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, config.clone());
+    Ok(config)
+}
+
 async fn observe(ctx: &StepContext<'_>) -> StepResult<Check> {
     let ActionKind::HttpCheck {
         url,
@@ -298,6 +484,7 @@ async fn observe(ctx: &StepContext<'_>) -> StepResult<Check> {
         body,
         ca,
         cert_days,
+        from,
         ..
     } = &ctx.action.kind
     else {
@@ -321,60 +508,77 @@ async fn observe(ctx: &StepContext<'_>) -> StepResult<Check> {
         )),
         _ => None,
     };
-    let key = ClientKey {
-        ca: ca.as_ref().map(|c| ctx.runbook_dir().join(c)),
-        resolve: resolve.clone(),
-    };
-    let client = client_for(&key)?;
-    let request = async {
-        let response = client.get(parsed.clone()).send().await?;
-        let code = response.status().as_u16();
-        let cert = response
-            .extensions()
-            .get::<reqwest::tls::TlsInfo>()
-            .and_then(|info| info.peer_certificate())
-            .map(CertFacts::parse);
-        let text = response.text().await?;
-        Ok::<_, reqwest::Error>((code, cert, text))
-    };
-    let outcome = tokio::select! {
-        r = request => r,
-        () = ctx.cancel.cancelled() => return Err(Interrupted.into()),
-    };
-    let now = Utc::now();
+    let ca_path = ca.as_ref().map(|c| ctx.runbook_dir().join(c));
     let tls_name = parsed
         .host_str()
         .unwrap_or_default()
         .trim_matches(['[', ']']);
-    let (code, cert, text) = match outcome {
+    let vantage = Vantage::of(ctx, *from);
+    // Where the connection goes: the runbook host's address, or the URL's
+    // host (resolved where the connection is made).
+    let target = resolve
+        .as_ref()
+        .map_or_else(|| tls_name.to_string(), |(_, addr)| addr.ip().to_string());
+    let fetch = async {
+        match &vantage {
+            Vantage::Agent { .. } => {
+                fetch_from(
+                    &vantage,
+                    &parsed,
+                    &target,
+                    port,
+                    tls_name,
+                    ca_path.as_deref(),
+                )
+                .await
+            }
+            Vantage::Here { .. } => {
+                let key = ClientKey {
+                    ca: ca_path.clone(),
+                    resolve: resolve.clone(),
+                };
+                Ok((fetch_here(&key, &parsed).await?, None))
+            }
+        }
+    };
+    let (outcome, local) = tokio::select! {
+        r = fetch => r?,
+        () = ctx.cancel.cancelled() => return Err(Interrupted.into()),
+    };
+    let now = Utc::now();
+    let place = vantage
+        .place()
+        .map_or_else(String::new, |from| format!(" {from}"));
+    let Answer { code, cert, text } = match outcome {
         Ok(answer) => answer,
-        Err(e) => {
-            let error = format!("{:#}", anyhow::Error::new(e));
-            let mut summary = format!("{url}: {error}");
+        Err(error) => {
+            let mut summary = format!("{url}{place}: {error}");
             let mut data = serde_json::json!({ "url": url, "error": error });
             if let Some((_, addr)) = &resolve {
                 data["addr"] = addr.to_string().into();
             }
+            if from.is_some() {
+                data["from"] = vantage.json();
+            }
             if https {
-                let addr = match &resolve {
-                    Some((_, addr)) => Some(*addr),
-                    None => tokio::net::lookup_host((tls_name, port))
+                // One more connection, made where the request's was.
+                let read = read_certificate(tls_name, async {
+                    vantage
+                        .open(&target, port, CERT_READ_TIMEOUT)
                         .await
-                        .ok()
-                        .and_then(|mut a| a.next()),
+                        .map(|opened| opened.stream)
+                        .map_err(anyhow::Error::msg)
+                });
+                let read = tokio::select! {
+                    r = read => r,
+                    () = ctx.cancel.cancelled() => return Err(Interrupted.into()),
                 };
-                if let Some(addr) = addr {
-                    let read = tokio::select! {
-                        r = read_certificate(tls_name, addr) => r,
-                        () = ctx.cancel.cancelled() => return Err(Interrupted.into()),
-                    };
-                    match read {
-                        Ok(facts) => {
-                            summary.push_str(&format!(" — {}", facts.describe(tls_name, now)));
-                            data["certificate"] = facts.json(now);
-                        }
-                        Err(e) => data["certificate_error"] = format!("{e:#}").into(),
+                match read {
+                    Ok(facts) => {
+                        summary.push_str(&format!(" — {}", facts.describe(tls_name, now)));
+                        data["certificate"] = facts.json(now);
                     }
+                    Err(e) => data["certificate_error"] = format!("{e:#}").into(),
                 }
             }
             return Ok(Check::NotYet(Evidence::new(summary, data)));
@@ -387,6 +591,12 @@ async fn observe(ctx: &StepContext<'_>) -> StepResult<Check> {
     });
     if let Some((_, addr)) = &resolve {
         data["addr"] = addr.to_string().into();
+    }
+    if from.is_some() {
+        data["from"] = vantage.json();
+    }
+    if let Some(local) = local {
+        data["local"] = local.into();
     }
     let facts = match cert {
         Some(Ok(facts)) => {
@@ -401,7 +611,7 @@ async fn observe(ctx: &StepContext<'_>) -> StepResult<Check> {
     };
     if code != *status {
         return Ok(Check::NotYet(Evidence::new(
-            format!("{url} answered {code}, expected {status}"),
+            format!("{url}{place} answered {code}, expected {status}"),
             data,
         )));
     }
@@ -409,13 +619,13 @@ async fn observe(ctx: &StepContext<'_>) -> StepResult<Check> {
         && !text.contains(wanted.as_str())
     {
         return Ok(Check::NotYet(Evidence::new(
-            format!("{url} answered {code} without \"{wanted}\""),
+            format!("{url}{place} answered {code} without \"{wanted}\""),
             data,
         )));
     }
     let mut summary = match body {
-        Some(wanted) => format!("{url} answered {code} with \"{wanted}\""),
-        None => format!("{url} answered {code}"),
+        Some(wanted) => format!("{url}{place} answered {code} with \"{wanted}\""),
+        None => format!("{url}{place} answered {code}"),
     };
     if let Some(facts) = &facts {
         let days = facts.days_left(now);

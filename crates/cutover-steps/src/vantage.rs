@@ -14,6 +14,7 @@ use cutover_copy::agent::AgentClient;
 use cutover_copy::protocol::Reach;
 use cutover_engine::{StepContext, StepError};
 use cutover_lang::{Endpoint, HostId};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::copy::location_in;
 use crate::copy_error;
@@ -31,6 +32,17 @@ pub(crate) enum Vantage {
 pub(crate) struct Named {
     pub name: String,
     pub addr: std::net::IpAddr,
+}
+
+/// A byte stream to a check's target, from wherever the check runs.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// A connection a check made: the stream and, from an agent, the
+/// connection's address on that host.
+pub(crate) struct Opened {
+    pub stream: Box<dyn Stream>,
+    pub local: Option<String>,
 }
 
 impl Vantage {
@@ -117,6 +129,50 @@ impl Vantage {
                         Reach::Failed { error } => Err(error),
                     })
                     .collect())
+            }
+        }
+    }
+
+    /// One connection to `host:port` (a name resolves where the connection
+    /// is made), made within `timeout`. `Err` says why there is none: the
+    /// agent's failure or the connect's.
+    pub async fn open(&self, host: &str, port: u16, timeout: Duration) -> Result<Opened, String> {
+        match self {
+            Vantage::Here { .. } => {
+                let addr = tokio::time::timeout(timeout, tokio::net::lookup_host((host, port)))
+                    .await
+                    .map_err(|_| format!("{host} did not resolve within {timeout:?}"))?
+                    .map_err(|e| format!("{host} does not resolve: {e}"))?
+                    .next()
+                    .ok_or_else(|| format!("{host} has no address"))?;
+                let stream = connect_here(addr, timeout).await?;
+                Ok(Opened {
+                    stream: Box::new(stream),
+                    local: None,
+                })
+            }
+            Vantage::Agent {
+                host: from,
+                command,
+            } => {
+                let command = command.clone();
+                let target = host.to_string();
+                let tunnel = tokio::task::spawn_blocking(move || {
+                    AgentClient::spawn(&command)?.tunnel(&target, port, timeout)
+                })
+                .await
+                .map_err(|e| format!("the connect thread failed: {e}"))?
+                .map_err(|e| match e.kind {
+                    cutover_copy::ErrorKind::Unreachable => e.message,
+                    _ => format!("agent on {}: {}", from.name, e.message),
+                })?;
+                let setup = |e: std::io::Error| format!("the tunnel from {}: {e}", from.name);
+                tunnel.stream.set_nonblocking(true).map_err(setup)?;
+                let stream = tokio::net::UnixStream::from_std(tunnel.stream).map_err(setup)?;
+                Ok(Opened {
+                    stream: Box::new(stream),
+                    local: Some(tunnel.local),
+                })
             }
         }
     }

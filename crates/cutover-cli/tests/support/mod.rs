@@ -1,0 +1,7 @@
+//! Helpers shared by the CLI's interop tests.
+
+// Each test binary that includes these uses only part of them.
+#[allow(dead_code)]
+pub mod run;
+#[allow(dead_code)]
+pub mod sshd;
