@@ -211,6 +211,66 @@ impl LocalPostgres {
         }
     }
 
+    /// Runs `sql` with `psql` as the superuser over the server's own socket
+    /// (local logins are trusted, so no password is handed to it); the
+    /// output, unaligned and without headers.
+    pub fn psql(&self, database: &str, sql: &str) -> io::Result<String> {
+        let out = self
+            .psql_command(database)
+            .args(["-At", "-c", sql])
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "psql: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// `psql` on `database` reading statements from its stdin (piped): one
+    /// connection for a stream of statements, e.g. a writer.
+    pub fn psql_session(&self, database: &str) -> io::Result<Child> {
+        self.psql_command(database)
+            .arg("-q")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+    }
+
+    fn psql_command(&self, database: &str) -> Command {
+        let mut command = command(&self.bin.join("psql"), self.user);
+        command
+            .args(["-X", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.data)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+                "-d",
+                database,
+            ]);
+        command
+    }
+
+    /// The folder the server's socket is in (for `pg_dump -h`).
+    pub fn socket_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// The server's binaries (`pg_dump`, `pg_restore`, `psql`).
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// A command running as the server's user (clean environment).
+    pub fn command(&self, program: &str) -> Command {
+        command(&self.bin.join(program), self.user)
+    }
+
     /// Stops the server now and waits for it (also done on drop).
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {

@@ -27,6 +27,9 @@ const SHOWN_DIFFERENCES: usize = 5;
 /// `db.sync postgres|mysql SERVER -> SERVER [freeze STEP]`
 pub struct DbReplicate;
 
+/// Why a `db.sync mysql` step cannot run in this build.
+pub(crate) const MYSQL_NOT_BUILT: &str = "db.sync mysql: replication of MariaDB/MySQL is not built yet; only `db.sync postgres` and `db.sync sqlite` run";
+
 /// Both servers of one `db.sync`, passwords read.
 pub(crate) struct Sides {
     pub engine: ServerEngine,
@@ -108,9 +111,7 @@ fn ctx_sides(ctx: &StepContext<'_>) -> StepResult<Sides> {
         &ctx.action.kind,
     )?;
     if sides.engine == ServerEngine::Mysql {
-        return Err(StepError::fatal(anyhow::anyhow!(
-            "db.sync mysql: replication of MariaDB/MySQL is not built yet; only `db.sync postgres` and `db.sync sqlite` run"
-        )));
+        return Err(StepError::fatal(anyhow::anyhow!(MYSQL_NOT_BUILT)));
     }
     Ok(sides)
 }

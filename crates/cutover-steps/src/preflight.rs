@@ -1,35 +1,57 @@
 //! Preflight: before the first step of a run, prove that every DNS step
-//! can act. Each zone's key is read (env or file present, a valid secret)
-//! and used once in a signed, side-effect-free request to the zone's primary
-//! (a TSIG-signed SOA query), so a missing variable or a wrong key is
-//! reported before anything runs, not when the first DNS step acts in the
-//! middle of the window.
+//! and every database replication can act. Each zone's key is read (env or
+//! file present, a valid secret) and used once in a signed, side-effect-free
+//! request to the zone's primary (a TSIG-signed SOA query); each `db.sync`
+//! to a database server logs in to both servers with the runbook's
+//! credentials and checks what replication needs there (each missing
+//! setting named, with the line to change). A missing variable, a wrong key
+//! or password or `wal_level` not `logical` is reported before anything
+//! runs, not when the step acts in the middle of the window.
 
 use crate::dns::tsig_key;
 use cutover_dns::Updater;
-use cutover_lang::{ActionKind, Runbook, ZoneId};
+use cutover_lang::{ActionKind, Runbook, ServerEngine, ZoneId};
 use std::path::Path;
 use std::time::Duration;
 
 /// How long the primary may take to answer the signed query.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A zone whose key cannot be used: which key, which server, what to check.
+/// What cannot be used: which zone key or database, which server, what to
+/// check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("preflight: zone {zone}: key `{key}` at {server}: {problem}")]
-pub struct PreflightError {
-    pub zone: String,
-    pub key: String,
-    pub server: String,
-    pub problem: String,
+pub enum PreflightError {
+    #[error("preflight: zone {zone}: key `{key}` at {server}: {problem}")]
+    Zone {
+        zone: String,
+        key: String,
+        server: String,
+        problem: String,
+    },
+    /// A `db.sync` to a database server; `setting` names what is missing
+    /// (`wal_level`, a privilege, the login) when it is one.
+    #[error("preflight: step `{step}`: {server}: {problem}")]
+    Database {
+        step: String,
+        server: String,
+        setting: Option<String>,
+        problem: String,
+    },
 }
 
-/// What preflight proved, one line per zone with a key.
+/// What preflight proved: one per zone with a key, one per database
+/// replication.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PreflightOk {
-    pub zone: String,
-    pub key: String,
-    pub server: String,
+pub enum PreflightOk {
+    Zone {
+        zone: String,
+        key: String,
+        server: String,
+    },
+    Database {
+        step: String,
+        servers: String,
+    },
 }
 
 /// Checks every zone with a key that a step still to run updates (`done`
@@ -59,7 +81,7 @@ pub async fn preflight(
         }
         let key_name = runbook.key(key_id).name.clone();
         let server = zone.primary.to_string();
-        let fail = |problem: String| PreflightError {
+        let fail = |problem: String| PreflightError::Zone {
             zone: zone.name.clone(),
             key: key_name.clone(),
             server: server.clone(),
@@ -74,7 +96,7 @@ pub async fn preflight(
         };
         let updater = Updater::new(zone.primary, Some(key), PREFLIGHT_TIMEOUT);
         match updater.verify_key(&zone.name).await {
-            Ok(()) => proved.push(PreflightOk {
+            Ok(()) => proved.push(PreflightOk::Zone {
                 zone: zone.name.clone(),
                 key: key_name.clone(),
                 server: server.clone(),
@@ -85,10 +107,65 @@ pub async fn preflight(
             Err(err) => failed.push(fail(format!("{err}"))),
         }
     }
+    databases(runbook, runbook_dir, done, &mut proved, &mut failed).await;
     if failed.is_empty() {
         Ok(proved)
     } else {
         Err(failed)
+    }
+}
+
+/// Logs in to both servers of every `db.sync` to a database server that
+/// is still to run and checks their replication settings.
+async fn databases(
+    runbook: &Runbook,
+    runbook_dir: &Path,
+    done: &dyn Fn(&str) -> bool,
+    proved: &mut Vec<PreflightOk>,
+    failed: &mut Vec<PreflightError>,
+) {
+    for step in runbook.steps.iter().filter(|step| !done(&step.name)) {
+        if !matches!(step.action.kind, ActionKind::DbReplicate { .. }) {
+            continue;
+        }
+        let fail =
+            |server: String, setting: Option<String>, problem: String| PreflightError::Database {
+                step: step.name.clone(),
+                server,
+                setting,
+                problem,
+            };
+        let sides = match crate::db::sides(runbook, runbook_dir, &step.name, &step.action.kind) {
+            Ok(sides) => sides,
+            Err(err) => {
+                failed.push(fail(runbook.describe(&step.action), None, err.to_string()));
+                continue;
+            }
+        };
+        if sides.engine == ServerEngine::Mysql {
+            failed.push(fail(
+                sides.label.clone(),
+                None,
+                crate::db::MYSQL_NOT_BUILT.into(),
+            ));
+            continue;
+        }
+        match cutover_db::postgres::preflight(&sides.source, &sides.destination).await {
+            Ok(()) => proved.push(PreflightOk::Database {
+                step: step.name.clone(),
+                servers: sides.label.clone(),
+            }),
+            Err(cutover_db::DbError::Preflight(problems)) => {
+                for problem in problems {
+                    failed.push(fail(
+                        problem.server.clone(),
+                        Some(problem.setting.clone()),
+                        format!("{} is {}: {}", problem.setting, problem.found, problem.fix),
+                    ));
+                }
+            }
+            Err(err) => failed.push(fail(sides.label.clone(), None, err.to_string())),
+        }
     }
 }
 
