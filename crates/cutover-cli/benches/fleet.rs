@@ -6,6 +6,8 @@
 //! `cutover serve` on that state file.
 //!
 //! Prints wall times, the growth per doubling, and the `/api/run` median.
+//! Beside each wall time, the CPU time of the run (user + system, its
+//! commands included), which moves less when the machine is busy.
 //! `cargo bench -p cutover-cli --bench fleet` (`CUTOVER_BENCH_MAX_STEPS`
 //! caps the largest size).
 
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 const GROUPS: usize = 20;
 
 /// Runs of each size.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 /// The runbook: per host a closed-port check, a wait, a command, a second
 /// check and a final command; per group one step after all its hosts.
@@ -81,7 +83,23 @@ fn cutover(dir: &Path) -> Command {
     cmd
 }
 
-fn timed_run(dir: &Path) -> Duration {
+/// User + system time of this process's waited-for children so far.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given and nothing else.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// One `cutover run`: its wall time and CPU time.
+fn timed_run(dir: &Path) -> (Duration, Duration) {
+    let cpu_before = children_cpu();
     let started = Instant::now();
     let out = cutover(dir)
         .args(["run", "fleet.runbook", "--parallel", "8"])
@@ -93,7 +111,7 @@ fn timed_run(dir: &Path) -> Duration {
         "run failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    took
+    (took, children_cpu() - cpu_before)
 }
 
 /// One GET of `/api/run`: the time to the whole body.
@@ -139,7 +157,7 @@ fn main() {
         .iter()
         .map(|&steps| (steps, fleet(steps, closed_port)))
         .collect();
-    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); sizes.len()];
+    let mut times: Vec<Vec<(Duration, Duration)>> = vec![Vec::new(); sizes.len()];
     let mut dir_of_largest = None;
     for _round in 0..ROUNDS {
         for (i, (steps, text)) in texts.iter().enumerate() {
@@ -149,27 +167,30 @@ fn main() {
             dir_of_largest = Some((*steps, dir));
         }
     }
-    let mut last: Option<(usize, Duration)> = None;
-    for ((steps, text), took) in texts.iter().zip(times) {
+    let mut last: Option<(usize, Duration, Duration)> = None;
+    for ((steps, text), runs) in texts.iter().zip(times) {
         let total = text.matches("\nstep ").count();
-        let took = median(took);
-        let growth = last.map_or_else(String::new, |(n, t)| {
+        let took = median(runs.iter().map(|r| r.0).collect());
+        let cpu = median(runs.iter().map(|r| r.1).collect());
+        let growth = last.map_or_else(String::new, |(n, t, c)| {
             format!(
-                ", {:.2}x the time of {n} steps (goal <= 2.2x per doubling)",
-                took.as_secs_f64() / t.as_secs_f64()
+                ", {:.2}x the time of {n} steps (goal <= 2.2x per doubling; CPU {:.2}x)",
+                took.as_secs_f64() / t.as_secs_f64(),
+                cpu.as_secs_f64() / c.as_secs_f64()
             )
         });
         println!(
-            "fleet: {total} steps, {} hosts: cutover run {:.2}s (median of {ROUNDS}){growth}",
+            "fleet: {total} steps, {} hosts: cutover run {:.2}s, CPU {:.2}s (medians of {ROUNDS}){growth}",
             steps / 5,
-            took.as_secs_f64()
+            took.as_secs_f64(),
+            cpu.as_secs_f64()
         );
-        last = Some((*steps, took));
+        last = Some((*steps, took, cpu));
     }
     let Some((steps, dir)) = dir_of_largest else {
         return;
     };
-    let resume = timed_run(dir.path());
+    let (resume, _) = timed_run(dir.path());
     println!(
         "fleet: resume of the completed {steps}-step run {:.2}s (goal < 5 s)",
         resume.as_secs_f64()
