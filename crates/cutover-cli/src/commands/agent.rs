@@ -1,6 +1,7 @@
-//! `cutover agent`: the far end of an image copy or database sync. The
-//! coordinator starts it (directly, or through ssh the way rsync starts its
-//! server) and speaks the agent protocol over its stdin/stdout.
+//! `cutover agent`: the far end of an image copy or database sync, and the
+//! place a check `from` its host connects from. The coordinator starts it
+//! (directly, or through ssh the way rsync starts its server) and speaks the
+//! agent protocol over its stdin/stdout.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +16,8 @@ pub struct AgentArgs {
     /// Speak the protocol on stdin/stdout (the only transport).
     #[arg(long, required = true)]
     pub stdio: bool,
-    /// Serve only files under this folder; paths outside it are refused.
+    /// Serve only files under this folder: every path is taken from it
+    /// (`/srv/a` is DIR/srv/a); paths that lead out are refused.
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
 }
