@@ -11,52 +11,12 @@ mod tls_lab;
 
 mod support;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::time::{Duration, Instant};
 
 use support::run::run;
 use support::sshd::Sshd;
+use support::web::Web;
 use tls_lab::{LabCa, Server};
-
-/// Accepts connections on loopback for at most a minute, answering `GET`s
-/// with `body`; returns the address and the peers it saw.
-fn web(
-    body: &'static str,
-) -> (
-    SocketAddr,
-    std::sync::Arc<std::sync::Mutex<Vec<SocketAddr>>>,
-) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let peers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = peers.clone();
-    std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            let Ok((mut conn, peer)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            };
-            seen.lock().unwrap().push(peer);
-            conn.set_nonblocking(false).unwrap();
-            conn.set_read_timeout(Some(Duration::from_millis(500)))
-                .unwrap();
-            let mut request = [0u8; 4096];
-            if let Ok(n) = conn.read(&mut request)
-                && request[..n].starts_with(b"GET ")
-            {
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        }
-    });
-    (addr, peers)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs sshd (apt-get install openssh-server openssh-client)"]
@@ -70,13 +30,13 @@ async fn exec_port_http_and_copy_through_a_real_sshd() {
     let ca = LabCa::new();
     ca.write_pem(&d.join("lab-ca.pem"));
     let tls = Server::start(&ca.leaf(&["wiki.lab.test"], -1, 90)).await;
-    let (addr, peers) = web("plain wiki");
+    let web = Web::start("127.0.0.1:0", "plain wiki");
     let closed = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let port = addr.port();
+    let port = web.addr.port();
     let text = format!(
         "runbook ssh\n\n\
          host wiki-new addr 127.0.0.1 via local ./wiki-new\n\
@@ -126,7 +86,7 @@ async fn exec_port_http_and_copy_through_a_real_sshd() {
         format!("open from far (127.0.0.1): wiki-new:{port}")
     );
     let local: SocketAddr = open.data[0]["local"].as_str().unwrap().parse().unwrap();
-    assert!(peers.lock().unwrap().contains(&local));
+    assert!(web.peers().contains(&local), "{local}: {:?}", web.peers());
     let closed_e = ran.last("closed");
     assert_eq!(
         closed_e.summary,

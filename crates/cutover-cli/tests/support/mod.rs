@@ -5,3 +5,5 @@
 pub mod run;
 #[allow(dead_code)]
 pub mod sshd;
+#[allow(dead_code)]
+pub mod web;
