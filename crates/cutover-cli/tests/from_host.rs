@@ -40,6 +40,7 @@ async fn checks_from_an_agent_host_are_made_there_and_name_it() {
     ca.write_pem(&d.join("lab-ca.pem"));
     let tls = Server::start(&ca.leaf(&["wiki.lab.test"], -1, 90)).await;
     let web = Web::start("127.0.0.1:0", "plain wiki");
+    let web_here = Web::start("127.0.0.2:0", "old lb");
     let closed = closed_port();
     let text = format!(
         "runbook from\n\n\
@@ -47,10 +48,12 @@ async fn checks_from_an_agent_host_are_made_there_and_name_it() {
          host old-lb addr 127.0.0.2 via agent \"{BIN} agent --stdio --root {}\"\n\n\
          step open\n  port.open wiki-new:{} from old-lb\n\n\
          step closed\n  port.closed wiki-new:{closed} from old-lb\n\n\
+         step local\n  port.open old-lb:{} from wiki-new\n\n\
          step plain\n  http.check http://wiki-new:{}/health from old-lb body \"plain wiki\"\n  timeout 5s\n\n\
          step tls\n  http.check https://wiki.lab.test:{}/ at wiki-new from old-lb ca lab-ca.pem body \"new wiki\"\n  timeout 5s\n",
         d.join("lb-root").display(),
         web.addr.port(),
+        web_here.addr.port(),
         web.addr.port(),
         tls.port(),
     );
@@ -58,7 +61,7 @@ async fn checks_from_an_agent_host_are_made_there_and_name_it() {
         .await
         .unwrap();
     assert_eq!(ran.code, 0, "{}", ran.output);
-    for step in ["open", "closed", "plain", "tls"] {
+    for step in ["open", "closed", "local", "plain", "tls"] {
         assert_eq!(ran.status(step), "done", "{step}: {}", ran.output);
     }
 
@@ -73,9 +76,9 @@ async fn checks_from_an_agent_host_are_made_there_and_name_it() {
     // agent made it (the coordinator reports no such address).
     let local: SocketAddr = open.data[0]["local"].as_str().unwrap().parse().unwrap();
     assert!(
-        web.peers().contains(&local),
+        web.peers_at_least(1).contains(&local),
         "{local} not in {:?}",
-        web.peers()
+        web.peers_at_least(1)
     );
 
     let closed_e = ran.last("closed");
@@ -87,6 +90,18 @@ async fn checks_from_an_agent_host_are_made_there_and_name_it() {
     assert!(error.contains(&format!("127.0.0.1:{closed}")), "{error}");
     assert!(error.to_lowercase().contains("refused"), "{error}");
 
+    // A via local host is this machine: its checks connect from here.
+    let local_e = ran.last("local");
+    assert_eq!(
+        local_e.summary,
+        format!(
+            "open from wiki-new (127.0.0.1, this machine): old-lb:{}",
+            web_here.addr.port()
+        )
+    );
+    assert!(local_e.data[0].get("local").is_none());
+    assert_eq!(web_here.peers_at_least(1).len(), 1);
+
     let plain = ran.last("plain");
     assert!(
         plain
@@ -97,9 +112,9 @@ async fn checks_from_an_agent_host_are_made_there_and_name_it() {
     );
     let local: SocketAddr = plain.data["local"].as_str().unwrap().parse().unwrap();
     assert!(
-        web.peers().contains(&local),
+        web.peers_at_least(2).contains(&local),
         "{local} not in {:?}",
-        web.peers()
+        web.peers_at_least(2)
     );
 
     // TLS and HTTP ran end to end through the agent's tunnel: the server
@@ -307,7 +322,11 @@ fn a_check_from_a_host_whose_firewall_drops_the_port_fails_there_and_passes_here
     );
     let local: SocketAddr = there.data[0]["local"].as_str().unwrap().parse().unwrap();
     assert_eq!(local.ip().to_string(), ns.ns_side);
-    assert!(web.peers().contains(&local), "{local}: {:?}", web.peers());
+    assert!(
+        web.peers_at_least(3).contains(&local),
+        "{local}: {:?}",
+        web.peers_at_least(3)
+    );
     let local: SocketAddr = open.last("web").data["local"]
         .as_str()
         .unwrap()

@@ -59,8 +59,17 @@ impl Web {
         Web { addr, peers, stop }
     }
 
-    pub fn peers(&self) -> Vec<SocketAddr> {
-        self.peers.lock().unwrap().clone()
+    /// The peers accepted so far, once there are at least `n` (waiting at
+    /// most 2 s: a connection may still wait in the listen queue).
+    pub fn peers_at_least(&self, n: usize) -> Vec<SocketAddr> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let peers = self.peers.lock().unwrap().clone();
+            if peers.len() >= n || Instant::now() >= deadline {
+                return peers;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
