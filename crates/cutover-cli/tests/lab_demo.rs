@@ -1,6 +1,7 @@
 //! `cutover demo`, the README's first command, with the real binary: it builds the lab, runs
 //! the lab-sized 2013 move end to end, and writes a report in which every step is done with
-//! evidence. Its lab uses the fixture's fixed loopback addresses (127.0.0.10-23, .53, .54).
+//! evidence. Its lab takes a free loopback block of its own, recorded in `network.json`, and
+//! the runbook it runs names those addresses instead of the fixture's.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -77,10 +78,25 @@ fn the_demo_runs_every_step_and_reports_it_with_evidence() {
             "step {step} has no verification evidence:\n{section}"
         );
     }
+    // The demo's own addresses, not the fixture's.
+    let network: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("network.json")).unwrap()).unwrap();
+    let primary = network["dns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["runbook"] == "127.0.0.53:5301")
+        .unwrap()["lab"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(primary, "127.0.0.53:5301");
+    assert!(primary.starts_with("127."), "{primary}");
+    let at_primary = format!("at primary {primary}");
     // The kinds that act left evidence of their act: a delta copy, a TSIG update, a backup.
     for evidence in [
         "MiB sent",
-        "at primary 127.0.0.53:5301",
+        at_primary.as_str(),
         "served by all 2 verify servers",
         "answered 200 with \"served by wiki-new.\"",
         "match the snapshot's row counts and checksums",

@@ -32,6 +32,11 @@ pub fn is_lab_process(pid: u32) -> bool {
         && !is_zombie(pid)
 }
 
+/// Whether process `pid` is alive (and not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+}
+
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()

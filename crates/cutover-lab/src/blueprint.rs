@@ -145,6 +145,40 @@ impl Blueprint {
         Ok(blueprint)
     }
 
+    /// Moves every address to the one `network` chose for it: servers, hosts, and record
+    /// values that name a runbook address (as the lab's copy of the runbook does).
+    pub fn relocate(&mut self, network: &crate::network::Network) {
+        let ip = |ip: IpAddr| network.map_ip(ip).unwrap_or(ip);
+        let dns = |address: SocketAddr| {
+            network
+                .map_dns(address)
+                .unwrap_or_else(|| SocketAddr::new(ip(address.ip()), address.port()))
+        };
+        for zone in &mut self.zones {
+            zone.primary = dns(zone.primary);
+            for address in &mut zone.verify {
+                *address = dns(*address);
+            }
+            for record in &mut zone.records {
+                if let Ok(old) = record.value.parse::<IpAddr>()
+                    && let Some(new) = network.map_ip(old)
+                {
+                    record.value = new.to_string();
+                }
+            }
+        }
+        for primary in &mut self.primaries {
+            primary.address = dns(primary.address);
+        }
+        for secondary in &mut self.secondaries {
+            secondary.address = dns(secondary.address);
+            secondary.primary = dns(secondary.primary);
+        }
+        for host in &mut self.hosts {
+            host.addr = ip(host.addr);
+        }
+    }
+
     /// Every DNS server address with what it is, for messages and the manifest.
     fn dns_addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         self.primaries

@@ -16,6 +16,8 @@ use crate::error::LabError;
 use crate::files;
 use crate::keys::{self, KeyInfo};
 use crate::listen;
+use crate::netns::{self, NsRuntime};
+use crate::network::{Network, NetworkMode};
 use crate::zonefile;
 
 /// The manifest's file name in the lab folder.
@@ -35,6 +37,9 @@ pub struct LabOptions {
     pub fresh: bool,
     /// The runbook file the lab was built for, recorded in the manifest.
     pub runbook_file: Option<PathBuf>,
+    /// Where the lab's addresses are ([`Network::establish`]); `None`: the runbook's own
+    /// addresses, on loopback.
+    pub network: Option<Network>,
 }
 
 impl Default for LabOptions {
@@ -44,12 +49,13 @@ impl Default for LabOptions {
             check_every: Duration::from_millis(250),
             fresh: false,
             runbook_file: None,
+            network: None,
         }
     }
 }
 
 /// Where everything in a running lab is: written to `DIR/lab.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     /// The runbook's name.
     pub runbook: String,
@@ -64,6 +70,9 @@ pub struct Manifest {
     pub dns: Vec<DnsServerInfo>,
     pub keys: Vec<KeyInfo>,
     pub hosts: Vec<HostInfo>,
+    /// The addresses the lab chose, its namespaces and links.
+    #[serde(default)]
+    pub network: Option<Network>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +158,9 @@ impl Manifest {
         if let Some(file) = &self.runbook_file {
             let _ = writeln!(out, "  runbook   {}", file.display());
         }
+        if let Some(network) = &self.network {
+            out.push_str(&network.describe());
+        }
         for server in &self.dns {
             let zones: Vec<String> = server
                 .zones
@@ -227,6 +239,8 @@ pub struct LabHandle {
     /// Secondaries first, so they stop before the primaries they follow.
     servers: Vec<ServerHandle>,
     listeners: Vec<JoinHandle<()>>,
+    /// The threads serving inside namespaces: stopped last.
+    runtimes: Vec<NsRuntime>,
 }
 
 impl std::fmt::Debug for LabHandle {
@@ -246,7 +260,10 @@ impl Lab {
         dir: &Path,
         options: LabOptions,
     ) -> Result<LabHandle, LabError> {
-        let blueprint = Blueprint::from_runbook(runbook, dir)?;
+        let mut blueprint = Blueprint::from_runbook(runbook, dir)?;
+        if let Some(network) = &options.network {
+            blueprint.relocate(network);
+        }
         let internal = dir.join(INTERNAL_DIR);
         let dns_state = internal.join("dns");
         if options.fresh {
@@ -278,9 +295,28 @@ impl Lab {
                 dns: Vec::new(),
                 keys: key_infos,
                 hosts,
+                network: options.network.clone(),
             },
             servers: Vec::new(),
             listeners: Vec::new(),
+            runtimes: Vec::new(),
+        };
+        if let Some(network) = options.network.as_ref()
+            && network.mode == NetworkMode::Namespaces
+        {
+            for namespace in network
+                .hub
+                .iter()
+                .chain(network.sites.iter().map(|s| &s.namespace))
+            {
+                handle.runtimes.push(NsRuntime::start(namespace)?);
+            }
+        }
+        let network = options.network.as_ref();
+        // The runtime that serves an address: its namespace's, or this one.
+        let runtime_for = |runtimes: &[NsRuntime], ip: IpAddr| -> Option<usize> {
+            let namespace = network?.namespace_of(ip)?;
+            runtimes.iter().position(|r| r.namespace == namespace)
         };
 
         let zones_dir = internal.join("zones");
@@ -306,14 +342,27 @@ impl Lab {
                 IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
             ];
             allow_transfer.extend(blueprint.secondaries.iter().map(|s| s.address.ip()));
-            let server = cutover_dns::serve(ServeConfig {
+            // A secondary's transfer leaves from whichever lab address its namespace picks.
+            allow_transfer.extend(
+                network
+                    .iter()
+                    .flat_map(|n| n.addresses.iter().map(|a| a.lab)),
+            );
+            let config = ServeConfig {
                 zones: sources.clone(),
                 listen: vec![primary.address],
                 keys: primary.keys.iter().map(|&k| keys[k].clone()).collect(),
                 state_dir: dns_state.join(address_folder(primary.address)),
                 allow_transfer,
-            })
-            .await?;
+            };
+            let server = match runtime_for(&handle.runtimes, primary.address.ip()) {
+                Some(index) => {
+                    handle.runtimes[index]
+                        .run(cutover_dns::serve(config))
+                        .await??
+                }
+                None => cutover_dns::serve(config).await?,
+            };
             let zones = server
                 .zones()
                 .iter()
@@ -334,7 +383,7 @@ impl Lab {
             primaries.push(server);
         }
         for secondary in &blueprint.secondaries {
-            let server = cutover_dns::serve_secondary(SecondaryConfig {
+            let config = SecondaryConfig {
                 zones: secondary
                     .zones
                     .iter()
@@ -346,8 +395,15 @@ impl Lab {
                 lag: options.lag,
                 check_every: options.check_every,
                 timeout: Duration::from_secs(3),
-            })
-            .await?;
+            };
+            let server = match runtime_for(&handle.runtimes, secondary.address.ip()) {
+                Some(index) => {
+                    handle.runtimes[index]
+                        .run(cutover_dns::serve_secondary(config))
+                        .await??
+                }
+                None => cutover_dns::serve_secondary(config).await?,
+            };
             handle.manifest.dns.push(DnsServerInfo {
                 role: "secondary".into(),
                 address: secondary.address,
@@ -371,10 +427,36 @@ impl Lab {
             for &port in &host.listen {
                 let address = SocketAddr::new(host.addr, port);
                 let body = listen::body_for(&host.name, host.site.as_deref(), address);
-                handle
-                    .listeners
-                    .push(listen::start(&host.name, address, body).await?);
+                let listener = match runtime_for(&handle.runtimes, host.addr) {
+                    Some(index) => {
+                        let name = host.name.clone();
+                        handle.runtimes[index]
+                            .run(async move { listen::start(&name, address, body).await })
+                            .await??
+                    }
+                    None => listen::start(&host.name, address, body).await?,
+                };
+                handle.listeners.push(listener);
             }
+        }
+        for agent in network.iter().flat_map(|n| n.agents.iter()) {
+            let Some(index) = handle
+                .runtimes
+                .iter()
+                .position(|r| r.namespace == agent.namespace)
+            else {
+                return Err(LabError::Process(format!(
+                    "host {}'s agent has no namespace {}",
+                    agent.host, agent.namespace
+                )));
+            };
+            std::fs::create_dir_all(&agent.root)
+                .map_err(|err| LabError::io("cannot create host folder", &agent.root, err))?;
+            let (host, address, root) = (agent.host.clone(), agent.address, agent.root.clone());
+            let task = handle.runtimes[index]
+                .run(async move { netns::start_agent(&host, address, root).await })
+                .await??;
+            handle.listeners.push(task);
         }
         Ok(handle)
     }
@@ -403,6 +485,9 @@ impl LabHandle {
                 first_error.get_or_insert(err);
             }
         }
+        // The namespaces' threads stop once nothing of theirs runs.
+        let runtimes = std::mem::take(&mut self.runtimes);
+        let _ = tokio::task::spawn_blocking(move || drop(runtimes)).await;
         first_error.map_or(Ok(()), |err| Err(err.into()))
     }
 }

@@ -37,6 +37,10 @@ mod files;
 mod keys;
 mod lab;
 mod listen;
+mod netns;
+pub mod network;
+pub mod relay;
+mod rewrite;
 mod zonefile;
 
 pub use blueprint::{
@@ -50,3 +54,5 @@ pub use lab::{
     Manifest, ServedZoneInfo,
 };
 pub use listen::body_for;
+pub use network::{Network, NetworkMode, NetworkRequest};
+pub use rewrite::{replace_addresses, rewrite_sources};

@@ -77,6 +77,7 @@ async fn the_lab_serves_what_the_runbook_expects_and_stops() {
         check_every: Duration::from_millis(100),
         fresh: true,
         runbook_file: None,
+        network: None,
     };
     let lab = Lab::start(&runbook, dir.path(), options).await.unwrap();
     let primary: SocketAddr = format!("127.0.0.1:{dns_port}").parse().unwrap();
@@ -206,6 +207,7 @@ async fn a_lab_brought_up_again_serves_the_world_as_it_was_left_unless_fresh() {
         check_every: Duration::from_millis(100),
         fresh,
         runbook_file: None,
+        network: None,
     };
 
     let lab = Lab::start(&runbook, dir.path(), options(true))

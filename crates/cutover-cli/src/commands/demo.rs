@@ -13,7 +13,7 @@ use chrono::Utc;
 use cutover_engine::{
     BoxFuture, Controls, Decision, Engine, Opened, Prompter, RunOptions, RunOutcome, open_run,
 };
-use cutover_lab::{Lab, LabOptions};
+use cutover_lab::{Lab, LabOptions, Network, NetworkRequest};
 use cutover_lang::Step;
 use cutover_report::{Format, Report, read_snapshot, render};
 use cutover_store::Store;
@@ -32,10 +32,11 @@ const SECONDARY_LAG: Duration = Duration::from_secs(3);
 /// Run the demo cutover on the embedded lab and write its report.
 ///
 /// Builds the lab for the lab-sized 2013 maemo.org move (a hidden DNS primary and a lagging
-/// secondary, old and new hosts on 127.0.0.x, their disk images and database), runs the move
-/// end to end with T0 = now (manual gates are confirmed automatically, with the note "demo"),
-/// then writes the post-mortem report and prints its path. Takes a minute or two; only
-/// loopback addresses are used.
+/// secondary, old and new hosts, their disk images and database) on a free loopback block
+/// of its own, so it runs beside labs and other demos; runs the move end to end with
+/// T0 = now (manual gates are confirmed automatically, with the note "demo"), then writes the
+/// post-mortem report and prints its path. Takes a minute or two; only loopback addresses
+/// are used.
 ///
 /// Example: `cutover demo --dir /tmp/cutover-demo`
 #[derive(Debug, clap::Args)]
@@ -94,9 +95,39 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let dir = prepare(&args.dir)?;
     let file = dir.join(RUNBOOK_FILE);
-    std::fs::write(&file, RUNBOOK).with_context(|| format!("cannot write {}", file.display()))?;
-    let Some(loaded) = load_runbook(&file) else {
-        anyhow::bail!("the demo runbook built into this binary has errors");
+    let written = cutover_lang::parse_source(&file, RUNBOOK.to_string());
+    let original = match written.runbook {
+        Some(runbook) if written.error_count() == 0 => runbook,
+        _ => anyhow::bail!("the demo runbook built into this binary has errors"),
+    };
+    // The demo's own addresses, claimed until it ends; the copy it runs names them.
+    let request = NetworkRequest {
+        namespaces: false,
+        ..NetworkRequest::default()
+    };
+    let network = Network::establish(&original, &dir, &request)?;
+    let result = run_demo(&dir, &file, &original, &written.sources, &network, started);
+    let released = network.teardown();
+    let code = result?;
+    released?;
+    Ok(code)
+}
+
+/// The demo on its network: writes the copy, builds the lab, runs, reports.
+fn run_demo(
+    dir: &Path,
+    file: &Path,
+    original: &cutover_lang::Runbook,
+    sources: &cutover_lang::SourceMap,
+    network: &Network,
+    started: Instant,
+) -> anyhow::Result<ExitCode> {
+    let texts = cutover_lab::rewrite_sources(original, sources, network, None);
+    let text = texts.into_iter().next().unwrap_or_default();
+    std::fs::write(file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    network.write()?;
+    let Some(loaded) = load_runbook(file) else {
+        anyhow::bail!("the demo's copy of its runbook has errors");
     };
     let runbook = &loaded.runbook;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -109,10 +140,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let lab_options = LabOptions {
         lag: SECONDARY_LAG,
         fresh: true,
-        runbook_file: Some(file.clone()),
+        runbook_file: Some(file.to_path_buf()),
+        network: Some(network.clone()),
         ..LabOptions::default()
     };
-    let lab = runtime.block_on(Lab::start(runbook, &dir, lab_options))?;
+    let lab = runtime.block_on(Lab::start(original, dir, lab_options))?;
     lab.write_manifest()?;
     print!("{}", lab.manifest().describe());
     println!();
