@@ -28,7 +28,6 @@ pub(crate) enum Vantage {
 }
 
 /// A runbook host as evidence names it.
-#[derive(Clone)]
 pub(crate) struct Named {
     pub name: String,
     pub addr: std::net::IpAddr,
