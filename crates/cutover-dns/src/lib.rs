@@ -7,7 +7,8 @@
 //! - [`query`], [`soa`], [`live_ns`]: one question to one server, no cache.
 //! - [`verify_all`] / [`verify_many`]: poll every server until all agree, with a
 //!   [`VerifyReport`] as evidence and a [`StaleDiagnosis`] when a secondary lags.
-//! - [`serve`] / [`serve_secondary`]: the authoritative server of `cutover dns serve`.
+//! - [`serve`] / [`serve_with`] / [`serve_secondary`]: the authoritative server of
+//!   `cutover dns serve`: a hidden primary (NOTIFY, IXFR, AXFR of any size) or a lagging copy.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), cutover_dns::DnsError> {
@@ -27,6 +28,8 @@
 //! ```
 
 mod error;
+mod notify;
+mod primary;
 mod query;
 mod records;
 mod server;
@@ -37,11 +40,12 @@ mod zonefile;
 
 pub use error::DnsError;
 pub use hickory_proto::rr::RecordType;
+pub use notify::{NotifyEvent, NotifyTargets};
 pub use query::{NameServer, Observation, Soa, live_ns, query, soa};
 pub use records::{canonical_input, record_type};
 pub use server::{
-    LoadedFrom, SecondaryConfig, ServeConfig, ServedZone, ServerHandle, ZoneSource, serve,
-    serve_secondary,
+    LoadedFrom, SecondaryConfig, ServeConfig, ServeOptions, ServedZone, ServerHandle, ZoneSource,
+    serve, serve_secondary, serve_with,
 };
 pub use tsig::{TsigAlgorithm, TsigKey};
 pub use update::{TtlChange, Updater};

@@ -500,7 +500,8 @@ fn authoritative_answer(
     ))
 }
 
-fn initial_id() -> u16 {
+/// A fresh message id (time and process mixed; each exchange then counts up from it).
+pub(crate) fn initial_id() -> u16 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.subsec_nanos())

@@ -2,9 +2,11 @@
 //! and the lab's DNS.
 //!
 //! Zones come from standard master files and are served by hickory-server's SQLite zone
-//! handler, the one that accepts RFC 2136 updates (TSIG-signed only) and writes each change to
-//! a journal. The journal lives in the state directory; when it exists it wins over the zone
-//! file, so a restart serves the updated zone.
+//! handler, which applies RFC 2136 updates and writes each change to a journal. The journal
+//! lives in the state directory; when it exists it wins over the zone file, so a restart serves
+//! the updated zone. In front of hickory's catalog sit what a hidden primary needs and hickory
+//! lacks: TSIG checked as BIND does, IXFR and multi-message AXFR ([`crate::primary`]), and
+//! NOTIFY to the secondaries after each change ([`crate::notify`]).
 //!
 //! A second mode serves a *lagging secondary*: a copy of the primary's zones, transferred by
 //! AXFR, that checks the primary's SOA serial every `check_every` and applies a newer zone only
@@ -22,8 +24,9 @@ use hickory_net::client::{Client, ClientHandle};
 use hickory_net::runtime::{Time, TokioRuntimeProvider};
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::xfer::DnsMultiplexer;
-use hickory_proto::op::{Header, HeaderCounts, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
+use hickory_proto::op::Edns;
+use hickory_proto::op::{OpCode, ResponseCode};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey, TSigner};
 use hickory_server::Server;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
@@ -32,18 +35,23 @@ use hickory_server::zone_handler::{
     AxfrPolicy, Catalog, MessageResponseBuilder, ZoneHandler, ZoneType,
 };
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use crate::error::DnsError;
+use crate::notify::{NotifyEvent, NotifyTargets, notify_changes};
+use crate::primary::{PrimaryZone, answer_update, not_sent, send_error};
 use crate::query::Querier;
 use crate::records::{rcode_name, zone_name};
-use crate::tsig::TsigKey;
+use crate::tsig::{Authentication, ResponseSigner, TsigKey, authenticate};
 use crate::zonefile::{ZoneRecords, load_zone_file};
 
 /// How long an idle TCP connection is kept.
 const TCP_IDLE: Duration = Duration::from_secs(5);
-/// Responses buffered per TCP connection.
-const TCP_RESPONSE_BUFFER: usize = 32;
+/// Messages buffered per TCP connection. hickory writes a connection's answers only once the
+/// request's handler has returned, so a zone transfer must fit whole: 65,536 messages of up to
+/// 32 KiB each.
+const TCP_RESPONSE_BUFFER: usize = 65_536;
 
 /// A zone to serve: its name and master file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +76,16 @@ pub struct ServeConfig {
     /// Addresses allowed to transfer the zones (AXFR); none by default.
     pub allow_transfer: Vec<IpAddr>,
 }
+
+/// How a primary tells its secondaries about changes; [`serve`] uses the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Whom to send NOTIFY after each change (default: the zone's name servers).
+    pub notify: NotifyTargets,
+}
+
+/// NOTIFY outcomes kept for a slow reader before the oldest are dropped.
+const NOTIFY_EVENTS: usize = 256;
 
 /// Configuration of a lagging secondary.
 #[derive(Debug, Clone)]
@@ -115,7 +133,8 @@ pub struct ServerHandle {
     addresses: Vec<SocketAddr>,
     zones: Vec<ServedZone>,
     server: Server<ZoneRequestHandler>,
-    follower: Option<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
+    notify_events: broadcast::Sender<NotifyEvent>,
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -138,10 +157,15 @@ impl ServerHandle {
         &self.zones
     }
 
+    /// The outcome of every NOTIFY sent from now on (one event per secondary and change).
+    pub fn notify_events(&self) -> broadcast::Receiver<NotifyEvent> {
+        self.notify_events.subscribe()
+    }
+
     /// Stops answering and waits until every listener has closed.
     pub async fn shutdown(mut self) -> Result<(), DnsError> {
-        if let Some(follower) = self.follower.take() {
-            follower.abort();
+        for task in self.tasks.drain(..) {
+            task.abort();
         }
         self.server
             .shutdown_gracefully()
@@ -152,16 +176,25 @@ impl ServerHandle {
 
 impl Drop for ServerHandle {
     fn drop(&mut self) {
-        if let Some(follower) = self.follower.take() {
-            follower.abort();
+        for task in self.tasks.drain(..) {
+            task.abort();
         }
         self.server.shutdown_token().cancel();
     }
 }
 
 /// Starts a primary: loads every zone (from its journal if one exists in the state directory,
-/// else from its master file), then answers on every listen address.
+/// else from its master file), then answers on every listen address, and notifies the zones'
+/// name servers of every change.
 pub async fn serve(config: ServeConfig) -> Result<ServerHandle, DnsError> {
+    serve_with(config, ServeOptions::default()).await
+}
+
+/// [`serve`] with options: whom to notify of changes.
+pub async fn serve_with(
+    config: ServeConfig,
+    options: ServeOptions,
+) -> Result<ServerHandle, DnsError> {
     if config.zones.is_empty() {
         return Err(DnsError::Input("no zone to serve".into()));
     }
@@ -182,13 +215,14 @@ pub async fn serve(config: ServeConfig) -> Result<ServerHandle, DnsError> {
 
     let mut catalog = Catalog::new();
     let mut zones = Vec::new();
+    let mut primaries = BTreeMap::new();
     for source in &config.zones {
         let origin = zone_name(&source.name)?;
         if catalog.contains(&LowerName::from(&origin)) {
             return Err(DnsError::Input(format!("zone {origin} is given twice")));
         }
         let journal_path = config.state_dir.join(journal_file_name(&origin));
-        let (mut handler, loaded_from) = if journal_path.exists() {
+        let (handler, loaded_from) = if journal_path.exists() {
             let journal = open_journal(&journal_path)?;
             let empty = InMemoryZoneHandler::empty(
                 origin.clone(),
@@ -221,26 +255,43 @@ pub async fn serve(config: ServeConfig) -> Result<ServerHandle, DnsError> {
             })?;
             (handler, LoadedFrom::ZoneFile)
         };
-        handler.set_tsig_signers(signers.clone());
+        let handler = Arc::new(handler);
+        let primary = Arc::new(PrimaryZone::new(origin.clone(), handler.clone()).await);
         zones.push(ServedZone {
             name: origin.to_string(),
             serial: handler.serial().await,
             loaded_from,
         });
-        catalog.upsert(LowerName::from(&origin), vec![Arc::new(handler)]);
+        catalog.upsert(LowerName::from(&origin), vec![handler]);
+        primaries.insert(LowerName::from(&origin), primary);
     }
 
     let catalog = Arc::new(RwLock::new(Arc::new(catalog)));
     let handler = ZoneRequestHandler {
         catalog,
         allow_transfer: config.allow_transfer.clone(),
+        primaries: primaries.clone(),
+        signers,
     };
     let (server, addresses) = listen(handler, &config.listen).await?;
+    let (notify_events, _) = broadcast::channel(NOTIFY_EVENTS);
+    let tasks = primaries
+        .into_values()
+        .map(|zone| {
+            tokio::spawn(notify_changes(
+                zone,
+                options.notify.clone(),
+                addresses.clone(),
+                notify_events.clone(),
+            ))
+        })
+        .collect();
     Ok(ServerHandle {
         addresses,
         zones,
         server,
-        follower: None,
+        tasks,
+        notify_events,
     })
 }
 
@@ -270,6 +321,8 @@ pub async fn serve_secondary(config: SecondaryConfig) -> Result<ServerHandle, Dn
     let handler = ZoneRequestHandler {
         catalog: catalog.clone(),
         allow_transfer: Vec::new(),
+        primaries: BTreeMap::new(),
+        signers: Vec::new(),
     };
     let (server, addresses) = listen(handler, &config.listen).await?;
     let follower = tokio::spawn(follow_primary(config, origins, handlers, catalog));
@@ -277,7 +330,8 @@ pub async fn serve_secondary(config: SecondaryConfig) -> Result<ServerHandle, Dn
         addresses,
         zones,
         server,
-        follower: Some(follower),
+        tasks: vec![follower],
+        notify_events: broadcast::channel(1).0,
     })
 }
 
@@ -444,9 +498,20 @@ fn journal_file_name(origin: &Name) -> String {
     format!("{base}.journal.sqlite")
 }
 
+/// Opens (or creates) a journal. hickory writes each record in a transaction of its own; in
+/// SQLite's default mode every one waits for the disk, so a 50,000-record zone took minutes to
+/// journal at start. In WAL mode with `synchronous = NORMAL` a commit survives a crash of the
+/// process (not necessarily of the machine) without waiting for the disk.
 fn open_journal(path: &Path) -> Result<Journal, DnsError> {
-    Journal::from_file(path)
-        .map_err(|err| DnsError::Serve(format!("cannot open journal {}: {err}", path.display())))
+    let failed = |err: &dyn std::fmt::Display| {
+        DnsError::Serve(format!("cannot open journal {}: {err}", path.display()))
+    };
+    let journal = Journal::from_file(path).map_err(|err| failed(&err))?;
+    journal
+        .conn()
+        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        .map_err(|err| failed(&err))?;
+    Ok(journal)
 }
 
 /// Binds UDP and TCP on each address (the same port for both) and starts answering.
@@ -498,12 +563,48 @@ async fn bind_pair(address: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsE
     ))
 }
 
-/// hickory's catalog, with two checks in front: zone transfers only to listed addresses, and
-/// NOTAUTH (RFC 2136 §3.1) for an update to a zone not served here. The catalog can be
-/// replaced while serving, which the lagging secondary does after each transfer.
+/// hickory's catalog, with what a primary needs in front of it: zone transfers only to listed
+/// addresses, answered in as many messages as needed and incrementally where possible; updates
+/// authenticated as RFC 8945 says (BADKEY for an unknown key or algorithm, a signed NOTAUTH for
+/// a zone not served here) and applied one at a time per zone. The catalog can be replaced
+/// while serving, which the lagging secondary does after each transfer.
 struct ZoneRequestHandler {
     catalog: Arc<RwLock<Arc<Catalog>>>,
     allow_transfer: Vec<IpAddr>,
+    /// The zones this server is the primary of (none for a secondary).
+    primaries: BTreeMap<LowerName, Arc<PrimaryZone>>,
+    /// Keys allowed to sign updates.
+    signers: Vec<TSigner>,
+}
+
+impl ZoneRequestHandler {
+    async fn update<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        zone: &LowerName,
+        response_edns: Option<&Edns>,
+        response_handle: R,
+    ) -> ResponseInfo {
+        let authentication = authenticate(&self.signers, request);
+        let (code, signer): (ResponseCode, Option<&ResponseSigner>) = match &authentication {
+            Authentication::Failed(signer) => (ResponseCode::NotAuth, Some(signer)),
+            authentication => {
+                let signer = match authentication {
+                    Authentication::Valid(signer) => Some(signer),
+                    _ => None,
+                };
+                let code = match self.primaries.get(zone) {
+                    // RFC 2136 §3.1: a zone not served here.
+                    None => ResponseCode::NotAuth,
+                    // hickory's zone handler accepts only signed updates.
+                    Some(_) if signer.is_none() => ResponseCode::Refused,
+                    Some(primary) => primary.apply_update(request).await,
+                };
+                (code, signer)
+            }
+        };
+        answer_update(request, code, signer, response_edns, response_handle).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -522,22 +623,54 @@ impl RequestHandler for ZoneRequestHandler {
             let op_code = request.metadata.op_code;
             let query_type = info.query.query_type();
             let is_transfer = matches!(query_type, RecordType::AXFR | RecordType::IXFR);
-            if op_code == OpCode::Query
-                && is_transfer
-                && !self
+            let edns = response_edns(request);
+            if op_code == OpCode::Query && is_transfer {
+                if !self
                     .allow_transfer
                     .contains(&request.src().ip().to_canonical())
-            {
-                return reply_error(request, ResponseCode::Refused, response_handle).await;
+                {
+                    return reply_error(request, ResponseCode::Refused, response_handle).await;
+                }
+                if let Some(primary) = self.primaries.get(info.query.name()) {
+                    return primary
+                        .answer_transfer(request, query_type, edns.as_ref(), response_handle)
+                        .await;
+                }
             }
-            if op_code == OpCode::Update && catalog.find(info.query.name()).is_none() {
-                return reply_error(request, ResponseCode::NotAuth, response_handle).await;
+            if op_code == OpCode::Update {
+                if !self.primaries.is_empty() {
+                    if query_type != RecordType::SOA {
+                        return send_error(
+                            request,
+                            ResponseCode::FormErr,
+                            edns.as_ref(),
+                            response_handle,
+                        )
+                        .await;
+                    }
+                    return self
+                        .update(request, info.query.name(), edns.as_ref(), response_handle)
+                        .await;
+                }
+                if catalog.find(info.query.name()).is_none() {
+                    return reply_error(request, ResponseCode::NotAuth, response_handle).await;
+                }
             }
         }
         catalog
             .handle_request::<R, T>(request, response_handle)
             .await
     }
+}
+
+/// The EDNS of an answer to `request`, as hickory's catalog makes it.
+fn response_edns(request: &Request) -> Option<Edns> {
+    request.edns.as_ref().map(|asked| {
+        let mut edns = Edns::new();
+        edns.set_max_payload(asked.max_payload().max(512));
+        edns.set_version(0);
+        edns
+    })
 }
 
 async fn reply_error<R: ResponseHandler>(
@@ -549,14 +682,7 @@ async fn reply_error<R: ResponseHandler>(
         MessageResponseBuilder::new(&request.queries, None).error_msg(&request.metadata, code);
     match response_handle.send_response(response).await {
         Ok(info) => info,
-        Err(_) => {
-            let mut metadata = Metadata::response_from_request(&request.metadata);
-            metadata.response_code = code;
-            ResponseInfo::from(Header {
-                metadata,
-                counts: HeaderCounts::default(),
-            })
-        }
+        Err(_) => not_sent(request, code),
     }
 }
 

@@ -12,8 +12,11 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use hickory_proto::rr::rdata::tsig::TsigAlgorithm as HickoryAlgorithm;
-use hickory_proto::rr::{Name, TSigner};
+use hickory_proto::rr::rdata::tsig::{
+    TSIG, TsigAlgorithm as HickoryAlgorithm, TsigError, make_tsig_record,
+};
+use hickory_proto::rr::{Name, Record, TSigResponseContext, TSigner};
+use hickory_server::server::Request;
 
 use crate::error::DnsError;
 
@@ -279,6 +282,105 @@ impl TsigKey {
             message: format!("cannot build a signer: {err}"),
         })
     }
+}
+
+/// What a server makes of a request's TSIG record (RFC 8945 §5.2), as BIND does.
+pub(crate) enum Authentication {
+    /// The request carries no TSIG record.
+    Unsigned,
+    /// Signed with a known key, and the signature and time hold: answers are signed with it.
+    Valid(ResponseSigner),
+    /// The signature does not hold: the answer is NOTAUTH with this TSIG record.
+    Failed(ResponseSigner),
+}
+
+/// How to add the TSIG record to an answer.
+pub(crate) enum ResponseSigner {
+    /// Signed with the request's key, the request's MAC chained in; `error` is BADTIME or none.
+    Signed {
+        signer: TSigner,
+        request_mac: Vec<u8>,
+        error: Option<TsigError>,
+    },
+    /// Unsigned (empty MAC) with a TSIG error: BADKEY for an unknown key or algorithm, BADSIG
+    /// for a wrong MAC (RFC 8945 §5.3.2).
+    Unsigned {
+        key_name: Name,
+        algorithm: HickoryAlgorithm,
+        error: TsigError,
+    },
+}
+
+impl ResponseSigner {
+    /// The TSIG record for an answer with message id `id` whose unsigned encoding is `response`.
+    pub(crate) fn sign(&self, id: u16, response: &[u8]) -> Result<Box<Record<TSIG>>, String> {
+        let now = unix_now();
+        match self {
+            Self::Signed {
+                signer,
+                request_mac,
+                error,
+            } => TSigResponseContext::new(id, now, signer.clone(), request_mac.clone(), *error)
+                .sign(response)
+                .map_err(|err| err.to_string()),
+            Self::Unsigned {
+                key_name,
+                algorithm,
+                error,
+            } => Ok(Box::new(make_tsig_record(
+                key_name.clone(),
+                TSIG::new(
+                    algorithm.clone(),
+                    now,
+                    FUDGE_SECONDS,
+                    Vec::new(),
+                    id,
+                    Some(*error),
+                    Vec::new(),
+                ),
+            ))),
+        }
+    }
+}
+
+/// Checks a request's TSIG record against the server's keys. A key is known by its name *and*
+/// algorithm: the right name with another algorithm is BADKEY, as for an unknown name.
+pub(crate) fn authenticate(signers: &[TSigner], request: &Request) -> Authentication {
+    let Some(tsig) = request.signature.as_deref() else {
+        return Authentication::Unsigned;
+    };
+    let unsigned = |error| {
+        Authentication::Failed(ResponseSigner::Unsigned {
+            key_name: tsig.name.clone(),
+            algorithm: tsig.data.algorithm.clone(),
+            error,
+        })
+    };
+    let Some(signer) = signers.iter().find(|signer| {
+        signer.signer_name() == &tsig.name && signer.algorithm() == &tsig.data.algorithm
+    }) else {
+        return unsigned(TsigError::BadKey);
+    };
+    let Ok((_, _, valid)) = signer.verify_message_byte(request.as_slice(), None, true) else {
+        return unsigned(TsigError::BadSig);
+    };
+    let signed = |error| ResponseSigner::Signed {
+        signer: signer.clone(),
+        request_mac: tsig.data.mac.clone(),
+        error,
+    };
+    if valid.contains(&unix_now()) {
+        Authentication::Valid(signed(None))
+    } else {
+        // "A response indicating a BADTIME error MUST be signed by the same key as the request."
+        Authentication::Failed(signed(Some(TsigError::BadTime)))
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 fn same_key_name(a: &str, b: &str) -> bool {

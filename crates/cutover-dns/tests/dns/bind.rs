@@ -35,6 +35,17 @@ impl Named {
         conf: impl Fn(&Path, u16) -> String,
         files: &[(&str, String)],
     ) -> Self {
+        Self::start_with_args(port, conf, files, &[]).await
+    }
+
+    /// [`Named::start`] with more command-line arguments (e.g. `-d 3` to log each transfer's
+    /// kind).
+    async fn start_with_args(
+        port: u16,
+        conf: impl Fn(&Path, u16) -> String,
+        files: &[(&str, String)],
+        args: &[&str],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).unwrap();
@@ -46,6 +57,7 @@ impl Named {
             .arg("-g")
             .arg("-4")
             .args(["-n", "1"])
+            .args(args)
             .arg("-c")
             .arg(&conf_path)
             .stdin(Stdio::null())
@@ -359,4 +371,139 @@ async fn bind_lowers_a_ttl_and_refuses_wrong_keys_and_unexpected_records() {
         .await
         .unwrap();
     assert_eq!(seen.values, vec!["198.51.100.20"]);
+}
+
+/// The lab zone with `extra` more A records, its refresh an hour: a secondary that follows a
+/// change within seconds did so because it was notified.
+fn big_zone_text(extra: usize) -> String {
+    let mut text = std::fs::read_to_string(lab_zone_file()).unwrap();
+    for index in 0..extra {
+        text.push_str(&format!(
+            "host{index:05} IN A 10.{}.{}.{}\n",
+            index / 65_536,
+            index / 256 % 256,
+            index % 256
+        ));
+    }
+    text
+}
+
+#[tokio::test]
+#[ignore = "needs bind9 (named)"]
+async fn bind_secondary_of_dns_serve_loads_50000_records_and_follows_a_switch_by_notify_and_ixfr() {
+    use cutover_dns::{NotifyTargets, ServeConfig, ServeOptions, ZoneSource, serve_with};
+
+    let (key_text, _) = generate_key();
+    let files = tempfile::tempdir().unwrap();
+    let zone_file = files.path().join("maemo.org.zone");
+    std::fs::write(&zone_file, big_zone_text(50_000)).unwrap();
+    let secondary_port = free_port();
+    let server = serve_with(
+        ServeConfig {
+            zones: vec![ZoneSource {
+                name: ZONE.into(),
+                file: zone_file,
+            }],
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            keys: vec![crate::support::update_key()],
+            state_dir: files.path().join("state"),
+            allow_transfer: vec!["127.0.0.1".parse().unwrap()],
+        },
+        ServeOptions {
+            notify: NotifyTargets::Addresses(vec![SocketAddr::from((
+                [127, 0, 0, 1],
+                secondary_port,
+            ))]),
+        },
+    )
+    .await
+    .unwrap();
+    let primary = server.addresses()[0];
+    let mut notified = server.notify_events();
+    let primary_port = primary.port();
+    // Debug level 3 logs whether each transfer was incremental.
+    let secondary = Named::start_with_args(
+        secondary_port,
+        |dir, port| {
+            format!(
+                "{}zone \"{ZONE}\" {{\n\ttype secondary;\n\tprimaries {{ 127.0.0.1 port {primary_port}; }};\n\tfile \"{}/zone.bak\";\n}};\n",
+                common_options(dir, port),
+                dir.display()
+            )
+        },
+        &[("key.conf", key_text)],
+        &["-d", "3"],
+    )
+    .await;
+
+    // The whole zone arrived: its last record is served.
+    let last = cutover_dns::query(secondary.address, ZONE, "host49999", RecordType::A, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(last.values, vec!["10.0.195.79"], "{}", secondary.log());
+
+    Updater::new(primary, Some(crate::support::update_key()), TIMEOUT)
+        .compare_and_swap(
+            ZONE,
+            "wiki",
+            RecordType::A,
+            &["198.51.100.20"],
+            &["192.0.2.20"],
+            300,
+        )
+        .await
+        .unwrap();
+    let switched = Instant::now();
+    let serial = soa(primary, ZONE, TIMEOUT).await.unwrap().serial;
+    let report = verify_all(
+        &[secondary.address],
+        ZONE,
+        "wiki",
+        RecordType::A,
+        Expectation {
+            values: Some(vec!["192.0.2.20".into()]),
+            ttl: Some(300),
+            min_serial: Some(serial),
+        },
+        VerifyOptions {
+            timeout: Duration::from_secs(2),
+            query_timeout: Duration::from_millis(500),
+            first_pause: Duration::from_millis(20),
+            max_pause: Duration::from_millis(100),
+            concurrency: 4,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(report.verified, "{report}\n{}", secondary.log());
+    assert!(switched.elapsed() < Duration::from_secs(2));
+
+    let event = tokio::time::timeout(Duration::from_secs(5), notified.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.error, None, "{event}");
+    assert_eq!(event.serial, serial);
+    // The first transfer is the whole zone (AXFR), the second only the change (IXFR), asked
+    // for because of the NOTIFY: the zone's refresh is an hour.
+    let log = secondary.log();
+    let transfers: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("Transfer completed"))
+        .collect();
+    assert_eq!(transfers.len(), 2, "{log}");
+    assert!(transfers[0].contains("50011 records"), "{log}");
+    assert!(transfers[1].contains(" 6 records"), "{log}");
+    assert!(
+        log.contains("notify from 127.0.0.1#") && log.contains(&format!(": serial {serial}")),
+        "{log}"
+    );
+    let (_, after_request) = log
+        .split_once("requesting IXFR for serial 2013031401")
+        .unwrap_or_else(|| panic!("no IXFR request in\n{log}"));
+    assert!(after_request.contains("got incremental response"), "{log}");
+    assert!(
+        !after_request.contains("got nonincremental response"),
+        "{log}"
+    );
 }
