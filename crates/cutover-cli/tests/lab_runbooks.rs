@@ -1,7 +1,10 @@
 //! The product's end-to-end tests: each lab runbook of `fixtures/lab/` runs to completion
 //! against its lab, with the real binary, the way a coordinator works: `cutover lab up`, then
 //! `cutover run --t0 now` while manual gates are confirmed with `cutover confirm` from another
-//! process, then `cutover export`. Every fixture uses its own loopback addresses; every lab
+//! process, then `cutover export`. Where the machine allows, each lab is in network namespaces
+//! of its own with shaped links, and the copies cross them: no copy is faster than its link.
+//! Each run prints its planned-vs-actual table (`--nocapture` shows it). Every lab chooses its
+//! own addresses, so these run at once, and beside a second lab of the same runbook; every lab
 //! and run started here stops by itself.
 
 use std::io::{BufRead, BufReader};
@@ -54,6 +57,52 @@ fn manual_steps(text: &str) -> Vec<String> {
     gates
 }
 
+/// The steps of an export: name, kind, planned seconds and source, actual seconds, and the
+/// bytes a copy sent over the wire.
+fn planned_vs_actual(
+    export: &serde_json::Value,
+) -> Vec<(
+    String,
+    String,
+    Option<i64>,
+    String,
+    Option<f64>,
+    Option<u64>,
+)> {
+    let instant = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    export["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| {
+            let actual = match (
+                instant(&step["actual"]["start"]["utc"]),
+                instant(&step["actual"]["end"]["utc"]),
+            ) {
+                (Some(start), Some(end)) => Some((end - start).num_milliseconds() as f64 / 1000.0),
+                _ => None,
+            };
+            let sent = step["evidence"].as_array().and_then(|evidence| {
+                evidence
+                    .iter()
+                    .filter(|e| e["phase"] == "act")
+                    .find_map(|e| e["data"]["bytes_sent"].as_u64())
+            });
+            (
+                step["name"].as_str().unwrap().to_string(),
+                step["kind"].as_str().unwrap().to_string(),
+                step["planned"]["duration_s"].as_i64(),
+                step["planned"]["source"].as_str().unwrap_or("").to_string(),
+                actual,
+                sent,
+            )
+        })
+        .collect()
+}
+
 fn run_in_the_lab(name: &str) {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../fixtures/lab")
@@ -84,6 +133,15 @@ fn run_in_the_lab(name: &str) {
         "lab up: {}",
         String::from_utf8_lossy(&up.stderr)
     );
+    let network: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("network.json")).unwrap()).unwrap();
+    let namespaced = network["mode"] == "namespaces";
+    if std::env::var_os("CI").is_some() {
+        assert!(
+            namespaced,
+            "CI runs the lab runbooks over shaped links: {network}"
+        );
+    }
     let runbook = dir.join(format!("{name}.runbook"));
     let runbook_text = runbook.to_str().unwrap().to_string();
 
@@ -153,6 +211,77 @@ fn run_in_the_lab(name: &str) {
         String::from_utf8_lossy(&export.stderr)
     );
     let report = String::from_utf8_lossy(&export.stdout);
+    let json = cutover(&["export", &runbook_text, "--format", "json"]);
+    assert!(json.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let rows = planned_vs_actual(&json);
+    let mut table = format!(
+        "{name} ({}, {}):\n| step | kind | planned s | actual s | sent |\n|---|---|---:|---:|---:|\n",
+        network["mode"].as_str().unwrap_or_default(),
+        network["sites"]
+            .as_array()
+            .map(|sites| sites
+                .iter()
+                .filter_map(|s| s["rate_bits"].as_u64())
+                .map(|b| format!("{} Mbit", b / 1_000_000))
+                .collect::<Vec<_>>()
+                .join(", "))
+            .unwrap_or_default()
+    );
+    for (step, kind, planned, source, actual, sent) in &rows {
+        table.push_str(&format!(
+            "| {step} | {kind} | {} | {} | {} |\n",
+            planned.map_or_else(|| "?".to_string(), |p| format!("{p} ({source})")),
+            actual.map_or_else(|| "-".to_string(), |a| format!("{a:.1}")),
+            sent.map_or_else(String::new, |b| format!("{:.1} MiB", b as f64 / 1048576.0))
+        ));
+    }
+    println!("{table}");
+    if namespaced {
+        // A copy with an end behind an agent sends its bytes over that end's link, shaped to
+        // the runbook's bandwidth: it cannot take less than bits / rate (10 % allowed for the
+        // token bucket's burst and timing).
+        let rate = network["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["rate_bits"].as_u64())
+            .max()
+            .unwrap();
+        let crossing: Vec<&str> = network["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["host"].as_str().unwrap())
+            .collect();
+        let mut checked = 0;
+        for (step, kind, _, _, actual, sent) in &rows {
+            let (Some(actual), Some(sent)) = (actual, sent) else {
+                continue;
+            };
+            let line = text
+                .lines()
+                .skip_while(|l| !l.starts_with(&format!("step {step}")))
+                .nth(1)
+                .unwrap_or_default();
+            let over_an_agent = line
+                .split_whitespace()
+                .filter(|w| w.contains(':'))
+                .any(|w| crossing.contains(&w.split(':').next().unwrap()));
+            if kind == "image.copy" && over_an_agent && *sent > 4 << 20 {
+                let least = (*sent as f64 * 8.0 / rate as f64) * 0.9;
+                assert!(
+                    *actual >= least,
+                    "{name}: step {step} sent {sent} bytes in {actual}s, faster than the link allows ({least:.2}s)\n{table}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(
+            checked > 0 || !rows.iter().any(|r| r.1 == "image.copy"),
+            "{name}: no copy crossed a shaped link\n{table}"
+        );
+    }
     let steps = text.lines().filter(|l| l.starts_with("step ")).count();
     assert!(
         report.contains(&format!("completed: {steps} of {steps} steps done")),
@@ -182,4 +311,12 @@ fn evacuation_2015_runs_to_completion_in_the_lab() {
 #[test]
 fn cloud_2013_runs_to_completion_in_the_lab() {
     run_in_the_lab("cloud-2013");
+}
+
+/// Two labs of one runbook, each with its own addresses, run it at the same time.
+#[test]
+fn two_labs_of_colo_2009_run_it_at_the_same_time() {
+    let other = std::thread::spawn(|| run_in_the_lab("colo-2009"));
+    run_in_the_lab("colo-2009");
+    other.join().unwrap();
 }

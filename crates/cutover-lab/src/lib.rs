@@ -1,20 +1,24 @@
-//! The lab: the world a runbook needs, built for real on loopback, so every step kind can be
-//! run and verified on one machine without mocks.
+//! The lab: the world a runbook needs, built for real on this machine, so every step kind can
+//! be run and verified without mocks.
 //!
 //! From a runbook alone the lab works out a [`Blueprint`] and builds it:
-//! - for each zone, an authoritative primary at the zone's `primary` address, serving a zone
-//!   file generated from what the runbook's DNS steps expect (each record with the old value
-//!   its `dns.switch` replaces and the TTL its `dns.ttl` says it had, `was`), accepting
-//!   updates signed with the runbook's key; and a secondary at each other `verify` address
-//!   that sees the primary's changes only after a lag, like the stale secondaries of 2009;
+//! - for each zone, an authoritative primary serving a zone file generated from what the
+//!   runbook's DNS steps expect (each record with the old value its `dns.switch` replaces and
+//!   the TTL its `dns.ttl` says it had, `was`), accepting updates signed with the runbook's
+//!   key; and a secondary for each other `verify` server that sees the primary's changes only
+//!   after a lag, like the stale secondaries of 2009;
 //! - the zones' TSIG keys: read from the key file the runbook names, or created there;
-//! - for each host, a TCP listener on its 127.0.0.x address for every port the runbook checks
-//!   open or sends HTTP to (HTTP answers name the host); ports checked closed stay closed;
+//! - for each host, a TCP listener for every port the runbook checks open or sends HTTP to
+//!   (HTTP answers name the host); ports checked closed stay closed;
 //! - each host's folder (`via local DIR`) with the sparse images and SQLite databases its copy
 //!   and sync steps read.
 //!
-//! Nothing listens outside loopback: a runbook with another address is refused. Where
-//! everything is goes into a [`Manifest`], written as `lab.json` in the lab folder.
+//! The runbook's addresses must be loopback; they only say which is which. A lab started with
+//! a [`Network`] ([`Network::establish`]) takes addresses of its own instead: in network
+//! namespaces it makes, linked by shaped veth pairs, with agents for the hosts whose files are
+//! copied ([`network`]), or in a free loopback block; [`rewrite_sources`] gives the copy of the
+//! runbook that names them. Where everything is goes into a [`Manifest`], written as
+//! `lab.json` in the lab folder.
 //!
 //! ```no_run
 //! # async fn demo(runbook: cutover_lang::Runbook) -> Result<(), cutover_lab::LabError> {
@@ -28,7 +32,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`background`] runs a lab as a detached process for `cutover lab up` / `down`.
+//! [`background`] runs a lab as a detached process for `cutover lab up` / `down`; [`relay`]
+//! is what a lab host's `via agent` line runs.
 
 pub mod background;
 mod blueprint;
