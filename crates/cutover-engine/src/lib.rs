@@ -68,7 +68,6 @@
 
 mod describe;
 mod kind;
-mod plan;
 mod report;
 mod rollback;
 mod runner;
@@ -82,7 +81,6 @@ pub use kind::{
     ActionRole, BoxFuture, Check, Evidence, Interrupted, KindRegistry, OUTPUT_LIMIT, StepContext,
     StepError, StepKind, StepResult, bounded,
 };
-pub use plan::{PlannedStep, resolve as resolve_time, schedule, step_at};
 pub use report::{Decision, NoPrompter, NoReporter, Prompter, Reporter, RunEvent, StepOutcome};
 pub use rollback::{PlannedUndo, RollbackOutcome, UndoAction};
 pub use runner::{Engine, RunOutcome};

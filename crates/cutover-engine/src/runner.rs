@@ -3,11 +3,12 @@
 use crate::kind::{
     ActionRole, Check, Evidence, Interrupted, KindRegistry, StepContext, StepError, StepKind,
 };
-use crate::plan::{schedule, step_at};
 use crate::report::{Decision, Prompter, Reporter, RunEvent, StepOutcome};
+use crate::state::plan_t0;
 use crate::{Controls, RunOptions, SharedState, describe};
 use chrono::{DateTime, Utc};
 use cutover_lang::{Action, Runbook, StepId};
+use cutover_plan::Plan;
 use cutover_store::{Phase, RunStatus, StepStatus, Transition};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -514,25 +515,24 @@ impl<'a> Engine<'a> {
         selected
     }
 
+    /// Time left until the end the plan heads for from here
+    /// ([`Plan::end_from`]); steps not selected count as done.
     fn eta(
         &self,
+        plan: &Plan,
         statuses: &[StepStatus],
         selected: &[bool],
         t0: Option<DateTime<Utc>>,
     ) -> Duration {
         let now = Utc::now();
-        let finished: Vec<bool> = statuses
+        let done: Vec<bool> = statuses
             .iter()
             .zip(selected)
             .map(|(s, sel)| !sel || matches!(s, StepStatus::Done | StepStatus::Skipped))
             .collect();
-        schedule(self.runbook, now, t0, &finished)
-            .iter()
-            .map(|p| p.finish)
-            .max()
-            .map_or(Duration::ZERO, |end| {
-                (end - now).to_std().unwrap_or(Duration::ZERO)
-            })
+        let now_offset = (now - plan_t0(plan, t0).unwrap_or(now)).num_seconds();
+        let left = plan.end_from(self.runbook, &done, now_offset) - now_offset;
+        Duration::from_secs(u64::try_from(left).unwrap_or(0))
     }
 
     /// Runs (or resumes) the run in `state` until every selected step is
@@ -553,7 +553,7 @@ impl<'a> Engine<'a> {
         let t0 = run.t0;
         let n = self.runbook.steps.len();
         for step in &self.runbook.steps {
-            if step.at.is_some() && step_at(step, t0).is_none() {
+            if step.at.is_some_and(|at| at.instant(t0).is_none()) {
                 anyhow::bail!(
                     "step `{}` starts at a time relative to T0, but the runbook has no window and the run no T0; start it with --t0 now|TIME",
                     step.name
@@ -613,6 +613,7 @@ impl<'a> Engine<'a> {
             }
         }
 
+        let plan = cutover_plan::plan(self.runbook, None);
         let total = selected.iter().filter(|s| **s).count();
         let mut done_count = statuses
             .iter()
@@ -622,7 +623,7 @@ impl<'a> Engine<'a> {
         self.reporter.event(&RunEvent::Started {
             total,
             done: done_count,
-            eta: self.eta(&statuses, &selected, t0),
+            eta: self.eta(&plan, &statuses, &selected, t0),
         });
 
         // Resume: re-check done steps against the live world.
@@ -640,10 +641,10 @@ impl<'a> Engine<'a> {
         let mut halt: Option<RunOutcome> = None;
         let mut stop_seen = false;
         // The ETA is recomputed at most once a second: it walks every step.
-        let mut eta = (Instant::now(), self.eta(&statuses, &selected, t0));
+        let mut eta = (Instant::now(), self.eta(&plan, &statuses, &selected, t0));
         loop {
             if eta.0.elapsed() >= Duration::from_secs(1) {
-                eta = (Instant::now(), self.eta(&statuses, &selected, t0));
+                eta = (Instant::now(), self.eta(&plan, &statuses, &selected, t0));
             }
             sched.release_due(Utc::now());
             while halt.is_none() && !controls.stop.is_cancelled() && running.len() < parallel {
@@ -906,7 +907,11 @@ impl Schedule {
         if !self.to_run[i] || self.waiting_for[i] > 0 || self.blocked_by[i].is_some() {
             return;
         }
-        match step_at(&engine.runbook.steps[i], self.t0).filter(|at| *at > Utc::now()) {
+        match engine.runbook.steps[i]
+            .at
+            .and_then(|at| at.instant(self.t0))
+            .filter(|at| *at > Utc::now())
+        {
             Some(at) => self.timers.push(Reverse((at, i))),
             None => {
                 self.ready.insert(i);

@@ -4,10 +4,10 @@
 //! resumed, or resumed with a changed runbook.
 
 use crate::describe;
-use crate::plan::schedule;
 use crate::secrets::Secrets;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use cutover_lang::Runbook;
+use cutover_plan::Plan;
 use cutover_store::{
     Confirmation, EvidenceRecord, NewRun, NewStep, Phase, RunRecord, StepRecord, Store, Transition,
 };
@@ -257,16 +257,25 @@ pub enum Opened {
     },
 }
 
+/// The instant a plan's offsets count from in a run: the run's T0, else
+/// the runbook's (its window, or its earliest absolute `at`); None: the
+/// start of the run. Status and the export count from the same.
+pub(crate) fn plan_t0(plan: &Plan, run_t0: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    run_t0.or(plan.t0)
+}
+
+/// The steps of a new run, each with its planned start from the planner.
 fn new_steps(runbook: &Runbook, t0: Option<DateTime<Utc>>) -> Vec<NewStep> {
-    let planned = schedule(runbook, t0.unwrap_or_else(Utc::now), t0, &[]);
+    let plan = cutover_plan::plan(runbook, None);
+    let origin = plan_t0(&plan, t0).unwrap_or_else(Utc::now);
     runbook
         .steps
         .iter()
-        .zip(planned)
-        .map(|(step, plan)| NewStep {
+        .zip(&plan.steps)
+        .map(|(step, planned)| NewStep {
             name: step.name.clone(),
             definition: describe::step(runbook, step),
-            planned_start: Some(plan.start),
+            planned_start: origin.checked_add_signed(TimeDelta::seconds(planned.start)),
         })
         .collect()
 }

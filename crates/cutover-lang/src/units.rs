@@ -50,6 +50,14 @@ impl TimeSpec {
             TimeSpec::Absolute(at) => t0.map(|t0| (at - t0).num_seconds()),
         }
     }
+
+    /// The instant it names, given the run's T0 (None: relative, no T0).
+    pub fn instant(self, t0: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        match self {
+            TimeSpec::Absolute(at) => Some(at),
+            TimeSpec::Relative(s) => t0.map(|t0| t0 + chrono::TimeDelta::seconds(s)),
+        }
+    }
 }
 
 const SIZE_UNITS: &[(&str, u64)] = &[

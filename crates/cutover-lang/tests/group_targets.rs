@@ -34,7 +34,10 @@ fn steps_naming_a_group_share_its_member_list() {
     let ActionKind::Exec { on, .. } = &runbook.steps[1].action.kind else {
         panic!("not an exec");
     };
-    let ActionKind::PortClosed { targets: closed, .. } = &runbook.steps[1].verify[0].kind else {
+    let ActionKind::PortClosed {
+        targets: closed, ..
+    } = &runbook.steps[1].verify[0].kind
+    else {
         panic!("not a port.closed");
     };
     let ActionKind::Exec { on: verify_on, .. } = &runbook.steps[0].verify[0].kind else {

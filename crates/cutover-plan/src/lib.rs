@@ -45,6 +45,8 @@ pub struct Plan {
     pub window: Option<WindowFit>,
     /// Indexed by [`StepId`], like the runbook's steps.
     pub steps: Vec<PlannedStep>,
+    /// Every step once, predecessors first (steps in a cycle last).
+    pub order: Vec<StepId>,
     pub critical_path: Vec<StepId>,
     /// When the last step of the cutover ends: follow-ups scheduled after
     /// the window (`at` past its end, and what comes after them) excluded.
@@ -88,6 +90,40 @@ impl Plan {
         self.diagnostics
             .iter()
             .any(|d| d.severity == cutover_lang::Severity::Error)
+    }
+
+    /// When the cutover ends from here (an offset from T0, like `now`):
+    /// the steps marked in `done` take no more time, the others start no
+    /// earlier than `now` and take their planned time (TTL wait included),
+    /// holding to their `at`. The end a running cutover heads for, which
+    /// moves as steps finish early or late; one pass in dependency order,
+    /// so it can be asked every second.
+    pub fn end_from(&self, runbook: &Runbook, done: &[bool], now: i64) -> i64 {
+        let mut ends: Vec<i64> = vec![now; self.steps.len()];
+        let mut last = now;
+        for &id in &self.order {
+            if done.get(id.0).copied().unwrap_or(false) {
+                continue;
+            }
+            let planned = &self.steps[id.0];
+            let start = planned
+                .after
+                .iter()
+                .map(|p| ends[p.0])
+                .fold(now.max(planned.at.unwrap_or(now)), i64::max);
+            let act_start = start + (planned.act_start - planned.start);
+            let took = planned.duration.secs_or_zero();
+            let end = match &runbook.step(id).action.kind {
+                // A wait for a time ends then, however late it starts.
+                cutover_lang::ActionKind::Wait(cutover_lang::WaitFor::Until(_)) => {
+                    act_start.max(planned.end)
+                }
+                _ => act_start.saturating_add(took),
+            };
+            ends[id.0] = end;
+            last = last.max(end);
+        }
+        last
     }
 
     /// UTC time of an offset from T0, when T0 is known.
@@ -160,6 +196,7 @@ pub fn plan(runbook: &Runbook, facts: Option<&ProbeFacts>) -> Plan {
         t0,
         window,
         steps: schedule.steps,
+        order: graph.order.clone(),
         critical_path: schedule.critical_path,
         end: schedule.end,
         last_end: schedule.last_end,

@@ -198,12 +198,21 @@ pub fn schedule(
         switch_lowerings.push((switch, candidates));
     }
 
+    // A run starts in time for its earliest `at` (T0 at the latest), and a
+    // step with no `at` starts as soon as its predecessors are done, before
+    // T0 too: as the engine runs it.
+    let ats: Vec<Option<i64>> = runbook
+        .steps
+        .iter()
+        .map(|s| s.at.and_then(|a| a.offset_from(t0)))
+        .collect();
+    let run_start = ats.iter().flatten().copied().fold(0, i64::min);
     let mut planned: Vec<Option<PlannedStep>> = vec![None; n];
     let mut safety: HashMap<StepId, SwitchSafety> = HashMap::new();
     for &id in &graph.order {
         let step = runbook.step(id);
-        let at = step.at.and_then(|a| a.offset_from(t0));
-        let mut start = at.unwrap_or(0);
+        let at = ats[id.0];
+        let mut start = at.unwrap_or(run_start);
         let mut at_least = false;
         let mut after_window = window_end.is_some_and(|w| at.is_some_and(|at| at >= w));
         for p in &graph.preds[id.0] {

@@ -4,7 +4,7 @@
 
 use crate::wrong_action;
 use chrono::{DateTime, TimeDelta, Utc};
-use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepKind, StepResult, resolve_time};
+use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepKind, StepResult};
 use cutover_lang::{ActionKind, WaitFor};
 
 pub struct Wait;
@@ -14,11 +14,9 @@ fn deadline(ctx: &StepContext<'_>) -> anyhow::Result<Option<DateTime<Utc>>> {
         ActionKind::Wait(WaitFor::Duration(d)) => Ok(ctx
             .first_act_at()?
             .map(|start| start + TimeDelta::from_std(*d).unwrap_or(TimeDelta::MAX))),
-        ActionKind::Wait(WaitFor::Until(spec)) => {
-            resolve_time(*spec, ctx.t0).map(Some).ok_or_else(|| {
-                anyhow::anyhow!("`wait until` a time relative to T0, but this run has no T0")
-            })
-        }
+        ActionKind::Wait(WaitFor::Until(spec)) => spec.instant(ctx.t0).map(Some).ok_or_else(|| {
+            anyhow::anyhow!("`wait until` a time relative to T0, but this run has no T0")
+        }),
         other => Err(wrong_action("wait", other)),
     }
 }
