@@ -179,9 +179,15 @@ impl Updater {
                     detail: rcode_name(response.metadata.response_code),
                 })
             }
-            ResponseCode::NotAuth if signed => Err(DnsError::TsigFailed {
+            ResponseCode::NotAuth if signed && key_refused(&response) => {
+                Err(DnsError::TsigFailed {
+                    server: self.primary,
+                    detail: "NOTAUTH".into(),
+                })
+            }
+            ResponseCode::NotAuth => Err(DnsError::NotAuthoritative {
                 server: self.primary,
-                detail: "NOTAUTH".into(),
+                zone: zone.to_string(),
             }),
             ResponseCode::Refused => Err(DnsError::Refused {
                 server: self.primary,
@@ -289,10 +295,12 @@ impl Updater {
                     detail: rcode_name(response.metadata.response_code),
                 })
             }
-            ResponseCode::NotAuth if signed => Err(DnsError::TsigFailed {
-                server: self.primary,
-                detail: "NOTAUTH".into(),
-            }),
+            ResponseCode::NotAuth if signed && key_refused(&response) => {
+                Err(DnsError::TsigFailed {
+                    server: self.primary,
+                    detail: "NOTAUTH".into(),
+                })
+            }
             ResponseCode::NotAuth => Err(DnsError::NotAuthoritative {
                 server: self.primary,
                 zone: zone.to_string(),
@@ -330,4 +338,13 @@ impl Updater {
             },
         }
     }
+}
+
+/// Whether a NOTAUTH answer to a signed update refuses the key (a TSIG error, or no signature)
+/// rather than the zone: a server that knows the key signs its NOTAUTH for a zone it does not
+/// serve, with no TSIG error (RFC 8945 §5.3).
+fn key_refused(response: &Message) -> bool {
+    response
+        .signature()
+        .is_none_or(|tsig| tsig.data.error.is_some())
 }

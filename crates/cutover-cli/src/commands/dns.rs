@@ -1,5 +1,5 @@
 //! `cutover dns`: DNS tools. `serve` runs an authoritative server from zone files that accepts
-//! TSIG-signed updates (a hidden primary); `secondary` runs a copy of a primary's zones that
+//! TSIG-signed updates and that real secondaries follow (a hidden primary); `secondary` runs a copy of a primary's zones that
 //! follows it late on purpose (the lab's lagging secondary).
 
 use std::net::{IpAddr, SocketAddr};
@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cutover_dns::{
-    LoadedFrom, SecondaryConfig, ServeConfig, ServerHandle, TsigAlgorithm, TsigKey, ZoneSource,
+    LoadedFrom, NotifyTargets, SecondaryConfig, ServeConfig, ServeOptions, ServerHandle,
+    TsigAlgorithm, TsigKey, ZoneSource,
 };
 
 #[derive(Debug, clap::Args)]
@@ -23,7 +24,8 @@ pub enum DnsCommand {
     /// Serve zones authoritatively and accept TSIG-signed updates, until Ctrl-C.
     ///
     /// Every change is written to a journal in the state directory; when a zone's journal
-    /// exists it is served instead of the zone file, so a restart keeps the updates.
+    /// exists it is served instead of the zone file, so a restart keeps the updates. After each
+    /// change the zone's secondaries are sent NOTIFY, and they may transfer it by AXFR or IXFR.
     ///
     /// Example: cutover dns serve --zone maemo.org=maemo.org.zone --listen 127.0.0.1:5353
     /// --key-file maemo-update.key --state-dir state/
@@ -57,9 +59,16 @@ pub struct ServeArgs {
     /// Where the zone journals are kept.
     #[arg(long, value_name = "DIR")]
     state_dir: PathBuf,
-    /// An address allowed to transfer the zones by AXFR (repeatable; none by default).
+    /// An address allowed to transfer the zones by AXFR or IXFR (repeatable; none by default).
     #[arg(long = "allow-transfer", value_name = "IP")]
     allow_transfer: Vec<IpAddr>,
+    /// A secondary to send NOTIFY after each change, as IP:PORT (repeatable). Default: the
+    /// zones' name servers (NS) other than the SOA's primary, at port 53.
+    #[arg(long = "notify", value_name = "ADDR", conflicts_with = "no_notify")]
+    notify: Vec<SocketAddr>,
+    /// Send no NOTIFY: secondaries find changes at their SOA refresh.
+    #[arg(long)]
+    no_notify: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,6 +100,18 @@ pub fn run(args: DnsArgs) -> anyhow::Result<ExitCode> {
             DnsCommand::Serve(args) => start_primary(args).await?,
             DnsCommand::Secondary(args) => start_secondary(args).await?,
         };
+        let mut notified = handle.notify_events();
+        tokio::spawn(async move {
+            loop {
+                match notified.recv().await {
+                    Ok(event) => println!("{event}"),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        println!("({missed} NOTIFY outcomes not shown)")
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
         for zone in handle.zones() {
             let from = match zone.loaded_from {
                 LoadedFrom::ZoneFile => "zone file",
@@ -135,13 +156,23 @@ async fn start_primary(args: ServeArgs) -> anyhow::Result<ServerHandle> {
     if keys.is_empty() {
         eprintln!("warning: no TSIG key given: every update will be refused");
     }
-    Ok(cutover_dns::serve(ServeConfig {
-        zones,
-        listen: args.listen,
-        keys,
-        state_dir: args.state_dir,
-        allow_transfer: args.allow_transfer,
-    })
+    let notify = if args.no_notify {
+        NotifyTargets::Addresses(Vec::new())
+    } else if args.notify.is_empty() {
+        NotifyTargets::NameServers
+    } else {
+        NotifyTargets::Addresses(args.notify)
+    };
+    Ok(cutover_dns::serve_with(
+        ServeConfig {
+            zones,
+            listen: args.listen,
+            keys,
+            state_dir: args.state_dir,
+            allow_transfer: args.allow_transfer,
+        },
+        ServeOptions { notify },
+    )
     .await?)
 }
 
