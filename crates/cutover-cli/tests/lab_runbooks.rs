@@ -57,18 +57,20 @@ fn manual_steps(text: &str) -> Vec<String> {
     gates
 }
 
-/// The steps of an export: name, kind, planned seconds and source, actual seconds, and the
-/// bytes a copy sent over the wire.
-fn planned_vs_actual(
-    export: &serde_json::Value,
-) -> Vec<(
-    String,
-    String,
-    Option<i64>,
-    String,
-    Option<f64>,
-    Option<u64>,
-)> {
+/// One step of an export, planned against actual.
+struct Row {
+    step: String,
+    kind: String,
+    /// Planned seconds and where the figure comes from.
+    planned: Option<i64>,
+    source: String,
+    actual: Option<f64>,
+    /// Bytes a copy sent.
+    sent: Option<u64>,
+}
+
+/// The steps of an export, planned against actual.
+fn planned_vs_actual(export: &serde_json::Value) -> Vec<Row> {
     let instant = |v: &serde_json::Value| {
         v.as_str()
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
@@ -91,14 +93,14 @@ fn planned_vs_actual(
                     .filter(|e| e["phase"] == "act")
                     .find_map(|e| e["data"]["bytes_sent"].as_u64())
             });
-            (
-                step["name"].as_str().unwrap().to_string(),
-                step["kind"].as_str().unwrap().to_string(),
-                step["planned"]["duration_s"].as_i64(),
-                step["planned"]["source"].as_str().unwrap_or("").to_string(),
+            Row {
+                step: step["name"].as_str().unwrap().to_string(),
+                kind: step["kind"].as_str().unwrap().to_string(),
+                planned: step["planned"]["duration_s"].as_i64(),
+                source: step["planned"]["source"].as_str().unwrap_or("").to_string(),
                 actual,
                 sent,
-            )
+            }
         })
         .collect()
 }
@@ -228,7 +230,15 @@ fn run_in_the_lab(name: &str) {
                 .join(", "))
             .unwrap_or_default()
     );
-    for (step, kind, planned, source, actual, sent) in &rows {
+    for Row {
+        step,
+        kind,
+        planned,
+        source,
+        actual,
+        sent,
+    } in &rows
+    {
         table.push_str(&format!(
             "| {step} | {kind} | {} | {} | {} |\n",
             planned.map_or_else(|| "?".to_string(), |p| format!("{p} ({source})")),
@@ -255,7 +265,14 @@ fn run_in_the_lab(name: &str) {
             .map(|a| a["host"].as_str().unwrap())
             .collect();
         let mut checked = 0;
-        for (step, kind, _, _, actual, sent) in &rows {
+        for Row {
+            step,
+            kind,
+            actual,
+            sent,
+            ..
+        } in &rows
+        {
             let (Some(actual), Some(sent)) = (actual, sent) else {
                 continue;
             };
@@ -278,7 +295,7 @@ fn run_in_the_lab(name: &str) {
             }
         }
         assert!(
-            checked > 0 || !rows.iter().any(|r| r.1 == "image.copy"),
+            checked > 0 || !rows.iter().any(|r| r.kind == "image.copy"),
             "{name}: no copy crossed a shaped link\n{table}"
         );
     }

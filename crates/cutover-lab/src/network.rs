@@ -7,11 +7,12 @@
 //! of the runbook it runs (see [`crate::rewrite`]):
 //! - **namespaces** (the default, where `ip netns add` works): a private `10.X.Y.0/24` no
 //!   route of the machine and no other lab uses. A hub namespace holds a bridge and the DNS
-//!   servers; each site gets a namespace of its own, joined to the hub by a veth pair shaped
-//!   with `tc netem` to the bandwidth of the runbook's links at that site (times the link
-//!   scale) and the chosen latency; the coordinator reaches the bridge from this namespace
-//!   through one more veth pair. Hosts whose files are copied get an agent in their site's
-//!   namespace, so a copy crosses the shaped links.
+//!   servers; each site gets a namespace of its own, joined to the hub by a veth pair: what
+//!   leaves the site is shaped with `tc tbf` to the bandwidth of the runbook's links at that
+//!   site (times the link scale), and `tc netem` adds the chosen latency both ways where the
+//!   kernel has it; the coordinator reaches the bridge from this namespace through one more
+//!   veth pair. Hosts whose files are copied get an agent in their site's namespace, so a
+//!   copy's bytes leave their site over its shaped link, once.
 //! - **loopback** (where namespaces cannot be made): a free `127.X.Y.0/24`, unshaped.
 //!
 //! Choices are claimed in a machine-wide folder of claims, under a lock, so labs starting at
@@ -111,7 +112,7 @@ pub struct SiteNet {
     /// The site's interface (in its namespace) and its peer on the hub.
     pub interface: String,
     pub hub_interface: String,
-    /// The shaped rate each way, in bits per second; `None`: no link names the site.
+    /// The rate of what leaves the site, in bits per second; `None`: no link names the site.
     pub rate_bits: Option<u64>,
     /// The runbook links the rate comes from.
     pub links: Vec<String>,
@@ -496,7 +497,10 @@ impl Network {
                     all.extend(args.iter().map(String::as_str));
                     run(TC, &all)
                 };
-                let parent = match site.rate_bits {
+                // What leaves a site is shaped (every copy's bytes leave their source's site
+                // once, though the coordinator relays them); the delay is added both ways.
+                let leaving = namespace == ns;
+                let parent = match site.rate_bits.filter(|_| leaving) {
                     Some(bits) => {
                         tc(&tbf_args(bits))?;
                         vec![
