@@ -223,3 +223,47 @@ fn fmt_refuses_text_it_cannot_tokenise() {
         "runbook x\n\nstep s\n  manual \"not closed\n"
     );
 }
+
+/// `check` finds what `plan` finds: a planner error fails it, a warning
+/// fails it only with `--deny-warnings`, and JSON says the same.
+#[test]
+fn check_fails_on_what_the_planner_rejects() {
+    let stderr = check_fails(Path::new("fixtures/lint/ttl-not-lowered.runbook"));
+    assert!(stderr.contains("ttl-not-lowered"), "{stderr}");
+    assert!(stderr.contains("\n2 error(s)"), "{stderr}");
+    assert!(!stderr.contains("ok: "), "{stderr}");
+    cutover()
+        .args(["check", "fixtures/lint/ttl-not-lowered.pass.runbook"])
+        .assert()
+        .success();
+
+    let out = cutover()
+        .args([
+            "check",
+            "fixtures/lint/ttl-not-lowered.runbook",
+            "--format",
+            "json",
+        ])
+        .assert()
+        .code(1);
+    let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(json["files"][0]["ok"], false, "{json}");
+    assert!(
+        json["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["code"] == "ttl-not-lowered"),
+        "{json}"
+    );
+
+    let warned = "fixtures/lint/unverifiable-step.runbook";
+    let out = cutover().args(["check", warned]).assert().success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("unverifiable-step"), "{stderr}");
+    assert!(stderr.contains("0 error(s), 1 warning(s)"), "{stderr}");
+    cutover()
+        .args(["check", warned, "--deny-warnings"])
+        .assert()
+        .code(1);
+}

@@ -1,16 +1,19 @@
 //! `cutover check`: parse, resolve and check runbooks, and show every fault
 //! found, the way a compiler does.
 
-use cutover_lang::{load_file, render_human, render_json};
+use cutover_lang::{Severity, load_file, render_human, render_json};
 use serde_json::json;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Check runbooks for errors: unknown or duplicate names, wrong kind
-/// arguments, bad units, cycles in `after`, and more.
+/// arguments, bad units, cycles in `after`, and every finding of the
+/// planner's rules (`cutover plan` without `--probe`), such as a TTL
+/// lowered too late.
 ///
-/// Exits 0 when no file has an error (warnings allowed), 1 otherwise.
+/// Exits 0 when no file has an error (warnings allowed unless
+/// --deny-warnings), 1 otherwise.
 ///
 /// Example: `cutover check runbooks/maemo-2013.runbook`
 #[derive(Debug, clap::Args)]
@@ -21,6 +24,9 @@ pub struct CheckArgs {
     /// `human`: diagnostics on stderr; `json`: one JSON document on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub format: OutputFormat,
+    /// Fail (exit 1) on warnings too.
+    #[arg(long)]
+    pub deny_warnings: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -36,15 +42,25 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut diagnostics = Vec::new();
     for path in &args.files {
         let loaded = load_file(path);
-        errors += loaded.error_count();
-        warnings += loaded.warning_count();
+        // What the planner's rules find is part of the check: a runbook
+        // that `plan` rejects does not pass here.
+        let mut found = loaded.diagnostics.clone();
+        if let Some(runbook) = &loaded.runbook {
+            found.extend(cutover_plan::plan(runbook, None).diagnostics);
+        }
+        let file_errors = found
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
+        errors += file_errors;
+        warnings += found
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count();
         match args.format {
             OutputFormat::Human => {
-                eprint!(
-                    "{}",
-                    render_human(&loaded.sources, &loaded.diagnostics, color)
-                );
-                if let Some(runbook) = &loaded.runbook {
+                eprint!("{}", render_human(&loaded.sources, &found, color));
+                if let Some(runbook) = loaded.runbook.as_ref().filter(|_| file_errors == 0) {
                     eprintln!(
                         "ok: {} ({} steps, {} hosts, {} zones)",
                         path.display(),
@@ -55,14 +71,11 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             OutputFormat::Json => {
-                if let serde_json::Value::Array(found) =
-                    render_json(&loaded.sources, &loaded.diagnostics)
-                {
+                if let serde_json::Value::Array(found) = render_json(&loaded.sources, &found) {
                     diagnostics.extend(found);
                 }
-                files.push(
-                    json!({ "file": path.display().to_string(), "ok": loaded.runbook.is_some() }),
-                );
+                let ok = loaded.runbook.is_some() && file_errors == 0;
+                files.push(json!({ "file": path.display().to_string(), "ok": ok }));
             }
         }
     }
@@ -76,7 +89,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
-    Ok(if errors > 0 {
+    Ok(if errors > 0 || (args.deny_warnings && warnings > 0) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
