@@ -442,17 +442,7 @@ async fn bind_secondary_of_dns_serve_loads_50000_records_and_follows_a_switch_by
         .unwrap();
     assert_eq!(last.values, vec!["10.0.195.79"], "{}", secondary.log());
 
-    Updater::new(primary, Some(crate::support::update_key()), TIMEOUT)
-        .compare_and_swap(
-            ZONE,
-            "wiki",
-            RecordType::A,
-            &["198.51.100.20"],
-            &["192.0.2.20"],
-            300,
-        )
-        .await
-        .unwrap();
+    crate::support::switch_wiki(primary).await;
     let switched = Instant::now();
     let serial = soa(primary, ZONE, TIMEOUT).await.unwrap().serial;
     let report = verify_all(

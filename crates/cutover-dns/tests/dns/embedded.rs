@@ -68,17 +68,7 @@ async fn a_switch_replaces_the_value_and_bumps_the_serial() {
     let before = soa(primary, ZONE, TIMEOUT).await.unwrap();
     assert_eq!(before.serial, 2013031401);
 
-    Updater::new(primary, Some(update_key()), TIMEOUT)
-        .compare_and_swap(
-            ZONE,
-            "wiki",
-            RecordType::A,
-            &["198.51.100.20"],
-            &["192.0.2.20"],
-            300,
-        )
-        .await
-        .unwrap();
+    crate::support::switch_wiki(primary).await;
 
     let after = soa(primary, ZONE, TIMEOUT).await.unwrap();
     assert!(after.serial > before.serial);
@@ -199,17 +189,7 @@ async fn a_restart_serves_the_changed_zone_from_the_journal() {
     let server = start_primary(state.path()).await.unwrap();
     assert_eq!(server.zones()[0].loaded_from, LoadedFrom::ZoneFile);
     let primary = server.addresses()[0];
-    Updater::new(primary, Some(update_key()), TIMEOUT)
-        .compare_and_swap(
-            ZONE,
-            "wiki",
-            RecordType::A,
-            &["198.51.100.20"],
-            &["192.0.2.20"],
-            300,
-        )
-        .await
-        .unwrap();
+    crate::support::switch_wiki(primary).await;
     let serial = soa(primary, ZONE, TIMEOUT).await.unwrap().serial;
     server.shutdown().await.unwrap();
 
@@ -238,17 +218,7 @@ async fn verification_waits_for_a_secondary_that_is_updated_late() {
     let secondary_server = start_secondary(primary, lag).await.unwrap();
     let secondary = secondary_server.addresses()[0];
 
-    Updater::new(primary, Some(update_key()), TIMEOUT)
-        .compare_and_swap(
-            ZONE,
-            "wiki",
-            RecordType::A,
-            &["198.51.100.20"],
-            &["192.0.2.20"],
-            300,
-        )
-        .await
-        .unwrap();
+    crate::support::switch_wiki(primary).await;
     let new_serial = soa(primary, ZONE, TIMEOUT).await.unwrap().serial;
     let expect = Expectation {
         values: Some(vec!["192.0.2.20".into()]),

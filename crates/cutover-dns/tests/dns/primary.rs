@@ -7,8 +7,8 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use cutover_dns::{
-    NotifyTargets, RecordType, SecondaryConfig, ServeConfig, ServeOptions, ServerHandle, Updater,
-    ZoneSource, query, serve_secondary, serve_with, soa,
+    NotifyTargets, RecordType, ServeConfig, ServeOptions, ServerHandle, Updater, ZoneSource, query,
+    serve_with, soa,
 };
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::tsig::{TsigAlgorithm, TsigError};
@@ -16,7 +16,9 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, TSigner};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use crate::support::{TIMEOUT, ZONE, lab_zone_file, loopback, temp_dir, update_key};
+use crate::support::{
+    TIMEOUT, ZONE, lab_zone_file, loopback, start_secondary, switch_wiki, temp_dir, update_key,
+};
 
 const SECRET: &[u8] = b"a test secret of thirty-two bytes";
 
@@ -40,20 +42,6 @@ async fn start(
     )
     .await
     .unwrap()
-}
-
-async fn switch_wiki(primary: SocketAddr) {
-    Updater::new(primary, Some(update_key()), TIMEOUT)
-        .compare_and_swap(
-            ZONE,
-            "wiki",
-            RecordType::A,
-            &["198.51.100.20"],
-            &["192.0.2.20"],
-            300,
-        )
-        .await
-        .unwrap();
 }
 
 fn zone() -> Name {
@@ -194,17 +182,7 @@ async fn a_zone_bigger_than_a_message_is_transferred_in_several() {
     assert_eq!(records.last().map(String::as_str), Some("SOA 2013031401"));
 
     // And a secondary loads all of it.
-    let secondary = serve_secondary(SecondaryConfig {
-        zones: vec![ZONE.into()],
-        primary,
-        key: None,
-        listen: vec![loopback()],
-        lag: Duration::ZERO,
-        check_every: Duration::from_secs(60),
-        timeout: TIMEOUT,
-    })
-    .await
-    .unwrap();
+    let secondary = start_secondary(primary, Duration::ZERO).await.unwrap();
     let last = query(
         secondary.addresses()[0],
         ZONE,

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cutover_dns::{
-    DnsError, SecondaryConfig, ServeConfig, ServerHandle, TsigAlgorithm, TsigKey, ZoneSource,
-    serve, serve_secondary,
+    DnsError, RecordType, SecondaryConfig, ServeConfig, ServerHandle, TsigAlgorithm, TsigKey,
+    Updater, ZoneSource, serve, serve_secondary,
 };
 use tempfile::TempDir;
 
@@ -60,6 +60,21 @@ pub async fn start_secondary(primary: SocketAddr, lag: Duration) -> Result<Serve
         timeout: TIMEOUT,
     })
     .await
+}
+
+/// Switches wiki.maemo.org from the lab zone's 198.51.100.20 to 192.0.2.20, TTL 300.
+pub async fn switch_wiki(primary: SocketAddr) {
+    Updater::new(primary, Some(update_key()), TIMEOUT)
+        .compare_and_swap(
+            ZONE,
+            "wiki",
+            RecordType::A,
+            &["198.51.100.20"],
+            &["192.0.2.20"],
+            300,
+        )
+        .await
+        .unwrap();
 }
 
 pub fn temp_dir() -> TempDir {
