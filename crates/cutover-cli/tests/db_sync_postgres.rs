@@ -503,6 +503,13 @@ fn preflight_names_the_setting_for_a_password_a_privilege_and_wal_level() {
         "{err}"
     );
     assert!(err.contains("nothing was run"), "{err}");
+    // `plan --probe` reads the same settings, without running anything.
+    let (_, _, err) = lab.finish(&["plan", "dbmove.runbook", "--probe"], &mut outputs);
+    assert!(
+        err.contains("could not probe: preflight: step `sync`")
+            && err.contains("wal_level is `replica`"),
+        "{err}"
+    );
 
     lab.runbook("plain", false);
     let (status, _, err) = lab.finish(&["run", "dbmove.runbook"], &mut outputs);

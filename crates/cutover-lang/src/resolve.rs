@@ -1067,6 +1067,14 @@ impl<'a> Resolver<'a> {
                             if let Some(first) = &undo {
                                 return Err(duplicate_attribute("undo", line, first.span));
                             }
+                            if matches!(a.kind, ActionKind::DbReplicate { .. }) {
+                                return Err(Diagnostic::error(
+                                    "bad-undo-kind",
+                                    "replication back to the old database server is not built yet",
+                                    a.span,
+                                )
+                                .with_help("undo with `manual` or `exec` steps for now (see docs/databases.md)"));
+                            }
                             undo = Some(a);
                         } else {
                             let checking = KINDS.iter().any(|&(k, _, check)| check && k == a.kind.keyword());

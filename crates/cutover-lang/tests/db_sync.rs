@@ -160,6 +160,14 @@ fn mistakes_are_named() {
 }
 
 #[test]
+fn an_undo_replicating_back_is_refused_as_not_built() {
+    let found = codes(
+        "step s\n  db.sync postgres db-old/app user u -> db-new/app user u\n  undo db.sync postgres db-new/app user u -> db-old/app user u\n",
+    );
+    assert!(found.contains(&"bad-undo-kind"), "{found:?}");
+}
+
+#[test]
 fn a_freeze_step_that_waits_for_the_sync_is_refused() {
     let found = codes(
         "step sync\n  db.sync postgres db-old/app user u -> db-new/app user u freeze gate\n\

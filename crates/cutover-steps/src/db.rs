@@ -280,6 +280,17 @@ impl StepKind for DbReplicate {
             } else {
                 ctx.progress(lag.lag_bytes.unwrap_or(0), None, "bytes of lag");
             }
+            if lag.tables_ready == lag.tables {
+                let built = postgres::create_indexes(&sides.source, &sides.destination)
+                    .await
+                    .map_err(sides.err())?;
+                if built > 0 {
+                    ctx.message(&format!(
+                        "{}: every table copied; {built} indexes built",
+                        sides.label
+                    ))?;
+                }
+            }
             let data = serde_json::to_value(&lag).map_err(anyhow::Error::from)?;
             if let Some(gate) = sides.freeze {
                 let gate_name = &ctx.runbook.step(gate).name;

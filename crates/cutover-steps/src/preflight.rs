@@ -10,7 +10,7 @@
 
 use crate::dns::tsig_key;
 use cutover_dns::Updater;
-use cutover_lang::{ActionKind, Runbook, ServerEngine, ZoneId};
+use cutover_lang::{ActionKind, Runbook, ServerEngine, Step, ZoneId};
 use std::path::Path;
 use std::time::Duration;
 
@@ -128,44 +128,60 @@ async fn databases(
         if !matches!(step.action.kind, ActionKind::DbReplicate { .. }) {
             continue;
         }
-        let fail =
-            |server: String, setting: Option<String>, problem: String| PreflightError::Database {
-                step: step.name.clone(),
-                server,
-                setting,
-                problem,
-            };
-        let sides = match crate::db::sides(runbook, runbook_dir, &step.name, &step.action.kind) {
-            Ok(sides) => sides,
-            Err(err) => {
-                failed.push(fail(runbook.describe(&step.action), None, err.to_string()));
-                continue;
-            }
+        match database(runbook, runbook_dir, step).await {
+            Ok(ok) => proved.push(ok),
+            Err(problems) => failed.extend(problems),
+        }
+    }
+}
+
+/// Logs in to both servers of one `db.sync` to a database server and
+/// checks their replication settings (`plan --probe` reports the same).
+pub(crate) async fn database(
+    runbook: &Runbook,
+    runbook_dir: &Path,
+    step: &Step,
+) -> Result<PreflightOk, Vec<PreflightError>> {
+    let fail =
+        |server: String, setting: Option<String>, problem: String| PreflightError::Database {
+            step: step.name.clone(),
+            server,
+            setting,
+            problem,
         };
-        if sides.engine == ServerEngine::Mysql {
-            failed.push(fail(
-                sides.label.clone(),
+    let sides = match crate::db::sides(runbook, runbook_dir, &step.name, &step.action.kind) {
+        Ok(sides) => sides,
+        Err(err) => {
+            return Err(vec![fail(
+                runbook.describe(&step.action),
                 None,
-                crate::db::MYSQL_NOT_BUILT.into(),
-            ));
-            continue;
+                err.to_string(),
+            )]);
         }
-        match cutover_db::postgres::preflight(&sides.source, &sides.destination).await {
-            Ok(()) => proved.push(PreflightOk::Database {
-                step: step.name.clone(),
-                servers: sides.label.clone(),
-            }),
-            Err(cutover_db::DbError::Preflight(problems)) => {
-                for problem in problems {
-                    failed.push(fail(
-                        problem.server.clone(),
-                        Some(problem.setting.clone()),
-                        format!("{} is {}: {}", problem.setting, problem.found, problem.fix),
-                    ));
-                }
-            }
-            Err(err) => failed.push(fail(sides.label.clone(), None, err.to_string())),
-        }
+    };
+    if sides.engine == ServerEngine::Mysql {
+        return Err(vec![fail(
+            sides.label,
+            None,
+            crate::db::MYSQL_NOT_BUILT.into(),
+        )]);
+    }
+    match cutover_db::postgres::preflight(&sides.source, &sides.destination).await {
+        Ok(()) => Ok(PreflightOk::Database {
+            step: step.name.clone(),
+            servers: sides.label,
+        }),
+        Err(cutover_db::DbError::Preflight(problems)) => Err(problems
+            .into_iter()
+            .map(|problem| {
+                fail(
+                    problem.server.clone(),
+                    Some(problem.setting.clone()),
+                    format!("{} is {}: {}", problem.setting, problem.found, problem.fix),
+                )
+            })
+            .collect()),
+        Err(err) => Err(vec![fail(sides.label, None, err.to_string())]),
     }
 }
 

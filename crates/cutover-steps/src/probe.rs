@@ -1,7 +1,8 @@
 //! `plan --probe`: reads the live world a runbook will act on — every DNS
 //! record its steps touch, at every verify server; each zone's NS set and
-//! SOA serials; the sizes of copy sources — so the planner can show what a
-//! run would change and flag drift. Read-only: nothing is updated.
+//! SOA serials; the sizes of copy sources; the replication settings of
+//! `db.sync`'s database servers — so the planner can show what a run would
+//! change and flag drift. Read-only: nothing is updated.
 
 use std::path::Path;
 use std::time::Duration;
@@ -124,6 +125,15 @@ pub async fn probe(runbook: &Runbook, runbook_dir: &Path) -> Probe {
                     .collect(),
             }),
             Err(err) => problems.push(format!("NS set of {}: {err}", zone.name)),
+        }
+    }
+
+    // Database servers: logged in to and checked as `run`'s preflight does.
+    for step in &runbook.steps {
+        if matches!(step.action.kind, ActionKind::DbReplicate { .. })
+            && let Err(found) = crate::preflight::database(runbook, runbook_dir, step).await
+        {
+            problems.extend(found.iter().map(|p| p.to_string()));
         }
     }
 

@@ -1,7 +1,8 @@
 //! Comparing both sides like pt-table-checksum: each side in one
 //! repeatable-read snapshot; per table, chunks of rows in primary-key
-//! order, each chunk's row count and the md5 of its rows' md5s computed on
-//! both servers (only the sums cross the network, so memory stays bounded).
+//! order, each chunk's row count and the sum of its rows' 64-bit hashes
+//! computed on both servers (only the sums cross the network, so memory
+//! stays bounded).
 //! The chunk bounds come from the source; a chunk that differs is halved
 //! until the range holds one source row, so a difference is reported as a
 //! table and a small key range. A table without a primary key is compared
@@ -33,6 +34,7 @@ pub async fn compare(
     )?;
     let (source_schema, destination_schema) =
         tokio::try_join!(schema::read(&src), schema::read(&dst))?;
+    let hash = RowHash::for_servers(&src, &dst).await?;
     let mut comparison = Comparison {
         schema: schema::differences(&source_schema, &destination_schema),
         ..Comparison::default()
@@ -51,11 +53,16 @@ pub async fn compare(
             continue;
         }
         let key = primary_key(&src, table).await?;
+        let hash = match hash {
+            RowHash::Record if !record_hash_works(&src, table).await? => RowHash::Text,
+            other => other,
+        };
         let chunks = Chunks {
             src: &src,
             dst: &dst,
             table,
             key: &key,
+            hash,
         };
         let sum = if key.is_empty() {
             comparison.warnings.push(format!(
@@ -126,11 +133,73 @@ async fn primary_key(pg: &Pg, table: &Table) -> Result<Vec<(String, String)>, Db
 /// A key value as text, one per key column.
 type Key = Vec<String>;
 
+/// How a row is hashed on the servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RowHash {
+    /// `hash_record_extended` (PostgreSQL 14+): each column by its type's
+    /// hash function, no text made; about ten times faster than md5 of the
+    /// row's text.
+    Record,
+    /// `hashtextextended` of the row's text, where a column's type has no
+    /// hash function or a server is older.
+    Text,
+}
+
+impl RowHash {
+    /// `Record` when both servers have it.
+    async fn for_servers(src: &Pg, dst: &Pg) -> Result<RowHash, DbError> {
+        let sql = "SELECT (current_setting('server_version_num')::int >= 140000)::text";
+        let (a, b) = tokio::try_join!(
+            src.value("the server version", sql),
+            dst.value("the server version", sql)
+        )?;
+        Ok(
+            if a.as_deref() == Some("true") && b.as_deref() == Some("true") {
+                RowHash::Record
+            } else {
+                RowHash::Text
+            },
+        )
+    }
+
+    fn expression(self) -> &'static str {
+        match self {
+            RowHash::Record => "hash_record_extended(cutover_row, 0)",
+            RowHash::Text => "hashtextextended(cutover_row::text, 0)",
+        }
+    }
+}
+
+/// Whether every column of `table` has a hash function: tried on one row
+/// of the source in a savepoint, so a refusal leaves the snapshot usable.
+async fn record_hash_works(src: &Pg, table: &Table) -> Result<bool, DbError> {
+    src.execute("a savepoint", "SAVEPOINT cutover_hash").await?;
+    let tried = src
+        .rows(
+            "trying the record hash",
+            &format!(
+                "SELECT {}::text FROM {} cutover_row LIMIT 1",
+                RowHash::Record.expression(),
+                table.qualified()
+            ),
+            &[],
+        )
+        .await;
+    let end = if tried.is_ok() {
+        "RELEASE SAVEPOINT cutover_hash"
+    } else {
+        "ROLLBACK TO SAVEPOINT cutover_hash"
+    };
+    src.execute("a savepoint", end).await?;
+    Ok(tried.is_ok())
+}
+
 struct Chunks<'a> {
     src: &'a Pg,
     dst: &'a Pg,
     table: &'a Table,
     key: &'a [(String, String)],
+    hash: RowHash,
 }
 
 impl Chunks<'_> {
@@ -211,30 +280,31 @@ impl Chunks<'_> {
         lower: Option<&Key>,
         upper: Option<&Key>,
     ) -> Result<((u64, String), (u64, String)), DbError> {
-        let sql = format!(
-            "SELECT count(*)::text, coalesce(md5(string_agg(md5(cutover_row::text), '' ORDER BY {})), '') \
-             FROM {} cutover_row WHERE {}",
-            self.columns(),
-            self.table.qualified(),
-            self.condition(lower, upper)
-        );
-        let (a, b) = tokio::try_join!(
-            self.src.rows("a chunk checksum", &sql, &[]),
-            self.dst.rows("a chunk checksum", &sql, &[])
-        )?;
-        Ok((sum_of(&a), sum_of(&b)))
+        self.both("a chunk checksum", &self.condition(lower, upper))
+            .await
     }
 
-    /// Whole-table (rows, checksum) on both sides, independent of order.
+    /// Whole-table (rows, checksum) on both sides.
     async fn whole(&self) -> Result<((u64, String), (u64, String)), DbError> {
+        self.both("a table checksum", "true").await
+    }
+
+    /// (rows, sum of the rows' 64-bit hashes) of the rows matching
+    /// `condition`, on both servers at once. A sum needs no sort, and a
+    /// chunk's rows are fixed by their key, which every row's hash covers.
+    async fn both(
+        &self,
+        what: &str,
+        condition: &str,
+    ) -> Result<((u64, String), (u64, String)), DbError> {
         let sql = format!(
-            "SELECT count(*)::text, coalesce(sum(('x' || substr(md5(cutover_row::text), 1, 15))::bit(60)::bigint::numeric), 0)::text \
-             FROM {} cutover_row",
+            "SELECT count(*)::text, coalesce(sum({}::numeric), 0)::text FROM {} cutover_row WHERE {condition}",
+            self.hash.expression(),
             self.table.qualified()
         );
         let (a, b) = tokio::try_join!(
-            self.src.rows("a table checksum", &sql, &[]),
-            self.dst.rows("a table checksum", &sql, &[])
+            self.src.rows(what, &sql, &[]),
+            self.dst.rows(what, &sql, &[])
         )?;
         Ok((sum_of(&a), sum_of(&b)))
     }

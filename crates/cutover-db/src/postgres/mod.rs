@@ -26,17 +26,11 @@ use tokio_postgres::{Client, NoTls, Row};
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One open connection; the connection task ends when this is dropped.
+/// One open connection; its task says goodbye to the server and ends
+/// when this is dropped.
 pub(crate) struct Pg {
     client: Client,
     label: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl Pg {
@@ -72,15 +66,11 @@ impl Pg {
                 }
             }
         })?;
-        let task = tokio::spawn(async move {
+        tokio::spawn(async move {
             // A broken connection shows as the next statement's error.
             let _ = connection.await;
         });
-        Ok(Pg {
-            client,
-            label,
-            task,
-        })
+        Ok(Pg { client, label })
     }
 
     /// Runs `sql` with text parameters; `what` names it in an error.
@@ -388,9 +378,10 @@ pub struct Started {
     pub subscription_created: bool,
 }
 
-/// Sets replication up, or finds it set up: the schema on the destination,
-/// the publication on the source, the subscription (which starts the
-/// initial copy) on the destination. `source_from_destination` is how the
+/// Sets replication up, or finds it set up: the schema on the destination
+/// (indexes other than constraints' come after the initial copy, from
+/// [`create_indexes`]), the publication on the source, the subscription
+/// (which starts the initial copy) on the destination. `source_from_destination` is how the
 /// destination's server reaches the source (usually `source` itself).
 pub async fn start(
     source: &Server,
@@ -485,6 +476,15 @@ fn conninfo(server: &Server) -> String {
         text.push_str(&format!(" password={}", quote(password.expose())));
     }
     text
+}
+
+/// Builds the destination's indexes that wait for the initial copy (see
+/// `start`); call it once every table is copied. Returns how many were
+/// made (0 when all are there).
+pub async fn create_indexes(source: &Server, destination: &Server) -> Result<usize, DbError> {
+    let (src, dst) = tokio::try_join!(Pg::connect(source), Pg::connect(destination))?;
+    let source_schema = schema::read(&src).await?;
+    schema::create_indexes(&source_schema, &dst).await
 }
 
 /// Whether the destination has the subscription `name`.

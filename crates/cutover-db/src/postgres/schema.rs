@@ -206,7 +206,10 @@ pub(crate) async fn sequences(pg: &Pg) -> Result<Vec<Sequence>, DbError> {
 }
 
 /// Creates, in one transaction, what the destination lacks of `source`:
-/// schemas, sequences, tables with their constraints and indexes. A table
+/// schemas, sequences, tables with their constraints (the primary key
+/// among them: replication finds rows by it). Other indexes wait for
+/// [`create_indexes`], after the initial copy: filling a table and then
+/// building its indexes is faster than keeping them up row by row. A table
 /// that exists is left as it is (the comparison reports how it differs).
 /// Returns how many tables were created.
 pub(crate) async fn create_missing(source: &Schema, dst: &Pg) -> Result<usize, DbError> {
@@ -259,10 +262,6 @@ pub(crate) async fn create_missing(source: &Schema, dst: &Pg) -> Result<usize, D
             if kind != "f" {
                 sql.push_str(&constraint_sql(table, name, definition));
             }
-        }
-        for (_, definition) in &table.indexes {
-            sql.push_str(definition);
-            sql.push_str(";\n");
         }
     }
     for table in &missing {
@@ -435,4 +434,29 @@ fn strip_kind(text: &str) -> String {
         Some((kind, def)) if kind.len() == 1 => format!("constraint `{def}`"),
         _ => format!("index `{text}`"),
     }
+}
+
+/// Creates the indexes (those no constraint owns) of the source's tables
+/// that the destination's tables lack, one at a time; returns how many.
+pub(crate) async fn create_indexes(source: &Schema, dst: &Pg) -> Result<usize, DbError> {
+    let existing = read(dst).await?;
+    let mut created = 0;
+    for table in &source.tables {
+        let Some(other) = existing
+            .tables
+            .iter()
+            .find(|t| t.schema == table.schema && t.name == table.name)
+        else {
+            continue;
+        };
+        for (name, definition) in &table.indexes {
+            if other.indexes.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            let statement = definition.replacen(" INDEX ", " INDEX IF NOT EXISTS ", 1);
+            dst.execute("creating an index", &statement).await?;
+            created += 1;
+        }
+    }
+    Ok(created)
 }
