@@ -5,7 +5,7 @@
 //! shown when the run reaches the gate); a done step or a finished run is
 //! never confirmed.
 
-use super::status::resolve_state;
+use super::run::locate;
 use cutover_store::{GateRefusal, Phase, StepStatus, Store, StoreError};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,14 +16,17 @@ use std::process::ExitCode;
 /// coordinator is running it), unless `--ahead` is given; always refused
 /// for a done step or a finished run.
 ///
-/// Example: `cutover confirm freeze move.runbook --note "all 8 servers read-only"`
+/// Examples: `cutover confirm freeze` (the one runbook in the current
+/// folder), `cutover confirm freeze move.runbook --note "all 8 servers read-only"`
 #[derive(Debug, clap::Args)]
 pub struct ConfirmArgs {
     /// The manual step to confirm.
     #[arg(value_name = "STEP")]
     pub step: String,
-    /// The runbook (its default state file is used).
-    #[arg(value_name = "FILE", required_unless_present = "state")]
+    /// The runbook; its state file is `.cutover/NAME.db` beside it (NAME
+    /// from its `runbook NAME` line) unless --state says otherwise.
+    /// Default: the one runbook in the current folder.
+    #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// The state file.
     #[arg(long, value_name = "PATH")]
@@ -38,7 +41,7 @@ pub struct ConfirmArgs {
 }
 
 pub fn run(args: ConfirmArgs) -> anyhow::Result<ExitCode> {
-    let path = resolve_state(args.file.as_deref(), args.state.as_deref())?;
+    let path = locate(args.file.as_deref(), args.state.as_deref())?.state;
     let store = Store::open_existing(&path)?;
     let Some(run) = store.latest_run()? else {
         anyhow::bail!("{} holds no run", path.display());

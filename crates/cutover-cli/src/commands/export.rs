@@ -2,6 +2,7 @@
 //! actual, deviations, who confirmed which manual gate, what each
 //! verification observed, crashes and resumes, and the full event log.
 
+use super::run::locate;
 use cutover_report::{Format, Report, find_runbook, read_snapshot, render};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,14 +15,16 @@ use std::process::ExitCode;
 /// runbook the run recorded when it can still be read.
 ///
 /// Examples:
+///   cutover export --output report.md
 ///   cutover export runbooks/maemo-2013.runbook --format markdown --output report.md
 ///   cutover export --state .cutover/maemo-move.db --format json
 ///   cutover export --state run.db --format html --output report.html
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// The runbook; its state file is `.cutover/NAME.db` beside it (NAME:
-    /// the file name without `.runbook`) unless --state says otherwise.
-    #[arg(value_name = "FILE", required_unless_present = "state")]
+    /// The runbook; its state file is `.cutover/NAME.db` beside it (NAME
+    /// from its `runbook NAME` line) unless --state says otherwise.
+    /// Default: the one runbook in the current folder.
+    #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// The state file of the run.
     #[arg(long, value_name = "PATH")]
@@ -58,47 +61,10 @@ impl From<ExportFormat> for Format {
     }
 }
 
-/// `.cutover/NAME.db` beside the runbook.
-pub fn default_state(runbook: &Path) -> PathBuf {
-    let stem = runbook
-        .file_stem()
-        .map_or_else(|| "run".into(), |s| s.to_string_lossy().into_owned());
-    runbook
-        .parent()
-        .unwrap_or_else(|| Path::new(""))
-        .join(".cutover")
-        .join(format!("{stem}.db"))
-}
-
-/// The state file and runbook named by `[FILE] [--state PATH]`.
-pub fn state_and_runbook(
-    file: Option<&Path>,
-    state: Option<&Path>,
-) -> anyhow::Result<(PathBuf, Option<cutover_lang::Runbook>)> {
-    let state = match (state, file) {
-        (Some(state), _) => state.to_owned(),
-        (None, Some(file)) => default_state(file),
-        (None, None) => anyhow::bail!("give the runbook FILE or --state PATH"),
-    };
-    let runbook = match file {
-        Some(file) => {
-            let loaded = cutover_lang::load_file(file);
-            let Some(runbook) = loaded.runbook else {
-                anyhow::bail!(
-                    "runbook {} has errors; run `cutover check {}`",
-                    file.display(),
-                    file.display()
-                );
-            };
-            Some(runbook)
-        }
-        None => None,
-    };
-    Ok((state, runbook))
-}
-
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let (state, runbook) = state_and_runbook(args.file.as_deref(), args.state.as_deref())?;
+    let located = locate(args.file.as_deref(), args.state.as_deref())?;
+    let state = located.state;
+    let runbook = located.runbook.map(|(_, loaded)| loaded.runbook);
     let snapshot = read_snapshot(&state)?;
     if let Some(r) = &runbook
         && r.name != snapshot.run.runbook_name

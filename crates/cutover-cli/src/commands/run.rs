@@ -83,16 +83,24 @@ pub(crate) struct LoadedRunbook {
 
 /// Loads and checks a runbook; its diagnostics go to stderr. `None`: it has errors.
 pub(crate) fn load_runbook(file: &Path) -> Option<LoadedRunbook> {
+    let loaded = load_checked(file);
+    if loaded.is_none() {
+        eprintln!(
+            "{}: the runbook has errors; nothing was run",
+            file.display()
+        );
+    }
+    loaded
+}
+
+/// [`load_runbook`] without the closing line: for the commands that only read a run.
+fn load_checked(file: &Path) -> Option<LoadedRunbook> {
     let loaded = load_file(file);
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     if loaded.error_count() > 0 || loaded.runbook.is_none() {
         eprint!(
             "{}",
             render_human(&loaded.sources, &loaded.diagnostics, color)
-        );
-        eprintln!(
-            "{}: the runbook has errors; nothing was run",
-            file.display()
         );
         return None;
     }
@@ -106,7 +114,9 @@ pub(crate) fn load_runbook(file: &Path) -> Option<LoadedRunbook> {
         .map(|runbook| LoadedRunbook { runbook, hash, dir })
 }
 
-/// The default state file of a runbook: `.cutover/NAME.db` in its folder.
+/// The state file of a runbook, the one rule every command follows:
+/// `.cutover/NAME.db` in the runbook's folder, NAME from its `runbook NAME`
+/// line (not the file name), unless `--state` names one.
 pub(crate) fn state_path(loaded: &LoadedRunbook, explicit: Option<&Path>) -> PathBuf {
     explicit.map_or_else(
         || {
@@ -117,6 +127,83 @@ pub(crate) fn state_path(loaded: &LoadedRunbook, explicit: Option<&Path>) -> Pat
         },
         Path::to_path_buf,
     )
+}
+
+/// What `[FILE] [--state PATH]` names for the commands that read a run
+/// (`status`, `confirm`, `export`, `serve`).
+pub(crate) struct Located {
+    /// The state file: `--state`, or [`state_path`] of the runbook.
+    pub state: PathBuf,
+    /// The runbook file and the runbook, when FILE was given or found.
+    pub runbook: Option<(PathBuf, LoadedRunbook)>,
+}
+
+/// Resolves `[FILE] [--state PATH]`. Without either, FILE is the one
+/// runbook in the current folder ([`only_runbook_here`]).
+pub(crate) fn locate(file: Option<&Path>, state: Option<&Path>) -> anyhow::Result<Located> {
+    let file = match (file, state) {
+        (Some(file), _) => file.to_path_buf(),
+        (None, Some(state)) => {
+            return Ok(Located {
+                state: state.to_path_buf(),
+                runbook: None,
+            });
+        }
+        (None, None) => only_runbook_here()?,
+    };
+    let Some(loaded) = load_checked(&file) else {
+        anyhow::bail!(
+            "runbook {} has errors (shown above), so its state file is unknown; fix them or name the state file with --state",
+            file.display()
+        );
+    };
+    Ok(Located {
+        state: state_path(&loaded, state),
+        runbook: Some((file, loaded)),
+    })
+}
+
+/// The one runbook in the current folder: its `*.runbook` files less
+/// those another of them includes. An error naming the candidates when
+/// there are none or several.
+fn only_runbook_here() -> anyhow::Result<PathBuf> {
+    let here = std::env::current_dir().context("cannot read the current folder")?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&here)
+        .with_context(|| format!("cannot read {}", here.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| PathBuf::from(entry.file_name()))
+        .filter(|name| name.extension().is_some_and(|e| e == "runbook") && name.is_file())
+        .collect();
+    files.sort();
+    let included: std::collections::HashSet<PathBuf> = files
+        .iter()
+        .flat_map(|file| {
+            load_file(file)
+                .sources
+                .files
+                .into_iter()
+                .skip(1)
+                .filter_map(|f| f.path.canonicalize().ok())
+        })
+        .collect();
+    files.retain(|f| f.canonicalize().is_ok_and(|c| !included.contains(&c)));
+    match files.as_slice() {
+        [only] => Ok(only.clone()),
+        [] => anyhow::bail!(
+            "no runbook FILE given and no `.runbook` file in {}; name the runbook FILE or the state file with --state",
+            here.display()
+        ),
+        several => anyhow::bail!(
+            "no runbook FILE given and {} runbooks in {}: {}; name one",
+            several.len(),
+            here.display(),
+            several
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// Resolves a step name, suggesting the closest one when unknown.

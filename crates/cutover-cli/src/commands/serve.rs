@@ -1,7 +1,7 @@
 //! `cutover serve`: a read-only live web dashboard of a run, for the team
 //! watching a cutover from a laptop or a phone.
 
-use super::export::state_and_runbook;
+use super::run::locate;
 use cutover_report::dashboard::{Source, serve};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -21,13 +21,15 @@ use std::time::Duration;
 /// authentication, so put it behind an SSH tunnel rather than opening it.
 ///
 /// Examples:
+///   cutover serve
 ///   cutover serve runbooks/maemo-2013.runbook
 ///   cutover serve --state .cutover/maemo-2013.db --listen 127.0.0.1:8470
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// The runbook; its state file is `.cutover/NAME.db` beside it unless
-    /// --state says otherwise.
-    #[arg(value_name = "FILE", required_unless_present = "state")]
+    /// The runbook; its state file is `.cutover/NAME.db` beside it (NAME
+    /// from its `runbook NAME` line) unless --state says otherwise.
+    /// Default: the one runbook in the current folder.
+    #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// The state file of the run.
     #[arg(long, value_name = "PATH")]
@@ -53,10 +55,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     // Read once here so that a runbook with errors is refused at the start;
     // the dashboard reads it again whenever it changes.
-    let (state, runbook) = state_and_runbook(args.file.as_deref(), args.state.as_deref())?;
-    let source = match (args.file, runbook) {
-        (Some(file), Some(_)) => Source::with_runbook_file(state.clone(), file),
-        (_, runbook) => Source::new(state.clone(), runbook),
+    let located = locate(args.file.as_deref(), args.state.as_deref())?;
+    let state = located.state;
+    let source = match located.runbook {
+        Some((file, _)) => Source::with_runbook_file(state.clone(), file),
+        None => Source::new(state.clone(), None),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -2,7 +2,7 @@
 //! state, planned against actual start, duration, attempts and last
 //! evidence, and who holds the coordinator lock.
 
-use super::run::{load_runbook, state_path};
+use super::run::locate;
 use chrono::{DateTime, Local, Utc};
 use cutover_store::{EventRecord, Phase, StepRecord, StepStatus, Store};
 use std::collections::HashMap;
@@ -12,11 +12,14 @@ use std::process::ExitCode;
 /// Show the state of a run: a table of steps (state, planned vs actual
 /// start, duration, attempts, last evidence). Times are UTC.
 ///
-/// Example: `cutover status move.runbook`, `cutover status --state run.db --format json`
+/// Examples: `cutover status`, `cutover status move.runbook`,
+/// `cutover status --state run.db --format json`
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The runbook (its default state file is read).
-    #[arg(value_name = "FILE", required_unless_present = "state")]
+    /// The runbook; its state file is `.cutover/NAME.db` beside it (NAME
+    /// from its `runbook NAME` line) unless --state says otherwise.
+    /// Default: the one runbook in the current folder.
+    #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// The state file.
     #[arg(long, value_name = "PATH")]
@@ -29,26 +32,6 @@ pub struct StatusArgs {
 pub enum StatusFormat {
     Table,
     Json,
-}
-
-/// The state file named by `--state` or derived from the runbook FILE.
-pub(crate) fn resolve_state(
-    file: Option<&std::path::Path>,
-    state: Option<&std::path::Path>,
-) -> anyhow::Result<PathBuf> {
-    if let Some(state) = state {
-        return Ok(state.to_path_buf());
-    }
-    let Some(file) = file else {
-        anyhow::bail!("name the runbook FILE or the state file with --state");
-    };
-    let Some(loaded) = load_runbook(file) else {
-        anyhow::bail!(
-            "cannot find the state file of {} (give it with --state)",
-            file.display()
-        );
-    };
-    Ok(state_path(&loaded, None))
 }
 
 fn hms(t: Option<DateTime<Utc>>) -> String {
@@ -108,7 +91,7 @@ fn state_word(step: &StepRecord, gates: &HashMap<&str, String>) -> String {
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let path = resolve_state(args.file.as_deref(), args.state.as_deref())?;
+    let path = locate(args.file.as_deref(), args.state.as_deref())?.state;
     let store = Store::open_existing(&path)?;
     let Some(run) = store.latest_run()? else {
         anyhow::bail!("{} holds no run", path.display());
