@@ -446,6 +446,43 @@ mod tests {
         assert!(chunks.iter().all(|c| c.len() * 40 < 65_535));
     }
 
+    fn soa(serial: u32) -> Record {
+        let soa = hickory_proto::rr::rdata::SOA::new(
+            Name::from_str("ns1.test.").unwrap(),
+            Name::from_str("hostmaster.test.").unwrap(),
+            serial,
+            3600,
+            600,
+            86400,
+            300,
+        );
+        Record::from_rdata(Name::from_str("test.").unwrap(), 0, RData::SOA(soa))
+    }
+
+    fn change(from: u32, added: usize) -> Change {
+        Change {
+            old_soa: soa(from),
+            new_soa: soa(from + 1),
+            removed: Vec::new(),
+            added: vec![a("w.test.", 300, 1); added],
+        }
+    }
+
+    #[test]
+    fn the_history_forgets_the_oldest_changes_first_and_only_chains_what_it_has() {
+        let mut history = History::default();
+        history.push(change(1, 10));
+        history.push(change(2, 10));
+        assert_eq!(history.since(1).unwrap().len(), 2);
+        assert_eq!(history.since(2).unwrap().len(), 1);
+        assert!(history.since(7).is_none());
+        history.push(change(3, HISTORY_RECORDS - 20));
+        // Serial 1 is forgotten: a secondary there gets the whole zone.
+        assert!(history.since(1).is_none());
+        assert_eq!(history.since(2).unwrap().len(), 2);
+        assert!(history.records <= HISTORY_RECORDS);
+    }
+
     #[test]
     fn serials_compare_as_rfc_1982_says() {
         assert!(serial_less(1, 2));
