@@ -1642,15 +1642,7 @@ impl<'a> Resolver<'a> {
                     span.start + host.len() + 1,
                     span.start + place.len(),
                 );
-                let port = port.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| {
-                    Diagnostic::error(
-                        "bad-value",
-                        format!("`{}` is not a port number", short(port)),
-                        port_span,
-                    )
-                    .with_help("ports are 1 to 65535")
-                })?;
-                (host, port)
+                (host, port_number(port, port_span)?)
             }
             None => (place, engine.default_port()),
         };
@@ -1829,15 +1821,10 @@ impl<'a> Resolver<'a> {
             )
             .with_help("name a host or group declared in the runbook"));
         }
-        let port = port.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| {
-            Diagnostic::error(
-                "bad-value",
-                format!("`{}` is not a port number", short(port)),
-                port_span,
-            )
-            .with_help("ports are 1 to 65535")
-        })?;
-        Ok((self.hosts_ref(name, name_span)?, port))
+        Ok((
+            self.hosts_ref(name, name_span)?,
+            port_number(port, port_span)?,
+        ))
     }
 
     /// What else `name` is, if it names something of another sort.
@@ -2043,6 +2030,18 @@ impl<'a> Declared<'a> {
             name_span: self.name_span,
         }
     }
+}
+
+/// A TCP port, 1 to 65535.
+fn port_number(text: &str, span: Span) -> PResult<u16> {
+    text.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| {
+        Diagnostic::error(
+            "bad-value",
+            format!("`{}` is not a port number", short(text)),
+            span,
+        )
+        .with_help("ports are 1 to 65535")
+    })
 }
 
 /// Whether step `from` waits, directly or through others, for `target`.

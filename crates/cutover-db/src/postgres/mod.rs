@@ -399,17 +399,7 @@ pub async fn start(
             what: "the database has no tables to replicate".into(),
         });
     }
-    if dst
-        .value(
-            "the subscription",
-            &format!(
-                "SELECT subname::text FROM pg_subscription WHERE subname = {}",
-                literal(name)
-            ),
-        )
-        .await?
-        .is_some()
-    {
+    if has_subscription(&dst, name).await? {
         return Ok(started);
     }
     started.tables_created = schema::create_missing(&source_schema, &dst).await?;
@@ -490,16 +480,18 @@ pub async fn create_indexes(source: &Server, destination: &Server) -> Result<usi
 /// Whether the destination has the subscription `name`.
 pub async fn is_replicating(destination: &Server, name: &str) -> Result<bool, DbError> {
     let dst = Pg::connect(destination).await?;
-    Ok(dst
-        .value(
+    has_subscription(&dst, name).await
+}
+
+async fn has_subscription(dst: &Pg, name: &str) -> Result<bool, DbError> {
+    Ok(!dst
+        .rows(
             "the subscription",
-            &format!(
-                "SELECT subname::text FROM pg_subscription WHERE subname = {}",
-                literal(name)
-            ),
+            "SELECT subname::text FROM pg_subscription WHERE subname = $1::text",
+            &[name],
         )
         .await?
-        .is_some())
+        .is_empty())
 }
 
 /// Where replication `name` stands; `None` when the destination has no
@@ -518,17 +510,7 @@ pub async fn lag(
             &[name],
         )
         .await?;
-    let exists = dst
-        .value(
-            "the subscription",
-            &format!(
-                "SELECT subname::text FROM pg_subscription WHERE subname = {}",
-                literal(name)
-            ),
-        )
-        .await?
-        .is_some();
-    if !exists {
+    if !has_subscription(&dst, name).await? {
         return Ok(None);
     }
     let source_rows = src
