@@ -34,14 +34,19 @@ pub async fn start(
     address: SocketAddr,
     body: String,
 ) -> Result<JoinHandle<()>, LabError> {
-    let listener = TcpListener::bind(address)
+    let listener = bind(host, address).await?;
+    Ok(tokio::spawn(accept_loop(listener, Arc::from(body))))
+}
+
+/// Binds host `host`'s `address`, the error naming both.
+pub(crate) async fn bind(host: &str, address: SocketAddr) -> Result<TcpListener, LabError> {
+    TcpListener::bind(address)
         .await
         .map_err(|source| LabError::Listen {
             host: host.to_string(),
             address,
             source,
-        })?;
-    Ok(tokio::spawn(accept_loop(listener, Arc::from(body))))
+        })
 }
 
 async fn accept_loop(listener: TcpListener, body: Arc<str>) {

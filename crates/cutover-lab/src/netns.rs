@@ -101,13 +101,7 @@ pub(crate) async fn start_agent(
     address: SocketAddr,
     root: PathBuf,
 ) -> Result<tokio::task::JoinHandle<()>, LabError> {
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|source| LabError::Listen {
-            host: host.to_string(),
-            address,
-            source,
-        })?;
+    let listener = crate::listen::bind(host, address).await?;
     let host = host.to_string();
     Ok(tokio::spawn(async move {
         loop {

@@ -34,6 +34,9 @@ use crate::error::LabError;
 pub const NETWORK_FILE: &str = "network.json";
 /// The first port tried for a host's agent.
 const AGENT_PORT: u16 = 7700;
+/// The lab's links carry jumbo frames, as a data centre's do: a shaped link's bandwidth then
+/// goes to data rather than headers (0.7 % of a 9000-byte frame, 4.6 % of a 1500-byte one).
+const MTU: &str = "9000";
 /// The `ip` and `tc` programs.
 const IP: &str = "ip";
 const TC: &str = "tc";
@@ -224,7 +227,13 @@ impl Network {
                             }
                             block
                         }
-                        None => free_private_block(&id, &claims, previous.as_ref())?,
+                        None => free_block(
+                            &id,
+                            &claims,
+                            previous.as_ref(),
+                            NetworkMode::Namespaces,
+                            |block| Ok(machine_overlap(block)?.is_none()),
+                        )?,
                     };
                     let network = plan(runbook, dir, &id, block, NetworkMode::Namespaces, request)?;
                     registry.claim(&network)?;
@@ -260,7 +269,13 @@ impl Network {
                     fallback.unwrap_or_default()
                 )));
             }
-            None => free_loopback_block(runbook, &id, &claims, previous.as_ref())?,
+            None => free_block(
+                &id,
+                &claims,
+                previous.as_ref(),
+                NetworkMode::Loopback,
+                |block| Ok(first_taken(runbook, block).is_none()),
+            )?,
         };
         let mut network = plan(runbook, dir, &id, block, NetworkMode::Loopback, request)?;
         network.fallback = fallback;
@@ -427,7 +442,7 @@ impl Network {
             ],
         )?;
         in_hub(&["link", "set", "up0", "master", "br0"])?;
-        in_hub(&["link", "set", "up0", "up"])?;
+        in_hub(&["link", "set", "up0", "mtu", MTU, "up"])?;
         run(
             IP,
             &[
@@ -438,7 +453,7 @@ impl Network {
                 &root_end,
             ],
         )?;
-        run(IP, &["link", "set", &root_end, "up"])?;
+        run(IP, &["link", "set", &root_end, "mtu", MTU, "up"])?;
         for address in self
             .addresses
             .iter()
@@ -469,7 +484,7 @@ impl Network {
                 ],
             )?;
             in_hub(&["link", "set", &site.hub_interface, "master", "br0"])?;
-            in_hub(&["link", "set", &site.hub_interface, "up"])?;
+            in_hub(&["link", "set", &site.hub_interface, "mtu", MTU, "up"])?;
             for address in self
                 .addresses
                 .iter()
@@ -488,7 +503,10 @@ impl Network {
                     ],
                 )?;
             }
-            run(IP, &["-n", ns, "link", "set", &site.interface, "up"])?;
+            run(
+                IP,
+                &["-n", ns, "link", "set", &site.interface, "mtu", MTU, "up"],
+            )?;
             for (namespace, interface) in
                 [(ns, &site.interface), (hub.as_str(), &site.hub_interface)]
             {
@@ -702,29 +720,34 @@ fn machine_overlap(block: Block) -> Result<Option<String>, LabError> {
     Ok(None)
 }
 
-fn free_private_block(
+/// The first free block among the candidates of `mode` (the lab's earlier block first): not
+/// claimed by another lab and `free` by the mode's own test.
+fn free_block(
     id: &str,
     claims: &[Claim],
     previous: Option<&Network>,
+    mode: NetworkMode,
+    mut free: impl FnMut(Block) -> Result<bool, LabError>,
 ) -> Result<Block, LabError> {
     let claimed: BTreeSet<&str> = claims.iter().map(|c| c.subnet.as_str()).collect();
     let preferred = previous
-        .filter(|p| p.mode == NetworkMode::Namespaces)
+        .filter(|p| p.mode == mode)
         .and_then(|p| parse_subnet(&p.subnet).ok());
+    let (first, seconds, shape) = match mode {
+        NetworkMode::Namespaces => (10, 200..=254, "10.X.Y.0/24"),
+        NetworkMode::Loopback => (127, 100..=254, "127.X.Y.0/24"),
+    };
     for block in preferred
         .into_iter()
-        .chain(candidates(id, 10, 200..=254).into_iter().take(64))
+        .chain(candidates(id, first, seconds).into_iter().take(64))
     {
-        if claimed.contains(block_text(block).as_str()) {
-            continue;
-        }
-        if machine_overlap(block)?.is_none() {
+        if !claimed.contains(block_text(block).as_str()) && free(block)? {
             return Ok(block);
         }
     }
-    Err(LabError::Unsupported(
-        "no free 10.X.Y.0/24 block found for the lab; give one with --subnet".into(),
-    ))
+    Err(LabError::Unsupported(format!(
+        "no free {shape} block found for the lab; give one with --subnet"
+    )))
 }
 
 /// The first address and port the runbook needs that cannot be bound in `block`.
@@ -741,29 +764,6 @@ fn first_taken(runbook: &Runbook, block: Block) -> Option<SocketAddr> {
         }
     }
     None
-}
-
-fn free_loopback_block(
-    runbook: &Runbook,
-    id: &str,
-    claims: &[Claim],
-    previous: Option<&Network>,
-) -> Result<Block, LabError> {
-    let claimed: BTreeSet<&str> = claims.iter().map(|c| c.subnet.as_str()).collect();
-    let preferred = previous
-        .filter(|p| p.mode == NetworkMode::Loopback)
-        .and_then(|p| parse_subnet(&p.subnet).ok());
-    for block in preferred
-        .into_iter()
-        .chain(candidates(id, 127, 100..=254).into_iter().take(64))
-    {
-        if !claimed.contains(block_text(block).as_str()) && first_taken(runbook, block).is_none() {
-            return Ok(block);
-        }
-    }
-    Err(LabError::Unsupported(
-        "no free 127.X.Y.0/24 block found for the lab; give one with --subnet".into(),
-    ))
 }
 
 /// The last octet of the `index`th lab address (from .10 on).
