@@ -100,7 +100,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it and renames
 /// it into place: a reader sees the old report or the new one, never half.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let dir = path
         .parent()

@@ -3,25 +3,55 @@
 //! 2 the command itself could not work (bad arguments, I/O).
 
 use clap::{Parser, Subcommand};
+use std::io::Write as _;
 use std::process::ExitCode;
 
 pub mod agent;
 pub mod check;
+pub mod completions;
 pub mod confirm;
 pub mod demo;
 pub mod dns;
 pub mod export;
 pub mod fmt;
 pub mod lab;
+pub mod man;
 pub mod plan;
 pub mod rollback;
 pub mod run;
 pub mod serve;
 pub mod status;
 
+/// `--version`: the crate version and, when built from a git checkout, the
+/// commit (build.rs).
+const VERSION: &str = env!("CUTOVER_VERSION");
+
+/// After the command list of `cutover --help` (and in cutover(1)).
+const AFTER_HELP: &str = "\
+Examples:
+  cutover check move.runbook
+  cutover plan move.runbook
+  cutover run move.runbook --t0 now
+  cutover status
+  cutover confirm freeze --note \"read-only on all servers\"
+  cutover export --format html --output report.html
+
+Exit codes:
+  0  success: the runbook is clean, every selected step is done
+  1  findings: errors in a runbook, a step failed or is blocked, the run stopped before the end
+  2  the command could not work: bad arguments, a missing or unreadable file, the lock is held
+
+Docs: docs/guide.md (a first cutover), docs/language.md (runbooks), docs/engine.md (runs and
+their state); `cutover man` prints the manual page, `cutover completions SHELL` the completions.";
+
 /// Migration planner and cutover runbook engine.
 #[derive(Debug, Parser)]
-#[command(name = "cutover", version, about, max_term_width = 100)]
+#[command(
+    name = "cutover",
+    version = VERSION,
+    after_help = AFTER_HELP,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -55,6 +85,10 @@ pub enum Command {
     Lab(lab::LabArgs),
     /// Run the demo cutover on the embedded lab and write its report.
     Demo(demo::DemoArgs),
+    /// Print the shell completion script (bash, zsh, fish, ...).
+    Completions(completions::CompletionsArgs),
+    /// Print the manual pages (roff), or write them all into a folder.
+    Man(man::ManArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -84,6 +118,18 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Lab(args) => lab::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
+    }
+}
+
+/// Writes generated text to stdout; a reader that went away (`| head`)
+/// ends the output quietly.
+fn print_bytes(bytes: &[u8]) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
 
