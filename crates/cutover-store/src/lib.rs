@@ -25,7 +25,7 @@ mod rows;
 mod schema;
 
 pub use gate::{GateConfirmed, GateRefusal};
-pub use lock::{GoneReason, Liveness, LockHolder, LockState, current_user};
+pub use lock::{GoneReason, Liveness, LockHolder, LockState, current_user, set_operator};
 pub use read_only::{ReadOnlyStore, ReadTransaction};
 pub use schema::CURRENT_VERSION;
 

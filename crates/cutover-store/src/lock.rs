@@ -252,12 +252,68 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// The login name of whoever runs this process.
+/// The operator this process records (runs, confirmations, the lock):
+/// the name given to [`set_operator`], else the login name (`USER`,
+/// `LOGNAME`, `USERNAME`, else the password database's entry for the
+/// effective user id), else `unknown`.
 pub fn current_user() -> String {
+    if let Some(name) = OPERATOR.get() {
+        return name.clone();
+    }
     ["USER", "LOGNAME", "USERNAME"]
         .iter()
         .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        .or_else(passwd_name)
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The name `--operator` gave, for the whole process.
+static OPERATOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names the operator [`current_user`] returns from now on (`--operator
+/// NAME`); set once, before anything is recorded. Refused when empty, when
+/// it holds a control character, or when already set to another name.
+pub fn set_operator(name: &str) -> Result<()> {
+    if name.trim().is_empty() || name.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!(
+            "operator \"{}\": give a name, without control characters",
+            name.escape_debug()
+        )));
+    }
+    match OPERATOR.get_or_init(|| name.to_owned()) {
+        set if set == name => Ok(()),
+        set => Err(StoreError::Invalid(format!(
+            "operator \"{}\": this process records `{set}` already",
+            name.escape_debug()
+        ))),
+    }
+}
+
+/// The user name of the effective user id in the password database
+/// (`getpwuid_r`), for a process started without `USER` (cron, systemd,
+/// `env -i`).
+fn passwd_name() -> Option<String> {
+    // SAFETY: geteuid cannot fail and has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let mut buf: Vec<libc::c_char> = vec![0; 1024];
+    loop {
+        // SAFETY: an all-zero passwd is a valid value to be overwritten.
+        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; the buffer for its length.
+        let rc =
+            unsafe { libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || found.is_null() || entry.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: on success pw_name points to a NUL-terminated string in `buf`.
+        let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+        return Some(name.to_string_lossy().into_owned()).filter(|n| !n.is_empty());
+    }
 }
 
 pub(crate) fn current_host() -> String {
