@@ -1,11 +1,11 @@
 //! `cutover confirm`: confirm a manual gate from another terminal while
-//! `cutover run` waits at it. Who (the login user) and when are recorded. A
+//! `cutover run` waits at it. Who (the login user, or `--operator`) and when are recorded. A
 //! confirmation belongs to a waiting gate: one for a gate the run has not
 //! reached is refused unless given with `--ahead` (recorded as such and
 //! shown when the run reaches the gate); a done step or a finished run is
 //! never confirmed.
 
-use super::run::locate;
+use super::run::{OperatorArgs, locate};
 use cutover_store::{GateRefusal, Phase, StepStatus, Store, StoreError};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,9 +38,12 @@ pub struct ConfirmArgs {
     /// and shown as such when the run reaches the gate.
     #[arg(long)]
     pub ahead: bool,
+    #[command(flatten)]
+    pub operator: OperatorArgs,
 }
 
 pub fn run(args: ConfirmArgs) -> anyhow::Result<ExitCode> {
+    args.operator.apply()?;
     let path = locate(args.file.as_deref(), args.state.as_deref())?.state;
     let store = Store::open_existing(&path)?;
     let Some(run) = store.latest_run()? else {

@@ -3,7 +3,8 @@
 //! recorded in the run's state.
 
 use super::run::{
-    ask_yes, load_runbook, release_lock, state_path, step_id, take_lock, watch_stop_signals,
+    OperatorArgs, ask_yes, load_runbook, release_lock, state_path, step_id, take_lock,
+    watch_stop_signals,
 };
 use crate::progress::{StdinPrompter, TerminalReporter};
 use anyhow::Context as _;
@@ -53,6 +54,8 @@ pub struct RollbackArgs {
     /// Take over the lock of a coordinator whose process is gone.
     #[arg(long)]
     pub take_over: bool,
+    #[command(flatten)]
+    pub operator: OperatorArgs,
 }
 
 fn show_plan(plan: &[PlannedUndo]) {
@@ -112,6 +115,7 @@ fn show_outcome(outcome: &RollbackOutcome) {
 }
 
 pub fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    args.operator.apply()?;
     let Some(loaded) = load_runbook(&args.file) else {
         return Ok(ExitCode::from(1));
     };

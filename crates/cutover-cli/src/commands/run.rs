@@ -69,6 +69,28 @@ pub struct RunArgs {
     /// DNS steps: do not wait for old TTLs to expire (rehearsals).
     #[arg(long)]
     pub no_ttl_wait: bool,
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+}
+
+/// `--operator NAME`, for the commands that record who acted.
+#[derive(Debug, clap::Args)]
+pub struct OperatorArgs {
+    /// Record NAME as the operator (of a new run, of a confirmation, in
+    /// the lock) instead of the login name (`USER`, else the password
+    /// database).
+    #[arg(long, value_name = "NAME")]
+    pub operator: Option<String>,
+}
+
+impl OperatorArgs {
+    /// Makes `--operator` the name this process records.
+    pub(crate) fn apply(&self) -> anyhow::Result<()> {
+        if let Some(name) = &self.operator {
+            cutover_store::set_operator(name).context("--operator")?;
+        }
+        Ok(())
+    }
 }
 
 /// `--parallel` when not given.
@@ -444,6 +466,7 @@ pub(crate) fn shell_words(words: &[String]) -> String {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    args.operator.apply()?;
     let Some(loaded) = load_runbook(&args.file) else {
         return Ok(ExitCode::from(1));
     };
