@@ -538,7 +538,10 @@ fn preflight_names_the_setting_for_a_password_a_privilege_and_wal_level() {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("environment variable OLD_PG_PW, which is not set"),
+        err.contains(&format!(
+            "the password of db-old:{}/app is read from environment variable OLD_PG_PW, which is not set",
+            lab.old.port()
+        )),
         "{err}"
     );
     outputs.push_str(&err);

@@ -9,7 +9,9 @@
 //!   backoff, sequences copied, chunked checksums compared, replication
 //!   removed).
 //!
-//! `CUTOVER_DB_BENCH_MB` sets the size of the data (default 1024). Needs
+//! `CUTOVER_DB_BENCH_MB` sets the size of the data (default 1024),
+//! `CUTOVER_DB_BENCH_WRITES` the writer's statements a second (default 200;
+//! 0: no writer, to see what it costs the copy). Needs
 //! Debian's `postgresql`; run with `cargo bench -p cutover-db --bench
 //! replication`.
 
@@ -27,10 +29,14 @@ const CHUNK_ROWS: u64 = 10_000;
 const ROW_BYTES: u64 = 330;
 
 fn main() {
-    let mb: u64 = std::env::var("CUTOVER_DB_BENCH_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+    let number = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let mb = number("CUTOVER_DB_BENCH_MB", 1024);
+    let writes = number("CUTOVER_DB_BENCH_WRITES", 200);
     let Some(_) = cutover_db::local::postgres_bin() else {
         eprintln!("PostgreSQL is not installed: nothing to measure");
         return;
@@ -150,7 +156,7 @@ fn main() {
             let mut stdin = session.stdin.take().unwrap();
             let start = Instant::now();
             let mut n: u64 = 0;
-            while !stop.load(Ordering::SeqCst) {
+            while writes > 0 && !stop.load(Ordering::SeqCst) {
                 let statement = if n.is_multiple_of(2) {
                     format!("INSERT INTO accounts (name, note) VALUES ('live {n}', 'x');\n")
                 } else {
@@ -163,7 +169,7 @@ fn main() {
                     break;
                 }
                 n += 1;
-                let due = start + Duration::from_micros(n * 5_000);
+                let due = start + Duration::from_micros(n * 1_000_000 / writes);
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
@@ -182,7 +188,7 @@ fn main() {
         postgres::create_indexes(&src, &dst).await.unwrap();
         let copy_secs = copied.elapsed().as_secs_f64();
         println!(
-            "replication, initial copy of every table and its indexes (writer at 200/s): {copy_secs:.1} s ({tables_secs:.1} s to copy the rows), {:.1} MiB/s ({:.2}x the speed of pg_dump | pg_restore); then {} bytes behind",
+            "replication, initial copy of every table and its indexes (writer at {writes}/s): {copy_secs:.1} s ({tables_secs:.1} s to copy the rows), {:.1} MiB/s ({:.2}x the speed of pg_dump | pg_restore); then {} bytes behind",
             size as f64 / 1048576.0 / copy_secs,
             dump_secs / copy_secs,
             lag.lag_bytes.unwrap_or(0)

@@ -43,17 +43,13 @@ pub(crate) struct Sides {
 
 /// The server a runbook's `HOST[:PORT]/DATABASE user USER [password REF]`
 /// names, its password read now.
-pub(crate) fn server(
-    runbook: &Runbook,
-    runbook_dir: &Path,
-    db: &DbServer,
-) -> anyhow::Result<Server> {
+fn server(runbook: &Runbook, runbook_dir: &Path, db: &DbServer) -> anyhow::Result<Server> {
     let host = runbook.host(db.host);
     let password = match &db.password {
         Some(secret) => Some(Password::new(cutover_engine::secrets::read_secret_ref(
             secret,
             runbook_dir,
-            &format!("the password of {}", runbook.describe_db_server(db)),
+            &format!("the password of {}:{}/{}", host.name, db.port, db.database),
         )?)),
         None => None,
     };
@@ -296,7 +292,8 @@ impl StepKind for DbReplicate {
                 let gate_name = &ctx.runbook.step(gate).name;
                 let frozen = ctx
                     .step_record(gate)?
-                    .is_some_and(|r| r.status == StepStatus::Done);
+                    // A skipped gate is the coordinator's decision too.
+                    .is_some_and(|r| matches!(r.status, StepStatus::Done | StepStatus::Skipped));
                 if !frozen {
                     return Ok(Check::NotYet(Evidence::new(
                         format!(
