@@ -4,20 +4,13 @@
 //! change with `cargo insta review`), `--version` with the commit, and the
 //! exit codes in `--help`.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 fn cutover(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .stdin(Stdio::null())
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    support::cli::cutover(Path::new("."), args, &[])
 }
 
 /// `cutover --version`'s version, without the leading `cutover `.
@@ -40,6 +33,18 @@ fn git(args: &[&str]) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The stdout of a command that must succeed (standard input closed).
+fn succeeded(command: &mut Command) -> String {
+    let out = command.stdin(Stdio::null()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -73,17 +78,7 @@ _cutover cutover --fo export; echo "options: ${{COMPREPLY[*]}}"
 "#,
         file.display()
     );
-    let out = Command::new("bash")
-        .args(["--norc", "--noprofile", "-c", &probe])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = succeeded(Command::new("bash").args(["--norc", "--noprofile", "-c", &probe]));
     assert!(text.contains("-F _cutover cutover"), "{text}");
     assert!(text.contains("commands: confirm"), "{text}");
     assert!(text.contains("options: --format"), "{text}");
@@ -141,19 +136,12 @@ fn manual_pages() {
         "no temporary file left: {names:?}"
     );
     if Path::new("/usr/bin/man").exists() && Path::new("/usr/bin/groff").exists() {
-        let out = Command::new("man")
-            .arg("-l")
-            .arg(dir.path().join("cutover.1"))
-            .env("MANPAGER", "cat")
-            .env("MANWIDTH", "100")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let text = succeeded(
+            Command::new("man")
+                .arg("-l")
+                .arg(dir.path().join("cutover.1"))
+                .env("MANPAGER", "cat")
+                .env("MANWIDTH", "100"),
         );
         assert!(text.contains("Exit codes:"), "{text}");
     }

@@ -3,8 +3,10 @@
 //! `USERNAME`) is unset, or the name given with `--operator`, for the run,
 //! a confirmation and the lock.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const RUNBOOK: &str = r#"runbook wiki
 
@@ -17,20 +19,8 @@ step freeze after settle
 
 /// `cutover ARGS` in `dir` with no login name in the environment.
 fn cutover(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .env_remove("USER")
-        .env_remove("LOGNAME")
-        .env_remove("USERNAME")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let no_login = [("USER", None), ("LOGNAME", None), ("USERNAME", None)];
+    support::cli::cutover(dir, args, &no_login)
 }
 
 fn export(dir: &Path) -> serde_json::Value {

@@ -5,6 +5,8 @@
 //! take the one runbook in the current folder, or say which ones they
 //! could take.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -25,18 +27,7 @@ step freeze after settle
 const FILE: &str = "move-2026.runbook";
 
 fn cutover(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .env("USER", "tester")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    support::cli::cutover(dir, args, &[("USER", Some("tester"))])
 }
 
 /// `move-2026.runbook` in `dir`, run until `settle` is done (`freeze`

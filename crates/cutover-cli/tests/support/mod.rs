@@ -2,6 +2,8 @@
 
 // Each test binary that includes these uses only part of them.
 #[allow(dead_code)]
+pub mod cli;
+#[allow(dead_code)]
 pub mod run;
 #[allow(dead_code)]
 pub mod sshd;
