@@ -283,8 +283,9 @@ async fn each_change_is_notified_to_the_secondaries_with_the_new_soa() {
     }
 }
 
-/// An update that changes nothing (prerequisite: the zone's SOA exists), signed with `signer`.
-fn signed_check(signer: &TSigner, zone_name: &str) -> (Vec<u8>, Vec<u8>) {
+/// An update that changes nothing (prerequisite: the zone's SOA exists), signed with `signer`
+/// `age` seconds ago.
+fn signed_check_at(signer: &TSigner, zone_name: &str, age: u64) -> (Vec<u8>, Vec<u8>) {
     let mut message = Message::new(41, MessageType::Query, OpCode::Update);
     let mut question = Query::new();
     question
@@ -302,11 +303,16 @@ fn signed_check(signer: &TSigner, zone_name: &str) -> (Vec<u8>, Vec<u8>) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs();
+        .as_secs()
+        - age;
     let (signature, _) = signer.sign_message(&message, now).unwrap();
     let mac = signature.data.mac.clone();
     message.set_signature(signature);
     (message.to_vec().unwrap(), mac)
+}
+
+fn signed_check(signer: &TSigner, zone_name: &str) -> (Vec<u8>, Vec<u8>) {
+    signed_check_at(signer, zone_name, 0)
 }
 
 async fn udp_answer(server: SocketAddr, bytes: &[u8]) -> (Vec<u8>, Message) {
@@ -376,6 +382,14 @@ async fn tsig_answers_are_those_rfc_8945_asks_for() {
     let tsig = answer.signature().expect("a TSIG record");
     assert_eq!(tsig.data.error, Some(TsigError::BadSig));
     assert!(tsig.data.mac.is_empty());
+
+    // Signed too long ago (the fudge is 300 s): NOTAUTH, BADTIME, signed.
+    let (request, mac) = signed_check_at(&right, "maemo.org.", 1_000);
+    let (bytes, answer) = udp_answer(primary, &request).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::NotAuth);
+    let tsig = answer.signature().expect("a TSIG record");
+    assert_eq!(tsig.data.error, Some(TsigError::BadTime));
+    right.verify_message_byte(&bytes, Some(&mac), true).unwrap();
 
     // A zone not served here, asked with the right key: NOTAUTH, signed with that key.
     let (request, mac) = signed_check(&right, "example.com.");
