@@ -7,12 +7,10 @@ use clap_complete::Shell;
 use std::process::ExitCode;
 
 /// Print the shell completion script for `cutover`.
-///
-/// Examples:
-///   cutover completions bash > ~/.local/share/bash-completion/completions/cutover
-///   cutover completions zsh > ~/.zfunc/_cutover
-///   cutover completions fish > ~/.config/fish/completions/cutover.fish
 #[derive(Debug, clap::Args)]
+#[command(
+    after_long_help = "Examples:\n  cutover completions bash > ~/.local/share/bash-completion/completions/cutover\n  cutover completions zsh > ~/.zfunc/_cutover\n  cutover completions fish > ~/.config/fish/completions/cutover.fish"
+)]
 pub struct CompletionsArgs {
     /// The shell the script is for.
     #[arg(value_name = "SHELL", value_enum)]

@@ -13,13 +13,10 @@ use std::process::ExitCode;
 /// Reads the state file without changing it (it may be read while the run
 /// goes on). The planned timeline comes from the runbook: FILE, or the
 /// runbook the run recorded when it can still be read.
-///
-/// Examples:
-///   cutover export --output report.md
-///   cutover export runbooks/maemo-2013.runbook --format markdown --output report.md
-///   cutover export --state .cutover/maemo-move.db --format json
-///   cutover export --state run.db --format html --output report.html
 #[derive(Debug, clap::Args)]
+#[command(
+    after_long_help = "Examples:\n  cutover export --output report.md\n  cutover export runbooks/maemo-2013.runbook --format markdown --output report.md\n  cutover export --state .cutover/maemo-move.db --format json\n  cutover export --state run.db --format html --output report.html"
+)]
 pub struct ExportArgs {
     /// The runbook; its state file is `.cutover/NAME.db` beside it (NAME
     /// from its `runbook NAME` line) unless --state says otherwise.

@@ -8,12 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Print a manual page, or write every page into a folder.
-///
-/// Examples:
-///   cutover man | man -l -
-///   cutover man run | man -l -
-///   cutover man --dir /usr/local/share/man/man1
 #[derive(Debug, clap::Args)]
+#[command(
+    after_long_help = "Examples:\n  cutover man | man -l -\n  cutover man run | man -l -\n  cutover man --dir /usr/local/share/man/man1"
+)]
 pub struct ManArgs {
     /// The command whose page is printed (`run`, `dns serve`); default:
     /// cutover(1) itself.

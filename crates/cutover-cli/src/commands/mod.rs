@@ -57,37 +57,39 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The commands. Each gives its one-line `about` here (the command list);
+/// its `--help` (and manual page) shows the doc of its `XArgs` in full.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check runbooks for errors.
+    #[command(about = "Check runbooks for errors")]
     Check(check::CheckArgs),
-    /// Format runbooks canonically.
+    #[command(about = "Format runbooks canonically")]
     Fmt(fmt::FmtArgs),
-    /// Show the dry-run timeline of a runbook.
+    #[command(about = "Show the dry-run timeline of a runbook")]
     Plan(plan::PlanArgs),
-    /// Run a runbook (resumes an interrupted run).
+    #[command(about = "Run a runbook (resumes an interrupted run)")]
     Run(run::RunArgs),
-    /// Show the state of a run.
+    #[command(about = "Show the state of a run")]
     Status(status::StatusArgs),
-    /// Confirm a manual step from another terminal.
+    #[command(about = "Confirm a manual step from another terminal")]
     Confirm(confirm::ConfirmArgs),
-    /// Undo done steps in reverse order.
+    #[command(about = "Undo done steps in reverse order")]
     Rollback(rollback::RollbackArgs),
-    /// Export the post-mortem report of a run.
+    #[command(about = "Export the post-mortem report of a run")]
     Export(export::ExportArgs),
-    /// Serve a read-only live dashboard of a run.
+    #[command(about = "Serve a read-only live dashboard of a run")]
     Serve(serve::ServeArgs),
-    /// DNS tools: an authoritative server with TSIG-signed updates.
+    #[command(about = "DNS tools: an authoritative server with TSIG-signed updates")]
     Dns(dns::DnsArgs),
-    /// The far end of an image copy, speaking the agent protocol on stdin/stdout.
+    #[command(about = "The far end of an image copy, speaking the agent protocol on stdin/stdout")]
     Agent(agent::AgentArgs),
-    /// Build (or tear down) the loopback world a runbook needs.
+    #[command(about = "Build (or tear down) the loopback world a runbook needs")]
     Lab(lab::LabArgs),
-    /// Run the demo cutover on the embedded lab and write its report.
+    #[command(about = "Run the demo cutover on the embedded lab and write its report")]
     Demo(demo::DemoArgs),
-    /// Print the shell completion script (bash, zsh, fish, ...).
+    #[command(about = "Print the shell completion script (bash, zsh, fish, ...)")]
     Completions(completions::CompletionsArgs),
-    /// Print the manual pages (roff), or write them all into a folder.
+    #[command(about = "Print the manual pages (roff), or write them all into a folder")]
     Man(man::ManArgs),
 }
 

@@ -19,12 +19,10 @@ use std::time::Duration;
 ///
 /// It listens on loopback only unless --allow-remote is given; it has no
 /// authentication, so put it behind an SSH tunnel rather than opening it.
-///
-/// Examples:
-///   cutover serve
-///   cutover serve runbooks/maemo-2013.runbook
-///   cutover serve --state .cutover/maemo-2013.db --listen 127.0.0.1:8470
 #[derive(Debug, clap::Args)]
+#[command(
+    after_long_help = "Examples:\n  cutover serve\n  cutover serve runbooks/maemo-2013.runbook\n  cutover serve --state .cutover/maemo-2013.db --listen 127.0.0.1:8470"
+)]
 pub struct ServeArgs {
     /// The runbook; its state file is `.cutover/NAME.db` beside it (NAME
     /// from its `runbook NAME` line) unless --state says otherwise.
