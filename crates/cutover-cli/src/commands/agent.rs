@@ -7,11 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Serve the agent protocol on stdin/stdout for files under a root.
-///
-/// Examples:
-///   cutover agent --stdio --root /srv
-///   ssh -p 2222 root@host cutover agent --stdio --root /srv/images
 #[derive(Debug, clap::Args)]
+#[command(
+    after_long_help = "Examples:\n  cutover agent --stdio --root /srv\n  ssh -p 2222 root@host cutover agent --stdio --root /srv/images"
+)]
 pub struct AgentArgs {
     /// Speak the protocol on stdin/stdout (the only transport).
     #[arg(long, required = true)]

@@ -16,12 +16,10 @@ use std::process::ExitCode;
 ///
 /// Exits 0 when there are no errors (warnings allowed), 1 with errors,
 /// 2 when the file cannot be read.
-///
-/// Examples:
-///   cutover plan runbooks/maemo-2013.runbook
-///   cutover plan runbooks/maemo-2013.runbook --format markdown > plan.md
-///   cutover plan runbooks/maemo-2013.runbook --format svg > plan.svg
 #[derive(Debug, clap::Args)]
+#[command(
+    after_long_help = "Examples:\n  cutover plan runbooks/maemo-2013.runbook\n  cutover plan runbooks/maemo-2013.runbook --format markdown > plan.md\n  cutover plan runbooks/maemo-2013.runbook --format svg > plan.svg"
+)]
 pub struct PlanArgs {
     /// The runbook file.
     #[arg(value_name = "FILE")]
