@@ -13,6 +13,7 @@
 //! benchmarks, the lab).
 
 pub mod local;
+pub mod mysql;
 pub mod postgres;
 
 use serde::Serialize;
@@ -116,6 +117,23 @@ impl DbError {
             self,
             DbError::Login { .. } | DbError::Preflight(_) | DbError::Unsupported { .. }
         )
+    }
+}
+
+/// A refused login as a preflight problem; other connection errors pass.
+pub(crate) fn login_problem(err: DbError) -> Result<Problem, DbError> {
+    match err {
+        DbError::Login {
+            server,
+            user,
+            reason,
+        } => Ok(Problem {
+            server,
+            setting: format!("the login of user `{user}`"),
+            found: format!("refused ({reason})"),
+            fix: "check the user and the password the runbook points to".into(),
+        }),
+        other => Err(other),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Throwaway database servers on this machine, from the system's packages
-//! (Debian's `postgresql`): a fresh data folder, loopback only, a port of
-//! the caller's choice, run as the package's system user when this process
-//! is root (PostgreSQL refuses to run as root). Stopped when dropped, with
+//! (Debian's `postgresql` and `mariadb-server`): a fresh data folder,
+//! loopback only, a port of the caller's choice, run as the package's
+//! system user when this process is root (PostgreSQL refuses to run as
+//! root; `mariadbd` is told `--user=mysql`). Stopped when dropped, with
 //! bounded waits. Tests, benchmarks and the lab use them.
 
 use crate::{Password, Server};
@@ -296,6 +297,182 @@ impl LocalPostgres {
 }
 
 impl Drop for LocalPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The superuser every local MariaDB server is made with (over TCP from
+/// 127.0.0.1, with the given password).
+pub const MARIADB_SUPERUSER: &str = "root";
+
+/// A MariaDB server in its own folder, writing a row-based binary log with
+/// GTIDs under the given `server_id`.
+pub struct LocalMariadb {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl LocalMariadb {
+    /// Makes a data folder in `dir/data` and starts `mariadbd` on
+    /// 127.0.0.1:`port` with `log_bin`, `binlog_format = ROW` and
+    /// `server_id`, then `settings` (`--NAME=VALUE`, which win); the
+    /// superuser [`MARIADB_SUPERUSER`] may log in from 127.0.0.1 with
+    /// `password`.
+    pub fn start(
+        dir: &Path,
+        port: u16,
+        server_id: u32,
+        password: &str,
+        settings: &[(&str, &str)],
+    ) -> io::Result<LocalMariadb> {
+        let user = run_as("mysql")?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+        }
+        let data = dir.join("data");
+        let mut install = command(Path::new("/usr/bin/mariadb-install-db"), None);
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--auth-root-authentication-method=socket", "--skip-test-db"]);
+        if user.is_some() {
+            install.arg("--user=mysql");
+        }
+        let installed = install.stdin(Stdio::null()).output()?;
+        if !installed.status.success() {
+            return Err(io::Error::other(format!(
+                "mariadb-install-db failed: {}",
+                String::from_utf8_lossy(&installed.stderr).trim()
+            )));
+        }
+        let log = std::fs::File::create(dir.join("mariadbd.log"))?;
+        let mut server = command(Path::new("/usr/sbin/mariadbd"), None);
+        server
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", dir.join("mysql.sock").display()))
+            .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()))
+            .arg(format!("--port={port}"))
+            .arg("--bind-address=127.0.0.1")
+            // Logins from 127.0.0.1 are that host, not `localhost`.
+            .arg("--skip-name-resolve")
+            .arg("--log-bin=binlog")
+            .arg("--binlog-format=ROW")
+            .arg(format!("--server-id={server_id}"));
+        if user.is_some() {
+            server.arg("--user=mysql");
+        }
+        for (key, value) in settings {
+            server.arg(format!("--{key}={value}"));
+        }
+        let child = server
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let mut server = LocalMariadb {
+            dir: dir.to_owned(),
+            port,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(child) = server.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                let log = std::fs::read_to_string(dir.join("mariadbd.log")).unwrap_or_default();
+                return Err(io::Error::other(format!(
+                    "mariadbd exited ({status}): {}",
+                    log.trim()
+                )));
+            }
+            if server.sql("SELECT 1").is_ok() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::other(format!(
+                    "mariadbd on port {port} did not accept connections within {}s",
+                    START_TIMEOUT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let quoted = password.replace('\\', "\\\\").replace('\'', "\\'");
+        server.sql(&format!(
+            "CREATE USER '{MARIADB_SUPERUSER}'@'127.0.0.1' IDENTIFIED BY '{quoted}'; \
+             GRANT ALL ON *.* TO '{MARIADB_SUPERUSER}'@'127.0.0.1' WITH GRANT OPTION"
+        ))?;
+        Ok(server)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Database `database` on this server as `user` with `password`.
+    pub fn server(&self, database: &str, user: &str, password: Option<&str>) -> Server {
+        Server {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            database: database.into(),
+            user: user.into(),
+            password: password.map(Password::new),
+        }
+    }
+
+    /// Runs `sql` with the `mariadb` client as root over the server's own
+    /// socket (root logs in by its Unix identity there, so no password is
+    /// handed to it); the output, tab-separated and without headers.
+    pub fn sql(&self, sql: &str) -> io::Result<String> {
+        let out = command(Path::new("/usr/bin/mariadb"), None)
+            .arg("--no-defaults")
+            .arg(format!(
+                "--socket={}",
+                self.dir.join("mysql.sock").display()
+            ))
+            .args(["-u", "root", "-N", "-B", "-e", sql])
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "mariadb: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Stops the server now and waits for it (also done on drop).
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = command(Path::new("/usr/bin/mariadb-admin"), None)
+            .arg("--no-defaults")
+            .arg(format!(
+                "--socket={}",
+                self.dir.join("mysql.sock").display()
+            ))
+            .args(["-u", "root", "shutdown"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for LocalMariadb {
     fn drop(&mut self) {
         self.stop();
     }

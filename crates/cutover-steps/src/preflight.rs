@@ -159,19 +159,17 @@ pub(crate) async fn database(
             )]);
         }
     };
-    if sides.engine == ServerEngine::Mysql {
-        return Err(vec![fail(
-            sides.label,
-            None,
-            crate::db::MYSQL_NOT_BUILT.into(),
-        )]);
-    }
-    match cutover_db::postgres::preflight(&sides.source, &sides.destination).await {
-        Ok(()) => Ok(PreflightOk::Database {
-            step: step.name.clone(),
-            servers: sides.label,
-        }),
-        Err(cutover_db::DbError::Preflight(problems)) => Err(problems
+    let checked = match sides.engine {
+        ServerEngine::Postgres => {
+            cutover_db::postgres::preflight(&sides.source, &sides.destination).await
+        }
+        ServerEngine::Mysql => {
+            cutover_db::mysql::preflight(&sides.source, &sides.destination).await
+        }
+    };
+    let mut failures: Vec<PreflightError> = match checked {
+        Ok(()) => Vec::new(),
+        Err(cutover_db::DbError::Preflight(problems)) => problems
             .into_iter()
             .map(|problem| {
                 fail(
@@ -180,8 +178,25 @@ pub(crate) async fn database(
                     format!("{} is {}: {}", problem.setting, problem.found, problem.fix),
                 )
             })
-            .collect()),
-        Err(err) => Err(vec![fail(sides.label, None, err.to_string())]),
+            .collect(),
+        Err(err) => vec![fail(sides.label.clone(), None, err.to_string())],
+    };
+    if sides.engine == ServerEngine::Mysql {
+        // Its servers are checked all the same, so their settings can be
+        // made ready.
+        failures.push(fail(
+            sides.label.clone(),
+            None,
+            crate::db::MYSQL_NOT_BUILT.into(),
+        ));
+    }
+    if failures.is_empty() {
+        Ok(PreflightOk::Database {
+            step: step.name.clone(),
+            servers: sides.label,
+        })
+    } else {
+        Err(failures)
     }
 }
 

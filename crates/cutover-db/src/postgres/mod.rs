@@ -174,7 +174,7 @@ pub async fn preflight(source: &Server, destination: &Server) -> Result<(), DbEr
         (Ok(src), Ok(dst)) => (src, dst),
         (src, dst) => {
             for side in [src.err(), dst.err()].into_iter().flatten() {
-                problems.push(login_problem(side)?);
+                problems.push(crate::login_problem(side)?);
             }
             return Err(DbError::Preflight(problems));
         }
@@ -185,23 +185,6 @@ pub async fn preflight(source: &Server, destination: &Server) -> Result<(), DbEr
         Ok(())
     } else {
         Err(DbError::Preflight(problems))
-    }
-}
-
-/// A refused login as a preflight problem; other connection errors pass.
-fn login_problem(err: DbError) -> Result<Problem, DbError> {
-    match err {
-        DbError::Login {
-            server,
-            user,
-            reason,
-        } => Ok(Problem {
-            server,
-            setting: format!("the login of user `{user}`"),
-            found: format!("refused ({reason})"),
-            fix: "check the user and the password the runbook points to".into(),
-        }),
-        other => Err(other),
     }
 }
 
