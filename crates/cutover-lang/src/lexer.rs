@@ -189,6 +189,19 @@ fn lex_string(
                 let Some(ch) = text[i..end].chars().next() else {
                     break;
                 };
+                if ch.is_control() && ch != '\t' {
+                    // A NUL cannot reach a command or a file name, and an
+                    // escape sequence would be replayed on every terminal
+                    // that shows the step.
+                    diags.push(
+                        Diagnostic::error(
+                            "control-character",
+                            format!("a control character ({}) in a string", ch.escape_unicode()),
+                            Span::new(file, i, i + ch.len_utf8()),
+                        )
+                        .with_help("strings hold printable text; remove the character"),
+                    );
+                }
                 value.push(ch);
                 i += ch.len_utf8();
             }

@@ -160,7 +160,12 @@ pub(crate) fn read_source(path: &Path) -> Result<String, ReadFault> {
     if meta.len() > MAX_FILE_BYTES {
         return Err(ReadFault::TooLarge(meta.len()));
     }
-    let bytes = std::fs::read(path).map_err(ReadFault::Io)?;
+    let mut bytes = std::fs::read(path).map_err(ReadFault::Io)?;
+    // Editors on some systems start UTF-8 files with a byte order mark;
+    // it is not part of the text.
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        bytes.drain(..3);
+    }
     String::from_utf8(bytes).map_err(|err| {
         let offset = err.utf8_error().valid_up_to();
         let byte = err.as_bytes().get(offset).copied().unwrap_or(0);

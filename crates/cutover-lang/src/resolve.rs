@@ -78,6 +78,10 @@ fn line_span(file: FileId, line: &Line) -> Span {
     }
 }
 
+/// The longest name: a runbook's name is its state file's name
+/// (`.cutover/NAME.db`), which a file system bounds at 255 bytes.
+const MAX_NAME: usize = 128;
+
 fn is_name(text: &str) -> bool {
     let mut chars = text.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
@@ -216,7 +220,18 @@ impl<'a> Cursor<'a> {
 
     fn name(&mut self, what: &str) -> PResult<(&'a str, Span)> {
         let (word, span) = self.word(what)?;
-        if is_name(word) {
+        if is_name(word) && word.len() > MAX_NAME {
+            Err(Diagnostic::error(
+                "bad-name",
+                format!(
+                    "`{}` is {} characters long; a name has at most {MAX_NAME}",
+                    short(word),
+                    word.len()
+                ),
+                span,
+            )
+            .with_help("a run's state file and every report are named after the runbook and its steps: use a shorter name"))
+        } else if is_name(word) {
             Ok((word, span))
         } else {
             Err(Diagnostic::error(
@@ -2298,7 +2313,16 @@ fn parse_window(cursor: &mut Cursor<'_>, span: Span) -> PResult<Window> {
             .expected("`for` and the window's length")
             .with_help("write it like `window 2013-03-14 17:00 UTC for 6h`"));
     }
+    let length_span = cursor.peek().map(|t| cursor.span(t)).unwrap_or(span);
     let length = duration_word(cursor, "the window's length, like `6h`")?;
+    if length.is_zero() {
+        return Err(Diagnostic::error(
+            "bad-value",
+            "the window has no length: no step fits in it",
+            length_span,
+        )
+        .with_help("give the window's length, like `window 2013-03-14 17:00 UTC for 6h`"));
+    }
     cursor.finish()?;
     Ok(Window {
         start,
