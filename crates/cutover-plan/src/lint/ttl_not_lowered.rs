@@ -50,9 +50,11 @@ pub fn check(ctx: &Context, out: &mut Findings) {
             let d = out.diagnostic(
                 &RULE,
                 format!(
-                    "`{}` is switched at {} but the old TTL expires only at {} ({})",
+                    "`{}` is switched by `{}` at {}, {} before the old TTL expires at {} ({})",
                     safety.record,
+                    step.name,
                     offset(at),
+                    duration(safe - at),
                     offset(safe),
                     safety.basis
                 ),
