@@ -267,6 +267,18 @@ fn lab_up_serves_the_runbook_world_at_addresses_it_chose_and_lab_down_removes_it
     assert!(namespaces_of(&id).is_empty(), "{:?}", namespaces_of(&id));
     if namespaced {
         assert!(!machine_has(wiki_new) && !machine_has(primary.ip()));
+        // Nor do they follow the default route off the machine: the lab's
+        // guard route makes them unreachable here (asked of the routing
+        // table, nothing is sent).
+        let route = std::process::Command::new("ip")
+            .args(["-o", "route", "get", &wiki_new.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            !route.status.success()
+                && String::from_utf8_lossy(&route.stderr).contains("No route to host"),
+            "{route:?}"
+        );
     } else {
         assert!(!connects(SocketAddr::new(wiki_new, 8080)));
         assert!(!connects(primary));

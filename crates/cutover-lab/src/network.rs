@@ -39,6 +39,10 @@ const AGENT_PORT: u16 = 7700;
 const MTU: &str = "9000";
 /// The `ip` and `tc` programs.
 const IP: &str = "ip";
+
+/// The metric of the guard route that keeps a lab's block from leaving the
+/// machine (the lowest priority there is; see [`Network::build`]).
+const GUARD_METRIC: &str = "4294967295";
 const TC: &str = "tc";
 
 /// What `lab up` asks of the network.
@@ -454,6 +458,21 @@ impl Network {
             ],
         )?;
         run(IP, &["link", "set", &root_end, "mtu", MTU, "up"])?;
+        // Once the lab is down, its addresses must not follow the default
+        // route off this machine: a guard route, below the lab's own, makes
+        // them unreachable here. It stays after `down` (and is replaced,
+        // not added twice, when the block is used again).
+        run(
+            IP,
+            &[
+                "route",
+                "replace",
+                "unreachable",
+                &self.subnet,
+                "metric",
+                GUARD_METRIC,
+            ],
+        )?;
         for address in self
             .addresses
             .iter()
@@ -696,6 +715,16 @@ fn machine_overlap(block: Block) -> Result<Option<String>, LabError> {
         u32::from(Ipv4Addr::new(block[0], block[1], block[2], 0)),
         24u32,
     );
+    // A lab's guard route (`unreachable BLOCK ... metric GUARD_METRIC`)
+    // holds no address: it only keeps a block that is down from leaving.
+    let taken: String = taken
+        .lines()
+        .filter(|l| {
+            !(l.trim_start().starts_with("unreachable")
+                && l.split_whitespace().any(|w| w == GUARD_METRIC))
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     for word in taken.split_whitespace() {
         let (address, prefix) = match word.split_once('/') {
             Some((a, p)) => (a, p.parse::<u32>().ok()),
