@@ -2,7 +2,8 @@
 //! against its lab, with the real binary, the way a coordinator works: `cutover lab up`, then
 //! `cutover run --t0 now` while manual gates are confirmed with `cutover confirm` from another
 //! process, then `cutover export`. Where the machine allows, each lab is in network namespaces
-//! of its own with shaped links, and the copies cross them: no copy is faster than its link.
+//! of its own with shaped links, and the copies cross them: no copy takes less than half its
+//! time over its link (unshaped, one takes a tenth or less).
 //! Each run prints its planned-vs-actual table (`--nocapture` shows it). Every lab chooses its
 //! own addresses, so these run at once, and beside a second lab of the same runbook; every lab
 //! and run started here stops by itself.
@@ -286,7 +287,12 @@ fn run_in_the_lab(name: &str) {
                 .filter(|w| w.contains(':'))
                 .any(|w| crossing.contains(&w.split(':').next().unwrap()));
             if kind == "image.copy" && over_an_agent && *sent > 4 << 20 {
-                let least = (*sent as f64 * 8.0 / rate as f64) * 0.9;
+                // Shaping is in effect: unshaped, such a copy takes a tenth
+                // of its link time or less. How close a copy comes to the
+                // link's rate is measured by `cargo bench --bench lab_link`,
+                // not here (a token bucket's burst and the timing of a
+                // sub-second copy move it by a fifth).
+                let least = (*sent as f64 * 8.0 / rate as f64) * 0.5;
                 assert!(
                     *actual >= least,
                     "{name}: step {step} sent {sent} bytes in {actual}s, faster than the link allows ({least:.2}s)\n{table}"
