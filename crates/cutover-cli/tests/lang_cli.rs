@@ -267,3 +267,22 @@ fn check_fails_on_what_the_planner_rejects() {
         .assert()
         .code(1);
 }
+
+/// `--format short`: one line per finding, `FILE:LINE:COL: SEVERITY[CODE]:
+/// MESSAGE`, language and planner findings alike.
+#[test]
+fn short_format_is_one_line_per_finding() {
+    let out = cutover()
+        .args([
+            "check",
+            "--format",
+            "short",
+            "fixtures/syntax/invalid/several-errors.runbook",
+            "fixtures/lint/ttl-not-lowered.runbook",
+            "fixtures/lint/unverifiable-step.runbook",
+        ])
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    insta::assert_snapshot!(stderr);
+}

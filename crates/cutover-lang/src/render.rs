@@ -13,6 +13,7 @@ use miette::{
     MietteSpanContents, NamedSource, SourceCode, SourceSpan, SpanContents,
 };
 use serde_json::{Value, json};
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// Source lines longer than this are shown cut, ending in `…`.
@@ -296,6 +297,30 @@ pub fn render_json(sources: &SourceMap, diags: &[Diagnostic]) -> Value {
             })
             .collect(),
     )
+}
+
+/// Renders `diags` one line each, `FILE:LINE:COL: SEVERITY[CODE]: MESSAGE`
+/// (the place left out when the fault has none), for editors and CI logs.
+pub fn render_short(sources: &SourceMap, diags: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for diag in diags {
+        if let Some(span) = diag
+            .primary_span()
+            .filter(|s| (s.file.0 as usize) < sources.files.len())
+        {
+            let (line, column) = sources.line_col(span);
+            let path = sources.file(span.file).path.display();
+            let _ = write!(out, "{path}:{line}:{column}: ");
+        }
+        let severity = match diag.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        };
+        let message = diag.message.replace('\n', " ");
+        let _ = writeln!(out, "{severity}[{}]: {message}", diag.code);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `cutover check`: parse, resolve and check runbooks, and show every fault
 //! found, the way a compiler does.
 
-use cutover_lang::{Severity, load_file, render_human, render_json};
+use cutover_lang::{Severity, load_file, render_human, render_json, render_short};
 use serde_json::json;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -21,7 +21,9 @@ pub struct CheckArgs {
     /// The runbook files to check (their `include`s are read too).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// `human`: diagnostics on stderr; `json`: one JSON document on stdout.
+    /// `human`: diagnostics on stderr; `short`: one line each on stderr,
+    /// `FILE:LINE:COL: SEVERITY[CODE]: MESSAGE`; `json`: one JSON document
+    /// on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub format: OutputFormat,
     /// Fail (exit 1) on warnings too.
@@ -32,6 +34,7 @@ pub struct CheckArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
     Human,
+    Short,
     Json,
 }
 
@@ -70,6 +73,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+            OutputFormat::Short => eprint!("{}", render_short(&loaded.sources, &found)),
             OutputFormat::Json => {
                 if let serde_json::Value::Array(found) = render_json(&loaded.sources, &found) {
                     diagnostics.extend(found);
@@ -83,7 +87,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Human if errors > 0 || warnings > 0 => {
             eprintln!("{errors} error(s), {warnings} warning(s)");
         }
-        OutputFormat::Human => {}
+        OutputFormat::Human | OutputFormat::Short => {}
         OutputFormat::Json => {
             let report = json!({ "files": files, "errors": errors, "warnings": warnings, "diagnostics": diagnostics });
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -5,7 +5,7 @@
 //! shown when the run reaches the gate); a done step or a finished run is
 //! never confirmed.
 
-use super::run::{OperatorArgs, locate};
+use super::run::{OperatorArgs, did_you_mean, locate};
 use cutover_store::{GateRefusal, Phase, StepStatus, Store, StoreError};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,12 +49,14 @@ pub fn run(args: ConfirmArgs) -> anyhow::Result<ExitCode> {
     let Some(run) = store.latest_run()? else {
         anyhow::bail!("{} holds no run", path.display());
     };
-    let Some(step) = store
-        .steps(run.id)?
-        .into_iter()
-        .find(|s| s.name == args.step)
-    else {
-        anyhow::bail!("the run in {} has no step `{}`", path.display(), args.step);
+    let steps = store.steps(run.id)?;
+    let Some(step) = steps.iter().find(|s| s.name == args.step) else {
+        anyhow::bail!(
+            "the run in {} has no step `{}`{}",
+            path.display(),
+            args.step,
+            did_you_mean(&args.step, steps.iter().map(|s| s.name.as_str()))
+        );
     };
     if !step
         .definition

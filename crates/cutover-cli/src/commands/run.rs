@@ -231,19 +231,19 @@ fn only_runbook_here() -> anyhow::Result<PathBuf> {
 /// Resolves a step name, suggesting the closest one when unknown.
 pub(crate) fn step_id(runbook: &Runbook, name: &str) -> anyhow::Result<StepId> {
     runbook.step_by_name(name).ok_or_else(|| {
-        let closest = runbook
-            .steps
-            .iter()
-            .map(|s| (strsim::levenshtein(&s.name, name), &s.name))
-            .min()
-            .filter(|(d, _)| *d <= 3);
-        match closest {
-            Some((_, s)) => {
-                anyhow::anyhow!("the runbook has no step `{name}`; did you mean `{s}`?")
-            }
-            None => anyhow::anyhow!("the runbook has no step `{name}`"),
-        }
+        anyhow::anyhow!(
+            "the runbook has no step `{name}`{}",
+            did_you_mean(name, runbook.steps.iter().map(|s| s.name.as_str()))
+        )
     })
+}
+
+/// "; did you mean `NAME`?" for the closest of `names` by the language's
+/// one rule ([`cutover_lang::closest`]), or nothing.
+pub(crate) fn did_you_mean<'a>(name: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    cutover_lang::closest(name, names)
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default()
 }
 
 /// Asks a yes/no question on the terminal (false without one).

@@ -111,6 +111,13 @@ fn a_stopped_run_refuses_a_confirmation_of_its_gate() {
     let (code, out, _) = output(cutover(d).args(["status", "gated.runbook"]));
     assert_eq!(code, 0);
     assert!(out.contains("its process is gone"), "{out}");
+    // A mistyped step: the closest one is named.
+    let (code, _, err) = output(cutover(d).args(["confirm", "frezee", "gated.runbook"]));
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("has no step `frezee`; did you mean `freeze`?"),
+        "{err}"
+    );
 }
 
 #[test]
