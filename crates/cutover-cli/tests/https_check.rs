@@ -8,9 +8,10 @@
 #[path = "../../cutover-steps/tests/tls_lab/mod.rs"]
 mod tls_lab;
 
-use cutover_store::{EvidenceRecord, Store};
+mod support;
+
+use cutover_store::EvidenceRecord;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use tls_lab::{LabCa, Server};
 
 /// Writes `NAME.runbook` (host `wiki-new` at 127.0.0.1, one step `check`
@@ -18,49 +19,17 @@ use tls_lab::{LabCa, Server};
 /// the exit code, the output, the step's status from `cutover status
 /// --format json` and the step's last evidence from the state file.
 async fn run(dir: &Path, name: &str, line: &str) -> (i32, String, String, EvidenceRecord) {
-    std::fs::write(
-        dir.join(format!("{name}.runbook")),
-        format!(
-            "runbook {name}\n\nhost wiki-new addr 127.0.0.1 via local ./wiki-new\n\nstep check\n  {line}\n  timeout 3s\n"
-        ),
-    )
-    .unwrap();
+    let text = format!(
+        "runbook {name}\n\nhost wiki-new addr 127.0.0.1 via local ./wiki-new\n\nstep check\n  {line}\n  timeout 3s\n"
+    );
     let dir = dir.to_path_buf();
     let name = name.to_string();
     // The server answers on this runtime while the binary runs.
     tokio::task::spawn_blocking(move || {
-        let cutover = |args: &[&str]| {
-            let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
-                .current_dir(&dir)
-                .stdin(Stdio::null())
-                .env("USER", "tester")
-                .args(args)
-                .output()
-                .unwrap();
-            (
-                out.status.code().unwrap_or(-1),
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            )
-        };
-        let runbook = format!("{name}.runbook");
-        let (code, output) = cutover(&["run", &runbook]);
-        let (status_code, json) = cutover(&["status", &runbook, "--format", "json"]);
-        assert_eq!(status_code, 0, "{json}");
-        let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
-        let status = doc["steps"][0]["status"].as_str().unwrap().to_string();
-        let store = Store::open_existing(&dir.join(format!(".cutover/{name}.db"))).unwrap();
-        let run = store.latest_run().unwrap().unwrap();
-        let evidence = store
-            .evidence(run.id)
-            .unwrap()
-            .into_iter()
-            .rfind(|e| e.step == "check")
-            .unwrap_or_else(|| panic!("no evidence of the check:\n{output}"));
-        (code, output, status, evidence)
+        let ran = support::run::run(&dir, &name, &text, &[]);
+        let status = ran.status("check").to_string();
+        let evidence = ran.last("check").clone();
+        (ran.code, ran.output, status, evidence)
     })
     .await
     .unwrap()
