@@ -124,9 +124,22 @@ pub struct StepContext<'a> {
     pub prompter: &'a dyn Prompter,
     pub(crate) reporter: &'a dyn Reporter,
     pub(crate) state: &'a SharedState,
+    /// This is the check right before the step's act (see
+    /// [`StepContext::act_follows`]).
+    pub(crate) act_follows: bool,
 }
 
 impl<'a> StepContext<'a> {
+    /// True in the `check` the engine makes right before acting: if it is
+    /// not satisfied, `act` runs next in this process. A kind whose act
+    /// finds out for itself whether anything needs doing (a delta copy
+    /// compares before it writes) may then leave the question to the act
+    /// instead of answering it twice. False when the check stands alone (a
+    /// resume re-checking done steps, rollback).
+    pub fn act_follows(&self) -> bool {
+        self.act_follows
+    }
+
     /// The step being run.
     pub fn step_def(&self) -> &'a Step {
         self.runbook.step(self.step)
@@ -237,12 +250,9 @@ impl<'a> StepContext<'a> {
             &text,
             Some(&serde_json::json!({ "instructions": instructions })),
         )?;
-        self.reporter.event(&RunEvent::Message {
-            step: Some(self.step_name().to_owned()),
-            text: format!(
-                "{text} — confirm here, or with `cutover confirm {}`",
-                self.step_name()
-            ),
+        self.reporter.event(&RunEvent::Gate {
+            step: self.step_name().to_owned(),
+            instructions: instructions.to_owned(),
         });
         Ok(())
     }

@@ -3,7 +3,7 @@
 use crate::kind::{
     ActionRole, Check, Evidence, Interrupted, KindRegistry, StepContext, StepError, StepKind,
 };
-use crate::report::{Decision, Prompter, Reporter, RunEvent, StepOutcome};
+use crate::report::{Decision, Prompter, Recap, Reporter, RunEvent, StepOutcome};
 use crate::state::plan_t0;
 use crate::{Controls, RunOptions, SharedState, describe};
 use chrono::{DateTime, Utc};
@@ -63,6 +63,17 @@ enum Observed {
     Fatal(Evidence),
 }
 
+/// When a step is observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Observing {
+    /// The check before acting: the act runs next unless it is satisfied.
+    BeforeAct,
+    /// The verification after acting.
+    AfterAct,
+    /// A done step re-checked on resume: nothing acts after it.
+    Recheck,
+}
+
 /// A failed observation as what was seen: fatal, interrupted, or not yet.
 fn observed_error(err: StepError) -> anyhow::Result<Observed> {
     match err {
@@ -96,6 +107,7 @@ impl<'a> Engine<'a> {
             prompter: self.prompter,
             reporter: self.reporter,
             state,
+            act_follows: false,
         }
     }
 
@@ -105,18 +117,19 @@ impl<'a> Engine<'a> {
 
     /// Observes a step: its kind's `check` (or `verify`), then each of its
     /// `verify` lines' checks. Errors count as "not yet", with the error as
-    /// evidence; cancellation is returned as an error.
+    /// evidence; cancellation is returned as an error. `when` says whether
+    /// an act follows this observation or has just run.
     async fn observe(
         &self,
         state: &SharedState,
         id: StepId,
         t0: Option<DateTime<Utc>>,
         cancel: &CancellationToken,
-        after_act: bool,
+        when: Observing,
     ) -> anyhow::Result<Observed> {
         let step = self.runbook.step(id);
         let kind = self.kinds.kind_for(&step.action.kind)?;
-        let ctx = self.context(
+        let mut ctx = self.context(
             state,
             id,
             &step.action,
@@ -125,7 +138,8 @@ impl<'a> Engine<'a> {
             cancel.clone(),
             cancel.clone(),
         );
-        let main = if after_act {
+        ctx.act_follows = when == Observing::BeforeAct;
+        let main = if when == Observing::AfterAct {
             kind.verify(&ctx).await
         } else {
             kind.check(&ctx).await
@@ -205,6 +219,33 @@ impl<'a> Engine<'a> {
             step: self.name(id).to_owned(),
             outcome,
             summary: summary.to_owned(),
+            changed: None,
+            eta,
+        });
+    }
+
+    /// A step acted and is done: [`RunEvent::StepFinished`] with what it
+    /// changed, from its act's evidence (committed, so also after a resume
+    /// caught it verifying) and `end`, its final observation.
+    fn changed(
+        &self,
+        state: &SharedState,
+        id: StepId,
+        outcome: StepOutcome,
+        end: &Evidence,
+        eta: Duration,
+    ) {
+        let act = state
+            .evidence_of(self.name(id), Phase::Act)
+            .ok()
+            .flatten()
+            .map(|r| Evidence::new(r.summary, r.data));
+        let step = self.runbook.step(id);
+        self.reporter.event(&RunEvent::StepFinished {
+            step: step.name.clone(),
+            outcome,
+            summary: end.summary.clone(),
+            changed: Some(crate::changed::what_changed(step, act.as_ref(), end)),
             eta,
         });
     }
@@ -223,48 +264,71 @@ impl<'a> Engine<'a> {
         let step = self.runbook.step(id);
         let name = self.name(id);
         let kind: &dyn StepKind = self.kinds.kind_for(&step.action.kind)?;
+        let check_cancel = controls.abort.clone();
+        let mut resume_verify = resume_phase == Some(Phase::Verify);
+
+        // `--step`: the check comes first (it has no side effects), so the
+        // question shows what holds now; a step already satisfied is not
+        // asked about. The question comes before the step starts.
+        let mut checked = None;
+        if self.options.step_mode {
+            if !resume_verify {
+                checked = Some(
+                    self.observe(state, id, t0, &check_cancel, Observing::BeforeAct)
+                        .await,
+                );
+            }
+            if !matches!(checked, Some(Ok(Observed::Satisfied(_)))) {
+                let mut what = describe::step(self.runbook, step);
+                if let Some(Ok(Observed::NotYet(e))) = &checked {
+                    what.push_str("\n  # now: ");
+                    what.push_str(&e.summary);
+                }
+                let decision = tokio::select! {
+                    d = self.prompter.before_step(step, &what) => d,
+                    () = controls.stop.cancelled() => Decision::Stop,
+                };
+                match decision {
+                    Decision::Run => {}
+                    Decision::Skip => {
+                        self.commit(
+                            state,
+                            id,
+                            StepStatus::Skipped,
+                            None,
+                            false,
+                            "deviation",
+                            "skipped at the prompt".into(),
+                            None,
+                        )?;
+                        self.finished(id, StepOutcome::Skipped, "skipped at the prompt", eta);
+                        return Ok(StepEnd::Skipped);
+                    }
+                    Decision::Stop => {
+                        self.finished(id, StepOutcome::Interrupted, "stopped before it ran", eta);
+                        return Ok(StepEnd::Stopped);
+                    }
+                }
+            }
+        }
         self.reporter.event(&RunEvent::StepStarted {
             step: name.to_owned(),
         });
 
-        if self.options.step_mode {
-            let what = describe::step(self.runbook, step);
-            let decision = tokio::select! {
-                d = self.prompter.before_step(step, &what) => d,
-                () = controls.stop.cancelled() => Decision::Stop,
-            };
-            match decision {
-                Decision::Run => {}
-                Decision::Skip => {
-                    self.commit(
-                        state,
-                        id,
-                        StepStatus::Skipped,
-                        None,
-                        false,
-                        "deviation",
-                        "skipped at the prompt".into(),
-                        None,
-                    )?;
-                    self.finished(id, StepOutcome::Skipped, "skipped at the prompt", eta);
-                    return Ok(StepEnd::Skipped);
-                }
-                Decision::Stop => {
-                    self.finished(id, StepOutcome::Interrupted, "stopped before it ran", eta);
-                    return Ok(StepEnd::Stopped);
-                }
-            }
-        }
-
         // Check: is it already true? (Also how a step caught mid-act resumes.)
-        let check_cancel = controls.abort.clone();
         self.reporter.event(&RunEvent::Phase {
             step: name.to_owned(),
             phase: Phase::Check,
         });
-        let mut resume_verify = resume_phase == Some(Phase::Verify);
         if !resume_verify {
-            match self.observe(state, id, t0, &check_cancel, false).await {
+            let observed = match checked {
+                Some(observed) => observed,
+                None => {
+                    self.observe(state, id, t0, &check_cancel, Observing::BeforeAct)
+                        .await
+                }
+            };
+            match observed {
                 Ok(Observed::Satisfied(e)) => {
                     self.commit(
                         state,
@@ -382,7 +446,10 @@ impl<'a> Engine<'a> {
             let deadline = Instant::now() + timeout;
             let mut pause = FIRST_POLL;
             let last = loop {
-                match self.observe(state, id, t0, &verify_cancel, true).await {
+                match self
+                    .observe(state, id, t0, &verify_cancel, Observing::AfterAct)
+                    .await
+                {
                     Ok(Observed::Satisfied(e)) => {
                         self.commit(
                             state,
@@ -394,7 +461,7 @@ impl<'a> Engine<'a> {
                             format!("verified: {}", e.summary),
                             Some((Phase::Verify, &e)),
                         )?;
-                        self.finished(id, StepOutcome::Verified, &e.summary, eta);
+                        self.changed(state, id, StepOutcome::Verified, &e, eta);
                         return Ok(StepEnd::Done);
                     }
                     Ok(Observed::Unobservable) => {
@@ -412,7 +479,7 @@ impl<'a> Engine<'a> {
                             "done, unverified (no verify line)".into(),
                             Some((Phase::Verify, &e)),
                         )?;
-                        self.finished(id, StepOutcome::Unverified, &e.summary, eta);
+                        self.changed(state, id, StepOutcome::Unverified, &e, eta);
                         return Ok(StepEnd::Done);
                     }
                     Ok(Observed::Fatal(e)) => {
@@ -653,14 +720,48 @@ impl<'a> Engine<'a> {
                 };
                 let id = StepId(i);
                 let step = self.runbook.step(id);
+                let mut forced = self.options.force.contains(&id);
                 if let Some(skipped) = sched.blocked_by[i] {
-                    halt = Some(RunOutcome::Blocked {
-                        step: step.name.clone(),
-                        skipped: self.name(skipped).to_owned(),
-                    });
-                    break;
+                    // `--step` asks; otherwise the run stops before it.
+                    let decision = if self.options.step_mode {
+                        tokio::select! {
+                            d = self.prompter.after_skip(step, self.runbook.step(skipped)) => d,
+                            () = controls.stop.cancelled() => Decision::Stop,
+                        }
+                    } else {
+                        Decision::Stop
+                    };
+                    match decision {
+                        Decision::Run => forced = true,
+                        Decision::Skip => {
+                            let text =
+                                format!("skipped at the prompt: `{}` was skipped", self.name(skipped));
+                            self.commit(
+                                state,
+                                id,
+                                StepStatus::Skipped,
+                                None,
+                                false,
+                                "deviation",
+                                text.clone(),
+                                None,
+                            )?;
+                            self.finished(id, StepOutcome::Skipped, &text, eta.1);
+                            statuses[i] = StepStatus::Skipped;
+                            done_count += 1;
+                            sched.finished(self, id, StepStatus::Skipped, &statuses);
+                            continue;
+                        }
+                        Decision::Stop => {
+                            halt = Some(RunOutcome::Blocked {
+                                step: step.name.clone(),
+                                skipped: self.name(skipped).to_owned(),
+                            });
+                            break;
+                        }
+                    }
                 }
-                if self.options.force.contains(&id) {
+                if forced {
                     for dep in step
                         .after
                         .iter()
@@ -669,7 +770,15 @@ impl<'a> Engine<'a> {
                         state.append_event(
                             Some(&step.name),
                             "deviation",
-                            &format!("run by --force although `{}` was skipped", self.name(*dep)),
+                            &format!(
+                                "run {} although `{}` was skipped",
+                                if self.options.force.contains(&id) {
+                                    "by --force"
+                                } else {
+                                    "at the prompt"
+                                },
+                                self.name(*dep)
+                            ),
                             None,
                         )?;
                     }
@@ -770,7 +879,8 @@ impl<'a> Engine<'a> {
         let mut checks = futures_util::stream::iter(done.into_iter().map(|id| async move {
             (
                 id,
-                self.observe(state, id, t0, &controls.abort, false).await,
+                self.observe(state, id, t0, &controls.abort, Observing::Recheck)
+                    .await,
             )
         }))
         .buffer_unordered(parallel);
@@ -820,7 +930,80 @@ impl<'a> Engine<'a> {
             )?,
             _ => {}
         }
+        drop(store);
+        let recap = self.recap(state, &outcome, &steps)?;
+        self.reporter.event(&RunEvent::Finished { recap });
         Ok(outcome)
+    }
+
+    /// The run's recap from its state: the selected steps by status (done
+    /// ones split by whether they acted), the time since the run started
+    /// against the plan's, and the deviations recorded.
+    fn recap(
+        &self,
+        state: &SharedState,
+        outcome: &RunOutcome,
+        steps: &[cutover_store::StepRecord],
+    ) -> anyhow::Result<Recap> {
+        let run = state.run_record()?;
+        let events = state.store().events(state.run_id())?;
+        let mut satisfied = std::collections::HashMap::new();
+        let mut deviations = Vec::new();
+        for event in &events {
+            match (event.kind.as_str(), &event.step) {
+                ("done", Some(step)) => {
+                    satisfied.insert(step.as_str(), event.message.starts_with("already satisfied"));
+                }
+                ("deviation", step) => deviations.push(match step {
+                    Some(step) => format!("{step}: {}", event.message),
+                    None => event.message.clone(),
+                }),
+                _ => {}
+            }
+        }
+        let selected = self.selection();
+        let by_name = self.runbook.steps_by_name();
+        let mut recap = Recap {
+            outcome: match outcome {
+                RunOutcome::Completed => "completed",
+                RunOutcome::Stopped => "stopped",
+                RunOutcome::Failed { .. } => "failed",
+                RunOutcome::Blocked { .. } | RunOutcome::NotReady { .. } => "blocked",
+            },
+            total: 0,
+            done: 0,
+            already_satisfied: 0,
+            skipped: 0,
+            failed: 0,
+            not_run: 0,
+            took: (Utc::now() - run.started_at).to_std().unwrap_or_default(),
+            planned: Duration::ZERO,
+            deviations,
+        };
+        for record in steps {
+            if !by_name
+                .get(record.name.as_str())
+                .is_some_and(|id| selected[id.0])
+            {
+                continue;
+            }
+            recap.total += 1;
+            match record.status {
+                StepStatus::Done if satisfied.get(record.name.as_str()) == Some(&true) => {
+                    recap.already_satisfied += 1;
+                }
+                StepStatus::Done => recap.done += 1,
+                StepStatus::Skipped => recap.skipped += 1,
+                StepStatus::Failed => recap.failed += 1,
+                _ => recap.not_run += 1,
+            }
+        }
+        let plan = cutover_plan::plan(self.runbook, None);
+        let start = (run.started_at - plan_t0(&plan, run.t0).unwrap_or(run.started_at)).num_seconds();
+        let nothing_done = vec![false; self.runbook.steps.len()];
+        let planned = plan.end_from(self.runbook, &nothing_done, start) - start;
+        recap.planned = Duration::from_secs(u64::try_from(planned).unwrap_or(0));
+        Ok(recap)
     }
 }
 
