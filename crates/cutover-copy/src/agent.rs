@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::error::{CopyError, ErrorKind};
 use crate::files::FileSide;
 use crate::protocol::{
-    FrameError, MAX_FRAME, PROTOCOL_VERSION, Reach, Request, Response, read_frame, write_frame,
+    FrameError, PROTOCOL_VERSION, Reach, Request, Response, read_answer, read_frame, write_frame,
 };
 
 /// Bytes of the agent's standard error kept to explain its failure.
@@ -245,33 +245,6 @@ impl<T: Write + AsRawFd> Write for IdlePipe<T> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
-    }
-}
-
-/// Reads one answer frame, skipping the agent's heartbeats (empty frames).
-fn read_answer(input: &mut impl Read) -> Result<Option<Vec<u8>>, FrameError> {
-    loop {
-        let mut len = [0u8; 4];
-        let mut got = 0;
-        while got < 4 {
-            match input.read(&mut len[got..]) {
-                Ok(0) if got == 0 => return Ok(None),
-                Ok(0) => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
-                Ok(n) => got += n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(FrameError::Io(err)),
-            }
-        }
-        let len = u32::from_le_bytes(len);
-        if len == 0 {
-            continue;
-        }
-        if len > MAX_FRAME {
-            return Err(FrameError::Garbage(len));
-        }
-        let mut body = vec![0u8; len as usize];
-        input.read_exact(&mut body).map_err(FrameError::Io)?;
-        return Ok(Some(body));
     }
 }
 

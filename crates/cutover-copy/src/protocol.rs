@@ -22,6 +22,11 @@ pub const PROTOCOL_VERSION: u32 = 5;
 pub const MAGIC: &[u8] = b"cutover-agent";
 /// No frame is larger (the largest is a window's delta or an 8 MiB write batch).
 pub const MAX_FRAME: u32 = 96 << 20;
+/// No text field (a path, a host name, a message) is longer. Every other
+/// length or count is checked against the bytes left in its frame before
+/// anything is allocated for it, so a frame never costs more memory than
+/// its own size.
+pub const MAX_TEXT: usize = 64 << 10;
 
 /// Which file of an open copy a hash request reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,8 +201,37 @@ pub fn write_frame(out: &mut impl Write, body: &[u8]) -> io::Result<u64> {
     Ok(4 + u64::from(len))
 }
 
-/// Reads one frame body; `Ok(None)` at a clean end of stream.
+/// Reads one request frame body (the agent's side, where an empty frame is
+/// not the protocol); `Ok(None)` at a clean end of stream.
 pub fn read_frame(input: &mut impl Read) -> Result<Option<Vec<u8>>, FrameError> {
+    let Some(len) = read_len(input)? else {
+        return Ok(None);
+    };
+    if len == 0 || len > MAX_FRAME {
+        return Err(FrameError::Garbage(len));
+    }
+    read_body(input, len).map(Some)
+}
+
+/// Reads one answer frame body (the coordinator's side), skipping the
+/// agent's heartbeats (empty frames); `Ok(None)` at a clean end of stream.
+pub fn read_answer(input: &mut impl Read) -> Result<Option<Vec<u8>>, FrameError> {
+    loop {
+        let Some(len) = read_len(input)? else {
+            return Ok(None);
+        };
+        if len == 0 {
+            continue;
+        }
+        if len > MAX_FRAME {
+            return Err(FrameError::Garbage(len));
+        }
+        return read_body(input, len).map(Some);
+    }
+}
+
+/// A frame's length; `None` at a clean end of stream (before its first byte).
+fn read_len(input: &mut impl Read) -> Result<Option<u32>, FrameError> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -209,13 +243,21 @@ pub fn read_frame(input: &mut impl Read) -> Result<Option<Vec<u8>>, FrameError> 
             Err(err) => return Err(FrameError::Io(err)),
         }
     }
-    let len = u32::from_le_bytes(len);
-    if len == 0 || len > MAX_FRAME {
-        return Err(FrameError::Garbage(len));
+    Ok(Some(u32::from_le_bytes(len)))
+}
+
+/// Reads a frame body of `len` bytes (at most [`MAX_FRAME`]), growing the
+/// buffer as the bytes arrive: a length alone never allocates.
+fn read_body(input: &mut impl Read, len: u32) -> Result<Vec<u8>, FrameError> {
+    let mut body = Vec::with_capacity((len as usize).min(1 << 20));
+    input
+        .take(u64::from(len))
+        .read_to_end(&mut body)
+        .map_err(FrameError::Io)?;
+    if body.len() != len as usize {
+        return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into()));
     }
-    let mut body = vec![0u8; len as usize];
-    input.read_exact(&mut body).map_err(FrameError::Io)?;
-    Ok(Some(body))
+    Ok(body)
 }
 
 /// Why no frame could be read.
@@ -278,13 +320,34 @@ impl<'a> Decoder<'a> {
         b.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(b))
     }
+    /// A length-prefixed byte string: the length is checked against the
+    /// bytes left before they are copied out.
     fn bytes(&mut self) -> Result<Vec<u8>, CopyError> {
         let len = self.u32()? as usize;
         Ok(self.take(len)?.to_vec())
     }
     fn str(&mut self) -> Result<String, CopyError> {
-        String::from_utf8(self.bytes()?)
+        let len = self.u32()? as usize;
+        if len > MAX_TEXT {
+            return Err(CopyError::protocol(format!(
+                "protocol error: a text of {len} bytes (at most {MAX_TEXT})"
+            )));
+        }
+        std::str::from_utf8(self.take(len)?)
+            .map(str::to_string)
             .map_err(|_| CopyError::protocol("protocol error: text is not UTF-8"))
+    }
+    /// A count of items that take at least `item_bytes` each: refused when
+    /// that many cannot fit in what is left of the message.
+    fn count(&mut self, item_bytes: usize) -> Result<usize, CopyError> {
+        let count = self.u32()? as usize;
+        if count.saturating_mul(item_bytes) > self.0.len() {
+            return Err(CopyError::protocol(format!(
+                "protocol error: a count of {count} in a message with room for {}",
+                self.0.len() / item_bytes
+            )));
+        }
+        Ok(count)
     }
     fn port(&mut self) -> Result<u16, CopyError> {
         u16::try_from(self.u32()?)
@@ -468,8 +531,8 @@ impl Request {
                 },
             },
             5 => {
-                let count = d.u32()?;
-                let mut ranges = Vec::new();
+                let count = d.count(16)?;
+                let mut ranges = Vec::with_capacity(count);
                 for _ in 0..count {
                     ranges.push((d.u64()?, d.u64()?));
                 }
@@ -485,8 +548,9 @@ impl Request {
                 end: d.u64()?,
             },
             8 => {
-                let count = d.u32()?;
-                let mut ops = Vec::new();
+                // The shortest op: a tag, a start and a length (or a data length).
+                let count = d.count(13)?;
+                let mut ops = Vec::with_capacity(count);
                 for _ in 0..count {
                     ops.push(match d.u8()? {
                         0 => PatchOp::CopyBasis {
@@ -535,8 +599,8 @@ impl Request {
             13 => Request::Remove { path: d.str()? },
             14 => {
                 let timeout_ms = d.u64()?;
-                let count = d.u32()?;
-                let mut targets = Vec::new();
+                let count = d.count(8)?;
+                let mut targets = Vec::with_capacity(count);
                 for _ in 0..count {
                     targets.push((d.str()?, d.port()?));
                 }
@@ -672,12 +736,8 @@ impl Response {
                     _ => Some(d.array32()?),
                 };
                 let hole_bytes = d.u64()?;
-                let count = d.u32()? as usize;
-                let raw = d.take(
-                    count
-                        .checked_mul(16)
-                        .ok_or_else(|| CopyError::protocol("protocol error: bad hash count"))?,
-                )?;
+                let count = d.count(16)?;
+                let raw = d.take(count * 16)?;
                 let blocks = raw
                     .chunks_exact(16)
                     .map(|c| {
@@ -698,8 +758,8 @@ impl Response {
                 method: d.str()?,
             },
             9 => {
-                let count = d.u32()?;
-                let mut tables = Vec::new();
+                let count = d.count(16)?;
+                let mut tables = Vec::with_capacity(count);
                 for _ in 0..count {
                     tables.push(TableChecksum {
                         name: d.str()?,
@@ -710,8 +770,8 @@ impl Response {
                 Response::Checksums(tables)
             }
             10 => {
-                let count = d.u32()?;
-                let mut outcomes = Vec::new();
+                let count = d.count(5)?;
+                let mut outcomes = Vec::with_capacity(count);
                 for _ in 0..count {
                     outcomes.push(match d.u8()? {
                         0 => Reach::Failed { error: d.str()? },
