@@ -1,5 +1,6 @@
 //! Post-mortem exports of a run (Markdown, JSON, CSV, HTML with a Gantt
-//! chart) and the read-only live dashboard behind `cutover serve`.
+//! chart) and what the read-only live dashboard behind `cutover serve`
+//! shows ([`live`]; its web server is the `cutover-dashboard` crate).
 //!
 //! Both start from a [`Snapshot`] of a state file, read in one transaction
 //! through the store's read-only open ([`read_snapshot`], on
@@ -23,16 +24,17 @@
 //! the report shows nothing of a runbook's keys.
 
 mod csv;
-pub mod dashboard;
 pub mod facts;
 mod gantt;
 mod html;
+pub mod live;
 mod markdown;
 mod model;
 mod read;
 mod sessions;
 mod text;
 
+pub use html::STYLE;
 pub use model::{
     ConfirmationReport, Counts, Deviation, DeviationKind, EventReport, EvidenceReport, Instant,
     LATE_TOLERANCE_S, OVERRUN_TOLERANCE_S, Planned, PlannedRunbook, Progress, Report, RunSummary,

@@ -4,7 +4,7 @@
 mod fixture;
 
 use cutover_report::{
-    DeviationKind, Format, Report, SessionEnd, dashboard, find_runbook, read_snapshot, render,
+    DeviationKind, Format, Report, SessionEnd, find_runbook, live, read_snapshot, render,
 };
 use fixture::{RUNBOOK, at, crashed_and_resumed, first_session};
 
@@ -170,7 +170,7 @@ fn a_crash_not_yet_resumed_is_told_apart_from_a_live_run() {
         Some("acting (attempt 2 of 2)")
     );
     assert!(running.actual.end.is_none());
-    let state = dashboard::live_state(&snapshot, Some(&runbook()), at(17, 6, 0));
+    let state = live::live_state(&snapshot, Some(&runbook()), at(17, 6, 0));
     assert!(
         state
             .coordinator
@@ -238,7 +238,7 @@ fn a_running_step_shows_the_countdown_of_its_current_attempt_until_it_runs_out()
         None,
     );
     let snapshot = read_snapshot(&state).unwrap();
-    let live = dashboard::live_state(&snapshot, Some(&runbook()), at(17, 20, 15));
+    let live = live::live_state(&snapshot, Some(&runbook()), at(17, 20, 15));
     assert_eq!(live.countdowns.len(), 1, "{:?}", live.countdowns);
     assert_eq!(live.countdowns[0].step, "settle");
     assert_eq!(live.countdowns[0].label, "waiting");
@@ -249,7 +249,7 @@ fn a_running_step_shows_the_countdown_of_its_current_attempt_until_it_runs_out()
         Some("waiting until 17:21:00 UTC")
     );
 
-    let later = dashboard::live_state(&snapshot, Some(&runbook()), at(17, 21, 0));
+    let later = live::live_state(&snapshot, Some(&runbook()), at(17, 21, 0));
     assert!(later.countdowns.is_empty(), "{:?}", later.countdowns);
 }
 
@@ -387,7 +387,7 @@ fn no_format_shows_the_secret_of_a_key_the_runbook_references() {
             "{format:?} shows part of the secret"
         );
     }
-    let live = serde_json::to_string(&dashboard::live_state(
+    let live = serde_json::to_string(&live::live_state(
         &snapshot,
         Some(&runbook()),
         at(17, 20, 0),

@@ -1,4 +1,4 @@
-//! `/api/run` of the dashboard, as [`dashboard::Source`] answers it: a
+//! `/api/run` of the dashboard, as [`live::Source`] answers it: a
 //! waiting manual gate says so, and the answer it keeps between polls is
 //! the live state of the run after every write of the engine, every change
 //! of the runbook's file, a replaced state file and a coordinator's death.
@@ -7,7 +7,7 @@
 mod fixture;
 
 use chrono::{DateTime, Utc};
-use cutover_report::dashboard::{self, LATEST_EVENTS, Source};
+use cutover_report::live::{self, LATEST_EVENTS, Source};
 use cutover_report::{Format, Report, read_snapshot, render};
 use fixture::{Builder, RUNBOOK, at, first_session};
 use serde_json::{Value, json};
@@ -176,7 +176,7 @@ fn the_kept_answer_is_the_live_state_after_every_write() {
     let now = at(17, 6, 0);
     let same = |now: DateTime<Utc>| {
         let kept = answer(&source, now);
-        let fresh = serde_json::to_value(dashboard::live_state(
+        let fresh = serde_json::to_value(live::live_state(
             &read_snapshot(&state).unwrap(),
             Some(&runbook()),
             now,

@@ -8,7 +8,7 @@
 //! (`CUTOVER_SCALE_STEPS` sets another size).
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use cutover_report::{Format, PlannedRunbook, Report, dashboard, read_snapshot, render};
+use cutover_report::{Format, PlannedRunbook, Report, live, read_snapshot, render};
 use rusqlite::params;
 use std::path::Path;
 use std::time::Instant;
@@ -153,7 +153,7 @@ fn a_report_of_ten_thousand_steps() {
         std::hash::Hasher::finish(&digest)
     );
     let started = Instant::now();
-    let live = dashboard::live_state(&snapshot, Some(&runbook), t(steps as i64));
+    let live = live::live_state(&snapshot, Some(&runbook), t(steps as i64));
     println!(
         "dashboard live state (build, gantt, countdowns): {}",
         seconds(started)
@@ -238,7 +238,7 @@ fn the_stages_of_an_api_run_answer() {
         let svg = cutover_report::gantt_svg(&report, Some(t(0)));
         println!("  gantt: {} ({} bytes)", seconds(started), svg.len());
         let started = Instant::now();
-        let live = dashboard::live_state(&snapshot, Some(&runbook), t(0));
+        let live = live::live_state(&snapshot, Some(&runbook), t(0));
         println!(
             "  live_state (clone, plan, build, gantt): {}",
             seconds(started)
@@ -250,7 +250,7 @@ fn the_stages_of_an_api_run_answer() {
             seconds(started),
             json.len()
         );
-        let source = dashboard::Source::new(path.clone(), Some(runbook));
+        let source = live::Source::new(path.clone(), Some(runbook));
         let started = Instant::now();
         let first = source.api_run_json(t(0)).expect("answer");
         println!(
@@ -335,7 +335,7 @@ fn the_stages_of_an_api_run_answer() {
                 let took = started.elapsed().as_secs_f64();
                 // What the answer cost before it was read incrementally: a
                 // full read (a new source keeps nothing).
-                let fresh = dashboard::Source::new(path.clone(), Some(planned.runbook().clone()));
+                let fresh = live::Source::new(path.clone(), Some(planned.runbook().clone()));
                 let started = Instant::now();
                 let full = fresh.api_run_json(t(20 + i)).expect("answer");
                 full_times.push(started.elapsed().as_secs_f64());

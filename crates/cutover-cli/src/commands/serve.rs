@@ -2,7 +2,8 @@
 //! watching a cutover from a laptop or a phone.
 
 use super::run::locate;
-use cutover_report::dashboard::{Source, serve};
+use cutover_dashboard::serve;
+use cutover_report::live::Source;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
