@@ -7,6 +7,8 @@
 //! - [`query`], [`soa`], [`live_ns`]: one question to one server, no cache.
 //! - [`verify_all`] / [`verify_many`]: poll every server until all agree, with a
 //!   [`VerifyReport`] as evidence and a [`StaleDiagnosis`] when a secondary lags.
+//! - [`cache_expiry`]: how long the resolvers clients use may still serve an old answer
+//!   (through hickory-resolver).
 //! - [`serve`] / [`serve_with`] / [`serve_secondary`]: the authoritative server of
 //!   `cutover dns serve`: a hidden primary (NOTIFY, IXFR, AXFR of any size) or a lagging copy.
 //!
@@ -27,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+mod caches;
 mod error;
 mod notify;
 mod primary;
@@ -38,6 +41,7 @@ mod update;
 mod verify;
 mod zonefile;
 
+pub use caches::{CacheExpiry, CachedAnswer, cache_expiry};
 pub use error::DnsError;
 pub use hickory_proto::rr::RecordType;
 pub use notify::{NotifyEvent, NotifyTargets};
@@ -50,7 +54,7 @@ pub use server::{
 pub use tsig::{TsigAlgorithm, TsigKey};
 pub use update::{TtlChange, Updater};
 pub use verify::{
-    CacheExpiry, CachedAnswer, Expectation, RecordCheck, ServerVerdict, StaleDiagnosis,
-    VerifyOptions, VerifyReport, cache_expiry, verify_all, verify_many,
+    Expectation, RecordCheck, ServerVerdict, StaleDiagnosis, VerifyOptions, VerifyReport,
+    verify_all, verify_many,
 };
 pub use zonefile::{ZoneRecords, load_zone_file, parse_zone_text};

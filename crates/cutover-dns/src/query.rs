@@ -163,33 +163,6 @@ impl Querier {
         soa_of(server, zone, response)
     }
 
-    /// The remaining TTL a (recursive) resolver reports for `name`/`rtype`, if it has it.
-    pub(crate) async fn cached_ttl(
-        &self,
-        resolver: SocketAddr,
-        name: &Name,
-        rtype: RecordType,
-    ) -> Result<Option<u32>, DnsError> {
-        let response = self.exchange(resolver, name, rtype, true).await?;
-        match response.metadata.response_code {
-            ResponseCode::NoError | ResponseCode::NXDomain => {}
-            code => {
-                return Err(DnsError::Rcode {
-                    server: resolver,
-                    operation: "query",
-                    subject: format!("{name} {rtype}"),
-                    rcode: rcode_name(code),
-                });
-            }
-        }
-        Ok(response
-            .answers
-            .iter()
-            .filter(|record| record.record_type() == rtype)
-            .map(|record| record.ttl)
-            .min())
-    }
-
     /// Sends one question and returns the raw answer (over TCP when UDP was truncated).
     pub(crate) async fn exchange(
         &self,

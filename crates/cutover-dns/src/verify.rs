@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures_util::stream::{self, StreamExt};
 use hickory_proto::rr::{Name, RecordType};
 
 use crate::error::{DnsError, humanize};
@@ -464,66 +463,6 @@ fn diagnose(
         newest_server,
         lagging,
         timers,
-    })
-}
-
-/// What one resolver still has cached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedAnswer {
-    /// The resolver asked.
-    pub resolver: SocketAddr,
-    /// The remaining TTL it reported; `None` when it gave no record.
-    pub remaining: Option<u32>,
-    /// Why it could not be asked.
-    pub error: Option<String>,
-}
-
-/// Informational: how long resolvers may keep serving an old answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheExpiry {
-    /// Per resolver, in the order given.
-    pub resolvers: Vec<CachedAnswer>,
-    /// The longest remaining TTL among them: the worst case until every cache has expired.
-    pub worst_case: Option<Duration>,
-}
-
-/// Asks each resolver (recursively) for `name`/`rtype` and reports the remaining TTLs.
-pub async fn cache_expiry(
-    resolvers: &[SocketAddr],
-    name: &str,
-    rtype: RecordType,
-    timeout: Duration,
-) -> Result<CacheExpiry, DnsError> {
-    let name = zone_name(name)?;
-    let querier = Querier::new(timeout);
-    let querier = &querier;
-    let name = &name;
-    let answers: Vec<CachedAnswer> = stream::iter(resolvers.iter().copied())
-        .map(|resolver| async move {
-            match querier.cached_ttl(resolver, name, rtype).await {
-                Ok(remaining) => CachedAnswer {
-                    resolver,
-                    remaining,
-                    error: None,
-                },
-                Err(err) => CachedAnswer {
-                    resolver,
-                    remaining: None,
-                    error: Some(err.to_string()),
-                },
-            }
-        })
-        .buffered(16)
-        .collect()
-        .await;
-    let worst_case = answers
-        .iter()
-        .filter_map(|answer| answer.remaining)
-        .max()
-        .map(|seconds| Duration::from_secs(u64::from(seconds)));
-    Ok(CacheExpiry {
-        resolvers: answers,
-        worst_case,
     })
 }
 
