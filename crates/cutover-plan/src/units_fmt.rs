@@ -50,6 +50,16 @@ pub fn size(bytes: u64) -> String {
     scaled(bytes as f64, 1000.0, &["B", "KB", "MB", "GB", "TB", "PB"])
 }
 
+/// `8.7 MiB`, `64 MiB`, `2.0 GiB`, `512 B` (powers of 1024): sizes of
+/// files and copies in reports and on the terminal.
+pub fn size_iec(bytes: u64) -> String {
+    scaled(
+        bytes as f64,
+        1024.0,
+        &["B", "KiB", "MiB", "GiB", "TiB", "PiB"],
+    )
+}
+
 /// `1 Gbit/s`, `100 Mbit/s`.
 pub fn bandwidth(bits_per_sec: u64) -> String {
     scaled(
@@ -98,6 +108,9 @@ mod tests {
     fn sizes_and_bandwidths_scale() {
         assert_eq!(size(900_000_000_000), "900 GB");
         assert_eq!(size(1_500_000_000_000), "1.5 TB");
+        assert_eq!(size_iec(9_123_840), "8.7 MiB");
+        assert_eq!(size_iec(64 << 20), "64 MiB");
+        assert_eq!(size_iec(512), "512 B");
         assert_eq!(bandwidth(1_000_000_000), "1 Gbit/s");
         assert_eq!(bandwidth(100_000_000), "100 Mbit/s");
     }

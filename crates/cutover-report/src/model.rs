@@ -398,7 +398,7 @@ impl Report {
             step: e.step.clone(),
             kind: e.kind.clone(),
             message: e.message.clone(),
-            data: e.data.clone(),
+            data: e.data.as_ref().map(crate::facts::tidy),
         };
         let logged = snapshot.events.iter().filter(|e| e.kind != "progress");
         let events = match latest_events {
@@ -566,7 +566,7 @@ fn step_report(
             phase: e.phase,
             attempt: e.attempt,
             summary: e.summary.clone(),
-            data: e.data.clone(),
+            data: crate::facts::tidy(&e.data),
         })
         .collect();
     let running = record.status == StepStatus::Running;

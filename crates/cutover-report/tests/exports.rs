@@ -396,12 +396,88 @@ fn no_format_shows_the_secret_of_a_key_the_runbook_references() {
     assert!(!live.contains(SECRET));
 }
 
+/// The evidence section of one step in a Markdown export.
+fn markdown_evidence<'a>(markdown: &'a str, step: &str) -> &'a str {
+    let start = markdown
+        .find(&format!("### `{step}`"))
+        .unwrap_or_else(|| panic!("no evidence of {step}"));
+    let rest = &markdown[start..];
+    let end = rest[4..].find("\n#").map_or(rest.len(), |e| e + 4);
+    &rest[..end]
+}
+
 #[test]
-fn evidence_tables_show_each_server() {
-    let markdown = render(&crashed_report(), Format::Markdown);
+fn dns_evidence_is_a_table_with_a_row_per_verify_server_in_markdown_and_html() {
+    let report = crashed_report();
+    let markdown = render(&report, Format::Markdown);
+    let switch = markdown_evidence(&markdown, "switch");
     assert!(
-        markdown.contains("| 127.0.0.20 | 2026031402 | 127.0.0.1:5354 | 5 |"),
+        switch.contains(
+            "  - wiki.lab.test. A at each verify server (expected 127.0.0.20, serial ≥ 2026031402; verified):\n\n    | Server | Value | TTL | Serial | Agrees | First seen agreeing |\n    |---|---|---|---|---|---|\n"
+        ),
+        "{switch}"
+    );
+    for row in [
+        "| 127.0.0.1:5353 | 127.0.0.20 | 5 | 2026031402 | yes | 2026-03-14 17:11:43.4 UTC at serial 2026031402, 0.4s after the update |",
+        "| 127.0.0.1:5354 | 127.0.0.20 | 5 | 2026031402 | yes | 2026-03-14 17:11:47.2 UTC at serial 2026031402, 4.2s after the update |",
+        "| 127.0.0.1:5355 | 127.0.0.20 | 5 | 2026031403 | yes | 2026-03-14 17:12:09.9 UTC at serial 2026031403, 26.9s after the update |",
+    ] {
+        assert!(switch.contains(row), "{row} missing from {switch}");
+    }
+    // Evidence of older runs (no first sightings): the same table without
+    // that column.
+    let lowered = markdown_evidence(&markdown, "lower-ttl");
+    assert!(
+        lowered.contains("    | Server | Value | TTL | Serial | Agrees |\n"),
+        "{lowered}"
+    );
+    assert_eq!(
+        lowered
+            .matches("| 127.0.0.10 | 5 | 2026031401 | yes |")
+            .count(),
+        3
+    );
+
+    let html = render(&report, Format::Html);
+    assert!(
+        html.contains("<tr><th>Server</th><th>Value</th><th>TTL</th><th>Serial</th><th>Agrees</th><th>First seen agreeing</th></tr>"),
+        "{html}"
+    );
+    assert!(html.contains(
+        "<tr><td>127.0.0.1:5355</td><td>127.0.0.20</td><td>5</td><td>2026031403</td><td>yes</td><td>2026-03-14 17:12:09.9 UTC at serial 2026031403, 26.9s after the update</td></tr>"
+    ));
+    // Nothing is cut, and no raw JSON reaches a reader.
+    for text in [&markdown, &html] {
+        assert!(!text.contains(" characters)"));
+        assert!(
+            !text.contains("{&quot;") && !text.contains("{\""),
+            "raw JSON in an export"
+        );
+    }
+    // The JSON export keeps the whole structure.
+    let json: serde_json::Value = serde_json::from_str(&render(&report, Format::Json)).unwrap();
+    let verify = &report.step("switch").unwrap().evidence[1].data;
+    assert_eq!(verify["records"][0]["servers"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        json["steps"][3]["evidence"][1]["data"]["servers"][2]["first_served_at"],
+        "2026-03-14T17:12:09.900Z"
+    );
+}
+
+#[test]
+fn sizes_are_iec_in_text_and_exact_bytes_in_json() {
+    let report = crashed_report();
+    let markdown = render(&report, Format::Markdown);
+    assert!(
+        markdown.contains("bytes_sent: 9123840 (8.7 MiB)"),
         "{markdown}"
     );
-    assert!(markdown.contains("bytes_sent: 9123840 (9.1 MB)"));
+    assert!(!markdown.contains(" MB)"), "{markdown}");
+    let json: serde_json::Value = serde_json::from_str(&render(&report, Format::Json)).unwrap();
+    let copy = &json["steps"][2]["evidence"][1]["data"];
+    assert_eq!(copy["bytes_sent"], 9_123_840);
+    // A Duration as older runs stored it ({secs, nanos}) is seconds.
+    assert_eq!(copy["duration_s"], 128.4);
+    assert!(copy.get("duration").is_none());
+    assert!(!markdown.contains("nanos"));
 }

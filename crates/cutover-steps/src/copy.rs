@@ -8,13 +8,15 @@
 
 use crate::copy_error;
 use cutover_copy::{
-    Cancel, CopyOptions, Location, Progress, check_image, copy_image, sync_sqlite, table_checksums,
+    Cancel, CopyOptions, Location, Outcome, Progress, check_image, copy_image, sync_sqlite,
+    table_checksums,
 };
 use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepError, StepKind, StepResult};
 use cutover_lang::{ActionKind, Endpoint, Runbook, Transport};
 use cutover_store::Phase;
 use serde_json::{Value, json};
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 /// The command that serves files on a host reached by ssh.
 const REMOTE_AGENT: &str = "cutover agent --stdio --root /";
@@ -121,45 +123,93 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
+/// Copies acted in this process whose verification has not yet taken them:
+/// (step, source, destination) and the act's report as recorded.
+type Acted = Vec<((String, Location, Location), Value)>;
+
+static ACTED: Mutex<Acted> = Mutex::new(Vec::new());
+
+fn acted() -> std::sync::MutexGuard<'static, Acted> {
+    // A panic elsewhere cannot leave the list half-changed.
+    ACTED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Compares both images whole (the check standing alone, or a verification
+/// without the act's result at hand).
+async fn compare(
+    ctx: &StepContext<'_>,
+    source: Location,
+    dest: Location,
+    label: &str,
+    why: &str,
+) -> StepResult<Check> {
+    let report = run_blocking(ctx, move |_| check_image(&source, &dest)).await?;
+    let mut data = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
+    data["compared_by"] = json!("re-read");
+    Ok(if report.equal {
+        Check::Satisfied(Evidence::new(
+            format!(
+                "{label}: destination equals the source ({}, blake3 {}){why}",
+                mib(report.source_size),
+                short(&report.source_hash)
+            ),
+            data,
+        ))
+    } else {
+        let dest = match (report.dest_size, &report.dest_hash) {
+            (None, _) => "missing".to_string(),
+            (Some(size), Some(hash)) => format!("{} blake3 {}", mib(size), short(hash)),
+            (Some(size), None) => format!("{} (size differs)", mib(size)),
+        };
+        Check::NotYet(Evidence::new(
+            format!(
+                "{label}: source {} blake3 {}, destination {dest}{why}",
+                mib(report.source_size),
+                short(&report.source_hash)
+            ),
+            data,
+        ))
+    })
+}
+
+/// One pass per step: when the act follows, the check leaves its question
+/// to the copy (which finds equal windows first and leaves an equal image
+/// untouched), and the verification takes the copy's own end-to-end
+/// verification (the destination's digest of what it holds, after its
+/// sync, equal to the source's). Both images are read again only for a
+/// check standing alone or a verification whose act ran in another process
+/// (a resumed run, a step caught mid-flight).
 impl StepKind for ImageCopy {
     fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             let (source, dest, label) = endpoints(ctx)?;
-            let report = run_blocking(ctx, move |_| check_image(&source, &dest)).await?;
-            let data = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
-            Ok(if report.equal {
-                Check::Satisfied(Evidence::new(
+            if ctx.act_follows() {
+                return Ok(Check::NotYet(Evidence::new(
                     format!(
-                        "{label}: destination equals the source ({}, blake3 {})",
-                        mib(report.source_size),
-                        short(&report.source_hash)
+                        "{label}: left to the copy, which compares before it writes and leaves an equal image untouched"
                     ),
-                    data,
-                ))
-            } else {
-                let dest = match (report.dest_size, &report.dest_hash) {
-                    (None, _) => "missing".to_string(),
-                    (Some(size), Some(hash)) => format!("{} blake3 {}", mib(size), short(hash)),
-                    (Some(size), None) => format!("{} (size differs)", mib(size)),
-                };
-                Check::NotYet(Evidence::new(
-                    format!(
-                        "{label}: source {} blake3 {}, destination {dest}",
-                        mib(report.source_size),
-                        short(&report.source_hash)
-                    ),
-                    data,
-                ))
-            })
+                    json!({ "compared_by": "act" }),
+                )));
+            }
+            compare(ctx, source, dest, &label, "").await
         })
     }
 
     fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
         Box::pin(async move {
             let (source, dest, label) = endpoints(ctx)?;
+            let key = (ctx.step_name().to_string(), source.clone(), dest.clone());
             let report =
                 run_blocking(ctx, move |options| copy_image(&source, &dest, options)).await?;
-            Ok(Evidence::new(
+            let data = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
+            let summary = if report.outcome == Outcome::AlreadyEqual {
+                format!(
+                    "{label}: destination already equal to the source, left untouched ({} compared in {:.1}s, blake3 {})",
+                    mib(report.bytes_scanned),
+                    report.duration.as_secs_f64(),
+                    short(&report.hash),
+                )
+            } else {
                 format!(
                     "{label}: {} scanned, {} sent, {} reused, {} of holes/zeros skipped{}{} in {:.1}s, blake3 {}",
                     mib(report.bytes_scanned),
@@ -178,9 +228,60 @@ impl StepKind for ImageCopy {
                     },
                     report.duration.as_secs_f64(),
                     short(&report.hash),
-                ),
-                serde_json::to_value(&report).map_err(anyhow::Error::from)?,
-            ))
+                )
+            };
+            let mut acted = acted();
+            acted.retain(|(k, _)| *k != key);
+            acted.push((key, data.clone()));
+            Ok(Evidence::new(summary, data))
+        })
+    }
+
+    fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
+        Box::pin(async move {
+            let (source, dest, label) = endpoints(ctx)?;
+            let key = (ctx.step_name().to_string(), source.clone(), dest.clone());
+            let taken = {
+                let mut acted = acted();
+                acted
+                    .iter()
+                    .position(|(k, _)| *k == key)
+                    .map(|at| acted.remove(at).1)
+            };
+            // The act's result counts only if it is the act the state
+            // records last for this step (the one this verification follows).
+            let recorded = ctx.evidence_of(ctx.step, Phase::Act)?.map(|e| e.data);
+            match taken {
+                Some(report) if recorded.as_ref() == Some(&report) => {
+                    let hash = report["hash"].as_str().unwrap_or_default();
+                    let size = report["size"].as_u64().unwrap_or_default();
+                    let summary = if report["outcome"] == "already-equal" {
+                        format!(
+                            "{label}: the copy found the destination equal to the source and left it untouched ({}, blake3 {})",
+                            mib(size),
+                            short(hash)
+                        )
+                    } else {
+                        format!(
+                            "{label}: verified by the copy itself: the destination's content after its sync has the source's blake3 {} ({}; not re-read)",
+                            short(hash),
+                            mib(size)
+                        )
+                    };
+                    Ok(Check::Satisfied(Evidence::new(
+                        summary,
+                        json!({ "verified_by": "act", "size": size, "hash": hash }),
+                    )))
+                }
+                _ => {
+                    let why = "; both images re-read: the copy's own result is not at hand (acted by an earlier run)";
+                    let mut checked = compare(ctx, source, dest, &label, why).await?;
+                    if let Check::Satisfied(e) | Check::NotYet(e) = &mut checked {
+                        e.data["verified_by"] = json!("re-read");
+                    }
+                    Ok(checked)
+                }
+            }
         })
     }
 }

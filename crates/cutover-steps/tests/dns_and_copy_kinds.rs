@@ -274,6 +274,11 @@ step switch after copy-image, sync-db
         copied["in_place"], true,
         "the old image is patched: {copied}"
     );
+    let (_, verified) = evidence_at(&store, run, "copy-image", Phase::Verify);
+    assert_eq!(
+        verified["verified_by"], "act",
+        "the copy's own verification is taken: {verified}"
+    );
     let db = rusqlite::Connection::open(lab.dir.path().join("new/db/app.sqlite")).unwrap();
     let rows: i64 = db
         .query_row("SELECT count(*) FROM pages", [], |r| r.get(0))
@@ -323,11 +328,18 @@ step switch
     );
 }
 
+/// One pass: the check before the act leaves the comparison to the copy,
+/// which finds the image already equal and leaves it untouched; the
+/// verification takes the copy's own result instead of reading both images
+/// again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_image_copy_already_in_place_is_done_without_copying() {
+async fn an_image_copy_already_in_place_is_compared_once_and_left_untouched() {
+    use std::os::unix::fs::MetadataExt;
     let lab = Lab::start(Duration::ZERO).await;
     write_image(&lab.dir.path().join("old/img/disk.img"), 1);
-    write_image(&lab.dir.path().join("new/img/disk.img"), 1);
+    let dest = lab.dir.path().join("new/img/disk.img");
+    write_image(&dest, 1);
+    let before = std::fs::metadata(&dest).unwrap();
     let text = lab.runbook(
         "
 step copy-image
@@ -337,15 +349,18 @@ step copy-image
     let (outcome, store) = lab.run(&text).await;
     assert_eq!(outcome, RunOutcome::Completed);
     let run = store.latest_run().unwrap().unwrap().id;
-    assert!(
-        store
-            .latest_evidence(run, "copy-image", Phase::Act)
-            .unwrap()
-            .is_none(),
-        "nothing was acted"
+    let (_, acted) = evidence_at(&store, run, "copy-image", Phase::Act);
+    assert_eq!(acted["outcome"], "already-equal", "{acted}");
+    assert_eq!(acted["bytes_sent"], 0, "{acted}");
+    let (_, verified) = evidence_at(&store, run, "copy-image", Phase::Verify);
+    assert_eq!(verified["verified_by"], "act", "{verified}");
+    assert_eq!(verified["hash"], acted["hash"], "{verified}");
+    let after = std::fs::metadata(&dest).unwrap();
+    assert_eq!(
+        (after.ino(), after.mtime(), after.mtime_nsec()),
+        (before.ino(), before.mtime(), before.mtime_nsec()),
+        "the destination was not rewritten"
     );
-    let (_, checked) = evidence_at(&store, run, "copy-image", Phase::Check);
-    assert_eq!(checked["equal"], true);
 }
 
 /// Another writer changes the zone about three times a second (DHCP, ACME,
@@ -406,9 +421,38 @@ step switch
         first.iter().all(|s| s["lag_seconds"].as_f64().is_some()),
         "{verified}"
     );
+    // Not before: the secondary, one second late, was first seen serving
+    // the new value at least most of that second after the update, and
+    // the verification came no earlier than that sighting.
+    let (acted_at, _) = evidence_at(&store, run, "switch", Phase::Act);
+    let (verified_at, _) = evidence_at(&store, run, "switch", Phase::Verify);
+    let secondary = lab.secondary().to_string();
+    let sighting = first
+        .iter()
+        .find(|s| s["server"] == secondary.as_str())
+        .unwrap_or_else(|| panic!("{verified}"));
+    let seen_at: DateTime<Utc> = sighting["first_served_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        sighting["lag_seconds"].as_f64().unwrap() >= 0.5,
+        "{verified}"
+    );
+    assert!(seen_at >= acted_at && verified_at >= seen_at, "{verified}");
+    // As soon as: within a poll or two (at most 5 s apart) of the sighting.
+    assert!(
+        (verified_at - seen_at).num_milliseconds() < 5_500,
+        "{verified}"
+    );
     let log = event_log(&store, run);
     assert!(
-        log.contains(&format!("{} serves the new value", lab.secondary())),
+        log.contains(&format!("waiting on {secondary}: serial ")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("{secondary} serves the new value at serial")),
         "{log}"
     );
 }
