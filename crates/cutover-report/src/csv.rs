@@ -56,6 +56,7 @@ pub fn steps(report: &Report) -> String {
         "confirmation_note",
         "evidence_count",
         "last_evidence",
+        "stopped_s",
     ]);
     // Each step's deviations, interrupting sessions and latest confirmation,
     // gathered in one pass over each list (in list order), not per step.
@@ -128,6 +129,7 @@ pub fn steps(report: &Report) -> String {
             s.evidence
                 .last()
                 .map_or_else(String::new, |e| e.summary.clone()),
+            s.stopped_s.to_string(),
         ]);
     }
     finish(w)

@@ -150,7 +150,7 @@ pub fn html(report: &Report) -> String {
                 Some(d) => format!("{} ({})", text::duration(Some(d)), s.planned.source),
                 None => "–".to_owned(),
             }),
-            escape(&text::duration(s.actual.duration_s)),
+            escape(&text::took(s)),
             escape(&text::delta(s.duration_delta_s)),
         );
     }

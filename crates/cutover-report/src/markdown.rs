@@ -87,7 +87,7 @@ pub fn markdown(report: &Report) -> String {
                 Some(d) => format!("{} ({})", text::duration(Some(d)), s.planned.source),
                 None => "–".to_owned(),
             },
-            text::duration(s.actual.duration_s),
+            text::took(s),
             text::delta(s.duration_delta_s),
         );
     }

@@ -122,6 +122,9 @@ pub struct StepReport {
     pub start_delta_s: Option<i64>,
     /// Actual duration minus planned duration.
     pub duration_delta_s: Option<i64>,
+    /// Seconds of the actual span when no coordinator ran (from a crash or
+    /// a stop to the resume): left out of `actual.duration_s`.
+    pub stopped_s: i64,
     pub evidence: Vec<EvidenceReport>,
     /// The latest message of a running step (dashboard).
     pub last_message: Option<String>,
@@ -181,6 +184,9 @@ pub enum DeviationKind {
     Interrupted,
     /// The runbook changed during the run.
     RunbookChanged,
+    /// A DNS switch did not wait for the old TTL to expire (`--no-ttl-wait`):
+    /// caches could still serve the old value.
+    TtlWaitSkipped,
 }
 
 impl DeviationKind {
@@ -196,6 +202,7 @@ impl DeviationKind {
             DeviationKind::Drift => "drift",
             DeviationKind::Interrupted => "interrupted",
             DeviationKind::RunbookChanged => "runbook changed",
+            DeviationKind::TtlWaitSkipped => "TTL wait skipped",
         }
     }
 }
@@ -343,7 +350,8 @@ impl Report {
         let mut deviations = Vec::new();
         let mut steps = Vec::new();
         for record in &snapshot.steps {
-            let step = step_report(record, &by_step, planning, &at, t0);
+            let mut step = step_report(record, &by_step, planning, &at, t0);
+            leave_out_stopped_time(&mut step, &sessions);
             step_deviations(&step, by_step.events(&record.name), &mut deviations);
             steps.push(step);
         }
@@ -601,11 +609,40 @@ fn step_report(
         actual,
         start_delta_s,
         duration_delta_s,
+        stopped_s: 0,
         evidence,
         last_message,
         progress,
         waiting_for_confirmation,
     }
+}
+
+/// A step's actual duration without the time no coordinator ran: the
+/// stretches from one session's last record to the next session's start
+/// that fall within the step's span.
+fn leave_out_stopped_time(step: &mut StepReport, sessions: &[Session]) {
+    let (Some(start), Some(end)) = (step.actual.start, step.actual.end) else {
+        return;
+    };
+    let stopped: i64 = sessions
+        .windows(2)
+        .map(|pair| {
+            let from = pair[0].last_record_at.offset_s.max(start.offset_s);
+            let to = pair[1].started_at.offset_s.min(end.offset_s);
+            (to - from).max(0)
+        })
+        .sum();
+    if stopped == 0 {
+        return;
+    }
+    step.stopped_s = stopped;
+    step.actual.duration_s = step.actual.duration_s.map(|d| d - stopped);
+    step.duration_delta_s = step
+        .planned
+        .span
+        .duration_s
+        .zip(step.actual.duration_s)
+        .map(|(p, a)| a - p);
 }
 
 /// The instructions of a manual gate waiting for its confirmation: the
@@ -702,6 +739,31 @@ fn step_deviations(step: &StepReport, events: &[&EventRecord], out: &mut Vec<Dev
                 step.planned.source
             ),
         });
+    }
+    for e in &step.evidence {
+        let wait = &e.data["ttl_wait"];
+        if e.phase == Phase::Act && wait["wait_skipped"] == true {
+            let until = wait["caches_expired_at"]
+                .as_str()
+                .and_then(crate::facts::parse_time)
+                .map_or_else(String::new, |t| {
+                    format!(
+                        "; caches could serve the old value until {} UTC",
+                        crate::text::utc(t)
+                    )
+                });
+            out.push(Deviation {
+                step: name.clone(),
+                kind: DeviationKind::TtlWaitSkipped,
+                detail: format!(
+                    "switched without waiting for the old TTL ({}, lowered by `{}`) to expire (--no-ttl-wait){until}",
+                    wait["old_ttl"]
+                        .as_i64()
+                        .map_or_else(|| "?".to_owned(), cutover_plan::units_fmt::duration),
+                    wait["lowered_by"].as_str().unwrap_or("?"),
+                ),
+            });
+        }
     }
     let step_events = || events.iter().copied();
     if step.attempts > 1 {

@@ -2,7 +2,7 @@
 //! seconds, offsets from T0 the way a runbook writes them (`T-48h`,
 //! `T+2h30m`), durations in at most two units.
 
-use crate::model::{Instant, Report};
+use crate::model::{Instant, Report, StepReport};
 use chrono::{DateTime, Utc};
 use cutover_plan::units_fmt;
 
@@ -24,6 +24,17 @@ pub fn instant(i: Option<Instant>) -> String {
 
 pub fn duration(secs: Option<i64>) -> String {
     secs.map_or_else(|| "–".to_owned(), units_fmt::duration)
+}
+
+/// What a step took, without the time no coordinator ran (`4m3s`), and
+/// that time when there was some (`4m3s (+4m28s stopped)`).
+pub fn took(step: &StepReport) -> String {
+    let took = duration(step.actual.duration_s);
+    if step.stopped_s > 0 {
+        format!("{took} (+{} stopped)", units_fmt::duration(step.stopped_s))
+    } else {
+        took
+    }
 }
 
 /// `+2m`, `-30s`, `0s`.

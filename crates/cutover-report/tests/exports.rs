@@ -481,3 +481,78 @@ fn sizes_are_iec_in_text_and_exact_bytes_in_json() {
     assert!(copy.get("duration").is_none());
     assert!(!markdown.contains("nanos"));
 }
+
+#[test]
+fn what_a_step_took_leaves_out_the_time_no_coordinator_ran() {
+    let report = crashed_report();
+    let step = report.step("final-sync").unwrap();
+    // 17:03:11 to 17:11:42, less the crash (last record 17:05:02) to the
+    // resume (17:09:30).
+    assert_eq!(step.stopped_s, 268);
+    assert_eq!(step.actual.duration_s, Some(511 - 268));
+    assert_eq!(step.duration_delta_s, Some(243 - 6));
+    assert_eq!(report.step("switch").unwrap().stopped_s, 0);
+    let markdown = render(&report, Format::Markdown);
+    assert!(markdown.contains("| 4m3s (+4m28s stopped) |"), "{markdown}");
+    let overrun = report
+        .deviations
+        .iter()
+        .find(|d| d.step.as_deref() == Some("final-sync") && d.kind == DeviationKind::Overrun)
+        .unwrap();
+    assert_eq!(overrun.detail, "took 4m3s (6s planned, estimated)");
+}
+
+#[test]
+fn a_switch_that_did_not_wait_for_the_old_ttl_is_a_deviation() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("no-wait.db");
+    let b = first_session(&state, "lab-move.runbook");
+    b.evidence(
+        at(17, 6, 0),
+        "switch",
+        "act",
+        1,
+        "wiki.lab.test. A 127.0.0.10 -> 127.0.0.20 at primary 127.0.0.1:5353, serial 2026031402",
+        serde_json::json!({ "primary": "127.0.0.1:5353", "old": "127.0.0.10", "new": "127.0.0.20",
+            "swapped": true, "ttl": 5, "serial": 2026031402,
+            "ttl_wait": { "lowered_by": "lower-ttl", "old_ttl": 3600,
+                "caches_expired_at": "2026-03-14T17:50:03+00:00", "waited_seconds": 0, "wait_skipped": true } }),
+    )
+    .step(
+        "switch",
+        "done",
+        Some("verify"),
+        1,
+        Some(at(17, 6, 0)),
+        Some(at(17, 6, 0)),
+        Some(at(17, 6, 5)),
+    );
+    let report = Report::build(&read_snapshot(&state).unwrap(), Some(&runbook()));
+    let skipped: Vec<&str> = report
+        .deviations
+        .iter()
+        .filter(|d| d.kind == DeviationKind::TtlWaitSkipped)
+        .map(|d| d.detail.as_str())
+        .collect();
+    assert_eq!(
+        skipped,
+        ["switched without waiting for the old TTL (1h, lowered by `lower-ttl`) to expire (--no-ttl-wait); caches could serve the old value until 2026-03-14 17:50:03 UTC"]
+    );
+    assert!(render(&report, Format::Markdown).contains("| `switch` | TTL wait skipped |"));
+    let json: serde_json::Value = serde_json::from_str(&render(&report, Format::Json)).unwrap();
+    assert!(
+        json["deviations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["kind"] == "ttl_wait_skipped")
+    );
+    // The same switch having waited is no deviation.
+    let crashed = crashed_report();
+    assert!(
+        !crashed
+            .deviations
+            .iter()
+            .any(|d| d.kind == DeviationKind::TtlWaitSkipped)
+    );
+}
