@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::LabError;
 use crate::lab::{INTERNAL_DIR, MANIFEST_FILE, Manifest};
+use crate::process::is_zombie;
 
 /// The word in a lab process's command line that marks it as one.
 pub const SERVE_MARKER: &str = "serve-internal";
@@ -30,21 +31,6 @@ pub fn is_lab_process(pid: u32) -> bool {
         })
         .unwrap_or(false)
         && !is_zombie(pid)
-}
-
-/// Whether process `pid` is alive (and not a zombie).
-pub fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(") ")
-                .map(|(_, rest)| rest.starts_with('Z'))
-        })
-        .unwrap_or(true)
 }
 
 /// The lab running in `dir`, if its process is alive.

@@ -44,6 +44,7 @@ mod lab;
 mod listen;
 mod netns;
 pub mod network;
+mod process;
 pub mod relay;
 mod rewrite;
 mod zonefile;

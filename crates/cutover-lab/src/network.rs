@@ -1113,7 +1113,7 @@ impl Registry {
                 NetworkMode::Namespaces => Path::new("/run/netns")
                     .join(hub_namespace(&claim.id))
                     .exists(),
-                NetworkMode::Loopback => crate::background::process_alive(claim.pid),
+                NetworkMode::Loopback => crate::process::process_alive(claim.pid),
             };
             if live {
                 claims.push(claim);
