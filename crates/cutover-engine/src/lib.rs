@@ -84,7 +84,7 @@ pub use kind::{
 pub use report::{Decision, NoPrompter, NoReporter, Prompter, Reporter, RunEvent, StepOutcome};
 pub use rollback::{PlannedUndo, RollbackOutcome, UndoAction};
 pub use runner::{Engine, RunOutcome};
-pub use state::{Opened, SharedState, StepChange, open_run};
+pub use state::{Opened, RunPlanning, SharedState, StepChange, open_planned_run, open_run};
 
 use cutover_lang::StepId;
 use std::path::PathBuf;

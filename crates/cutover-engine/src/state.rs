@@ -268,6 +268,12 @@ pub(crate) fn plan_t0(plan: &Plan, run_t0: Option<DateTime<Utc>>) -> Option<Date
 fn new_steps(runbook: &Runbook, t0: Option<DateTime<Utc>>) -> Vec<NewStep> {
     let plan = cutover_plan::plan(runbook, None);
     let origin = plan_t0(&plan, t0).unwrap_or_else(Utc::now);
+    planned_steps(runbook, &plan, origin)
+}
+
+/// The steps of a new run, each with its planned start from `plan`,
+/// counted from `origin`.
+fn planned_steps(runbook: &Runbook, plan: &Plan, origin: DateTime<Utc>) -> Vec<NewStep> {
     runbook
         .steps
         .iter()
@@ -289,16 +295,64 @@ pub fn open_run(
     content_hash: &str,
     t0: Option<DateTime<Utc>>,
 ) -> anyhow::Result<Opened> {
+    open_planned_run(store, runbook, runbook_path, content_hash, t0, None)
+}
+
+/// How a new run is planned: the plan it is judged against (a reviewed
+/// plan's, a rehearsal's re-based one) and what the store records of it.
+#[derive(Debug, Clone)]
+pub struct RunPlanning {
+    pub plan: Plan,
+    pub rehearsal: bool,
+    pub reviewed: Option<cutover_store::ReviewedPlanRef>,
+}
+
+/// [`open_run`] with the plan a new run records (planned starts, the
+/// `run_plans` row); a resumed run keeps what it recorded.
+pub fn open_planned_run(
+    store: Store,
+    runbook: &Runbook,
+    runbook_path: &str,
+    content_hash: &str,
+    t0: Option<DateTime<Utc>>,
+    planning: Option<&RunPlanning>,
+) -> anyhow::Result<Opened> {
     let existing = store.latest_run()?;
     let Some(run) = existing else {
-        let id = store.create_run(&NewRun {
+        let new_run = |steps| NewRun {
             runbook_name: runbook.name.clone(),
             runbook_path: runbook_path.to_owned(),
             content_hash: content_hash.to_owned(),
             operator: cutover_store::current_user(),
             t0,
-            steps: new_steps(runbook, t0),
-        })?;
+            steps,
+        };
+        let id = match planning {
+            None => store.create_run(&new_run(new_steps(runbook, t0)))?,
+            Some(planning) => {
+                let origin = plan_t0(&planning.plan, t0).unwrap_or_else(Utc::now);
+                let recorded = cutover_store::RunPlan {
+                    rehearsal: planning.rehearsal,
+                    origin,
+                    reviewed: planning.reviewed.clone(),
+                    steps: planning
+                        .plan
+                        .steps
+                        .iter()
+                        .map(|s| cutover_store::PlannedSpan {
+                            name: s.name.clone(),
+                            start_s: s.start,
+                            end_s: s.end,
+                            source: s.duration.provenance.as_str().to_owned(),
+                        })
+                        .collect(),
+                };
+                store.create_planned_run(
+                    &new_run(planned_steps(runbook, &planning.plan, origin)),
+                    Some(&recorded),
+                )?
+            }
+        };
         return Ok(Opened::New(SharedState::new(store, id)));
     };
     if run.runbook_name != runbook.name {

@@ -24,6 +24,7 @@ pub mod facts;
 mod graph;
 pub mod lint;
 pub mod render;
+pub mod reviewed;
 pub mod schedule;
 pub mod units_fmt;
 
@@ -135,6 +136,20 @@ impl Plan {
 /// Plans a runbook. `facts`, when given, replace unknowns (sizes, TTLs) and
 /// enable the rules that need the live world.
 pub fn plan(runbook: &Runbook, facts: Option<&ProbeFacts>) -> Plan {
+    plan_with(runbook, facts, &Options::default())
+}
+
+/// What a plan is made for, beyond the runbook and the live facts.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// A rehearsal's plan: no step starts before this offset from T0 (the
+    /// run's start), as the engine runs a rehearsal started at T0 (`--t0
+    /// now`): `at` times before it are already past.
+    pub not_before: Option<i64>,
+}
+
+/// [`plan`] with [`Options`].
+pub fn plan_with(runbook: &Runbook, facts: Option<&ProbeFacts>, options: &Options) -> Plan {
     let t0 = runbook.window.map(|w| w.start).or_else(|| {
         runbook
             .steps
@@ -148,7 +163,15 @@ pub fn plan(runbook: &Runbook, facts: Option<&ProbeFacts>) -> Plan {
     let graph = graph::Graph::new(runbook);
     let estimator = estimate::Estimator::new(runbook, facts);
     let window_end = runbook.window.map(|w| estimate::secs(w.length));
-    let schedule = schedule::schedule(runbook, facts, &graph, &estimator, t0, window_end);
+    let schedule = schedule::schedule(
+        runbook,
+        facts,
+        &graph,
+        &estimator,
+        t0,
+        window_end,
+        options.not_before,
+    );
     let mut notes = Vec::new();
     if runbook.window.is_none() {
         notes.push(match t0 {

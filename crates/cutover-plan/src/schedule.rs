@@ -141,6 +141,7 @@ pub fn schedule(
     estimator: &Estimator,
     t0: Option<chrono::DateTime<chrono::Utc>>,
     window_end: Option<i64>,
+    not_before: Option<i64>,
 ) -> Schedule {
     let n = runbook.steps.len();
     let mut ttl_steps: HashMap<RecordKey, Vec<StepId>> = HashMap::new();
@@ -201,12 +202,16 @@ pub fn schedule(
     // A run starts in time for its earliest `at` (T0 at the latest), and a
     // step with no `at` starts as soon as its predecessors are done, before
     // T0 too: as the engine runs it.
+    // A rehearsal starts at `not_before`: earlier `at` times are past.
     let ats: Vec<Option<i64>> = runbook
         .steps
         .iter()
-        .map(|s| s.at.and_then(|a| a.offset_from(t0)))
+        .map(|s| {
+            s.at.and_then(|a| a.offset_from(t0))
+                .map(|at| not_before.map_or(at, |nb| at.max(nb)))
+        })
         .collect();
-    let run_start = ats.iter().flatten().copied().fold(0, i64::min);
+    let run_start = not_before.unwrap_or_else(|| ats.iter().flatten().copied().fold(0, i64::min));
     let mut planned: Vec<Option<PlannedStep>> = vec![None; n];
     let mut safety: HashMap<StepId, SwitchSafety> = HashMap::new();
     for &id in &graph.order {

@@ -59,6 +59,20 @@ pub struct RunSummary {
     /// One line: the status with step counts, crashes and resumes.
     pub outcome: String,
     pub counts: Counts,
+    /// The plan the run recorded at its start and is judged against (a
+    /// reviewed plan, a rehearsal's); `None`: planned from the runbook.
+    pub plan: Option<RecordedPlan>,
+}
+
+/// The plan a run recorded when it started.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordedPlan {
+    /// A rehearsal: its plan re-based at the run's start.
+    pub rehearsal: bool,
+    /// Where planned offsets count from.
+    pub origin: DateTime<Utc>,
+    /// The reviewed plan (`run --plan`) it held to.
+    pub reviewed: Option<cutover_store::ReviewedPlanRef>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -333,13 +347,14 @@ impl Report {
             offset_s: (utc - t0).num_seconds(),
         };
         let mut notes = Vec::new();
-        match runbook {
-            Some(r) => notes.push(format!(
+        match (&snapshot.plan, runbook) {
+            (Some(recorded), _) => notes.push(recorded_plan_note(recorded)),
+            (None, Some(r)) => notes.push(format!(
                 "planned times come from the planner on the runbook `{}` as read now; the run recorded hash {}",
                 r.name,
                 short_hash(&run.content_hash)
             )),
-            _ => notes.push(
+            (None, None) => notes.push(
                 "the runbook could not be read: planned starts are those recorded when the run began, planned ends are unknown"
                     .to_owned(),
             ),
@@ -350,7 +365,7 @@ impl Report {
         let mut deviations = Vec::new();
         let mut steps = Vec::new();
         for record in &snapshot.steps {
-            let mut step = step_report(record, &by_step, planning, &at, t0);
+            let mut step = step_report(record, &by_step, planning, snapshot.plan.as_ref(), &at, t0);
             leave_out_stopped_time(&mut step, &sessions);
             step_deviations(&step, by_step.events(&record.name), &mut deviations);
             steps.push(step);
@@ -445,6 +460,11 @@ impl Report {
                 status: run.status,
                 outcome,
                 counts,
+                plan: snapshot.plan.as_ref().map(|p| RecordedPlan {
+                    rehearsal: p.rehearsal,
+                    origin: p.origin,
+                    reviewed: p.reviewed.clone(),
+                }),
             },
             steps,
             deviations,
@@ -504,6 +524,7 @@ fn step_report(
     record: &StepRecord,
     by_step: &ByStep<'_>,
     planning: Option<Planning<'_>>,
+    recorded: Option<&cutover_store::RunPlan>,
     at: &dyn Fn(DateTime<Utc>) -> Instant,
     t0: DateTime<Utc>,
 ) -> StepReport {
@@ -512,8 +533,25 @@ fn step_report(
         Some((p, id)) => p.runbook.step(id).action.kind.keyword().to_owned(),
         None => kind_from_definition(&record.definition),
     };
-    let planned = match found {
-        Some((planning, id)) => {
+    let recorded_span = recorded.and_then(|plan| {
+        let span = plan.steps.iter().find(|s| s.name == record.name)?;
+        Some((plan.origin, span))
+    });
+    let planned = match (recorded_span, found) {
+        (Some((origin, span)), _) => {
+            let offset = |s: i64| {
+                at(origin + chrono::TimeDelta::try_seconds(s).unwrap_or(chrono::TimeDelta::zero()))
+            };
+            Planned {
+                span: Span {
+                    start: Some(offset(span.start_s)),
+                    end: Some(offset(span.end_s)),
+                    duration_s: Some(span.end_s - span.start_s),
+                },
+                source: recorded_source(&span.source),
+            }
+        }
+        (None, Some((planning, id))) => {
             let p = planning.plan.step(id);
             let offset = |s: i64| {
                 at(t0 + chrono::TimeDelta::try_seconds(s).unwrap_or(chrono::TimeDelta::zero()))
@@ -527,7 +565,7 @@ fn step_report(
                 source: provenance(p.duration.provenance),
             }
         }
-        _ => Planned {
+        (None, None) => Planned {
             span: Span {
                 start: record.planned_start.map(at),
                 end: None,
@@ -698,6 +736,42 @@ fn provenance(p: cutover_plan::Provenance) -> &'static str {
         cutover_plan::Provenance::Guess => "guess",
         cutover_plan::Provenance::Unknown => "unknown",
     }
+}
+
+/// A provenance as the run recorded it.
+fn recorded_source(source: &str) -> &'static str {
+    match source {
+        "declared" => "declared",
+        "estimated" => "estimated",
+        "probed" => "probed",
+        "measured" => "measured",
+        "guess" => "guess",
+        "unknown" => "unknown",
+        _ => "stored",
+    }
+}
+
+/// What the planned times of a run that recorded its plan come from.
+fn recorded_plan_note(plan: &cutover_store::RunPlan) -> String {
+    let mut note = match &plan.reviewed {
+        Some(r) => format!(
+            "planned times are those of the reviewed plan {} (made {}{}, blake3 {}) the run held to",
+            r.file,
+            r.made_at,
+            r.probed_at
+                .as_ref()
+                .map(|p| format!(", probed {p}"))
+                .unwrap_or_default(),
+            short_hash(&r.hash)
+        ),
+        None => "planned times are those the run recorded at its start".to_owned(),
+    };
+    if plan.rehearsal {
+        note.push_str(
+            "; a rehearsal: its plan is re-based at the run's start (no step planned before it)",
+        );
+    }
+    note
 }
 
 /// The kind keyword of a recorded definition (`step NAME ...\n  KIND ...`).

@@ -30,6 +30,9 @@ pub struct Snapshot {
     pub confirmations: Vec<Confirmation>,
     /// The coordinator holding the run, if any.
     pub lock: Option<LockHolder>,
+    /// The plan the run recorded at its start (a reviewed plan, a
+    /// rehearsal's), if any: what it is judged against.
+    pub plan: Option<cutover_store::RunPlan>,
 }
 
 /// Reads the latest run of the state file at `path`.
@@ -44,6 +47,7 @@ pub fn read_snapshot(path: &Path) -> Result<Snapshot, ReadError> {
             evidence: tx.evidence(run.id)?,
             confirmations: tx.confirmations(run.id)?,
             lock: tx.lock_holder()?,
+            plan: tx.run_plan(run.id)?,
             run,
         })
     })
@@ -140,6 +144,7 @@ impl Kept {
                     evidence: tx.evidence(run.id)?,
                     confirmations: confirmations.into_iter().map(|(_, c)| c).collect(),
                     lock: tx.lock_holder()?,
+                    plan: tx.run_plan(run.id)?,
                     run,
                 },
                 last_confirmation,

@@ -20,12 +20,14 @@
 mod gate;
 mod lock;
 mod open;
+mod plan;
 mod read_only;
 mod rows;
 mod schema;
 
 pub use gate::{GateConfirmed, GateRefusal};
 pub use lock::{GoneReason, Liveness, LockHolder, LockState, current_user, set_operator};
+pub use plan::{PlannedSpan, ReviewedPlanRef, RunPlan};
 pub use read_only::{ReadOnlyStore, ReadTransaction};
 pub use schema::CURRENT_VERSION;
 
@@ -419,6 +421,12 @@ impl Store {
 
     /// Registers a new run and its steps (all pending); returns its id.
     pub fn create_run(&self, run: &NewRun) -> Result<i64> {
+        self.create_planned_run(run, None)
+    }
+
+    /// [`Store::create_run`] with the plan the run is judged against,
+    /// written in the same transaction.
+    pub fn create_planned_run(&self, run: &NewRun, planned: Option<&RunPlan>) -> Result<i64> {
         self.sql(|c| {
             let tx = write_transaction(c)?;
             tx.execute(
@@ -429,6 +437,9 @@ impl Store {
             let id = tx.last_insert_rowid();
             for (position, step) in run.steps.iter().enumerate() {
                 insert_step(&tx, id, position, step)?;
+            }
+            if let Some(planned) = planned {
+                plan::insert(&tx, id, planned)?;
             }
             tx.execute(
                 "INSERT INTO events (run_id, at, step, kind, message, data) VALUES (?1, ?2, NULL, 'run', ?3, ?4)",
@@ -442,6 +453,11 @@ impl Store {
     /// The most recent run in this file.
     pub fn latest_run(&self) -> Result<Option<RunRecord>> {
         self.sql(rows::latest_run)
+    }
+
+    /// The plan a run is judged against, when it recorded one.
+    pub fn run_plan(&self, run: i64) -> Result<Option<RunPlan>> {
+        self.sql(|c| plan::read(c, run))
     }
 
     /// Sets a run's status (and its finish time when it is final).

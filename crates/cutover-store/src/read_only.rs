@@ -124,6 +124,11 @@ impl ReadTransaction<'_> {
         self.sql(|c| rows::steps(c, run))
     }
 
+    /// The plan a run is judged against, when it recorded one.
+    pub fn run_plan(&self, run: i64) -> Result<Option<crate::RunPlan>> {
+        self.sql(|c| crate::plan::read(c, run))
+    }
+
     /// The event log of a run, oldest first.
     pub fn events(&self, run: i64) -> Result<Vec<EventRecord>> {
         self.sql(|c| rows::events(c, run))

@@ -81,6 +81,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE confirmations ADD COLUMN ahead INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX events_by_step ON events (run_id, step);
     CREATE INDEX confirmations_by_step ON confirmations (run_id, step);",
+    // 2 -> 3: the plan a run is judged against (see plan.rs).
+    "CREATE TABLE run_plans (
+        run_id        INTEGER PRIMARY KEY REFERENCES runs(id),
+        rehearsal     INTEGER NOT NULL,
+        origin        TEXT NOT NULL,
+        plan_file     TEXT,
+        plan_hash     TEXT,
+        plan_made_at  TEXT,
+        probed_at     TEXT,
+        steps         TEXT NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

@@ -604,7 +604,7 @@ fn a_new_file_is_created_complete_under_a_temporary_name_by_one_of_many() {
 }
 
 #[test]
-fn a_version_1_file_is_migrated_to_version_2() {
+fn a_version_1_file_is_migrated_to_the_current_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v1.db");
     let conn = rusqlite::Connection::open(&path).unwrap();
@@ -625,7 +625,7 @@ fn a_version_1_file_is_migrated_to_version_2() {
     let version: i64 = store
         .sql(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, CURRENT_VERSION);
     let holder = store.lock_holder().unwrap().unwrap();
     assert_eq!(
         (holder.pid, holder.start_time, holder.boot_id),
@@ -894,4 +894,50 @@ fn a_gate_is_confirmed_only_while_it_waits_or_ahead_before_it_is_reached() {
     store.set_run_status(run, RunStatus::Running).unwrap();
     store.confirm(run, "a", "ops", None).unwrap();
     assert!(!store.confirmation(run, "a").unwrap().unwrap().ahead);
+}
+
+#[test]
+fn a_run_records_the_plan_it_is_judged_against_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("planned.db")).unwrap();
+    let run = new_run(&store);
+    assert_eq!(
+        store.run_plan(run).unwrap(),
+        None,
+        "planned from the runbook alone"
+    );
+    let planned = RunPlan {
+        rehearsal: true,
+        origin: "2026-03-14T17:00:00Z".parse().unwrap(),
+        reviewed: Some(ReviewedPlanRef {
+            file: "move.plan".into(),
+            hash: "abc".into(),
+            made_at: "2026-03-13T09:00:00Z".into(),
+            probed_at: Some("2026-03-13T08:59:58Z".into()),
+        }),
+        steps: vec![PlannedSpan {
+            name: "a".into(),
+            start_s: -60,
+            end_s: 30,
+            source: "measured".into(),
+        }],
+    };
+    let second = store
+        .create_planned_run(
+            &NewRun {
+                runbook_name: "move".into(),
+                runbook_path: "move.runbook".into(),
+                content_hash: "h1".into(),
+                operator: "ops".into(),
+                t0: None,
+                steps: Vec::new(),
+            },
+            Some(&planned),
+        )
+        .unwrap();
+    assert_eq!(store.run_plan(second).unwrap(), Some(planned.clone()));
+    drop(store);
+    let read = Store::open_read_only(&dir.path().join("planned.db")).unwrap();
+    let back = read.read(|tx| tx.run_plan(second)).unwrap();
+    assert_eq!(back, Some(planned));
 }

@@ -3,9 +3,12 @@
 //! critical path, whether it fits the window, and the mistakes the planner
 //! can see in advance.
 
-use cutover_lang::{Severity, load_file, read_text, render_human};
-use std::io::IsTerminal;
-use std::path::PathBuf;
+use anyhow::Context as _;
+use cutover_lang::{Runbook, Severity, SourceMap, load_file, read_text, render_human};
+use cutover_plan::reviewed::{
+    FactsText, ProbeRecord, ReviewedPlan, RunbookText, SourceText, Stale,
+};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Show the dry-run timeline of a runbook.
@@ -14,11 +17,15 @@ use std::process::ExitCode;
 /// stderr. Every duration says where it comes from: declared, estimated
 /// (and from what), probed, a default guess, or unknown.
 ///
+/// With `--out PLAN` the plan is also written as the reviewed plan a run
+/// holds to (`cutover run FILE --plan PLAN`): the runbook's hash and text,
+/// the probed facts with their time, the schedule and the findings.
+///
 /// Exits 0 when there are no errors (warnings allowed), 1 with errors,
 /// 2 when the file cannot be read.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_long_help = "Examples:\n  cutover plan runbooks/maemo-2013.runbook\n  cutover plan runbooks/maemo-2013.runbook --format markdown > plan.md\n  cutover plan runbooks/maemo-2013.runbook --format svg > plan.svg"
+    after_long_help = "Examples:\n  cutover plan runbooks/maemo-2013.runbook\n  cutover plan runbooks/maemo-2013.runbook --format markdown > plan.md\n  cutover plan runbooks/maemo-2013.runbook --format svg > plan.svg\n  cutover plan runbooks/maemo-2013.runbook --probe --out maemo.plan"
 )]
 pub struct PlanArgs {
     /// The runbook file.
@@ -35,6 +42,11 @@ pub struct PlanArgs {
     /// where the live world drifted from what the runbook expects.
     #[arg(long)]
     pub probe: bool,
+    /// Also write the reviewed plan here (JSON, written atomically), for
+    /// `cutover run FILE --plan PLAN`, which refuses it once the runbook or
+    /// the probed facts change.
+    #[arg(long, value_name = "PLAN")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -46,8 +58,8 @@ pub enum PlanFormat {
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let color_err = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let color_out = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color_err = super::use_color(super::Stream::Stderr);
+    let color_out = super::use_color(super::Stream::Stdout);
     if let Err(unreadable) = read_text(&args.file) {
         eprint!(
             "{}",
@@ -63,12 +75,9 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     };
+    let probed_at = chrono::Utc::now();
     let probed = if args.probe {
-        let dir = args.file.parent().unwrap_or(std::path::Path::new("."));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        Some(runtime.block_on(cutover_steps::probe::probe(runbook, dir)))
+        Some(probe(runbook, &args.file)?)
     } else {
         None
     };
@@ -83,6 +92,36 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         PlanFormat::Svg => cutover_plan::render::svg(&plan),
     };
     print!("{output}");
+    let has_errors = findings.iter().any(|d| d.severity == Severity::Error);
+    if let Some(out) = args.out.as_ref().filter(|_| has_errors) {
+        eprintln!(
+            "the plan has errors: no reviewed plan was written to {}",
+            out.display()
+        );
+    } else if let Some(out) = &args.out {
+        let probe = probed.as_ref().map(|p| ProbeRecord {
+            at: probed_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            facts: FactsText::new(runbook, &p.facts),
+            problems: p.problems.clone(),
+        });
+        let json = match args.format {
+            PlanFormat::Json => output.clone(),
+            _ => cutover_plan::render::json(&plan, &loaded.sources),
+        };
+        let reviewed = ReviewedPlan::new(
+            chrono::Utc::now(),
+            runbook_text(runbook, &loaded.sources),
+            probe,
+            &json,
+        )?;
+        super::export::write_atomically(out, reviewed.to_text().as_bytes())?;
+        eprintln!(
+            "wrote the reviewed plan to {}; run it with `cutover run {} --plan {}`",
+            out.display(),
+            args.file.display(),
+            out.display()
+        );
+    }
     let mut drift = false;
     if let Some(probed) = &probed {
         // The live diff goes with the findings: the plan's own formats stay as documented.
@@ -96,6 +135,155 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         }
     }
     // Drift is an error: the switch's compare-and-swap would be refused.
-    let errors = drift || findings.iter().any(|d| d.severity == Severity::Error);
+    let errors = drift || has_errors;
     Ok(ExitCode::from(u8::from(errors)))
+}
+
+/// Reads the live state a runbook acts on (`--probe`).
+fn probe(runbook: &Runbook, file: &Path) -> anyhow::Result<cutover_steps::probe::Probe> {
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(cutover_steps::probe::probe(runbook, dir)))
+}
+
+/// The runbook as a reviewed plan records it: name, hash (as a run
+/// records it) and the text of each source file.
+fn runbook_text(runbook: &Runbook, sources: &SourceMap) -> RunbookText {
+    RunbookText {
+        name: runbook.name.clone(),
+        hash: cutover_engine::content_hash(sources.files.iter().map(|f| f.text.as_str())),
+        files: sources
+            .files
+            .iter()
+            .map(|f| SourceText {
+                path: f.path.display().to_string(),
+                text: f.text.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// A reviewed plan a run may hold to: checked against the runbook and
+/// the live world as they are now.
+pub(crate) struct Bound {
+    pub reference: cutover_store::ReviewedPlanRef,
+    /// The facts read again now (when the plan was probed): the run is
+    /// planned with them.
+    pub facts: Option<cutover_plan::ProbeFacts>,
+}
+
+/// `run --plan PLAN`: reads the reviewed plan and refuses it (an error
+/// saying what changed) when the runbook at `file` or the probed facts
+/// changed since it was made. A run resumed with the very plan it started
+/// with is not probed again: it has changed the live world itself.
+///
+/// `existing` is what the run already in the state file holds to: `None`
+/// when there is no run yet, `Some(None)` when it started without a
+/// reviewed plan (it cannot be bound midway).
+pub(crate) fn bind(
+    plan_file: &Path,
+    file: &Path,
+    existing: Option<Option<&cutover_store::ReviewedPlanRef>>,
+) -> anyhow::Result<Bound> {
+    let bytes = std::fs::read(plan_file)
+        .with_context(|| format!("cannot read the plan {}", plan_file.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let hash = cutover_engine::content_hash([text.as_ref()]);
+    let recheck_facts = match existing {
+        None => true,
+        Some(Some(held)) if held.hash == hash => false,
+        Some(Some(held)) => anyhow::bail!(
+            "the run in progress holds to another reviewed plan ({}, made {}); nothing was run: resume it with that plan, or start a new run with another --state",
+            held.file,
+            held.made_at
+        ),
+        Some(None) => anyhow::bail!(
+            "the run in progress started without a reviewed plan and cannot take one midway; nothing was run: resume it without --plan, or start a new run with another --state"
+        ),
+    };
+    let reviewed =
+        ReviewedPlan::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", plan_file.display()))?;
+    let loaded = load_file(file);
+    let Some(runbook) = &loaded.runbook else {
+        anyhow::bail!("{}: the runbook has errors", file.display());
+    };
+    let facts = match (&reviewed.probe, recheck_facts) {
+        (Some(_), true) => {
+            let probed = probe(runbook, file)?;
+            Some(probed.facts)
+        }
+        _ => None,
+    };
+    let facts_text = facts.as_ref().map(|f| FactsText::new(runbook, f));
+    let stale = reviewed.stale(&runbook_text(runbook, &loaded.sources), facts_text.as_ref());
+    if !stale.is_empty() {
+        let mut why = format!(
+            "the plan {} (made {}) is stale:",
+            plan_file.display(),
+            reviewed.made_at
+        );
+        for s in &stale {
+            match s {
+                Stale::OtherRunbook { planned, given } => why.push_str(&format!(
+                    "\n  it is a plan of runbook `{planned}`, not `{given}`"
+                )),
+                Stale::Runbook { planned, now } => {
+                    why.push_str("\n  the runbook changed since:");
+                    for (i, after) in now.iter().enumerate() {
+                        let before = planned.get(i).map_or("", |f| f.text.as_str());
+                        if before == after.text {
+                            continue;
+                        }
+                        why.push_str(&format!("\n    {}:", after.path));
+                        for line in similar::TextDiff::from_lines(before, &after.text)
+                            .iter_all_changes()
+                            .filter(|l| l.tag() != similar::ChangeTag::Equal)
+                        {
+                            let sign = match line.tag() {
+                                similar::ChangeTag::Delete => "-",
+                                _ => "+",
+                            };
+                            why.push_str(&format!(
+                                "\n      {sign} {}",
+                                line.value().trim_end_matches('\n')
+                            ));
+                        }
+                    }
+                    for gone in planned.iter().skip(now.len()) {
+                        why.push_str(&format!("\n    {}: no longer included", gone.path));
+                    }
+                }
+                Stale::Facts(changes) => {
+                    let at = reviewed.probe.as_ref().map_or("", |p| p.at.as_str());
+                    why.push_str(&format!(
+                        "\n  the live state changed since it was probed at {at}:"
+                    ));
+                    for change in changes {
+                        why.push_str(&format!("\n    {change}"));
+                    }
+                }
+            }
+        }
+        why.push_str(&format!(
+            "\nnothing was run: make and review a new plan (`cutover plan {}{} --out {}`), then run with it",
+            file.display(),
+            if reviewed.probe.is_some() { " --probe" } else { "" },
+            plan_file.display()
+        ));
+        anyhow::bail!(why);
+    }
+    Ok(Bound {
+        reference: cutover_store::ReviewedPlanRef {
+            file: plan_file.display().to_string(),
+            hash,
+            made_at: reviewed.made_at.clone(),
+            probed_at: reviewed.probe.as_ref().map(|p| p.at.clone()),
+        },
+        facts,
+    })
 }

@@ -6,8 +6,8 @@ use crate::progress::{StdinPrompter, TerminalReporter};
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use cutover_engine::{
-    Controls, Engine, NoPrompter, Opened, Prompter, RunOptions, RunOutcome, StepChange,
-    content_hash, open_run,
+    Controls, Engine, NoPrompter, Opened, Prompter, RunOptions, RunOutcome, RunPlanning,
+    StepChange, content_hash, open_planned_run,
 };
 use cutover_lang::{Runbook, StepId, load_file, render_human};
 use cutover_store::{LockHolder, LockState, Store};
@@ -69,6 +69,11 @@ pub struct RunArgs {
     /// DNS steps: do not wait for old TTLs to expire (rehearsals).
     #[arg(long)]
     pub no_ttl_wait: bool,
+    /// Hold to the reviewed plan written by `cutover plan FILE --out PLAN`:
+    /// refused, before anything runs, when the runbook or the facts it
+    /// probed changed since; the run records it and is judged against it.
+    #[arg(long, value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
     #[command(flatten)]
     pub operator: OperatorArgs,
 }
@@ -453,6 +458,10 @@ fn resume_command(args: &RunArgs) -> String {
     if args.no_ttl_wait {
         words.push("--no-ttl-wait".into());
     }
+    if let Some(plan) = &args.plan {
+        words.push("--plan".into());
+        words.push(plan.display().to_string());
+    }
     shell_words(&words)
 }
 
@@ -503,9 +512,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => runbook.window.map(|w| w.start),
     };
 
-    // Before anything runs: every key a DNS step still to run needs is
-    // read and used once, signed, at its zone's primary.
+    // Before anything runs: a reviewed plan still holds, and every key a
+    // DNS step still to run needs is read and used once, signed, at its
+    // zone's primary.
     let path = state_path(&loaded, args.state.as_deref());
+    let planning = run_planning(&args, &loaded, &path)?;
     let done = done_steps(&path);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     if let Err(failures) = runtime.block_on(cutover_steps::preflight::preflight(
@@ -521,11 +532,75 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let store = Store::open(&path)?;
     let holder = take_lock(&store, args.take_over || args.yes)?;
-    let result = run_locked(&args, &loaded, options, t0, store, &path, runtime);
+    let result = run_locked(
+        &args,
+        &loaded,
+        options,
+        t0,
+        planning.as_ref(),
+        (store, &path),
+        runtime,
+    );
     let released = release_lock(&path, &holder);
     let code = result?;
     released?;
     Ok(code)
+}
+
+/// The plan a new run records: the reviewed plan's (`--plan`, checked
+/// here against the runbook and the live world), a rehearsal's (`--t0
+/// now`: re-based at the run's start), or none (planned from the runbook
+/// alone).
+fn run_planning(
+    args: &RunArgs,
+    loaded: &LoadedRunbook,
+    path: &Path,
+) -> anyhow::Result<Option<RunPlanning>> {
+    let rehearsal = args.t0.as_deref() == Some("now");
+    let bound = match &args.plan {
+        Some(plan_file) => {
+            let existing = recorded_plan(path);
+            let bound = super::plan::bind(
+                plan_file,
+                &args.file,
+                existing.as_ref().map(|run| run.as_ref()),
+            )?;
+            eprintln!(
+                "holding to the reviewed plan {} (made {})",
+                plan_file.display(),
+                bound.reference.made_at
+            );
+            Some(bound)
+        }
+        None => None,
+    };
+    if bound.is_none() && !rehearsal {
+        return Ok(None);
+    }
+    let options = cutover_plan::Options {
+        not_before: rehearsal.then_some(0),
+    };
+    let facts = bound.as_ref().and_then(|b| b.facts.as_ref());
+    Ok(Some(RunPlanning {
+        plan: cutover_plan::plan_with(&loaded.runbook, facts, &options),
+        rehearsal,
+        reviewed: bound.map(|b| b.reference),
+    }))
+}
+
+/// The reviewed plan the run in the state file at `path` holds to: `None`
+/// without a run, `Some(None)` for a run without one.
+fn recorded_plan(path: &Path) -> Option<Option<cutover_store::ReviewedPlanRef>> {
+    if !path.exists() {
+        return None;
+    }
+    let read = || -> Option<Option<cutover_store::ReviewedPlanRef>> {
+        let store = Store::open_read_only(path).ok()?;
+        let run = store.read(|tx| tx.latest_run()).ok()??;
+        let plan = store.read(|tx| tx.run_plan(run.id)).ok()?;
+        Some(plan.and_then(|p| p.reviewed))
+    };
+    Some(read().unwrap_or(None))
 }
 
 fn run_locked(
@@ -533,13 +608,14 @@ fn run_locked(
     loaded: &LoadedRunbook,
     options: RunOptions,
     t0: Option<DateTime<Utc>>,
-    store: Store,
-    path: &Path,
+    planning: Option<&RunPlanning>,
+    (store, path): (Store, &Path),
     runtime: tokio::runtime::Runtime,
 ) -> anyhow::Result<ExitCode> {
     let runbook = &loaded.runbook;
     let runbook_path = args.file.display().to_string();
-    let state = match open_run(store, runbook, &runbook_path, &loaded.hash, t0)? {
+    let opened = open_planned_run(store, runbook, &runbook_path, &loaded.hash, t0, planning)?;
+    let state = match opened {
         Opened::New(state) | Opened::Resumed(state) => state,
         Opened::Changed {
             state,
