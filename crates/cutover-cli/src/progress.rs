@@ -1,12 +1,17 @@
-//! How `cutover run` and `cutover rollback` show a run: indicatif bars on a
-//! terminal (an overall bar with steps done, elapsed time and the planned
-//! ETA, a line per running step, countdowns), plain timestamped lines
-//! otherwise; and the questions of `--step` mode and manual gates, read
-//! from stdin line by line.
+//! How `cutover run` and `cutover rollback` show a run. On a terminal,
+//! indicatif bars: an overall line with steps done of the total and an
+//! ETA that counts down, a line per running step (a copy's bar with bytes,
+//! percent, rate and ETA; a countdown with the time it ends, and the date
+//! when that is more than a day away; the latest message, e.g. which DNS
+//! servers still lag), one line per finished step saying what it changed,
+//! and a closing recap. Without a terminal, plain timestamped lines and no
+//! escape sequences; with `--format json`, one JSON object per event. Also
+//! the questions of `--step` mode and manual gates, read from stdin line by
+//! line.
 
 use chrono::{DateTime, Local, Utc};
 use cutover_engine::{
-    BoxFuture, Decision, Prompter, Reporter, RunEvent, StepOutcome, describe_duration,
+    BoxFuture, Decision, Prompter, Recap, Reporter, RunEvent, StepOutcome, describe_duration,
 };
 use cutover_lang::Step;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -18,96 +23,141 @@ use std::time::{Duration, Instant};
 
 /// Draws run events.
 pub struct TerminalReporter {
-    bars: Option<Bars>,
+    mode: Mode,
+    /// A prompter asks at this terminal: a manual gate's instructions are
+    /// its prompt, not a line of their own.
+    asks: AtomicBool,
     /// The bars are hidden while a question waits for its answer, so the
     /// prompt and what is typed stay on screen; lines then print plainly.
     paused: AtomicBool,
-    /// Plain lines: when each step's progress was last printed.
+    /// Plain lines and JSON: when each step's progress was last printed.
     printed_progress: Mutex<HashMap<String, Instant>>,
+    /// The recap of the run, once it ended.
+    recap: Mutex<Option<Recap>>,
+}
+
+enum Mode {
+    Plain,
+    Bars(Bars),
+    Json,
 }
 
 /// Plain lines show a step's progress at most this often (and its end).
 const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// JSON events of a step's progress come at most this often (and its end).
+const JSON_PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
-/// Running countdowns by step: until when, the label, the step's line.
-type Countdowns = Arc<Mutex<HashMap<String, (DateTime<Utc>, String, ProgressBar)>>>;
+/// What the ticking thread redraws twice a second: the countdowns of the
+/// running steps, the overall ETA, the wait for the next `at` time.
+#[derive(Default)]
+struct Ticking {
+    /// By step: until when, the label, the step's line.
+    countdowns: HashMap<String, (DateTime<Utc>, String, ProgressBar)>,
+    /// The planned time left, and when it was said.
+    eta: Option<(Duration, Instant)>,
+    /// The whole run waits for this step's `at` time.
+    waiting: Option<(DateTime<Utc>, String)>,
+}
 
 struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
     lines: Mutex<HashMap<String, ProgressBar>>,
-    countdowns: Countdowns,
+    ticking: Arc<Mutex<Ticking>>,
 }
 
-fn outcome_word(outcome: StepOutcome) -> &'static str {
+fn bar_style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+/// A step's line while it checks, acts or verifies.
+const STEP_LINE: &str = "  {spinner} {prefix:.bold} {msg}";
+/// A step's line once it reports bytes of a known total (a copy).
+const BYTES_LINE: &str = "  {spinner} {prefix:.bold} [{bar:24}] {binary_bytes}/{binary_total_bytes} {percent:>3}%  {binary_bytes_per_sec}  ETA {eta}";
+
+/// `4m12s left, until 18:23:05`; the date too when it is more than a day
+/// away (`until 2026-12-03 18:23:05`).
+fn left(until: DateTime<Utc>) -> String {
+    let secs = (until - Utc::now()).num_seconds().max(0).unsigned_abs();
+    let local = until.with_timezone(&Local);
+    let at = if secs > 86_400 {
+        local.format("%Y-%m-%d %H:%M:%S")
+    } else {
+        local.format("%H:%M:%S")
+    };
+    format!(
+        "{} left, until {at}",
+        describe_duration(Duration::from_secs(secs))
+    )
+}
+
+/// The mark before a finished step's line.
+fn mark(outcome: StepOutcome) -> &'static str {
     match outcome {
-        StepOutcome::AlreadySatisfied => "already satisfied",
-        StepOutcome::Verified => "verified",
-        StepOutcome::Unverified => "done (unverified)",
-        StepOutcome::AttemptFailed => "attempt failed",
-        StepOutcome::Failed => "FAILED",
-        StepOutcome::Skipped => "skipped",
-        StepOutcome::Interrupted => "interrupted",
-        StepOutcome::Undone => "undone",
+        StepOutcome::Verified | StepOutcome::Unverified | StepOutcome::Undone => "✓",
+        StepOutcome::AlreadySatisfied => "=",
+        StepOutcome::Skipped => "-",
+        StepOutcome::AttemptFailed => "!",
+        StepOutcome::Failed => "✗",
+        StepOutcome::Interrupted => "…",
     }
 }
 
-fn left(until: DateTime<Utc>) -> String {
-    describe_duration(Duration::from_secs(
-        (until - Utc::now()).num_seconds().max(0).unsigned_abs(),
-    ))
+/// `verified — what it changed`, `already satisfied — what holds`.
+fn finished_text(outcome: StepOutcome, summary: &str, changed: Option<&str>) -> String {
+    let word = match outcome {
+        StepOutcome::Failed => "FAILED",
+        other => other.as_str(),
+    };
+    format!("{word} — {}", sanitize(changed.unwrap_or(summary)))
 }
 
 impl TerminalReporter {
-    /// Bars when `fancy` (stdout is a terminal and not `--step` mode),
-    /// plain lines otherwise.
+    /// Bars when `fancy` (stdout is a terminal), plain lines otherwise.
     pub fn new(fancy: bool) -> TerminalReporter {
-        if !fancy {
-            return TerminalReporter {
-                bars: None,
-                paused: AtomicBool::new(false),
-                printed_progress: Mutex::default(),
-            };
-        }
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
-        let overall = multi.add(ProgressBar::new(0));
-        overall.set_style(
-            ProgressStyle::with_template(
-                "{elapsed_precise:.dim} [{bar:30}] {pos}/{len} steps  {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        overall.enable_steady_tick(Duration::from_millis(250));
-        let countdowns: Countdowns = Arc::default();
-        let ticking = Arc::downgrade(&countdowns);
-        std::thread::spawn(move || {
-            while let Some(countdowns) = ticking.upgrade() {
-                if let Ok(map) = countdowns.lock() {
-                    for (until, label, bar) in map.values() {
-                        bar.set_message(format!("{label}: {} left", left(*until)));
-                    }
-                }
-                drop(countdowns);
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        });
+        let mode = if fancy {
+            Mode::Bars(Bars::new())
+        } else {
+            Mode::Plain
+        };
+        TerminalReporter::with_mode(mode)
+    }
+
+    /// One JSON object per line on stdout (`run --format json`); other
+    /// lines go to stderr.
+    pub fn json() -> TerminalReporter {
+        TerminalReporter::with_mode(Mode::Json)
+    }
+
+    fn with_mode(mode: Mode) -> TerminalReporter {
         TerminalReporter {
-            bars: Some(Bars {
-                multi,
-                overall,
-                lines: Mutex::default(),
-                countdowns,
-            }),
+            mode,
+            asks: AtomicBool::new(false),
             paused: AtomicBool::new(false),
             printed_progress: Mutex::default(),
+            recap: Mutex::default(),
+        }
+    }
+
+    /// Says that a [`StdinPrompter`] asks at this terminal.
+    pub fn asking(self, asks: bool) -> TerminalReporter {
+        self.asks.store(asks, Ordering::SeqCst);
+        self
+    }
+
+    fn bars(&self) -> Option<&Bars> {
+        match &self.mode {
+            Mode::Bars(bars) => Some(bars),
+            _ => None,
         }
     }
 
     /// Clears the bars from the screen and stops drawing them until
     /// [`TerminalReporter::resume`]: a question is being asked.
     pub fn pause(&self) {
-        if let Some(bars) = &self.bars {
+        if let Some(bars) = self.bars() {
             self.paused.store(true, Ordering::SeqCst);
             let _ = bars.multi.clear();
             bars.multi.set_draw_target(ProgressDrawTarget::hidden());
@@ -116,7 +166,7 @@ impl TerminalReporter {
 
     /// Draws the bars again after [`TerminalReporter::pause`].
     pub fn resume(&self) {
-        if let Some(bars) = &self.bars {
+        if let Some(bars) = self.bars() {
             bars.multi.set_draw_target(ProgressDrawTarget::stdout());
             self.paused.store(false, Ordering::SeqCst);
         }
@@ -125,31 +175,37 @@ impl TerminalReporter {
     /// Where lines go now: above the bars, or plainly while they are
     /// paused or absent.
     fn bars_drawn(&self) -> Option<&Bars> {
-        self.bars
-            .as_ref()
-            .filter(|_| !self.paused.load(Ordering::SeqCst))
+        self.bars().filter(|_| !self.paused.load(Ordering::SeqCst))
     }
 
-    /// Prints a line above the bars (or plainly).
+    /// Prints a line above the bars (or plainly; to stderr in JSON mode).
     pub fn println(&self, text: &str) {
-        match self.bars_drawn() {
-            Some(bars) => {
+        match (&self.mode, self.bars_drawn()) {
+            (_, Some(bars)) => {
                 let _ = bars.multi.println(text);
             }
-            None => out_line(text),
+            (Mode::Json, _) => eprintln!("{text}"),
+            _ => out_line(text),
         }
     }
 
-    /// Stops drawing (the bars stay on screen as they are).
+    /// Stops drawing and clears the bars: what stays on screen are the
+    /// lines printed above them.
     pub fn finish(&self) {
-        if let Some(bars) = &self.bars {
-            bars.overall.abandon();
+        if let Some(bars) = self.bars() {
             if let Ok(mut lines) = bars.lines.lock() {
                 for (_, bar) in lines.drain() {
                     bar.finish_and_clear();
                 }
             }
+            bars.overall.finish_and_clear();
+            let _ = bars.multi.clear();
         }
+    }
+
+    /// The run's recap, once the engine sent it.
+    pub fn recap(&self) -> Option<Recap> {
+        self.recap.lock().ok().and_then(|r| r.clone())
     }
 
     fn plain(&self, event: &RunEvent) {
@@ -161,11 +217,9 @@ impl TerminalReporter {
                     describe_duration(*eta)
                 )
             }
-            RunEvent::WaitingUntil { step, until } => format!(
-                "{now} waiting until {} ({} left) for step {step}",
-                until.with_timezone(&Local).format("%H:%M:%S"),
-                left(*until)
-            ),
+            RunEvent::WaitingUntil { step, until } => {
+                format!("{now} waiting for step {step}: {}", left(*until))
+            }
             RunEvent::StepStarted { step } => format!("{now} {step}: started"),
             RunEvent::Phase { step, phase } => format!("{now} {step}: {}", phase.as_str()),
             RunEvent::Progress {
@@ -174,43 +228,49 @@ impl TerminalReporter {
                 total,
                 unit,
             } => {
-                if !self.progress_line_due(step, *total == Some(*done)) {
+                let finished = *total == Some(*done);
+                if !self.progress_due(step, finished, PLAIN_PROGRESS_EVERY) {
                     return;
                 }
-                match total {
-                    Some(total) => format!("{now} {step}: {done}/{total} {unit}"),
-                    None => format!("{now} {step}: {done} {unit}"),
-                }
+                format!("{now} {step}: {}", progress_text(*done, *total, unit))
             }
             RunEvent::Countdown { step, until, label } => {
-                format!(
-                    "{now} {step}: {label} until {} ({} left)",
-                    until.with_timezone(&Local).format("%H:%M:%S"),
-                    left(*until)
-                )
+                format!("{now} {step}: {}: {}", sanitize(label), left(*until))
             }
             RunEvent::Message {
                 step: Some(step),
                 text,
-            } => format!("{now} {step}: {text}"),
-            RunEvent::Message { step: None, text } => format!("{now} {text}"),
+            } => format!("{now} {step}: {}", sanitize(text)),
+            RunEvent::Message { step: None, text } => format!("{now} {}", sanitize(text)),
+            RunEvent::Gate { step, instructions } => {
+                if self.asks.load(Ordering::SeqCst) {
+                    return;
+                }
+                format!(
+                    "{now} {step}: waiting for confirmation: {} — confirm with `cutover confirm {step}`",
+                    sanitize(instructions)
+                )
+            }
             RunEvent::StepFinished {
                 step,
                 outcome,
                 summary,
+                changed,
                 ..
-            } => {
-                format!("{now} {step}: {} — {summary}", outcome_word(*outcome))
-            }
-            RunEvent::Warning { text } => format!("{now} warning: {text}"),
+            } => format!(
+                "{now} {step}: {}",
+                finished_text(*outcome, summary, changed.as_deref())
+            ),
+            RunEvent::Warning { text } => format!("{now} warning: {}", sanitize(text)),
+            RunEvent::Finished { .. } => return,
         };
         out_line(&line);
     }
 
     /// Whether to print a progress line for `step` now: its first, then at
-    /// most one per [`PLAIN_PROGRESS_EVERY`], and the one that ends it, so a
-    /// long copy does not flood a log.
-    fn progress_line_due(&self, step: &str, finished: bool) -> bool {
+    /// most one per `every`, and the one that ends it, so a long copy does
+    /// not flood a log.
+    fn progress_due(&self, step: &str, finished: bool, every: Duration) -> bool {
         let Ok(mut printed) = self.printed_progress.lock() else {
             return true;
         };
@@ -218,11 +278,42 @@ impl TerminalReporter {
         let due = finished
             || printed
                 .get(step)
-                .is_none_or(|at| now.duration_since(*at) >= PLAIN_PROGRESS_EVERY);
+                .is_none_or(|at| now.duration_since(*at) >= every);
         if due {
             printed.insert(step.to_owned(), now);
         }
         due
+    }
+
+    fn json_event(&self, event: &RunEvent) {
+        if let RunEvent::Progress {
+            step, done, total, ..
+        } = event
+            && !self.progress_due(step, *total == Some(*done), JSON_PROGRESS_EVERY)
+        {
+            return;
+        }
+        out_line(&event.to_json().to_string());
+    }
+}
+
+/// `12.0 MiB of 160.0 MiB (7%)`, `3 of 10 tables`, `512 bytes of lag`.
+fn progress_text(done: u64, total: Option<u64>, unit: &str) -> String {
+    let amount = |n: u64| {
+        if unit == "bytes" {
+            cutover_engine::describe_size(n)
+        } else {
+            format!("{n} {unit}")
+        }
+    };
+    match total {
+        Some(total) if total > 0 => format!(
+            "{} of {} ({}%)",
+            amount(done),
+            amount(total),
+            done.saturating_mul(100) / total
+        ),
+        _ => amount(done),
     }
 }
 
@@ -234,11 +325,96 @@ fn out_line(text: &str) {
     let _ = stdout.flush();
 }
 
+impl Bars {
+    fn new() -> Bars {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+        let overall = multi.add(ProgressBar::new(0));
+        overall.set_style(bar_style(
+            "{elapsed_precise:.dim} [{bar:24}] {pos}/{len} steps  {msg}",
+        ));
+        overall.enable_steady_tick(Duration::from_millis(250));
+        let ticking: Arc<Mutex<Ticking>> = Arc::default();
+        let weak = Arc::downgrade(&ticking);
+        let line = overall.clone();
+        std::thread::spawn(move || {
+            while let Some(ticking) = weak.upgrade() {
+                if let Ok(ticking) = ticking.lock() {
+                    ticking.redraw(&line);
+                }
+                drop(ticking);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        Bars {
+            multi,
+            overall,
+            lines: Mutex::default(),
+            ticking,
+        }
+    }
+
+    fn tick(&self, change: impl FnOnce(&mut Ticking)) {
+        if let Ok(mut ticking) = self.ticking.lock() {
+            change(&mut ticking);
+            ticking.redraw(&self.overall);
+        }
+    }
+
+    /// The line of `step`, made when first needed.
+    fn line(&self, lines: &mut HashMap<String, ProgressBar>, step: &str) -> ProgressBar {
+        lines
+            .entry(step.to_owned())
+            .or_insert_with(|| {
+                let bar = self
+                    .multi
+                    .insert_before(&self.overall, ProgressBar::new_spinner());
+                bar.set_style(bar_style(STEP_LINE));
+                bar.set_prefix(step.to_owned());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar
+            })
+            .clone()
+    }
+}
+
+impl Ticking {
+    fn redraw(&self, overall: &ProgressBar) {
+        for (until, label, bar) in self.countdowns.values() {
+            bar.set_message(format!("{}: {}", sanitize(label), left(*until)));
+        }
+        let eta = self.eta.map(|(eta, said)| {
+            format!(
+                "ETA {}",
+                describe_duration(Duration::from_secs(
+                    eta.saturating_sub(said.elapsed()).as_secs()
+                ))
+            )
+        });
+        let waiting = self
+            .waiting
+            .as_ref()
+            .map(|(until, step)| format!("next: {step}, {}", left(*until)));
+        overall.set_message(
+            [eta, waiting]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("  "),
+        );
+    }
+}
+
 impl Reporter for TerminalReporter {
     fn event(&self, event: &RunEvent) {
-        let Some(bars) = &self.bars else {
-            self.plain(event);
-            return;
+        if let RunEvent::Finished { recap } = event
+            && let Ok(mut slot) = self.recap.lock()
+        {
+            *slot = Some(recap.clone());
+        }
+        let bars = match &self.mode {
+            Mode::Json => return self.json_event(event),
+            Mode::Plain => return self.plain(event),
+            Mode::Bars(bars) => bars,
         };
         if self.paused.load(Ordering::SeqCst) {
             // Keep the bars' state current, but print only what a person
@@ -250,40 +426,29 @@ impl Reporter for TerminalReporter {
                 self.plain(event);
             }
         }
+        let println = |text: String| {
+            if !self.paused.load(Ordering::SeqCst) {
+                let _ = bars.multi.println(text);
+            }
+        };
         let Ok(mut lines) = bars.lines.lock() else {
             return;
-        };
-        let line_for = |lines: &mut HashMap<String, ProgressBar>, step: &str| {
-            lines
-                .entry(step.to_owned())
-                .or_insert_with(|| {
-                    let bar = bars.multi.add(ProgressBar::new_spinner());
-                    bar.set_style(
-                        ProgressStyle::with_template("  {spinner} {prefix:.bold} {msg}")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    );
-                    bar.set_prefix(step.to_owned());
-                    bar.enable_steady_tick(Duration::from_millis(120));
-                    bar
-                })
-                .clone()
         };
         match event {
             RunEvent::Started { total, done, eta } => {
                 bars.overall.set_length(*total as u64);
                 bars.overall.set_position(*done as u64);
-                bars.overall
-                    .set_message(format!("ETA {}", describe_duration(*eta)));
+                bars.tick(|t| t.eta = Some((*eta, Instant::now())));
             }
             RunEvent::WaitingUntil { step, until } => {
-                bars.overall.set_message(format!(
-                    "waiting until {} for {step}",
-                    until.with_timezone(&Local).format("%H:%M:%S")
-                ));
+                bars.tick(|t| t.waiting = Some((*until, step.clone())));
             }
-            RunEvent::StepStarted { step } => line_for(&mut lines, step).set_message("starting"),
+            RunEvent::StepStarted { step } => {
+                bars.tick(|t| t.waiting = None);
+                bars.line(&mut lines, step).set_message("starting");
+            }
             RunEvent::Phase { step, phase } => {
-                line_for(&mut lines, step).set_message(phase.as_str())
+                bars.line(&mut lines, step).set_message(phase.as_str())
             }
             RunEvent::Progress {
                 step,
@@ -291,39 +456,68 @@ impl Reporter for TerminalReporter {
                 total,
                 unit,
             } => {
-                let bar = line_for(&mut lines, step);
+                let bar = bars.line(&mut lines, step);
                 match total {
-                    Some(total) => bar.set_message(format!("{done}/{total} {unit}")),
-                    None => bar.set_message(format!("{done} {unit}")),
+                    Some(total) if *unit == "bytes" => {
+                        if bar.length() != Some(*total) {
+                            // From a spinner to a bar: the rate and ETA
+                            // count from here.
+                            bar.set_style(bar_style(BYTES_LINE));
+                            bar.set_length(*total);
+                            bar.reset();
+                        }
+                        bar.set_position(*done);
+                    }
+                    _ => bar.set_message(progress_text(*done, *total, unit)),
                 }
             }
             RunEvent::Countdown { step, until, label } => {
-                let bar = line_for(&mut lines, step);
-                if let Ok(mut map) = bars.countdowns.lock() {
-                    map.insert(step.clone(), (*until, label.clone(), bar));
-                }
+                let bar = bars.line(&mut lines, step);
+                bars.tick(|t| {
+                    t.countdowns
+                        .insert(step.clone(), (*until, label.clone(), bar));
+                });
             }
             RunEvent::Message { step, text } => {
-                let _ = bars.multi.println(match step {
-                    Some(step) => format!("{step}: {text}"),
-                    None => text.clone(),
-                });
+                let text = sanitize(text);
+                match step {
+                    Some(step) => {
+                        if let Some(bar) = lines.get(step) {
+                            bar.set_message(text.clone());
+                        }
+                        println(format!("  {step}: {text}"));
+                    }
+                    None => println(text),
+                }
+            }
+            RunEvent::Gate { step, instructions } => {
+                if !self.asks.load(Ordering::SeqCst) {
+                    let text = format!(
+                        "waiting for confirmation: {} — confirm with `cutover confirm {step}`",
+                        sanitize(instructions)
+                    );
+                    bars.line(&mut lines, step).set_message(text);
+                }
             }
             RunEvent::StepFinished {
                 step,
                 outcome,
                 summary,
+                changed,
                 eta,
             } => {
-                if let Ok(mut map) = bars.countdowns.lock() {
-                    map.remove(step);
-                }
+                bars.tick(|t| {
+                    t.countdowns.remove(step);
+                    t.eta = Some((*eta, Instant::now()));
+                });
                 if let Some(bar) = lines.remove(step) {
                     bar.finish_and_clear();
                 }
-                let _ = bars
-                    .multi
-                    .println(format!("{step}: {} — {summary}", outcome_word(*outcome)));
+                println(format!(
+                    "{} {step}: {}",
+                    mark(*outcome),
+                    finished_text(*outcome, summary, changed.as_deref())
+                ));
                 if matches!(
                     outcome,
                     StepOutcome::AlreadySatisfied
@@ -333,14 +527,77 @@ impl Reporter for TerminalReporter {
                 ) {
                     bars.overall.inc(1);
                 }
-                bars.overall
-                    .set_message(format!("ETA {}", describe_duration(*eta)));
             }
-            RunEvent::Warning { text } => {
-                let _ = bars.multi.println(format!("warning: {text}"));
-            }
+            RunEvent::Warning { text } => println(format!("warning: {}", sanitize(text))),
+            RunEvent::Finished { .. } => {}
         }
     }
+}
+
+/// The closing lines of a run, like Terraform's "Apply complete!": what
+/// the selected steps came to, the time against the plan, the
+/// deviations, where the report is.
+pub fn recap_lines(recap: &Recap, export: &str) -> Vec<String> {
+    let head = match recap.outcome {
+        "completed" => "Run complete!",
+        "stopped" => "Run stopped.",
+        "failed" => "Run failed.",
+        _ => "Run blocked.",
+    };
+    let plural = |n: usize, one: &str, many: &str| {
+        if n == 1 {
+            format!("{n} {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    let mut counts = vec![
+        format!("{} done", recap.done),
+        format!("{} already satisfied", recap.already_satisfied),
+        format!("{} skipped", recap.skipped),
+        format!("{} failed", recap.failed),
+    ];
+    if recap.not_run > 0 {
+        counts.push(format!("{} not run", recap.not_run));
+    }
+    let took = recap.took.as_secs();
+    let planned = recap.planned.as_secs();
+    let against = match took.cmp(&planned) {
+        std::cmp::Ordering::Greater => format!(
+            "{} over",
+            describe_duration(Duration::from_secs(took - planned))
+        ),
+        std::cmp::Ordering::Less => format!(
+            "{} under",
+            describe_duration(Duration::from_secs(planned - took))
+        ),
+        std::cmp::Ordering::Equal => "on plan".into(),
+    };
+    let mut lines = vec![
+        format!(
+            "{head} {}: {}.",
+            plural(recap.total, "step", "steps"),
+            counts.join(", ")
+        ),
+        format!(
+            "Took {} against {} planned ({against}).",
+            describe_duration(Duration::from_secs(took)),
+            describe_duration(recap.planned)
+        ),
+    ];
+    if recap.deviations.is_empty() {
+        lines.push("Deviations: none.".into());
+    } else {
+        lines.push(format!("Deviations ({}):", recap.deviations.len()));
+        lines.extend(
+            recap
+                .deviations
+                .iter()
+                .map(|d| format!("  {}", sanitize(d))),
+        );
+    }
+    lines.push(format!("Report: `{export}`"));
+    lines
 }
 
 /// Asks at the terminal. One reader thread reads stdin line by line and
@@ -440,7 +697,7 @@ impl Prompter for StdinPrompter {
         Box::pin(async move {
             let mut lines = self.lines.lock().await;
             let _asking = Asking::start(&self.reporter);
-            out_line(&format!("\nnext:\n{what}"));
+            out_line(&format!("\nnext:\n{}", sanitize(what)));
             let since = StdinPrompter::discard_typed_ahead(&mut lines);
             loop {
                 StdinPrompter::ask(&format!(
@@ -464,6 +721,37 @@ impl Prompter for StdinPrompter {
         })
     }
 
+    fn after_skip<'a>(&'a self, step: &'a Step, skipped: &'a Step) -> BoxFuture<'a, Decision> {
+        Box::pin(async move {
+            let mut lines = self.lines.lock().await;
+            let _asking = Asking::start(&self.reporter);
+            out_line(&format!(
+                "\n`{}` depends on `{}`, which was skipped.",
+                step.name, skipped.name
+            ));
+            let since = StdinPrompter::discard_typed_ahead(&mut lines);
+            loop {
+                StdinPrompter::ask(&format!(
+                    "`{}`: type skip (skip it too), run (run it anyway) or stop and Enter: ",
+                    step.name
+                ));
+                let Some(answer) = StdinPrompter::answer(&mut lines, since).await else {
+                    out_line("");
+                    return Decision::Stop;
+                };
+                match answer.trim().to_ascii_lowercase().as_str() {
+                    "run" => return Decision::Run,
+                    "skip" => return Decision::Skip,
+                    "stop" => return Decision::Stop,
+                    other => out_line(&format!(
+                        "`{}` is not an answer: type skip, run or stop (the whole word)",
+                        sanitize(other)
+                    )),
+                }
+            }
+        })
+    }
+
     fn confirm_manual<'a>(
         &'a self,
         step: &'a Step,
@@ -473,15 +761,14 @@ impl Prompter for StdinPrompter {
             let mut lines = self.lines.lock().await;
             let _asking = Asking::start(&self.reporter);
             out_line(&format!(
-                "\nmanual step `{}` waits for confirmation:\n  {}",
-                step.name,
-                sanitize(instructions)
+                "\nmanual step `{}` waits for confirmation (or run `cutover confirm {}` elsewhere):",
+                step.name, step.name
             ));
             let since = StdinPrompter::discard_typed_ahead(&mut lines);
             loop {
                 StdinPrompter::ask(&format!(
-                    "type yes and Enter once it is done (a note may follow), or run `cutover confirm {}` elsewhere: ",
-                    step.name
+                    "{} — type yes and Enter once done (a note may follow): ",
+                    sanitize(instructions)
                 ));
                 let answer = StdinPrompter::answer(&mut lines, since).await?;
                 let answer = answer.trim();

@@ -66,6 +66,7 @@
 //! waits and manual gates at once); [`Controls::abort`] cancels running
 //! kinds immediately. Both leave a state that `cutover run` resumes.
 
+mod changed;
 mod describe;
 mod kind;
 mod report;
@@ -81,7 +82,10 @@ pub use kind::{
     ActionRole, BoxFuture, Check, Evidence, Interrupted, KindRegistry, OUTPUT_LIMIT, StepContext,
     StepError, StepKind, StepResult, bounded,
 };
-pub use report::{Decision, NoPrompter, NoReporter, Prompter, Reporter, RunEvent, StepOutcome};
+pub use changed::{size as describe_size, what_changed};
+pub use report::{
+    Decision, NoPrompter, NoReporter, Prompter, Recap, Reporter, RunEvent, StepOutcome,
+};
 pub use rollback::{PlannedUndo, RollbackOutcome, UndoAction};
 pub use runner::{Engine, RunOutcome};
 pub use state::{Opened, RunPlanning, SharedState, StepChange, open_planned_run, open_run};

@@ -46,16 +46,153 @@ pub enum RunEvent {
         text: String,
     },
     /// A step reached a final (or stopped) state; `eta` is the remaining
-    /// planned time after it.
+    /// planned time after it. `changed` is one line of what it changed,
+    /// derived from its evidence ([`crate::what_changed`]); none when it
+    /// changed nothing (already satisfied, skipped, failed).
     StepFinished {
         step: String,
         outcome: StepOutcome,
         summary: String,
+        changed: Option<String>,
         eta: Duration,
+    },
+    /// A manual gate waits for its confirmation (here or by `cutover confirm`).
+    Gate {
+        step: String,
+        instructions: String,
     },
     Warning {
         text: String,
     },
+    /// The run (or this pass of it) ended.
+    Finished {
+        recap: Recap,
+    },
+}
+
+/// What a run came to, for its closing lines: counts of the selected steps
+/// by how they ended, time taken against the plan, deviations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recap {
+    /// `completed`, `stopped`, `failed` or `blocked`.
+    pub outcome: &'static str,
+    /// Selected steps.
+    pub total: usize,
+    /// Acted and verified (or acted, where the kind cannot verify).
+    pub done: usize,
+    /// Found already true: nothing acted.
+    pub already_satisfied: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    /// Not reached (stopped, blocked, or waiting behind a failure).
+    pub not_run: usize,
+    /// Since the run started (earlier passes of a resumed run included).
+    pub took: Duration,
+    /// What the plan gives for the run from its start.
+    pub planned: Duration,
+    /// Each deviation recorded, as `step: text`.
+    pub deviations: Vec<String>,
+}
+
+impl StepOutcome {
+    /// The outcome as people read it: `verified`, `already satisfied`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepOutcome::AlreadySatisfied => "already satisfied",
+            StepOutcome::Verified => "verified",
+            StepOutcome::Unverified => "done (unverified)",
+            StepOutcome::AttemptFailed => "attempt failed",
+            StepOutcome::Failed => "failed",
+            StepOutcome::Skipped => "skipped",
+            StepOutcome::Interrupted => "interrupted",
+            StepOutcome::Undone => "undone",
+        }
+    }
+
+    /// The outcome as one JSON word: `verified`, `already_satisfied`, ...
+    pub fn as_word(self) -> &'static str {
+        match self {
+            StepOutcome::AlreadySatisfied => "already_satisfied",
+            StepOutcome::Verified => "verified",
+            StepOutcome::Unverified => "unverified",
+            StepOutcome::AttemptFailed => "attempt_failed",
+            StepOutcome::Failed => "failed",
+            StepOutcome::Skipped => "skipped",
+            StepOutcome::Interrupted => "interrupted",
+            StepOutcome::Undone => "undone",
+        }
+    }
+}
+
+impl RunEvent {
+    /// The event as one JSON object for `cutover run --format json`: an
+    /// `event` word, the step where there is one, times in RFC 3339 UTC,
+    /// durations in seconds, sizes in bytes (docs/engine.md lists them).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let utc = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        match self {
+            RunEvent::Started { total, done, eta } => json!({
+                "event": "run_started", "total": total, "done": done, "eta_s": eta.as_secs(),
+            }),
+            RunEvent::WaitingUntil { step, until } => json!({
+                "event": "waiting_until", "step": step, "until": utc(until),
+            }),
+            RunEvent::StepStarted { step } => json!({ "event": "step_started", "step": step }),
+            RunEvent::Phase { step, phase } => json!({
+                "event": "phase", "step": step, "phase": phase.as_str(),
+            }),
+            RunEvent::Progress {
+                step,
+                done,
+                total,
+                unit,
+            } => json!({
+                "event": "progress", "step": step, "done": done, "total": total, "unit": unit,
+            }),
+            RunEvent::Countdown { step, until, label } => json!({
+                "event": "countdown", "step": step, "until": utc(until), "label": label,
+            }),
+            RunEvent::Message { step, text } => json!({
+                "event": "message", "step": step, "text": text,
+            }),
+            RunEvent::StepFinished {
+                step,
+                outcome,
+                summary,
+                changed,
+                eta,
+            } => json!({
+                "event": match outcome {
+                    StepOutcome::Failed | StepOutcome::AttemptFailed => "step_failed",
+                    _ => "step_done",
+                },
+                "step": step,
+                "outcome": outcome.as_word(),
+                "summary": summary,
+                "changed": changed,
+                "eta_s": eta.as_secs(),
+            }),
+            RunEvent::Gate { step, instructions } => json!({
+                "event": "gate_waiting", "step": step, "instructions": instructions,
+                "confirm": format!("cutover confirm {step}"),
+            }),
+            RunEvent::Warning { text } => json!({ "event": "warning", "text": text }),
+            RunEvent::Finished { recap } => json!({
+                "event": "run_finished",
+                "outcome": recap.outcome,
+                "total": recap.total,
+                "done": recap.done,
+                "already_satisfied": recap.already_satisfied,
+                "skipped": recap.skipped,
+                "failed": recap.failed,
+                "not_run": recap.not_run,
+                "took_s": recap.took.as_secs(),
+                "planned_s": recap.planned.as_secs(),
+                "deviations": recap.deviations,
+            }),
+        }
+    }
 }
 
 /// How a step ended in this run.
@@ -114,6 +251,14 @@ pub trait Prompter: Send + Sync {
         step: &'a Step,
         instructions: &'a str,
     ) -> BoxFuture<'a, Option<String>>;
+
+    /// `--step`: `step` is next but depends on `skipped`, which was
+    /// skipped. [`Decision::Run`] runs it anyway (a deviation, as
+    /// `--force`), [`Decision::Skip`] skips it too, [`Decision::Stop`]
+    /// stops the run before it (the default).
+    fn after_skip<'a>(&'a self, _step: &'a Step, _skipped: &'a Step) -> BoxFuture<'a, Decision> {
+        Box::pin(async { Decision::Stop })
+    }
 }
 
 /// A prompter for runs without a terminal: `--step` answers "run", manual

@@ -450,6 +450,7 @@ impl Engine<'_> {
             step: step.to_owned(),
             outcome,
             summary: summary.to_owned(),
+            changed: None,
             eta: Duration::ZERO,
         });
     }

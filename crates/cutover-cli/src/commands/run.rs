@@ -69,6 +69,11 @@ pub struct RunArgs {
     /// DNS steps: do not wait for old TTLs to expire (rehearsals).
     #[arg(long)]
     pub no_ttl_wait: bool,
+    /// What the run prints: `text` (bars on a terminal, plain lines
+    /// otherwise) or `json` (one event per line; manual gates wait for
+    /// `cutover confirm`).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = RunFormat::Text, conflicts_with = "step")]
+    pub format: RunFormat,
     /// Hold to the reviewed plan written by `cutover plan FILE --out PLAN`:
     /// refused, before anything runs, when the runbook or the facts it
     /// probed changed since; the run records it and is judged against it.
@@ -76,6 +81,13 @@ pub struct RunArgs {
     pub plan: Option<PathBuf>,
     #[command(flatten)]
     pub operator: OperatorArgs,
+}
+
+/// `cutover run --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunFormat {
+    Text,
+    Json,
 }
 
 /// `--operator NAME`, for the commands that record who acted.
@@ -433,6 +445,19 @@ fn status_command(args: &RunArgs) -> String {
     shell_words(&words)
 }
 
+/// The command that writes this run's post-mortem report.
+fn export_command(args: &RunArgs) -> String {
+    let mut words: Vec<String> = vec!["cutover".into(), "export".into()];
+    match &args.state {
+        Some(state) => {
+            words.push("--state".into());
+            words.push(state.display().to_string());
+        }
+        None => words.push(args.file.display().to_string()),
+    }
+    shell_words(&words)
+}
+
 fn resume_command(args: &RunArgs) -> String {
     let mut words: Vec<String> = vec!["cutover".into(), "run".into()];
     words.push(args.file.display().to_string());
@@ -637,9 +662,16 @@ fn run_locked(
         }
     };
 
-    let fancy = std::io::stdout().is_terminal() && !args.step;
-    let reporter = std::sync::Arc::new(TerminalReporter::new(fancy));
-    let interactive = args.step || std::io::stdin().is_terminal();
+    let json = args.format == RunFormat::Json;
+    let interactive = !json && (args.step || std::io::stdin().is_terminal());
+    let reporter = std::sync::Arc::new(
+        if json {
+            TerminalReporter::json()
+        } else {
+            TerminalReporter::new(std::io::stdout().is_terminal())
+        }
+        .asking(interactive),
+    );
     let prompter: Box<dyn Prompter> = if interactive {
         Box::new(StdinPrompter::start(reporter.clone()))
     } else {
@@ -664,33 +696,48 @@ fn run_locked(
     reporter.finish();
     let outcome = outcome?;
     let resume = resume_command(args);
+    // The closing lines: on stdout as text, on stderr beside JSON events.
+    let say = |line: &str| {
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    if let Some(recap) = reporter.recap() {
+        for line in crate::progress::recap_lines(&recap, &export_command(args)) {
+            say(&line);
+        }
+    }
     let code = match outcome {
         RunOutcome::Completed => {
-            println!(
+            say(&format!(
                 "run complete: every selected step is done (state: {})",
                 path.display()
-            );
+            ));
             0
         }
         RunOutcome::Stopped => {
-            println!("run stopped; `{resume}` resumes it");
+            say(&format!("run stopped; `{resume}` resumes it"));
             1
         }
         RunOutcome::Failed { step } => {
-            println!(
+            say(&format!(
                 "step `{step}` failed; see `{}`; `{resume}` retries it",
                 status_command(args)
-            );
+            ));
             1
         }
         RunOutcome::Blocked { step, skipped } => {
-            println!(
+            say(&format!(
                 "step `{step}` depends on skipped step `{skipped}` and was not run: skip it too (--skip {step}) or run it anyway (--force {step})"
-            );
+            ));
             1
         }
         RunOutcome::NotReady { step, missing } => {
-            println!("--only {step}: step `{missing}` it depends on is not done");
+            say(&format!(
+                "--only {step}: step `{missing}` it depends on is not done"
+            ));
             1
         }
     };
