@@ -97,7 +97,7 @@ fn the_demo_runs_every_step_and_reports_it_with_evidence() {
     for evidence in [
         "MiB sent",
         at_primary.as_str(),
-        "served by all 2 verify servers",
+        "served by both verify servers",
         "answered 200 with \"served by wiki-new.\"",
         "match the snapshot's row counts and checksums",
     ] {

@@ -154,7 +154,12 @@ fn round_evidence(reports: &[VerifyReport]) -> (bool, Evidence) {
             .iter()
             .map(|r| format!("{} {}", r.name, r.rtype))
             .collect();
-        format!("{} served by all {servers} verify servers", what.join(", "))
+        let by = match servers {
+            1 => "its verify server".to_owned(),
+            2 => "both verify servers".to_owned(),
+            n => format!("all {n} verify servers"),
+        };
+        format!("{} served by {by}", what.join(", "))
     } else {
         let waiting: Vec<String> = reports
             .iter()
