@@ -12,11 +12,14 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fs::{self, File};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+#[path = "support/image.rs"]
+mod image;
+use image::{BLOCK, MIB, allocated, fill, generate, median, reset_copy, rsync, verify_equal};
 
 use cutover_copy::{CopyOptions, CopyReport, Endpoint, Location, Outcome, copy_with};
 
@@ -46,9 +49,6 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
-
-const MIB: u64 = 1 << 20;
-const BLOCK: u64 = 4096;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -112,7 +112,7 @@ fn main() {
     let (mut rsync_sent, mut rsync4k_sent) = (0, 0);
     let mut agent_peak = 0;
     for round in 1..=rounds {
-        reset(&old, &dest);
+        reset_copy(&old, &dest);
         let (time, report, peak) = cutover(&source, &dir);
         verify_equal(&source, &dest);
         agent_peak = agent_peak.max(peak);
@@ -127,7 +127,7 @@ fn main() {
         cutover_times.push(time);
         cutover_report = Some(report);
 
-        reset(&old, &dest);
+        reset_copy(&old, &dest);
         let (time, sent) = rsync(&source, &dest, &[]);
         println!(
             "  rsync --no-whole-file --inplace: {:.2} s, sent {sent} B",
@@ -136,7 +136,7 @@ fn main() {
         rsync_times.push(time);
         rsync_sent = sent;
 
-        reset(&old, &dest);
+        reset_copy(&old, &dest);
         let (time, sent) = rsync(&source, &dest, &["-B", "4096"]);
         println!(
             "  rsync --no-whole-file --inplace -B 4096: {:.2} s, sent {sent} B",
@@ -205,7 +205,7 @@ fn main() {
     println!("\n== shifted data (100 bytes inserted at 1 MiB) ==");
     let shifted = dir.join("shifted.img");
     shift(&source, &shifted, MIB, 100);
-    reset(&source, &dest);
+    reset_copy(&source, &dest);
     let started = Instant::now();
     let report = run_cutover(&shifted, &dir).0;
     let time = started.elapsed();
@@ -217,7 +217,7 @@ fn main() {
         report.delta_stretches,
         allocated(&dest) / MIB
     );
-    reset(&source, &dest);
+    reset_copy(&source, &dest);
     let (time, sent) = rsync(&shifted, &dest, &[]);
     println!(
         "rsync --no-whole-file --inplace {:.2} s, sent {sent} B",
@@ -228,71 +228,6 @@ fn main() {
         HEAP_PEAK.load(Ordering::Relaxed) / MIB as usize
     );
     let _ = fs::remove_dir_all(&dir);
-}
-
-/// xorshift64 noise.
-fn fill(state: &mut u64, out: &mut [u8]) {
-    for chunk in out.chunks_mut(8) {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        let bytes = state.to_le_bytes();
-        chunk.copy_from_slice(&bytes[..chunk.len()]);
-    }
-}
-
-/// Writes the source (4 MiB extents, about half holes) and the old copy with
-/// 1 % of all 4 KiB blocks different; returns the number of changed blocks.
-fn generate(source: &Path, old: &Path, size: u64) -> u64 {
-    let mut state = 0x2545_F491_4F6C_DD1D_u64;
-    let file = File::create(old).expect("old image");
-    file.set_len(size).expect("size");
-    let extent = 4 * MIB;
-    let mut buffer = vec![0u8; extent as usize];
-    for index in 0..size / extent {
-        let mix = (index.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % 2;
-        if mix == 0 {
-            fill(&mut state, &mut buffer);
-            file.write_all_at(&buffer, index * extent).expect("write");
-        }
-    }
-    drop(file);
-    reset_copy(old, source);
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .open(source)
-        .expect("source");
-    let blocks = size / BLOCK;
-    let changed = blocks / 100;
-    let mut block = vec![0u8; BLOCK as usize];
-    let mut picked = std::collections::BTreeSet::new();
-    while (picked.len() as u64) < changed {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        picked.insert(state % blocks);
-    }
-    for index in picked {
-        fill(&mut state, &mut block);
-        file.write_all_at(&block, index * BLOCK).expect("write");
-    }
-    changed
-}
-
-fn reset(template: &Path, dest: &Path) {
-    reset_copy(template, dest);
-}
-
-fn reset_copy(from: &Path, to: &Path) {
-    let _ = fs::remove_file(to);
-    let status = Command::new("cp")
-        .arg("--sparse=always")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(status.success());
-    let _ = Command::new("sync").status();
 }
 
 fn run_cutover(source: &Path, dir: &Path) -> (CopyReport, usize) {
@@ -330,31 +265,6 @@ fn cutover(source: &Path, dir: &Path) -> (Duration, CopyReport, usize) {
     (started.elapsed(), report, peak)
 }
 
-fn rsync(source: &Path, dest: &Path, extra: &[&str]) -> (Duration, u64) {
-    let started = Instant::now();
-    let out = Command::new("rsync")
-        .args(["--no-whole-file", "--inplace", "--stats"])
-        .args(extra)
-        .arg(source)
-        .arg(dest)
-        .output()
-        .expect("rsync (apt-get install rsync)");
-    let time = started.elapsed();
-    assert!(
-        out.status.success(),
-        "rsync failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stats = String::from_utf8_lossy(&out.stdout);
-    let sent = stats
-        .lines()
-        .find_map(|l| l.strip_prefix("Total bytes sent: "))
-        .map(|n| n.replace(',', "").trim().parse().unwrap_or(0))
-        .unwrap_or(0);
-    verify_equal(source, dest);
-    (time, sent)
-}
-
 fn hash_both(a: &Path, b: &Path) -> Duration {
     let started = Instant::now();
     std::thread::scope(|scope| {
@@ -364,21 +274,6 @@ fn hash_both(a: &Path, b: &Path) -> Duration {
         let _ = second;
     });
     started.elapsed()
-}
-
-fn verify_equal(a: &Path, b: &Path) {
-    let status = Command::new("cmp")
-        .arg("-s")
-        .arg(a)
-        .arg(b)
-        .status()
-        .expect("cmp");
-    assert!(
-        status.success(),
-        "{} and {} differ",
-        a.display(),
-        b.display()
-    );
 }
 
 /// Writes `from` with `len` bytes inserted at `at`, keeping zero blocks as holes.
@@ -421,16 +316,6 @@ fn write_blocks(file: &File, at: u64, data: &[u8]) {
                 .expect("write");
         }
     }
-}
-
-fn allocated(path: &Path) -> u64 {
-    fs::metadata(path).map(|m| m.blocks() * 512).unwrap_or(0)
-}
-
-fn median(times: &[Duration]) -> f64 {
-    let mut secs: Vec<f64> = times.iter().map(Duration::as_secs_f64).collect();
-    secs.sort_by(f64::total_cmp);
-    secs[secs.len() / 2]
 }
 
 fn peak_rss_kib() -> u64 {
