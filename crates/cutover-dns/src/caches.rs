@@ -12,13 +12,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{Name, RecordType as WireType};
 use hickory_resolver::Resolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 
 use crate::error::DnsError;
-use crate::records::zone_name;
+use crate::records::{RecordType, zone_name};
 
 /// What one resolver still has cached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +48,7 @@ pub async fn cache_expiry(
     timeout: Duration,
 ) -> Result<CacheExpiry, DnsError> {
     let name = zone_name(name)?;
+    let rtype = rtype.wire();
     let name = &name;
     let answers: Vec<CachedAnswer> = stream::iter(resolvers.iter().copied())
         .map(|resolver| async move {
@@ -83,7 +84,7 @@ pub async fn cache_expiry(
 async fn remaining_ttl(
     resolver: SocketAddr,
     name: &Name,
-    rtype: RecordType,
+    rtype: WireType,
     timeout: Duration,
 ) -> Result<Option<u32>, String> {
     let connection = |mut config: ConnectionConfig| {

@@ -43,10 +43,9 @@ mod zonefile;
 
 pub use caches::{CacheExpiry, CachedAnswer, cache_expiry};
 pub use error::DnsError;
-pub use hickory_proto::rr::RecordType;
 pub use notify::{NotifyEvent, NotifyTargets};
 pub use query::{NameServer, Observation, Soa, live_ns, query, soa};
-pub use records::{canonical_input, record_type};
+pub use records::{RecordType, canonical_input};
 pub use server::{
     LoadedFrom, SecondaryConfig, ServeConfig, ServeOptions, ServedZone, ServerHandle, ZoneSource,
     serve, serve_secondary, serve_with,

@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{Name, RData, RecordType as WireType};
 use hickory_proto::serialize::binary::BinDecodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
 use crate::error::DnsError;
-use crate::records::{canonical_values, owner_name, rcode_name, zone_name};
+use crate::records::{RecordType, canonical_values, owner_name, rcode_name, zone_name};
 
 /// Largest UDP answer we advertise (the DNS flag day 2020 value).
 const UDP_PAYLOAD: u16 = 1232;
@@ -98,17 +98,15 @@ pub async fn live_ns(
 ) -> Result<Vec<NameServer>, DnsError> {
     let querier = Querier::new(timeout);
     let zone = zone_name(zone)?;
-    let ns = querier
-        .exchange(server, &zone, RecordType::NS, false)
-        .await?;
-    let answer = authoritative_answer(server, &zone, &zone, RecordType::NS, ns)?;
+    let ns = querier.exchange(server, &zone, WireType::NS, false).await?;
+    let answer = authoritative_answer(server, &zone, &zone, WireType::NS, ns)?;
     let mut servers = Vec::new();
     for data in &answer.1 {
         let RData::NS(ns) = data else { continue };
         let host = ns.0.clone();
         let mut addresses = Vec::new();
         if zone.zone_of(&host) {
-            for rtype in [RecordType::A, RecordType::AAAA] {
+            for rtype in [RecordType::A, RecordType::Aaaa] {
                 let observation = querier.observe(server, &zone, &host, rtype).await?;
                 addresses.extend(
                     observation
@@ -132,7 +130,7 @@ pub async fn live_ns(
 pub(crate) struct Question {
     pub server: SocketAddr,
     pub name: Name,
-    pub rtype: RecordType,
+    pub rtype: WireType,
     pub recursion_desired: bool,
 }
 
@@ -154,12 +152,12 @@ impl Querier {
         name: &Name,
         rtype: RecordType,
     ) -> Result<Observation, DnsError> {
-        let response = self.exchange(server, name, rtype, false).await?;
+        let response = self.exchange(server, name, rtype.wire(), false).await?;
         observation(server, zone, name, rtype, response)
     }
 
     pub(crate) async fn soa(&self, server: SocketAddr, zone: &Name) -> Result<Soa, DnsError> {
-        let response = self.exchange(server, zone, RecordType::SOA, false).await?;
+        let response = self.exchange(server, zone, WireType::SOA, false).await?;
         soa_of(server, zone, response)
     }
 
@@ -168,7 +166,7 @@ impl Querier {
         &self,
         server: SocketAddr,
         name: &Name,
-        rtype: RecordType,
+        rtype: WireType,
         recursion_desired: bool,
     ) -> Result<Message, DnsError> {
         let question = Question {
@@ -401,7 +399,7 @@ pub(crate) fn observation(
     response: Message,
 ) -> Result<Observation, DnsError> {
     let rcode = response.metadata.response_code;
-    let (ttl, data) = authoritative_answer(server, zone, name, rtype, response)?;
+    let (ttl, data) = authoritative_answer(server, zone, name, rtype.wire(), response)?;
     Ok(Observation {
         server,
         name: name.to_string(),
@@ -416,7 +414,7 @@ pub(crate) fn observation(
 
 /// The zone's SOA from an authoritative answer.
 pub(crate) fn soa_of(server: SocketAddr, zone: &Name, response: Message) -> Result<Soa, DnsError> {
-    let (_, data) = authoritative_answer(server, zone, zone, RecordType::SOA, response)?;
+    let (_, data) = authoritative_answer(server, zone, zone, WireType::SOA, response)?;
     data.iter()
         .find_map(|data| match data {
             RData::SOA(soa) => Some(Soa {
@@ -439,7 +437,7 @@ fn authoritative_answer(
     server: SocketAddr,
     zone: &Name,
     name: &Name,
-    rtype: RecordType,
+    rtype: WireType,
     response: Message,
 ) -> Result<(Option<u32>, Vec<RData>), DnsError> {
     let not_authoritative = || DnsError::NotAuthoritative {

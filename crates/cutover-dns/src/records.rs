@@ -1,13 +1,120 @@
 //! Names, types and values as a runbook writes them (`www`, `A`, `80.248.164.42`), turned into
 //! DNS wire types, and record data shown back in one canonical text form so that values from a
 //! runbook and values from a server compare equal when they mean the same thing.
+//!
+//! [`RecordType`] is the one list of record types cutover changes: the language parses it,
+//! the step kinds and this crate use it; hickory's open list stays inside this crate.
 
+use std::fmt;
 use std::str::FromStr;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{Name, RData, RecordType as WireType};
 
 use crate::error::DnsError;
+
+/// The record types cutover changes and verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordType {
+    /// An IPv4 address.
+    A,
+    /// An IPv6 address.
+    Aaaa,
+    /// An alias.
+    Cname,
+    /// A mail exchanger.
+    Mx,
+    /// Text strings.
+    Txt,
+    /// A name server.
+    Ns,
+    /// A service location.
+    Srv,
+    /// Which certificate authorities may issue for the name (RFC 8659).
+    Caa,
+    /// A reverse mapping.
+    Ptr,
+    /// HTTPS service binding (RFC 9460).
+    Https,
+    /// General service binding (RFC 9460).
+    Svcb,
+}
+
+impl RecordType {
+    /// Every type, in the order the docs list them.
+    pub const ALL: [RecordType; 11] = [
+        Self::A,
+        Self::Aaaa,
+        Self::Cname,
+        Self::Mx,
+        Self::Txt,
+        Self::Ns,
+        Self::Srv,
+        Self::Caa,
+        Self::Ptr,
+        Self::Https,
+        Self::Svcb,
+    ];
+
+    /// The mnemonic, in capitals as zone files write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::A => "A",
+            Self::Aaaa => "AAAA",
+            Self::Cname => "CNAME",
+            Self::Mx => "MX",
+            Self::Txt => "TXT",
+            Self::Ns => "NS",
+            Self::Srv => "SRV",
+            Self::Caa => "CAA",
+            Self::Ptr => "PTR",
+            Self::Https => "HTTPS",
+            Self::Svcb => "SVCB",
+        }
+    }
+
+    /// The type written exactly as [`RecordType::as_str`] gives it (capitals), if cutover
+    /// handles it.
+    pub fn from_mnemonic(text: &str) -> Option<RecordType> {
+        Self::ALL.into_iter().find(|rtype| rtype.as_str() == text)
+    }
+
+    pub(crate) fn wire(self) -> WireType {
+        match self {
+            Self::A => WireType::A,
+            Self::Aaaa => WireType::AAAA,
+            Self::Cname => WireType::CNAME,
+            Self::Mx => WireType::MX,
+            Self::Txt => WireType::TXT,
+            Self::Ns => WireType::NS,
+            Self::Srv => WireType::SRV,
+            Self::Caa => WireType::CAA,
+            Self::Ptr => WireType::PTR,
+            Self::Https => WireType::HTTPS,
+            Self::Svcb => WireType::SVCB,
+        }
+    }
+}
+
+impl fmt::Display for RecordType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RecordType {
+    type Err = DnsError;
+
+    /// Any case: `aaaa` is `AAAA`.
+    fn from_str(text: &str) -> Result<Self, DnsError> {
+        Self::from_mnemonic(&text.trim().to_ascii_uppercase()).ok_or_else(|| {
+            DnsError::Input(format!(
+                "unknown record type `{text}` (cutover handles {})",
+                Self::ALL.map(RecordType::as_str).join(" ")
+            ))
+        })
+    }
+}
 
 /// A zone name as a fully qualified DNS name (`maemo.org` → `maemo.org.`).
 pub fn zone_name(zone: &str) -> Result<Name, DnsError> {
@@ -38,17 +145,6 @@ pub fn owner_name(zone: &Name, name: &str) -> Result<Name, DnsError> {
     Ok(parsed)
 }
 
-/// A record type by its mnemonic (`A`, `aaaa`, `MX`, ...).
-pub fn record_type(text: &str) -> Result<RecordType, DnsError> {
-    let upper = text.trim().to_ascii_uppercase();
-    match RecordType::from_str(&upper) {
-        Ok(RecordType::Unknown(_)) | Err(_) => {
-            Err(DnsError::Input(format!("unknown record type `{text}`")))
-        }
-        Ok(rtype) => Ok(rtype),
-    }
-}
-
 /// Parses record values written in master-file syntax for `rtype`.
 pub fn parse_values<S: AsRef<str>>(
     rtype: RecordType,
@@ -58,7 +154,7 @@ pub fn parse_values<S: AsRef<str>>(
         .iter()
         .map(|value| {
             let value = value.as_ref();
-            RData::try_from_str(rtype, value)
+            RData::try_from_str(rtype.wire(), value)
                 .map_err(|err| DnsError::Input(format!("invalid {rtype} value `{value}`: {err}")))
         })
         .collect()
@@ -85,6 +181,15 @@ fn canonical_value(data: &RData) -> String {
     match data {
         RData::CNAME(_) | RData::NS(_) | RData::PTR(_) | RData::MX(_) | RData::SRV(_) => {
             data.to_string().to_ascii_lowercase()
+        }
+        // The tag's case does not matter (RFC 8659 §4.1); the value's does.
+        RData::CAA(caa) => {
+            let text = data.to_string();
+            let tag = caa.tag.as_str();
+            match text.split_once(tag) {
+                Some((flags, rest)) => format!("{flags}{}{rest}", tag.to_ascii_lowercase()),
+                None => text,
+            }
         }
         _ => data.to_string(),
     }
@@ -148,12 +253,33 @@ mod tests {
     fn values_compare_canonically() {
         let a = canonical_input(RecordType::A, &["192.0.2.2", "192.0.2.1"]).unwrap();
         assert_eq!(a, vec!["192.0.2.1", "192.0.2.2"]);
-        let mx = canonical_input(RecordType::MX, &["10 MAIL.Example.org."]).unwrap();
+        let mx = canonical_input(RecordType::Mx, &["10 MAIL.Example.org."]).unwrap();
         assert_eq!(mx, vec!["10 mail.example.org."]);
         assert!(canonical_input(RecordType::A, &["300.1.1.1"]).is_err());
-        assert!(record_type("BOGUS").is_err());
-        assert_eq!(record_type("aaaa").unwrap(), RecordType::AAAA);
+        assert!("BOGUS".parse::<RecordType>().is_err());
+        assert_eq!("aaaa".parse::<RecordType>().unwrap(), RecordType::Aaaa);
         assert_eq!(rcode_name(ResponseCode::Refused), "REFUSED");
         assert_eq!(rcode_name(ResponseCode::Unknown(3841)), "RCODE3841");
+    }
+
+    #[test]
+    fn caa_ptr_and_service_bindings_parse_and_compare() {
+        let caa = canonical_input(RecordType::Caa, &["0 ISSUE \"letsencrypt.org\""]).unwrap();
+        assert_eq!(
+            caa,
+            canonical_input(RecordType::Caa, &["0 issue \"letsencrypt.org\""]).unwrap()
+        );
+        assert!(caa[0].contains("issue"), "{caa:?}");
+        assert!(canonical_input(RecordType::Caa, &["issue"]).is_err());
+        let ptr = canonical_input(RecordType::Ptr, &["WWW.Example.org."]).unwrap();
+        assert_eq!(ptr, vec!["www.example.org."]);
+        let https = canonical_input(RecordType::Https, &["1 . alpn=h2,h3"]).unwrap();
+        assert_eq!(https.len(), 1);
+        let svcb = canonical_input(RecordType::Svcb, &["1 svc.example.org. port=8443"]).unwrap();
+        assert_eq!(svcb.len(), 1);
+        for rtype in RecordType::ALL {
+            assert_eq!(rtype.as_str().parse::<RecordType>().unwrap(), rtype);
+            assert_eq!(rtype.wire().to_string(), rtype.as_str());
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! RFC 2136 updates to a zone's primary, TSIG-signed, as compare-and-swap.
 //!
-//! Every change carries the prerequisite "this RRset holds exactly these values" (RFC 2136
-//! §2.4.2), so a record that is not what the runbook expects is left untouched and the caller
-//! learns what is there instead. Lowering a TTL is the same swap with the same values.
+//! A change of a whole RRset carries the prerequisite "this RRset holds exactly these values"
+//! (RFC 2136 §2.4.2), so a record that is not what the runbook expects is left untouched and the
+//! caller learns what is there instead. Lowering a TTL is the same swap with the same values.
+//! Adding or removing single values of a set ([`Updater::add_values`],
+//! [`Updater::remove_values`]) leaves the set's other values alone, whoever manages them.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,12 +15,12 @@ use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::udp::UdpClientStream;
 use hickory_net::{DnsHandle, NetError};
 use hickory_proto::op::{DnsRequest, Message, OpCode, Query, ResponseCode, UpdateMessage};
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordSet, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordSet, RecordType as WireType};
 
 use crate::error::DnsError;
 use crate::query::Querier;
 use crate::records::{
-    canonical_values, describe_values, owner_name, parse_values, rcode_name, zone_name,
+    RecordType, canonical_values, describe_values, owner_name, parse_values, rcode_name, zone_name,
 };
 use crate::tsig::TsigKey;
 
@@ -78,8 +80,55 @@ impl Updater {
         let old = parse_values(rtype, old_values)?;
         let new = parse_values(rtype, new_values)?;
         let expected = canonical_values(&old);
-        self.swap(&zone, &owner, rtype, old, new, ttl, &expected)
-            .await
+        let change = Change::Swap {
+            current: record_set(&owner, rtype, 0, old),
+            replacement: record_set(&owner, rtype, ttl, new),
+        };
+        self.send(&zone, &owner, rtype, change, &expected).await
+    }
+
+    /// Adds `values` to the RRset `name`/`rtype` in `zone` (creating it), at `ttl`; values it
+    /// holds already and the set's other values stay as they are.
+    pub async fn add_values<S: AsRef<str>>(
+        &self,
+        zone: &str,
+        name: &str,
+        rtype: RecordType,
+        values: &[S],
+        ttl: u32,
+    ) -> Result<(), DnsError> {
+        let (zone, owner, data) = self.single_values(zone, name, rtype, values)?;
+        let change = Change::Add(record_set(&owner, rtype, ttl, data));
+        self.send(&zone, &owner, rtype, change, &[]).await
+    }
+
+    /// Removes `values` from the RRset `name`/`rtype` in `zone`; the set's other values stay.
+    pub async fn remove_values<S: AsRef<str>>(
+        &self,
+        zone: &str,
+        name: &str,
+        rtype: RecordType,
+        values: &[S],
+    ) -> Result<(), DnsError> {
+        let (zone, owner, data) = self.single_values(zone, name, rtype, values)?;
+        let change = Change::Remove(record_set(&owner, rtype, 0, data));
+        self.send(&zone, &owner, rtype, change, &[]).await
+    }
+
+    fn single_values<S: AsRef<str>>(
+        &self,
+        zone: &str,
+        name: &str,
+        rtype: RecordType,
+        values: &[S],
+    ) -> Result<(Name, Name, Vec<RData>), DnsError> {
+        let zone = zone_name(zone)?;
+        let owner = owner_name(&zone, name)?;
+        if values.is_empty() {
+            return Err(DnsError::Input(format!("{owner} {rtype}: no value given")));
+        }
+        let data = parse_values(rtype, values)?;
+        Ok((zone, owner, data))
     }
 
     /// Sets the TTL of the RRset `name`/`rtype` in `zone`, keeping its values: a swap of the
@@ -105,16 +154,12 @@ impl Updater {
             });
         };
         let values = parse_values(rtype, &current.values)?;
-        self.swap(
-            &zone,
-            &owner,
-            rtype,
-            values.clone(),
-            values,
-            ttl,
-            &current.values,
-        )
-        .await?;
+        let change = Change::Swap {
+            current: record_set(&owner, rtype, 0, values.clone()),
+            replacement: record_set(&owner, rtype, ttl, values),
+        };
+        self.send(&zone, &owner, rtype, change, &current.values)
+            .await?;
         Ok(TtlChange {
             previous_ttl,
             new_ttl: ttl,
@@ -135,12 +180,12 @@ impl Updater {
         question
             .set_name(zone.clone())
             .set_query_class(DNSClass::IN)
-            .set_query_type(RecordType::SOA);
+            .set_query_type(WireType::SOA);
         let mut message = Message::query();
         message.metadata.op_code = OpCode::Update;
         message.metadata.recursion_desired = false;
         message.add_zone(question);
-        let mut soa_exists = Record::update0(zone.clone(), 0, RecordType::SOA);
+        let mut soa_exists = Record::update0(zone.clone(), 0, WireType::SOA);
         soa_exists.dns_class = DNSClass::ANY;
         message.add_pre_requisite(soa_exists);
         let signer = self.key.as_ref().map(TsigKey::signer).transpose()?;
@@ -204,29 +249,18 @@ impl Updater {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn swap(
+    /// Sends one change; `expected` is what a failed prerequisite is reported against.
+    async fn send(
         &self,
         zone: &Name,
         owner: &Name,
         rtype: RecordType,
-        old: Vec<RData>,
-        new: Vec<RData>,
-        ttl: u32,
+        change: Change,
         expected: &[String],
     ) -> Result<(), DnsError> {
         // An update for a zone the server does not serve would be answered in ways that read
         // like key trouble; ask first, unsigned, whether it is authoritative at all.
         Querier::new(self.timeout).soa(self.primary, zone).await?;
-
-        let mut current = RecordSet::with_ttl(owner.clone(), rtype, 0);
-        for data in old {
-            current.add_rdata(data);
-        }
-        let mut replacement = RecordSet::with_ttl(owner.clone(), rtype, ttl);
-        for data in new {
-            replacement.add_rdata(data);
-        }
 
         let signer = self.key.as_ref().map(TsigKey::signer).transpose()?;
         let signed = signer.is_some();
@@ -236,11 +270,16 @@ impl Updater {
             .build();
         let (mut client, background) = Client::<TokioRuntimeProvider>::from_sender(stream);
         let background = tokio::spawn(background);
-        let sent = tokio::time::timeout(
-            self.timeout + Duration::from_millis(100),
-            client.compare_and_swap(current, replacement, zone.clone()),
-        )
-        .await;
+        let origin = zone.clone();
+        let request = match change {
+            Change::Swap {
+                current,
+                replacement,
+            } => client.compare_and_swap(current, replacement, origin),
+            Change::Add(set) => client.append(set, origin, false),
+            Change::Remove(set) => client.delete_by_rdata(set, origin),
+        };
+        let sent = tokio::time::timeout(self.timeout + Duration::from_millis(100), request).await;
         drop(client);
         background.abort();
 
@@ -338,6 +377,27 @@ impl Updater {
             },
         }
     }
+}
+
+/// One RFC 2136 change of one RRset.
+enum Change {
+    /// Replace the set, only if it holds exactly `current`'s values.
+    Swap {
+        current: RecordSet,
+        replacement: RecordSet,
+    },
+    /// Add these values.
+    Add(RecordSet),
+    /// Delete these values.
+    Remove(RecordSet),
+}
+
+fn record_set(owner: &Name, rtype: RecordType, ttl: u32, data: Vec<RData>) -> RecordSet {
+    let mut set = RecordSet::with_ttl(owner.clone(), rtype.wire(), ttl);
+    for item in data {
+        set.add_rdata(item);
+    }
+    set
 }
 
 /// Whether a NOTAUTH answer to a signed update refuses the key (a TSIG error, or no signature)

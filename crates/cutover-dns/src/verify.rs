@@ -12,11 +12,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{Name, RecordType as WireType};
 
 use crate::error::{DnsError, humanize};
 use crate::query::{Observation, Querier, Question, Soa, observation, soa_of};
-use crate::records::{canonical_input, describe_values, owner_name, zone_name};
+use crate::records::{RecordType, canonical_input, describe_values, owner_name, zone_name};
 
 /// What the servers must answer. Every field that is `Some` must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -300,13 +300,13 @@ pub async fn verify_many(
         let soa_questions = zone_servers.iter().map(|&(zone, server)| Question {
             server: servers[server],
             name: zones[zone].clone(),
-            rtype: RecordType::SOA,
+            rtype: WireType::SOA,
             recursion_desired: false,
         });
         let record_questions = open.iter().map(|&(check, server)| Question {
             server: servers[server],
             name: prepared[check].name.clone(),
-            rtype: prepared[check].rtype,
+            rtype: prepared[check].rtype.wire(),
             recursion_desired: false,
         });
         let questions: Vec<Question> = soa_questions.chain(record_questions).collect();

@@ -16,8 +16,8 @@ use std::time::Duration;
 use crate::dns_error;
 use chrono::{DateTime, Utc};
 use cutover_dns::{
-    Expectation, RecordCheck, TsigAlgorithm, TsigKey, Updater, VerifyOptions, VerifyReport,
-    cache_expiry, query, record_type, soa, verify_many,
+    Expectation, RecordCheck, RecordType, TsigAlgorithm, TsigKey, Updater, VerifyOptions,
+    VerifyReport, cache_expiry, query, soa, verify_many,
 };
 use cutover_engine::{ActionRole, BoxFuture, Check, Evidence, StepContext, StepKind, StepResult};
 use cutover_lang::{ActionKind, KeyId, Runbook, StepId, Zone, ZoneId};
@@ -36,7 +36,7 @@ pub struct DnsSwitch;
 struct TtlArgs<'a> {
     zone: &'a Zone,
     names: &'a [String],
-    rtype: cutover_dns::RecordType,
+    rtype: RecordType,
     ttl: u32,
 }
 
@@ -54,7 +54,7 @@ fn ttl_args<'a>(ctx: &'a StepContext<'a>) -> anyhow::Result<TtlArgs<'a>> {
     Ok(TtlArgs {
         zone: ctx.runbook.zone(*zone),
         names,
-        rtype: record_type(rtype.as_str())?,
+        rtype: rtype.as_str().parse()?,
         ttl: seconds(*ttl)?,
     })
 }
@@ -63,9 +63,23 @@ struct SwitchArgs<'a> {
     zone_id: ZoneId,
     zone: &'a Zone,
     name: &'a str,
-    rtype: cutover_dns::RecordType,
-    old: &'a str,
-    new: &'a str,
+    rtype: RecordType,
+    /// The whole RRset before the switch, as the runbook writes it.
+    old: Vec<String>,
+    /// The whole RRset after it.
+    new: Vec<String>,
+}
+
+impl SwitchArgs<'_> {
+    /// The old set as the runbook writes it: `192.0.2.1, 192.0.2.2`.
+    fn old_text(&self) -> String {
+        self.old.join(", ")
+    }
+
+    /// The new set as the runbook writes it.
+    fn new_text(&self) -> String {
+        self.new.join(", ")
+    }
 }
 
 fn switch_args<'a>(ctx: &'a StepContext<'a>) -> anyhow::Result<SwitchArgs<'a>> {
@@ -83,9 +97,9 @@ fn switch_args<'a>(ctx: &'a StepContext<'a>) -> anyhow::Result<SwitchArgs<'a>> {
         zone_id: *zone,
         zone: ctx.runbook.zone(*zone),
         name,
-        rtype: record_type(rtype.as_str())?,
-        old,
-        new,
+        rtype: rtype.as_str().parse()?,
+        old: vec![old.clone()],
+        new: vec![new.clone()],
     })
 }
 
@@ -349,7 +363,7 @@ impl DnsSwitch {
     /// that others also change moves on with every change.
     async fn round(
         args: &SwitchArgs<'_>,
-        value: &str,
+        values: &[String],
         min_serial: Option<u32>,
     ) -> anyhow::Result<Vec<VerifyReport>> {
         let primary_serial = match min_serial {
@@ -365,7 +379,7 @@ impl DnsSwitch {
             name: args.name.to_string(),
             rtype: args.rtype,
             expect: Expectation {
-                values: Some(vec![value.to_string()]),
+                values: Some(values.to_vec()),
                 min_serial: Some(primary_serial),
                 ..Expectation::default()
             },
@@ -555,7 +569,7 @@ impl StepKind for DnsSwitch {
     fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             let args = switch_args(ctx)?;
-            Ok(round_check(&Self::round(&args, args.new, None).await?))
+            Ok(round_check(&Self::round(&args, &args.new, None).await?))
         })
     }
 
@@ -572,7 +586,7 @@ impl StepKind for DnsSwitch {
             )
             .await
             .map_err(dns_error)?;
-            let new = cutover_dns::canonical_input(args.rtype, &[args.new]).map_err(dns_error)?;
+            let new = cutover_dns::canonical_input(args.rtype, &args.new).map_err(dns_error)?;
             let swapped = if current.values == new {
                 // A resumed act whose update had already landed.
                 false
@@ -585,8 +599,8 @@ impl StepKind for DnsSwitch {
                         &args.zone.name,
                         args.name,
                         args.rtype,
-                        &[args.old],
-                        &[args.new],
+                        &args.old,
+                        &args.new,
                         ttl,
                     )
                     .await
@@ -600,20 +614,29 @@ impl StepKind for DnsSwitch {
             let summary = if swapped {
                 format!(
                     "{} {} {} -> {} at primary {}, serial {serial}",
-                    current.name, args.rtype, args.old, args.new, args.zone.primary
+                    current.name,
+                    args.rtype,
+                    args.old_text(),
+                    args.new_text(),
+                    args.zone.primary
                 )
             } else {
                 format!(
                     "{} {} already {} at primary {}, serial {serial}",
-                    current.name, args.rtype, args.new, args.zone.primary
+                    current.name,
+                    args.rtype,
+                    args.new_text(),
+                    args.zone.primary
                 )
             };
             Ok(Evidence::new(
                 summary,
                 json!({
                     "primary": args.zone.primary.to_string(),
-                    "old": args.old,
-                    "new": args.new,
+                    "old": args.old_text(),
+                    "new": args.new_text(),
+                    "old_values": args.old,
+                    "new_values": args.new,
                     "swapped": swapped,
                     "ttl": current.ttl,
                     "serial": serial,
@@ -637,7 +660,7 @@ impl StepKind for DnsSwitch {
                 .as_ref()
                 .and_then(|e| e.data["serial"].as_u64())
                 .and_then(|s| u32::try_from(s).ok());
-            let reports = Self::round(&args, args.new, min_serial).await?;
+            let reports = Self::round(&args, &args.new, min_serial).await?;
             let (verified, mut evidence) = round_evidence(&reports);
             let acted_at = acted.as_ref().map(|e| e.at);
             evidence.data["servers"] = Self::note_progress(ctx, &reports, acted_at, min_serial)?;

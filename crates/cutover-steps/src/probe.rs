@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cutover_copy::Endpoint as CopyEndpoint;
-use cutover_dns::{live_ns, query, record_type, soa};
+use cutover_dns::{RecordType, live_ns, query, soa};
 use cutover_lang::units::Size;
 use cutover_lang::{ActionKind, Runbook};
 use cutover_plan::{NameServer, ProbeFacts, RecordFact, SizeFact, SoaFact, ZoneNsFact};
@@ -80,7 +80,7 @@ pub async fn probe(runbook: &Runbook, runbook_dir: &Path) -> Probe {
 
     for (zone_index, name, rtype) in records {
         let zone = &runbook.zones[zone_index];
-        let dns_type = match record_type(rtype.as_str()) {
+        let dns_type = match rtype.as_str().parse::<RecordType>() {
             Ok(t) => t,
             Err(err) => {
                 problems.push(err.to_string());

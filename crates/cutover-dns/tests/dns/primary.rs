@@ -12,7 +12,7 @@ use cutover_dns::{
 };
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::tsig::{TsigAlgorithm, TsigError};
-use hickory_proto::rr::{DNSClass, Name, RData, Record, TSigner};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType as WireType, TSigner};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -48,7 +48,7 @@ fn zone() -> Name {
     Name::from_str("maemo.org.").unwrap()
 }
 
-fn soa_question(id: u16, op_code: OpCode, qtype: RecordType) -> Message {
+fn soa_question(id: u16, op_code: OpCode, qtype: WireType) -> Message {
     let mut message = Message::new(id, MessageType::Query, op_code);
     let mut question = Query::new();
     question
@@ -61,7 +61,7 @@ fn soa_question(id: u16, op_code: OpCode, qtype: RecordType) -> Message {
 
 /// An IXFR question from a secondary at `serial`.
 fn ixfr(serial: u32) -> Message {
-    let mut message = soa_question(7, OpCode::Query, RecordType::IXFR);
+    let mut message = soa_question(7, OpCode::Query, WireType::IXFR);
     let soa = hickory_proto::rr::rdata::SOA::new(
         Name::from_str("ns1.maemo.org.").unwrap(),
         Name::from_str("hostmaster.maemo.org.").unwrap(),
@@ -173,7 +173,7 @@ async fn a_zone_bigger_than_a_message_is_transferred_in_several() {
     .await;
     let primary = server.addresses()[0];
 
-    let answers = tcp_answers(primary, &soa_question(9, OpCode::Query, RecordType::AXFR)).await;
+    let answers = tcp_answers(primary, &soa_question(9, OpCode::Query, WireType::AXFR)).await;
     assert!(answers.len() > 1, "{} messages", answers.len());
     let records = serials_and_names(&answers);
     // The lab zone's 10 records, 5,000 more, and the closing SOA.
@@ -275,7 +275,7 @@ async fn each_change_is_notified_to_the_secondaries_with_the_new_soa() {
         assert_eq!(notify.metadata.op_code, OpCode::Notify);
         assert!(notify.metadata.authoritative);
         assert_eq!(notify.queries[0].name(), &zone());
-        assert_eq!(notify.queries[0].query_type(), RecordType::SOA);
+        assert_eq!(notify.queries[0].query_type(), WireType::SOA);
         match &notify.answers[0].data {
             RData::SOA(soa) => assert_eq!(soa.serial, 2013031402),
             other => panic!("expected the SOA, got {other:?}"),
@@ -291,13 +291,9 @@ fn signed_check_at(signer: &TSigner, zone_name: &str, age: u64) -> (Vec<u8>, Vec
     question
         .set_name(Name::from_str(zone_name).unwrap())
         .set_query_class(DNSClass::IN)
-        .set_query_type(RecordType::SOA);
+        .set_query_type(WireType::SOA);
     message.add_query(question);
-    let mut exists = Record::update0(
-        Name::from_str(zone_name).unwrap(),
-        0,
-        hickory_proto::rr::RecordType::SOA,
-    );
+    let mut exists = Record::update0(Name::from_str(zone_name).unwrap(), 0, WireType::SOA);
     exists.dns_class = DNSClass::ANY;
     message.add_answer(exists.into_record_of_rdata());
     let now = std::time::SystemTime::now()
