@@ -16,21 +16,26 @@
 //! run leaves the temporary file behind; the next run hashes it and keeps
 //! what it already holds.
 
-use std::fs::{self, File, OpenOptions};
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 
 use fast_rsync::{Signature, SignatureOptions};
-use memmap2::{Mmap, MmapOptions};
+use rustix::fs::OFlags;
 
+use crate::beneath::{Entry, Folder, Kind, Root, beside};
 use crate::blocks::{self, BLOCK_SIZE, Want};
 use crate::error::{CopyError, ErrorKind};
 use crate::inplace::{self, Change, Changes, Run, StagingLog};
 use crate::protocol::{PatchOp, Request, Response, Role};
+use crate::sparse::{
+    copy_range, copy_sparse, map_range, punch_hole, start_writeback, write_sparse,
+};
 use crate::sqlite;
 
 /// Largest single read a peer may ask for.
@@ -48,22 +53,32 @@ struct SourceFile {
 
 struct DestFile {
     path: PathBuf,
+    /// The destination's folder, held open: the temporary file, the
+    /// journal and the final rename are all made in it, by name.
+    folder: Folder,
+    name: OsString,
     size: u64,
     /// The old destination and its size (open for writing when patched in
     /// place).
     basis: Option<(Arc<File>, u64)>,
     /// An SQLite database: settled before it is replaced.
     sqlite: bool,
-    /// How the new content is built, in the file at `temp_path`.
+    /// How the new content is built, in the file `temp_name` of the folder.
     build: Build,
+    temp_name: OsString,
+    /// Where that file is, for messages.
     temp_path: PathBuf,
     /// Segment hashes of the old copy's most recently hashed windows.
     basis_segments: Vec<BasisSegments>,
     /// Per window of the result: the old copy's digest of it and where that
     /// scan ended, once hashed. A window no change touches is sealed with it.
-    basis_digests: Vec<Option<(u64, [u8; 32])>>,
-    /// Content digests of the result's sealed windows.
-    sealed: Vec<Option<[u8; 32]>>,
+    /// (Kept by window index, for the windows hashed so far: a size alone
+    /// allocates nothing.)
+    basis_digests: BTreeMap<usize, (u64, [u8; 32])>,
+    /// Content digests of the result's sealed windows, by window index.
+    sealed: BTreeMap<usize, [u8; 32]>,
+    /// How many windows the result has.
+    windows: u64,
     /// The window being hashed on a thread of its own, so that hashing it
     /// overlaps with the next request.
     sealing: Option<(usize, Sealing)>,
@@ -179,27 +194,13 @@ impl WindowView {
     }
 }
 
-/// `path` taken from `root` without looking at the disk: `/srv/a` and
-/// `srv/a` are both `ROOT/srv/a`; `None` when it climbs out (`..`).
-fn under_root(root: &Path, path: &str) -> Option<PathBuf> {
-    let mut joined = root.to_path_buf();
-    for component in Path::new(path).components() {
-        match component {
-            Component::Normal(part) => joined.push(part),
-            Component::CurDir | Component::RootDir => {}
-            Component::ParentDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(joined)
-}
-
 /// The hashing of one sealed window: its content digest.
 type Sealing = thread::JoinHandle<io::Result<[u8; 32]>>;
 
 /// One end's files: an optional confinement root, the open source and the
 /// open destination.
 pub struct FileSide {
-    root: Option<PathBuf>,
+    root: Root,
     source: Option<SourceFile>,
     dest: Option<DestFile>,
 }
@@ -208,7 +209,7 @@ impl FileSide {
     /// Serves any path on this machine (a `Location::Local`).
     pub fn unconfined() -> FileSide {
         FileSide {
-            root: None,
+            root: Root::anywhere(),
             source: None,
             dest: None,
         }
@@ -216,16 +217,11 @@ impl FileSide {
 
     /// Serves only paths under `root` (an agent's `--root`, a `via local`
     /// host's folder): every path, `/srv/a` or `srv/a`, is taken from the root.
+    /// Links are followed only while they stay beneath the root, checked
+    /// by the kernel as each file is opened ([`crate::beneath`]).
     pub fn confined(root: &Path) -> Result<FileSide, CopyError> {
-        let root = fs::canonicalize(root).map_err(|e| CopyError::io("root", root, e))?;
-        if !root.is_dir() {
-            return Err(CopyError::new(
-                ErrorKind::InvalidInput,
-                format!("root {} is not a folder", root.display()),
-            ));
-        }
         Ok(FileSide {
-            root: Some(root),
+            root: Root::folder(root)?,
             source: None,
             dest: None,
         })
@@ -261,9 +257,9 @@ impl FileSide {
             }
             Request::Finish { hash } => self.finish(hash),
             Request::Snapshot { path } => {
-                let db = self.resolve(&path)?;
-                let snapshot_name = format!(".{}.cutover-snapshot", file_name(&db)?);
-                let method = sqlite::snapshot(&db, &db.with_file_name(&snapshot_name))?;
+                let db = self.database(&path)?;
+                let snapshot_name = format!(".{}.cutover-snapshot", text_name(&db)?);
+                let method = sqlite::snapshot(&db.path, &db.path.with_file_name(&snapshot_name))?;
                 let reply_path = match path.rfind('/') {
                     Some(slash) => format!("{}{snapshot_name}", &path[..=slash]),
                     None => snapshot_name,
@@ -274,59 +270,47 @@ impl FileSide {
                 })
             }
             Request::Checksums { path } => Ok(Response::Checksums(sqlite::table_checksums(
-                &self.resolve(&path)?,
+                &self.database(&path)?.path,
             )?)),
             Request::Remove { path } => {
-                let target = self.resolve(&path)?;
-                if !file_name(&target)?.ends_with(".cutover-snapshot") {
+                let target = self.root.entry(&path)?;
+                if !text_name(&target)?.ends_with(".cutover-snapshot") {
                     return Err(CopyError::new(
                         ErrorKind::InvalidInput,
                         format!("refusing to remove {path}: only snapshots may be removed"),
                     ));
                 }
-                fs::remove_file(&target).map_err(|e| CopyError::io("removing", &target, e))?;
-                Ok(Response::Ok)
+                let folder = target.folder("removing")?;
+                match folder.remove(target.name()) {
+                    Ok(true) => Ok(Response::Ok),
+                    Ok(false) => Err(CopyError::io(
+                        "removing",
+                        &target.path,
+                        io::ErrorKind::NotFound.into(),
+                    )),
+                    Err(e) => Err(CopyError::io("removing", &target.path, e)),
+                }
             }
         }
     }
 
-    /// Maps a requested path to a path on disk, refusing anything outside
-    /// the root: `..` and symbolic links that lead out. Every path is taken
-    /// from the root: `/srv/a` and `srv/a` are both `ROOT/srv/a`.
-    fn resolve(&self, requested: &str) -> Result<PathBuf, CopyError> {
-        let Some(root) = &self.root else {
-            return Ok(PathBuf::from(requested));
-        };
-        let outside = || {
-            CopyError::new(
-                ErrorKind::OutsideRoot,
-                format!("path {requested} is outside the root {}", root.display()),
-            )
-        };
-        let joined = under_root(root, requested).ok_or_else(outside)?;
-        // The deepest part that exists decides where symbolic links lead.
-        let mut existing = joined.as_path();
-        loop {
-            if fs::symlink_metadata(existing).is_ok() {
-                break;
-            }
-            match existing.parent() {
-                Some(parent) => existing = parent,
-                None => return Err(outside()),
-            }
-        }
-        match fs::canonicalize(existing) {
-            Ok(real) if real.starts_with(root) => Ok(joined),
-            Ok(_) => Err(outside()),
-            // A dangling link: refuse rather than guess where it leads.
-            Err(_) => Err(outside()),
-        }
+    /// A database's entry, checked beneath the root (its folder and the
+    /// file itself opened there). SQLite opens its files by path, so this
+    /// check, unlike the copy's own opens, comes just before the use.
+    fn database(&self, requested: &str) -> Result<Entry, CopyError> {
+        let db = self.root.entry(requested)?;
+        db.folder("opening database")?;
+        db.open("opening database", OFlags::RDONLY)?;
+        Ok(db)
     }
 
     fn open_source(&mut self, path: &str) -> Result<Response, CopyError> {
-        let path = self.resolve(path)?;
-        inplace::recover(&path)?;
-        let file = File::open(&path).map_err(|e| CopyError::io("opening source", &path, e))?;
+        let entry = self.root.entry(path)?;
+        if let Ok(folder) = entry.folder("opening source") {
+            inplace::recover(&entry, &folder)?;
+        }
+        let file = entry.open("opening source", OFlags::RDONLY)?;
+        let path = entry.path;
         let meta = file
             .metadata()
             .map_err(|e| CopyError::io("reading", &path, e))?;
@@ -342,78 +326,66 @@ impl FileSide {
     }
 
     fn open_dest(&mut self, path: &str, size: u64, sqlite: bool) -> Result<Response, CopyError> {
-        let path = self.resolve(path)?;
-        file_name(&path)?;
-        inplace::recover(&path)?;
-        let parent = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        match fs::metadata(parent) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
-                return Err(CopyError::new(
-                    ErrorKind::InvalidInput,
-                    format!("destination folder {} is not a folder", parent.display()),
-                ));
-            }
-            Err(e) => return Err(CopyError::io("destination folder", parent, e)),
-        }
-        let basis = match fs::metadata(&path) {
-            Ok(meta) if !meta.is_file() => {
-                return Err(CopyError::new(
-                    ErrorKind::InvalidInput,
-                    format!("destination {} is not a regular file", path.display()),
-                ));
-            }
-            Ok(meta) => {
-                // An image is patched in place, so it is opened for writing
-                // now: one that can't be written fails before any transfer.
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(!sqlite)
-                    .open(&path)
-                    .map_err(|e| CopyError::io("opening destination", &path, e))?;
+        let entry = self.root.entry(path)?;
+        let folder = entry.folder("destination folder")?;
+        inplace::recover(&entry, &folder)?;
+        let flags = if sqlite { OFlags::RDONLY } else { OFlags::RDWR };
+        let not_a_file = || {
+            CopyError::new(
+                ErrorKind::InvalidInput,
+                format!("destination {} is not a regular file", entry.path.display()),
+            )
+        };
+        // An image is patched in place, so it is opened for writing now:
+        // one that can't be written fails before any transfer.
+        let basis = match entry.open("opening destination", flags | OFlags::NONBLOCK) {
+            Ok(file) => {
+                let meta = file
+                    .metadata()
+                    .map_err(|e| CopyError::io("opening destination", &entry.path, e))?;
+                if !meta.is_file() {
+                    return Err(not_a_file());
+                }
                 Some((Arc::new(file), meta.len()))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(CopyError::io("opening destination", &path, e)),
+            Err(err) if err.kind == ErrorKind::NotFound => None,
+            Err(err) if err.message.contains("Is a directory") => return Err(not_a_file()),
+            Err(err) => return Err(err),
         };
         let in_place = basis.is_some() && !sqlite;
-        let whole_path = inplace::beside(&path, "cutover-partial");
-        let staging_path = inplace::staging_path(&path);
+        let whole_name = beside(entry.name(), "cutover-partial");
+        let staging_name = inplace::staging_name(entry.name());
         // A leftover of the other way of building is of no use now.
-        let (temp_path, stale) = if in_place {
-            (staging_path, whole_path)
+        let (temp_name, stale) = if in_place {
+            (staging_name, whole_name)
         } else {
-            (whole_path, staging_path)
+            (whole_name, staging_name)
         };
-        match fs::remove_file(&stale) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(CopyError::io("removing", &stale, e));
-            }
-            _ => {}
-        }
-        let leftover = match fs::symlink_metadata(&temp_path) {
-            Ok(meta) if meta.is_file() => true,
-            Ok(_) => {
+        let temp_path = folder.path_of(&temp_name);
+        folder
+            .remove(&stale)
+            .map_err(|e| CopyError::io("removing", &folder.path_of(&stale), e))?;
+        let leftover = match folder.kind(&temp_name) {
+            Ok(Kind::File) => true,
+            Ok(Kind::Other) => {
                 return Err(CopyError::new(
                     ErrorKind::InvalidInput,
                     format!("{} is in the way and not a file", temp_path.display()),
                 ));
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Ok(Kind::Missing) => false,
             Err(e) => return Err(CopyError::io("opening", &temp_path, e)),
         };
         let opening = |e| CopyError::io("opening", &temp_path, e);
         let (build, resumed) = if in_place {
             let found = if leftover {
-                StagingLog::open(&temp_path).map_err(opening)?
+                StagingLog::open(&folder, &temp_name).map_err(opening)?
             } else {
                 None
             };
             if leftover && found.is_none() {
-                fs::remove_file(&temp_path)
+                folder
+                    .remove(&temp_name)
                     .map_err(|e| CopyError::io("removing", &temp_path, e))?;
             }
             let resumed = found.is_some();
@@ -431,11 +403,7 @@ impl FileSide {
             )
         } else {
             let temp = if leftover {
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&temp_path)
-                    .map_err(opening)?;
+                let file = folder.open(&temp_name, OFlags::RDWR).map_err(opening)?;
                 file.set_len(size)
                     .map_err(|e| CopyError::io("resizing", &temp_path, e))?;
                 Some(Arc::new(file))
@@ -446,15 +414,19 @@ impl FileSide {
         };
         let basis_size = basis.as_ref().map(|(_, len)| *len);
         self.dest = Some(DestFile {
-            path,
+            name: entry.name().to_os_string(),
+            path: entry.path,
+            folder,
             size,
             basis,
             sqlite,
             build,
+            temp_name,
             temp_path,
             basis_segments: Vec::new(),
-            basis_digests: vec![None; blocks::window_count(size) as usize],
-            sealed: vec![None; blocks::window_count(size) as usize],
+            basis_digests: BTreeMap::new(),
+            sealed: BTreeMap::new(),
+            windows: blocks::window_count(size),
             sealing: None,
         });
         Ok(Response::DestOpened {
@@ -513,10 +485,10 @@ impl FileSide {
                     .map_err(reading)?;
                     let end = end.min(*size);
                     let index = (start / blocks::WINDOW_SIZE) as usize;
-                    if let (Some(slot), Some(digest)) =
-                        (dest.basis_digests.get_mut(index), window.digest)
+                    if let Some(digest) = window.digest
+                        && (index as u64) < dest.windows
                     {
-                        *slot = Some((end, digest));
+                        dest.basis_digests.insert(index, (end, digest));
                     }
                     if !want.content {
                         window.digest = None;
@@ -644,9 +616,9 @@ impl FileSide {
             }
         }
         let mut content = blocks::ContentHasher::new(dest.size);
-        for index in 0..blocks::window_count(dest.size) {
-            let digest = match dest.sealed[index as usize] {
-                Some(digest) => digest,
+        for index in 0..dest.windows {
+            let digest = match dest.sealed.get(&(index as usize)) {
+                Some(digest) => *digest,
                 None => {
                     let (start, end) = blocks::window_range(dest.size, index);
                     dest.window_view(start, end)?
@@ -658,7 +630,7 @@ impl FileSide {
         }
         let written = content.finish();
         if written != hash {
-            let _ = fs::remove_file(&temp_path);
+            let _ = dest.folder.remove(&dest.temp_name);
             self.dest = None;
             return Err(CopyError::new(
                 ErrorKind::Verification,
@@ -671,27 +643,35 @@ impl FileSide {
             ));
         }
         let path = dest.path.clone();
+        let folder = &dest.folder;
         if let (Build::InPlace { log, changes, .. }, Some((basis, _))) = (&dest.build, &dest.basis)
         {
-            let journal = inplace::journal_path(&path);
+            let journal = inplace::journal_name(&dest.name);
+            let journal_path = folder.path_of(&journal);
             let runs = changes.runs();
-            inplace::commit(&journal, dest.size, &runs)
-                .map_err(|e| CopyError::io("writing journal", &journal, e))?;
+            inplace::commit(folder, &journal, dest.size, &runs)
+                .map_err(|e| CopyError::io("writing journal", &journal_path, e))?;
             inplace::apply(basis, log.as_ref().map(|l| &**l.file()), dest.size, &runs)
                 .map_err(|e| CopyError::io("patching", &path, e))?;
-            inplace::complete(&path).map_err(|e| CopyError::io("removing", &journal, e))?;
+            inplace::complete(folder, &dest.name)
+                .map_err(|e| CopyError::io("removing", &journal_path, e))?;
             self.dest = None;
             return Ok(Response::Ok);
         }
+        // SQLite reaches the database's companions by path; the folder was
+        // opened beneath the root when the destination was.
         if dest.sqlite {
             sqlite::settle_destination(&path)?;
         }
-        fs::rename(&temp_path, &path)
+        folder
+            .rename(&dest.temp_name, &dest.name)
             .map_err(|e| CopyError::io("renaming the copy over", &path, e))?;
         if dest.sqlite {
             sqlite::remove_stale_companions(&path)?;
         }
-        sync_folder(&path).map_err(|e| CopyError::io("syncing the folder of", &path, e))?;
+        folder
+            .sync()
+            .map_err(|e| CopyError::io("syncing the folder of", &path, e))?;
         self.dest = None;
         Ok(Response::Ok)
     }
@@ -700,12 +680,12 @@ impl FileSide {
 impl DestFile {
     /// Forgets the digests of the windows that `[start, start+len)` touches.
     fn unseal(&mut self, start: u64, len: u64) -> Result<(), CopyError> {
-        if self.sealed.is_empty() {
+        if self.windows == 0 {
             return Ok(());
         }
         let first = (start / blocks::WINDOW_SIZE) as usize;
         let last = (start.saturating_add(len.max(1) - 1) / blocks::WINDOW_SIZE) as usize;
-        let last = last.min(self.sealed.len() - 1);
+        let last = last.min(self.windows as usize - 1);
         if self
             .sealing
             .as_ref()
@@ -713,8 +693,9 @@ impl DestFile {
         {
             self.finish_sealing()?;
         }
-        for index in first..=last {
-            self.sealed[index] = None;
+        let touched: Vec<usize> = self.sealed.range(first..=last).map(|(&i, _)| i).collect();
+        for index in touched {
+            self.sealed.remove(&index);
         }
         Ok(())
     }
@@ -728,7 +709,7 @@ impl DestFile {
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("a hashing thread panicked")))
             .map_err(|e| CopyError::io("verifying", &self.temp_path, e))?;
-        self.sealed[index] = Some(digest);
+        self.sealed.insert(index, digest);
         Ok(())
     }
 
@@ -743,7 +724,7 @@ impl DestFile {
             (Build::InPlace { log, changes, .. }, Some((basis, basis_size))) => {
                 let runs = changes.within(start, end);
                 let index = (start / blocks::WINDOW_SIZE) as usize;
-                if let Some(Some((scanned_to, digest))) = self.basis_digests.get(index)
+                if let Some((scanned_to, digest)) = self.basis_digests.get(&index)
                     && runs.is_empty()
                     && *scanned_to == end
                 {
@@ -766,7 +747,7 @@ impl DestFile {
     fn seal(&mut self, start: u64, end: u64) -> Result<(), CopyError> {
         let index = start / blocks::WINDOW_SIZE;
         if !start.is_multiple_of(blocks::WINDOW_SIZE)
-            || index >= self.sealed.len() as u64
+            || index >= self.windows
             || blocks::window_range(self.size, index) != (start, end)
         {
             return Err(CopyError::protocol(
@@ -880,12 +861,12 @@ impl DestFile {
         else {
             return Err(CopyError::protocol("internal error: not patched in place"));
         };
-        let temp_path = &self.temp_path;
+        let (folder, temp_name, temp_path) = (&self.folder, &self.temp_name, &self.temp_path);
         let mut stage_bytes = |start: u64, data: &[u8]| -> Result<(), CopyError> {
             let log = match log {
                 Some(log) => log,
                 None => log.insert(
-                    StagingLog::create(temp_path)
+                    StagingLog::create(folder, temp_name)
                         .map_err(|e| CopyError::io("creating temporary file", temp_path, e))?,
                 ),
             };
@@ -925,11 +906,9 @@ impl DestFile {
         if let Some(file) = temp {
             return Ok(file.clone());
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&self.temp_path)
+        let file = self
+            .folder
+            .create_new(&self.temp_name)
             .map_err(|e| CopyError::io("creating temporary file", &self.temp_path, e))?;
         if let Some((basis, _)) = &self.basis
             && let Ok(meta) = basis.metadata()
@@ -970,216 +949,12 @@ fn stage(changes: &mut Changes, log: &mut StagingLog, start: u64, data: &[u8]) -
     Ok(())
 }
 
-/// fsyncs the folder that holds `path`, so a rename or removal in it lasts.
-pub(crate) fn sync_folder(path: &Path) -> io::Result<()> {
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    File::open(parent)?.sync_all()
-}
-
-fn file_name(path: &Path) -> Result<String, CopyError> {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .map(str::to_string)
-        .ok_or_else(|| {
-            CopyError::new(
-                ErrorKind::InvalidInput,
-                format!("{} does not name a file", path.display()),
-            )
-        })
-}
-
-/// Maps `[start, end)` of a file (clamped to `size`) read-only; `None` when
-/// empty.
-fn map_range(file: &File, size: u64, start: u64, end: u64, limit: u64) -> io::Result<Option<Mmap>> {
-    let end = end.min(size);
-    if start >= end {
-        return Ok(None);
-    }
-    if end - start > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "range too large",
-        ));
-    }
-    // SAFETY: the map is read while the file may change underneath; changed
-    // bytes are caught by the final hash verification. Truncation raises
-    // SIGBUS, which the copy treats like any other failure of a live file.
-    let map = unsafe {
-        MmapOptions::new()
-            .offset(start)
-            .len((end - start) as usize)
-            .map(file)?
-    };
-    Ok(Some(map))
-}
-
-/// Copies `len` bytes from offset `from_at` of one file to offset `to_at` of
-/// another, in the kernel where it can (`copy_file_range`).
-pub(crate) fn copy_range(
-    from: &File,
-    from_at: u64,
-    to: &File,
-    to_at: u64,
-    len: u64,
-) -> io::Result<()> {
-    let mut off_in = from_at as libc::loff_t;
-    let mut off_out = to_at as libc::loff_t;
-    let mut left = len;
-    while left > 0 {
-        let chunk = left.min(1 << 30) as usize;
-        // SAFETY: both descriptors are open; the offsets are valid pointers.
-        let n = unsafe {
-            libc::copy_file_range(
-                from.as_raw_fd(),
-                &mut off_in,
-                to.as_raw_fd(),
-                &mut off_out,
-                chunk,
-                0,
-            )
-        };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            return match err.raw_os_error() {
-                Some(libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {
-                    copy_by_reading(from, off_in as u64, to, off_out as u64, left)
-                }
-                _ => Err(err),
-            };
-        }
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        left -= n as u64;
-    }
-    Ok(())
-}
-
-fn copy_by_reading(
-    from: &File,
-    mut from_at: u64,
-    to: &File,
-    mut to_at: u64,
-    mut left: u64,
-) -> io::Result<()> {
-    let mut buffer = vec![0u8; (1 << 20).min(left as usize)];
-    while left > 0 {
-        let n = (buffer.len() as u64).min(left) as usize;
-        from.read_exact_at(&mut buffer[..n], from_at)?;
-        to.write_all_at(&buffer[..n], to_at)?;
-        from_at += n as u64;
-        to_at += n as u64;
-        left -= n as u64;
-    }
-    Ok(())
-}
-
-/// Copies the non-zero blocks of `[start, end)` (clamped to the old copy).
-fn copy_sparse(from: &File, from_size: u64, to: &File, start: u64, end: u64) -> io::Result<()> {
-    let end = end.min(from_size);
-    for (extent_start, extent_end) in blocks::data_extents(from, start, end)? {
-        // Align to blocks so zero checks see whole blocks.
-        let mut chunk_start = extent_start - extent_start % BLOCK_SIZE;
-        while chunk_start < extent_end {
-            let chunk_end = (chunk_start + blocks::WINDOW_SIZE)
-                .min(extent_end.div_ceil(BLOCK_SIZE) * BLOCK_SIZE)
-                .min(end);
-            let Some(map) =
-                map_range(from, from_size, chunk_start, chunk_end, blocks::WINDOW_SIZE)?
-            else {
-                break;
-            };
-            let mut run: Option<(u64, u64)> = None;
-            for (i, block) in map.chunks(BLOCK_SIZE as usize).enumerate() {
-                let block_start = chunk_start + i as u64 * BLOCK_SIZE;
-                if blocks::is_zero(block) {
-                    if let Some((a, b)) = run.take() {
-                        copy_range(from, a, to, a, b - a)?;
-                    }
-                } else {
-                    let block_end = block_start + block.len() as u64;
-                    run = Some(match run {
-                        Some((a, _)) => (a, block_end),
-                        None => (block_start, block_end),
-                    });
-                }
-            }
-            if let Some((a, b)) = run {
-                copy_range(from, a, to, a, b - a)?;
-            }
-            chunk_start = chunk_end;
-        }
-    }
-    Ok(())
-}
-
-/// Writes `data` at `start`, leaving (or making) holes where blocks are zero.
-fn write_sparse(to: &File, start: u64, data: &[u8]) -> io::Result<()> {
-    let mut offset = 0usize;
-    let mut zero_run: Option<(u64, u64)> = None;
-    for block in data.chunks(BLOCK_SIZE as usize) {
-        let at = start + offset as u64;
-        let end = at + block.len() as u64;
-        if blocks::is_zero(block) {
-            zero_run = Some(zero_run.map_or((at, end), |(a, _)| (a, end)));
-        } else {
-            if let Some((a, b)) = zero_run.take() {
-                punch_hole(to, a, b - a)?;
-            }
-            to.write_all_at(block, at)?;
-        }
-        offset += block.len();
-    }
-    if let Some((a, b)) = zero_run {
-        punch_hole(to, a, b - a)?;
-    }
-    Ok(())
-}
-
-/// Starts writing `[start, start+len)` to disk without waiting, so the final
-/// sync has little left to do. Only a hint: failures are ignored.
-fn start_writeback(file: &File, start: u64, len: u64) {
-    // SAFETY: sync_file_range has no memory-safety preconditions.
-    unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            start as libc::off64_t,
-            len as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
-    }
-}
-
-/// Deallocates `[start, start+len)`; writes zeros where holes are unsupported.
-pub(crate) fn punch_hole(file: &File, start: u64, len: u64) -> io::Result<()> {
-    if len == 0 {
-        return Ok(());
-    }
-    // SAFETY: fallocate has no memory-safety preconditions.
-    let rc = unsafe {
-        libc::fallocate(
-            file.as_raw_fd(),
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            start as libc::off_t,
-            len as libc::off_t,
+/// An entry's name as text (a snapshot's name is sent back to the peer).
+fn text_name(entry: &Entry) -> Result<&str, CopyError> {
+    entry.name().to_str().ok_or_else(|| {
+        CopyError::new(
+            ErrorKind::InvalidInput,
+            format!("{} is not UTF-8", entry.path.display()),
         )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() != Some(libc::EOPNOTSUPP) {
-        return Err(err);
-    }
-    let zeros = vec![0u8; len.min(1 << 20) as usize];
-    let mut at = start;
-    while at < start + len {
-        let n = (start + len - at).min(zeros.len() as u64) as usize;
-        file.write_all_at(&zeros[..n], at)?;
-        at += n as u64;
-    }
-    Ok(())
+    })
 }

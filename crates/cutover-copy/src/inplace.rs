@@ -20,15 +20,18 @@
 //! or a hash runs it first, so cutover never reads a half-applied file.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustix::fs::OFlags;
+
+use crate::beneath::{Entry, Folder, beside};
 use crate::blocks::{self, Extent};
 use crate::error::{CopyError, ErrorKind};
-use crate::files::{copy_range, punch_hole, sync_folder};
+use crate::sparse::{copy_range, punch_hole};
 
 /// Identifies a journal and its format.
 const JOURNAL_MAGIC: &[u8; 16] = b"cutover-journal1";
@@ -158,13 +161,9 @@ pub struct StagingLog {
 }
 
 impl StagingLog {
-    /// Starts a new log.
-    pub fn create(path: &Path) -> io::Result<StagingLog> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)?;
+    /// Starts a new log, `name` in `folder` (which must not exist yet).
+    pub fn create(folder: &Folder, name: &OsStr) -> io::Result<StagingLog> {
+        let file = folder.create_new(name)?;
         file.write_all_at(STAGING_MAGIC, 0)?;
         Ok(StagingLog {
             file: Arc::new(file),
@@ -175,8 +174,8 @@ impl StagingLog {
     /// Opens the log an interrupted run left, with what its records stage
     /// (later records win). A torn last record is cut off; `None` when the
     /// file is not a staging log.
-    pub fn open(path: &Path) -> io::Result<Option<(StagingLog, Changes)>> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
+    pub fn open(folder: &Folder, name: &OsStr) -> io::Result<Option<(StagingLog, Changes)>> {
+        let file = folder.open(name, OFlags::RDWR)?;
         let len = file.metadata()?.len();
         let mut magic = [0u8; 16];
         if len < magic.len() as u64 || file.read_exact_at(&mut magic, 0).is_err() {
@@ -274,34 +273,25 @@ fn staged_extent(staging: &File, (start, end, change): Run) -> Option<Extent<'_>
 }
 
 /// The journal beside `dest`: `.NAME.cutover-journal`.
-pub fn journal_path(dest: &Path) -> PathBuf {
+pub fn journal_name(dest: &OsStr) -> OsString {
     beside(dest, "cutover-journal")
 }
 
 /// The staging log beside `dest`: `.NAME.cutover-staged`.
-pub fn staging_path(dest: &Path) -> PathBuf {
+pub fn staging_name(dest: &OsStr) -> OsString {
     beside(dest, "cutover-staged")
 }
 
 /// The staging log of a patch that was applied, `.NAME.cutover-applied`:
 /// [`complete`] renames the log to it before it removes the journal, so a
 /// crash between the two leaves a log that says it is spent.
-pub fn applied_path(dest: &Path) -> PathBuf {
+pub fn applied_name(dest: &OsStr) -> OsString {
     beside(dest, "cutover-applied")
-}
-
-/// `.NAME.SUFFIX` in the folder of `dest`.
-pub fn beside(dest: &Path, suffix: &str) -> PathBuf {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.{suffix}"))
 }
 
 /// Makes the change list durable: once this returns, the patch will be
 /// applied, now or by [`recover`]. The staged bytes must already be synced.
-pub fn commit(journal: &Path, size: u64, runs: &[Run]) -> io::Result<()> {
+pub fn commit(folder: &Folder, journal: &OsStr, size: u64, runs: &[Run]) -> io::Result<()> {
     let mut body = Vec::with_capacity(32 + runs.len() * JOURNAL_ENTRY + 32);
     body.extend_from_slice(JOURNAL_MAGIC);
     body.extend_from_slice(&size.to_le_bytes());
@@ -318,14 +308,10 @@ pub fn commit(journal: &Path, size: u64, runs: &[Run]) -> io::Result<()> {
     }
     let checksum = blake3::hash(&body);
     body.extend_from_slice(checksum.as_bytes());
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(journal)?;
+    let file = folder.open(journal, OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC)?;
     file.write_all_at(&body, 0)?;
     file.sync_all()?;
-    sync_folder(journal)
+    folder.sync()
 }
 
 /// A committed journal's size and runs; `None` when it is torn or not a
@@ -385,53 +371,48 @@ pub fn apply(dest: &File, staging: Option<&File>, size: u64, runs: &[Run]) -> io
 /// point leaves either the journal (rolled forward again by [`recover`],
 /// from the log under either name) or a log named spent, which the next
 /// open removes — never a log that looks like staged work to resume.
-pub fn complete(dest: &Path) -> io::Result<()> {
-    let journal = journal_path(dest);
-    let staging = staging_path(dest);
-    let applied = applied_path(dest);
-    match fs::rename(&staging, &applied) {
+pub fn complete(folder: &Folder, dest: &OsStr) -> io::Result<()> {
+    match folder.rename(&staging_name(dest), &applied_name(dest)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    sync_folder(&journal)?;
-    fs::remove_file(&journal)?;
-    sync_folder(&journal)?;
-    match fs::remove_file(&applied) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+    folder.sync()?;
+    if !folder.remove(&journal_name(dest))? {
+        return Err(io::ErrorKind::NotFound.into());
     }
+    folder.sync()?;
+    folder.remove(&applied_name(dest)).map(|_| ())
 }
 
-/// Rolls forward a patch of `dest` that a crash interrupted after its
-/// commit, and drops a journal whose commit never finished. Returns whether
-/// a patch was applied.
-pub fn recover(dest: &Path) -> Result<bool, CopyError> {
-    let journal = journal_path(dest);
-    let applied = applied_path(dest);
-    let body = match fs::read(&journal) {
-        Ok(body) => body,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            // A spent log without its journal: the patch is complete.
-            return match fs::remove_file(&applied) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    Err(CopyError::io("removing", &applied, e))
-                }
-                _ => Ok(false),
-            };
-        }
-        Err(e) => return Err(CopyError::io("reading journal", &journal, e)),
+/// Rolls forward a patch of `dest` (in `folder`) that a crash interrupted
+/// after its commit, and drops a journal whose commit never finished.
+/// Returns whether a patch was applied.
+pub fn recover(dest: &Entry, folder: &Folder) -> Result<bool, CopyError> {
+    let name = dest.name();
+    let (journal, applied) = (journal_name(name), applied_name(name));
+    let at = |name: &OsStr| folder.path_of(name);
+    let remove = |name: &OsStr| {
+        folder
+            .remove(name)
+            .map_err(|e| CopyError::io("removing", &at(name), e))
+    };
+    let body = match folder.read(&journal) {
+        Ok(Some(body)) => body,
+        // A spent log without its journal: the patch is complete.
+        Ok(None) => return remove(&applied).map(|_| false),
+        Err(e) => return Err(CopyError::io("reading journal", &at(&journal), e)),
     };
     let Some((size, runs)) = parse_journal(&body) else {
-        fs::remove_file(&journal).map_err(|e| CopyError::io("removing", &journal, e))?;
+        remove(&journal)?;
         return Ok(false);
     };
-    let staging = staging_path(dest);
+    let staging = staging_name(name);
     // The log under its staging name, or already renamed as spent by a
     // `complete` that was interrupted before it removed the journal.
-    let open_log = |path: &Path| match File::open(path) {
+    let open_log = |name: &OsStr| match folder.open(name, OFlags::RDONLY) {
         Ok(file) => Ok(Some(file)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CopyError::io("reading", path, e)),
+        Err(e) => Err(CopyError::io("reading", &at(name), e)),
     };
     let staged = match open_log(&staging)? {
         Some(file) => Some(file),
@@ -443,37 +424,75 @@ pub fn recover(dest: &Path) -> Result<bool, CopyError> {
     if staged.is_none() && needs_staged {
         // Only removing the log by hand gets here. The patch can't be
         // finished; the next copy repairs the image against the source.
-        fs::remove_file(&journal).map_err(|e| CopyError::io("removing", &journal, e))?;
+        remove(&journal)?;
         return Err(CopyError::new(
             ErrorKind::Io,
             format!(
                 "{} was being patched when it was interrupted, and its staged bytes {} are gone: it may be half-patched; the journal was removed, copy the image again",
-                dest.display(),
-                staging.display()
+                dest.path.display(),
+                at(&staging).display()
             ),
         ));
     }
-    let target = OpenOptions::new()
-        .write(true)
-        .open(dest)
-        .map_err(|e| CopyError::io("opening destination for writing", dest, e))?;
+    let target = dest.open("opening destination for writing", OFlags::WRONLY)?;
     apply(&target, staged.as_ref(), size, &runs).map_err(|e| {
         CopyError::new(
             ErrorKind::Io,
             format!(
                 "{} records an unfinished patch of {} that cannot be finished now ({e}); it is finished at the next open of the image once that is fixed",
-                journal.display(),
-                dest.display()
+                at(&journal).display(),
+                dest.path.display()
             ),
         )
     })?;
-    complete(dest).map_err(|e| CopyError::io("removing", &journal, e))?;
+    complete(folder, name).map_err(|e| CopyError::io("removing", &at(&journal), e))?;
     Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs::{self, OpenOptions};
+    use std::path::{Path, PathBuf};
+
     use super::*;
+    use crate::beneath::Root;
+
+    fn entry(path: &Path) -> Entry {
+        Root::anywhere().entry(&path.display().to_string()).unwrap()
+    }
+
+    fn folder_of(path: &Path) -> Folder {
+        entry(path).folder("folder").unwrap()
+    }
+
+    fn named(dest: &Path, name: fn(&OsStr) -> OsString) -> PathBuf {
+        dest.with_file_name(name(dest.file_name().unwrap()))
+    }
+
+    fn journal_path(dest: &Path) -> PathBuf {
+        named(dest, journal_name)
+    }
+
+    fn staging_path(dest: &Path) -> PathBuf {
+        named(dest, staging_name)
+    }
+
+    fn applied_path(dest: &Path) -> PathBuf {
+        named(dest, applied_name)
+    }
+
+    fn staging_log(dest: &Path) -> StagingLog {
+        StagingLog::create(&folder_of(dest), &staging_name(dest.file_name().unwrap())).unwrap()
+    }
+
+    fn commit_beside(dest: &Path, size: u64, runs: &[Run]) {
+        let journal = journal_name(dest.file_name().unwrap());
+        commit(&folder_of(dest), &journal, size, runs).unwrap();
+    }
+
+    fn recover_at(dest: &Path) -> Result<bool, CopyError> {
+        recover(&entry(dest), &folder_of(dest))
+    }
 
     #[test]
     fn changes_split_merge_and_clear() {
@@ -513,7 +532,8 @@ mod tests {
     fn a_staging_log_is_found_again_and_a_torn_record_cut_off() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut log = StagingLog::create(&path).unwrap();
+        let log_name = OsStr::new("log");
+        let mut log = StagingLog::create(&folder_of(&path), log_name).unwrap();
         let first = log.append(8192, &[1u8; 4096]).unwrap();
         let second = log.append(0, &[2u8; 100]).unwrap();
         let whole = fs::metadata(&path).unwrap().len();
@@ -523,7 +543,9 @@ mod tests {
         std::io::Write::write_all(&mut &file, &4096u64.to_le_bytes()).unwrap();
         std::io::Write::write_all(&mut &file, &4096u64.to_le_bytes()).unwrap();
         std::io::Write::write_all(&mut &file, &[3u8; 10]).unwrap();
-        let (log, staged) = StagingLog::open(&path).unwrap().unwrap();
+        let (log, staged) = StagingLog::open(&folder_of(&path), log_name)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             staged.runs(),
             vec![
@@ -536,7 +558,11 @@ mod tests {
         log.file().read_exact_at(&mut bytes, first).unwrap();
         assert_eq!(bytes, [1; 4]);
         fs::write(&path, b"not a log at all").unwrap();
-        assert!(StagingLog::open(&path).unwrap().is_none());
+        assert!(
+            StagingLog::open(&folder_of(&path), log_name)
+                .unwrap()
+                .is_none()
+        );
     }
 
     /// A patch committed and then interrupted while being applied (here:
@@ -547,7 +573,7 @@ mod tests {
         let dest = dir.path().join("disk.img");
         let old: Vec<u8> = (0..5 * 4096).map(|i| (i % 251) as u8 + 1).collect();
         fs::write(&dest, &old).unwrap();
-        let mut log = StagingLog::create(&staging_path(&dest)).unwrap();
+        let mut log = staging_log(&dest);
         let mut changes = Changes::default();
         let first = log.append(4096, &[7u8; 4096]).unwrap();
         changes.set(4096, 8192, Some(Change::Staged { at: first }));
@@ -561,7 +587,7 @@ mod tests {
         expected[16384..20480].fill(9);
         expected.resize(24576, 9);
         let runs = changes.runs();
-        commit(&journal_path(&dest), 24576, &runs).unwrap();
+        commit_beside(&dest, 24576, &runs);
         let file = OpenOptions::new().write(true).open(&dest).unwrap();
         apply(&file, Some(log.file()), 24576, &runs[..1]).unwrap();
         drop((file, log));
@@ -583,9 +609,9 @@ mod tests {
     fn committed_patch(dir: &Path) -> PathBuf {
         let dest = dir.join("disk.img");
         fs::write(&dest, b"old contents").unwrap();
-        let mut log = StagingLog::create(&staging_path(&dest)).unwrap();
+        let mut log = staging_log(&dest);
         let at = log.append(0, b"new").unwrap();
-        commit(&journal_path(&dest), 12, &[(0, 3, Change::Staged { at })]).unwrap();
+        commit_beside(&dest, 12, &[(0, 3, Change::Staged { at })]);
         dest
     }
 
@@ -598,7 +624,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = committed_patch(dir.path());
         fs::rename(staging_path(&dest), applied_path(&dest)).unwrap();
-        assert!(recover(&dest).unwrap(), "rolled forward from the spent log");
+        assert!(
+            recover_at(&dest).unwrap(),
+            "rolled forward from the spent log"
+        );
         assert_eq!(fs::read(&dest).unwrap(), b"new contents");
         for leftover in [
             journal_path(&dest),
@@ -610,7 +639,7 @@ mod tests {
 
         // Applied, journal gone, the spent log not yet removed.
         fs::write(applied_path(&dest), b"spent").unwrap();
-        assert!(!recover(&dest).unwrap(), "nothing left to apply");
+        assert!(!recover_at(&dest).unwrap(), "nothing left to apply");
         assert_eq!(fs::read(&dest).unwrap(), b"new contents");
         assert!(!applied_path(&dest).exists(), "the spent log is removed");
     }
@@ -623,7 +652,7 @@ mod tests {
         let dest = committed_patch(dir.path());
         let journal = fs::read(journal_path(&dest)).unwrap();
         fs::write(journal_path(&dest), &journal[..journal.len() - 5]).unwrap();
-        assert!(!recover(&dest).unwrap());
+        assert!(!recover_at(&dest).unwrap());
         assert_eq!(fs::read(&dest).unwrap(), b"old contents");
         assert!(!journal_path(&dest).exists());
         assert!(staging_path(&dest).exists());
@@ -636,22 +665,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = committed_patch(dir.path());
         fs::remove_file(staging_path(&dest)).unwrap();
-        let err = recover(&dest).unwrap_err();
+        let err = recover_at(&dest).unwrap_err();
         assert!(err.message.contains("may be half-patched"), "{err}");
         assert!(err.message.contains("copy the image again"), "{err}");
         assert!(!journal_path(&dest).exists());
-        assert!(!recover(&dest).unwrap());
+        assert!(!recover_at(&dest).unwrap());
     }
 
     #[test]
     fn a_torn_journal_is_not_a_commit() {
         let dir = tempfile::tempdir().unwrap();
         let journal = dir.path().join("j");
+        let folder = folder_of(&journal);
         let runs = vec![
             (0, 4096, Change::Staged { at: 16 }),
             (8192, 12288, Change::Zero),
         ];
-        commit(&journal, 12288, &runs).unwrap();
+        commit(&folder, OsStr::new("j"), 12288, &runs).unwrap();
         let body = fs::read(&journal).unwrap();
         assert_eq!(parse_journal(&body), Some((12288, runs)));
         for cut in [0, 10, body.len() / 2, body.len() - 1] {

@@ -13,6 +13,7 @@
 //! `docs/copy.md` describes the protocol, the safety guarantees and figures.
 
 pub mod agent;
+mod beneath;
 pub mod blocks;
 mod copy;
 mod endpoint;
@@ -20,6 +21,7 @@ mod error;
 mod files;
 mod inplace;
 pub mod protocol;
+mod sparse;
 mod sqlite;
 
 pub use copy::{
