@@ -23,7 +23,8 @@ pub struct Label {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub severity: Severity,
-    /// A stable identifier, e.g. `unknown-name` or `ttl-not-lowered`.
+    /// A stable identifier, e.g. `unknown-name` (a [`crate::Code`]) or
+    /// `ttl-not-lowered` (a planner rule).
     pub code: &'static str,
     pub message: String,
     /// The first label is the primary location.
@@ -33,23 +34,23 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(code: &'static str, message: impl Into<String>, span: Span) -> Self {
+    pub fn error(code: impl Into<&'static str>, message: impl Into<String>, span: Span) -> Self {
         Self::new(Severity::Error, code, message, span)
     }
 
-    pub fn warning(code: &'static str, message: impl Into<String>, span: Span) -> Self {
+    pub fn warning(code: impl Into<&'static str>, message: impl Into<String>, span: Span) -> Self {
         Self::new(Severity::Warning, code, message, span)
     }
 
     pub fn new(
         severity: Severity,
-        code: &'static str,
+        code: impl Into<&'static str>,
         message: impl Into<String>,
         span: Span,
     ) -> Self {
         Diagnostic {
             severity,
-            code,
+            code: code.into(),
             message: message.into(),
             labels: vec![Label {
                 span,

@@ -7,6 +7,7 @@
 //! starts a token starts a comment to the end of the line; inside a word (as
 //! in a URL fragment) it is part of the word.
 
+use crate::code::Code;
 use crate::diagnostic::Diagnostic;
 use crate::source::{FileId, Span};
 
@@ -100,7 +101,7 @@ fn lex_line(
     if content_end - start > MAX_LINE_BYTES {
         diags.push(
             Diagnostic::error(
-                "line-too-long",
+                Code::LineTooLong,
                 format!(
                     "this line is {} bytes long; lines are limited to {MAX_LINE_BYTES} bytes",
                     content_end - start
@@ -174,7 +175,7 @@ fn lex_string(
                 let escape_end = first_char_span(file, text, i + 1).end.max(i + 1);
                 diags.push(
                     Diagnostic::error(
-                        "bad-escape",
+                        Code::BadEscape,
                         "unknown escape in a string",
                         Span::new(file, i, escape_end),
                     )
@@ -195,7 +196,7 @@ fn lex_string(
                     // that shows the step.
                     diags.push(
                         Diagnostic::error(
-                            "control-character",
+                            Code::ControlCharacter,
                             format!("a control character ({}) in a string", ch.escape_unicode()),
                             Span::new(file, i, i + ch.len_utf8()),
                         )
@@ -210,7 +211,7 @@ fn lex_string(
     if !closed {
         diags.push(
             Diagnostic::error(
-                "unterminated-string",
+                Code::UnterminatedString,
                 "this string is not closed",
                 Span::new(file, start, end),
             )

@@ -23,6 +23,7 @@
 //!
 //! The crate knows nothing of how a runbook is run.
 
+mod code;
 mod describe;
 pub mod diagnostic;
 pub mod format;
@@ -37,6 +38,7 @@ pub mod syntax;
 pub mod testgen;
 pub mod units;
 
+pub use code::Code;
 pub use diagnostic::{Diagnostic, Label, Severity};
 pub use format::{format_source, unified_diff};
 pub use load::{Loaded, MAX_FILE_BYTES, load_file, parse_source, read_text};

@@ -2,6 +2,7 @@
 //! resolve names. Every fault, I/O included, becomes a diagnostic; nothing
 //! here panics or returns early with an error type.
 
+use crate::code::Code;
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::lexer::TokenKind;
 use crate::model::Runbook;
@@ -100,7 +101,7 @@ pub(crate) enum ReadFault {
 impl ReadFault {
     fn into_diagnostic(self, path: &Path, file: FileId, at: Option<Span>) -> Diagnostic {
         let shown = path.display();
-        let located = |code: &'static str, message: String, help: &str| {
+        let located = |code: Code, message: String, help: &str| {
             let mut d = match at {
                 Some(span) => Diagnostic::error(code, message, span),
                 None => Diagnostic {
@@ -113,17 +114,17 @@ impl ReadFault {
         };
         match self {
             ReadFault::Io(err) => located(
-                "io-error",
+                Code::IoError,
                 format!("cannot read `{shown}`: {err}"),
                 "check the path and its permissions",
             ),
             ReadFault::Directory => located(
-                "io-error",
+                Code::IoError,
                 format!("`{shown}` is a directory, not a runbook file"),
                 "name a `.runbook` file",
             ),
             ReadFault::TooLarge(size) => located(
-                "file-too-large",
+                Code::FileTooLarge,
                 format!(
                     "`{shown}` is {size} bytes; runbooks are limited to {MAX_FILE_BYTES} bytes"
                 ),
@@ -137,7 +138,7 @@ impl ReadFault {
                 let width = lossy[offset..].chars().next().map_or(0, char::len_utf8);
                 let span = Span::new(file, offset, offset + width);
                 let mut d = Diagnostic::error(
-                    "not-utf8",
+                    Code::NotUtf8,
                     format!(
                         "`{shown}` is not UTF-8 text: byte 0x{byte:02X} cannot start a character here"
                     ),
@@ -218,7 +219,7 @@ impl Loader {
             self.unusable = true;
             self.diagnostics.push(
                 Diagnostic::error(
-                    "empty-file",
+                    Code::EmptyFile,
                     format!("`{}` is empty", path.display()),
                     Span::new(id, 0, 0),
                 )
@@ -262,7 +263,7 @@ impl Loader {
                     let t = &line.tokens[0];
                     self.diagnostics.push(
                         Diagnostic::error(
-                            "unexpected-indent",
+                            Code::UnexpectedIndent,
                             "an `include` takes no indented lines",
                             Span::new(id, t.start, t.end),
                         )
@@ -272,7 +273,7 @@ impl Loader {
                 match target {
                     Ok((relative, span)) => self.include(id, &relative, span),
                     Err(span) => self.diagnostics.push(
-                        Diagnostic::error("bad-kind-args", "`include` takes one path", span)
+                        Diagnostic::error(Code::BadKindArgs, "`include` takes one path", span)
                             .with_help("write `include \"hosts.runbook\"` (relative to this file)"),
                     ),
                 }
@@ -298,7 +299,7 @@ impl Loader {
         if self.chain.contains(&canonical) {
             self.diagnostics.push(
                 Diagnostic::error(
-                    "include-cycle",
+                    Code::IncludeCycle,
                     format!("`{relative}` includes itself (directly or through other files)"),
                     span,
                 )
@@ -309,7 +310,7 @@ impl Loader {
         if self.chain.len() >= MAX_INCLUDE_DEPTH {
             self.diagnostics.push(
                 Diagnostic::error(
-                    "include-cycle",
+                    Code::IncludeCycle,
                     format!("includes nest deeper than {MAX_INCLUDE_DEPTH} files"),
                     span,
                 )

@@ -2,6 +2,7 @@
 //! included) grouped into items. An item is a header line at column 1 and the
 //! indented body lines below it, e.g. `step NAME ...` and its kind line.
 
+use crate::code::Code;
 use crate::diagnostic::Diagnostic;
 use crate::lexer::{Line, lex};
 use crate::source::{FileId, Span};
@@ -39,7 +40,7 @@ pub fn parse_file(file: FileId, text: &str, diags: &mut Vec<Diagnostic>) -> Synt
         } else {
             diags.push(
                 Diagnostic::error(
-                    "unexpected-indent",
+                    Code::UnexpectedIndent,
                     "this indented line does not belong to any item",
                     Span::new(file, first.start, first.end),
                 )
