@@ -139,7 +139,7 @@ fn killing_the_agent_mid_transfer_leaves_the_destination_and_the_rerun_resumes()
     };
     let options = CopyOptions {
         progress: Some(&kill),
-        cancel: None,
+        ..CopyOptions::default()
     };
     let err = copy_with(&mut src, &src_path, &mut dst, &dst_path, &options).unwrap_err();
     assert!(killed.load(Ordering::SeqCst));

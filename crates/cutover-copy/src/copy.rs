@@ -57,11 +57,55 @@ pub struct Progress {
     pub sent: u64,
 }
 
-/// Progress reporting and cancellation for a copy.
+/// Progress reporting, cancellation and a bandwidth cap for a copy.
 #[derive(Default, Clone, Copy)]
 pub struct CopyOptions<'a> {
     pub progress: Option<&'a (dyn Fn(Progress) + Sync)>,
     pub cancel: Option<&'a Cancel>,
+    /// At most this many data and delta bytes a second go from the source
+    /// to the destination (`limit RATE`), so a copy over a production link
+    /// leaves the rest of it to the services still running there.
+    pub limit: Option<u64>,
+}
+
+/// The longest a paced copy sleeps before looking at its stop flag again.
+const PACE_SLICE: Duration = Duration::from_millis(50);
+
+/// Keeps the data a copy moves at or under a rate: a batch goes once the
+/// bytes before it and its own would have taken their time at that rate.
+struct Pacer {
+    rate: u64,
+    started: Instant,
+    paced: u64,
+}
+
+impl Pacer {
+    fn new(rate: u64) -> Pacer {
+        Pacer {
+            rate: rate.max(1),
+            started: Instant::now(),
+            paced: 0,
+        }
+    }
+
+    /// Bytes per batch that keep the flow smooth: a tenth of a second's worth.
+    fn batch(&self) -> u64 {
+        (self.rate / 10).clamp(64 << 10, BATCH_BYTES)
+    }
+
+    /// Waits until `bytes` more may go; gives up early when cancelled (the
+    /// caller checks the flag next).
+    fn wait(&mut self, bytes: u64, cancel: Option<&Cancel>) {
+        self.paced += bytes;
+        let due = self.started + Duration::from_secs_f64(self.paced as f64 / self.rate as f64);
+        loop {
+            let now = Instant::now();
+            if now >= due || cancel.is_some_and(Cancel::is_cancelled) {
+                return;
+            }
+            thread::sleep((due - now).min(PACE_SLICE));
+        }
+    }
 }
 
 /// What a copy did.
@@ -304,6 +348,10 @@ struct Copier<'a, 'o> {
     ops: Vec<PatchOp>,
     /// Data and delta bytes held in `ops`.
     queued: u64,
+    /// Data bytes gathered into one write request.
+    batch: u64,
+    /// The bandwidth cap, when there is one.
+    pacer: Option<Pacer>,
 }
 
 /// Copies between endpoints that are already connected (so one agent can
@@ -357,7 +405,12 @@ fn copy_between(
         report,
         ops: Vec::new(),
         queued: 0,
+        batch: BATCH_BYTES,
+        pacer: options.limit.map(Pacer::new),
     };
+    if let Some(pacer) = &copier.pacer {
+        copier.batch = pacer.batch();
+    }
     let hash = copier.run()?;
     let unchanged = copier.report.outcome == Outcome::AlreadyEqual;
     if !unchanged {
@@ -384,6 +437,15 @@ impl Copier<'_, '_> {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Waits for the bandwidth cap before `bytes` more go; then checks the
+    /// stop flag.
+    fn pace(&mut self, bytes: u64) -> Result<(), CopyError> {
+        if let Some(pacer) = &mut self.pacer {
+            pacer.wait(bytes, self.options.cancel);
+        }
+        self.cancelled()
     }
 
     fn progress(&self) {
@@ -516,7 +578,7 @@ impl Copier<'_, '_> {
             _ => 0,
         };
         self.ops.push(op);
-        if self.queued >= BATCH_BYTES {
+        if self.queued >= self.batch {
             self.flush_ops()?;
         }
         Ok(())
@@ -618,6 +680,7 @@ impl Copier<'_, '_> {
         let basis_end = (end + DELTA_SLACK).min(basis_size);
         let signature = self.dst.signature(basis_start, basis_end)?;
         let delta = self.src.delta(signature, start, end)?;
+        self.pace(delta.len() as u64)?;
         self.report.bytes_sent += delta.len() as u64;
         self.report.delta_stretches += 1;
         self.report.blocks_sent += (end - start).div_ceil(BLOCK_SIZE);
@@ -667,11 +730,11 @@ impl Copier<'_, '_> {
                     self.report.blocks_sent += run_len.div_ceil(BLOCK_SIZE);
                     let mut at = run_start;
                     while at < run_start + run_len {
-                        let len = (run_start + run_len - at).min(BATCH_BYTES - read_bytes);
+                        let len = (run_start + run_len - at).min(self.batch - read_bytes);
                         reads.push((at, len));
                         read_bytes += len;
                         at += len;
-                        if read_bytes >= BATCH_BYTES {
+                        if read_bytes >= self.batch {
                             self.read_batch(&mut reads)?;
                             read_bytes = 0;
                         }
@@ -687,7 +750,7 @@ impl Copier<'_, '_> {
         if reads.is_empty() {
             return Ok(());
         }
-        self.cancelled()?;
+        self.pace(reads.iter().map(|(_, len)| len).sum())?;
         let data = self.src.read(reads.clone())?;
         self.report.bytes_sent += data.len() as u64;
         let mut at = 0usize;

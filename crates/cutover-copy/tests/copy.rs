@@ -177,7 +177,7 @@ proptest! {
                     cancel.cancel();
                 }
             };
-            let options = CopyOptions { progress: Some(&cancel_after), cancel: Some(&cancel) };
+            let options = CopyOptions { progress: Some(&cancel_after), cancel: Some(&cancel), limit: None };
             if copy_with(&mut src, &src_path, &mut dst, &dst_path, &options).is_err() {
                 let left = fs::read(dir.path().join("dst.img")).ok();
                 prop_assert!(left == dest_exists.then(|| base.clone()), "an interrupted copy changed the destination");
@@ -309,6 +309,7 @@ fn cancelled_copy_leaves_destination_and_resumes() {
     let options = CopyOptions {
         progress: Some(&cancel_when_sending),
         cancel: Some(&cancel),
+        limit: None,
     };
     let (mut src, src_path) = local(&dir.path().join("src"));
     let mut dst = in_process_agent(dir.path());
@@ -563,4 +564,31 @@ fn temp_files_never_replace_a_destination_on_failure() {
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+}
+
+/// `limit RATE`: the data goes no faster than the cap (a lower bound on
+/// the time: the cap cannot be met by a slow machine by accident), and the
+/// result is whole.
+#[test]
+fn a_limited_copy_moves_its_data_no_faster_than_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = noise(21, 3 << 20);
+    write_file(&dir.path().join("src"), &new, false);
+    let rate = 4 << 20;
+    let options = CopyOptions {
+        limit: Some(rate),
+        ..CopyOptions::default()
+    };
+    let (mut src, src_path) = local(&dir.path().join("src"));
+    let mut dst = in_process_agent(dir.path());
+    let started = std::time::Instant::now();
+    let report = copy_with(&mut src, &src_path, &mut dst, "dst", &options).unwrap();
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(fs::read(dir.path().join("dst")).unwrap(), new);
+    assert_eq!(report.bytes_sent, 3 << 20);
+    let floor = report.bytes_sent as f64 / rate as f64;
+    assert!(
+        took >= floor * 0.95,
+        "{took:.3} s for {floor:.3} s of data at the limit"
+    );
 }

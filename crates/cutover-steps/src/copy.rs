@@ -82,6 +82,7 @@ async fn run_blocking<T: Send + 'static>(
         work(&CopyOptions {
             progress: Some(&report),
             cancel: Some(&stop),
+            limit: None,
         })
     });
     tokio::pin!(handle);
