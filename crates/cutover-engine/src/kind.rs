@@ -1,19 +1,15 @@
 //! The step-kind interface: what a kind implements and what it gets to work
 //! with. Kinds live in `cutover-steps`; the engine only sees this trait.
 
+use crate::future::BoxFuture;
 use crate::report::{Prompter, Reporter, RunEvent};
 use crate::{RunOptions, SharedState};
 use chrono::{DateTime, Utc};
 use cutover_lang::{Action, ActionKind, KeyId, Runbook, Step, StepId};
 use cutover_store::{Confirmation, EvidenceRecord, Phase, StepRecord};
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// The future a kind returns: boxed so kinds can be used as trait objects.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a kind observed: a short summary (shown in tables and the report)
 /// and the details as JSON (kept in the `evidence` table).

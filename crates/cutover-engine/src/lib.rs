@@ -68,6 +68,7 @@
 
 mod changed;
 mod describe;
+mod future;
 mod kind;
 mod report;
 mod rollback;
@@ -75,14 +76,15 @@ mod runner;
 pub mod secrets;
 mod state;
 
+pub use changed::{size as describe_size, what_changed};
 pub use describe::{
     action as describe_action, content_hash, duration as describe_duration, step as describe_step,
 };
+pub use future::BoxFuture;
 pub use kind::{
-    ActionRole, BoxFuture, Check, Evidence, Interrupted, KindRegistry, OUTPUT_LIMIT, StepContext,
-    StepError, StepKind, StepResult, bounded,
+    ActionRole, Check, Evidence, Interrupted, KindRegistry, OUTPUT_LIMIT, StepContext, StepError,
+    StepKind, StepResult, bounded,
 };
-pub use changed::{size as describe_size, what_changed};
 pub use report::{
     Decision, NoPrompter, NoReporter, Prompter, Recap, Reporter, RunEvent, StepOutcome,
 };

@@ -2,7 +2,7 @@
 //! to a [`Reporter`] (the CLI draws them with indicatif, or as plain lines;
 //! a test collects them) and asks questions through a [`Prompter`].
 
-use crate::kind::BoxFuture;
+use crate::future::BoxFuture;
 use chrono::{DateTime, Utc};
 use cutover_lang::Step;
 use cutover_store::Phase;
