@@ -22,6 +22,17 @@ pub enum ChangeKind {
     Unknown,
 }
 
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Change => "change",
+            ChangeKind::NoOp => "no-op",
+            ChangeKind::Drift => "drift",
+            ChangeKind::Unknown => "unknown",
+        }
+    }
+}
+
 /// One line of the probe's diff.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsChange {

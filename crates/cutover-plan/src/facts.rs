@@ -18,6 +18,9 @@ pub struct ProbeFacts {
     pub soa_serials: Vec<SoaFact>,
     /// Sizes of copy sources (`image.copy`, `db.sync`), read on the host.
     pub source_sizes: Vec<SizeFact>,
+    /// What could not be read (a server that did not answer, a source that
+    /// could not be opened), each a sentence naming it.
+    pub problems: Vec<String>,
 }
 
 /// One record as one server answered it.

@@ -63,6 +63,9 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// Whether probe facts were given.
     pub probed: bool,
+    /// Under `--probe`: what the run would change in DNS, what is already
+    /// done and where the live world drifted, each record once.
+    pub live: Vec<DnsChange>,
 }
 
 /// How the plan fits the announced window.
@@ -138,6 +141,9 @@ impl Plan {
 pub fn plan(runbook: &Runbook, facts: Option<&ProbeFacts>) -> Plan {
     plan_with(runbook, facts, &Options::default())
 }
+
+/// The finding for a fact `--probe` could not read.
+pub const PROBE_FAILED: &str = "probe-failed";
 
 /// What a plan is made for, beyond the runbook and the live facts.
 #[derive(Debug, Clone, Default)]
@@ -228,6 +234,7 @@ pub fn plan_with(runbook: &Runbook, facts: Option<&ProbeFacts>, options: &Option
         diagnostics: Vec::new(),
         notes,
         probed: facts.is_some(),
+        live: facts.map(|f| dns_changes(runbook, f)).unwrap_or_default(),
     };
     let lints = lint::check(&lint::Context {
         runbook,
@@ -237,6 +244,14 @@ pub fn plan_with(runbook: &Runbook, facts: Option<&ProbeFacts>, options: &Option
         estimator: &estimator,
     });
     plan.diagnostics = lints.diagnostics;
+    // A fact that could not be read leaves the plan blind where it matters.
+    for problem in facts.map(|f| f.problems.as_slice()).unwrap_or_default() {
+        plan.diagnostics.push(Diagnostic::warning(
+            PROBE_FAILED,
+            format!("could not probe: {problem}"),
+            runbook.span,
+        ));
+    }
     plan.notes.extend(lints.notes);
     plan.notes.extend(assumption_notes(&plan));
     plan

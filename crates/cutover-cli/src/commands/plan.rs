@@ -21,8 +21,9 @@ use std::process::ExitCode;
 /// holds to (`cutover run FILE --plan PLAN`): the runbook's hash and text,
 /// the probed facts with their time, the schedule and the findings.
 ///
-/// Exits 0 when there are no errors (warnings allowed), 1 with errors,
-/// 2 when the file cannot be read.
+/// Exits 0 when there are no errors (warnings allowed), 1 with errors
+/// (under `--probe` also drift, or a fact that could not be read), 2 when
+/// the file cannot be read.
 #[derive(Debug, clap::Args)]
 #[command(
     after_long_help = "Examples:\n  cutover plan runbooks/maemo-2013.runbook\n  cutover plan runbooks/maemo-2013.runbook --format markdown > plan.md\n  cutover plan runbooks/maemo-2013.runbook --format svg > plan.svg\n  cutover plan runbooks/maemo-2013.runbook --probe --out maemo.plan"
@@ -77,7 +78,9 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     };
     let probed_at = chrono::Utc::now();
     let probed = if args.probe {
-        Some(probe(runbook, &args.file)?)
+        let mut probed = probe(runbook, &args.file)?;
+        probed.facts.problems = probed.problems.clone();
+        Some(probed)
     } else {
         None
     };
@@ -122,20 +125,21 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
             out.display()
         );
     }
-    let mut drift = false;
-    if let Some(probed) = &probed {
-        // The live diff goes with the findings: the plan's own formats stay as documented.
+    if probed.is_some() && args.format != PlanFormat::Text {
+        // Also beside the findings, for whoever reads only stderr.
         eprintln!("live state (probed):");
-        for change in cutover_plan::dns_changes(runbook, &probed.facts) {
-            drift |= change.kind == cutover_plan::ChangeKind::Drift;
+        for change in &plan.live {
             eprintln!("  {change}");
-        }
-        for problem in &probed.problems {
-            eprintln!("  ? could not probe: {problem}");
         }
     }
     // Drift is an error: the switch's compare-and-swap would be refused.
-    let errors = drift || has_errors;
+    // A probe that failed leaves the plan unsure: not a success either.
+    let drift = plan
+        .live
+        .iter()
+        .any(|c| c.kind == cutover_plan::ChangeKind::Drift);
+    let probe_failed = probed.as_ref().is_some_and(|p| !p.problems.is_empty());
+    let errors = drift || has_errors || probe_failed;
     Ok(ExitCode::from(u8::from(errors)))
 }
 

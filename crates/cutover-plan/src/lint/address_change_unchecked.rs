@@ -14,7 +14,37 @@ pub const RULE: Rule = Rule {
     code: "address-change-unchecked",
     severity: Severity::Warning,
     summary: "an address changes with no port or HTTP check after the switch",
+    doc: DOC,
+    check: Some(check),
 };
+
+/// The rule's page, as `cutover explain address-change-unchecked` prints it.
+const DOC: &str = r#"
+## What it does
+Finds a `dns.switch` of an `A` or `AAAA` record to a new address after which
+no `port.open` or `http.check` reaches that address: no check in the switch's
+own `verify` lines, and none in a step that comes after the switch.
+
+## Why it matters
+The new address answering DNS is not the service answering. In the 2009
+move a network ACL without port 80 went unnoticed for hours. A port or HTTP
+check right after the switch finds it in seconds.
+
+## Example
+```
+step switch after final-copy
+  dns.switch example.test www A 127.0.0.10 -> 127.0.0.20
+```
+and no step checks `web-new` (127.0.0.20) afterwards.
+
+## How to fix
+Add a check after the switch, on the host or the name:
+```
+step check-web after switch
+  port.open web-new:80, web-new:443
+```
+or `http.check http://www.example.test/ status 200`.
+"#;
 
 /// The steps that check each host, each group (as a whole, not expanded
 /// into its hosts: this grows with the runbook's text), each literal
@@ -27,7 +57,7 @@ struct Checks {
     name_at: HashMap<(String, IpAddr), Vec<StepId>>,
 }
 
-pub fn check(ctx: &Context, out: &mut Findings) {
+fn check(ctx: &Context, out: &mut Findings) {
     let mut checks = Checks {
         by_host: vec![Vec::new(); ctx.runbook.hosts.len()],
         by_group: vec![Vec::new(); ctx.runbook.groups.len()],

@@ -9,9 +9,36 @@ pub const RULE: Rule = Rule {
     code: "critical-path-over-window",
     severity: Severity::Error,
     summary: "the critical path ends after the window closes",
+    doc: DOC,
+    check: Some(check),
 };
 
-pub fn check(ctx: &Context, out: &mut Findings) {
+/// The rule's page, as `cutover explain critical-path-over-window` prints it.
+const DOC: &str = r#"
+## What it does
+Reports a plan whose last step ends after the announced window closes. The
+message says by how much, points at the `window` line and at the last step of
+the critical path, and lists the critical path. When durations on the way are
+unknown, the overflow is "at least" that much.
+
+## Why it matters
+The window is what was announced to users. A plan that does not fit it will
+either overrun or be cut short in the middle — usually at the worst moment.
+
+## Example
+```
+runbook migrate
+  window 2030-01-05 22:00 UTC for 15m
+```
+with a 10-minute freeze, an 11-minute delta copy and the switch after it.
+
+## How to fix
+Shorten the critical path — pre-copy data before the window, run independent
+steps in parallel (drop needless `after`s), declare realistic `expect`s — or
+announce a longer window.
+"#;
+
+fn check(ctx: &Context, out: &mut Findings) {
     let plan = ctx.plan;
     let (Some(fit), Some(window)) = (plan.window, ctx.runbook.window) else {
         return;

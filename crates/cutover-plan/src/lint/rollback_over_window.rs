@@ -9,9 +9,41 @@ pub const RULE: Rule = Rule {
     code: "rollback-over-window",
     severity: Severity::Warning,
     summary: "a rollback would need longer than the window has left",
+    doc: DOC,
+    check: Some(check),
 };
 
-pub fn check(ctx: &Context, out: &mut Findings) {
+/// The rule's page, as `cutover explain rollback-over-window` prints it.
+const DOC: &str = r#"
+## What it does
+Walks the steps with an `undo` inside the window in the order they end, and
+adds up how long undoing each would take: a DNS switch until caches drop the
+new value (the propagation allowance plus the lowered TTL), a copy back over
+the link, other kinds by their default. It reports the first point after
+which a rollback of everything done so far needs longer than the window has
+left.
+
+## Why it matters
+A rollback is the plan B for when the cutover goes wrong. Past that point it
+is no longer a plan B that fits the window: the team needs to know where the
+point of no return is before the day, not at 3 a.m.
+
+## Example
+```
+runbook migrate
+  window 2030-01-05 22:00 UTC for 2h
+step lower-ttl at T-2d
+  dns.ttl example.test www A 2h was 1d
+```
+A switch at T+23m with a 2-hour TTL needs over two hours to undo, but only
+1h37m of the window is left.
+
+## How to fix
+Lower the TTL further before the cutover, finish the undoable steps earlier
+in the window, or widen the window.
+"#;
+
+fn check(ctx: &Context, out: &mut Findings) {
     let Some(fit) = ctx.plan.window else { return };
     let mut undoable: Vec<_> = ctx
         .plan

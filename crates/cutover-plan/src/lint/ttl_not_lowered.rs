@@ -9,9 +9,45 @@ pub const RULE: Rule = Rule {
     code: "ttl-not-lowered",
     severity: Severity::Error,
     summary: "a dns.switch before the record's old TTL has expired",
+    doc: DOC,
+    check: Some(check),
 };
 
-pub fn check(ctx: &Context, out: &mut Findings) {
+/// The rule's page, as `cutover explain ttl-not-lowered` prints it.
+const DOC: &str = r#"
+## What it does
+Finds a `dns.switch` of a record whose TTL is not lowered by an earlier
+`dns.ttl` at least the old TTL before the switch: either no `dns.ttl` of that
+record comes before the switch at all, or the switch is pinned with `at` to a
+time before the old TTL has expired (the lowering step's end plus the TTL the
+record had before, from `was` or a probe).
+
+## Why it matters
+Resolvers cache a record for its TTL. A record switched while caches may
+still hold it with a one-day TTL keeps sending clients to the old address for
+up to a day. Lowering the TTL well in advance is what made the 2009 move's IP
+change far less disruptive.
+
+Without `at`, the planner does not report a late lowering: it plans the switch
+to wait until the earliest safe time and draws that wait as its own segment.
+
+## Example
+```
+step switch after final-copy
+  dns.switch example.test www A 127.0.0.10 -> 127.0.0.20
+```
+`www` was never lowered: `ttl-not-lowered`.
+
+## How to fix
+Lower the TTL at least the current TTL before the switch, and say what it was:
+```
+step lower-ttl at T-2d
+  dns.ttl example.test www A 300 was 1d
+```
+For a switch pinned with `at`, move the lowering earlier or the switch later.
+"#;
+
+fn check(ctx: &Context, out: &mut Findings) {
     for safety in &ctx.plan.switches {
         let step = ctx.runbook.step(safety.step);
         let ActionKind::DnsSwitch {

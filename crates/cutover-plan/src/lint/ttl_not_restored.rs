@@ -11,12 +11,41 @@ pub const RULE: Rule = Rule {
     code: "ttl-not-restored",
     severity: Severity::Warning,
     summary: "a lowered TTL is never restored after the cutover",
+    doc: DOC,
+    check: Some(check),
 };
+
+/// The rule's page, as `cutover explain ttl-not-restored` prints it.
+const DOC: &str = r#"
+## What it does
+Finds a `dns.ttl` that lowers a record's TTL (below its `was` TTL, below the
+probed TTL, or ahead of a switch) with no later `dns.ttl` of the same record
+that raises it again.
+
+## Why it matters
+A short TTL is right for the cutover and wrong afterwards: every resolver
+asks your servers again every few minutes, and a DNS outage hits clients
+within minutes instead of hours.
+
+## Example
+```
+step lower-ttl at T-2d
+  dns.ttl example.test www A 300 was 1d
+```
+and nothing restores `www` after the switch.
+
+## How to fix
+Restore the TTL once the switch is verified:
+```
+step restore-ttl after check-web
+  dns.ttl example.test www A 1d was 300
+```
+"#;
 
 /// A record: zone, name relative to it, type.
 type RecordKey<'a> = (ZoneId, &'a str, RecordType);
 
-pub fn check(ctx: &Context, out: &mut Findings) {
+fn check(ctx: &Context, out: &mut Findings) {
     let lowers_for_switch =
         |id: StepId| ctx.plan.switches.iter().any(|s| s.lowered_by.contains(&id));
     // The TTLs each record is set to, and by which step.

@@ -8,9 +8,37 @@ pub const RULE: Rule = Rule {
     code: "unverifiable-step",
     severity: Severity::Warning,
     summary: "a step that cannot be verified, so cannot be resumed safely",
+    doc: DOC,
+    check: Some(check),
 };
 
-pub fn check(ctx: &Context, out: &mut Findings) {
+/// The rule's page, as `cutover explain unverifiable-step` prints it.
+const DOC: &str = r#"
+## What it does
+Finds an `exec` step with no `verify` line.
+
+## Why it matters
+cutover resumes after a crash by checking each step against the live world.
+A command with no verification cannot be checked: after a crash mid-step the
+engine cannot tell whether it ran, so it can neither skip it safely nor know
+that running it again is harmless.
+
+## Example
+```
+step restart after switch
+  exec on web-new "systemctl restart nginx"
+```
+
+## How to fix
+Add a command that exits 0 once the step has taken effect:
+```
+step restart after switch
+  exec on web-new "systemctl restart nginx"
+  verify exec on web-new "systemctl is-active nginx"
+```
+"#;
+
+fn check(ctx: &Context, out: &mut Findings) {
     for step in &ctx.runbook.steps {
         if let ActionKind::Exec { command, .. } = &step.action.kind
             && step.verify.is_empty()

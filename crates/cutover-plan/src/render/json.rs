@@ -23,6 +23,16 @@ struct Document<'a> {
     diagnostics: Vec<Finding<'a>>,
     notes: &'a [String],
     probed: bool,
+    /// Under `--probe`: each record's change, no-op, drift or unknown.
+    live: Vec<Live<'a>>,
+}
+
+#[derive(Serialize)]
+struct Live<'a> {
+    step: &'a str,
+    /// `change`, `no-op`, `drift`, `unknown`
+    kind: &'static str,
+    text: &'a str,
 }
 
 #[derive(Serialize)]
@@ -189,6 +199,15 @@ pub fn json(plan: &Plan, sources: &SourceMap) -> String {
             .collect(),
         notes: &plan.notes,
         probed: plan.probed,
+        live: plan
+            .live
+            .iter()
+            .map(|c| Live {
+                step: name(c.step),
+                kind: c.kind.as_str(),
+                text: &c.text,
+            })
+            .collect(),
     };
     let mut text =
         serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));

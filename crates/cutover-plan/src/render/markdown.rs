@@ -134,6 +134,15 @@ pub fn markdown(plan: &Plan, sources: &SourceMap) -> String {
             );
         }
     }
+    if plan.probed {
+        let _ = writeln!(out, "\n### Live state (probed)\n");
+        if plan.live.is_empty() {
+            let _ = writeln!(out, "- no DNS record to compare");
+        }
+        for change in &plan.live {
+            let _ = writeln!(out, "- `{change}` (step `{}`)", plan.step(change.step).name);
+        }
+    }
     if !plan.notes.is_empty() {
         let _ = writeln!(out, "\n### Notes\n");
         for n in &plan.notes {

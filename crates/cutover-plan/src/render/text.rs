@@ -69,6 +69,17 @@ pub fn text(plan: &Plan, sources: &SourceMap, color: bool) -> String {
     figures(&mut out, plan, &p);
     switches(&mut out, plan, &p);
     findings(&mut out, plan, sources, &p);
+    if plan.probed {
+        let _ = writeln!(out, "\n{}", p.bold("live state (probed)"));
+        if plan.live.is_empty() {
+            let _ = writeln!(out, "  no DNS record to compare");
+        }
+        for change in &plan.live {
+            for line in wrap(&format!("  {change}"), WIDTH, 4) {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+    }
     if !plan.notes.is_empty() {
         let _ = writeln!(out, "\n{}", p.bold("notes"));
         for note in &plan.notes {
