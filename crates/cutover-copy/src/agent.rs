@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -14,6 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal};
 
 use crate::error::{CopyError, ErrorKind};
 use crate::files::FileSide;
@@ -84,22 +89,16 @@ pub enum GroupSignal {
 /// ids that would name this process's own group or every process (0, 1,
 /// and anything that is not a positive `pid_t`).
 pub fn signal_group(pgid: u32, signal: GroupSignal) -> io::Result<()> {
-    let pgid = libc::pid_t::try_from(pgid)
+    let pgid = i32::try_from(pgid)
         .ok()
         .filter(|&p| p > 1)
+        .and_then(Pid::from_raw)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a process group id"))?;
     let signal = match signal {
-        GroupSignal::Terminate => libc::SIGTERM,
-        GroupSignal::Kill => libc::SIGKILL,
+        GroupSignal::Terminate => Signal::TERM,
+        GroupSignal::Kill => Signal::KILL,
     };
-    // SAFETY: kill(2) takes plain integers and touches no memory of this
-    // process; a negative pid addresses exactly the group `pgid` (> 1, so
-    // never "every process" or this process's own group).
-    if unsafe { libc::kill(-pgid, signal) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    Ok(rustix::process::kill_process_group(pgid, signal)?)
 }
 
 /// Kills the group a child leads: `SIGTERM`, then after [`KILL_GRACE`] (or
@@ -163,81 +162,64 @@ struct IdlePipe<T> {
     idle: Option<Duration>,
 }
 
-impl<T: AsRawFd> IdlePipe<T> {
+impl<T: AsFd> IdlePipe<T> {
     fn new(inner: T, idle: Option<Duration>) -> io::Result<IdlePipe<T>> {
-        let fd = inner.as_raw_fd();
-        // SAFETY: fcntl on a descriptor this value owns (open for its whole
-        // life); F_GETFL/F_SETFL read and set flags and touch no memory.
         // O_NONBLOCK is set on our end's own open file description only;
         // the child's end of the pipe stays blocking.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: as above.
-        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let flags = rustix::fs::fcntl_getfl(&inner)?;
+        rustix::fs::fcntl_setfl(&inner, flags | OFlags::NONBLOCK)?;
         Ok(IdlePipe { inner, idle })
     }
 
     /// Waits until the pipe is ready for `events`, at most `idle`.
-    fn wait(&self, events: libc::c_short) -> io::Result<()> {
-        wait_ready(self.inner.as_raw_fd(), events, self.idle)
+    fn wait(&self, events: PollFlags) -> io::Result<()> {
+        wait_ready(self.inner.as_fd(), events, self.idle)
     }
 }
 
-fn wait_ready(fd: RawFd, events: libc::c_short, idle: Option<Duration>) -> io::Result<()> {
+fn wait_ready(fd: BorrowedFd<'_>, events: PollFlags, idle: Option<Duration>) -> io::Result<()> {
     let deadline = idle.map(|idle| Instant::now() + idle);
     loop {
-        let timeout_ms: libc::c_int = match deadline {
-            None => -1,
+        let timeout = match deadline {
+            None => None,
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, Idle));
                 }
                 // Round up so a short remainder does not spin.
-                libc::c_int::try_from(left.as_millis() + 1).unwrap_or(libc::c_int::MAX)
+                let left = left + Duration::from_millis(1);
+                Some(Timespec {
+                    tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                    tv_nsec: i64::from(left.subsec_nanos()),
+                })
             }
         };
-        let mut pollfd = libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
-        // SAFETY: `pollfd` is one valid, initialised pollfd on this stack
-        // frame, and we pass a count of exactly 1.
-        let ready = unsafe { libc::poll(&mut pollfd, 1, timeout_ms) };
-        match ready {
-            n if n > 0 => return Ok(()),
-            0 => {}
-            _ => {
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::Interrupted {
-                    return Err(err);
-                }
-            }
+        let mut fds = [PollFd::from_borrowed_fd(fd, events)];
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(0) | Err(Errno::INTR) => {}
+            Ok(_) => return Ok(()),
+            Err(err) => return Err(err.into()),
         }
     }
 }
 
-impl<T: Read + AsRawFd> Read for IdlePipe<T> {
+impl<T: Read + AsFd> Read for IdlePipe<T> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             match self.inner.read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLIN)?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(PollFlags::IN)?,
                 other => return other,
             }
         }
     }
 }
 
-impl<T: Write + AsRawFd> Write for IdlePipe<T> {
+impl<T: Write + AsFd> Write for IdlePipe<T> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         loop {
             match self.inner.write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(libc::POLLOUT)?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(PollFlags::OUT)?,
                 other => return other,
             }
         }
@@ -251,8 +233,11 @@ impl<T: Write + AsRawFd> Write for IdlePipe<T> {
 /// Serves the protocol on this process's stdin/stdout for files under `root`.
 pub fn serve_stdio(root: &Path) -> Result<(), CopyError> {
     // A file size limit (`ulimit -f`) must fail the write, not kill the agent.
-    // SAFETY: setting a signal's disposition to "ignore" is async-signal-safe
-    // and has no memory-safety preconditions.
+    // SAFETY: signal(2) with SIG_IGN (rustix has no safe way to set a
+    // disposition) installs no handler, so no code of ours can run
+    // asynchronously and no memory is shared with one; it only tells the
+    // kernel to drop SIGXFSZ, after which an oversized write fails with
+    // EFBIG. Its result (the old disposition) is not needed.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }

@@ -22,10 +22,12 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::num::NonZeroU64;
 use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
 use std::thread;
+
+use rustix::fs::{Advice, SeekFrom};
 
 /// Bytes per compared block: scattered 4 KiB writes cost one block each.
 pub const BLOCK_SIZE: u64 = 4096;
@@ -129,39 +131,31 @@ pub fn is_zero(data: &[u8]) -> bool {
 /// `SEEK_DATA`/`SEEK_HOLE`. File systems without hole support report one
 /// extent covering everything.
 pub fn data_extents(file: &File, start: u64, end: u64) -> io::Result<Vec<(u64, u64)>> {
-    let fd = file.as_raw_fd();
     let mut extents = Vec::new();
     let mut pos = start;
     while pos < end {
-        let data = seek(fd, pos, libc::SEEK_DATA)?;
+        let data = seek(file, pos, SeekFrom::Data)?;
         let Some(data) = data else { break };
         if data >= end {
             break;
         }
-        let hole = seek(fd, data, libc::SEEK_HOLE)?.unwrap_or(end).min(end);
+        let hole = seek(file, data, SeekFrom::Hole)?.unwrap_or(end).min(end);
         extents.push((data, hole));
         pos = hole;
     }
     Ok(extents)
 }
 
-/// `lseek`; `None` when there is no more data (ENXIO).
-fn seek(fd: i32, pos: u64, whence: i32) -> io::Result<Option<u64>> {
-    let offset = i64::try_from(pos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: lseek has no memory-safety preconditions; fd is an open descriptor.
-    let result = unsafe { libc::lseek(fd, offset, whence) };
-    if result < 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::ENXIO) {
-            return Ok(None);
-        }
-        if err.raw_os_error() == Some(libc::EINVAL) {
-            // SEEK_DATA unsupported: treat everything as data.
-            return Ok(Some(pos));
-        }
-        return Err(err);
+/// `lseek` to the next data or hole from `pos`; `None` when there is no
+/// more data (ENXIO).
+fn seek(file: &File, pos: u64, whence: fn(u64) -> SeekFrom) -> io::Result<Option<u64>> {
+    match rustix::fs::seek(file, whence(pos)) {
+        Ok(found) => Ok(Some(found)),
+        Err(rustix::io::Errno::NXIO) => Ok(None),
+        // SEEK_DATA unsupported: treat everything as data.
+        Err(rustix::io::Errno::INVAL) => Ok(Some(pos)),
+        Err(err) => Err(err.into()),
     }
-    Ok(Some(result as u64))
 }
 
 /// A stretch `[start, end)` of data and where it is read from: `file`,
@@ -248,17 +242,10 @@ pub fn file_extents(file: &File, start: u64, end: u64) -> io::Result<Vec<Extent<
 /// Turns off the kernel's read-ahead for `file` and asks for `extents`
 /// instead. Only hints: failures are ignored.
 fn read_ahead(file: &File, extents: &[Extent<'_>]) {
-    let fd = file.as_raw_fd();
-    // SAFETY: posix_fadvise has no memory-safety preconditions.
-    unsafe {
-        libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_RANDOM);
-        for extent in extents {
-            libc::posix_fadvise(
-                fd,
-                extent.at as libc::off_t,
-                (extent.end - extent.start) as libc::off_t,
-                libc::POSIX_FADV_WILLNEED,
-            );
+    let _ = rustix::fs::fadvise(file, 0, None, Advice::Random);
+    for extent in extents {
+        if let Some(len) = NonZeroU64::new(extent.end - extent.start) {
+            let _ = rustix::fs::fadvise(file, extent.at, Some(len), Advice::WillNeed);
         }
     }
 }
