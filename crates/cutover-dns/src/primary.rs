@@ -8,11 +8,11 @@
 //! hickory's SQLite zone handler (prerequisites, prescan, update, its on-disk journal), one at a
 //! time per zone so that the difference recorded is the update's own.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType, RrKey};
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType, RrKey};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
@@ -20,6 +20,7 @@ use hickory_server::store::sqlite::SqliteZoneHandler;
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tokio::sync::watch;
 
+use crate::records::canonical_values;
 use crate::tsig::ResponseSigner;
 
 /// Changes kept for IXFR, counted in records (each change counts its two SOAs too). Older
@@ -113,6 +114,9 @@ impl PrimaryZone {
     pub(crate) async fn apply_update(&self, request: &Request) -> ResponseCode {
         let _one_at_a_time = self.updating.lock().await;
         let handler = &self.handler;
+        if !self.whole_rrsets_match(&request.answers).await {
+            return ResponseCode::NXRRSet;
+        }
         if let Err(code) = handler.verify_prerequisites(&request.answers).await {
             return code;
         }
@@ -149,6 +153,30 @@ impl PrimaryZone {
             Ok(false) => ResponseCode::NoError,
             Err(code) => code,
         }
+    }
+
+    /// RFC 2136 §3.2.5: the value-dependent prerequisites of an RRset must match the whole
+    /// RRset, not only be part of it (hickory's handler checks them value by value), or a
+    /// compare-and-swap of `A 192.0.2.1` would replace a set holding `192.0.2.2` too.
+    async fn whole_rrsets_match(&self, prerequisites: &[Record]) -> bool {
+        let mut wanted: BTreeMap<RrKey, Vec<&RData>> = BTreeMap::new();
+        for record in prerequisites {
+            if record.dns_class == DNSClass::IN {
+                let key = RrKey::new(LowerName::from(&record.name), record.record_type());
+                wanted.entry(key).or_default().push(&record.data);
+            }
+        }
+        if wanted.is_empty() {
+            return true;
+        }
+        let records = self.handler.records().await;
+        wanted.into_iter().all(|(key, data)| {
+            let held = records
+                .get(&key)
+                .map(|set| canonical_values(set.records_without_rrsigs().map(|r| &r.data)))
+                .unwrap_or_default();
+            held == canonical_values(data)
+        })
     }
 
     /// The zone's SOA and every other record at `names`.

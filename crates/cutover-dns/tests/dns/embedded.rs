@@ -338,3 +338,81 @@ async fn the_live_ns_set_and_cache_expiry_are_read_from_the_server() {
     assert_eq!(expiry.resolvers[0].remaining, Some(3600));
     assert_eq!(expiry.worst_case, Some(Duration::from_secs(3600)));
 }
+
+/// The embedded primary (`serve`, no NOTIFY) and a lagging secondary of it that applies a
+/// change 1.5 s after it notices it, as the scenarios' server under test.
+struct EmbeddedPair {
+    primary: cutover_dns::ServerHandle,
+    secondary: cutover_dns::ServerHandle,
+    key: cutover_dns::TsigKey,
+    _dir: tempfile::TempDir,
+}
+
+async fn embedded_pair() -> EmbeddedPair {
+    use crate::scenarios::{SCENARIO_ZONE, fresh_secret, scenario_key, scenario_zone_text};
+    let dir = temp_dir();
+    let zone_file = dir.path().join("scenario.zone");
+    std::fs::write(&zone_file, scenario_zone_text()).unwrap();
+    let key = scenario_key(&fresh_secret());
+    let primary = cutover_dns::serve_with(
+        cutover_dns::ServeConfig {
+            zones: vec![cutover_dns::ZoneSource {
+                name: SCENARIO_ZONE.into(),
+                file: zone_file,
+            }],
+            listen: vec![crate::support::loopback()],
+            keys: vec![key.clone()],
+            state_dir: dir.path().join("state"),
+            allow_transfer: vec!["127.0.0.1".parse().unwrap()],
+        },
+        cutover_dns::ServeOptions {
+            notify: cutover_dns::NotifyTargets::Addresses(Vec::new()),
+        },
+    )
+    .await
+    .unwrap();
+    let secondary = cutover_dns::serve_secondary(cutover_dns::SecondaryConfig {
+        zones: vec![SCENARIO_ZONE.into()],
+        primary: primary.addresses()[0],
+        key: None,
+        listen: vec![crate::support::loopback()],
+        lag: Duration::from_millis(1500),
+        check_every: Duration::from_millis(100),
+        timeout: TIMEOUT,
+    })
+    .await
+    .unwrap();
+    EmbeddedPair {
+        primary,
+        secondary,
+        key,
+        _dir: dir,
+    }
+}
+
+impl crate::scenarios::ServerUnderTest for EmbeddedPair {
+    fn primary(&self) -> std::net::SocketAddr {
+        self.primary.addresses()[0]
+    }
+
+    fn secondary(&self) -> std::net::SocketAddr {
+        self.secondary.addresses()[0]
+    }
+
+    fn key(&self) -> cutover_dns::TsigKey {
+        self.key.clone()
+    }
+
+    async fn catch_up(&self) {
+        // The secondary applies each change its lag after noticing it.
+    }
+
+    fn logs(&self) -> String {
+        "(the embedded servers log nothing)".into()
+    }
+}
+
+/// The shared scenarios against the embedded server.
+mod scenarios {
+    crate::scenarios!(super::embedded_pair);
+}
