@@ -230,7 +230,7 @@ fn fmt_refuses_text_it_cannot_tokenise() {
 fn check_fails_on_what_the_planner_rejects() {
     let stderr = check_fails(Path::new("fixtures/lint/ttl-not-lowered.runbook"));
     assert!(stderr.contains("ttl-not-lowered"), "{stderr}");
-    assert!(stderr.contains("\n2 error(s)"), "{stderr}");
+    assert!(stderr.contains("\n2 errors, "), "{stderr}");
     assert!(!stderr.contains("ok: "), "{stderr}");
     cutover()
         .args(["check", "fixtures/lint/ttl-not-lowered.pass.runbook"])
@@ -261,7 +261,7 @@ fn check_fails_on_what_the_planner_rejects() {
     let out = cutover().args(["check", warned]).assert().success();
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(stderr.contains("unverifiable-step"), "{stderr}");
-    assert!(stderr.contains("0 error(s), 1 warning(s)"), "{stderr}");
+    assert!(stderr.contains("0 errors, 1 warning\n"), "{stderr}");
     cutover()
         .args(["check", warned, "--deny-warnings"])
         .assert()

@@ -1,9 +1,9 @@
 //! `cutover check`: parse, resolve and check runbooks, and show every fault
 //! found, the way a compiler does.
 
+use super::{Stream, plural, use_color};
 use cutover_lang::{Severity, load_file, render_human, render_json, render_short};
 use serde_json::json;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,10 +21,10 @@ pub struct CheckArgs {
     /// The runbook files to check (their `include`s are read too).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// `human`: diagnostics on stderr; `short`: one line each on stderr,
+    /// `text`: diagnostics on stderr; `short`: one line each on stderr,
     /// `FILE:LINE:COL: SEVERITY[CODE]: MESSAGE`; `json`: one JSON document
     /// on stdout.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
     /// Fail (exit 1) on warnings too.
     #[arg(long)]
@@ -33,13 +33,15 @@ pub struct CheckArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
-    Human,
+    // `human`: its older name, still accepted.
+    #[value(alias = "human")]
+    Text,
     Short,
     Json,
 }
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color = use_color(Stream::Stderr);
     let (mut errors, mut warnings) = (0, 0);
     let mut files = Vec::new();
     let mut diagnostics = Vec::new();
@@ -61,15 +63,15 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             .filter(|d| d.severity == Severity::Warning)
             .count();
         match args.format {
-            OutputFormat::Human => {
+            OutputFormat::Text => {
                 eprint!("{}", render_human(&loaded.sources, &found, color));
                 if let Some(runbook) = loaded.runbook.as_ref().filter(|_| file_errors == 0) {
                     eprintln!(
-                        "ok: {} ({} steps, {} hosts, {} zones)",
+                        "ok: {} ({}, {}, {})",
                         path.display(),
-                        runbook.steps.len(),
-                        runbook.hosts.len(),
-                        runbook.zones.len()
+                        plural(runbook.steps.len(), "step", "steps"),
+                        plural(runbook.hosts.len(), "host", "hosts"),
+                        plural(runbook.zones.len(), "zone", "zones")
                     );
                 }
             }
@@ -84,10 +86,14 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     }
     match args.format {
-        OutputFormat::Human if errors > 0 || warnings > 0 => {
-            eprintln!("{errors} error(s), {warnings} warning(s)");
+        OutputFormat::Text if errors > 0 || warnings > 0 => {
+            eprintln!(
+                "{}, {}",
+                plural(errors, "error", "errors"),
+                plural(warnings, "warning", "warnings")
+            );
         }
-        OutputFormat::Human | OutputFormat::Short => {}
+        OutputFormat::Text | OutputFormat::Short => {}
         OutputFormat::Json => {
             let report = json!({ "files": files, "errors": errors, "warnings": warnings, "diagnostics": diagnostics });
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -1,10 +1,12 @@
 //! `cutover fmt`: rewrite runbooks in canonical form, or (`--check`) show
 //! what would change. A file is replaced by writing the new text beside it
-//! and renaming it into place, so a file is never left half-written.
+//! and renaming it into place, so a file is never left half-written; `-`
+//! formats standard input to standard output (for editors).
 
+use super::{Stream, printable, use_color};
 use anyhow::Context;
 use cutover_lang::{SourceMap, format_source, read_text, render_human, unified_diff};
-use std::io::IsTerminal;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -14,10 +16,12 @@ use std::process::ExitCode;
 /// Exits 1 when a file cannot be read or tokenised, or (with `--check`) is
 /// not already formatted.
 ///
-/// Example: `cutover fmt --check runbooks/*.runbook`
+/// Examples: `cutover fmt --check runbooks/*.runbook`,
+/// `cutover fmt - < move.runbook`
 #[derive(Debug, clap::Args)]
 pub struct FmtArgs {
-    /// The runbook files to format.
+    /// The runbook files to format; `-`: standard input, written formatted
+    /// to standard output.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Change nothing; print a unified diff of each file that is not formatted.
@@ -26,9 +30,13 @@ pub struct FmtArgs {
 }
 
 pub fn run(args: FmtArgs) -> anyhow::Result<ExitCode> {
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color = use_color(Stream::Stderr);
     let mut failed = false;
     for path in &args.files {
+        if path.as_os_str() == "-" {
+            failed |= !stdin(args.check, color)?;
+            continue;
+        }
         let text = match read_text(path) {
             Ok(text) => text,
             Err(loaded) => {
@@ -60,7 +68,10 @@ pub fn run(args: FmtArgs) -> anyhow::Result<ExitCode> {
         if args.check {
             print!(
                 "{}",
-                unified_diff(&path.display().to_string(), &text, &formatted)
+                printable(
+                    &unified_diff(&path.display().to_string(), &text, &formatted),
+                    false
+                )
             );
             failed = true;
         } else {
@@ -73,6 +84,44 @@ pub fn run(args: FmtArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `fmt -`: standard input formatted to standard output (with `--check`,
+/// its diff). False when it has errors or (`--check`) is not formatted.
+fn stdin(check: bool, color: bool) -> anyhow::Result<bool> {
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .context("cannot read standard input")?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "standard input is not UTF-8 text (byte {})",
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    let name = "<stdin>";
+    let formatted = match format_source(&text) {
+        Ok(formatted) => formatted,
+        Err(diagnostics) => {
+            let mut sources = SourceMap::default();
+            sources.add(PathBuf::from(name), text);
+            eprint!("{}", render_human(&sources, &diagnostics, color));
+            eprintln!("{name}: not formatted, fix the errors above first");
+            return Ok(false);
+        }
+    };
+    if check {
+        if formatted == text {
+            return Ok(true);
+        }
+        print!(
+            "{}",
+            printable(&unified_diff(name, &text, &formatted), false)
+        );
+        return Ok(false);
+    }
+    print!("{formatted}");
+    Ok(true)
 }
 
 /// Writes `text` to a temporary file beside `path`, then renames it over `path`.

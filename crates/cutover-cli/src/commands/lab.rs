@@ -1,7 +1,6 @@
 //! `cutover lab`: build the world a runbook needs (`up`, served by a background process, in
 //! network namespaces of its own where the machine allows) and tear it down (`down`).
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -82,8 +81,11 @@ struct UpArgs {
     /// free one.
     #[arg(long, value_name = "CIDR")]
     subnet: Option<String>,
-    /// Print the manifest as JSON instead of a summary.
-    #[arg(long)]
+    /// `text`: a summary; `json`: the manifest.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LabFormat::Text)]
+    format: LabFormat,
+    /// `--format json` (its older spelling).
+    #[arg(long, hide = true)]
     json: bool,
     /// Stop the lab by itself after this long (e.g. `2h`); by default it runs until `lab down`.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -91,6 +93,13 @@ struct UpArgs {
     /// How long to wait for the lab to be ready.
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
     ready_timeout: Duration,
+}
+
+/// `cutover lab up --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LabFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -155,7 +164,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
 fn load(file: &Path) -> Option<(Runbook, cutover_lang::SourceMap)> {
     let loaded = load_file(file);
     if loaded.error_count() > 0 {
-        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let color = super::use_color(super::Stream::Stderr);
         eprint!(
             "{}",
             render_human(&loaded.sources, &loaded.diagnostics, color)
@@ -270,7 +279,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             return Err(err);
         }
     };
-    if args.json {
+    if args.json || args.format == LabFormat::Json {
         println!("{}", serde_json::to_string_pretty(&manifest)?);
         return Ok(ExitCode::SUCCESS);
     }

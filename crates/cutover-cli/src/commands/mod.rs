@@ -3,8 +3,9 @@
 //! 2 the command itself could not work (bad arguments, I/O).
 
 use clap::{Parser, Subcommand};
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 pub mod agent;
 pub mod check;
@@ -12,6 +13,7 @@ pub mod completions;
 pub mod confirm;
 pub mod demo;
 pub mod dns;
+pub mod explain;
 pub mod export;
 pub mod fmt;
 pub mod lab;
@@ -42,7 +44,8 @@ Exit codes:
   2  the command could not work: bad arguments, a missing or unreadable file, the lock is held
 
 Docs: docs/guide.md (a first cutover), docs/language.md (runbooks), docs/engine.md (runs and
-their state); `cutover man` prints the manual page, `cutover completions SHELL` the completions.";
+their state); `cutover man` prints the manual page, `cutover completions SHELL` the completions,
+`cutover explain CODE` what a finding's code means.";
 
 /// Migration planner and cutover runbook engine.
 #[derive(Debug, Parser)]
@@ -55,6 +58,70 @@ their state); `cutover man` prints the manual page, `cutover completions SHELL` 
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// When to colour the output: `auto` (on a terminal, unless the
+    /// NO_COLOR variable is set), `always`, `never`.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// `--color WHEN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// The `--color` of this process (set once by [`dispatch`]).
+static COLOR: OnceLock<ColorChoice> = OnceLock::new();
+
+/// The standard streams a command colours.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Whether to colour what goes to `stream`: `--color always|never`, else
+/// (`auto`) when it is a terminal and NO_COLOR is unset or empty.
+pub(crate) fn use_color(stream: Stream) -> bool {
+    match COLOR.get().copied().unwrap_or(ColorChoice::Auto) {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            let terminal = match stream {
+                Stream::Stdout => std::io::stdout().is_terminal(),
+                Stream::Stderr => std::io::stderr().is_terminal(),
+            };
+            terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    }
+}
+
+/// Text for the terminal: every control character (an escape sequence's
+/// ESC, a bell, a carriage return, a line break when `one_line`) shown as
+/// `\u{1b}` instead of being sent raw, so that nothing read from a
+/// runbook, a state file or a server can move the cursor, retitle the
+/// window or hide what is printed.
+pub(crate) fn printable(text: &str, one_line: bool) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && (one_line || (c != '\n' && c != '\t'));
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `1 step`, `2 steps`, `0 zones`.
+pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The commands. Each gives its one-line `about` here (the command list);
@@ -65,6 +132,8 @@ pub enum Command {
     Check(check::CheckArgs),
     #[command(about = "Format runbooks canonically")]
     Fmt(fmt::FmtArgs),
+    #[command(about = "Explain a finding's code: what it finds, why it matters, how to fix it")]
+    Explain(explain::ExplainArgs),
     #[command(about = "Show the dry-run timeline of a runbook")]
     Plan(plan::PlanArgs),
     #[command(about = "Run a runbook (resumes an interrupted run)")]
@@ -94,12 +163,17 @@ pub enum Command {
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let _ = COLOR.set(cli.color);
     match cli.command {
         Command::Check(args) => {
             end_quietly_when_output_closes();
             check::run(args)
         }
         Command::Fmt(args) => fmt::run(args),
+        Command::Explain(args) => {
+            end_quietly_when_output_closes();
+            explain::run(args)
+        }
         Command::Plan(args) => {
             end_quietly_when_output_closes();
             plan::run(args)

@@ -3,8 +3,8 @@
 //! recorded in the run's state.
 
 use super::run::{
-    OperatorArgs, ask_yes, load_runbook, release_lock, state_path, step_id, take_lock,
-    watch_stop_signals,
+    OperatorArgs, ask_yes, load_runbook, release_lock, require_file, state_path, step_id,
+    take_lock, watch_stop_signals,
 };
 use crate::progress::{StdinPrompter, TerminalReporter};
 use anyhow::Context as _;
@@ -116,6 +116,7 @@ fn show_outcome(outcome: &RollbackOutcome) {
 
 pub fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     args.operator.apply()?;
+    require_file(&args.file)?;
     let Some(loaded) = load_runbook(&args.file) else {
         return Ok(ExitCode::from(1));
     };

@@ -132,10 +132,20 @@ pub(crate) fn load_runbook(file: &Path) -> Option<LoadedRunbook> {
     loaded
 }
 
+/// A runbook FILE named on the command line that does not exist: one
+/// line saying so (not the diagnostics of a file that has errors).
+pub(crate) fn require_file(file: &Path) -> anyhow::Result<()> {
+    if file.exists() {
+        Ok(())
+    } else {
+        anyhow::bail!("runbook {} not found", file.display())
+    }
+}
+
 /// [`load_runbook`] without the closing line: for the commands that only read a run.
 fn load_checked(file: &Path) -> Option<LoadedRunbook> {
     let loaded = load_file(file);
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color = super::use_color(super::Stream::Stderr);
     if loaded.error_count() > 0 || loaded.runbook.is_none() {
         eprint!(
             "{}",
@@ -190,6 +200,7 @@ pub(crate) fn locate(file: Option<&Path>, state: Option<&Path>) -> anyhow::Resul
         }
         (None, None) => only_runbook_here()?,
     };
+    require_file(&file)?;
     let Some(loaded) = load_checked(&file) else {
         anyhow::bail!(
             "runbook {} has errors (shown above), so its state file is unknown; fix them or name the state file with --state",
@@ -501,6 +512,7 @@ pub(crate) fn shell_words(words: &[String]) -> String {
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     args.operator.apply()?;
+    require_file(&args.file)?;
     let Some(loaded) = load_runbook(&args.file) else {
         return Ok(ExitCode::from(1));
     };

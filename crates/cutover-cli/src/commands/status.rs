@@ -2,6 +2,7 @@
 //! state, planned against actual start, duration, attempts and last
 //! evidence, and who holds the coordinator lock.
 
+use super::printable;
 use super::run::locate;
 use chrono::{DateTime, Local, Utc};
 use cutover_store::{EventRecord, Phase, StepRecord, StepStatus, Store};
@@ -24,13 +25,17 @@ pub struct StatusArgs {
     /// The state file.
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+    /// `text`: a table for people; `json`: one JSON document (the run,
+    /// the lock, every step).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = StatusFormat::Text)]
     pub format: StatusFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StatusFormat {
-    Table,
+    // `table`: its older name, still accepted.
+    #[value(alias = "table")]
+    Text,
     Json,
 }
 
@@ -123,9 +128,9 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     println!(
         "run of `{}` ({}) by {}: {}",
-        run.runbook_name,
-        run.runbook_path,
-        run.operator,
+        printable(&run.runbook_name, true),
+        printable(&run.runbook_path, true),
+        printable(&run.operator, true),
         run.status.as_str()
     );
     println!(
@@ -155,17 +160,19 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         "tries",
         "last evidence",
     ];
+    // Names, instructions and evidence (what servers answered) are shown,
+    // never their control characters.
     let rows: Vec<[String; 7]> = steps
         .iter()
         .map(|s| {
             [
-                s.name.clone(),
-                state_word(s, &gates),
+                printable(&s.name, true).into_owned(),
+                printable(&state_word(s, &gates), true).into_owned(),
                 hms(s.planned_start),
                 hms(s.started_at),
                 took(s),
                 s.attempts.to_string(),
-                s.last_evidence.clone().unwrap_or_default(),
+                printable(s.last_evidence.as_deref().unwrap_or_default(), true).into_owned(),
             ]
         })
         .collect();
