@@ -1,25 +1,21 @@
-//! Interop with real BIND 9 (`named` from Debian's bind9 package): a primary and a secondary on
-//! loopback ports with TSIG, zone transfer with NOTIFY, and without NOTIFY on a short refresh.
-//! Each `named` runs in the foreground as a child of the test, with its files in a temporary
-//! folder, and is killed when the test ends.
+//! Interop with real BIND 9 (`named` from Debian's bind9 package): the shared scenarios
+//! (`scenarios.rs`) with a BIND primary taking TSIG-signed updates and a BIND secondary of it
+//! without NOTIFY, and a BIND secondary following `cutover dns serve` (50,000 records, NOTIFY and
+//! IXFR). Each `named` runs in the foreground as a child of the test on free loopback ports,
+//! with its files in a temporary folder, and is killed when the test ends.
 //!
-//! Run with: `cargo test -p cutover-dns -- --ignored` (needs `named` and `tsig-keygen`).
+//! Run with: `cargo test -p cutover-dns -- --ignored` (needs `named` and `rndc`).
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use cutover_dns::{
-    DnsError, Expectation, RecordType, TsigAlgorithm, TsigKey, Updater, VerifyOptions, soa,
-    verify_all,
-};
+use cutover_dns::{Expectation, RecordType, TsigKey, VerifyOptions, soa, verify_all};
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
 use crate::support::{TIMEOUT, ZONE, lab_zone_file};
-
-const KEY_NAME: &str = "cutover-test";
 
 /// One `named` process and the folder it lives in.
 struct Named {
@@ -30,18 +26,12 @@ struct Named {
 }
 
 impl Named {
-    async fn start(
+    /// Starts `named` on `port` with the configuration `conf` writes and `files` beside it
+    /// (`args`: more command-line arguments, e.g. `-d 3` to log each transfer's kind), and
+    /// waits until it serves `zone`.
+    async fn start_zone(
         port: u16,
-        conf: impl Fn(&Path, u16) -> String,
-        files: &[(&str, String)],
-    ) -> Self {
-        Self::start_with_args(port, conf, files, &[]).await
-    }
-
-    /// [`Named::start`] with more command-line arguments (e.g. `-d 3` to log each transfer's
-    /// kind).
-    async fn start_with_args(
-        port: u16,
+        zone: &str,
         conf: impl Fn(&Path, u16) -> String,
         files: &[(&str, String)],
         args: &[&str],
@@ -71,19 +61,19 @@ impl Named {
             dir,
             _child: child,
         };
-        named.wait_until_serving().await;
+        named.wait_until_serving(zone).await;
         named
     }
 
-    /// Bounded wait (10 s) until the zone is served authoritatively.
-    async fn wait_until_serving(&self) {
+    /// Bounded wait (10 s) until `zone` is served authoritatively.
+    async fn wait_until_serving(&self, zone: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match soa(self.address, ZONE, Duration::from_millis(300)).await {
+            match soa(self.address, zone, Duration::from_millis(300)).await {
                 Ok(_) => return,
                 Err(err) if Instant::now() >= deadline => {
                     panic!(
-                        "named at {} did not serve {ZONE}: {err}\n{}",
+                        "named at {} did not serve {zone}: {err}\n{}",
                         self.address,
                         self.log()
                     )
@@ -118,19 +108,6 @@ fn free_port() -> u16 {
     panic!("no free loopback port");
 }
 
-/// A fresh key from BIND's own `tsig-keygen`, read back through cutover's key-file parser.
-fn generate_key() -> (String, TsigKey) {
-    let output = std::process::Command::new("tsig-keygen")
-        .args(["-a", "hmac-sha256", KEY_NAME])
-        .output()
-        .expect("tsig-keygen should run (apt-get install -y bind9)");
-    assert!(output.status.success());
-    let text = String::from_utf8(output.stdout).unwrap();
-    let key = TsigKey::parse(&text, "tsig-keygen", None, None).unwrap();
-    assert_eq!(key.algorithm(), TsigAlgorithm::HmacSha256);
-    (text, key)
-}
-
 fn common_options(dir: &Path, port: u16) -> String {
     let dir = dir.display();
     format!(
@@ -151,226 +128,120 @@ fn common_options(dir: &Path, port: u16) -> String {
     )
 }
 
-/// A BIND primary and secondary of the lab zone.
+/// A BIND primary taking updates signed with the scenario key, without NOTIFY, and a BIND
+/// secondary of it that refreshes only when told to (`rndc refresh`): the scenarios' server
+/// under test.
 struct BindPair {
     primary: Named,
     secondary: Named,
     key: TsigKey,
+    control_port: u16,
 }
 
-impl BindPair {
-    /// `notify`: the primary notifies the secondary of changes; otherwise the secondary finds
-    /// them by polling every `refresh` seconds (the zone's SOA refresh).
-    async fn start(notify: bool, refresh: u32) -> Self {
-        let (key_text, key) = generate_key();
-        let zone_text = std::fs::read_to_string(lab_zone_file())
-            .unwrap()
-            .replace("3600       ; refresh", &format!("{refresh} ; refresh"))
-            .replace("600        ; retry", "1 ; retry");
-        let secondary_port = free_port();
-        let primary = Named::start(
-            free_port(),
-            |dir, port| {
-                let notify_clause = if notify {
-                    format!("\tnotify explicit;\n\talso-notify {{ 127.0.0.1 port {secondary_port}; }};\n")
-                } else {
-                    "\tnotify no;\n".to_string()
-                };
-                format!(
-                    "{}zone \"{ZONE}\" {{\n\ttype primary;\n\tfile \"{}/zone.db\";\n\tupdate-policy {{ grant {KEY_NAME} zonesub ANY; }};\n\tallow-transfer {{ 127.0.0.1; }};\n{notify_clause}}};\n",
-                    common_options(dir, port),
-                    dir.display()
-                )
-            },
-            &[("key.conf", key_text.clone()), ("zone.db", zone_text)],
-        )
-        .await;
-        let primary_port = primary.address.port();
-        let secondary = Named::start(
-            secondary_port,
-            |dir, port| {
-                format!(
-                    "{}zone \"{ZONE}\" {{\n\ttype secondary;\n\tprimaries {{ 127.0.0.1 port {primary_port}; }};\n\tfile \"{}/zone.bak\";\n}};\n",
-                    common_options(dir, port),
-                    dir.display()
-                )
-            },
-            &[("key.conf", key_text.clone())],
-        )
-        .await;
-        Self {
-            primary,
-            secondary,
-            key,
-        }
-    }
+/// `key.conf` holding the scenario key, as BIND and rndc read it.
+fn scenario_key_conf(secret: &[u8]) -> String {
+    format!(
+        "key \"{}\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{}\";\n}};\n",
+        crate::scenarios::KEY_NAME,
+        data_encoding::BASE64.encode(secret)
+    )
+}
 
-    fn updater(&self) -> Updater {
-        Updater::new(self.primary.address, Some(self.key.clone()), TIMEOUT)
-    }
-
-    /// Switches wiki through the primary and verifies at both servers with the new serial.
-    async fn switch_and_verify(&self) {
-        let before = soa(self.primary.address, ZONE, TIMEOUT)
-            .await
-            .unwrap()
-            .serial;
-        self.updater()
-            .compare_and_swap(
-                ZONE,
-                "wiki",
-                RecordType::A,
-                &["198.51.100.20"],
-                &["192.0.2.20"],
-                300,
+async fn bind_pair() -> BindPair {
+    use crate::scenarios::{
+        KEY_NAME, SCENARIO_ZONE, fresh_secret, scenario_key, scenario_zone_text,
+    };
+    let secret = fresh_secret();
+    let key_conf = scenario_key_conf(&secret);
+    let primary = Named::start_zone(
+        free_port(),
+        SCENARIO_ZONE,
+        |dir, port| {
+            format!(
+                "{}zone \"{SCENARIO_ZONE}\" {{\n\ttype primary;\n\tfile \"{}/zone.db\";\n\tupdate-policy {{ grant {KEY_NAME} zonesub ANY; }};\n\tallow-transfer {{ 127.0.0.1; }};\n\tnotify no;\n}};\n",
+                common_options(dir, port),
+                dir.display()
             )
+        },
+        &[("key.conf", key_conf.clone()), ("zone.db", scenario_zone_text())],
+        &[],
+    )
+    .await;
+    let primary_port = primary.address.port();
+    let control_port = free_port();
+    let secondary = Named::start_zone(
+        free_port(),
+        SCENARIO_ZONE,
+        |dir, port| {
+            format!(
+                "{}controls {{ inet 127.0.0.1 port {control_port} allow {{ 127.0.0.1; }} keys {{ \"{KEY_NAME}\"; }}; }};\nzone \"{SCENARIO_ZONE}\" {{\n\ttype secondary;\n\tprimaries {{ 127.0.0.1 port {primary_port}; }};\n\tfile \"{}/zone.bak\";\n}};\n",
+                common_options(dir, port).replace("controls { };\n", ""),
+                dir.display()
+            )
+        },
+        &[
+            ("key.conf", key_conf.clone()),
+            (
+                "rndc.conf",
+                format!(
+                    "{key_conf}options {{ default-key \"{KEY_NAME}\"; default-server 127.0.0.1; default-port {control_port}; }};\n"
+                ),
+            ),
+        ],
+        &[],
+    )
+    .await;
+    BindPair {
+        primary,
+        secondary,
+        key: scenario_key(&secret),
+        control_port,
+    }
+}
+
+impl crate::scenarios::ServerUnderTest for BindPair {
+    fn primary(&self) -> SocketAddr {
+        self.primary.address
+    }
+
+    fn secondary(&self) -> SocketAddr {
+        self.secondary.address
+    }
+
+    fn key(&self) -> TsigKey {
+        self.key.clone()
+    }
+
+    async fn catch_up(&self) {
+        let conf = self.secondary.dir.path().join("rndc.conf");
+        let output = Command::new("rndc")
+            .arg("-c")
+            .arg(&conf)
+            .args(["-p", &self.control_port.to_string()])
+            .args(["refresh", crate::scenarios::SCENARIO_ZONE])
+            .output()
             .await
-            .unwrap();
-        let new_serial = soa(self.primary.address, ZONE, TIMEOUT)
-            .await
-            .unwrap()
-            .serial;
-        assert!(new_serial > before);
-        let expect = Expectation {
-            values: Some(vec!["192.0.2.20".into()]),
-            ttl: Some(300),
-            min_serial: Some(new_serial),
-        };
-        let report = verify_all(
-            &[self.primary.address, self.secondary.address],
-            ZONE,
-            "wiki",
-            RecordType::A,
-            expect,
-            VerifyOptions {
-                timeout: Duration::from_secs(30),
-                query_timeout: TIMEOUT,
-                first_pause: Duration::from_millis(100),
-                max_pause: Duration::from_millis(500),
-                concurrency: 16,
-            },
-        )
-        .await
-        .unwrap();
+            .expect("rndc should run (apt-get install -y bind9)");
         assert!(
-            report.verified,
-            "{report}\nprimary log:\n{}\nsecondary log:\n{}",
+            output.status.success(),
+            "rndc refresh: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "primary log:\n{}\nsecondary log:\n{}",
             self.primary.log(),
             self.secondary.log()
-        );
-        let secondary = &report.servers[1];
-        assert_eq!(secondary.serial, Some(new_serial));
-        assert_eq!(
-            secondary.observation.as_ref().unwrap().values,
-            vec!["192.0.2.20"]
-        );
+        )
     }
 }
 
-#[tokio::test]
-#[ignore = "needs bind9 (named)"]
-async fn bind_switch_is_verified_once_the_notified_secondary_serves_the_new_serial() {
-    let pair = BindPair::start(true, 3600).await;
-    pair.switch_and_verify().await;
-}
-
-#[tokio::test]
-#[ignore = "needs bind9 (named)"]
-async fn bind_switch_is_verified_once_the_polling_secondary_refreshes() {
-    let pair = BindPair::start(false, 2).await;
-    pair.switch_and_verify().await;
-}
-
-#[tokio::test]
-#[ignore = "needs bind9 (named)"]
-async fn bind_lowers_a_ttl_and_refuses_wrong_keys_and_unexpected_records() {
-    let pair = BindPair::start(true, 3600).await;
-    let primary = pair.primary.address;
-
-    let change = pair
-        .updater()
-        .set_ttl(ZONE, "www", RecordType::A, 300)
-        .await
-        .unwrap();
-    assert_eq!(change.previous_ttl, 3600);
-    let report = verify_all(
-        &[primary, pair.secondary.address],
-        ZONE,
-        "www",
-        RecordType::A,
-        Expectation {
-            ttl: Some(300),
-            ..Expectation::default()
-        },
-        VerifyOptions {
-            timeout: Duration::from_secs(30),
-            query_timeout: TIMEOUT,
-            first_pause: Duration::from_millis(100),
-            max_pause: Duration::from_millis(500),
-            concurrency: 16,
-        },
-    )
-    .await
-    .unwrap();
-    assert!(report.verified, "{report}");
-
-    let refused = pair
-        .updater()
-        .compare_and_swap(
-            ZONE,
-            "wiki",
-            RecordType::A,
-            &["203.0.113.9"],
-            &["192.0.2.20"],
-            300,
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(
-        refused.to_string(),
-        format!(
-            "wiki.maemo.org. A at {primary}: record is not what the runbook expects: observed 198.51.100.20 (TTL 3600), expected 203.0.113.9; nothing was changed"
-        )
-    );
-
-    // Same name, another secret: BIND answers BADSIG with an empty MAC.
-    let (_, other) = generate_key();
-    let wrong = Updater::new(primary, Some(other), TIMEOUT)
-        .compare_and_swap(
-            ZONE,
-            "wiki",
-            RecordType::A,
-            &["198.51.100.20"],
-            &["192.0.2.20"],
-            300,
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(wrong, DnsError::TsigFailed { .. }), "{wrong}");
-    assert!(
-        wrong.to_string().starts_with(&format!(
-            "TSIG authentication failed at {primary} (wrong key or algorithm?)"
-        )),
-        "{wrong}"
-    );
-
-    let unsigned = Updater::new(primary, None, TIMEOUT)
-        .compare_and_swap(
-            ZONE,
-            "wiki",
-            RecordType::A,
-            &["198.51.100.20"],
-            &["192.0.2.20"],
-            300,
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(unsigned, DnsError::Refused { .. }), "{unsigned}");
-
-    let seen = cutover_dns::query(primary, ZONE, "wiki", RecordType::A, TIMEOUT)
-        .await
-        .unwrap();
-    assert_eq!(seen.values, vec!["198.51.100.20"]);
+/// The shared scenarios against BIND 9.
+mod scenarios {
+    crate::scenarios!(super::bind_pair, #[ignore = "needs bind9 (named)"]);
 }
 
 /// The lab zone with `extra` more A records, its refresh an hour: a secondary that follows a
@@ -393,7 +264,7 @@ fn big_zone_text(extra: usize) -> String {
 async fn bind_secondary_of_dns_serve_loads_50000_records_and_follows_a_switch_by_notify_and_ixfr() {
     use cutover_dns::{NotifyTargets, ServeConfig, ServeOptions, ZoneSource, serve_with};
 
-    let (key_text, _) = generate_key();
+    let key_text = scenario_key_conf(&crate::scenarios::fresh_secret());
     let files = tempfile::tempdir().unwrap();
     let zone_file = files.path().join("maemo.org.zone");
     std::fs::write(&zone_file, big_zone_text(50_000)).unwrap();
@@ -422,8 +293,9 @@ async fn bind_secondary_of_dns_serve_loads_50000_records_and_follows_a_switch_by
     let mut notified = server.notify_events();
     let primary_port = primary.port();
     // Debug level 3 logs whether each transfer was incremental.
-    let secondary = Named::start_with_args(
+    let secondary = Named::start_zone(
         secondary_port,
+        ZONE,
         |dir, port| {
             format!(
                 "{}zone \"{ZONE}\" {{\n\ttype secondary;\n\tprimaries {{ 127.0.0.1 port {primary_port}; }};\n\tfile \"{}/zone.bak\";\n}};\n",
