@@ -293,14 +293,18 @@ pub fn set_operator(name: &str) -> Result<()> {
 /// (`getpwuid_r`), for a process started without `USER` (cron, systemd,
 /// `env -i`).
 fn passwd_name() -> Option<String> {
-    // SAFETY: geteuid cannot fail and has no preconditions.
-    let uid = unsafe { libc::geteuid() };
+    let uid = rustix::process::geteuid().as_raw();
     let mut buf: Vec<libc::c_char> = vec![0; 1024];
     loop {
-        // SAFETY: an all-zero passwd is a valid value to be overwritten.
+        // SAFETY: `passwd` is a plain C struct of integers and pointers, for
+        // which all-zero bytes (null pointers) are a valid value; it is only
+        // read after getpwuid_r has filled it in.
         let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
         let mut found: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call; the buffer for its length.
+        // SAFETY: rustix has no password database lookup. getpwuid_r is the
+        // thread-safe form: it writes only to `entry`, to `found` and to at
+        // most `buf.len()` bytes of `buf`, all of which live on this frame
+        // (or in `buf`) for the whole call.
         let rc =
             unsafe { libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
         if rc == libc::ERANGE && buf.len() < 1 << 20 {
@@ -310,34 +314,40 @@ fn passwd_name() -> Option<String> {
         if rc != 0 || found.is_null() || entry.pw_name.is_null() {
             return None;
         }
-        // SAFETY: on success pw_name points to a NUL-terminated string in `buf`.
+        // SAFETY: on success (rc 0, `found` not null) pw_name points to a
+        // NUL-terminated string inside `buf`, which is neither changed nor
+        // freed while `name` is used.
         let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
         return Some(name.to_string_lossy().into_owned()).filter(|n| !n.is_empty());
     }
 }
 
 pub(crate) fn current_host() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname writes at most that.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown".to_owned();
+    // The node name of uname(2) is what gethostname(2) returns.
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    if name.is_empty() {
+        "unknown".to_owned()
+    } else {
+        name
     }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
+    // 0 and negative pids name process groups, not a process.
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
     };
-    if pid <= 0 {
-        // 0 and negative pids name process groups, not a process.
-        return false;
-    }
-    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    // Signal 0 only checks that the process exists; nothing is sent.
+    matches!(
+        rustix::process::test_kill_process(pid),
+        Ok(()) | Err(rustix::io::Errno::PERM)
+    )
 }
 
 /// The start time of process `pid` (field 22 of `/proc/PID/stat`, clock
