@@ -190,3 +190,18 @@ fn the_registry_has_each_code_once() {
     }
     assert!(cutover_plan::lint::rule("no-such-rule").is_none());
 }
+
+/// docs/plan.md's table of checks names every rule of the registry.
+#[test]
+fn the_plan_docs_list_every_rule() {
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/plan.md"))
+            .unwrap();
+    for rule in RULES {
+        assert!(
+            page.contains(&format!("| `{}` |", rule.code)),
+            "docs/plan.md does not list {}",
+            rule.code
+        );
+    }
+}

@@ -113,6 +113,10 @@ pub fn markdown(plan: &Plan, sources: &SourceMap) -> String {
     if !plan.diagnostics.is_empty() {
         let lines = super::LineIndex::new(sources);
         let _ = writeln!(out, "\n### Findings\n");
+        let _ = writeln!(
+            out,
+            "`cutover explain CODE` prints what a finding's code means and how to fix it.\n"
+        );
         for d in &plan.diagnostics {
             let severity = match d.severity {
                 Severity::Error => "**error**",
@@ -126,8 +130,7 @@ pub fn markdown(plan: &Plan, sources: &SourceMap) -> String {
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "- {severity} [`{}`](docs/lints/{}.md) at line {}: {}{help}",
-                d.code,
+                "- {severity} `{}` at line {}: {}{help}",
                 d.code,
                 location(d, &lines),
                 d.message
