@@ -77,9 +77,7 @@ pub mod secrets;
 mod state;
 
 pub use changed::{size as describe_size, what_changed};
-pub use describe::{
-    action as describe_action, content_hash, duration as describe_duration, step as describe_step,
-};
+pub use describe::{content_hash, duration as describe_duration, step as describe_step};
 pub use future::BoxFuture;
 pub use kind::{
     ActionRole, Check, Evidence, Interrupted, KindRegistry, OUTPUT_LIMIT, StepContext, StepError,

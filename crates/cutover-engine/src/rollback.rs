@@ -172,7 +172,7 @@ impl Engine<'_> {
                         Err(err) => Some(format!("cannot read it now: {err:#}")),
                     };
                     (
-                        UndoAction::Undo(describe::action(self.runbook, &undo.kind)),
+                        UndoAction::Undo(self.runbook.describe(undo)),
                         current,
                     )
                 }
@@ -249,7 +249,7 @@ impl Engine<'_> {
                 let what = format!(
                     "undo `{name}` ({}):\n  {}",
                     planned.state,
-                    describe::action(self.runbook, &undo.kind)
+                    self.runbook.describe(undo)
                 );
                 let decision = tokio::select! {
                     d = self.prompter.before_step(step, &what) => d,
@@ -368,7 +368,7 @@ impl Engine<'_> {
             phase: Some(Phase::Undo),
             new_attempt: false,
             event_kind: "phase",
-            message: format!("undoing: {}", describe::action(self.runbook, &undo.kind)),
+            message: format!("undoing: {}", self.runbook.describe(undo)),
             evidence: None,
         })?;
         let acted = kind.act(&ctx).await;
