@@ -171,10 +171,7 @@ impl Engine<'_> {
                         Ok(Check::Unobservable) => None,
                         Err(err) => Some(format!("cannot read it now: {err:#}")),
                     };
-                    (
-                        UndoAction::Undo(self.runbook.describe(undo)),
-                        current,
-                    )
+                    (UndoAction::Undo(self.runbook.describe(undo)), current)
                 }
                 None if changes_nothing(&step.action.kind) => (UndoAction::NothingToUndo, None),
                 None => (UndoAction::NoUndoLine, None),

@@ -734,8 +734,10 @@ impl<'a> Engine<'a> {
                     match decision {
                         Decision::Run => forced = true,
                         Decision::Skip => {
-                            let text =
-                                format!("skipped at the prompt: `{}` was skipped", self.name(skipped));
+                            let text = format!(
+                                "skipped at the prompt: `{}` was skipped",
+                                self.name(skipped)
+                            );
                             self.commit(
                                 state,
                                 id,
@@ -952,7 +954,10 @@ impl<'a> Engine<'a> {
         for event in &events {
             match (event.kind.as_str(), &event.step) {
                 ("done", Some(step)) => {
-                    satisfied.insert(step.as_str(), event.message.starts_with("already satisfied"));
+                    satisfied.insert(
+                        step.as_str(),
+                        event.message.starts_with("already satisfied"),
+                    );
                 }
                 ("deviation", step) => deviations.push(match step {
                     Some(step) => format!("{step}: {}", event.message),
@@ -999,7 +1004,8 @@ impl<'a> Engine<'a> {
             }
         }
         let plan = cutover_plan::plan(self.runbook, None);
-        let start = (run.started_at - plan_t0(&plan, run.t0).unwrap_or(run.started_at)).num_seconds();
+        let start =
+            (run.started_at - plan_t0(&plan, run.t0).unwrap_or(run.started_at)).num_seconds();
         let nothing_done = vec![false; self.runbook.steps.len()];
         let planned = plan.end_from(self.runbook, &nothing_done, start) - start;
         recap.planned = Duration::from_secs(u64::try_from(planned).unwrap_or(0));
