@@ -1,61 +1,554 @@
-//! `db.sync mysql` through the real `cutover run`: replication of MariaDB
-//! is not built yet, but preflight logs in to both servers (Debian's
-//! `mariadb-server`, started by the test in its own folder on free ports)
-//! and names every missing replication setting before saying so; nothing
-//! runs and no state file is written. `#[ignore]`: `.ci/run` runs it.
+//! `db.sync mysql` through the real `cutover run`, against real MariaDB
+//! servers (Debian's `mariadb-server`) started by each test in its own
+//! folder on free ports, as the `mysql` user when run as root.
+//! `#[ignore]`: `.ci/run` runs them.
+//!
+//! - a writer keeps writing (200 statements a second) during the copy and
+//!   the catch-up; the coordinator is SIGKILLed once during the initial
+//!   copy and once while it waits for the freeze gate; the first resume
+//!   finishes the same copy (rows already written stay, no second copy),
+//!   the second continues the same replica; after the gate the step
+//!   verifies with equal rows, checksums and auto-increment values
+//!   (checked here with the server's own `CHECKSUM TABLE`), and the
+//!   replica is removed;
+//! - a row changed on the destination behind cutover's back fails the step
+//!   naming the table and the key range;
+//! - a wrong password, a missing privilege, `log_bin` off, `binlog_format`
+//!   not ROW and a shared `server_id` stop the run at preflight, naming the
+//!   setting;
+//! - no password appears in any output, the state file or the export.
+//!
+//! `CUTOVER_DB_TEST_ROWS` sets the rows of the big table (default 100,000,
+//! about 27 MB: the copy runs in this debug build).
 
 use cutover_db::local::{LocalMariadb, free_port};
-use std::process::{Command, Stdio};
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-const PASSWORD: &str = "Maria-secret-1618";
+const OLD_PASSWORD: &str = "Old-Maria-secret-7731";
+const NEW_PASSWORD: &str = "New-Maria-secret-2290";
+/// No command of the test may take longer.
+const LIMIT: Duration = Duration::from_secs(600);
+
+struct Lab {
+    dir: tempfile::TempDir,
+    old: LocalMariadb,
+    new: LocalMariadb,
+}
+
+fn start(
+    dir: &Path,
+    name: &str,
+    id: u32,
+    password: &str,
+    settings: &[(&str, &str)],
+) -> LocalMariadb {
+    let folder = dir.join(name);
+    std::fs::create_dir_all(&folder).unwrap();
+    let server =
+        LocalMariadb::start(&folder, free_port().unwrap(), id, password, settings).unwrap();
+    server.sql("CREATE DATABASE shop").unwrap();
+    server
+}
+
+fn lab(old_settings: &[(&str, &str)], new_id: u32) -> Lab {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["old", "new"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    let old = start(dir.path(), "db-old", 1, OLD_PASSWORD, old_settings);
+    let new = start(dir.path(), "db-new", new_id, NEW_PASSWORD, &[]);
+    std::fs::write(dir.path().join("new.pw"), format!("{NEW_PASSWORD}\n")).unwrap();
+    Lab { dir, old, new }
+}
+
+impl Lab {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn runbook(&self, user: &str, freeze: bool) {
+        let text = format!(
+            "runbook shopmove\n\n\
+             host db-old addr 127.0.0.1 via local ./old\n\
+             host db-new addr 127.0.0.1 via local ./new\n\n\
+             step sync\n  db.sync mysql db-old:{}/shop user {user} password env:OLD_DB_PW -> db-new:{}/shop user root password file:new.pw{}\n  timeout 20m\n\n\
+             {}\
+             step switch after sync\n  exec \"true\"\n",
+            self.old.port(),
+            self.new.port(),
+            if freeze { " freeze freeze" } else { "" },
+            if freeze {
+                "step freeze\n  manual \"stop the writers\"\n\n"
+            } else {
+                ""
+            },
+        );
+        std::fs::write(self.path().join("shopmove.runbook"), text).unwrap();
+    }
+
+    fn cutover(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cutover"));
+        cmd.current_dir(self.path())
+            .args(args)
+            .env("OLD_DB_PW", OLD_PASSWORD)
+            .stdin(Stdio::null())
+            .process_group(0);
+        cmd
+    }
+
+    /// Runs a cutover command to its end (bounded); status, stdout, stderr.
+    fn finish(&self, args: &[&str], outputs: &mut String) -> (ExitStatus, String, String) {
+        let out = tempfile::NamedTempFile::new().unwrap();
+        let err = tempfile::NamedTempFile::new().unwrap();
+        let mut child = self
+            .cutover(args)
+            .stdout(out.reopen().unwrap())
+            .stderr(err.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let status = wait_bounded(&mut child, LIMIT);
+        let out = std::fs::read_to_string(out.path()).unwrap();
+        let err = std::fs::read_to_string(err.path()).unwrap();
+        outputs.push_str(&out);
+        outputs.push_str(&err);
+        (status, out, err)
+    }
+
+    fn spawn_run(&self, log: &Path) -> Child {
+        let file = std::fs::File::create(log).unwrap();
+        self.cutover(&["run", "shopmove.runbook", "--take-over"])
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap()
+    }
+
+    /// The destination's replica connection: (IO thread, SQL thread), or
+    /// None when there is none.
+    fn replica(&self) -> Option<(String, String)> {
+        let text = self.new.sql("SHOW ALL SLAVES STATUS").unwrap();
+        let line = text.lines().next()?;
+        let fields: Vec<&str> = line.split('\t').collect();
+        // Connection_name, Slave_SQL_State, Slave_IO_State, Master_Host,
+        // ..., Slave_IO_Running is the 13th, Slave_SQL_Running the 14th.
+        Some((fields[12].to_owned(), fields[13].to_owned()))
+    }
+
+    fn rows(&self, server: &LocalMariadb, table: &str) -> u64 {
+        server
+            .sql(&format!("SELECT COUNT(*) FROM shop.{table}"))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            kill_group(child);
+            let _ = child.wait();
+            panic!("a cutover command did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn kill_group(child: &Child) {
+    let pgid = i32::try_from(child.id()).unwrap();
+    // SAFETY: sends SIGKILL to the process group of a child we started.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
+/// Polls `ready` every 20 ms until it holds (bounded); a timeout shows
+/// the run's log.
+fn wait_for(what: &str, limit: Duration, log: &Path, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        if Instant::now() >= deadline {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("{what}: not within {limit:?}; the run's log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn big_rows() -> u64 {
+    std::env::var("CUTOVER_DB_TEST_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
+fn seed(old: &LocalMariadb, rows: u64) {
+    old.sql(&format!(
+        "USE shop;
+         CREATE TABLE accounts (id BIGINT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(60) NOT NULL, balance DECIMAL(12,2) DEFAULT 0, note TEXT, updated TIMESTAMP(6) NULL, KEY (name)) ENGINE=InnoDB;
+         CREATE TABLE events (id INT AUTO_INCREMENT PRIMARY KEY, account BIGINT, kind VARCHAR(10), at DATETIME DEFAULT CURRENT_TIMESTAMP, FOREIGN KEY (account) REFERENCES accounts (id)) ENGINE=InnoDB;
+         CREATE TABLE settings (k VARCHAR(20), n INT, v BLOB, PRIMARY KEY (k, n)) ENGINE=InnoDB;
+         CREATE TABLE journal (line TEXT) ENGINE=InnoDB;
+         INSERT INTO accounts (name, balance, note, updated) SELECT CONCAT('account ', seq), seq % 1000, REPEAT(MD5(seq), 4), '2026-05-01 10:00:00.123456' FROM seq_1_to_{rows};
+         INSERT INTO events (account, kind) SELECT 1 + seq % {rows}, 'seed' FROM seq_1_to_{};
+         INSERT INTO settings SELECT CONCAT('k', seq % 10), seq, UNHEX(MD5(seq)) FROM seq_1_to_100;
+         INSERT INTO journal VALUES ('one'), ('two');
+         INSERT INTO events (account, kind) VALUES (1, 'gone'); DELETE FROM events WHERE kind = 'gone';",
+        rows / 3
+    ))
+    .unwrap();
+}
+
+/// Writes at about `per_second` statements a second on one connection
+/// until stopped; counts the statements sent.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(server: &LocalMariadb, rows: u64, per_second: u64) -> Writer {
+        let mut session = server.session("shop").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (stop2, sent2) = (stop.clone(), sent.clone());
+        let thread = std::thread::spawn(move || {
+            let mut stdin = session.stdin.take().unwrap();
+            let start = Instant::now();
+            let mut n: u64 = 0;
+            while !stop2.load(Ordering::SeqCst) {
+                let statement = match n % 4 {
+                    0 => format!(
+                        "INSERT INTO accounts (name, note) VALUES ('new {n}', 'written live');\n"
+                    ),
+                    1 => format!(
+                        "UPDATE accounts SET balance = balance + 1, updated = NOW(6) WHERE id = {};\n",
+                        1 + (n * 7919) % rows
+                    ),
+                    2 => format!(
+                        "INSERT INTO events (account, kind) VALUES ({}, 'live');\n",
+                        1 + n % rows
+                    ),
+                    _ => format!(
+                        "DELETE FROM events WHERE id = {};\n",
+                        1 + (n * 104_729) % (rows / 3)
+                    ),
+                };
+                if stdin.write_all(statement.as_bytes()).is_err() {
+                    break;
+                }
+                n += 1;
+                sent2.store(n, Ordering::SeqCst);
+                let due = start + Duration::from_micros(n * 1_000_000 / per_second);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            drop(stdin);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = session.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = session.kill();
+            let _ = session.wait();
+        });
+        Writer {
+            stop,
+            sent,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops writing and waits until every statement sent was run.
+    fn stop(&mut self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+        self.sent.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn assert_no_password(lab: &Lab, outputs: &str) {
+    let mut texts = vec![("outputs", outputs.to_owned())];
+    for entry in std::fs::read_dir(lab.path().join(".cutover")).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        texts.push(("state file", String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    for (what, text) in texts {
+        for password in [OLD_PASSWORD, NEW_PASSWORD] {
+            assert!(!text.contains(password), "a password is in the {what}");
+        }
+    }
+}
+
+fn export_step(lab: &Lab, outputs: &mut String) -> serde_json::Value {
+    let (status, export, _) =
+        lab.finish(&["export", "shopmove.runbook", "--format", "json"], outputs);
+    assert!(status.success());
+    let export: serde_json::Value = serde_json::from_str(&export).unwrap();
+    let sync = export["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "sync")
+        .unwrap()
+        .clone();
+    serde_json::json!({ "sync": sync, "sessions": export["sessions"] })
+}
 
 #[test]
 #[ignore = "needs MariaDB (Debian mariadb-server); run by .ci/run"]
-fn preflight_names_the_missing_settings_and_says_mysql_is_not_built() {
-    let dir = tempfile::tempdir().unwrap();
-    let start = |name: &str, id: u32, settings: &[(&str, &str)]| {
-        let folder = dir.path().join(name);
-        std::fs::create_dir_all(&folder).unwrap();
-        let server =
-            LocalMariadb::start(&folder, free_port().unwrap(), id, PASSWORD, settings).unwrap();
-        server.sql("CREATE DATABASE shop").unwrap();
-        server
-    };
-    let old = start("old", 7, &[("binlog-format", "MIXED")]);
-    let new = start("new", 7, &[]);
-    std::fs::write(
-        dir.path().join("shop.runbook"),
-        format!(
-            "runbook shop\n\nhost db-old addr 127.0.0.1 via local ./old\nhost db-new addr 127.0.0.1 via local ./new\n\n\
-             step sync\n  db.sync mysql db-old:{}/shop user root password env:OLD_DB_PW -> db-new:{}/shop user root password env:NEW_DB_PW\n",
-            old.port(),
-            new.port()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .current_dir(dir.path())
-        .args(["run", "shop.runbook"])
-        .env("OLD_DB_PW", PASSWORD)
-        .env("NEW_DB_PW", PASSWORD)
-        .stdin(Stdio::null())
-        .output()
+fn sync_with_a_writer_survives_two_kills_and_verifies_after_the_freeze() {
+    let lab = lab(&[], 2);
+    let rows = big_rows();
+    seed(&lab.old, rows);
+    lab.runbook("root", true);
+    let mut outputs = String::new();
+    let mut writer = Writer::start(&lab.old, rows, 200);
+
+    // First run: killed while the initial copy writes rows.
+    let mut run = lab.spawn_run(&lab.path().join("run1.log"));
+    wait_for(
+        "the initial copy starts",
+        Duration::from_secs(120),
+        &lab.path().join("run1.log"),
+        || lab.replica().is_some() && lab.rows(&lab.new, "accounts") > 0,
+    );
+    kill_group(&run);
+    let _ = run.wait();
+    let copied_before = lab.rows(&lab.new, "accounts");
+    assert!(
+        copied_before < rows,
+        "killed during the initial copy ({copied_before} of {rows} rows)"
+    );
+    assert_eq!(
+        lab.replica().map(|r| r.1),
+        Some("No".to_string()),
+        "the replica waits for the copy"
+    );
+
+    // Second run: finishes the same copy; killed while it waits for the
+    // freeze gate (the replica applying the writer's changes).
+    let mut run = lab.spawn_run(&lab.path().join("run2.log"));
+    wait_for(
+        "the replica starts",
+        Duration::from_secs(120),
+        &lab.path().join("run2.log"),
+        || lab.replica().is_some_and(|r| r.1 == "Yes"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "the run waits for the freeze gate"
+    );
+    kill_group(&run);
+    let _ = run.wait();
+
+    // Third run: the writers stop, the gate is confirmed, the step verifies.
+    let mut run = lab.spawn_run(&lab.path().join("run3.log"));
+    std::thread::sleep(Duration::from_secs(2));
+    let written = writer.stop();
+    assert!(
+        written > 400,
+        "the writer wrote during the sync ({written} statements)"
+    );
+    let (status, _, err) = lab.finish(&["confirm", "freeze", "shopmove.runbook"], &mut outputs);
+    assert!(status.success(), "confirm: {err}");
+    let status = wait_bounded(&mut run, LIMIT);
+    for log in ["run1.log", "run2.log", "run3.log"] {
+        outputs.push_str(&std::fs::read_to_string(lab.path().join(log)).unwrap());
+    }
+    assert!(status.success(), "the resumed run completes: {outputs}");
+
+    // Equal by the server's own checksum; equal counters; replica removed.
+    for table in ["accounts", "events", "settings", "journal"] {
+        let sql =
+            format!("SELECT COUNT(*) FROM shop.{table}; CHECKSUM TABLE shop.{table} EXTENDED");
+        assert_eq!(
+            lab.old.sql(&sql).unwrap(),
+            lab.new.sql(&sql).unwrap(),
+            "{table}"
+        );
+        let sql = format!(
+            "SELECT IFNULL(AUTO_INCREMENT, 0) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop' AND TABLE_NAME = '{table}'"
+        );
+        assert_eq!(
+            lab.old.sql(&sql).unwrap(),
+            lab.new.sql(&sql).unwrap(),
+            "{table}"
+        );
+    }
+    assert_eq!(lab.replica(), None, "the replica is removed");
+
+    let step = export_step(&lab, &mut outputs);
+    let acts: Vec<&str> = step["sync"]["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["phase"] == "act")
+        .map(|e| e["summary"].as_str().unwrap())
+        .collect();
+    // The killed act recorded nothing; the resumed one finished the copy
+    // with the rows not copied before, and none again.
+    assert_eq!(acts.len(), 1, "one act: {acts:?}");
+    assert!(
+        acts[0].contains("its copy was cut short and is finished now"),
+        "{acts:?}"
+    );
+    let act = step["sync"]["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["phase"] == "act")
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let more = act["data"]["rows_copied"].as_u64().unwrap();
+    // The source never held more rows than seeded and written since.
+    let most = rows + rows / 3 + 100 + 2 + written;
     assert!(
-        err.contains("binlog_format is `MIXED`") && err.contains("binlog_format = ROW"),
-        "{err}"
+        more + copied_before <= most,
+        "no second copy: {more} rows after the {copied_before} kept (at most {most} in all)"
+    );
+    let sessions = step["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 3);
+    assert_eq!(sessions[2]["end"], "completed");
+    let verified = step["sync"]["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["phase"] == "verify")
+        .unwrap();
+    let summary = verified["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("4 tables")
+            && summary.contains("match by row count and checksum")
+            && summary.contains("(1 warnings)")
+            && summary.contains("2 auto-increment values copied")
+            && summary.contains("replication `cutover_sync` removed"),
+        "{summary}"
+    );
+    let (status, _, _) = lab.finish(&["status", "shopmove.runbook"], &mut outputs);
+    assert!(status.success());
+    assert_no_password(&lab, &outputs);
+}
+
+#[test]
+#[ignore = "needs MariaDB (Debian mariadb-server); run by .ci/run"]
+fn a_row_changed_on_the_destination_fails_the_step_with_its_key_range() {
+    let lab = lab(&[], 2);
+    seed(&lab.old, 5_000);
+    lab.runbook("root", true);
+    let mut outputs = String::new();
+    let mut run = lab.spawn_run(&lab.path().join("run.log"));
+    wait_for(
+        "the replica starts",
+        Duration::from_secs(120),
+        &lab.path().join("run.log"),
+        || lab.replica().is_some_and(|r| r.1 == "Yes"),
+    );
+    lab.new
+        .sql("SET SESSION sql_log_bin = 0; UPDATE shop.accounts SET note = 'changed behind our back' WHERE id = 4242")
+        .unwrap();
+    let (status, _, err) = lab.finish(&["confirm", "freeze", "shopmove.runbook"], &mut outputs);
+    assert!(status.success(), "confirm: {err}");
+    let status = wait_bounded(&mut run, LIMIT);
+    outputs.push_str(&std::fs::read_to_string(lab.path().join("run.log")).unwrap());
+    assert_eq!(status.code(), Some(1), "the step fails: {outputs}");
+    let (_, export, _) = lab.finish(
+        &["export", "shopmove.runbook", "--format", "json"],
+        &mut outputs,
     );
     assert!(
-        err.contains("server_id is 7, the same as the source's"),
-        "{err}"
+        export.contains("shop.accounts: rows with key in (4241, 4242] of (id) differ"),
+        "the difference is named: {export}"
     );
+    assert_no_password(&lab, &outputs);
+}
+
+#[test]
+#[ignore = "needs MariaDB (Debian mariadb-server); run by .ci/run"]
+fn preflight_names_the_setting_for_a_password_a_privilege_and_the_binary_log() {
+    let mut outputs = String::new();
+    let expect_refusal = |lab: &Lab, outputs: &mut String, needles: &[&str]| {
+        let (status, _, err) = lab.finish(&["run", "shopmove.runbook"], outputs);
+        assert_eq!(status.code(), Some(2), "{err}");
+        for needle in needles {
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+        assert!(err.contains("nothing was run"), "{err}");
+        assert!(
+            !lab.path().join(".cutover/shopmove.db").exists(),
+            "preflight failures write no state"
+        );
+    };
+
+    // Statement-based binary log and the destination sharing the id.
+    let lab_a = lab(&[("binlog-format", "MIXED")], 1);
+    lab_a.runbook("root", false);
+    expect_refusal(
+        &lab_a,
+        &mut outputs,
+        &[
+            "binlog_format is `MIXED`",
+            "binlog_format = ROW",
+            "server_id is 1, the same as the source's",
+        ],
+    );
+    // `plan --probe` reads the same settings, without running anything.
+    let (_, _, err) = lab_a.finish(&["plan", "shopmove.runbook", "--probe"], &mut outputs);
     assert!(
-        err.contains("replication of MariaDB/MySQL is not built yet"),
+        err.contains("could not probe: preflight: step `sync`")
+            && err.contains("binlog_format is `MIXED`"),
         "{err}"
     );
-    assert!(err.contains("nothing was run"), "{err}");
-    assert!(!err.contains(PASSWORD) && !String::from_utf8_lossy(&out.stdout).contains(PASSWORD));
-    assert!(!dir.path().join(".cutover/shop.db").exists());
+    drop(lab_a);
+
+    // No binary log; then a user without REPLICATION SLAVE; then a wrong
+    // password.
+    let lab_b = lab(&[("skip-log-bin", "1")], 2);
+    lab_b.runbook("root", false);
+    expect_refusal(&lab_b, &mut outputs, &["log_bin is off", "add `log_bin`"]);
+    lab_b
+        .old
+        .sql(&format!(
+            "CREATE USER plain@'127.0.0.1' IDENTIFIED BY '{OLD_PASSWORD}'; GRANT SELECT ON *.* TO plain@'127.0.0.1'"
+        ))
+        .unwrap();
+    lab_b.runbook("plain", false);
+    expect_refusal(
+        &lab_b,
+        &mut outputs,
+        &["the REPLICATION SLAVE privilege is missing for user `plain`"],
+    );
+    lab_b.runbook("nobody-here", false);
+    expect_refusal(
+        &lab_b,
+        &mut outputs,
+        &["the login of user `nobody-here` is refused"],
+    );
+
+    for password in [OLD_PASSWORD, NEW_PASSWORD] {
+        assert!(!outputs.contains(password));
+    }
 }

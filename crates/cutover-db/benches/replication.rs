@@ -146,7 +146,7 @@ fn main() {
         .unwrap();
     let src = source.server("app", "postgres", Some(PASSWORD));
     let dst = destination.server("app", "postgres", Some(PASSWORD));
-    let name = postgres::replication_name("bench");
+    let name = cutover_db::replication_name("bench");
 
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {

@@ -2,7 +2,8 @@
 //! checks what replication needs (preflight), sets replication up and takes
 //! it down, measures how far the destination is behind (lag), copies what
 //! replication leaves out (sequence values) and compares both sides with
-//! chunked checksums in primary-key order.
+//! chunked checksums in primary-key order, for PostgreSQL ([`postgres`])
+//! and MariaDB ([`mysql`]).
 //!
 //! It knows nothing of runbooks: a [`Server`] is an address, a database, a
 //! user and a [`Password`] the caller has read from wherever the runbook
@@ -12,6 +13,7 @@
 //! [`local`] starts throwaway servers from the system's binaries (tests,
 //! benchmarks, the lab).
 
+mod chunks;
 pub mod local;
 pub mod mysql;
 pub mod postgres;
@@ -108,6 +110,9 @@ pub enum DbError {
     /// The source holds something this crate cannot copy.
     #[error("{server}: {what}")]
     Unsupported { server: String, what: String },
+    /// Replication stopped on an error the server reports.
+    #[error("replication on {server} stopped: {reason}")]
+    Stopped { server: String, reason: String },
 }
 
 impl DbError {
@@ -115,7 +120,10 @@ impl DbError {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            DbError::Login { .. } | DbError::Preflight(_) | DbError::Unsupported { .. }
+            DbError::Login { .. }
+                | DbError::Preflight(_)
+                | DbError::Unsupported { .. }
+                | DbError::Stopped { .. }
         )
     }
 }
@@ -145,6 +153,22 @@ fn problems_text(problems: &[Problem]) -> String {
         .join("; ")
 }
 
+/// The replication objects' name for a `db.sync` step (PostgreSQL's
+/// publication, subscription and slot, MariaDB's replica connection):
+/// `cutover_` and the step name in lower case, other characters as `_`.
+pub fn replication_name(step: &str) -> String {
+    let mut name = String::from("cutover_");
+    name.extend(step.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            '_'
+        }
+    }));
+    name.truncate(63);
+    name
+}
+
 /// How far a replicating destination is: the bulk copy and the lag.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Lag {
@@ -163,12 +187,20 @@ pub struct Lag {
     pub lag_bytes: Option<u64>,
     /// The source's estimate of the time behind (None while unknown).
     pub lag_seconds: Option<f64>,
+    /// Transactions written on the source and not yet applied, where the
+    /// engine counts them (MariaDB's GTIDs); they then decide.
+    pub lag_transactions: Option<u64>,
 }
 
 impl Lag {
-    /// Every table copied and nothing left to apply.
+    /// Every table copied and nothing left to apply: no transaction
+    /// behind where they are counted, else no byte of log behind.
     pub fn caught_up(&self) -> bool {
-        self.tables_ready == self.tables && self.lag_bytes == Some(0)
+        self.tables_ready == self.tables
+            && match self.lag_transactions {
+                Some(transactions) => transactions == 0,
+                None => self.lag_bytes == Some(0),
+            }
     }
 }
 
@@ -230,4 +262,13 @@ impl Comparison {
 pub struct SequenceValue {
     pub sequence: String,
     pub value: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replication_names_are_plain_identifiers() {
+        assert_eq!(super::replication_name("Sync-DB 1"), "cutover_sync_db_1");
+        assert_eq!(super::replication_name(&"x".repeat(100)).len(), 63);
+    }
 }

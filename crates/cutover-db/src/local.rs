@@ -433,12 +433,8 @@ impl LocalMariadb {
     /// socket (root logs in by its Unix identity there, so no password is
     /// handed to it); the output, tab-separated and without headers.
     pub fn sql(&self, sql: &str) -> io::Result<String> {
-        let out = command(Path::new("/usr/bin/mariadb"), None)
-            .arg("--no-defaults")
-            .arg(format!(
-                "--socket={}",
-                self.dir.join("mysql.sock").display()
-            ))
+        let out = self
+            .client()
             .args(["-u", "root", "-N", "-B", "-e", sql])
             .stdin(Stdio::null())
             .output()?;
@@ -451,18 +447,50 @@ impl LocalMariadb {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
+    /// The `mariadb` client on `database` reading statements from its
+    /// stdin (piped): one connection for a stream of statements, e.g. a
+    /// writer.
+    pub fn session(&self, database: &str) -> io::Result<Child> {
+        self.client()
+            .args(["-u", "root", "-D", database])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+    }
+
+    /// A `mariadb` client command on the server's socket (no options yet
+    /// but where to connect).
+    pub fn client(&self) -> Command {
+        let mut client = command(Path::new("/usr/bin/mariadb"), None);
+        client.arg("--no-defaults").arg(format!(
+            "--socket={}",
+            self.dir.join("mysql.sock").display()
+        ));
+        client
+    }
+
+    /// A command of the server's package (`mariadb-dump`), on the server's
+    /// socket as root.
+    pub fn tool(&self, program: &str) -> Command {
+        let mut tool = command(&Path::new("/usr/bin").join(program), None);
+        tool.arg("--no-defaults")
+            .arg(format!(
+                "--socket={}",
+                self.dir.join("mysql.sock").display()
+            ))
+            .args(["-u", "root"]);
+        tool
+    }
+
     /// Stops the server now and waits for it (also done on drop).
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let _ = command(Path::new("/usr/bin/mariadb-admin"), None)
-            .arg("--no-defaults")
-            .arg(format!(
-                "--socket={}",
-                self.dir.join("mysql.sock").display()
-            ))
-            .args(["-u", "root", "shutdown"])
+        let _ = self
+            .tool("mariadb-admin")
+            .arg("shutdown")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();

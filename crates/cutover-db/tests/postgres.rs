@@ -97,7 +97,7 @@ async fn replicates_while_written_and_compares_equal_then_finds_a_changed_row() 
     let pair = pair(&[]);
     setup_app(&pair).await;
     postgres::preflight(&pair.src(), &pair.dst()).await.unwrap();
-    let name = postgres::replication_name("sync db");
+    let name = cutover_db::replication_name("sync db");
     let started = postgres::start(&pair.src(), &pair.src(), &pair.dst(), &name)
         .await
         .unwrap();

@@ -11,7 +11,7 @@
 //! needed and go only to the database servers; the engine masks them in
 //! everything it stores.
 
-use cutover_db::{Comparison, DbError, Lag, Password, Server, postgres};
+use cutover_db::{Comparison, DbError, Lag, Password, SequenceValue, Server, mysql, postgres};
 use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepError, StepKind, StepResult};
 use cutover_lang::{ActionKind, DbServer, Runbook, ServerEngine, StepId};
 use cutover_store::StepStatus;
@@ -27,15 +27,13 @@ const SHOWN_DIFFERENCES: usize = 5;
 /// `db.sync postgres|mysql SERVER -> SERVER [freeze STEP]`
 pub struct DbReplicate;
 
-/// Why a `db.sync mysql` step cannot run in this build.
-pub(crate) const MYSQL_NOT_BUILT: &str = "db.sync mysql: replication of MariaDB/MySQL is not built yet; only `db.sync postgres` and `db.sync sqlite` run";
-
 /// Both servers of one `db.sync`, passwords read.
 pub(crate) struct Sides {
     pub engine: ServerEngine,
     pub source: Server,
     pub destination: Server,
-    /// Publication, subscription and slot name.
+    /// Publication, subscription and slot name (PostgreSQL), replica
+    /// connection name (MariaDB).
     pub name: String,
     pub label: String,
     freeze: Option<StepId>,
@@ -93,23 +91,19 @@ pub(crate) fn sides(
         engine: *engine,
         source,
         destination,
-        name: postgres::replication_name(step),
+        name: cutover_db::replication_name(step),
         label,
         freeze: *freeze,
     })
 }
 
 fn ctx_sides(ctx: &StepContext<'_>) -> StepResult<Sides> {
-    let sides = sides(
+    sides(
         ctx.runbook,
         ctx.runbook_dir(),
         ctx.step_name(),
         &ctx.action.kind,
-    )?;
-    if sides.engine == ServerEngine::Mysql {
-        return Err(StepError::fatal(anyhow::anyhow!(MYSQL_NOT_BUILT)));
-    }
-    Ok(sides)
+    )
 }
 
 /// A database failure as a step error: refused logins, missing settings and
@@ -129,9 +123,131 @@ impl Sides {
     }
 
     async fn compare(&self) -> StepResult<Comparison> {
-        postgres::compare(&self.source, &self.destination, CHUNK_ROWS)
-            .await
-            .map_err(self.err())
+        match self.engine {
+            ServerEngine::Postgres => {
+                postgres::compare(&self.source, &self.destination, CHUNK_ROWS).await
+            }
+            ServerEngine::Mysql => {
+                mysql::compare(&self.source, &self.destination, CHUNK_ROWS).await
+            }
+        }
+        .map_err(self.err())
+    }
+
+    async fn is_replicating(&self) -> StepResult<bool> {
+        match self.engine {
+            ServerEngine::Postgres => postgres::is_replicating(&self.destination, &self.name).await,
+            ServerEngine::Mysql => mysql::is_replicating(&self.destination, &self.name).await,
+        }
+        .map_err(self.err())
+    }
+
+    async fn lag(&self) -> StepResult<Option<Lag>> {
+        let (source, destination) = (&self.source, &self.destination);
+        match self.engine {
+            ServerEngine::Postgres => postgres::lag(source, destination, &self.name).await,
+            ServerEngine::Mysql => mysql::lag(source, destination, &self.name).await,
+        }
+        .map_err(self.err())
+    }
+
+    /// What replication does not carry: sequence values (PostgreSQL),
+    /// auto-increment counters (MariaDB).
+    async fn copy_counters(&self) -> StepResult<Vec<SequenceValue>> {
+        let (source, destination) = (&self.source, &self.destination);
+        match self.engine {
+            ServerEngine::Postgres => postgres::copy_sequences(source, destination).await,
+            ServerEngine::Mysql => mysql::copy_auto_increments(source, destination).await,
+        }
+        .map_err(self.err())
+    }
+
+    async fn stop(&self) -> StepResult<()> {
+        match self.engine {
+            ServerEngine::Postgres => {
+                postgres::stop(&self.source, &self.destination, &self.name).await
+            }
+            ServerEngine::Mysql => mysql::stop(&self.destination, &self.name).await,
+        }
+        .map_err(self.err())
+    }
+
+    fn counters_word(&self) -> &'static str {
+        match self.engine {
+            ServerEngine::Postgres => "sequences",
+            ServerEngine::Mysql => "auto-increment values",
+        }
+    }
+
+    /// Sets replication up (PostgreSQL: the subscription copies on its
+    /// own; MariaDB: the copy runs here, with progress) or finds it set up.
+    async fn start(&self, ctx: &StepContext<'_>) -> StepResult<Evidence> {
+        let (source, destination) = (&self.source, &self.destination);
+        match self.engine {
+            ServerEngine::Postgres => {
+                let started = postgres::start(source, source, destination, &self.name)
+                    .await
+                    .map_err(self.err())?;
+                let summary = if started.subscription_created {
+                    format!(
+                        "{}: replication `{}` set up for {} tables ({} created on the destination); the initial copy runs while the source takes writes",
+                        self.label, self.name, started.tables, started.tables_created
+                    )
+                } else {
+                    format!(
+                        "{}: replication `{}` was set up already; continuing it",
+                        self.label, self.name
+                    )
+                };
+                Ok(Evidence::new(
+                    summary,
+                    serde_json::to_value(&started).map_err(anyhow::Error::from)?,
+                ))
+            }
+            ServerEngine::Mysql => {
+                let (sender, mut receiver) = tokio::sync::watch::channel(mysql::Copied::default());
+                let progress = move |copied: mysql::Copied| {
+                    let _ = sender.send(copied);
+                };
+                let copy = mysql::start(source, source, destination, &self.name, &progress);
+                tokio::pin!(copy);
+                let started = loop {
+                    tokio::select! {
+                        started = &mut copy => break started.map_err(self.err())?,
+                        Ok(()) = receiver.changed() => {
+                            let copied = *receiver.borrow_and_update();
+                            ctx.progress(copied.rows, Some(copied.rows_total.max(copied.rows)), "rows copied");
+                        }
+                    }
+                };
+                let summary = if started.replica_created {
+                    format!(
+                        "{}: replication `{}` set up for {} tables ({} created on the destination): {} rows ({} bytes) copied from a snapshot at GTID {}, the replica follows from there",
+                        self.label,
+                        self.name,
+                        started.tables,
+                        started.tables_created,
+                        started.rows_copied,
+                        started.bytes_copied,
+                        started.gtid
+                    )
+                } else if started.copy_resumed {
+                    format!(
+                        "{}: replication `{}` was set up already; its copy was cut short and is finished now ({} more rows), the replica follows from GTID {}",
+                        self.label, self.name, started.rows_copied, started.gtid
+                    )
+                } else {
+                    format!(
+                        "{}: replication `{}` was set up already; continuing it",
+                        self.label, self.name
+                    )
+                };
+                Ok(Evidence::new(
+                    summary,
+                    serde_json::to_value(&started).map_err(anyhow::Error::from)?,
+                ))
+            }
+        }
     }
 }
 
@@ -140,12 +256,20 @@ fn lag_text(lag: &Lag) -> String {
         "{}/{} tables copied ({} of {} bytes)",
         lag.tables_ready, lag.tables, lag.copied_bytes, lag.source_bytes
     );
-    match (lag.lag_bytes, lag.lag_seconds) {
-        (Some(bytes), Some(seconds)) => {
-            text.push_str(&format!(", lag {bytes} bytes ({seconds:.1} s)"))
-        }
-        (Some(bytes), None) => text.push_str(&format!(", lag {bytes} bytes")),
-        _ => text.push_str(", the stream is not connected yet"),
+    let mut figures = Vec::new();
+    if let Some(transactions) = lag.lag_transactions {
+        figures.push(format!("{transactions} transactions"));
+    }
+    if let Some(bytes) = lag.lag_bytes {
+        figures.push(format!("{bytes} bytes"));
+    }
+    if let Some(seconds) = lag.lag_seconds {
+        figures.push(format!("{seconds:.1} s"));
+    }
+    if figures.is_empty() {
+        text.push_str(", the stream is not connected yet");
+    } else {
+        text.push_str(&format!(", lag {}", figures.join(", ")));
     }
     text
 }
@@ -201,10 +325,7 @@ impl StepKind for DbReplicate {
     fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             let sides = ctx_sides(ctx)?;
-            if postgres::is_replicating(&sides.destination, &sides.name)
-                .await
-                .map_err(sides.err())?
-            {
+            if sides.is_replicating().await? {
                 return Ok(Check::NotYet(Evidence::new(
                     format!("{}: replication `{}` is running", sides.label, sides.name),
                     json!({ "replication": sides.name }),
@@ -230,39 +351,14 @@ impl StepKind for DbReplicate {
         Box::pin(async move {
             let sides = ctx_sides(ctx)?;
             ctx.may_start_effect()?;
-            let started = postgres::start(
-                &sides.source,
-                &sides.source,
-                &sides.destination,
-                &sides.name,
-            )
-            .await
-            .map_err(sides.err())?;
-            let summary = if started.subscription_created {
-                format!(
-                    "{}: replication `{}` set up for {} tables ({} created on the destination); the initial copy runs while the source takes writes",
-                    sides.label, sides.name, started.tables, started.tables_created
-                )
-            } else {
-                format!(
-                    "{}: replication `{}` was set up already; continuing it",
-                    sides.label, sides.name
-                )
-            };
-            Ok(Evidence::new(
-                summary,
-                serde_json::to_value(&started).map_err(anyhow::Error::from)?,
-            ))
+            sides.start(ctx).await
         })
     }
 
     fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             let sides = ctx_sides(ctx)?;
-            let Some(lag) = postgres::lag(&sides.source, &sides.destination, &sides.name)
-                .await
-                .map_err(sides.err())?
-            else {
+            let Some(lag) = sides.lag().await? else {
                 // Taken down already (a verification that ended before it
                 // was recorded): the data must agree without it.
                 return self.check(ctx).await;
@@ -273,10 +369,12 @@ impl StepKind for DbReplicate {
                     Some(lag.source_bytes.max(lag.copied_bytes)),
                     "bytes copied",
                 );
+            } else if let Some(transactions) = lag.lag_transactions {
+                ctx.progress(transactions, None, "transactions of lag");
             } else {
                 ctx.progress(lag.lag_bytes.unwrap_or(0), None, "bytes of lag");
             }
-            if lag.tables_ready == lag.tables {
+            if lag.tables_ready == lag.tables && sides.engine == ServerEngine::Postgres {
                 let built = postgres::create_indexes(&sides.source, &sides.destination)
                     .await
                     .map_err(sides.err())?;
@@ -311,14 +409,10 @@ impl StepKind for DbReplicate {
                     data,
                 )));
             }
-            let sequences = postgres::copy_sequences(&sides.source, &sides.destination)
-                .await
-                .map_err(sides.err())?;
+            let sequences = sides.copy_counters().await?;
             let comparison = sides.compare().await?;
             if !comparison.equal() {
-                let after = postgres::lag(&sides.source, &sides.destination, &sides.name)
-                    .await
-                    .map_err(sides.err())?;
+                let after = sides.lag().await?;
                 let moved = after
                     .as_ref()
                     .is_none_or(|a| a.source_position != lag.source_position);
@@ -338,17 +432,16 @@ impl StepKind for DbReplicate {
                     comparison_text(&comparison)
                 )));
             }
-            postgres::stop(&sides.source, &sides.destination, &sides.name)
-                .await
-                .map_err(sides.err())?;
+            sides.stop().await?;
             let mut evidence = equal_evidence(
                 &sides.label,
                 &comparison,
                 json!({ "sequences": sequences, "caught_up_at": lag.source_position, "replication_removed": sides.name }),
             )?;
             evidence.summary.push_str(&format!(
-                "; {} sequences copied; caught up at {}; replication `{}` removed, the destination is independent",
+                "; {} {} copied; caught up at {}; replication `{}` removed, the destination is independent",
                 sequences.len(),
+                sides.counters_word(),
                 lag.source_position,
                 sides.name
             ));

@@ -167,7 +167,7 @@ pub(crate) async fn database(
             cutover_db::mysql::preflight(&sides.source, &sides.destination).await
         }
     };
-    let mut failures: Vec<PreflightError> = match checked {
+    let failures: Vec<PreflightError> = match checked {
         Ok(()) => Vec::new(),
         Err(cutover_db::DbError::Preflight(problems)) => problems
             .into_iter()
@@ -181,15 +181,6 @@ pub(crate) async fn database(
             .collect(),
         Err(err) => vec![fail(sides.label.clone(), None, err.to_string())],
     };
-    if sides.engine == ServerEngine::Mysql {
-        // Its servers are checked all the same, so their settings can be
-        // made ready.
-        failures.push(fail(
-            sides.label.clone(),
-            None,
-            crate::db::MYSQL_NOT_BUILT.into(),
-        ));
-    }
     if failures.is_empty() {
         Ok(PreflightOk::Database {
             step: step.name.clone(),

@@ -1,22 +1,13 @@
-//! Comparing both sides like pt-table-checksum: each side in one
-//! repeatable-read snapshot; per table, chunks of rows in primary-key
-//! order, each chunk's row count and the sum of its rows' 64-bit hashes
-//! computed on both servers (only the sums cross the network, so memory
-//! stays bounded).
-//! The chunk bounds come from the source; a chunk that differs is halved
-//! until the range holds one source row, so a difference is reported as a
-//! table and a small key range. A table without a primary key is compared
-//! whole, order-independently, with a warning.
+//! Comparing both sides of a PostgreSQL replication (the walk is
+//! [`crate::chunks`]): each side in one repeatable-read snapshot; a
+//! chunk's checksum is the sum of its rows' 64-bit hashes, computed on
+//! the server. A table without a primary key is compared whole,
+//! order-independently, with a warning.
 
 use super::schema::{self, Table};
 use super::{Pg, ident, literal, text};
-use crate::{Comparison, DbError, Difference, Server, TableSum};
-
-/// Halvings of a differing chunk before its range is reported.
-const MAX_NARROWING: usize = 40;
-
-/// Differences reported per table (the first ones, in key order).
-const MAX_DIFFERENCES: usize = 10;
+use crate::chunks::{self, Chunked, Key, Sum};
+use crate::{Comparison, DbError, Server, TableSum};
 
 /// Compares `source` and `destination` on a snapshot of each, in chunks of
 /// `chunk_rows` rows.
@@ -65,19 +56,13 @@ pub async fn compare(
             hash,
         };
         let sum = if key.is_empty() {
-            comparison.warnings.push(format!(
-                "table {} has no primary key: compared as a whole (row count and an order-independent checksum), a difference cannot be narrowed to rows",
-                table.display()
-            ));
+            comparison
+                .warnings
+                .push(chunks::no_key_warning(&table.display()));
             let (a, b) = chunks.whole().await?;
-            if a != b {
-                comparison.differences.push(Difference {
-                    table: table.display(),
-                    range: "(the whole table)".into(),
-                    source_rows: a.0,
-                    destination_rows: b.0,
-                });
-            }
+            comparison
+                .differences
+                .extend(chunks::whole_difference(&table.display(), &a, &b));
             TableSum {
                 table: table.display(),
                 source_rows: a.0,
@@ -86,9 +71,7 @@ pub async fn compare(
                 key: Vec::new(),
             }
         } else {
-            chunks
-                .compare(chunk_rows, &mut comparison.differences)
-                .await?
+            chunks::compare(&chunks, chunk_rows, &mut comparison.differences).await?
         };
         comparison.tables.push(sum);
     }
@@ -129,9 +112,6 @@ async fn primary_key(pg: &Pg, table: &Table) -> Result<Vec<(String, String)>, Db
         })
         .collect())
 }
-
-/// A key value as text, one per key column.
-type Key = Vec<String>;
 
 /// How a row is hashed on the servers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -238,7 +218,37 @@ impl Chunks<'_> {
         }
     }
 
-    /// The key of the `n`th source row after `lower` (1-based), if any.
+    /// Whole-table (rows, checksum) on both sides.
+    async fn whole(&self) -> Result<(Sum, Sum), DbError> {
+        self.both("a table checksum", "true").await
+    }
+
+    /// (rows, sum of the rows' 64-bit hashes) of the rows matching
+    /// `condition`, on both servers at once. A sum needs no sort, and a
+    /// chunk's rows are fixed by their key, which every row's hash covers.
+    async fn both(&self, what: &str, condition: &str) -> Result<(Sum, Sum), DbError> {
+        let sql = format!(
+            "SELECT count(*)::text, coalesce(sum({}::numeric), 0)::text FROM {} cutover_row WHERE {condition}",
+            self.hash.expression(),
+            self.table.qualified()
+        );
+        let (a, b) = tokio::try_join!(
+            self.src.rows(what, &sql, &[]),
+            self.dst.rows(what, &sql, &[])
+        )?;
+        Ok((sum_of(&a), sum_of(&b)))
+    }
+}
+
+impl Chunked for Chunks<'_> {
+    fn table(&self) -> String {
+        self.table.display()
+    }
+
+    fn key_names(&self) -> Vec<String> {
+        self.key.iter().map(|(name, _)| name.clone()).collect()
+    }
+
     async fn bound(
         &self,
         lower: Option<&Key>,
@@ -274,125 +284,13 @@ impl Chunks<'_> {
         }))
     }
 
-    /// (rows, checksum) of a key range on both sides.
-    async fn sums(
-        &self,
-        lower: Option<&Key>,
-        upper: Option<&Key>,
-    ) -> Result<((u64, String), (u64, String)), DbError> {
+    async fn sums(&self, lower: Option<&Key>, upper: Option<&Key>) -> Result<(Sum, Sum), DbError> {
         self.both("a chunk checksum", &self.condition(lower, upper))
             .await
     }
-
-    /// Whole-table (rows, checksum) on both sides.
-    async fn whole(&self) -> Result<((u64, String), (u64, String)), DbError> {
-        self.both("a table checksum", "true").await
-    }
-
-    /// (rows, sum of the rows' 64-bit hashes) of the rows matching
-    /// `condition`, on both servers at once. A sum needs no sort, and a
-    /// chunk's rows are fixed by their key, which every row's hash covers.
-    async fn both(
-        &self,
-        what: &str,
-        condition: &str,
-    ) -> Result<((u64, String), (u64, String)), DbError> {
-        let sql = format!(
-            "SELECT count(*)::text, coalesce(sum({}::numeric), 0)::text FROM {} cutover_row WHERE {condition}",
-            self.hash.expression(),
-            self.table.qualified()
-        );
-        let (a, b) = tokio::try_join!(
-            self.src.rows(what, &sql, &[]),
-            self.dst.rows(what, &sql, &[])
-        )?;
-        Ok((sum_of(&a), sum_of(&b)))
-    }
-
-    async fn compare(
-        &self,
-        chunk_rows: u64,
-        differences: &mut Vec<Difference>,
-    ) -> Result<TableSum, DbError> {
-        let mut sum = TableSum {
-            table: self.table.display(),
-            source_rows: 0,
-            destination_rows: 0,
-            chunks: 0,
-            key: self.key.iter().map(|(name, _)| name.clone()).collect(),
-        };
-        let mut found = 0;
-        let mut lower: Option<Key> = None;
-        loop {
-            let upper = self.bound(lower.as_ref(), None, chunk_rows).await?;
-            let (a, b) = self.sums(lower.as_ref(), upper.as_ref()).await?;
-            sum.chunks += 1;
-            sum.source_rows += a.0;
-            sum.destination_rows += b.0;
-            if a != b && found < MAX_DIFFERENCES {
-                found += 1;
-                differences.push(self.narrow(lower.clone(), upper.clone(), a.0, b.0).await?);
-            }
-            match upper {
-                Some(upper) => lower = Some(upper),
-                None => break,
-            }
-        }
-        Ok(sum)
-    }
-
-    /// Halves a differing range (by source rows) while one half differs.
-    async fn narrow(
-        &self,
-        mut lower: Option<Key>,
-        mut upper: Option<Key>,
-        mut source_rows: u64,
-        mut destination_rows: u64,
-    ) -> Result<Difference, DbError> {
-        for _ in 0..MAX_NARROWING {
-            if source_rows <= 1 {
-                break;
-            }
-            let Some(middle) = self
-                .bound(lower.as_ref(), upper.as_ref(), source_rows / 2)
-                .await?
-            else {
-                break;
-            };
-            let (a, b) = self.sums(lower.as_ref(), Some(&middle)).await?;
-            if a != b {
-                upper = Some(middle);
-                (source_rows, destination_rows) = (a.0, b.0);
-            } else {
-                let (a, b) = self.sums(Some(&middle), upper.as_ref()).await?;
-                lower = Some(middle);
-                (source_rows, destination_rows) = (a.0, b.0);
-            }
-        }
-        let show = |key: &Option<Key>, end: &str| match key {
-            None => end.to_owned(),
-            Some(values) if values.len() == 1 => values[0].clone(),
-            Some(values) => format!("({})", values.join(", ")),
-        };
-        Ok(Difference {
-            table: self.table.display(),
-            range: format!(
-                "({}, {}] of ({})",
-                show(&lower, "-inf"),
-                show(&upper, "+inf"),
-                self.key
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            source_rows,
-            destination_rows,
-        })
-    }
 }
 
-fn sum_of(rows: &[tokio_postgres::Row]) -> (u64, String) {
+fn sum_of(rows: &[tokio_postgres::Row]) -> Sum {
     let row = rows.first();
     (
         row.and_then(|r| text(r, 0))
