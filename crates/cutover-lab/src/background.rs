@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rustix::process::{Pid, Signal};
+
 use crate::error::LabError;
 use crate::lab::{INTERNAL_DIR, MANIFEST_FILE, Manifest};
 use crate::process::is_zombie;
@@ -117,13 +119,16 @@ pub fn start_detached(
 
 fn new_session(command: &mut Command) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: setsid is async-signal-safe and touches no memory of this process.
+    // SAFETY: pre_exec is unsafe because the closure runs in the forked
+    // child before exec, where only async-signal-safe work is sound. This
+    // one makes a single system call (setsid, a raw syscall in rustix) and
+    // builds its error from the errno without allocating; it takes no lock
+    // and touches no memory shared with the parent.
     unsafe {
         command.pre_exec(|| {
-            if libc::setsid() == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
+            rustix::process::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
         });
     }
 }
@@ -133,19 +138,18 @@ fn stop_child(child: &mut Child) {
     let _ = child.wait();
 }
 
-fn signal(pid: u32, signal: libc::c_int) -> Result<(), LabError> {
-    let pid = libc::pid_t::try_from(pid)
-        .map_err(|_| LabError::Process(format!("process id {pid} is out of range")))?;
-    // SAFETY: kill has no memory effects on this process.
-    if unsafe { libc::kill(pid, signal) } == -1 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::ESRCH) {
-            return Err(LabError::Process(format!(
-                "cannot signal lab process {pid}: {err}"
-            )));
-        }
+fn signal(pid: u32, signal: Signal) -> Result<(), LabError> {
+    let process = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| LabError::Process(format!("process id {pid} is out of range")))?;
+    match rustix::process::kill_process(process, signal) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(err) => Err(LabError::Process(format!(
+            "cannot signal lab process {pid}: {}",
+            std::io::Error::from(err)
+        ))),
     }
-    Ok(())
 }
 
 /// How `cutover lab down` ended.
@@ -171,13 +175,13 @@ pub fn stop(dir: &Path, timeout: Duration) -> Result<Stopped, LabError> {
     };
     let pid = manifest.pid;
     let outcome = if is_lab_process(pid) {
-        signal(pid, libc::SIGTERM)?;
+        signal(pid, Signal::TERM)?;
         let deadline = Instant::now() + timeout;
         while is_lab_process(pid) && Instant::now() < deadline {
             std::thread::sleep(POLL);
         }
         if is_lab_process(pid) {
-            signal(pid, libc::SIGKILL)?;
+            signal(pid, Signal::KILL)?;
             let deadline = Instant::now() + Duration::from_secs(2);
             while is_lab_process(pid) && Instant::now() < deadline {
                 std::thread::sleep(POLL);

@@ -6,9 +6,10 @@
 //! the same as on a `via local` host.
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
+use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
@@ -34,9 +35,11 @@ impl NsRuntime {
         let thread = std::thread::Builder::new()
             .name(format!("lab {namespace}"))
             .spawn(move || {
-                // SAFETY: setns on a descriptor owned by `file`; it changes only this thread.
-                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } == -1 {
-                    let err = std::io::Error::last_os_error();
+                // setns changes only this thread's network namespace.
+                if let Err(err) =
+                    move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network))
+                {
+                    let err = std::io::Error::from(err);
                     let _ = ready_tx.send(Err(format!("cannot enter namespace {name}: {err}")));
                     return;
                 }
@@ -139,31 +142,16 @@ fn serve_connection(host: &str, stream: std::net::TcpStream, root: &Path) {
 
 /// Gives this thread a file-system root of its own, `root`.
 fn enter_root(root: &Path) -> Result<(), String> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(root.as_os_str().as_bytes())
-        .map_err(|_| format!("{} has a NUL byte", root.display()))?;
-    // SAFETY: unshare(CLONE_FS) detaches this thread's root and working folder from the
-    // process's; chroot and chdir then change only this thread's.
-    unsafe {
-        if libc::unshare(libc::CLONE_FS) == -1 {
-            return Err(format!(
-                "cannot detach the file-system root: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        if libc::chroot(path.as_ptr()) == -1 {
-            return Err(format!(
-                "cannot take {} as the root: {}",
-                root.display(),
-                std::io::Error::last_os_error()
-            ));
-        }
-        if libc::chdir(c"/".as_ptr()) == -1 {
-            return Err(format!(
-                "cannot enter the root: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-    }
+    // SAFETY: rustix marks unshare unsafe because some flags (CLONE_FILES,
+    // CLONE_SYSVSEM) take resources away that other code of the process
+    // may rely on. CLONE_FS only gives this thread its own copy of the
+    // root, working folder and umask, with the same values; nothing is
+    // closed or freed. chroot and chdir below then change only this
+    // thread's copy, and no other thread reads it.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }
+        .map_err(|e| format!("cannot detach the file-system root: {e}"))?;
+    rustix::process::chroot(root)
+        .map_err(|e| format!("cannot take {} as the root: {e}", root.display()))?;
+    rustix::process::chdir("/").map_err(|e| format!("cannot enter the root: {e}"))?;
     Ok(())
 }

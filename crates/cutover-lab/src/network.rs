@@ -1035,11 +1035,7 @@ struct RegistryLock(std::fs::File);
 
 impl Drop for RegistryLock {
     fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a descriptor this value owns.
-        unsafe {
-            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
-        }
+        let _ = rustix::fs::flock(&self.0, rustix::fs::FlockOperation::Unlock);
     }
 }
 
@@ -1047,7 +1043,10 @@ impl Registry {
     fn open() -> Result<Registry, LabError> {
         let candidates = [
             PathBuf::from("/run/cutover-lab"),
-            std::env::temp_dir().join(format!("cutover-lab-{}", unsafe { libc::getuid() })),
+            std::env::temp_dir().join(format!(
+                "cutover-lab-{}",
+                rustix::process::getuid().as_raw()
+            )),
         ];
         let mut last = None;
         for dir in candidates {
@@ -1071,7 +1070,6 @@ impl Registry {
     }
 
     fn lock(&self) -> Result<RegistryLock, LabError> {
-        use std::os::fd::AsRawFd;
         let path = self.dir.join(".lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -1079,13 +1077,8 @@ impl Registry {
             .write(true)
             .open(&path)
             .map_err(|err| LabError::io("cannot open", &path, err))?;
-        // SAFETY: flock on a descriptor owned by `file`.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == -1 {
-            return Err(LabError::io(
-                "cannot lock",
-                &path,
-                std::io::Error::last_os_error(),
-            ));
+        if let Err(err) = rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
+            return Err(LabError::io("cannot lock", &path, err.into()));
         }
         Ok(RegistryLock(file))
     }
