@@ -133,6 +133,11 @@ fn switch_without_undo() {
 }
 
 #[test]
+fn db_sync_unfrozen() {
+    check_rule("db-sync-unfrozen", None, None);
+}
+
+#[test]
 fn rollback_over_window() {
     check_rule("rollback-over-window", None, None);
 }

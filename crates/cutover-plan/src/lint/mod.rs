@@ -8,6 +8,7 @@
 mod address_change_unchecked;
 mod copy_without_precopy;
 mod critical_path_over_window;
+mod db_sync_unfrozen;
 mod ns_not_verified;
 mod probe_failed;
 mod rollback_over_window;
@@ -81,6 +82,7 @@ pub const RULES: &[Rule] = &[
     ttl_not_restored::RULE,
     switch_without_undo::RULE,
     rollback_over_window::RULE,
+    db_sync_unfrozen::RULE,
 ];
 
 /// What a rule may look at.
