@@ -4,6 +4,7 @@
 
 use crate::model::Report;
 use chrono::{DateTime, Utc};
+use cutover_plan::render::escape::html as escape;
 use cutover_plan::units_fmt;
 use cutover_store::StepStatus;
 use std::fmt::Write;
@@ -12,22 +13,6 @@ const LABEL_W: f64 = 170.0;
 const CHART_W: f64 = 640.0;
 const ROW_H: f64 = 24.0;
 const TOP: f64 = 28.0;
-
-/// Escapes text for XML and HTML.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 pub fn status_colour(status: StepStatus) -> &'static str {
     match status {

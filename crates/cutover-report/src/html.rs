@@ -2,9 +2,10 @@
 //! nothing fetched) with the Gantt chart, for a browser or an e-mail.
 
 use crate::facts::{Fact, facts};
-use crate::gantt::{escape, status_colour, svg};
+use crate::gantt::{status_colour, svg};
 use crate::model::{Report, StepReport};
 use crate::text;
+use cutover_plan::render::escape::html as escape;
 use std::fmt::Write;
 
 /// The styles shared with the dashboard.

@@ -6,12 +6,7 @@ use crate::sessions::SessionEnd;
 use crate::text;
 use std::fmt::Write;
 
-/// A table cell: pipes escaped, line breaks flattened.
-fn cell(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('|', "\\|")
-        .replace(['\n', '\r'], " ")
-}
+use cutover_plan::render::escape::markdown_cell as cell;
 
 /// Inline code that survives backticks in the text.
 fn code(text: &str) -> String {

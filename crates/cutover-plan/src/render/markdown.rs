@@ -9,10 +9,7 @@ use crate::units_fmt;
 use cutover_lang::{Severity, SourceMap};
 use std::fmt::Write;
 
-/// Escapes text for a Markdown table cell.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
-}
+use super::escape::markdown_cell as cell;
 
 pub fn markdown(plan: &Plan, sources: &SourceMap) -> String {
     let mut out = String::new();

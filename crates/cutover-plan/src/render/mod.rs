@@ -3,6 +3,7 @@
 //! Gantt chart. All are pure functions returning text.
 
 mod axis;
+pub mod escape;
 mod json;
 mod markdown;
 mod svg;

@@ -4,6 +4,7 @@
 //! a DNS switch drawn as its own hatched segment (`class="ttl-wait"`).
 
 use super::axis::Axis;
+use super::escape;
 use super::{critical_path_text, fit_text, offset_cell};
 use crate::units_fmt;
 use crate::{Plan, Provenance};
@@ -16,13 +17,6 @@ const TOP: f64 = 118.0;
 const ROW: f64 = 28.0;
 const BAR: f64 = 16.0;
 const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
-
-fn esc(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 pub fn svg(plan: &Plan) -> String {
     let axis = Axis::new(plan);
@@ -54,7 +48,7 @@ pub fn svg(plan: &Plan) -> String {
     let _ = writeln!(
         out,
         r##"<text x="16" y="30" font-size="20" font-weight="bold" fill="#1a1a1a">{}</text>"##,
-        esc(&title)
+        escape::html(&title)
     );
     let window = match plan.window {
         Some(w) => format!(
@@ -75,12 +69,12 @@ pub fn svg(plan: &Plan) -> String {
         out,
         r##"<text x="16" y="54" fill="{}">{}</text>"##,
         if overflow { "#b00020" } else { "#333333" },
-        esc(&window)
+        escape::html(&window)
     );
     let _ = writeln!(
         out,
         r##"<text x="16" y="74" fill="#333333">Critical path: {}</text>"##,
-        esc(&critical_path_text(plan, " → "))
+        escape::html(&critical_path_text(plan, " → "))
     );
 
     // Window shading, overflow and grid.
@@ -134,7 +128,7 @@ pub fn svg(plan: &Plan) -> String {
                 out,
                 r##"<text x="{tx:.1}" y="{:.1}" text-anchor="middle" font-size="12" fill="#555555">{}</text>"##,
                 TOP - 18.0,
-                esc(&label)
+                escape::html(&label)
             );
             last_label_end = tx + half;
         }
@@ -182,7 +176,7 @@ pub fn svg(plan: &Plan) -> String {
             r##"<text x="16" y="{:.1}" font-weight="{weight}" fill="{}">{}</text>"##,
             mid + 4.5,
             if s.critical { "#b00020" } else { "#1a1a1a" },
-            esc(&shorten(&s.name, 22))
+            escape::html(&shorten(&s.name, 22))
         );
         let _ = writeln!(
             out,
@@ -196,11 +190,11 @@ pub fn svg(plan: &Plan) -> String {
             let _ = writeln!(
                 out,
                 r##"<rect class="ttl-wait" data-step="{}" x="{a:.1}" y="{:.1}" width="{:.1}" height="{BAR}" fill="url(#ttl-hatch)" stroke="#d9a300"><title>TTL wait {}: {}</title></rect>"##,
-                esc(&s.name),
+                escape::html(&s.name),
                 mid - BAR / 2.0,
                 (b - a).max(2.0),
                 units_fmt::duration(wait.end - wait.start),
-                esc(&wait.basis)
+                escape::html(&wait.basis)
             );
         }
         let (a, b) = (x(s.act_start), x(s.end));
@@ -217,15 +211,15 @@ pub fn svg(plan: &Plan) -> String {
         let _ = writeln!(
             out,
             r##"<rect class="{class}" data-step="{}" data-source="{}" x="{a:.1}" y="{:.1}" width="{width:.1}" height="{BAR}" rx="2" fill="{fill}"{stroke}><title>{}: {} ({}) — {}</title></rect>"##,
-            esc(&s.name),
+            escape::html(&s.name),
             s.duration.provenance.as_str(),
             mid - BAR / 2.0,
-            esc(&s.name),
+            escape::html(&s.name),
             s.duration
                 .secs
                 .map_or("unknown".to_string(), units_fmt::duration),
             s.duration.provenance.as_str(),
-            esc(&s.duration.basis)
+            escape::html(&s.duration.basis)
         );
         let label = match s.duration.secs {
             Some(d) => format!(
@@ -244,7 +238,7 @@ pub fn svg(plan: &Plan) -> String {
             out,
             r##"<text x="{lx:.1}" y="{:.1}" text-anchor="{anchor}" font-size="11" fill="#444444">{}</text>"##,
             mid + 4.0,
-            esc(&label)
+            escape::html(&label)
         );
     }
 
