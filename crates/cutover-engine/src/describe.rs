@@ -11,24 +11,14 @@ use cutover_lang::{ActionKind, HostId, Runbook, Step, Transport};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-/// `1h30m`, `45s`, `2d`, `0s`.
+/// `1h30m`, `45s`, `2d`, `0s`, `250ms`: the language's canonical text of
+/// a duration ([`cutover_lang::units::format_duration`]), milliseconds
+/// when under a second.
 pub fn duration(d: Duration) -> String {
-    let mut secs = d.as_secs();
-    if secs == 0 {
-        return if d.is_zero() {
-            "0s".into()
-        } else {
-            format!("{}ms", d.as_millis())
-        };
+    if d.as_secs() == 0 && !d.is_zero() {
+        return format!("{}ms", d.as_millis());
     }
-    let mut out = String::new();
-    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
-        if secs >= size {
-            let _ = write!(out, "{}{unit}", secs / size);
-            secs %= size;
-        }
-    }
-    out
+    cutover_lang::units::format_duration(d)
 }
 
 /// The hosts an action touches.
