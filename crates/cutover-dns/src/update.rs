@@ -340,9 +340,17 @@ impl Updater {
                     detail: "NOTAUTH".into(),
                 })
             }
-            ResponseCode::NotAuth => Err(DnsError::NotAuthoritative {
+            // The server has just answered for the zone authoritatively: a NOTAUTH to the
+            // update is its access control (Knot answers so), not a zone it does not serve.
+            ResponseCode::NotAuth => Err(DnsError::Refused {
                 server: self.primary,
+                operation: "update",
                 zone: zone.to_string(),
+                hint: if signed {
+                    "; is this key allowed to update the zone?".into()
+                } else {
+                    "; no TSIG key was given, and the server accepts only signed updates".into()
+                },
             }),
             ResponseCode::NotZone => Err(DnsError::NotInZone {
                 server: self.primary,

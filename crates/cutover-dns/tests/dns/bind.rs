@@ -15,7 +15,7 @@ use cutover_dns::{Expectation, RecordType, TsigKey, VerifyOptions, soa, verify_a
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
-use crate::support::{TIMEOUT, ZONE, lab_zone_file};
+use crate::support::{TIMEOUT, ZONE, free_port, lab_zone_file};
 
 /// One `named` process and the folder it lives in.
 struct Named {
@@ -94,18 +94,6 @@ fn named_binary() -> &'static str {
     } else {
         "named"
     }
-}
-
-/// A loopback port free for both UDP and TCP at the time of asking.
-fn free_port() -> u16 {
-    for _ in 0..32 {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port");
 }
 
 fn common_options(dir: &Path, port: u16) -> String {

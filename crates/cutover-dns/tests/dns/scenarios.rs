@@ -375,9 +375,15 @@ pub async fn busy_zone(server: &impl ServerUnderTest) {
     .await
     .unwrap();
     assert!(!early.verified && !early.servers[1].agrees, "{early}");
-    // The other writer moves the primary's serial past the update's.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let moved_on = serial(primary).await;
+    // The other writer moves the primary's serial past the update's (bounded wait: 10 s).
+    let mut moved_on = serial(primary).await;
+    for _ in 0..100 {
+        if moved_on > produced {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        moved_on = serial(primary).await;
+    }
     assert!(moved_on > produced, "serial {produced} -> {moved_on}");
     let report = verified_at_both(server, "api", RecordType::A, expect).await;
     busy.abort();

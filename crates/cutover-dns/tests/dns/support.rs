@@ -86,3 +86,16 @@ pub fn silent_port() -> SocketAddr {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.local_addr().unwrap()
 }
+
+/// A loopback port free for both UDP and TCP at the time of asking, for servers that cannot be
+/// told to pick one.
+pub fn free_port() -> u16 {
+    for _ in 0..32 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port");
+}
