@@ -85,7 +85,9 @@ fn cutover(dir: &Path) -> Command {
 
 /// User + system time of this process's waited-for children so far.
 fn children_cpu() -> Duration {
-    // SAFETY: getrusage fills the struct it is given and nothing else.
+    // SAFETY: rustix has no getrusage. `rusage` is a C struct of integers,
+    // for which all-zero bytes are a valid value; getrusage(2) writes only
+    // into the one struct it is given, which lives on this frame.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
         libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);

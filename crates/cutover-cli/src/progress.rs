@@ -684,11 +684,7 @@ impl StdinPrompter {
 pub(crate) fn discard_pending_terminal_input() {
     use std::io::IsTerminal;
     if std::io::stdin().is_terminal() {
-        // SAFETY: tcflush on file descriptor 0 only discards queued input;
-        // it reads or writes no memory of ours.
-        unsafe {
-            libc::tcflush(libc::STDIN_FILENO, libc::TCIFLUSH);
-        }
+        let _ = rustix::termios::tcflush(std::io::stdin(), rustix::termios::QueueSelector::IFlush);
     }
 }
 

@@ -129,7 +129,7 @@ fn the_agent_of_a_coordinator_killed_mid_copy_exits() {
     // Kill the coordinator once its agent has started writing the copy.
     let partial = root.join(".disk.img.cutover-partial");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !(partial.exists() && !live_processes_with(&needle).is_empty()) {
+    while !partial.exists() || live_processes_with(&needle).is_empty() {
         assert!(
             Instant::now() < deadline && coordinator.try_wait().unwrap().is_none(),
             "the copy ended before the agent started writing"

@@ -454,20 +454,16 @@ fn run_command(dir: &Path) -> Command {
 }
 
 fn kill_group(child: &Child) {
-    let pgid = i32::try_from(child.id()).unwrap();
-    // SAFETY: sends SIGKILL to the process group of a child we started.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
+    let group = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
 }
 
 /// Makes this process the reaper of orphans: the commands a killed
 /// coordinator started run in process groups of their own, so its kill
 /// leaves them running, and they become children of this process.
 fn become_subreaper() {
-    // SAFETY: prctl with integer arguments only.
-    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    assert_eq!(r, 0, "prctl(PR_SET_CHILD_SUBREAPER)");
+    let me = rustix::process::getpid();
+    rustix::process::set_child_subreaper(Some(me)).expect("prctl(PR_SET_CHILD_SUBREAPER)");
 }
 
 /// Kills (with their process groups) and reaps the orphans a killed
@@ -503,14 +499,19 @@ fn kill_orphans() -> usize {
             return killed;
         }
         for (pid, pgrp) in found {
-            // SAFETY: signals and reaps processes that are our children.
-            unsafe {
-                if let Some(pgrp) = pgrp.filter(|g| *g > 1) {
-                    libc::kill(-pgrp, libc::SIGKILL);
+            use rustix::process::{Pid, Signal, WaitOptions};
+            {
+                if let Some(pgrp) = pgrp.filter(|g| *g > 1).and_then(Pid::from_raw) {
+                    let _ = rustix::process::kill_process_group(pgrp, Signal::KILL);
                 }
-                libc::kill(pid, libc::SIGKILL);
-                let mut status = 0;
-                if libc::waitpid(pid, &raw mut status, 0) == pid {
+                let Some(pid) = Pid::from_raw(pid) else {
+                    continue;
+                };
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+                if let Ok(Some((reaped, _))) =
+                    rustix::process::waitpid(Some(pid), WaitOptions::empty())
+                    && reaped == pid
+                {
                     killed += 1;
                 }
             }

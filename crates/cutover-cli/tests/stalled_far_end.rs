@@ -129,9 +129,11 @@ fn an_agent_stopped_mid_copy_fails_the_copy_within_the_idle_timeout() {
     let agents = processes_with(&["agent", "--stdio", &root]);
     assert!(!agents.is_empty(), "no agent process found");
     for &pid in &agents {
-        // SAFETY: kill(2) with plain integers; the pids are this test's
-        // agents (their command line holds this test's temporary folder).
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        // The pids are this test's agents (their command line holds this
+        // test's temporary folder).
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::STOP);
+        }
     }
     let stopped = Instant::now();
     let status = loop {
@@ -177,8 +179,10 @@ fn an_agent_stopped_mid_copy_fails_the_copy_within_the_idle_timeout() {
         }
         if Instant::now() > deadline {
             for &pid in &left {
-                // SAFETY: as above; cleans up after a failed assertion.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                // Cleans up after a failed assertion.
+                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
             }
             panic!("agents {left:?} outlived the failed copy");
         }

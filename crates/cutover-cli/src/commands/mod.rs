@@ -215,7 +215,11 @@ fn print_bytes(bytes: &[u8]) -> std::io::Result<()> {
 /// (`SIGPIPE` ignored), so that an agent dying under a copy is an error the
 /// run reports and records, not a silent death of the coordinator.
 fn end_quietly_when_output_closes() {
-    // SAFETY: called before any thread is started; restores the default action.
+    // SAFETY: rustix has no safe way to set a signal's disposition.
+    // signal(2) with SIG_DFL installs no handler (no code of ours runs
+    // asynchronously, no memory is shared with one): the kernel then ends
+    // the process on SIGPIPE. Called from main before any thread is
+    // started, so nothing else changes dispositions meanwhile.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }

@@ -14,8 +14,9 @@ fn run_status(dir: &Path, runbook: &str) -> RunStatus {
 }
 
 fn process_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only asks whether the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+    // Signal 0 only asks whether the process exists.
+    rustix::process::Pid::from_raw(pid)
+        .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
 }
 
 const WAITING: &str = "runbook waiting
@@ -29,7 +30,8 @@ step later after pause
 
 #[test]
 fn sigterm_and_sighup_are_clean_stops_recorded_as_stops() {
-    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
+    use rustix::process::Signal;
+    for (signal, name) in [(Signal::TERM, "SIGTERM"), (Signal::HUP, "SIGHUP")] {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         write(d, "waiting.runbook", WAITING);
@@ -53,8 +55,7 @@ fn sigterm_and_sighup_are_clean_stops_recorded_as_stops() {
                 .is_some_and(|s| s.status == StepStatus::Running)
         });
         let sent = Instant::now();
-        // SAFETY: sends a signal to the child this test started.
-        unsafe { libc::kill(run.0.id() as i32, signal) };
+        let _ = rustix::process::kill_process(rustix::process::Pid::from_child(&run.0), signal);
         let (status, stdout) = run.finish();
         assert!(
             sent.elapsed() < Duration::from_secs(5),
