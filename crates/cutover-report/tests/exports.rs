@@ -366,7 +366,12 @@ fn reading_changes_nothing_and_refuses_what_it_cannot_read() {
 #[test]
 fn no_format_shows_the_secret_of_a_key_the_runbook_references() {
     const SECRET: &str = "c2VjcmV0LXRzaWcta2V5LXZhbHVlLTEyMzQ1Njc4OTA=";
-    // SAFETY: this test binary sets no other variable and reads this one only here.
+    // SAFETY: set_var is sound only while no other thread reads the
+    // environment unsynchronised. Rust's own env functions (the only way the
+    // code under test reads this variable) take the same lock as set_var;
+    // this test binary changes no other variable. What it cannot exclude is
+    // C code calling getenv on another test's thread at this instant
+    // (SQLite looks up TMPDIR when it needs a temporary file).
     unsafe { std::env::set_var("CUTOVER_FIXTURE_TSIG", SECRET) };
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("run.db");
