@@ -467,6 +467,7 @@ impl<'a> Resolver<'a> {
         let mut retry: Option<(u32, Span)> = None;
         let mut expect: Option<(Duration, Span)> = None;
         let mut kind_seen = false;
+        let mut verify_seen = false;
         for mut cursor in declared.body() {
             let Some(keyword) = cursor.peek_word() else {
                 failed |= self
@@ -478,6 +479,7 @@ impl<'a> Resolver<'a> {
             let result: PResult<()> = match keyword {
                 "undo" | "verify" => {
                     cursor.pos += 1;
+                    verify_seen |= keyword == "verify";
                     self.parse_action(&mut cursor).and_then(|a| {
                         if keyword == "undo" {
                             if let Some(first) = &undo {
@@ -562,15 +564,20 @@ impl<'a> Resolver<'a> {
             };
             failed |= self.push(result).is_none();
         }
-        if !kind_seen {
+        if !kind_seen && !verify_seen {
             self.diags.push(
                 Diagnostic::error(Code::MissingKind, format!("step `{}` has no kind line", declared.name), declared.name_span)
-                    .with_help("add an indented line saying what the step does, e.g. `manual \"Stop the services\"` or `wait 5m`"),
+                    .with_help("add an indented line saying what the step does, e.g. `manual \"Stop the services\"` or `wait 5m`; a step that only checks is written with `verify` lines alone"),
             );
             return None;
         }
         if failed {
             return None;
+        }
+        // A step of `verify` lines alone only checks: it is done when they
+        // hold, and its first check is what it runs.
+        if !kind_seen {
+            action = verify.first().cloned();
         }
         Some(Step {
             name: declared.name.to_string(),
