@@ -4,6 +4,7 @@
 //! default is a `guess`; and what cannot be computed is `unknown` — never
 //! silently zero.
 
+use crate::calibrate::Calibration;
 use crate::facts::ProbeFacts;
 use crate::units_fmt;
 use cutover_lang::units::Size;
@@ -39,6 +40,8 @@ pub enum Provenance {
     Guess,
     /// Cannot be computed; the basis says what is missing.
     Unknown,
+    /// Measured in an earlier run (`--calibrate`); the basis names the run.
+    Measured,
 }
 
 impl Provenance {
@@ -49,6 +52,7 @@ impl Provenance {
             Provenance::Probed => "probed",
             Provenance::Guess => "guess",
             Provenance::Unknown => "unknown",
+            Provenance::Measured => "measured",
         }
     }
 }
@@ -100,6 +104,7 @@ pub struct CopyEstimate {
 pub struct Estimator<'a> {
     runbook: &'a Runbook,
     facts: Option<&'a ProbeFacts>,
+    calibration: Option<&'a Calibration>,
     /// For each image copy, the nearest earlier copy with the same endpoints.
     precopy_of: HashMap<StepId, StepId>,
 }
@@ -109,7 +114,11 @@ pub(crate) fn secs(d: Duration) -> i64 {
 }
 
 impl<'a> Estimator<'a> {
-    pub fn new(runbook: &'a Runbook, facts: Option<&'a ProbeFacts>) -> Self {
+    pub fn new(
+        runbook: &'a Runbook,
+        facts: Option<&'a ProbeFacts>,
+        calibration: Option<&'a Calibration>,
+    ) -> Self {
         let mut last_copy: HashMap<(&Endpoint, &Endpoint), StepId> = HashMap::new();
         let mut precopy_of = HashMap::new();
         for (i, step) in runbook.steps.iter().enumerate() {
@@ -122,13 +131,44 @@ impl<'a> Estimator<'a> {
         Estimator {
             runbook,
             facts,
+            calibration,
             precopy_of,
         }
     }
 
     /// The duration of a step's action, or `None` for `wait until`, whose
-    /// end is a point in time rather than a duration.
+    /// end is a point in time rather than a duration. What earlier runs
+    /// measured ([`Calibration`]) comes first: it replaces declared and
+    /// estimated figures alike, and the basis says what it replaced.
     pub fn step(&self, id: StepId, step: &Step) -> Option<Figure> {
+        let planned = self.planned(id, step);
+        let Some(calibration) = self.calibration else {
+            return planned;
+        };
+        let size = match &step.action.kind {
+            ActionKind::ImageCopy { from, size, .. } | ActionKind::DbSync { from, size, .. } => size
+                .or_else(|| self.facts.and_then(|f| f.source_size(from)))
+                .map(|s| s.0),
+            _ => None,
+        };
+        let delta = self.precopy_of.contains_key(&id);
+        match (calibration.step(self.runbook, step, size, delta), planned) {
+            (Some(mut measured), Some(planned)) => {
+                if let Some(secs) = planned.secs {
+                    measured.basis.push_str(&format!(
+                        "; the runbook alone gives {} ({})",
+                        units_fmt::duration(secs),
+                        planned.provenance.as_str()
+                    ));
+                }
+                Some(measured)
+            }
+            (measured, planned) => measured.or(planned),
+        }
+    }
+
+    /// [`Estimator::step`] from the runbook and the probed facts alone.
+    pub fn planned(&self, id: StepId, step: &Step) -> Option<Figure> {
         if let Some(expect) = step.expect {
             let mut basis = format!("expect {}", units_fmt::duration(secs(expect)));
             if let Some(copy) = self.copy(id, step)

@@ -18,6 +18,7 @@
 //! print!("{}", cutover_plan::render::text(&plan, &loaded.sources, false));
 //! ```
 
+pub mod calibrate;
 mod changes;
 pub mod estimate;
 pub mod facts;
@@ -28,6 +29,7 @@ pub mod reviewed;
 pub mod schedule;
 pub mod units_fmt;
 
+pub use calibrate::{Calibration, CopyMeasure, RunMeasures, StepMeasure};
 pub use changes::{ChangeKind, DnsChange, dns_changes};
 pub use estimate::{CopyEstimate, Figure, Provenance};
 pub use facts::{NameServer, ProbeFacts, RecordFact, SizeFact, SoaFact, ZoneNsFact};
@@ -152,6 +154,8 @@ pub struct Options {
     /// run's start), as the engine runs a rehearsal started at T0 (`--t0
     /// now`): `at` times before it are already past.
     pub not_before: Option<i64>,
+    /// What earlier runs measured (`--calibrate`), replacing estimates.
+    pub calibration: Option<Calibration>,
 }
 
 /// [`plan`] with [`Options`].
@@ -167,7 +171,7 @@ pub fn plan_with(runbook: &Runbook, facts: Option<&ProbeFacts>, options: &Option
             .min()
     });
     let graph = graph::Graph::new(runbook);
-    let estimator = estimate::Estimator::new(runbook, facts);
+    let estimator = estimate::Estimator::new(runbook, facts, options.calibration.as_ref());
     let window_end = runbook.window.map(|w| estimate::secs(w.length));
     let schedule = schedule::schedule(
         runbook,
@@ -254,7 +258,44 @@ pub fn plan_with(runbook: &Runbook, facts: Option<&ProbeFacts>, options: &Option
     }
     plan.notes.extend(lints.notes);
     plan.notes.extend(assumption_notes(&plan));
+    if options.calibration.is_some() {
+        plan.notes.extend(calibration_notes(runbook, &plan, &estimator));
+    }
     plan
+}
+
+/// One note per step whose measured duration differs much from what the
+/// runbook alone gives: where rehearsals contradict the plan.
+fn calibration_notes(runbook: &Runbook, plan: &Plan, estimator: &estimate::Estimator) -> Vec<String> {
+    let measured = plan
+        .steps
+        .iter()
+        .filter(|s| s.duration.provenance == Provenance::Measured)
+        .count();
+    let mut notes = vec![format!(
+        "calibrated: {measured} of {} step(s) take what earlier runs measured",
+        plan.steps.len()
+    )];
+    for s in &plan.steps {
+        let (Some(measured), Some(planned)) = (
+            s.duration.secs.filter(|_| s.duration.provenance == Provenance::Measured),
+            estimator
+                .planned(s.id, runbook.step(s.id))
+                .and_then(|f| f.secs.map(|secs| (secs, f.provenance))),
+        ) else {
+            continue;
+        };
+        if calibrate::large_difference(measured, planned.0) {
+            notes.push(format!(
+                "rehearsal vs plan: `{}` took {} where the runbook alone gives {} ({})",
+                s.name,
+                units_fmt::duration(measured),
+                units_fmt::duration(planned.0),
+                planned.1.as_str()
+            ));
+        }
+    }
+    notes
 }
 
 /// One note per default the plan had to assume.

@@ -735,6 +735,7 @@ fn provenance(p: cutover_plan::Provenance) -> &'static str {
         cutover_plan::Provenance::Probed => "probed",
         cutover_plan::Provenance::Guess => "guess",
         cutover_plan::Provenance::Unknown => "unknown",
+        cutover_plan::Provenance::Measured => "measured",
     }
 }
 

@@ -48,6 +48,11 @@ pub struct PlanArgs {
     /// the probed facts change.
     #[arg(long, value_name = "PLAN")]
     pub out: Option<PathBuf>,
+    /// Replace estimates with what an earlier run of this runbook measured
+    /// (a rehearsal's state file; repeatable): copy throughput per host
+    /// pair, DNS propagation per zone and server, gate and exec durations.
+    #[arg(long, value_name = "STATE")]
+    pub calibrate: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -84,7 +89,22 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let plan = cutover_plan::plan(runbook, probed.as_ref().map(|p| &p.facts));
+    let calibration = if args.calibrate.is_empty() {
+        None
+    } else {
+        Some(cutover_plan::Calibration {
+            runs: args
+                .calibrate
+                .iter()
+                .map(|state| measured(runbook, state))
+                .collect::<anyhow::Result<_>>()?,
+        })
+    };
+    let options = cutover_plan::Options {
+        calibration,
+        ..cutover_plan::Options::default()
+    };
+    let plan = cutover_plan::plan_with(runbook, probed.as_ref().map(|p| &p.facts), &options);
     let mut findings = loaded.diagnostics.clone();
     findings.extend(plan.diagnostics.iter().cloned());
     eprint!("{}", render_human(&loaded.sources, &findings, color_err));
@@ -289,5 +309,86 @@ pub(crate) fn bind(
             probed_at: reviewed.probe.as_ref().map(|p| p.at.clone()),
         },
         facts,
+    })
+}
+
+/// What the run in the state file at `state` measured, for `--calibrate`:
+/// each step that acted and was done, from its first act to done; a copy's
+/// size and duration by its own account; when each verify server first
+/// served a DNS change.
+fn measured(runbook: &Runbook, state: &Path) -> anyhow::Result<cutover_plan::RunMeasures> {
+    use cutover_store::{Phase, StepStatus};
+    let store = cutover_store::Store::open_read_only(state)?;
+    let (run, steps, evidence) = store
+        .read(|tx| {
+            let Some(run) = tx.latest_run()? else {
+                return Ok::<_, anyhow::Error>(None);
+            };
+            let steps = tx.steps(run.id)?;
+            let evidence = tx.evidence(run.id)?;
+            Ok(Some((run, steps, evidence)))
+        })?
+        .with_context(|| format!("--calibrate {}: no run in it", state.display()))?;
+    if run.runbook_name != runbook.name {
+        anyhow::bail!(
+            "--calibrate {}: a run of runbook `{}`, not `{}`",
+            state.display(),
+            run.runbook_name,
+            runbook.name
+        );
+    }
+    let latest = |step: &str, phase: Phase| {
+        evidence
+            .iter()
+            .rev()
+            .find(|e| e.step == step && e.phase == phase)
+            .map(|e| &e.data)
+    };
+    let seconds = |v: &serde_json::Value| {
+        let secs = v.get("secs")?.as_f64()?;
+        let nanos = v.get("nanos").and_then(|n| n.as_f64()).unwrap_or(0.0);
+        Some(secs + nanos / 1e9)
+    };
+    let measures = steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Done)
+        .filter_map(|s| {
+            let (Some(acted), Some(done)) = (s.first_act_at, s.finished_at) else {
+                return None;
+            };
+            let copy = latest(&s.name, Phase::Act).and_then(|data| {
+                Some(cutover_plan::CopyMeasure {
+                    bytes: data.get("size")?.as_u64()?,
+                    secs: seconds(data.get("duration")?)?,
+                    full: data.get("bytes_reused")?.as_u64()? == 0,
+                })
+            });
+            let dns_lags = latest(&s.name, Phase::Verify)
+                .and_then(|data| data.get("servers")?.as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|server| {
+                    Some((
+                        server.get("server")?.as_str()?.to_owned(),
+                        server.get("lag_seconds")?.as_f64()?,
+                    ))
+                })
+                .collect();
+            Some(cutover_plan::StepMeasure {
+                name: s.name.clone(),
+                secs: (done - acted).num_milliseconds() as f64 / 1000.0,
+                copy,
+                dns_lags,
+            })
+        })
+        .collect();
+    Ok(cutover_plan::RunMeasures {
+        label: format!(
+            "{} run {} ({})",
+            state.display(),
+            run.id,
+            run.started_at.format("%Y-%m-%d %H:%M UTC")
+        ),
+        steps: measures,
     })
 }

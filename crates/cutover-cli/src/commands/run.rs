@@ -616,6 +616,7 @@ fn run_planning(
     }
     let options = cutover_plan::Options {
         not_before: rehearsal.then_some(0),
+        ..cutover_plan::Options::default()
     };
     let facts = bound.as_ref().and_then(|b| b.facts.as_ref());
     Ok(Some(RunPlanning {
