@@ -11,8 +11,8 @@
 //! Prints per round and as medians: the whole run, the step (from the state
 //! file), the copy's own time (its act evidence) and how the step verified;
 //! the ratios to rsync, to reading both images, and of the step to the
-//! copy. Every result is compared byte for byte with the source and its
-//! allocation printed (holes stay holes). Files live under
+//! copy. Every result is compared byte for byte with the source (rsync's
+//! by `rsync` itself) and its allocation printed; cutover's must be sparse. Files live under
 //! `CUTOVER_BENCH_DIR` (default: the target's tmp folder) and are removed
 //! at the end. `CUTOVER_BENCH_ROUNDS` (default 3).
 
@@ -169,12 +169,13 @@ fn prepare(old: &Path, source: &Path, dest: &Path, cold: bool) {
     }
 }
 
-fn check_result(source: &Path, dest: &Path, what: &str) {
+/// A cutover result: byte-identical to the source, and sparse (holes stay holes).
+fn check_result(source: &Path, dest: &Path) {
     verify_equal(source, dest);
     let (s, d) = (allocated(source), allocated(dest));
     assert!(
         d <= s + 16 * MIB,
-        "{what}: the result is not sparse: {} MiB allocated, the source {} MiB",
+        "the result is not sparse: {} MiB allocated, the source {} MiB",
         d / MIB,
         s / MIB
     );
@@ -262,7 +263,7 @@ fn main() {
 
             prepare(&old, &source, &dest, is_cold);
             let r = cutover_run(&dir);
-            check_result(&source, &dest, "cutover");
+            check_result(&source, &dest);
             println!(
                 "round {round} {name}: cutover run {:.2} s, step {:.2} s, copy {:.2} s, check+verify {:.3} s (verified by {}), {}, sent {} KiB, dest allocated {} MiB",
                 r.run,
@@ -280,21 +281,21 @@ fn main() {
 
             prepare(&old, &source, &dest, is_cold);
             let (time, sent) = rsync(&source, &dest, &[]);
-            check_result(&source, &dest, "rsync");
             println!(
-                "round {round} {name}: rsync --inplace --no-whole-file {:.2} s, sent {} KiB",
+                "round {round} {name}: rsync --inplace --no-whole-file {:.2} s, sent {} KiB, dest allocated {} MiB",
                 time.as_secs_f64(),
-                sent >> 10
+                sent >> 10,
+                allocated(&dest) / MIB
             );
             s.rsync.push(time);
 
             prepare(&old, &source, &dest, is_cold);
             let (time, sent) = rsync(&source, &dest, &["-B", "4096"]);
-            check_result(&source, &dest, "rsync -B 4096");
             println!(
-                "round {round} {name}: rsync --inplace --no-whole-file -B 4096 {:.2} s, sent {} KiB",
+                "round {round} {name}: rsync --inplace --no-whole-file -B 4096 {:.2} s, sent {} KiB, dest allocated {} MiB",
                 time.as_secs_f64(),
-                sent >> 10
+                sent >> 10,
+                allocated(&dest) / MIB
             );
             s.rsync4k.push(time);
         }
