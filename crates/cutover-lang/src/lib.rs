@@ -35,6 +35,7 @@ mod resolve;
 pub mod source;
 mod suggest;
 pub mod syntax;
+#[cfg(feature = "testgen")]
 pub mod testgen;
 pub mod units;
 

@@ -70,9 +70,6 @@ impl Runbook {
         }
         index
     }
-    pub fn host_by_name(&self, name: &str) -> Option<HostId> {
-        self.hosts.iter().position(|h| h.name == name).map(HostId)
-    }
     /// The declared bandwidth between two sites, in either direction.
     pub fn link_between(&self, a: &str, b: &str) -> Option<&Link> {
         self.links

@@ -1,7 +1,7 @@
 //! `db.sync postgres|mysql SERVER -> SERVER [freeze STEP] [size SIZE]`:
 //! servers on runbook hosts, passwords by reference only, the freeze step.
 
-use cutover_lang::{ActionKind, DbServer, SecretRef, ServerEngine, parse_source};
+use cutover_lang::{ActionKind, DbServer, HostId, SecretRef, ServerEngine, parse_source};
 
 const HEAD: &str = "runbook r\n\nhost db-old addr 127.0.0.1 via local ./old\nhost db-new addr 127.0.0.2 via local ./new\ngroup both db-old, db-new\n\n";
 
@@ -36,7 +36,7 @@ fn servers_passwords_and_the_freeze_step_are_parsed_and_described() {
     assert_eq!(
         from,
         &DbServer {
-            host: runbook.host_by_name("db-old").unwrap(),
+            host: HostId(runbook.hosts.iter().position(|h| h.name == "db-old").unwrap()),
             port: 5432,
             database: "app".into(),
             user: "repl".into(),
