@@ -340,3 +340,26 @@ fn counts_larger_than_their_frame_are_refused() {
     assert!(read_frame(&mut &[0u8; 4][..]).is_err());
     assert!(matches!(read_answer(&mut &[0u8; 4][..]), Ok(None)));
 }
+
+/// A destination's size is a number from the peer: one of 16 EiB is
+/// opened without allocating per window (the agent keeps only the windows
+/// it has hashed), and a change across all of it fails as an I/O error,
+/// not a crash.
+#[test]
+fn an_absurd_destination_size_allocates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = cutover_copy::Location::Rooted {
+        root: dir.path().to_path_buf(),
+        path: "huge.img".to_string(),
+    };
+    let (mut endpoint, path) = cutover_copy::Endpoint::connect(&location).unwrap();
+    endpoint.open_dest(&path, u64::MAX, false).unwrap();
+    let err = endpoint
+        .patch(vec![PatchOp::Punch {
+            start: 0,
+            len: u64::MAX,
+        }])
+        .and_then(|()| endpoint.flush())
+        .unwrap_err();
+    assert_ne!(err.kind, ErrorKind::Protocol, "{err}");
+}
