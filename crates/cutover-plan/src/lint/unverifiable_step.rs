@@ -15,7 +15,9 @@ pub const RULE: Rule = Rule {
 /// The rule's page, as `cutover explain unverifiable-step` prints it.
 const DOC: &str = r#"
 ## What it does
-Finds an `exec` step with no `verify` line.
+Finds an `exec` step with no `verify` line. A step that is itself a check
+is not one: a step of `verify` lines alone (no kind line) is done when its
+checks pass, so it can always be resumed.
 
 ## Why it matters
 cutover resumes after a crash by checking each step against the live world.
@@ -36,6 +38,12 @@ step restart after switch
   exec on web-new "systemctl restart nginx"
   verify exec on web-new "systemctl is-active nginx"
 ```
+A command that only reads state, and so has nothing to verify after it, is
+a check: write it as the step's only `verify` line, with no kind line.
+```
+step no-stale-hosts after switch
+  verify exec on web-new "! grep -q 127.0.0.10 /etc/hosts"
+```
 "#;
 
 fn check(ctx: &Context, out: &mut Findings) {
@@ -52,7 +60,7 @@ fn check(ctx: &Context, out: &mut Findings) {
                     step.action.span,
                 )
                 .help = Some(format!(
-                    "add a `verify exec \"…\"` line that exits 0 once `{}` has taken effect",
+                    "add a `verify exec \"…\"` line that exits 0 once `{}` has taken effect; a command that only checks is written as `verify exec \"…\"` alone, with no kind line",
                     command.chars().take(40).collect::<String>()
                 ));
         }
