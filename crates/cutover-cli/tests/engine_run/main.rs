@@ -8,6 +8,7 @@ mod errors;
 mod gates;
 mod rollback;
 mod signals;
+mod terminal;
 
 use cutover_store::{StepStatus, Store};
 use std::path::{Path, PathBuf};
