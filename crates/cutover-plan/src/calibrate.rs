@@ -1,9 +1,9 @@
 //! Calibration from rehearsals (`cutover plan FILE --calibrate STATE.db`):
 //! what earlier runs of the same runbook measured replaces the planner's
-//! estimates. Copies take the throughput measured between the same two
-//! hosts, DNS steps the time their zone took to serve a change at every
-//! verify server, gates (`manual`) and `exec` steps (and checks) what the
-//! same step took. Every calibrated figure has the provenance `measured`
+//! estimates. A copy measured itself takes what it took, another the
+//! throughput measured between the same two hosts; DNS steps take the time
+//! their zone took to serve a change at every verify server, gates
+//! (`manual`) and `exec` steps (and checks) what the same step took. Every calibrated figure has the provenance `measured`
 //! and names the run it came from.
 //!
 //! The planner does no IO: whoever reads the state files fills
@@ -110,8 +110,10 @@ impl Calibration {
         ))
     }
 
-    /// A copy: its size over the throughput measured between the same two
-    /// hosts (full copies), or, for a delta copy, what the same step took.
+    /// A copy: what the same step took, when it was measured (its source,
+    /// with the zeros and holes it skips, is the same); else its size over
+    /// the throughput measured between the same two hosts (full copies);
+    /// a delta copy never measured is not calibrated.
     fn copy(
         &self,
         runbook: &Runbook,
@@ -134,19 +136,15 @@ impl Calibration {
                     _ => None,
                 })
         };
-        let same = self.samples(|s| s.name == step.name && s.copy.is_some());
-        let own = same.iter().find_map(|s| s.step.copy);
-        if delta || own.is_some_and(|c| !c.full) {
-            // A delta copy: what it took depends on what changed, as it did.
-            let mean = mean(same.iter().filter_map(|s| s.step.copy.map(|c| c.secs)))?;
-            return Some(Figure::new(
-                round(mean),
-                Provenance::Measured,
-                format!(
-                    "delta copy measured {}",
-                    from_runs(&same, |s| s.step.copy.map_or(0.0, |c| c.secs))
-                ),
-            ));
+        let own = self
+            .samples(|s| s.name == step.name)
+            .iter()
+            .find_map(|s| s.step.copy);
+        if own.is_some() {
+            return self.same_step(step);
+        }
+        if delta {
+            return None;
         }
         let pair = self.samples(|s| {
             s.copy.is_some_and(|c| c.full && c.secs > 0.0) && host_of(&s.name) == Some((from, to))
