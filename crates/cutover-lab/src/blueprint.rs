@@ -282,7 +282,7 @@ fn relative_name(zone: &str, name: &str) -> Result<String, LabError> {
 /// expects to replace and the TTL the first `dns.ttl` says they had (`was`).
 fn zones(runbook: &Runbook) -> Result<Vec<ZoneBlueprint>, LabError> {
     // Per zone: (name, type) -> (ttl, value), both optional until the end.
-    type Slot = (Option<(u32, String)>, Option<(String, String)>);
+    type Slot = (Option<(u32, String)>, Option<(Vec<String>, String)>);
     let mut wanted: Vec<BTreeMap<(String, RecordType), Slot>> =
         vec![BTreeMap::new(); runbook.zones.len()];
     let mut order: Vec<Vec<(String, RecordType)>> = vec![Vec::new(); runbook.zones.len()];
@@ -327,7 +327,7 @@ fn zones(runbook: &Runbook) -> Result<Vec<ZoneBlueprint>, LabError> {
                     (None, None)
                 });
                 if slot.1.is_none() {
-                    slot.1 = Some((old.clone(), format!("old value of step {}", step.name)));
+                    slot.1 = Some((old.0.clone(), format!("old value of step {}", step.name)));
                 }
             }
             _ => {}
@@ -356,23 +356,26 @@ fn zones(runbook: &Runbook) -> Result<Vec<ZoneBlueprint>, LabError> {
                 ns_ttl = ttl_value;
                 continue;
             }
-            let (value, value_origin) = match value {
-                Some((value, origin)) => (value.clone(), origin.clone()),
+            let (values, value_origin) = match value {
+                Some((values, origin)) => (values.clone(), origin.clone()),
                 None => {
                     generated += 1;
                     (
-                        placeholder(&zone.name, name, *rtype, generated)?,
+                        vec![placeholder(&zone.name, name, *rtype, generated)?],
                         "placeholder value".to_string(),
                     )
                 }
             };
-            records.push(RecordBlueprint {
-                name: name.clone(),
-                rtype: *rtype,
-                ttl: ttl_value,
-                value,
-                origin: format!("{value_origin}, {ttl_origin}"),
-            });
+            // One record per value of the set.
+            for value in values {
+                records.push(RecordBlueprint {
+                    name: name.clone(),
+                    rtype: *rtype,
+                    ttl: ttl_value,
+                    value,
+                    origin: format!("{value_origin}, {ttl_origin}"),
+                });
+            }
         }
         zones.push(ZoneBlueprint {
             name: zone.name.trim_end_matches('.').to_string(),
@@ -398,6 +401,9 @@ fn placeholder(zone: &str, name: &str, rtype: RecordType, index: u32) -> Result<
         RecordType::Mx => format!("10 lab-mail.{zone}."),
         RecordType::Txt => "\"cutover lab\"".to_string(),
         RecordType::Srv => format!("0 0 80 lab-target.{zone}."),
+        RecordType::Caa => "0 issue \"lab.invalid\"".to_string(),
+        RecordType::Ptr => format!("lab-target.{zone}."),
+        RecordType::Https | RecordType::Svcb => format!("1 lab-target.{zone}."),
         RecordType::Ns => {
             return Err(LabError::Unsupported(format!(
                 "zone {zone}: record {name} NS would delegate a subzone; the lab serves whole zones only"

@@ -9,7 +9,7 @@ use crate::units::format_duration;
 use std::fmt::Write;
 
 /// A record value or similar word, quoted when it would not read back as one word.
-fn word(value: &str) -> String {
+pub(crate) fn word(value: &str) -> String {
     let plain = !value.is_empty()
         && !value.starts_with('#')
         && !value.contains("->")
@@ -65,11 +65,9 @@ impl Runbook {
                 new,
             } => write!(
                 out,
-                " {} {name} {} {} -> {}",
+                " {} {name} {} {old} -> {new}",
                 self.zone(*zone).name,
                 rtype.as_str(),
-                word(old),
-                word(new)
             ),
             ActionKind::ImageCopy { from, to, size } => {
                 let line = write!(out, " {} -> {}", endpoint(from), endpoint(to));

@@ -558,6 +558,10 @@ pub enum RecordType {
     Txt,
     Ns,
     Srv,
+    Caa,
+    Ptr,
+    Https,
+    Svcb,
 }
 
 impl RecordType {
@@ -570,7 +574,45 @@ impl RecordType {
             RecordType::Txt => "TXT",
             RecordType::Ns => "NS",
             RecordType::Srv => "SRV",
+            RecordType::Caa => "CAA",
+            RecordType::Ptr => "PTR",
+            RecordType::Https => "HTTPS",
+            RecordType::Svcb => "SVCB",
         }
+    }
+}
+
+/// The values of one RRset as the runbook writes them (`192.0.2.1, 192.0.2.2`), in the
+/// order written, each in zone-file syntax; never empty, no value twice.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordValues(pub Vec<String>);
+
+impl RecordValues {
+    pub fn iter(&self) -> std::slice::Iter<'_, String> {
+        self.0.iter()
+    }
+
+    /// Whether both hold the same values, in any order.
+    pub fn same_set(&self, other: &RecordValues) -> bool {
+        fn sorted(values: &RecordValues) -> Vec<&str> {
+            let mut v: Vec<&str> = values.iter().map(String::as_str).collect();
+            v.sort_unstable();
+            v
+        }
+        sorted(self) == sorted(other)
+    }
+}
+
+/// As the runbook writes them: `192.0.2.1, 192.0.2.2`, values that need it quoted.
+impl std::fmt::Display for RecordValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, value) in self.iter().enumerate() {
+            if index > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(&crate::describe::word(value))?;
+        }
+        Ok(())
     }
 }
 
@@ -586,13 +628,15 @@ pub enum ActionKind {
         ttl: Duration,
         previous_ttl: Option<Duration>,
     },
-    /// `dns.switch ZONE NAME TYPE OLD -> NEW` (values in zone-file syntax).
+    /// `dns.switch ZONE NAME TYPE OLD[, OLD...] -> NEW[, NEW...]`: the whole
+    /// RRset, from exactly the old values to the new ones (values in
+    /// zone-file syntax).
     DnsSwitch {
         zone: ZoneId,
         name: String,
         rtype: RecordType,
-        old: String,
-        new: String,
+        old: RecordValues,
+        new: RecordValues,
     },
     /// `image.copy HOST:/PATH -> HOST:/PATH [size SIZE]`
     ImageCopy {

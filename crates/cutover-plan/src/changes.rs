@@ -121,9 +121,14 @@ pub fn dns_changes(runbook: &Runbook, facts: &ProbeFacts) -> Vec<DnsChange> {
                 let zone = &runbook.zone(*zone).name;
                 let live = served(facts, zone, name, *rtype);
                 let fqdn = fqdn(name, zone);
-                let holds = |value: &str| {
-                    live.iter()
-                        .all(|r| r.values.len() == 1 && r.values[0].eq_ignore_ascii_case(value))
+                // Every server serves exactly this set (the whole RRset).
+                let holds = |set: &cutover_lang::RecordValues| {
+                    live.iter().all(|r| {
+                        r.values.len() == set.0.len()
+                            && set
+                                .iter()
+                                .all(|v| r.values.iter().any(|s| s.eq_ignore_ascii_case(v)))
+                    })
                 };
                 let (kind, text) = if live.is_empty() {
                     (

@@ -20,7 +20,7 @@ use cutover_dns::{
     VerifyReport, cache_expiry, query, soa, verify_many,
 };
 use cutover_engine::{ActionRole, BoxFuture, Check, Evidence, StepContext, StepKind, StepResult};
-use cutover_lang::{ActionKind, KeyId, Runbook, StepId, Zone, ZoneId};
+use cutover_lang::{ActionKind, KeyId, RecordValues, Runbook, StepId, Zone, ZoneId};
 use cutover_store::Phase;
 use serde_json::{Value, json};
 
@@ -64,22 +64,10 @@ struct SwitchArgs<'a> {
     zone: &'a Zone,
     name: &'a str,
     rtype: RecordType,
-    /// The whole RRset before the switch, as the runbook writes it.
-    old: Vec<String>,
+    /// The whole RRset before the switch.
+    old: &'a RecordValues,
     /// The whole RRset after it.
-    new: Vec<String>,
-}
-
-impl SwitchArgs<'_> {
-    /// The old set as the runbook writes it: `192.0.2.1, 192.0.2.2`.
-    fn old_text(&self) -> String {
-        self.old.join(", ")
-    }
-
-    /// The new set as the runbook writes it.
-    fn new_text(&self) -> String {
-        self.new.join(", ")
-    }
+    new: &'a RecordValues,
 }
 
 fn switch_args<'a>(ctx: &'a StepContext<'a>) -> anyhow::Result<SwitchArgs<'a>> {
@@ -98,8 +86,8 @@ fn switch_args<'a>(ctx: &'a StepContext<'a>) -> anyhow::Result<SwitchArgs<'a>> {
         zone: ctx.runbook.zone(*zone),
         name,
         rtype: rtype.as_str().parse()?,
-        old: vec![old.clone()],
-        new: vec![new.clone()],
+        old,
+        new,
     })
 }
 
@@ -569,7 +557,7 @@ impl StepKind for DnsSwitch {
     fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             let args = switch_args(ctx)?;
-            Ok(round_check(&Self::round(&args, &args.new, None).await?))
+            Ok(round_check(&Self::round(&args, &args.new.0, None).await?))
         })
     }
 
@@ -586,7 +574,7 @@ impl StepKind for DnsSwitch {
             )
             .await
             .map_err(dns_error)?;
-            let new = cutover_dns::canonical_input(args.rtype, &args.new).map_err(dns_error)?;
+            let new = cutover_dns::canonical_input(args.rtype, &args.new.0).map_err(dns_error)?;
             let swapped = if current.values == new {
                 // A resumed act whose update had already landed.
                 false
@@ -599,8 +587,8 @@ impl StepKind for DnsSwitch {
                         &args.zone.name,
                         args.name,
                         args.rtype,
-                        &args.old,
-                        &args.new,
+                        &args.old.0,
+                        &args.new.0,
                         ttl,
                     )
                     .await
@@ -616,8 +604,8 @@ impl StepKind for DnsSwitch {
                     "{} {} {} -> {} at primary {}, serial {serial}",
                     current.name,
                     args.rtype,
-                    args.old_text(),
-                    args.new_text(),
+                    args.old,
+                    args.new,
                     args.zone.primary
                 )
             } else {
@@ -625,7 +613,7 @@ impl StepKind for DnsSwitch {
                     "{} {} already {} at primary {}, serial {serial}",
                     current.name,
                     args.rtype,
-                    args.new_text(),
+                    args.new,
                     args.zone.primary
                 )
             };
@@ -633,10 +621,10 @@ impl StepKind for DnsSwitch {
                 summary,
                 json!({
                     "primary": args.zone.primary.to_string(),
-                    "old": args.old_text(),
-                    "new": args.new_text(),
-                    "old_values": args.old,
-                    "new_values": args.new,
+                    "old": args.old.to_string(),
+                    "new": args.new.to_string(),
+                    "old_values": args.old.0,
+                    "new_values": args.new.0,
                     "swapped": swapped,
                     "ttl": current.ttl,
                     "serial": serial,
@@ -660,7 +648,7 @@ impl StepKind for DnsSwitch {
                 .as_ref()
                 .and_then(|e| e.data["serial"].as_u64())
                 .and_then(|s| u32::try_from(s).ok());
-            let reports = Self::round(&args, &args.new, min_serial).await?;
+            let reports = Self::round(&args, &args.new.0, min_serial).await?;
             let (verified, mut evidence) = round_evidence(&reports);
             let acted_at = acted.as_ref().map(|e| e.at);
             evidence.data["servers"] = Self::note_progress(ctx, &reports, acted_at, min_serial)?;

@@ -26,6 +26,9 @@ $TTL 60
 ns1   IN A   127.0.0.1
 wiki  3 IN A 192.0.2.10
 busy  60 IN A 192.0.2.100
+pool  60 IN A 192.0.2.1
+pool  60 IN A 192.0.2.2
+@     60 IN CAA 0 issue \"letsencrypt.org\"
 ";
 
 struct Lab {
@@ -455,4 +458,80 @@ step switch
         log.contains(&format!("{secondary} serves the new value at serial")),
         "{log}"
     );
+}
+
+/// Whole RRsets through the engine: `pool A 192.0.2.1, 192.0.2.2 -> 198.51.100.1` and the
+/// apex CAA set changed from one value to two, each verified at the primary and at the
+/// secondary that follows a second late; a switch naming only part of the old set changes
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_value_and_caa_switches_are_verified_at_the_primary_and_the_lagging_secondary() {
+    let lab = Lab::start(Duration::from_secs(1)).await;
+    let partial = lab.runbook(
+        "
+step part
+  dns.switch lab.test pool A 192.0.2.1 -> 198.51.100.1
+  timeout 2s
+",
+    );
+    let (outcome, store) = lab.run(&partial).await;
+    assert!(matches!(outcome, RunOutcome::Failed { .. }), "{outcome:?}");
+    let run = store.latest_run().unwrap().unwrap().id;
+    let log = event_log(&store, run);
+    assert!(
+        log.contains("observed 192.0.2.1, 192.0.2.2") && log.contains("nothing was changed"),
+        "{log}"
+    );
+    drop(store);
+    std::fs::remove_dir_all(lab.dir.path().join(".cutover")).unwrap();
+
+    let text = lab.runbook(
+        r#"
+step pool
+  dns.switch lab.test pool A 192.0.2.1, 192.0.2.2 -> 198.51.100.1
+  timeout 20s
+
+step caa after pool
+  dns.switch lab.test @ CAA "0 issue \"letsencrypt.org\"" -> "0 issue \"pki.goog\"", "0 iodef \"mailto:ops@lab.test\""
+  timeout 20s
+"#,
+    );
+    let (outcome, store) = lab.run(&text).await;
+    let run = store.latest_run().unwrap().unwrap().id;
+    assert_eq!(outcome, RunOutcome::Completed, "{}", event_log(&store, run));
+    for (step, wanted) in [
+        ("pool", vec!["198.51.100.1"]),
+        (
+            "caa",
+            vec!["0 iodef \"mailto:ops@lab.test\"", "0 issue \"pki.goog\""],
+        ),
+    ] {
+        let (_, acted) = evidence_at(&store, run, step, Phase::Act);
+        let (_, verified) = evidence_at(&store, run, step, Phase::Verify);
+        let servers = verified["records"][0]["servers"].as_array().unwrap();
+        assert_eq!(servers.len(), 2, "{verified}");
+        for server in servers {
+            assert_eq!(server["values"], serde_json::json!(wanted), "{verified}");
+            assert!(
+                server["serial"].as_u64().unwrap() >= acted["serial"].as_u64().unwrap(),
+                "{verified}"
+            );
+        }
+        // The secondary, a second late, was seen serving the new set after the primary.
+        let first = verified["servers"].as_array().unwrap();
+        let secondary = first
+            .iter()
+            .find(|s| s["server"] == lab.secondary().to_string().as_str())
+            .unwrap_or_else(|| panic!("{verified}"));
+        assert!(
+            secondary["lag_seconds"].as_f64().unwrap() >= 0.5,
+            "{verified}"
+        );
+    }
+    let (_, pool) = evidence_at(&store, run, "pool", Phase::Act);
+    assert_eq!(
+        pool["old_values"],
+        serde_json::json!(["192.0.2.1", "192.0.2.2"])
+    );
+    assert_eq!(pool["old"], "192.0.2.1, 192.0.2.2");
 }

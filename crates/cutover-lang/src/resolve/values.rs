@@ -16,7 +16,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// The record types the language knows, for messages.
-pub(super) const RECORD_TYPES: &str = "A, AAAA, CNAME, MX, TXT, NS or SRV";
+pub(super) const RECORD_TYPES: &str = "A, AAAA, CNAME, MX, TXT, NS, SRV, CAA, PTR, HTTPS or SVCB";
 
 /// The longest name: a runbook's name is its state file's name
 /// (`.cutover/NAME.db`), which a file system bounds at 255 bytes.
@@ -67,6 +67,10 @@ pub(super) fn record_type(text: &str) -> Option<RecordType> {
         "TXT" => RecordType::Txt,
         "NS" => RecordType::Ns,
         "SRV" => RecordType::Srv,
+        "CAA" => RecordType::Caa,
+        "PTR" => RecordType::Ptr,
+        "HTTPS" => RecordType::Https,
+        "SVCB" => RecordType::Svcb,
         _ => return None,
     })
 }

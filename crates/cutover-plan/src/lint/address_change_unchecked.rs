@@ -149,7 +149,7 @@ fn check(ctx: &Context, out: &mut Findings) {
         if !matches!(rtype, RecordType::A | RecordType::Aaaa) {
             continue;
         }
-        let Ok(addr) = new.trim().parse::<IpAddr>() else {
+        let Some(addr) = new.iter().find_map(|v| v.trim().parse::<IpAddr>().ok()) else {
             continue;
         };
         let switch = StepId(i);

@@ -2,12 +2,46 @@
 //! names, a type and TTLs or values, each checked where it is written.
 
 use super::super::Resolver;
-use super::super::cursor::{Cursor, PResult, join};
+use super::super::cursor::{Cursor, PResult, join, short};
 use super::super::values::*;
 use crate::code::Code;
 use crate::diagnostic::Diagnostic;
 use crate::lexer::TokenKind;
 use crate::model::*;
+use crate::source::Span;
+
+/// The values of one RRset, `VALUE[, VALUE...]`, each checked for `rtype`; a value given twice
+/// is refused. Returns them with the span they cover.
+fn record_values(
+    cursor: &mut Cursor<'_>,
+    rtype: RecordType,
+    what: &str,
+) -> PResult<(RecordValues, Span)> {
+    let mut values: Vec<String> = Vec::new();
+    let mut covered = cursor.end_span();
+    loop {
+        let (value, span) = cursor.word_or_string(what)?;
+        check_record_value(rtype, &value, span)?;
+        if values.contains(&value) {
+            return Err(Diagnostic::error(
+                Code::BadValue,
+                format!("`{}` is given twice", short(&value)),
+                span,
+            )
+            .with_help("an RRset holds each value once"));
+        }
+        covered = if values.is_empty() {
+            span
+        } else {
+            join(covered, span)
+        };
+        values.push(value);
+        if !cursor.eat_comma() {
+            break;
+        }
+    }
+    Ok((RecordValues(values), covered))
+}
 
 impl<'a> Resolver<'a> {
     /// `dns.ttl ZONE NAME... TYPE TTL [was TTL]`, after the keyword.
@@ -58,18 +92,16 @@ impl<'a> Resolver<'a> {
         })
     }
 
-    /// `dns.switch ZONE NAME TYPE OLD -> NEW`, after the keyword.
+    /// `dns.switch ZONE NAME TYPE OLD[, OLD...] -> NEW[, NEW...]`, after the keyword.
     pub(super) fn dns_switch(&mut self, cursor: &mut Cursor<'a>) -> PResult<ActionKind> {
         let zone = self.zone_word(cursor)?;
         let (name, name_span) = cursor.word("a record name (`@` for the zone's apex)")?;
         check_record_name(name, name_span)?;
         let rtype = record_type_word(cursor)?;
-        let (old, old_span) = cursor.word_or_string("the record's current value")?;
-        check_record_value(rtype, &old, old_span)?;
+        let (old, old_span) = record_values(cursor, rtype, "the record's current value")?;
         cursor.arrow()?;
-        let (new, new_span) = cursor.word_or_string("the record's new value")?;
-        check_record_value(rtype, &new, new_span)?;
-        if old == new {
+        let (new, new_span) = record_values(cursor, rtype, "the record's new value")?;
+        if old.same_set(&new) {
             return Err(Diagnostic::error(
                 Code::BadValue,
                 "the old and the new value are the same",
