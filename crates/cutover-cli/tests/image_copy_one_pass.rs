@@ -151,3 +151,47 @@ fn a_step_resumed_after_its_act_is_verified_by_reading_both_images() {
         fs::read(d.join("old/disk.img")).unwrap()
     );
 }
+
+/// `limit RATE`: the copy takes at least its data's time at the limit, its
+/// evidence says so, and the plan estimates it at the limit.
+#[test]
+fn a_limited_copy_is_held_to_its_rate_and_planned_at_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::create_dir_all(d.join("old")).unwrap();
+    fs::create_dir_all(d.join("new")).unwrap();
+    random_file(&d.join("old/disk.img"), 3_000_000);
+    fs::write(
+        d.join("pass.runbook"),
+        format!(
+            "runbook pass\n\nhost old addr 127.0.0.10 via local old\n\
+             host far addr 127.0.0.20 via agent \"{BIN} agent --stdio --root {}\"\n\n\
+             step copy\n  image.copy old:/disk.img -> far:/disk.img size 3MB limit 2MB/s\n",
+            d.join("new").display()
+        ),
+    )
+    .unwrap();
+    let plan = Command::new(BIN)
+        .current_dir(d)
+        .args(["plan", "pass.runbook"])
+        .output()
+        .unwrap();
+    let plan_text = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan_text.contains("at its limit"), "{plan_text}");
+    let out = run(d).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read(d.join("new/disk.img")).unwrap(),
+        fs::read(d.join("old/disk.img")).unwrap()
+    );
+    let (summary, acted) = evidence(d, Phase::Act);
+    assert_eq!(acted["limit_bytes_per_sec"], 2_000_000, "{acted}");
+    assert!(summary.contains("limit 2.0 MB/s"), "{summary}");
+    let took = acted["duration"]["secs"].as_f64().unwrap()
+        + acted["duration"]["nanos"].as_f64().unwrap() / 1e9;
+    assert!(took >= 1.4, "3 MB at 2 MB/s took {took:.3} s");
+}

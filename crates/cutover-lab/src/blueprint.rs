@@ -563,7 +563,7 @@ fn hosts(runbook: &Runbook, dir: &Path) -> Result<Vec<HostBlueprint>, LabError> 
     let mut sources: Vec<(Endpoint, u64, bool)> = Vec::new();
     for kind in kind_lines(runbook) {
         let (from, to, size, is_database) = match kind {
-            ActionKind::ImageCopy { from, to, size } => (from, to, size, false),
+            ActionKind::ImageCopy { from, to, size, .. } => (from, to, size, false),
             ActionKind::DbSync { from, to, size, .. } => (from, to, size, true),
             _ => continue,
         };

@@ -69,9 +69,15 @@ impl Runbook {
                 self.zone(*zone).name,
                 rtype.as_str(),
             ),
-            ActionKind::ImageCopy { from, to, size } => {
+            ActionKind::ImageCopy {
+                from,
+                to,
+                size,
+                limit,
+            } => {
                 let line = write!(out, " {} -> {}", endpoint(from), endpoint(to));
-                size.map_or(line, |s| write!(out, " size {s}"))
+                let line = size.map_or(line, |s| write!(out, " size {s}"));
+                limit.map_or(line, |l| write!(out, " limit {l}"))
             }
             ActionKind::DbSync { from, to, size, .. } => {
                 let line = write!(out, " sqlite {} -> {}", endpoint(from), endpoint(to));

@@ -638,11 +638,13 @@ pub enum ActionKind {
         old: RecordValues,
         new: RecordValues,
     },
-    /// `image.copy HOST:/PATH -> HOST:/PATH [size SIZE]`
+    /// `image.copy HOST:/PATH -> HOST:/PATH [size SIZE] [limit RATE]`
     ImageCopy {
         from: Endpoint,
         to: Endpoint,
         size: Option<Size>,
+        /// The most bandwidth the copy may take (`limit RATE`).
+        limit: Option<Bandwidth>,
     },
     /// `db.sync sqlite HOST:/PATH -> HOST:/PATH [size SIZE]`
     DbSync {

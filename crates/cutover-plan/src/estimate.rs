@@ -7,7 +7,7 @@
 use crate::calibrate::Calibration;
 use crate::facts::ProbeFacts;
 use crate::units_fmt;
-use cutover_lang::units::Size;
+use cutover_lang::units::{Bandwidth, Size};
 use cutover_lang::{Action, ActionKind, Endpoint, Runbook, Step, StepId, WaitFor};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -219,13 +219,13 @@ impl<'a> Estimator<'a> {
                     ),
                 }
             }
-            ActionKind::ImageCopy { from, to, size }
+            ActionKind::ImageCopy { from, to, size, .. }
             | ActionKind::DbSync { from, to, size, .. } => {
                 let size = size.or(match &self.runbook.step(id).action.kind {
                     ActionKind::ImageCopy { size, .. } | ActionKind::DbSync { size, .. } => *size,
                     _ => None,
                 });
-                self.transfer(from, to, size)
+                self.transfer(from, to, size, copy_limit(&undo.kind))
             }
             kind => action(kind).unwrap_or_else(|| Figure::unknown("wait until a time")),
         }
@@ -234,18 +234,25 @@ impl<'a> Estimator<'a> {
     /// Size and link of a copy step; `None` for other kinds.
     pub fn copy(&self, id: StepId, step: &Step) -> Option<CopyEstimate> {
         let (from, to, size) = match &step.action.kind {
-            ActionKind::ImageCopy { from, to, size } => (from, to, *size),
+            ActionKind::ImageCopy { from, to, size, .. } => (from, to, *size),
             ActionKind::DbSync { from, to, size, .. } => (from, to, *size),
             _ => return None,
         };
         Some(CopyEstimate {
-            full: self.transfer(from, to, size),
+            full: self.transfer(from, to, size, copy_limit(&step.action.kind)),
             precopy: self.precopy_of.get(&id).copied(),
         })
     }
 
-    /// The time to send a whole source over the link between two hosts' sites.
-    fn transfer(&self, from: &Endpoint, to: &Endpoint, size: Option<Size>) -> Figure {
+    /// The time to send a whole source over the link between two hosts' sites,
+    /// no faster than the copy's `limit RATE`.
+    fn transfer(
+        &self,
+        from: &Endpoint,
+        to: &Endpoint,
+        size: Option<Size>,
+        limit: Option<Bandwidth>,
+    ) -> Figure {
         let (size, size_source) = match (size, self.facts.and_then(|f| f.source_size(from))) {
             (Some(size), _) => (size, Provenance::Estimated),
             (None, Some(size)) => (size, Provenance::Probed),
@@ -257,7 +264,11 @@ impl<'a> Estimator<'a> {
                 ));
             }
         };
-        self.over_link(from, to, size, size_source)
+        let figure = self.over_link(from, to, size, size_source);
+        match limit {
+            Some(limit) => held_to(figure, size, size_source, limit),
+            None => figure,
+        }
     }
 
     /// `size` over the link between the sites of `from` and `to`.
@@ -346,6 +357,32 @@ fn default_guess(secs: i64, kind: &str) -> Figure {
 
 /// The duration of an action from its kind alone (defaults are guesses);
 /// `None` for `wait until`. Copies are estimated by [`Estimator`].
+/// The `limit RATE` of a copy, if it has one.
+fn copy_limit(kind: &ActionKind) -> Option<Bandwidth> {
+    match kind {
+        ActionKind::ImageCopy { limit, .. } => *limit,
+        _ => None,
+    }
+}
+
+/// A copy held to `limit RATE` takes at least size / limit, however fast
+/// its link.
+fn held_to(figure: Figure, size: Size, provenance: Provenance, limit: Bandwidth) -> Figure {
+    let at_limit = secs(limit.transfer_time(size));
+    if figure.secs.is_some_and(|s| s >= at_limit) {
+        return figure;
+    }
+    Figure::new(
+        at_limit,
+        provenance,
+        format!(
+            "{} at its limit {}",
+            units_fmt::size(size.0),
+            units_fmt::bandwidth(limit.0)
+        ),
+    )
+}
+
 fn action(kind: &ActionKind) -> Option<Figure> {
     Some(match kind {
         ActionKind::DnsTtl { .. } | ActionKind::DnsSwitch { .. } => Figure::new(

@@ -66,9 +66,11 @@ fn endpoints(ctx: &StepContext<'_>) -> anyhow::Result<(Location, Location, Strin
 }
 
 /// Runs `work` on a blocking thread, forwarding its progress and stopping
-/// it when the engine cancels the step.
+/// it when the engine cancels the step; `limit` caps its bandwidth (bytes
+/// a second).
 async fn run_blocking<T: Send + 'static>(
     ctx: &StepContext<'_>,
+    limit: Option<u64>,
     work: impl FnOnce(&CopyOptions<'_>) -> Result<T, cutover_copy::CopyError> + Send + 'static,
 ) -> StepResult<T> {
     let cancel = Cancel::new();
@@ -82,7 +84,7 @@ async fn run_blocking<T: Send + 'static>(
         work(&CopyOptions {
             progress: Some(&report),
             cancel: Some(&stop),
-            limit: None,
+            limit,
         })
     });
     tokio::pin!(handle);
@@ -144,7 +146,7 @@ async fn compare(
     label: &str,
     why: &str,
 ) -> StepResult<Check> {
-    let report = run_blocking(ctx, move |_| check_image(&source, &dest)).await?;
+    let report = run_blocking(ctx, None, move |_| check_image(&source, &dest)).await?;
     let mut data = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
     data["compared_by"] = json!("re-read");
     Ok(if report.equal {
@@ -200,9 +202,22 @@ impl StepKind for ImageCopy {
         Box::pin(async move {
             let (source, dest, label) = endpoints(ctx)?;
             let key = (ctx.step_name().to_string(), source.clone(), dest.clone());
-            let report =
-                run_blocking(ctx, move |options| copy_image(&source, &dest, options)).await?;
-            let data = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
+            let limit = match &ctx.action.kind {
+                ActionKind::ImageCopy { limit, .. } => limit.map(|l| l.0 / 8),
+                _ => None,
+            };
+            let report = run_blocking(ctx, limit, move |options| {
+                copy_image(&source, &dest, options)
+            })
+            .await?;
+            let mut data = serde_json::to_value(&report).map_err(anyhow::Error::from)?;
+            let held = match limit {
+                Some(rate) => {
+                    data["limit_bytes_per_sec"] = json!(rate);
+                    format!(" (limit {:.1} MB/s)", rate as f64 / 1e6)
+                }
+                None => String::new(),
+            };
             let summary = if report.outcome == Outcome::AlreadyEqual {
                 format!(
                     "{label}: destination already equal to the source, left untouched ({} compared in {:.1}s, blake3 {})",
@@ -212,7 +227,7 @@ impl StepKind for ImageCopy {
                 )
             } else {
                 format!(
-                    "{label}: {} scanned, {} sent, {} reused, {} of holes/zeros skipped{}{} in {:.1}s, blake3 {}",
+                    "{label}: {} scanned, {} sent, {} reused, {} of holes/zeros skipped{}{} in {:.1}s{held}, blake3 {}",
                     mib(report.bytes_scanned),
                     mib(report.bytes_sent),
                     mib(report.bytes_reused),
@@ -300,7 +315,7 @@ impl StepKind for DbSync {
     fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
             let (source, dest, label) = endpoints(ctx)?;
-            let (source_tables, dest_tables) = run_blocking(ctx, move |_| {
+            let (source_tables, dest_tables) = run_blocking(ctx, None, move |_| {
                 let source_tables = table_checksums(&source)?;
                 let dest_tables = match table_checksums(&dest) {
                     Ok(tables) => Some(tables),
@@ -328,8 +343,10 @@ impl StepKind for DbSync {
     fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
         Box::pin(async move {
             let (source, dest, label) = endpoints(ctx)?;
-            let report =
-                run_blocking(ctx, move |options| sync_sqlite(&source, &dest, options)).await?;
+            let report = run_blocking(ctx, None, move |options| {
+                sync_sqlite(&source, &dest, options)
+            })
+            .await?;
             let rows: u64 = report.tables.iter().map(|t| t.rows).sum();
             Ok(Evidence::new(
                 format!(
@@ -352,7 +369,7 @@ impl StepKind for DbSync {
                 return self.check(ctx).await;
             };
             let (_, dest, label) = endpoints(ctx)?;
-            let dest_tables = run_blocking(ctx, move |_| table_checksums(&dest)).await?;
+            let dest_tables = run_blocking(ctx, None, move |_| table_checksums(&dest)).await?;
             let observed = serde_json::to_value(&dest_tables).map_err(anyhow::Error::from)?;
             let data = json!({ "snapshot": expected, "destination": observed });
             Ok(if observed == expected {

@@ -1,5 +1,6 @@
 //! The file-copy kinds: `image.copy` and the file part of `db.sync sqlite`,
-//! both `HOST:/PATH -> HOST:/PATH [size SIZE]` between two single hosts.
+//! both `HOST:/PATH -> HOST:/PATH [size SIZE]` between two single hosts;
+//! an image copy may be held to `limit RATE`.
 
 use super::super::Resolver;
 use super::super::cursor::{Cursor, PResult, join, short};
@@ -8,13 +9,35 @@ use crate::code::Code;
 use crate::diagnostic::Diagnostic;
 use crate::model::*;
 use crate::source::Span;
-use crate::units::Size;
+use crate::units::{Bandwidth, Size};
 
 impl<'a> Resolver<'a> {
-    /// `image.copy HOST:/PATH -> HOST:/PATH [size SIZE]`, after the keyword.
+    /// `image.copy HOST:/PATH -> HOST:/PATH [size SIZE] [limit RATE]`,
+    /// after the keyword.
     pub(super) fn image_copy(&mut self, cursor: &mut Cursor<'a>) -> PResult<ActionKind> {
         let (from, to, size) = self.file_copy(cursor, "image.copy")?;
-        Ok(ActionKind::ImageCopy { from, to, size })
+        let limit = match cursor.eat("limit") {
+            Some(_) => {
+                let (text, span) = cursor.word("a rate like `20MB/s`")?;
+                let limit = Bandwidth::parse(text).map_err(|m| bad_unit(m, span))?;
+                if limit.0 < 8 {
+                    return Err(Diagnostic::error(
+                        Code::BadValue,
+                        format!("a limit of `{text}` lets nothing through"),
+                        span,
+                    )
+                    .with_help("give the most the copy may take, like `limit 20MB/s`"));
+                }
+                Some(limit)
+            }
+            None => None,
+        };
+        Ok(ActionKind::ImageCopy {
+            from,
+            to,
+            size,
+            limit,
+        })
     }
 
     /// `HOST:/PATH -> HOST:/PATH [size SIZE]` of a copy of one file.
