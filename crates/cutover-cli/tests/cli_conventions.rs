@@ -249,7 +249,10 @@ fn format_values(help: &str) -> Option<Vec<String>> {
     let option = help.find("--format <FORMAT>")?;
     let entry = &help[option + "--format <FORMAT>".len()..];
     let end = entry.find("\n  -").unwrap_or(entry.len());
-    let entry = entry[..end].split_whitespace().collect::<Vec<_>>().join(" ");
+    let entry = entry[..end]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let values = &entry[entry.find("[possible values: ")? + "[possible values: ".len()..];
     let values = &values[..values.find(']')?];
     Some(values.split(", ").map(str::to_owned).collect())
@@ -477,6 +480,32 @@ fn control_characters_are_shown_not_sent_to_the_terminal() {
         diff.contains(" # \\u{1b}]0;owned\\u{7} \\u{1b}[2J\n"),
         "{diff}"
     );
+
+    // A diagnostic quotes the line and the name as they are, escaped, in
+    // every format for people (with colour too).
+    std::fs::write(
+        dir.path().join("b.runbook"),
+        "runbook b\nstep s\u{1b}[2J\u{9b}31m\n  wait 1s\n",
+    )
+    .unwrap();
+    for args in [
+        &["check", "b.runbook"][..],
+        &["check", "b.runbook", "--color", "always"],
+        &["check", "b.runbook", "--format", "short"],
+        &["plan", "b.runbook"],
+    ] {
+        let (code, out, err) = support::cli::cutover(dir.path(), args, &[]);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            !out.contains("\u{1b}[2J") && !out.contains('\u{9b}'),
+            "{args:?}: {out:?}"
+        );
+        assert!(
+            !err.contains("\u{1b}[2J") && !err.contains('\u{9b}'),
+            "{args:?}: {err:?}"
+        );
+        assert!(err.contains("s\\u{1b}[2J\\u{9b}31m"), "{args:?}: {err}");
+    }
 
     // What a server answered, stored as a step's last evidence, is shown
     // escaped by `status`.

@@ -44,6 +44,6 @@ pub use diagnostic::{Diagnostic, Label, Severity};
 pub use format::{format_source, unified_diff};
 pub use load::{Loaded, MAX_FILE_BYTES, load_file, parse_source, read_text};
 pub use model::*;
-pub use render::{render_human, render_json, render_short};
+pub use render::{printable, render_human, render_json, render_short};
 pub use source::{FileId, SourceFile, SourceMap, Span};
 pub use suggest::closest;

@@ -13,6 +13,7 @@ use miette::{
     MietteSpanContents, NamedSource, SourceCode, SourceSpan, SpanContents,
 };
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -20,6 +21,46 @@ use std::sync::Arc;
 const SHOWN_LINE_BYTES: usize = 300;
 /// Rendering width, fixed so output is the same on every terminal.
 const WIDTH: usize = 100;
+
+/// Text for a terminal: every control character (the ESC of an escape
+/// sequence, a bell, a carriage return; a line break or a tab too when
+/// `one_line`) shown as `\u{1b}` instead of being sent raw, so that nothing
+/// read from a runbook, a state file or a server moves the cursor,
+/// retitles the window or hides what is printed.
+pub fn printable(text: &str, one_line: bool) -> Cow<'_, str> {
+    let raw = |c: char| c.is_control() && (one_line || (c != '\n' && c != '\t'));
+    if !text.chars().any(raw) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if raw(c) {
+            let _ = write!(out, "{}", c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A source text as the terminal is shown it: each control character but
+/// a line break, a carriage return and a tab replaced by as many `?` as it
+/// has bytes, so every offset into the text still points where it did.
+fn masked(text: &str) -> Cow<'_, str> {
+    let raw = |c: char| c.is_control() && !matches!(c, '\n' | '\r' | '\t');
+    if !text.chars().any(raw) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if raw(c) {
+            out.extend(std::iter::repeat_n('?', c.len_utf8()));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// Renders `diags` for a terminal: one miette report each, in order.
 /// Without `color` the output is plain text, stable for snapshots.
@@ -67,11 +108,11 @@ fn render_one(
     diag: &Diagnostic,
     out: &mut String,
 ) {
-    let mut report = MietteDiagnostic::new(diag.message.clone())
+    let mut report = MietteDiagnostic::new(printable(&diag.message, false))
         .with_code(diag.code)
         .with_severity(severity(diag.severity));
     if let Some(help) = &diag.help {
-        report = report.with_help(help.clone());
+        report = report.with_help(printable(help, false));
     }
     let Some(primary) = diag
         .primary_span()
@@ -93,7 +134,7 @@ fn render_one(
         let text = if label.message.is_empty() {
             "here".to_string()
         } else {
-            label.message.clone()
+            printable(&label.message, false).into_owned()
         };
         let (start, end) = (
             clipped.map(label.span.start),
@@ -107,7 +148,8 @@ fn render_one(
         });
     }
     report = report.with_labels(labels);
-    let source = NamedSource::new(file.path.display().to_string(), Excerpts(source));
+    let name = printable(&file.path.display().to_string(), true).into_owned();
+    let source = NamedSource::new(name, Excerpts(source));
     let _ = handler.render_report(
         out,
         miette::Report::new(report)
@@ -125,10 +167,11 @@ fn render_one(
             clipped.map(label.span.start),
             clipped.map(label.span.end.max(label.span.start)),
         );
-        let note = MietteDiagnostic::new(label.message.clone())
+        let note = MietteDiagnostic::new(printable(&label.message, false))
             .with_severity(miette::Severity::Advice)
             .with_label(LabeledSpan::new(None, start, end - start));
-        let source = NamedSource::new(other.path.display().to_string(), Excerpts(source));
+        let name = printable(&other.path.display().to_string(), true).into_owned();
+        let source = NamedSource::new(name, Excerpts(source));
         let _ = handler.render_report(
             out,
             miette::Report::new(note).with_source_code(source).as_ref(),
@@ -207,6 +250,7 @@ struct Clipped {
 
 impl Clipped {
     fn new(text: &str) -> Clipped {
+        let text = &*masked(text);
         if text.split('\n').all(|line| line.len() <= SHOWN_LINE_BYTES) {
             return Clipped {
                 text: text.to_string(),
@@ -309,15 +353,15 @@ pub fn render_short(sources: &SourceMap, diags: &[Diagnostic]) -> String {
             .filter(|s| (s.file.0 as usize) < sources.files.len())
         {
             let (line, column) = sources.line_col(span);
-            let path = sources.file(span.file).path.display();
-            let _ = write!(out, "{path}:{line}:{column}: ");
+            let path = sources.file(span.file).path.display().to_string();
+            let _ = write!(out, "{}:{line}:{column}: ", printable(&path, true));
         }
         let severity = match diag.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
             Severity::Info => "info",
         };
-        let message = diag.message.replace('\n', " ");
+        let message = printable(&diag.message.replace('\n', " "), true).into_owned();
         let _ = writeln!(out, "{severity}[{}]: {message}", diag.code);
     }
     out

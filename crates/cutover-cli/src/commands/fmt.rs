@@ -3,9 +3,9 @@
 //! and renaming it into place, so a file is never left half-written; `-`
 //! formats standard input to standard output (for editors).
 
-use super::{Stream, printable, use_color};
+use super::{Stream, use_color};
 use anyhow::Context;
-use cutover_lang::{SourceMap, format_source, read_text, render_human, unified_diff};
+use cutover_lang::{SourceMap, format_source, printable, read_text, render_human, unified_diff};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -98,27 +98,6 @@ pub(crate) fn use_color(stream: Stream) -> bool {
     }
 }
 
-/// Text for the terminal: every control character (an escape sequence's
-/// ESC, a bell, a carriage return, a line break when `one_line`) shown as
-/// `\u{1b}` instead of being sent raw, so that nothing read from a
-/// runbook, a state file or a server can move the cursor, retitle the
-/// window or hide what is printed.
-pub(crate) fn printable(text: &str, one_line: bool) -> std::borrow::Cow<'_, str> {
-    let unsafe_char = |c: char| c.is_control() && (one_line || (c != '\n' && c != '\t'));
-    if !text.chars().any(unsafe_char) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if unsafe_char(c) {
-            out.push_str(&c.escape_unicode().to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
 /// `1 step`, `2 steps`, `0 zones`.
 pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })

@@ -2,9 +2,9 @@
 //! state, planned against actual start, duration, attempts and last
 //! evidence, and who holds the coordinator lock.
 
-use super::printable;
 use super::run::locate;
 use chrono::{DateTime, Local, Utc};
+use cutover_lang::printable;
 use cutover_store::{EventRecord, Phase, StepRecord, StepStatus, Store};
 use std::collections::HashMap;
 use std::path::PathBuf;
