@@ -124,7 +124,8 @@ pub(crate) fn tsig_key(
     let key = runbook.key(key_id);
     let text = cutover_engine::secrets::read_secret(runbook, runbook_dir, key_id)?;
     let algorithm: TsigAlgorithm = key.algorithm.as_str().parse()?;
-    let source = format!("the secret of key `{}`", key.name);
+    // "TSIG key `update` (env:MAEMO_TSIG): the secret is not valid base64".
+    let source = format!("`{}` ({})", key.name, key.secret.reference());
     Ok(TsigKey::parse(
         &text,
         &source,
@@ -602,19 +603,12 @@ impl StepKind for DnsSwitch {
             let summary = if swapped {
                 format!(
                     "{} {} {} -> {} at primary {}, serial {serial}",
-                    current.name,
-                    args.rtype,
-                    args.old,
-                    args.new,
-                    args.zone.primary
+                    current.name, args.rtype, args.old, args.new, args.zone.primary
                 )
             } else {
                 format!(
                     "{} {} already {} at primary {}, serial {serial}",
-                    current.name,
-                    args.rtype,
-                    args.new,
-                    args.zone.primary
+                    current.name, args.rtype, args.new, args.zone.primary
                 )
             };
             Ok(Evidence::new(

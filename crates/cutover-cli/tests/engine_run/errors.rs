@@ -115,6 +115,23 @@ fn an_unset_key_variable_or_a_wrong_key_fails_at_preflight_before_any_step() {
     );
     assert!(!d.join("j").exists(), "no step ran");
     assert_eq!(lab.a("www"), vec!["192.0.2.1".to_owned()]);
+
+    // The key's secret is not base64 at all.
+    std::fs::write(d.join("bad.key"), "not base64 at all!\n").unwrap();
+    let text = lab
+        .header("bad-key")
+        .replace("file:update.key", "file:bad.key")
+        + steps;
+    write(d, "bad-key.runbook", &text);
+    let (code, out, err) = output(cutover(d).args(["run", "bad-key.runbook"]));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("preflight: zone lab.test: key `update` at ")
+            && err.contains("TSIG key `update` (file:bad.key): "),
+        "{err}"
+    );
+    assert!(!err.contains("the secret of key"), "{err}");
+    assert!(!d.join("j").exists(), "no step ran");
 }
 
 #[test]
