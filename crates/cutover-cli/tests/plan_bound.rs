@@ -97,8 +97,8 @@ zone {ZONE}
   verify {dns}
 
 step prepare at T-2h
-  exec \"true\"
-  verify exec \"true\"
+  exec \"touch prepared\"
+  verify exec \"test -f prepared\"
   expect {prepare_expect}
 
 step lower at T-1h
@@ -245,6 +245,49 @@ fn a_reviewed_plan_is_refused_once_the_runbook_or_a_probed_record_changed() {
 
     // Back as planned: accepted again.
     dns.change_www("192.0.2.7", "192.0.2.1");
+    // A reviewed plan calibrated from the first run: the run records the
+    // reviewed plan's figures, not the runbook's alone.
+    let (code, _, stderr) = cutover(
+        dir,
+        &[
+            "plan",
+            "bound.runbook",
+            "--probe",
+            "--calibrate",
+            "accepted.db",
+            "--out",
+            "calibrated.plan",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = cutover(
+        dir,
+        &[
+            "run",
+            "bound.runbook",
+            "--plan",
+            "calibrated.plan",
+            "--until",
+            "prepare",
+            "--state",
+            "calibrated.db",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let export = cutover(
+        dir,
+        &["export", "--state", "calibrated.db", "--format", "json"],
+    )
+    .1;
+    let export: serde_json::Value = serde_json::from_str(&export).unwrap();
+    let prepare = export["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "prepare")
+        .unwrap();
+    assert_eq!(prepare["planned"]["source"], "measured", "{prepare}");
+
     let (code, _, stderr) = cutover(
         dir,
         &[

@@ -268,12 +268,6 @@ pub(crate) fn plan_t0(plan: &Plan, run_t0: Option<DateTime<Utc>>) -> Option<Date
 fn new_steps(runbook: &Runbook, t0: Option<DateTime<Utc>>) -> Vec<NewStep> {
     let plan = cutover_plan::plan(runbook, None);
     let origin = plan_t0(&plan, t0).unwrap_or_else(Utc::now);
-    planned_steps(runbook, &plan, origin)
-}
-
-/// The steps of a new run, each with its planned start from `plan`,
-/// counted from `origin`.
-fn planned_steps(runbook: &Runbook, plan: &Plan, origin: DateTime<Utc>) -> Vec<NewStep> {
     runbook
         .steps
         .iter()
@@ -305,6 +299,9 @@ pub struct RunPlanning {
     pub plan: Plan,
     pub rehearsal: bool,
     pub reviewed: Option<cutover_store::ReviewedPlanRef>,
+    /// The reviewed plan's own times (it may have been calibrated), which
+    /// the run records instead of `plan`'s.
+    pub spans: Option<Vec<cutover_store::PlannedSpan>>,
 }
 
 /// [`open_run`] with the plan a new run records (planned starts, the
@@ -331,11 +328,8 @@ pub fn open_planned_run(
             None => store.create_run(&new_run(new_steps(runbook, t0)))?,
             Some(planning) => {
                 let origin = plan_t0(&planning.plan, t0).unwrap_or_else(Utc::now);
-                let recorded = cutover_store::RunPlan {
-                    rehearsal: planning.rehearsal,
-                    origin,
-                    reviewed: planning.reviewed.clone(),
-                    steps: planning
+                let spans = planning.spans.clone().unwrap_or_else(|| {
+                    planning
                         .plan
                         .steps
                         .iter()
@@ -345,12 +339,27 @@ pub fn open_planned_run(
                             end_s: s.end,
                             source: s.duration.provenance.as_str().to_owned(),
                         })
-                        .collect(),
+                        .collect()
+                });
+                let steps = runbook
+                    .steps
+                    .iter()
+                    .map(|step| NewStep {
+                        name: step.name.clone(),
+                        definition: describe::step(runbook, step),
+                        planned_start: spans
+                            .iter()
+                            .find(|s| s.name == step.name)
+                            .and_then(|s| origin.checked_add_signed(TimeDelta::seconds(s.start_s))),
+                    })
+                    .collect();
+                let recorded = cutover_store::RunPlan {
+                    rehearsal: planning.rehearsal,
+                    origin,
+                    reviewed: planning.reviewed.clone(),
+                    steps: spans,
                 };
-                store.create_planned_run(
-                    &new_run(planned_steps(runbook, &planning.plan, origin)),
-                    Some(&recorded),
-                )?
+                store.create_planned_run(&new_run(steps), Some(&recorded))?
             }
         };
         return Ok(Opened::New(SharedState::new(store, id)));

@@ -196,6 +196,9 @@ fn runbook_text(runbook: &Runbook, sources: &SourceMap) -> RunbookText {
 /// the live world as they are now.
 pub(crate) struct Bound {
     pub reference: cutover_store::ReviewedPlanRef,
+    /// Each step's planned start and end in the reviewed plan (seconds
+    /// from T0) and where its duration came from.
+    pub spans: Vec<cutover_store::PlannedSpan>,
     /// The facts read again now (when the plan was probed): the run is
     /// planned with them.
     pub facts: Option<cutover_plan::ProbeFacts>,
@@ -308,6 +311,18 @@ pub(crate) fn bind(
             made_at: reviewed.made_at.clone(),
             probed_at: reviewed.probe.as_ref().map(|p| p.at.clone()),
         },
+        spans: reviewed
+            .steps()
+            .into_iter()
+            .map(
+                |(name, start_s, end_s, source)| cutover_store::PlannedSpan {
+                    name,
+                    start_s,
+                    end_s,
+                    source,
+                },
+            )
+            .collect(),
         facts,
     })
 }

@@ -619,10 +619,25 @@ fn run_planning(
         ..cutover_plan::Options::default()
     };
     let facts = bound.as_ref().and_then(|b| b.facts.as_ref());
+    // The reviewed plan's own times (calibrated, perhaps); a rehearsal's
+    // re-based at its start like its plan: nothing before it.
+    let spans = bound.as_ref().map(|b| {
+        let first = b.spans.iter().map(|s| s.start_s).min().unwrap_or(0);
+        let shift = if rehearsal { -first.min(0) } else { 0 };
+        b.spans
+            .iter()
+            .map(|s| cutover_store::PlannedSpan {
+                start_s: s.start_s + shift,
+                end_s: s.end_s + shift,
+                ..s.clone()
+            })
+            .collect()
+    });
     Ok(Some(RunPlanning {
         plan: cutover_plan::plan_with(&loaded.runbook, facts, &options),
         rehearsal,
         reviewed: bound.map(|b| b.reference),
+        spans,
     }))
 }
 
