@@ -7,7 +7,7 @@
 //! that. So a path is checked and opened in one step, by the kernel:
 //! `openat2` from a descriptor of the root with `RESOLVE_BENEATH` (links
 //! that stay beneath the root are followed, none that leave it, nor
-//! absolute ones). The destination's folder is held open as a descriptor
+//! absolute ones, except beneath `/`). The destination's folder is held open as a descriptor
 //! ([`Folder`]), and the files a copy creates, renames and removes beside
 //! the destination (partial, staging, journal) are reached by name from it
 //! with `O_NOFOLLOW`: never through a link, and always in that folder.
@@ -27,15 +27,21 @@ use crate::error::{CopyError, ErrorKind};
 /// Where paths are taken from: anywhere on this machine, or only beneath a
 /// root folder.
 pub(crate) struct Root {
-    /// The root folder, held open; `None` for this whole machine.
-    fd: Option<Arc<OwnedFd>>,
+    /// The root folder, held open, and how paths are resolved beneath it;
+    /// `None` for this whole machine.
+    fd: Option<(Arc<OwnedFd>, ResolveFlags)>,
     path: PathBuf,
 }
 
-/// How links are resolved beneath a root (none leads out, none is a
-/// `/proc` magic link).
-fn beneath() -> ResolveFlags {
-    ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS
+/// How links are resolved beneath a root: none may lead out, none is a
+/// `/proc` magic link. Beneath `/` nothing can lead out, and absolute links
+/// (which `RESOLVE_BENEATH` refuses) are followed as usual.
+fn resolve_beneath(root: &Path) -> ResolveFlags {
+    if root == Path::new("/") {
+        ResolveFlags::empty()
+    } else {
+        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS
+    }
 }
 
 impl Root {
@@ -63,7 +69,7 @@ impl Root {
             e => CopyError::io("root", &real, e.into()),
         })?;
         Ok(Root {
-            fd: Some(Arc::new(fd)),
+            fd: Some((Arc::new(fd), resolve_beneath(&real))),
             path: real,
         })
     }
@@ -124,7 +130,7 @@ impl Root {
 
 /// A file named beneath a [`Root`], not yet opened.
 pub(crate) struct Entry {
-    root: Option<Arc<OwnedFd>>,
+    root: Option<(Arc<OwnedFd>, ResolveFlags)>,
     /// From the root (or as given, on this whole machine).
     relative: PathBuf,
     folder: PathBuf,
@@ -155,7 +161,7 @@ impl Entry {
 
     /// Opens the entry itself (links beneath the root are followed).
     pub(crate) fn open(&self, what: &str, flags: OFlags) -> Result<File, CopyError> {
-        open_at(self.root.as_deref(), &self.relative, flags)
+        open_at(self.root.as_ref(), &self.relative, flags)
             .map(File::from)
             .map_err(|e| self.error(what, &self.path, e))
     }
@@ -163,7 +169,7 @@ impl Entry {
     /// Opens the folder that holds the entry.
     pub(crate) fn folder(&self, what: &str) -> Result<Folder, CopyError> {
         let fd = open_at(
-            self.root.as_deref(),
+            self.root.as_ref(),
             &self.folder,
             OFlags::RDONLY | OFlags::DIRECTORY,
         )
@@ -188,10 +194,14 @@ impl Entry {
 
 /// Opens `path` (an existing file or folder) from `root`, beneath it, or
 /// as given without a root.
-fn open_at(root: Option<&OwnedFd>, path: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+fn open_at(
+    root: Option<&(Arc<OwnedFd>, ResolveFlags)>,
+    path: &Path,
+    flags: OFlags,
+) -> io::Result<OwnedFd> {
     let flags = flags | OFlags::CLOEXEC;
     let fd = match root {
-        Some(root) => rustix::fs::openat2(root, path, flags, Mode::empty(), beneath()),
+        Some((root, resolve)) => rustix::fs::openat2(&**root, path, flags, Mode::empty(), *resolve),
         None => rustix::fs::open(path, flags, Mode::empty()),
     };
     Ok(fd?)

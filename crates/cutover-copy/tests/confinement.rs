@@ -197,3 +197,33 @@ fn links_planted_beside_the_destination_are_not_followed() {
         "a copy reached outside the root"
     );
 }
+
+/// Beneath `/` nothing can lead out, so an absolute link is followed as
+/// usual (`--root /` is how agents over ssh usually run); beneath any
+/// other root an absolute link is refused, even one that points inside.
+#[test]
+fn absolute_links_are_followed_beneath_slash_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, real) = (dir.path().join("root"), dir.path().join("root/real"));
+    fs::create_dir_all(&real).unwrap();
+    std::os::unix::fs::symlink(&real, root.join("link")).unwrap();
+    let src = dir.path().join("src.img");
+    fs::write(&src, content(1, 8192)).unwrap();
+    let copy_to = |root: &Path, path: String| {
+        let dest = Location::Rooted {
+            root: root.to_path_buf(),
+            path,
+        };
+        copy_image(
+            &Location::Local(src.clone()),
+            &dest,
+            &CopyOptions::default(),
+        )
+    };
+    let through_link = root.join("link/a.img").display().to_string();
+    copy_to(Path::new("/"), through_link).unwrap();
+    assert_eq!(fs::read(real.join("a.img")).unwrap(), content(1, 8192));
+    let err = copy_to(&root, "link/b.img".to_string()).unwrap_err();
+    assert_eq!(err.kind, cutover_copy::ErrorKind::OutsideRoot, "{err}");
+    assert!(!real.join("b.img").exists());
+}
