@@ -297,7 +297,7 @@ impl TerminalReporter {
     }
 }
 
-/// `12.0 MiB of 160.0 MiB (7%)`, `3 of 10 tables`, `512 bytes of lag`.
+/// `12.0 MiB of 160.0 MiB (7%)`, `3 of 10 tables (30%)`, `512 bytes of lag`.
 fn progress_text(done: u64, total: Option<u64>, unit: &str) -> String {
     let amount = |n: u64| {
         if unit == "bytes" {
@@ -306,13 +306,17 @@ fn progress_text(done: u64, total: Option<u64>, unit: &str) -> String {
             format!("{n} {unit}")
         }
     };
+    let percent = |total: u64| done.saturating_mul(100) / total;
     match total {
-        Some(total) if total > 0 => format!(
+        Some(total) if total > 0 && unit == "bytes" => format!(
             "{} of {} ({}%)",
             amount(done),
             amount(total),
-            done.saturating_mul(100) / total
+            percent(total)
         ),
+        Some(total) if total > 0 => {
+            format!("{done} of {} ({}%)", amount(total), percent(total))
+        }
         _ => amount(done),
     }
 }
@@ -796,4 +800,61 @@ fn sanitize(text: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_countdown_beyond_a_day_names_the_date() {
+        let soon = Utc::now() + chrono::Duration::seconds(90);
+        let text = left(soon);
+        assert!(text.starts_with("1m"), "{text}");
+        assert!(!text.contains('-'), "{text}");
+        let later = Utc::now() + chrono::Duration::days(3);
+        let text = left(later);
+        let date = later.with_timezone(&Local).format("%Y-%m-%d").to_string();
+        assert!(
+            text.starts_with("2d23h59m") || text.starts_with("3d"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("until {date} ")), "{text}");
+    }
+
+    #[test]
+    fn the_recap_counts_steps_times_and_deviations() {
+        let recap = Recap {
+            outcome: "stopped",
+            total: 5,
+            done: 2,
+            already_satisfied: 1,
+            skipped: 1,
+            failed: 0,
+            not_run: 1,
+            took: Duration::from_secs(130),
+            planned: Duration::from_secs(100),
+            deviations: vec!["freeze: skipped by --skip\u{1b}[2J".into()],
+        };
+        assert_eq!(
+            recap_lines(&recap, "cutover export move.runbook"),
+            [
+                "Run stopped. 5 steps: 2 done, 1 already satisfied, 1 skipped, 0 failed, 1 not run.",
+                "Took 2m10s against 1m40s planned (30s over).",
+                "Deviations (1):",
+                "  freeze: skipped by --skip\\u{1b}[2J",
+                "Report: `cutover export move.runbook`",
+            ]
+        );
+    }
+
+    #[test]
+    fn progress_reads_in_iec_units_with_a_percentage() {
+        assert_eq!(
+            progress_text(12 << 20, Some(160 << 20), "bytes"),
+            "12.0 MiB of 160.0 MiB (7%)"
+        );
+        assert_eq!(progress_text(3, Some(10), "tables"), "3 of 10 tables (30%)");
+        assert_eq!(progress_text(512, None, "bytes of lag"), "512 bytes of lag");
+    }
 }
