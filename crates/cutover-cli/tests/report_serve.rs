@@ -606,7 +606,7 @@ fn the_page_follows_a_lab_run_in_a_real_browser_without_reloading() {
     for (step, text) in seen["progress"].as_object().unwrap() {
         let text = text.as_str().unwrap();
         assert!(
-            text.contains(" MB of ") && text.ends_with("%)"),
+            text.contains(" MiB of ") && text.ends_with("%)"),
             "{step}: {text}"
         );
     }
@@ -678,7 +678,7 @@ fn progress_and_a_countdown_show_and_the_countdown_ticks_without_the_server() {
 
     let browser = Browser::start(&dir.path().join("chromium-profile"), 390, 844);
     browser.open(&format!("http://{address}/"));
-    let progress = "25.2 MB of 67.1 MB (37%)";
+    let progress = "24.0 MiB of 64.0 MiB (37%)";
     eventually("the copy's progress", Duration::from_secs(15), || {
         let shown = browser.text_in_step("copy", ".progress-figure");
         if shown == progress {
@@ -713,4 +713,364 @@ fn progress_and_a_countdown_show_and_the_countdown_ticks_without_the_server() {
             Err(now)
         }
     });
+}
+
+/// The runbook of the screenshots: DNS steps verified at three servers,
+/// a gate, a copy, a wait, long names.
+const SCREENSHOT_RUNBOOK: &str = r#"runbook wiki-move-2026
+  title "Screenshots: the wiki moves to its new host, with a long title that must wrap on a phone"
+
+zone lab.test
+  primary 127.0.0.1:5353
+  verify  127.0.0.1:5353, 127.0.0.1:5354, 127.0.0.1:5355
+
+host wiki-old-primary-host site old addr 127.0.0.10 via local old
+host wiki-new-primary-host site new addr 127.0.0.20 via local new
+
+step lower-ttl-of-the-wiki-record
+  dns.ttl lab.test wiki A 5 was 3600
+
+step freeze-the-wiki after lower-ttl-of-the-wiki-record
+  manual "Put the wiki into read-only mode and post the maintenance banner on every front page"
+  expect 2m
+
+step final-sync-of-the-wiki-image after freeze-the-wiki
+  image.copy wiki-old-primary-host:/srv/wiki.img -> wiki-new-primary-host:/srv/wiki.img size 64MiB
+
+step switch-the-wiki-record after final-sync-of-the-wiki-image
+  dns.switch lab.test wiki A 127.0.0.10 -> 127.0.0.20
+
+step settle after freeze-the-wiki
+  wait 2m
+"#;
+
+const SCREENSHOT_STEPS: [&str; 5] = [
+    "lower-ttl-of-the-wiki-record",
+    "freeze-the-wiki",
+    "final-sync-of-the-wiki-image",
+    "switch-the-wiki-record",
+    "settle",
+];
+
+/// A DNS verification at the runbook's three servers, as the DNS kinds
+/// record it (with first sightings when `first_seen`).
+fn three_server_round(value: &str, first_seen: bool) -> serde_json::Value {
+    let at = chrono::Utc::now();
+    let servers: Vec<serde_json::Value> = (0..3)
+        .map(|i| {
+            serde_json::json!({
+                "server": format!("127.0.0.1:{}", 5353 + i), "values": [value], "ttl": 5,
+                "serial": 2026120104 + u32::from(i == 2), "agrees": true, "error": null,
+                "at": at.to_rfc3339(),
+            })
+        })
+        .collect();
+    let mut round = serde_json::json!({ "records": [{
+        "name": "wiki.lab.test.", "type": "A",
+        "expected": { "values": [value], "ttl": null, "min_serial": 2026120104 },
+        "verified": true, "servers": servers, "stale": null,
+    }] });
+    if first_seen {
+        round["servers"] = (0..3)
+            .map(|i| {
+                serde_json::json!({
+                    "server": format!("127.0.0.1:{}", 5353 + i),
+                    "first_served_at": (at - chrono::TimeDelta::seconds(20 - 8 * i)).to_rfc3339(),
+                    "serial": 2026120104 + i64::from(i == 2),
+                    "lag_seconds": 0.4 + 8.0 * f64::from(i as u8),
+                })
+            })
+            .collect();
+    }
+    round
+}
+
+fn step_done(store: &Store, run: i64, step: &str, summary: &str, data: serde_json::Value) {
+    act(store, run, step);
+    store
+        .transition(
+            run,
+            &Transition {
+                step,
+                status: StepStatus::Done,
+                phase: Some(Phase::Verify),
+                new_attempt: false,
+                event_kind: "done",
+                message: format!("verified: {summary}"),
+                evidence: Some((Phase::Verify, summary.into(), data)),
+            },
+        )
+        .unwrap();
+}
+
+/// Standard base64 (what WebDriver's screenshots are in).
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let digits: Vec<u8> = text
+        .bytes()
+        .filter(|&c| c != b'=' && c != b'\n')
+        .map(value)
+        .collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &d)| n | (u32::from(d) << (18 - 6 * i)));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+impl Browser {
+    /// Resizes the window to `width` × `height` and checks that the page
+    /// then has that width.
+    fn resize(&self, width: u32, height: u32) {
+        self.command(
+            Method::POST,
+            "/window/rect",
+            Some(serde_json::json!({ "width": width, "height": height })),
+        );
+        self.wait_for(
+            Duration::from_secs(10),
+            "return String(window.innerWidth);",
+            &width.to_string(),
+        );
+    }
+
+    /// `fits` when nothing makes the page scroll sideways, else the widths.
+    fn page_fits(&self) -> String {
+        self.script(
+            "return document.documentElement.scrollWidth <= window.innerWidth ? 'fits' : document.documentElement.scrollWidth + ' > ' + window.innerWidth;",
+        )
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+    }
+
+    /// Saves a PNG of the window to `path`.
+    fn screenshot(&self, path: &Path) {
+        let png = base64_decode(
+            self.command(Method::GET, "/screenshot", None)
+                .as_str()
+                .unwrap(),
+        );
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+        std::fs::write(path, png).unwrap();
+        eprintln!("screenshot: {}", path.display());
+    }
+}
+
+/// The HTML report and the live dashboard in headless Chromium, at a
+/// desktop's 1280 px and a phone's 390 px: the page never scrolls
+/// sideways, and at 1280 px the report's timeline table and Gantt chart
+/// fit without scrolling either. Screenshots of each go to
+/// `target/tmp/screenshots/` (paths printed) for a person to look at.
+#[test]
+#[ignore = "needs chromium and chromium-driver (Debian packages)"]
+fn screenshots_of_the_report_and_the_dashboard_fit_1280_and_390_px() {
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = dir.path().join("wiki-move-2026.runbook");
+    std::fs::write(&runbook, SCREENSHOT_RUNBOOK).unwrap();
+    let state = dir.path().join(".cutover").join("wiki-move-2026.db");
+    let store = Store::open(&state).unwrap();
+    let run = store
+        .create_run(&NewRun {
+            runbook_name: "wiki-move-2026".into(),
+            runbook_path: runbook.display().to_string(),
+            content_hash: "0123456789abcdef".into(),
+            operator: "alice".into(),
+            t0: None,
+            steps: SCREENSHOT_STEPS
+                .iter()
+                .map(|name| NewStep {
+                    name: (*name).into(),
+                    definition: format!("step {name}"),
+                    planned_start: None,
+                })
+                .collect(),
+        })
+        .unwrap();
+    // This process is the run's coordinator, as `cutover run` would be.
+    let me = cutover_store::LockHolder::current();
+    store.acquire_lock(&me, false).unwrap();
+    store.set_run_status(run, RunStatus::Running).unwrap();
+    step_done(
+        &store,
+        run,
+        SCREENSHOT_STEPS[0],
+        "wiki.lab.test. A served by all 3 verify servers",
+        three_server_round("127.0.0.10", false),
+    );
+    act(&store, run, SCREENSHOT_STEPS[1]);
+    store
+        .confirm(
+            run,
+            SCREENSHOT_STEPS[1],
+            "bob",
+            Some("read-only, banner up"),
+        )
+        .unwrap();
+    store
+        .transition(
+            run,
+            &Transition {
+                step: SCREENSHOT_STEPS[1],
+                status: StepStatus::Done,
+                phase: Some(Phase::Verify),
+                new_attempt: false,
+                event_kind: "done",
+                message: "verified: confirmed by bob".into(),
+                evidence: Some((
+                    Phase::Verify,
+                    "confirmed by bob".into(),
+                    serde_json::json!({ "user": "bob", "note": "read-only, banner up" }),
+                )),
+            },
+        )
+        .unwrap();
+    // During the run: the copy at 24 of 64 MiB, the wait counting down.
+    act(&store, run, SCREENSHOT_STEPS[2]);
+    let progress =
+        serde_json::json!({ "done": 24u64 << 20, "total": 64u64 << 20, "unit": "bytes" });
+    store
+        .append_event(
+            run,
+            Some(SCREENSHOT_STEPS[2]),
+            "progress",
+            "copying",
+            Some(&progress),
+        )
+        .unwrap();
+    act(&store, run, "settle");
+    let until = chrono::Utc::now() + chrono::TimeDelta::seconds(90);
+    let countdown = serde_json::json!({ "until": until, "label": "waiting" });
+    store
+        .append_event(
+            run,
+            Some("settle"),
+            "countdown",
+            "waiting",
+            Some(&countdown),
+        )
+        .unwrap();
+
+    let (_server, address) = serve(&["--state", &state.display().to_string()]);
+    let browser = Browser::start(&dir.path().join("chromium-profile"), 1280, 900);
+    browser.open(&format!("http://{address}/"));
+    eventually("the copy's progress", Duration::from_secs(15), || {
+        let shown = browser.text_in_step(SCREENSHOT_STEPS[2], ".progress-figure");
+        if shown == "24.0 MiB of 64.0 MiB (37%)" {
+            Ok(())
+        } else {
+            Err(shown)
+        }
+    });
+    let mut failures = Vec::new();
+    for (width, height) in [(1280, 900), (390, 844)] {
+        browser.resize(width, height);
+        let fits = browser.page_fits();
+        if fits != "fits" {
+            failures.push(format!("dashboard at {width} px: {fits}"));
+        }
+        browser.screenshot(&shots.join(format!("dashboard-{width}.png")));
+    }
+
+    // The run goes on to its end; its HTML report.
+    store
+        .transition(
+            run,
+            &Transition {
+                step: SCREENSHOT_STEPS[2],
+                status: StepStatus::Done,
+                phase: Some(Phase::Verify),
+                new_attempt: false,
+                event_kind: "done",
+                message: "verified: blake3 equal at both ends".into(),
+                evidence: Some((
+                    Phase::Verify,
+                    "blake3 equal at both ends".into(),
+                    serde_json::json!({ "size": 64u64 << 20, "bytes_sent": 9_123_840u64, "hash": "9f1e6b0c4d2a" }),
+                )),
+            },
+        )
+        .unwrap();
+    step_done(
+        &store,
+        run,
+        SCREENSHOT_STEPS[3],
+        "wiki.lab.test. A served by all 3 verify servers",
+        three_server_round("127.0.0.20", true),
+    );
+    store
+        .transition(
+            run,
+            &Transition {
+                step: "settle",
+                status: StepStatus::Done,
+                phase: Some(Phase::Verify),
+                new_attempt: false,
+                event_kind: "done",
+                message: "verified: the time has come".into(),
+                evidence: None,
+            },
+        )
+        .unwrap();
+    store.set_run_status(run, RunStatus::Completed).unwrap();
+    store.release_lock(&me).unwrap();
+    let report = dir.path().join("report.html");
+    let export = cutover(&[
+        "export",
+        "--state",
+        &state.display().to_string(),
+        "--format",
+        "html",
+        "-o",
+        &report.display().to_string(),
+    ]);
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    browser.open(&format!("file://{}", report.display()));
+    browser.wait_for(
+        Duration::from_secs(10),
+        "return document.querySelectorAll('.facts-table th').length > 0 ? 'shown' : 'not yet';",
+        "shown",
+    );
+    for (width, height) in [(1280, 900), (390, 844)] {
+        browser.resize(width, height);
+        let fits = browser.page_fits();
+        if fits != "fits" {
+            failures.push(format!("report at {width} px: {fits}"));
+        }
+        if width == 1280 {
+            // The timeline table and the chart fit the page as they are.
+            let inner = browser.script(
+                "const out = []; for (const box of document.querySelectorAll('.scroll, .gantt-box')) { if (box.scrollWidth > box.clientWidth) out.push(box.className + ' ' + box.scrollWidth + ' > ' + box.clientWidth); } return out.join('; ') || 'fits';",
+            );
+            if inner != "fits" {
+                failures.push(format!("report at 1280 px, inside: {inner}"));
+            }
+        }
+        browser.screenshot(&shots.join(format!("report-{width}.png")));
+        // The whole page, for reading its evidence tables.
+        let full = browser
+            .script("return Math.min(document.documentElement.scrollHeight, 12000);")
+            .as_u64()
+            .unwrap_or(u64::from(height));
+        browser.resize(width, u32::try_from(full).unwrap_or(height));
+        browser.screenshot(&shots.join(format!("report-{width}-whole.png")));
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }

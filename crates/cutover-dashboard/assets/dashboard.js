@@ -27,10 +27,11 @@ function dur(secs) {
 function offset(secs) { return secs === 0 ? "T0" : secs > 0 ? "T+" + dur(secs) : "T-" + dur(-secs); }
 function utc(iso) { return iso ? iso.replace("T", " ").replace(/\.\d+/, "").replace("Z", "") : "–"; }
 function instant(i) { return i ? offset(i.offset_s) + " " + utc(i.utc) : "–"; }
+// Sizes in IEC units, as every text format of the report writes them.
 function size(n) {
-  const units = ["B", "KB", "MB", "GB", "TB"];
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let v = n, u = 0;
-  while (v >= 1000 && u < units.length - 1) { v /= 1000; u++; }
+  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
   return (u === 0 ? v : v.toFixed(1)) + " " + units[u];
 }
 

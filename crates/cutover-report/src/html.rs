@@ -64,6 +64,21 @@ fn facts_html(data: &serde_json::Value) -> String {
     }
 }
 
+/// A timeline cell of a figure and, below it and smaller, what it is
+/// (`T+3m11s` over `2026-03-14 17:03:11`, `6s` over `estimated`): the
+/// table then fits a 1280 px screen.
+fn two_lines((first, second): &(String, String)) -> String {
+    if second.is_empty() {
+        escape(first)
+    } else {
+        format!(
+            "{}<br><small class=\"muted\">{}</small>",
+            escape(first),
+            escape(second)
+        )
+    }
+}
+
 /// A step's state as the page says it: a manual gate waiting for its
 /// confirmation says so (as `cutover status` does), with its instructions.
 fn status_text(step: &StepReport) -> String {
@@ -144,14 +159,27 @@ pub fn html(report: &Report) -> String {
             status_colour(s.status),
             escape(&status_text(s)),
             s.attempts,
-            escape(&text::instant(s.planned.span.start)),
-            escape(&text::instant(s.actual.start)),
+            two_lines(&s.planned.span.start.map_or_else(
+                || ("–".to_owned(), String::new()),
+                |i| (text::offset(i), text::utc(i.utc))
+            )),
+            two_lines(&s.actual.start.map_or_else(
+                || ("–".to_owned(), String::new()),
+                |i| (text::offset(i), text::utc(i.utc))
+            )),
             escape(&text::delta(s.start_delta_s)),
-            escape(&match s.planned.span.duration_s {
-                Some(d) => format!("{} ({})", text::duration(Some(d)), s.planned.source),
-                None => "–".to_owned(),
+            two_lines(&match s.planned.span.duration_s {
+                Some(d) => (text::duration(Some(d)), s.planned.source.to_owned()),
+                None => ("–".to_owned(), String::new()),
             }),
-            escape(&text::took(s)),
+            two_lines(&(
+                text::duration(s.actual.duration_s),
+                if s.stopped_s > 0 {
+                    format!("+{} stopped", text::duration(Some(s.stopped_s)))
+                } else {
+                    String::new()
+                }
+            )),
             escape(&text::delta(s.duration_delta_s)),
         );
     }
