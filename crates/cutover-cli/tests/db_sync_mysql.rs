@@ -362,6 +362,16 @@ fn sync_with_a_writer_survives_two_kills_and_verifies_after_the_freeze() {
     );
     kill_group(&run);
     let _ = run.wait();
+    // Where replication stands is said as it runs: copied, and the lag in
+    // transactions (GTIDs compared), bytes and seconds.
+    let log = std::fs::read_to_string(lab.path().join("run2.log")).unwrap();
+    assert!(
+        log.contains("sync: db-old:")
+            && log.contains("4/4 tables copied")
+            && log.contains(", lag ")
+            && log.contains(" transactions"),
+        "the lag is reported: {log}"
+    );
 
     // Third run: the writers stop, the gate is confirmed, the step verifies.
     let mut run = lab.spawn_run(&lab.path().join("run3.log"));

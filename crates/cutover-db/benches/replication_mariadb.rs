@@ -67,7 +67,7 @@ fn main() {
         .sql(&format!(
             "USE app;
              CREATE TABLE accounts (id BIGINT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(60) NOT NULL, balance DECIMAL(12,2), note TEXT, updated TIMESTAMP NULL DEFAULT CURRENT_TIMESTAMP, KEY accounts_name (name));
-             INSERT INTO accounts (name, balance, note) SELECT CONCAT('account ', seq), seq % 1000, REPEAT(MD5(seq), 6), '2026-01-01 00:00:00' FROM seq_1_to_{rows};
+             INSERT INTO accounts (name, balance, note, updated) SELECT CONCAT('account ', seq), seq % 1000, REPEAT(MD5(seq), 6), '2026-01-01 00:00:00' FROM seq_1_to_{rows};
              CREATE TABLE events (id BIGINT AUTO_INCREMENT PRIMARY KEY, account BIGINT, kind VARCHAR(10));
              INSERT INTO events (account, kind) SELECT seq, 'seed' FROM seq_1_to_{};
              ANALYZE TABLE accounts, events;",

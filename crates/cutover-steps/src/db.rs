@@ -16,13 +16,37 @@ use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepError, StepKin
 use cutover_lang::{ActionKind, DbServer, Runbook, ServerEngine, StepId};
 use cutover_store::StepStatus;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// Rows per checksum chunk.
 const CHUNK_ROWS: u64 = 10_000;
 
 /// Differences named in a failure (all are in the evidence's count).
 const SHOWN_DIFFERENCES: usize = 5;
+
+/// How often a replicating step says where it stands (copied, lag in
+/// transactions or bytes and seconds) as a message, beside the progress
+/// figure every verification reports.
+const REPORT_EVERY: Duration = Duration::from_secs(15);
+
+/// When each step of this process last said where it stands.
+static REPORTED: Mutex<BTreeMap<String, Instant>> = Mutex::new(BTreeMap::new());
+
+/// Whether `step` is due to say where it stands (and notes that it does).
+fn report_due(step: &str) -> bool {
+    let mut reported = REPORTED.lock().unwrap_or_else(PoisonError::into_inner);
+    let now = Instant::now();
+    match reported.get(step) {
+        Some(last) if now.duration_since(*last) < REPORT_EVERY => false,
+        _ => {
+            reported.insert(step.to_owned(), now);
+            true
+        }
+    }
+}
 
 /// `db.sync postgres|mysql SERVER -> SERVER [freeze STEP]`
 pub struct DbReplicate;
@@ -373,6 +397,9 @@ impl StepKind for DbReplicate {
                 ctx.progress(transactions, None, "transactions of lag");
             } else {
                 ctx.progress(lag.lag_bytes.unwrap_or(0), None, "bytes of lag");
+            }
+            if report_due(ctx.step_name()) {
+                ctx.message(&format!("{}: {}", sides.label, lag_text(&lag)))?;
             }
             if lag.tables_ready == lag.tables && sides.engine == ServerEngine::Postgres {
                 let built = postgres::create_indexes(&sides.source, &sides.destination)

@@ -12,7 +12,9 @@
 //! GTID, so the resumed replica applies the stream idempotently (a row it
 //! would insert is replaced, one it would change or delete and cannot
 //! find is left alone), which converges because the row-based log carries
-//! whole rows. A table without a primary key is copied again whole.
+//! whole rows. A table without a primary key is copied again whole. The
+//! resumed copy writes with `REPLACE`, since the killed run's last
+//! statement may still be committing on the server.
 
 use super::{My, ident, literal, push_literal, replica, schema};
 use crate::{DbError, Server};
@@ -440,7 +442,12 @@ async fn copy_table(
         }
         select.push_str(&format!(" ORDER BY {}", key_order(&table.key, false)));
     }
-    let prefix = format!("INSERT INTO {} ({columns}) VALUES ", table.qualified()).into_bytes();
+    // A resumed copy writes with REPLACE: the statement the killed run had
+    // sent may still be running on the server and commit rows after the
+    // highest key read above; REPLACE waits for its locks and overwrites
+    // them with this snapshot's rows.
+    let verb = if resumed { "REPLACE" } else { "INSERT" };
+    let prefix = format!("{verb} INTO {} ({columns}) VALUES ", table.qualified()).into_bytes();
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<(Vec<u8>, u64)>(2);
     let label = src.label().to_owned();
     let read_error = |err: mysql_async::Error| DbError::Query {
