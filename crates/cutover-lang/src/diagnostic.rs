@@ -31,6 +31,9 @@ pub struct Diagnostic {
     pub labels: Vec<Label>,
     /// A one-line fix, when there is one.
     pub help: Option<String>,
+    /// The finding's facts as fields, for JSON readers (e.g. the steps and
+    /// the shortfall a `ttl-not-lowered` names); empty for most.
+    pub data: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Diagnostic {
@@ -57,6 +60,7 @@ impl Diagnostic {
                 message: String::new(),
             }],
             help: None,
+            data: serde_json::Map::new(),
         }
     }
 

@@ -326,6 +326,9 @@ pub fn render_json(sources: &SourceMap, diags: &[Diagnostic]) -> Value {
                 object["code"] = json!(diag.code);
                 object["message"] = json!(diag.message);
                 object["help"] = json!(diag.help);
+                if !diag.data.is_empty() {
+                    object["data"] = Value::Object(diag.data.clone());
+                }
                 object["labels"] = Value::Array(
                     diag.labels
                         .iter()

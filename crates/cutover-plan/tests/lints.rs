@@ -142,6 +142,11 @@ fn rollback_over_window() {
     check_rule("rollback-over-window", None, None);
 }
 
+#[test]
+fn step_after_window() {
+    check_rule("step-after-window", None, None);
+}
+
 /// Every rule the planner checks has both fixtures, every rule has its page
 /// (the four sections `cutover explain` shows), and every fixture belongs to
 /// a rule.
@@ -209,4 +214,56 @@ fn the_plan_docs_list_every_rule() {
             rule.code
         );
     }
+}
+
+/// The too-early finding names the switch step, the lowering step and the
+/// shortfall in its message and as fields of its JSON (plan and check).
+#[test]
+fn ttl_not_lowered_names_its_steps_and_shortfall_as_fields() {
+    let loaded = load_file(&fixture("ttl-not-lowered.runbook"));
+    let runbook = loaded.runbook.as_ref().unwrap();
+    let plan = cutover_plan::plan(runbook, None);
+    let late = plan
+        .diagnostics
+        .iter()
+        .find(|d| d.code == "ttl-not-lowered" && d.message.contains("too early"))
+        .expect("the late switch is found");
+    assert!(
+        late.message.contains("`switch-api`")
+            && late.message.contains("`lower-api`")
+            && late.message.contains("46m too early"),
+        "{}",
+        late.message
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&cutover_plan::render::json(&plan, &loaded.sources)).unwrap();
+    let finding = json["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "ttl-not-lowered" && d["data"]["lowering_step"] == "lower-api")
+        .expect("the JSON finding has its fields");
+    assert_eq!(finding["data"]["switch_step"], "switch-api");
+    assert_eq!(finding["data"]["shortfall_s"], 46 * 60);
+    assert_eq!(
+        finding["data"]["safe_at_s"].as_i64().unwrap()
+            - finding["data"]["switch_at_s"].as_i64().unwrap(),
+        46 * 60
+    );
+    let never = json["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "ttl-not-lowered" && d["data"]["lowering_step"].is_null())
+        .expect("the never-lowered finding has its fields");
+    assert_eq!(never["data"]["switch_step"], "switch");
+    // check --format json renders the same fields.
+    let check = cutover_lang::render_json(&loaded.sources, &plan.diagnostics);
+    assert!(
+        check
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["data"]["shortfall_s"] == 46 * 60)
+    );
 }

@@ -12,6 +12,7 @@ mod db_sync_unfrozen;
 mod ns_not_verified;
 mod probe_failed;
 mod rollback_over_window;
+mod step_after_window;
 mod switch_without_undo;
 mod ttl_not_lowered;
 mod ttl_not_restored;
@@ -82,6 +83,7 @@ pub const RULES: &[Rule] = &[
     ttl_not_restored::RULE,
     switch_without_undo::RULE,
     rollback_over_window::RULE,
+    step_after_window::RULE,
     db_sync_unfrozen::RULE,
 ];
 

@@ -22,6 +22,12 @@ record comes before the switch at all, or the switch is pinned with `at` to a
 time before the old TTL has expired (the lowering step's end plus the TTL the
 record had before, from `was` or a probe).
 
+The message names the switch step, the lowering step and the shortfall;
+in JSON (`cutover plan --format json`, `cutover check --format json`) the
+finding's `data` holds them as fields: `record`, `switch_step`,
+`lowering_step` (null when the TTL is never lowered) and, for a switch too
+early, `switch_at_s`, `safe_at_s` and `shortfall_s` (seconds from T0).
+
 ## Why it matters
 Resolvers cache a record for its TTL. A record switched while caches may
 still hold it with a one-day TTL keeps sending clients to the old address for
@@ -63,15 +69,16 @@ fn check(ctx: &Context, out: &mut Findings) {
                 .and_then(|f| f.live_ttl(&ctx.runbook.zone(*zone).name, name, *rtype))
                 .map(|t| format!(" ({}, probed)", duration(crate::estimate::secs(t))))
                 .unwrap_or_default();
-            out.diagnostic(
+            let d = out.diagnostic(
                 &RULE,
                 format!(
-                    "`{}` is switched but its TTL is never lowered before: caches keep the old value for up to its full TTL{live}",
-                    safety.record
+                    "`{}` is switched by `{}` but its TTL is never lowered before: caches keep the old value for up to its full TTL{live}",
+                    safety.record, step.name
                 ),
                 step.action.span,
-            )
-            .help = Some(format!(
+            );
+            d.data = data(&safety.record, &step.name, None, None);
+            d.help = Some(format!(
                 "add an earlier step `dns.ttl {} {name} {} 300 was <current TTL>` at least the current TTL before this switch",
                 ctx.runbook.zone(*zone).name,
                 rtype.as_str()
@@ -83,10 +90,11 @@ fn check(ctx: &Context, out: &mut Findings) {
         };
         if at < safe {
             let lowering = safety.lowered_by[0];
+            let lowering_name = &ctx.runbook.step(lowering).name;
             let d = out.diagnostic(
                 &RULE,
                 format!(
-                    "`{}` is switched by `{}` at {}, {} before the old TTL expires at {} ({})",
+                    "`{}` is switched by `{}` at {}, {} too early: the TTL lowered by `{lowering_name}` leaves the old one in caches until {} ({})",
                     safety.record,
                     step.name,
                     offset(at),
@@ -95,6 +103,12 @@ fn check(ctx: &Context, out: &mut Findings) {
                     safety.basis
                 ),
                 step.action.span,
+            );
+            d.data = data(
+                &safety.record,
+                &step.name,
+                Some(lowering_name),
+                Some((at, safe)),
             );
             d.labels[0].message = format!("switched at {}", offset(at));
             d.labels.push(cutover_lang::Label {
@@ -108,4 +122,25 @@ fn check(ctx: &Context, out: &mut Findings) {
             ));
         }
     }
+}
+
+/// The finding's fields: the record, the switch step, the lowering step
+/// (none when the TTL is never lowered) and, when the switch is too early,
+/// when it is, when it would be safe and the shortfall, in seconds from T0.
+fn data(
+    record: &str,
+    switch: &str,
+    lowering: Option<&str>,
+    times: Option<(i64, i64)>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut data = serde_json::Map::new();
+    data.insert("record".into(), record.into());
+    data.insert("switch_step".into(), switch.into());
+    data.insert("lowering_step".into(), lowering.into());
+    if let Some((at, safe)) = times {
+        data.insert("switch_at_s".into(), at.into());
+        data.insert("safe_at_s".into(), safe.into());
+        data.insert("shortfall_s".into(), (safe - at).into());
+    }
+    data
 }

@@ -102,6 +102,10 @@ struct Finding<'a> {
     line: Option<usize>,
     column: Option<usize>,
     help: Option<&'a str>,
+    /// The finding's facts as fields (see each rule's page); left out when
+    /// it has none.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    data: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 fn duration(f: &Figure) -> Duration<'_> {
@@ -194,6 +198,7 @@ pub fn json(plan: &Plan, sources: &SourceMap) -> String {
                     line: place.as_ref().map(|p| p.1),
                     column: place.as_ref().map(|p| p.2),
                     help: d.help.as_deref(),
+                    data: &d.data,
                 }
             })
             .collect(),
