@@ -683,6 +683,34 @@ impl StdinPrompter {
     }
 }
 
+impl StdinPrompter {
+    /// Shows `what`, then asks `question` until `run`, `skip` or `stop` is
+    /// typed (the whole word; `words` lists them in the order asked); stop
+    /// at the end of input.
+    async fn decide(&self, what: String, question: String, words: &str) -> Decision {
+        let mut lines = self.lines.lock().await;
+        let _asking = Asking::start(&self.reporter);
+        out_line(&what);
+        let since = StdinPrompter::discard_typed_ahead(&mut lines);
+        loop {
+            StdinPrompter::ask(&question);
+            let Some(answer) = StdinPrompter::answer(&mut lines, since).await else {
+                out_line("");
+                return Decision::Stop;
+            };
+            match answer.trim().to_ascii_lowercase().as_str() {
+                "run" => return Decision::Run,
+                "skip" => return Decision::Skip,
+                "stop" => return Decision::Stop,
+                other => out_line(&format!(
+                    "`{}` is not an answer: type {words} (the whole word)",
+                    sanitize(other)
+                )),
+            }
+        }
+    }
+}
+
 /// `tcflush(stdin, TCIFLUSH)` when stdin is a terminal: input typed before
 /// a question is shown is thrown away.
 pub(crate) fn discard_pending_terminal_input() {
@@ -694,62 +722,25 @@ pub(crate) fn discard_pending_terminal_input() {
 
 impl Prompter for StdinPrompter {
     fn before_step<'a>(&'a self, step: &'a Step, what: &'a str) -> BoxFuture<'a, Decision> {
-        Box::pin(async move {
-            let mut lines = self.lines.lock().await;
-            let _asking = Asking::start(&self.reporter);
-            out_line(&format!("\nnext:\n{}", sanitize(what)));
-            let since = StdinPrompter::discard_typed_ahead(&mut lines);
-            loop {
-                StdinPrompter::ask(&format!(
-                    "`{}`: type run, skip or stop and Enter: ",
-                    step.name
-                ));
-                let Some(answer) = StdinPrompter::answer(&mut lines, since).await else {
-                    out_line("");
-                    return Decision::Stop;
-                };
-                match answer.trim().to_ascii_lowercase().as_str() {
-                    "run" => return Decision::Run,
-                    "skip" => return Decision::Skip,
-                    "stop" => return Decision::Stop,
-                    other => out_line(&format!(
-                        "`{}` is not an answer: type run, skip or stop (the whole word)",
-                        sanitize(other)
-                    )),
-                }
-            }
-        })
+        Box::pin(self.decide(
+            format!("\nnext:\n{}", sanitize(what)),
+            format!("`{}`: type run, skip or stop and Enter: ", step.name),
+            "run, skip or stop",
+        ))
     }
 
     fn after_skip<'a>(&'a self, step: &'a Step, skipped: &'a Step) -> BoxFuture<'a, Decision> {
-        Box::pin(async move {
-            let mut lines = self.lines.lock().await;
-            let _asking = Asking::start(&self.reporter);
-            out_line(&format!(
+        Box::pin(self.decide(
+            format!(
                 "\n`{}` depends on `{}`, which was skipped.",
                 step.name, skipped.name
-            ));
-            let since = StdinPrompter::discard_typed_ahead(&mut lines);
-            loop {
-                StdinPrompter::ask(&format!(
-                    "`{}`: type skip (skip it too), run (run it anyway) or stop and Enter: ",
-                    step.name
-                ));
-                let Some(answer) = StdinPrompter::answer(&mut lines, since).await else {
-                    out_line("");
-                    return Decision::Stop;
-                };
-                match answer.trim().to_ascii_lowercase().as_str() {
-                    "run" => return Decision::Run,
-                    "skip" => return Decision::Skip,
-                    "stop" => return Decision::Stop,
-                    other => out_line(&format!(
-                        "`{}` is not an answer: type skip, run or stop (the whole word)",
-                        sanitize(other)
-                    )),
-                }
-            }
-        })
+            ),
+            format!(
+                "`{}`: type skip (skip it too), run (run it anyway) or stop and Enter: ",
+                step.name
+            ),
+            "skip, run or stop",
+        ))
     }
 
     fn confirm_manual<'a>(

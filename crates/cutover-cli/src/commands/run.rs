@@ -442,33 +442,22 @@ pub(crate) fn watch_stop_signals(controls: &Controls, reporter: &std::sync::Arc<
     });
 }
 
+/// `cutover VERB` for this run's runbook (or its `--state`), shell-quoted:
+/// `status` to look at it, `export` for its report.
+fn command_on_run(verb: &str, args: &RunArgs) -> String {
+    let mut words: Vec<String> = vec!["cutover".into(), verb.into()];
+    match &args.state {
+        Some(state) => {
+            words.push("--state".into());
+            words.push(state.display().to_string());
+        }
+        None => words.push(args.file.display().to_string()),
+    }
+    shell_words(&words)
+}
+
 /// The command that resumes this very run: the same runbook, state file
 /// and walk (`--step`, `--until`, `--only`, `--parallel`), shell-quoted.
-fn status_command(args: &RunArgs) -> String {
-    let mut words: Vec<String> = vec!["cutover".into(), "status".into()];
-    match &args.state {
-        Some(state) => {
-            words.push("--state".into());
-            words.push(state.display().to_string());
-        }
-        None => words.push(args.file.display().to_string()),
-    }
-    shell_words(&words)
-}
-
-/// The command that writes this run's post-mortem report.
-fn export_command(args: &RunArgs) -> String {
-    let mut words: Vec<String> = vec!["cutover".into(), "export".into()];
-    match &args.state {
-        Some(state) => {
-            words.push("--state".into());
-            words.push(state.display().to_string());
-        }
-        None => words.push(args.file.display().to_string()),
-    }
-    shell_words(&words)
-}
-
 fn resume_command(args: &RunArgs) -> String {
     let mut words: Vec<String> = vec!["cutover".into(), "run".into()];
     words.push(args.file.display().to_string());
@@ -733,7 +722,7 @@ fn run_locked(
         }
     };
     if let Some(recap) = reporter.recap() {
-        for line in crate::progress::recap_lines(&recap, &export_command(args)) {
+        for line in crate::progress::recap_lines(&recap, &command_on_run("export", args)) {
             say(&line);
         }
     }
@@ -752,7 +741,7 @@ fn run_locked(
         RunOutcome::Failed { step } => {
             say(&format!(
                 "step `{step}` failed; see `{}`; `{resume}` retries it",
-                status_command(args)
+                command_on_run("status", args)
             ));
             1
         }
