@@ -541,7 +541,9 @@ fn a_switch_that_did_not_wait_for_the_old_ttl_is_a_deviation() {
         .collect();
     assert_eq!(
         skipped,
-        ["switched without waiting for the old TTL (1h, lowered by `lower-ttl`) to expire (--no-ttl-wait); caches could serve the old value until 2026-03-14 17:50:03 UTC"]
+        [
+            "switched without waiting for the old TTL (1h, lowered by `lower-ttl`) to expire (--no-ttl-wait); caches could serve the old value until 2026-03-14 17:50:03 UTC"
+        ]
     );
     assert!(render(&report, Format::Markdown).contains("| `switch` | TTL wait skipped |"));
     let json: serde_json::Value = serde_json::from_str(&render(&report, Format::Json)).unwrap();
