@@ -13,7 +13,7 @@ use chrono::{DateTime, Local, Utc};
 use cutover_engine::{
     BoxFuture, Decision, Prompter, Recap, Reporter, RunEvent, StepOutcome, describe_duration,
 };
-use cutover_lang::Step;
+use cutover_lang::{Step, printable};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -723,7 +723,7 @@ pub(crate) fn discard_pending_terminal_input() {
 impl Prompter for StdinPrompter {
     fn before_step<'a>(&'a self, step: &'a Step, what: &'a str) -> BoxFuture<'a, Decision> {
         Box::pin(self.decide(
-            format!("\nnext:\n{}", sanitize(what)),
+            format!("\nnext:\n{}", printable(what, false)),
             format!("`{}`: type run, skip or stop and Enter: ", step.name),
             "run, skip or stop",
         ))
@@ -779,18 +779,11 @@ impl Prompter for StdinPrompter {
     }
 }
 
-/// Text from a runbook or a person, safe to echo on a terminal: control
-/// characters (escape sequences among them) are shown as `\u{..}` escapes.
+/// Text from a runbook, a server or a person on one line of the
+/// terminal: control characters (escape sequences among them, line breaks
+/// too) shown as `\u{..}` escapes ([`printable`], the one escaper).
 fn sanitize(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() && c != '\n' {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    printable(text, true).into_owned()
 }
 
 #[cfg(test)]
