@@ -49,6 +49,20 @@ fn run(d: &Path) -> Command {
     command
 }
 
+/// Runs the runbook to its end: it succeeds and the copy equals the source.
+fn run_to_the_end(d: &Path) {
+    let out = run(d).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read(d.join("new/disk.img")).unwrap(),
+        fs::read(d.join("old/disk.img")).unwrap()
+    );
+}
+
 fn evidence(d: &Path, phase: Phase) -> (String, serde_json::Value) {
     let store = Store::open_existing(&d.join(".cutover/pass.db")).unwrap();
     let run = store.latest_run().unwrap().unwrap().id;
@@ -68,16 +82,7 @@ fn a_run_that_acts_verifies_by_the_copys_own_digest() {
     random_file(&d.join("old/disk.img"), 8 * MIB);
     random_file(&d.join("new/disk.img"), 8 * MIB);
     runbook(d);
-    let out = run(d).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        fs::read(d.join("new/disk.img")).unwrap(),
-        fs::read(d.join("old/disk.img")).unwrap()
-    );
+    run_to_the_end(d);
     let (_, acted) = evidence(d, Phase::Act);
     let (summary, verified) = evidence(d, Phase::Verify);
     assert_eq!(verified["verified_by"], "act", "{verified}");
@@ -135,21 +140,12 @@ fn a_step_resumed_after_its_act_is_verified_by_reading_both_images() {
     );
     drop(store);
 
-    let out = run(d).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_to_the_end(d);
     let (summary, verified) = evidence(d, Phase::Verify);
     assert_eq!(verified["verified_by"], "re-read", "{verified}");
     assert_eq!(verified["equal"], true, "{verified}");
     assert_eq!(verified["source_hash"], acted["hash"], "{verified}");
     assert!(summary.contains("re-read"), "{summary}");
-    assert_eq!(
-        fs::read(d.join("new/disk.img")).unwrap(),
-        fs::read(d.join("old/disk.img")).unwrap()
-    );
 }
 
 /// `limit RATE`: the copy takes at least its data's time at the limit, its
@@ -178,16 +174,7 @@ fn a_limited_copy_is_held_to_its_rate_and_planned_at_it() {
         .unwrap();
     let plan_text = String::from_utf8_lossy(&plan.stdout);
     assert!(plan_text.contains("at its limit"), "{plan_text}");
-    let out = run(d).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        fs::read(d.join("new/disk.img")).unwrap(),
-        fs::read(d.join("old/disk.img")).unwrap()
-    );
+    run_to_the_end(d);
     let (summary, acted) = evidence(d, Phase::Act);
     assert_eq!(acted["limit_bytes_per_sec"], 2_000_000, "{acted}");
     assert!(summary.contains("limit 2.0 MB/s"), "{summary}");
