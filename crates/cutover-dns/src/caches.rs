@@ -18,7 +18,7 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 
 use crate::error::DnsError;
-use crate::records::{RecordType, zone_name};
+use crate::records::{RecordType, wire, zone_name};
 
 /// What one resolver still has cached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub async fn cache_expiry(
     timeout: Duration,
 ) -> Result<CacheExpiry, DnsError> {
     let name = zone_name(name)?;
-    let rtype = rtype.wire();
+    let rtype = wire(rtype);
     let name = &name;
     let answers: Vec<CachedAnswer> = stream::iter(resolvers.iter().copied())
         .map(|resolver| async move {

@@ -19,7 +19,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
 use crate::error::DnsError;
-use crate::records::{RecordType, canonical_values, owner_name, rcode_name, zone_name};
+use crate::records::{RecordType, canonical_values, owner_name, rcode_name, wire, zone_name};
 
 /// Largest UDP answer we advertise (the DNS flag day 2020 value).
 const UDP_PAYLOAD: u16 = 1232;
@@ -152,7 +152,7 @@ impl Querier {
         name: &Name,
         rtype: RecordType,
     ) -> Result<Observation, DnsError> {
-        let response = self.exchange(server, name, rtype.wire(), false).await?;
+        let response = self.exchange(server, name, wire(rtype), false).await?;
         observation(server, zone, name, rtype, response)
     }
 
@@ -399,7 +399,7 @@ pub(crate) fn observation(
     response: Message,
 ) -> Result<Observation, DnsError> {
     let rcode = response.metadata.response_code;
-    let (ttl, data) = authoritative_answer(server, zone, name, rtype.wire(), response)?;
+    let (ttl, data) = authoritative_answer(server, zone, name, wire(rtype), response)?;
     Ok(Observation {
         server,
         name: name.to_string(),

@@ -2,10 +2,10 @@
 //! DNS wire types, and record data shown back in one canonical text form so that values from a
 //! runbook and values from a server compare equal when they mean the same thing.
 //!
-//! [`RecordType`] is the one list of record types cutover changes: the language parses it,
-//! the step kinds and this crate use it; hickory's open list stays inside this crate.
+//! [`RecordType`] (from `cutover-dns-types`) is the one list of record types cutover changes:
+//! the language parses it, the step kinds and this crate use it; hickory's open list of wire
+//! types stays inside this crate.
 
-use std::fmt;
 use std::str::FromStr;
 
 use hickory_proto::op::ResponseCode;
@@ -13,106 +13,22 @@ use hickory_proto::rr::{Name, RData, RecordType as WireType};
 
 use crate::error::DnsError;
 
-/// The record types cutover changes and verifies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RecordType {
-    /// An IPv4 address.
-    A,
-    /// An IPv6 address.
-    Aaaa,
-    /// An alias.
-    Cname,
-    /// A mail exchanger.
-    Mx,
-    /// Text strings.
-    Txt,
-    /// A name server.
-    Ns,
-    /// A service location.
-    Srv,
-    /// Which certificate authorities may issue for the name (RFC 8659).
-    Caa,
-    /// A reverse mapping.
-    Ptr,
-    /// HTTPS service binding (RFC 9460).
-    Https,
-    /// General service binding (RFC 9460).
-    Svcb,
-}
+pub use cutover_dns_types::RecordType;
 
-impl RecordType {
-    /// Every type, in the order the docs list them.
-    pub const ALL: [RecordType; 11] = [
-        Self::A,
-        Self::Aaaa,
-        Self::Cname,
-        Self::Mx,
-        Self::Txt,
-        Self::Ns,
-        Self::Srv,
-        Self::Caa,
-        Self::Ptr,
-        Self::Https,
-        Self::Svcb,
-    ];
-
-    /// The mnemonic, in capitals as zone files write it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::A => "A",
-            Self::Aaaa => "AAAA",
-            Self::Cname => "CNAME",
-            Self::Mx => "MX",
-            Self::Txt => "TXT",
-            Self::Ns => "NS",
-            Self::Srv => "SRV",
-            Self::Caa => "CAA",
-            Self::Ptr => "PTR",
-            Self::Https => "HTTPS",
-            Self::Svcb => "SVCB",
-        }
-    }
-
-    /// The type written exactly as [`RecordType::as_str`] gives it (capitals), if cutover
-    /// handles it.
-    pub fn from_mnemonic(text: &str) -> Option<RecordType> {
-        Self::ALL.into_iter().find(|rtype| rtype.as_str() == text)
-    }
-
-    pub(crate) fn wire(self) -> WireType {
-        match self {
-            Self::A => WireType::A,
-            Self::Aaaa => WireType::AAAA,
-            Self::Cname => WireType::CNAME,
-            Self::Mx => WireType::MX,
-            Self::Txt => WireType::TXT,
-            Self::Ns => WireType::NS,
-            Self::Srv => WireType::SRV,
-            Self::Caa => WireType::CAA,
-            Self::Ptr => WireType::PTR,
-            Self::Https => WireType::HTTPS,
-            Self::Svcb => WireType::SVCB,
-        }
-    }
-}
-
-impl fmt::Display for RecordType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RecordType {
-    type Err = DnsError;
-
-    /// Any case: `aaaa` is `AAAA`.
-    fn from_str(text: &str) -> Result<Self, DnsError> {
-        Self::from_mnemonic(&text.trim().to_ascii_uppercase()).ok_or_else(|| {
-            DnsError::Input(format!(
-                "unknown record type `{text}` (cutover handles {})",
-                Self::ALL.map(RecordType::as_str).join(" ")
-            ))
-        })
+/// The wire type of a record type.
+pub(crate) fn wire(rtype: RecordType) -> WireType {
+    match rtype {
+        RecordType::A => WireType::A,
+        RecordType::Aaaa => WireType::AAAA,
+        RecordType::Cname => WireType::CNAME,
+        RecordType::Mx => WireType::MX,
+        RecordType::Txt => WireType::TXT,
+        RecordType::Ns => WireType::NS,
+        RecordType::Srv => WireType::SRV,
+        RecordType::Caa => WireType::CAA,
+        RecordType::Ptr => WireType::PTR,
+        RecordType::Https => WireType::HTTPS,
+        RecordType::Svcb => WireType::SVCB,
     }
 }
 
@@ -154,7 +70,7 @@ pub fn parse_values<S: AsRef<str>>(
         .iter()
         .map(|value| {
             let value = value.as_ref();
-            RData::try_from_str(rtype.wire(), value)
+            RData::try_from_str(wire(rtype), value)
                 .map_err(|err| DnsError::Input(format!("invalid {rtype} value `{value}`: {err}")))
         })
         .collect()
@@ -279,7 +195,7 @@ mod tests {
         assert_eq!(svcb.len(), 1);
         for rtype in RecordType::ALL {
             assert_eq!(rtype.as_str().parse::<RecordType>().unwrap(), rtype);
-            assert_eq!(rtype.wire().to_string(), rtype.as_str());
+            assert_eq!(wire(rtype).to_string(), rtype.as_str());
         }
     }
 }

@@ -23,59 +23,13 @@ use crate::error::DnsError;
 /// Clock skew tolerated between client and server, in seconds (BIND's default).
 const FUDGE_SECONDS: u16 = 300;
 
-/// The MAC algorithms cutover supports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TsigAlgorithm {
-    /// hmac-sha256
-    HmacSha256,
-    /// hmac-sha384
-    HmacSha384,
-    /// hmac-sha512
-    HmacSha512,
-}
+pub use cutover_dns_types::TsigAlgorithm;
 
-impl TsigAlgorithm {
-    /// The algorithm's name as BIND and the runbook write it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::HmacSha256 => "hmac-sha256",
-            Self::HmacSha384 => "hmac-sha384",
-            Self::HmacSha512 => "hmac-sha512",
-        }
-    }
-
-    fn to_hickory(self) -> HickoryAlgorithm {
-        match self {
-            Self::HmacSha256 => HickoryAlgorithm::HmacSha256,
-            Self::HmacSha384 => HickoryAlgorithm::HmacSha384,
-            Self::HmacSha512 => HickoryAlgorithm::HmacSha512,
-        }
-    }
-}
-
-impl FromStr for TsigAlgorithm {
-    type Err = DnsError;
-
-    fn from_str(text: &str) -> Result<Self, DnsError> {
-        match text
-            .trim()
-            .trim_end_matches('.')
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "hmac-sha256" => Ok(Self::HmacSha256),
-            "hmac-sha384" => Ok(Self::HmacSha384),
-            "hmac-sha512" => Ok(Self::HmacSha512),
-            other => Err(DnsError::Input(format!(
-                "unsupported TSIG algorithm `{other}` (use hmac-sha256, hmac-sha384 or hmac-sha512)"
-            ))),
-        }
-    }
-}
-
-impl fmt::Display for TsigAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+fn to_hickory(algorithm: TsigAlgorithm) -> HickoryAlgorithm {
+    match algorithm {
+        TsigAlgorithm::HmacSha256 => HickoryAlgorithm::HmacSha256,
+        TsigAlgorithm::HmacSha384 => HickoryAlgorithm::HmacSha384,
+        TsigAlgorithm::HmacSha512 => HickoryAlgorithm::HmacSha512,
     }
 }
 
@@ -243,10 +197,13 @@ impl TsigKey {
             source_desc: source_desc.to_string(),
             message,
         };
-        let block_algorithm: TsigAlgorithm = block
-            .algorithm
-            .parse()
-            .map_err(|err: DnsError| key_error(format!("key `{}`: {err}", block.name)))?;
+        let block_algorithm: TsigAlgorithm =
+            block
+                .algorithm
+                .parse()
+                .map_err(|err: cutover_dns_types::UnknownName| {
+                    key_error(format!("key `{}`: {err}", block.name))
+                })?;
         if let Some(expected) = algorithm
             && expected != block_algorithm
         {
@@ -273,7 +230,7 @@ impl TsigKey {
     pub(crate) fn signer(&self) -> Result<TSigner, DnsError> {
         TSigner::new(
             self.secret.clone(),
-            self.algorithm.to_hickory(),
+            to_hickory(self.algorithm),
             self.dns_name()?,
             FUDGE_SECONDS,
         )
@@ -576,7 +533,7 @@ mod tests {
                 "key k { algorithm hmac-md5; secret \"AAAA\"; };",
                 None,
                 None,
-                "key `k`: invalid input: unsupported TSIG algorithm `hmac-md5`",
+                "key `k`: unsupported TSIG algorithm `hmac-md5` (use hmac-sha256, hmac-sha384 or hmac-sha512)",
             ),
             (
                 "key k { secret \"AAAA\"; };",

@@ -20,7 +20,8 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordSet, RecordType as 
 use crate::error::DnsError;
 use crate::query::Querier;
 use crate::records::{
-    RecordType, canonical_values, describe_values, owner_name, parse_values, rcode_name, zone_name,
+    RecordType, canonical_values, describe_values, owner_name, parse_values, rcode_name, wire,
+    zone_name,
 };
 use crate::tsig::TsigKey;
 
@@ -401,7 +402,7 @@ enum Change {
 }
 
 fn record_set(owner: &Name, rtype: RecordType, ttl: u32, data: Vec<RData>) -> RecordSet {
-    let mut set = RecordSet::with_ttl(owner.clone(), rtype.wire(), ttl);
+    let mut set = RecordSet::with_ttl(owner.clone(), wire(rtype), ttl);
     for item in data {
         set.add_rdata(item);
     }

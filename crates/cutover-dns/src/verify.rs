@@ -16,7 +16,7 @@ use hickory_proto::rr::{Name, RecordType as WireType};
 
 use crate::error::{DnsError, humanize};
 use crate::query::{Observation, Querier, Question, Soa, observation, soa_of};
-use crate::records::{RecordType, canonical_input, describe_values, owner_name, zone_name};
+use crate::records::{RecordType, canonical_input, describe_values, owner_name, wire, zone_name};
 
 /// What the servers must answer. Every field that is `Some` must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -306,7 +306,7 @@ pub async fn verify_many(
         let record_questions = open.iter().map(|&(check, server)| Question {
             server: servers[server],
             name: prepared[check].name.clone(),
-            rtype: prepared[check].rtype.wire(),
+            rtype: wire(prepared[check].rtype),
             recursion_desired: false,
         });
         let questions: Vec<Question> = soa_questions.chain(record_questions).collect();

@@ -37,18 +37,10 @@ impl KeyInfo {
     }
 }
 
-fn dns_algorithm(algorithm: TsigAlgorithm) -> cutover_dns::TsigAlgorithm {
-    match algorithm {
-        TsigAlgorithm::HmacSha256 => cutover_dns::TsigAlgorithm::HmacSha256,
-        TsigAlgorithm::HmacSha384 => cutover_dns::TsigAlgorithm::HmacSha384,
-        TsigAlgorithm::HmacSha512 => cutover_dns::TsigAlgorithm::HmacSha512,
-    }
-}
-
 /// Loads the key, creating its secret when there is none; `keys_dir` holds the files of keys
 /// that the runbook reads from the environment.
 pub fn load_or_create(key: &KeyBlueprint, keys_dir: &Path) -> Result<(TsigKey, KeyInfo), LabError> {
-    let algorithm = dns_algorithm(key.algorithm);
+    let algorithm = key.algorithm;
     let mut info = KeyInfo {
         name: key.name.clone(),
         algorithm: key.algorithm.as_str().to_string(),

@@ -104,22 +104,8 @@ pub struct Key {
     pub span: Span,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TsigAlgorithm {
-    HmacSha256,
-    HmacSha384,
-    HmacSha512,
-}
-
-impl TsigAlgorithm {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TsigAlgorithm::HmacSha256 => "hmac-sha256",
-            TsigAlgorithm::HmacSha384 => "hmac-sha384",
-            TsigAlgorithm::HmacSha512 => "hmac-sha512",
-        }
-    }
-}
+/// The TSIG algorithms and record types are the DNS crates' one list (`cutover-dns-types`).
+pub use cutover_dns_types::{RecordType, TsigAlgorithm};
 
 /// Where a secret is read from at run time: `env:VAR` or `file:PATH`
 /// (a file holding the base64 secret, or a BIND key file).
@@ -546,40 +532,6 @@ pub struct DbServer {
     pub database: String,
     pub user: String,
     pub password: Option<SecretRef>,
-}
-
-/// DNS record types the DNS kinds handle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RecordType {
-    A,
-    Aaaa,
-    Cname,
-    Mx,
-    Txt,
-    Ns,
-    Srv,
-    Caa,
-    Ptr,
-    Https,
-    Svcb,
-}
-
-impl RecordType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecordType::A => "A",
-            RecordType::Aaaa => "AAAA",
-            RecordType::Cname => "CNAME",
-            RecordType::Mx => "MX",
-            RecordType::Txt => "TXT",
-            RecordType::Ns => "NS",
-            RecordType::Srv => "SRV",
-            RecordType::Caa => "CAA",
-            RecordType::Ptr => "PTR",
-            RecordType::Https => "HTTPS",
-            RecordType::Svcb => "SVCB",
-        }
-    }
 }
 
 /// The values of one RRset as the runbook writes them (`192.0.2.1, 192.0.2.2`), in the

@@ -16,8 +16,8 @@ use std::time::Duration;
 use crate::dns_error;
 use chrono::{DateTime, Utc};
 use cutover_dns::{
-    Expectation, RecordCheck, RecordType, TsigAlgorithm, TsigKey, Updater, VerifyOptions,
-    VerifyReport, cache_expiry, query, soa, verify_many,
+    Expectation, RecordCheck, RecordType, TsigKey, Updater, VerifyOptions, VerifyReport,
+    cache_expiry, query, soa, verify_many,
 };
 use cutover_engine::{ActionRole, BoxFuture, Check, Evidence, StepContext, StepKind, StepResult};
 use cutover_lang::{ActionKind, KeyId, RecordValues, Runbook, StepId, Zone, ZoneId};
@@ -54,7 +54,7 @@ fn ttl_args<'a>(ctx: &'a StepContext<'a>) -> anyhow::Result<TtlArgs<'a>> {
     Ok(TtlArgs {
         zone: ctx.runbook.zone(*zone),
         names,
-        rtype: rtype.as_str().parse()?,
+        rtype: *rtype,
         ttl: seconds(*ttl)?,
     })
 }
@@ -85,7 +85,7 @@ fn switch_args<'a>(ctx: &'a StepContext<'a>) -> anyhow::Result<SwitchArgs<'a>> {
         zone_id: *zone,
         zone: ctx.runbook.zone(*zone),
         name,
-        rtype: rtype.as_str().parse()?,
+        rtype: *rtype,
         old,
         new,
     })
@@ -123,14 +123,13 @@ pub(crate) fn tsig_key(
 ) -> anyhow::Result<TsigKey> {
     let key = runbook.key(key_id);
     let text = cutover_engine::secrets::read_secret(runbook, runbook_dir, key_id)?;
-    let algorithm: TsigAlgorithm = key.algorithm.as_str().parse()?;
     // "TSIG key `update` (env:MAEMO_TSIG): the secret is not valid base64".
     let source = format!("`{}` ({})", key.name, key.secret.reference());
     Ok(TsigKey::parse(
         &text,
         &source,
         Some(&key.name),
-        Some(algorithm),
+        Some(key.algorithm),
     )?)
 }
 
@@ -464,7 +463,7 @@ impl DnsSwitch {
                     zone, names, rtype, ..
                 } => {
                     *zone == args.zone_id
-                        && rtype.as_str() == args.rtype.to_string()
+                        && *rtype == args.rtype
                         && names.iter().any(|n| n == args.name)
                 }
                 _ => false,

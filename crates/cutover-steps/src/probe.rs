@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cutover_copy::Endpoint as CopyEndpoint;
-use cutover_dns::{RecordType, live_ns, query, soa};
+use cutover_dns::{live_ns, query, soa};
 use cutover_lang::units::Size;
 use cutover_lang::{ActionKind, Runbook};
 use cutover_plan::{NameServer, ProbeFacts, RecordFact, SizeFact, SoaFact, ZoneNsFact};
@@ -80,15 +80,8 @@ pub async fn probe(runbook: &Runbook, runbook_dir: &Path) -> Probe {
 
     for (zone_index, name, rtype) in records {
         let zone = &runbook.zones[zone_index];
-        let dns_type = match rtype.as_str().parse::<RecordType>() {
-            Ok(t) => t,
-            Err(err) => {
-                problems.push(err.to_string());
-                continue;
-            }
-        };
         for server in verify_servers(zone) {
-            match query(server, &zone.name, &name, dns_type, PROBE_TIMEOUT).await {
+            match query(server, &zone.name, &name, rtype, PROBE_TIMEOUT).await {
                 Ok(observation) => facts.records.push(RecordFact {
                     zone: zone.name.clone(),
                     name: name.clone(),

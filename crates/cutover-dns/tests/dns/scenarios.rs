@@ -395,12 +395,30 @@ pub async fn busy_zone(server: &impl ServerUnderTest) {
     );
 }
 
-/// Whole RRsets: a switch of `pool A 192.0.2.1, 192.0.2.2 -> 198.51.100.1` needs the whole old
-/// set (a part of it is refused); single values are added and removed leaving the rest; CAA
+/// Whole RRsets: a TTL change keeps both values of a set; a switch of
+/// `pool A 192.0.2.1, 192.0.2.2 -> 198.51.100.1` needs the whole old set (a part of it is refused); single values are added and removed leaving the rest; CAA
 /// and PTR sets change the same way. Each verified at the primary and the secondary.
 pub async fn multi_value_rrset_switch(server: &impl ServerUnderTest) {
     let primary = server.primary();
     let updater = updater(server);
+    // dns.ttl on a set of two: both values kept, the set's TTL changed.
+    let change = updater
+        .set_ttl(SCENARIO_ZONE, "pool", RecordType::A, 120)
+        .await
+        .unwrap();
+    assert_eq!(change.values, vec!["192.0.2.1", "192.0.2.2"]);
+    assert_eq!(change.previous_ttl, 300);
+    let wanted = serial(primary).await;
+    verified_at_both(
+        server,
+        "pool",
+        RecordType::A,
+        Expectation {
+            ttl: Some(120),
+            ..expect_values(&["192.0.2.1", "192.0.2.2"], Some(wanted))
+        },
+    )
+    .await;
     let partial = updater
         .compare_and_swap(
             SCENARIO_ZONE,
@@ -415,7 +433,7 @@ pub async fn multi_value_rrset_switch(server: &impl ServerUnderTest) {
     assert_eq!(
         partial.to_string(),
         format!(
-            "pool.{SCENARIO_ZONE}. A at {primary}: record is not what the runbook expects: observed 192.0.2.1, 192.0.2.2 (TTL 300), expected 192.0.2.1; nothing was changed"
+            "pool.{SCENARIO_ZONE}. A at {primary}: record is not what the runbook expects: observed 192.0.2.1, 192.0.2.2 (TTL 120), expected 192.0.2.1; nothing was changed"
         )
     );
     updater

@@ -59,20 +59,7 @@ fn is_record_name(text: &str) -> bool {
 
 /// A record type as written (in capitals).
 pub(super) fn record_type(text: &str) -> Option<RecordType> {
-    Some(match text {
-        "A" => RecordType::A,
-        "AAAA" => RecordType::Aaaa,
-        "CNAME" => RecordType::Cname,
-        "MX" => RecordType::Mx,
-        "TXT" => RecordType::Txt,
-        "NS" => RecordType::Ns,
-        "SRV" => RecordType::Srv,
-        "CAA" => RecordType::Caa,
-        "PTR" => RecordType::Ptr,
-        "HTTPS" => RecordType::Https,
-        "SVCB" => RecordType::Svcb,
-        _ => return None,
-    })
+    RecordType::from_mnemonic(text)
 }
 
 /// Zone names are compared without case and without a trailing dot.
