@@ -280,15 +280,17 @@ fn url_host(url: &str) -> Option<&str> {
 mod tests {
     use super::url_host;
 
-    /// The codes `plan` finds in a runbook whose switch moves www to
-    /// web-new, with `check` as its only other step.
-    fn codes(check: &str) -> Vec<&'static str> {
-        let text = format!(
+    /// A runbook of a zone, hosts web and web-new (also as group `new`)
+    /// and `steps`.
+    fn runbook(steps: &str) -> String {
+        format!(
             "runbook r\n\nkey upd hmac-sha256 env:LINT_TSIG\n\nzone example.test\n  primary 127.0.0.1:5353 key upd\n  verify 127.0.0.1:5353\n\n\
-             host web addr 127.0.0.10 via local ./web\nhost web-new addr 127.0.0.20 via local ./web-new\n\n\
-             step pre-check\n  {check}\n\n\
-             step switch after pre-check\n  dns.switch example.test www A 127.0.0.10 -> 127.0.0.20\n  undo dns.switch example.test www A 127.0.0.20 -> 127.0.0.10\n"
-        );
+             host web addr 127.0.0.10 via local ./web\nhost web-new addr 127.0.0.20 via local ./web-new\ngroup new web-new\n\n{steps}"
+        )
+    }
+
+    /// The codes `plan` finds in `text`.
+    fn plan_codes(text: String) -> Vec<&'static str> {
         let loaded = cutover_lang::parse_source("r.runbook", text);
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
         let runbook = loaded.runbook.unwrap();
@@ -297,6 +299,15 @@ mod tests {
             .iter()
             .map(|d| d.code)
             .collect()
+    }
+
+    /// The codes `plan` finds in a runbook whose switch moves www to
+    /// web-new, with `check` as its only other step.
+    fn codes(check: &str) -> Vec<&'static str> {
+        plan_codes(runbook(&format!(
+            "step pre-check\n  {check}\n\n\
+             step switch after pre-check\n  dns.switch example.test www A 127.0.0.10 -> 127.0.0.20\n  undo dns.switch example.test www A 127.0.0.20 -> 127.0.0.10\n"
+        )))
     }
 
     #[test]
@@ -315,20 +326,10 @@ mod tests {
     /// The codes `plan` finds when step `check` runs after the switch of
     /// `name` to web-new.
     fn codes_after(name: &str, check: &str) -> Vec<&'static str> {
-        let text = format!(
-            "runbook r\n\nkey upd hmac-sha256 env:LINT_TSIG\n\nzone example.test\n  primary 127.0.0.1:5353 key upd\n  verify 127.0.0.1:5353\n\n\
-             host web addr 127.0.0.10 via local ./web\nhost web-new addr 127.0.0.20 via local ./web-new\ngroup new web-new\n\n\
-             step switch\n  dns.switch example.test {name} A 127.0.0.10 -> 127.0.0.20\n  undo dns.switch example.test {name} A 127.0.0.20 -> 127.0.0.10\n\n\
+        plan_codes(runbook(&format!(
+            "step switch\n  dns.switch example.test {name} A 127.0.0.10 -> 127.0.0.20\n  undo dns.switch example.test {name} A 127.0.0.20 -> 127.0.0.10\n\n\
              step check after switch\n  {check}\n"
-        );
-        let loaded = cutover_lang::parse_source("r.runbook", text);
-        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
-        let runbook = loaded.runbook.unwrap();
-        crate::plan(&runbook, None)
-            .diagnostics
-            .iter()
-            .map(|d| d.code)
-            .collect()
+        )))
     }
 
     #[test]
