@@ -36,7 +36,13 @@ fn servers_passwords_and_the_freeze_step_are_parsed_and_described() {
     assert_eq!(
         from,
         &DbServer {
-            host: HostId(runbook.hosts.iter().position(|h| h.name == "db-old").unwrap()),
+            host: HostId(
+                runbook
+                    .hosts
+                    .iter()
+                    .position(|h| h.name == "db-old")
+                    .unwrap()
+            ),
             port: 5432,
             database: "app".into(),
             user: "repl".into(),
