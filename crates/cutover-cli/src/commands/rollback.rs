@@ -152,8 +152,9 @@ pub fn run(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         no_ttl_wait: args.no_ttl_wait,
         ..RunOptions::default()
     };
-    let fancy = std::io::stdout().is_terminal() && !args.step;
-    let reporter = std::sync::Arc::new(TerminalReporter::new(fancy));
+    let reporter = std::sync::Arc::new(
+        TerminalReporter::new(std::io::stdout().is_terminal()).asking(args.step),
+    );
     let prompter: Box<dyn Prompter> = if args.step {
         Box::new(StdinPrompter::start(reporter.clone()))
     } else {
