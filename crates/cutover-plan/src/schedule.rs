@@ -47,6 +47,8 @@ pub struct PlannedStep {
     pub after_window: bool,
     /// Full-copy estimate and pre-copy of a copy step.
     pub copy: Option<CopyEstimate>,
+    /// Where the step is written (its findings point inside it).
+    pub span: cutover_lang::Span,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,6 +286,7 @@ pub fn schedule(
             critical: false,
             after_window,
             copy: estimator.copy(id, step),
+            span: step.span,
         });
     }
     let mut steps: Vec<PlannedStep> = planned.into_iter().flatten().collect();

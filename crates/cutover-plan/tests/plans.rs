@@ -114,6 +114,57 @@ fn svg_has_one_bar_per_step() {
             with_class("window").len(),
             usize::from(plan.window.is_some())
         );
+        let paths = |class: &str| {
+            doc.descendants()
+                .filter(|n| n.has_tag_name("path") && n.attribute("class") == Some(class))
+                .count()
+        };
+        // An arrow between each two steps of the critical path, a marker
+        // per `at`, and each step with a finding outlined and labelled.
+        assert_eq!(
+            paths("dependency"),
+            plan.critical_path.len().saturating_sub(1),
+            "{}",
+            path.display()
+        );
+        let ats = plan.steps.iter().filter(|s| s.at.is_some()).count();
+        assert_eq!(paths("at"), ats, "{}", path.display());
+        for finding in with_class("finding") {
+            let step = finding.attribute("data-step").unwrap();
+            assert!(
+                plan.diagnostics.iter().any(|d| {
+                    let s = plan.steps.iter().find(|s| s.name == step).unwrap();
+                    d.labels[0].span.start >= s.span.start && d.labels[0].span.start < s.span.end
+                }),
+                "{step}"
+            );
+        }
+        let with_findings = plan
+            .steps
+            .iter()
+            .filter(|s| {
+                plan.diagnostics.iter().any(|d| {
+                    d.labels.first().is_some_and(|l| {
+                        l.span.file == s.span.file
+                            && l.span.start >= s.span.start
+                            && l.span.start < s.span.end
+                    })
+                })
+            })
+            .count();
+        assert_eq!(
+            with_class("finding").len(),
+            with_findings,
+            "{}",
+            path.display()
+        );
+        for wait in plan.steps.iter().filter_map(|s| s.ttl_wait.as_ref()) {
+            let text = format!(
+                "after a {} TTL wait",
+                cutover_plan::units_fmt::duration(wait.end - wait.start)
+            );
+            assert!(svg.contains(&text), "{}: {text}", path.display());
+        }
     }
 }
 

@@ -33,7 +33,7 @@ pub fn svg(plan: &Plan) -> String {
     );
     let _ = writeln!(
         out,
-        r##"<defs><pattern id="ttl-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#fdf0c8"/><line x1="0" y1="0" x2="0" y2="6" stroke="#d9a300" stroke-width="3"/></pattern></defs>"##
+        r##"<defs><pattern id="ttl-hatch" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#fdf0c8"/><line x1="0" y1="0" x2="0" y2="6" stroke="#d9a300" stroke-width="3"/></pattern><marker id="arrow" viewBox="0 0 8 8" refX="7" refY="4" markerWidth="6" markerHeight="6" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#d62839"/></marker></defs>"##
     );
     let _ = writeln!(
         out,
@@ -221,7 +221,19 @@ pub fn svg(plan: &Plan) -> String {
             s.duration.provenance.as_str(),
             escape::html(&s.duration.basis)
         );
-        let label = match s.duration.secs {
+        if let Some(at) = s.at {
+            // The declared `at`: a diamond where the step may start.
+            let ax = x(at);
+            let _ = writeln!(
+                out,
+                r##"<path class="at" data-step="{}" d="M{ax:.1},{:.1} l4,5 l-4,5 l-4,-5 z" fill="#1a1a1a"><title>{} at {}</title></path>"##,
+                escape::html(&s.name),
+                mid - BAR / 2.0 - 6.0,
+                escape::html(&s.name),
+                units_fmt::offset(at)
+            );
+        }
+        let mut label = match s.duration.secs {
             Some(d) => format!(
                 "{} {}",
                 units_fmt::duration(d),
@@ -229,6 +241,55 @@ pub fn svg(plan: &Plan) -> String {
             ),
             None => "? unknown".to_string(),
         };
+        if let Some(wait) = &s.ttl_wait {
+            label.push_str(&format!(
+                " after a {} TTL wait",
+                units_fmt::duration(wait.end - wait.start)
+            ));
+        }
+        // The findings that point into this step.
+        let findings: Vec<&cutover_lang::Diagnostic> = plan
+            .diagnostics
+            .iter()
+            .filter(|d| {
+                d.labels.first().is_some_and(|l| {
+                    l.span.file == s.span.file
+                        && l.span.start >= s.span.start
+                        && l.span.start < s.span.end.max(s.span.start + 1)
+                })
+            })
+            .collect();
+        for d in &findings {
+            let mark = match d.severity {
+                cutover_lang::Severity::Error => "✖",
+                _ => "⚠",
+            };
+            label.push_str(&format!("  {mark} {}", d.code));
+        }
+        if !findings.is_empty() {
+            let _ = writeln!(
+                out,
+                r##"<rect class="finding" data-step="{}" x="{LABEL_WIDTH}" y="{:.1}" width="{:.1}" height="{ROW}" fill="none" stroke="{}" stroke-width="1" stroke-dasharray="4,2"><title>{}</title></rect>"##,
+                escape::html(&s.name),
+                y + 1.0,
+                chart,
+                if findings
+                    .iter()
+                    .any(|d| d.severity == cutover_lang::Severity::Error)
+                {
+                    "#b00020"
+                } else {
+                    "#d9a300"
+                },
+                escape::html(
+                    &findings
+                        .iter()
+                        .map(|d| format!("{}: {}", d.code, d.message))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            );
+        }
         let (lx, anchor) = if a + width + 8.0 + label.len() as f64 * 6.5 > WIDTH - 8.0 {
             (s.ttl_wait.as_ref().map_or(a, |w| x(w.start)) - 6.0, "end")
         } else {
@@ -239,6 +300,24 @@ pub fn svg(plan: &Plan) -> String {
             r##"<text x="{lx:.1}" y="{:.1}" text-anchor="{anchor}" font-size="11" fill="#444444">{}</text>"##,
             mid + 4.0,
             escape::html(&label)
+        );
+    }
+
+    // The critical path's dependencies: from each step's end to the start
+    // of the next one on the path.
+    let row_of = |id: cutover_lang::StepId| steps.iter().position(|s| s.id == id);
+    for pair in plan.critical_path.windows(2) {
+        let (Some(i), Some(j)) = (row_of(pair[0]), row_of(pair[1])) else {
+            continue;
+        };
+        let (from, to) = (steps[i], steps[j]);
+        let (x1, y1) = (x(from.end), TOP + i as f64 * ROW + ROW / 2.0 + BAR / 2.0);
+        let (x2, y2) = (x(to.start), TOP + j as f64 * ROW + ROW / 2.0 - BAR / 2.0);
+        let _ = writeln!(
+            out,
+            r##"<path class="dependency" d="M{x1:.1},{y1:.1} C{x1:.1},{:.1} {x2:.1},{:.1} {x2:.1},{y2:.1}" fill="none" stroke="#d62839" stroke-width="1" marker-end="url(#arrow)"/>"##,
+            (y1 + y2) / 2.0,
+            (y1 + y2) / 2.0
         );
     }
 
