@@ -202,28 +202,19 @@ impl crate::scenarios::ServerUnderTest for BindPair {
 
     async fn catch_up(&self) {
         let conf = self.secondary.dir.path().join("rndc.conf");
-        let output = Command::new("rndc")
-            .arg("-c")
-            .arg(&conf)
-            .args(["-p", &self.control_port.to_string()])
-            .args(["refresh", crate::scenarios::SCENARIO_ZONE])
-            .output()
-            .await
-            .expect("rndc should run (apt-get install -y bind9)");
-        assert!(
-            output.status.success(),
-            "rndc refresh: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        crate::scenarios::control(
+            Command::new("rndc")
+                .arg("-c")
+                .arg(&conf)
+                .args(["-p", &self.control_port.to_string()])
+                .args(["refresh", crate::scenarios::SCENARIO_ZONE]),
+            "rndc refresh (apt-get install -y bind9)",
+        )
+        .await;
     }
 
     fn logs(&self) -> String {
-        format!(
-            "primary log:\n{}\nsecondary log:\n{}",
-            self.primary.log(),
-            self.secondary.log()
-        )
+        crate::scenarios::pair_logs(&self.primary.log(), &self.secondary.log())
     }
 }
 

@@ -187,27 +187,18 @@ impl ServerUnderTest for KnotPair {
     }
 
     async fn catch_up(&self) {
-        let output = Command::new(binary("knotc"))
-            .arg("-c")
-            .arg(self.secondary.dir.path().join("knot.conf"))
-            .args(["zone-refresh", SCENARIO_ZONE])
-            .output()
-            .await
-            .expect("knotc should run (apt-get install -y knot)");
-        assert!(
-            output.status.success(),
-            "knotc zone-refresh: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        crate::scenarios::control(
+            Command::new(binary("knotc"))
+                .arg("-c")
+                .arg(self.secondary.dir.path().join("knot.conf"))
+                .args(["zone-refresh", SCENARIO_ZONE]),
+            "knotc zone-refresh (apt-get install -y knot)",
+        )
+        .await;
     }
 
     fn logs(&self) -> String {
-        format!(
-            "primary log:\n{}\nsecondary log:\n{}",
-            self.primary.log(),
-            self.secondary.log()
-        )
+        crate::scenarios::pair_logs(&self.primary.log(), &self.secondary.log())
     }
 }
 

@@ -102,6 +102,26 @@ macro_rules! scenarios {
     };
 }
 
+/// Runs a server's control command (`rndc refresh`, `knotc zone-refresh`) to its end; it must
+/// succeed.
+pub async fn control(command: &mut tokio::process::Command, what: &str) {
+    let output = command
+        .output()
+        .await
+        .unwrap_or_else(|err| panic!("{what}: {err}"));
+    assert!(
+        output.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A pair's two logs, for failure messages.
+pub fn pair_logs(primary: &str, secondary: &str) -> String {
+    format!("primary log:\n{primary}\nsecondary log:\n{secondary}")
+}
+
 fn patient() -> VerifyOptions {
     VerifyOptions {
         timeout: Duration::from_secs(30),
@@ -133,6 +153,24 @@ async fn values(server: SocketAddr, name: &str, rtype: RecordType) -> Vec<String
         .await
         .unwrap()
         .values
+}
+
+/// One round at both servers right after an update, before the secondary may catch up.
+async fn before_catching_up(
+    server: &impl ServerUnderTest,
+    name: &str,
+    expect: Expectation,
+) -> VerifyReport {
+    verify_all(
+        &[server.primary(), server.secondary()],
+        SCENARIO_ZONE,
+        name,
+        RecordType::A,
+        expect,
+        one_round(),
+    )
+    .await
+    .unwrap()
 }
 
 /// Lets the secondary catch up, then verifies `name`/`rtype` at both servers.
@@ -305,16 +343,7 @@ pub async fn lagging_secondary_without_notify(server: &impl ServerUnderTest) {
         .unwrap();
     let wanted = serial(primary).await;
     let expect = expect_values(&["192.0.2.30"], Some(wanted));
-    let early = verify_all(
-        &[primary, secondary],
-        SCENARIO_ZONE,
-        "late",
-        RecordType::A,
-        expect.clone(),
-        one_round(),
-    )
-    .await
-    .unwrap();
+    let early = before_catching_up(server, "late", expect.clone()).await;
     assert!(!early.verified, "{early}");
     assert!(early.servers[0].agrees, "{early}");
     assert_eq!(early.servers[1].serial, Some(FIRST_SERIAL), "{early}");
@@ -335,7 +364,7 @@ pub async fn lagging_secondary_without_notify(server: &impl ServerUnderTest) {
 /// serial its update produced (read once right after it), although the primary's serial moves
 /// on, once the secondary serves the new value — and not while it does not.
 pub async fn busy_zone(server: &impl ServerUnderTest) {
-    let (primary, secondary) = (server.primary(), server.secondary());
+    let primary = server.primary();
     let writer = updater(server);
     let busy = tokio::spawn(async move {
         // Bounded: at most 200 changes (about a minute); aborted at the end.
@@ -364,16 +393,7 @@ pub async fn busy_zone(server: &impl ServerUnderTest) {
     let produced = serial(primary).await;
     let expect = expect_values(&["192.0.2.40"], Some(produced));
     // Not before: the secondary has not caught up, so one round is not verified.
-    let early = verify_all(
-        &[primary, secondary],
-        SCENARIO_ZONE,
-        "api",
-        RecordType::A,
-        expect.clone(),
-        one_round(),
-    )
-    .await
-    .unwrap();
+    let early = before_catching_up(server, "api", expect.clone()).await;
     assert!(!early.verified && !early.servers[1].agrees, "{early}");
     // The other writer moves the primary's serial past the update's (bounded wait: 10 s).
     let mut moved_on = serial(primary).await;
