@@ -21,19 +21,16 @@
 //! `CUTOVER_DB_TEST_ROWS` sets the rows of the big table (default 100,000,
 //! about 27 MB: the copy runs in this debug build).
 
+mod support;
+
 use cutover_db::local::{LocalMariadb, free_port};
-use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::process::{Child, ExitStatus};
+use std::time::Duration;
+use support::db::{Cutover, LIMIT, Writer, assert_no_password, kill_group, wait_bounded, wait_for};
 
 const OLD_PASSWORD: &str = "Old-Maria-secret-7731";
 const NEW_PASSWORD: &str = "New-Maria-secret-2290";
-/// No command of the test may take longer.
-const LIMIT: Duration = Duration::from_secs(600);
 
 struct Lab {
     dir: tempfile::TempDir,
@@ -92,41 +89,20 @@ impl Lab {
         std::fs::write(self.path().join("shopmove.runbook"), text).unwrap();
     }
 
-    fn cutover(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cutover"));
-        cmd.current_dir(self.path())
-            .args(args)
-            .env("OLD_DB_PW", OLD_PASSWORD)
-            .stdin(Stdio::null())
-            .process_group(0);
-        cmd
+    fn cutover(&self) -> Cutover {
+        Cutover {
+            dir: self.path().to_owned(),
+            env: ("OLD_DB_PW", OLD_PASSWORD),
+            runbook: "shopmove.runbook",
+        }
     }
 
-    /// Runs a cutover command to its end (bounded); status, stdout, stderr.
     fn finish(&self, args: &[&str], outputs: &mut String) -> (ExitStatus, String, String) {
-        let out = tempfile::NamedTempFile::new().unwrap();
-        let err = tempfile::NamedTempFile::new().unwrap();
-        let mut child = self
-            .cutover(args)
-            .stdout(out.reopen().unwrap())
-            .stderr(err.reopen().unwrap())
-            .spawn()
-            .unwrap();
-        let status = wait_bounded(&mut child, LIMIT);
-        let out = std::fs::read_to_string(out.path()).unwrap();
-        let err = std::fs::read_to_string(err.path()).unwrap();
-        outputs.push_str(&out);
-        outputs.push_str(&err);
-        (status, out, err)
+        self.cutover().finish(args, outputs)
     }
 
     fn spawn_run(&self, log: &Path) -> Child {
-        let file = std::fs::File::create(log).unwrap();
-        self.cutover(&["run", "shopmove.runbook", "--take-over"])
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap()
+        self.cutover().spawn_run(log)
     }
 
     /// The destination's replica connection: (IO thread, SQL thread), or
@@ -146,39 +122,6 @@ impl Lab {
             .unwrap()
             .parse()
             .unwrap()
-    }
-}
-
-fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            kill_group(child);
-            let _ = child.wait();
-            panic!("a cutover command did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn kill_group(child: &Child) {
-    let group = rustix::process::Pid::from_child(child);
-    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-}
-
-/// Polls `ready` every 20 ms until it holds (bounded); a timeout shows
-/// the run's log.
-fn wait_for(what: &str, limit: Duration, log: &Path, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ready() {
-        if Instant::now() >= deadline {
-            let log = std::fs::read_to_string(log).unwrap_or_default();
-            panic!("{what}: not within {limit:?}; the run's log:\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -206,98 +149,27 @@ fn seed(old: &LocalMariadb, rows: u64) {
     .unwrap();
 }
 
-/// Writes at about `per_second` statements a second on one connection
-/// until stopped; counts the statements sent.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start(server: &LocalMariadb, rows: u64, per_second: u64) -> Writer {
-        let mut session = server.session("shop").unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
-        let (stop2, sent2) = (stop.clone(), sent.clone());
-        let thread = std::thread::spawn(move || {
-            let mut stdin = session.stdin.take().unwrap();
-            let start = Instant::now();
-            let mut n: u64 = 0;
-            while !stop2.load(Ordering::SeqCst) {
-                let statement = match n % 4 {
-                    0 => format!(
-                        "INSERT INTO accounts (name, note) VALUES ('new {n}', 'written live');\n"
-                    ),
-                    1 => format!(
-                        "UPDATE accounts SET balance = balance + 1, updated = NOW(6) WHERE id = {};\n",
-                        1 + (n * 7919) % rows
-                    ),
-                    2 => format!(
-                        "INSERT INTO events (account, kind) VALUES ({}, 'live');\n",
-                        1 + n % rows
-                    ),
-                    _ => format!(
-                        "DELETE FROM events WHERE id = {};\n",
-                        1 + (n * 104_729) % (rows / 3)
-                    ),
-                };
-                if stdin.write_all(statement.as_bytes()).is_err() {
-                    break;
-                }
-                n += 1;
-                sent2.store(n, Ordering::SeqCst);
-                let due = start + Duration::from_micros(n * 1_000_000 / per_second);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-            }
-            drop(stdin);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = session.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = session.kill();
-            let _ = session.wait();
-        });
-        Writer {
-            stop,
-            sent,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops writing and waits until every statement sent was run.
-    fn stop(&mut self) -> u64 {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-        self.sent.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn assert_no_password(lab: &Lab, outputs: &str) {
-    let mut texts = vec![("outputs", outputs.to_owned())];
-    for entry in std::fs::read_dir(lab.path().join(".cutover")).unwrap() {
-        let path = entry.unwrap().path();
-        let bytes = std::fs::read(&path).unwrap();
-        texts.push(("state file", String::from_utf8_lossy(&bytes).into_owned()));
-    }
-    for (what, text) in texts {
-        for password in [OLD_PASSWORD, NEW_PASSWORD] {
-            assert!(!text.contains(password), "a password is in the {what}");
-        }
-    }
+/// The writer: inserts, updates and deletes on `server` at `per_second`.
+fn writer(server: &LocalMariadb, rows: u64, per_second: u64) -> Writer {
+    Writer::start(
+        server.session("shop").unwrap(),
+        per_second,
+        move |n| match n % 4 {
+            0 => format!("INSERT INTO accounts (name, note) VALUES ('new {n}', 'written live');\n"),
+            1 => format!(
+                "UPDATE accounts SET balance = balance + 1, updated = NOW(6) WHERE id = {};\n",
+                1 + (n * 7919) % rows
+            ),
+            2 => format!(
+                "INSERT INTO events (account, kind) VALUES ({}, 'live');\n",
+                1 + n % rows
+            ),
+            _ => format!(
+                "DELETE FROM events WHERE id = {};\n",
+                1 + (n * 104_729) % (rows / 3)
+            ),
+        },
+    )
 }
 
 fn export_step(lab: &Lab, outputs: &mut String) -> serde_json::Value {
@@ -323,7 +195,7 @@ fn sync_with_a_writer_survives_two_kills_and_verifies_after_the_freeze() {
     seed(&lab.old, rows);
     lab.runbook("root", true);
     let mut outputs = String::new();
-    let mut writer = Writer::start(&lab.old, rows, 200);
+    let mut writer = writer(&lab.old, rows, 200);
 
     // First run: killed while the initial copy writes rows.
     let mut run = lab.spawn_run(&lab.path().join("run1.log"));
@@ -457,7 +329,7 @@ fn sync_with_a_writer_survives_two_kills_and_verifies_after_the_freeze() {
     );
     let (status, _, _) = lab.finish(&["status", "shopmove.runbook"], &mut outputs);
     assert!(status.success());
-    assert_no_password(&lab, &outputs);
+    assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
 }
 
 #[test]
@@ -490,7 +362,7 @@ fn a_row_changed_on_the_destination_fails_the_step_with_its_key_range() {
         export.contains("shop.accounts: rows with key in (4241, 4242] of (id) differ"),
         "the difference is named: {export}"
     );
-    assert_no_password(&lab, &outputs);
+    assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
 }
 
 #[test]

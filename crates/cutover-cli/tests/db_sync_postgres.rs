@@ -17,19 +17,16 @@
 //! `CUTOVER_DB_TEST_ROWS` sets the rows of the big table (default 300,000,
 //! about 70 MB).
 
+mod support;
+
 use cutover_db::local::{LocalPostgres, free_port};
-use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use support::db::{Cutover, LIMIT, Writer, assert_no_password, kill_group, wait_bounded, wait_for};
 
 const OLD_PASSWORD: &str = "Old-PG-secret-9081";
 const NEW_PASSWORD: &str = "New-PG-secret-5523";
-/// No command of the test may take longer.
-const LIMIT: Duration = Duration::from_secs(600);
 
 struct Lab {
     dir: tempfile::TempDir,
@@ -87,41 +84,24 @@ impl Lab {
         std::fs::write(self.path().join("dbmove.runbook"), text).unwrap();
     }
 
-    fn cutover(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cutover"));
-        cmd.current_dir(self.path())
-            .args(args)
-            .env("OLD_PG_PW", OLD_PASSWORD)
-            .stdin(Stdio::null())
-            .process_group(0);
-        cmd
+    fn runner(&self) -> Cutover {
+        Cutover {
+            dir: self.path().to_owned(),
+            env: ("OLD_PG_PW", OLD_PASSWORD),
+            runbook: "dbmove.runbook",
+        }
     }
 
-    /// Runs a cutover command to its end (bounded); status, stdout, stderr.
+    fn cutover(&self, args: &[&str]) -> Command {
+        self.runner().command(args)
+    }
+
     fn finish(&self, args: &[&str], outputs: &mut String) -> (ExitStatus, String, String) {
-        let out = tempfile::NamedTempFile::new().unwrap();
-        let err = tempfile::NamedTempFile::new().unwrap();
-        let mut child = self
-            .cutover(args)
-            .stdout(out.reopen().unwrap())
-            .stderr(err.reopen().unwrap())
-            .spawn()
-            .unwrap();
-        let status = wait_bounded(&mut child, LIMIT);
-        let out = std::fs::read_to_string(out.path()).unwrap();
-        let err = std::fs::read_to_string(err.path()).unwrap();
-        outputs.push_str(&out);
-        outputs.push_str(&err);
-        (status, out, err)
+        self.runner().finish(args, outputs)
     }
 
     fn spawn_run(&self, log: &Path) -> Child {
-        let file = std::fs::File::create(log).unwrap();
-        self.cutover(&["run", "dbmove.runbook", "--take-over"])
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap()
+        self.runner().spawn_run(log)
     }
 
     /// (tables not ready, tables) of the destination's subscription.
@@ -141,35 +121,6 @@ impl Lab {
                 "SELECT coalesce(string_agg(oid::text, ','), '') FROM pg_subscription",
             )
             .unwrap()
-    }
-}
-
-fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            kill_group(child);
-            let _ = child.wait();
-            panic!("a cutover command did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn kill_group(child: &Child) {
-    let group = rustix::process::Pid::from_child(child);
-    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-}
-
-/// Polls `ready` every 20 ms until it holds (bounded).
-fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ready() {
-        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -199,95 +150,25 @@ fn seed(old: &LocalPostgres, rows: u64) {
     .unwrap();
 }
 
-/// Writes at about `per_second` statements a second on one connection
-/// until stopped; counts the statements sent.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start(server: &LocalPostgres, rows: u64, per_second: u64) -> Writer {
-        let mut session = server.psql_session("app").unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
-        let (stop2, sent2) = (stop.clone(), sent.clone());
-        let thread = std::thread::spawn(move || {
-            let mut stdin = session.stdin.take().unwrap();
-            let start = Instant::now();
-            let mut n: u64 = 0;
-            while !stop2.load(Ordering::SeqCst) {
-                let statement = match n % 4 {
-                    0 => format!(
-                        "INSERT INTO accounts (name, note) VALUES ('new {n}', 'written live');\n"
-                    ),
-                    1 => format!(
-                        "UPDATE accounts SET balance = balance + 1, updated = now() WHERE id = {};\n",
-                        1 + (n * 7919) % rows
-                    ),
-                    2 => format!(
-                        "INSERT INTO events (account, kind) VALUES ({}, 'live');\n",
-                        1 + n % rows
-                    ),
-                    _ => "SELECT nextval('invoice_numbers');\n".to_string(),
-                };
-                if stdin.write_all(statement.as_bytes()).is_err() {
-                    break;
-                }
-                n += 1;
-                sent2.store(n, Ordering::SeqCst);
-                let due = start + Duration::from_micros(n * 1_000_000 / per_second);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-            }
-            drop(stdin);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = session.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = session.kill();
-            let _ = session.wait();
-        });
-        Writer {
-            stop,
-            sent,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops writing and waits until every statement sent was run.
-    fn stop(&mut self) -> u64 {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-        self.sent.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn assert_no_password(lab: &Lab, outputs: &str) {
-    let mut texts = vec![("outputs", outputs.to_owned())];
-    for entry in std::fs::read_dir(lab.path().join(".cutover")).unwrap() {
-        let path = entry.unwrap().path();
-        let bytes = std::fs::read(&path).unwrap();
-        texts.push(("state file", String::from_utf8_lossy(&bytes).into_owned()));
-    }
-    for (what, text) in texts {
-        for password in [OLD_PASSWORD, NEW_PASSWORD] {
-            assert!(!text.contains(password), "a password is in the {what}");
-        }
-    }
+/// The writer: inserts, updates and sequence calls on `server` at
+/// `per_second`.
+fn writer(server: &LocalPostgres, rows: u64, per_second: u64) -> Writer {
+    Writer::start(
+        server.psql_session("app").unwrap(),
+        per_second,
+        move |n| match n % 4 {
+            0 => format!("INSERT INTO accounts (name, note) VALUES ('new {n}', 'written live');\n"),
+            1 => format!(
+                "UPDATE accounts SET balance = balance + 1, updated = now() WHERE id = {};\n",
+                1 + (n * 7919) % rows
+            ),
+            2 => format!(
+                "INSERT INTO events (account, kind) VALUES ({}, 'live');\n",
+                1 + n % rows
+            ),
+            _ => "SELECT nextval('invoice_numbers');\n".to_string(),
+        },
+    )
 }
 
 #[test]
@@ -298,14 +179,19 @@ fn sync_with_a_writer_survives_two_kills_and_verifies_after_the_freeze() {
     seed(&lab.old, rows);
     lab.runbook("postgres", true);
     let mut outputs = String::new();
-    let mut writer = Writer::start(&lab.old, rows, 200);
+    let mut writer = writer(&lab.old, rows, 200);
 
     // First run: killed while the initial copy runs.
     let mut run = lab.spawn_run(&lab.path().join("run1.log"));
-    wait_for("the initial copy starts", Duration::from_secs(120), || {
-        let (copying, tables) = lab.subscription_tables();
-        tables > 0 && copying > 0
-    });
+    wait_for(
+        "the initial copy starts",
+        Duration::from_secs(120),
+        &lab.path().join("run1.log"),
+        || {
+            let (copying, tables) = lab.subscription_tables();
+            tables > 0 && copying > 0
+        },
+    );
     let subscription = lab.subscription_oid();
     kill_group(&run);
     let _ = run.wait();
@@ -317,9 +203,12 @@ fn sync_with_a_writer_survives_two_kills_and_verifies_after_the_freeze() {
     // Second run: continues the same subscription; killed while it waits
     // for the freeze gate (everything copied, the writer still writing).
     let mut run = lab.spawn_run(&lab.path().join("run2.log"));
-    wait_for("the initial copy ends", Duration::from_secs(300), || {
-        lab.subscription_tables().0 == 0
-    });
+    wait_for(
+        "the initial copy ends",
+        Duration::from_secs(300),
+        &lab.path().join("run2.log"),
+        || lab.subscription_tables().0 == 0,
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         run.try_wait().unwrap().is_none(),
@@ -445,7 +334,7 @@ fn sync_with_a_writer_survives_two_kills_and_verifies_after_the_freeze() {
     );
     let (status, _, _) = lab.finish(&["status", "dbmove.runbook"], &mut outputs);
     assert!(status.success());
-    assert_no_password(&lab, &outputs);
+    assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
 }
 
 #[test]
@@ -456,10 +345,15 @@ fn a_row_changed_on_the_destination_fails_the_step_with_its_key_range() {
     lab.runbook("postgres", true);
     let mut outputs = String::new();
     let mut run = lab.spawn_run(&lab.path().join("run.log"));
-    wait_for("the initial copy ends", Duration::from_secs(120), || {
-        let (copying, tables) = lab.subscription_tables();
-        tables == 3 && copying == 0
-    });
+    wait_for(
+        "the initial copy ends",
+        Duration::from_secs(120),
+        &lab.path().join("run.log"),
+        || {
+            let (copying, tables) = lab.subscription_tables();
+            tables == 3 && copying == 0
+        },
+    );
     lab.new
         .psql(
             "app",
@@ -479,7 +373,7 @@ fn a_row_changed_on_the_destination_fails_the_step_with_its_key_range() {
         export.contains("public.accounts: rows with key in (4241, 4242] of (id) differ"),
         "the difference is named: {export}"
     );
-    assert_no_password(&lab, &outputs);
+    assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
 }
 
 #[test]

@@ -4,6 +4,8 @@
 #[allow(dead_code)]
 pub mod cli;
 #[allow(dead_code)]
+pub mod db;
+#[allow(dead_code)]
 pub mod run;
 #[allow(dead_code)]
 pub mod sshd;
