@@ -2,26 +2,11 @@
 //! `dns.switch maemo.org wiki A 188.117.59.202 -> 80.248.164.42`, as plans,
 //! status lines and prompts show it. Groups appear expanded into their hosts.
 
-use crate::format::quote;
+use crate::format::{quote, word};
 use crate::model::Action;
 use crate::model::{ActionKind, DbServer, Endpoint, PortTargets, Runbook, WaitFor};
 use crate::units::format_duration;
 use std::fmt::Write;
-
-/// A record value or similar word, quoted when it would not read back as one word.
-pub(crate) fn word(value: &str) -> String {
-    let plain = !value.is_empty()
-        && !value.starts_with('#')
-        && !value.contains("->")
-        && !value
-            .chars()
-            .any(|c| c.is_whitespace() || c == ',' || c == '"');
-    if plain {
-        value.to_string()
-    } else {
-        quote(value)
-    }
-}
 
 impl Runbook {
     /// The kind line of `action`, in canonical form.

@@ -88,6 +88,21 @@ pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
         .to_string()
 }
 
+/// A record value or similar word, quoted when it would not read back as one word.
+pub(crate) fn word(value: &str) -> String {
+    let plain = !value.is_empty()
+        && !value.starts_with('#')
+        && !value.contains("->")
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || c == ',' || c == '"');
+    if plain {
+        value.to_string()
+    } else {
+        quote(value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

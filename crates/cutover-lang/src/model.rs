@@ -562,7 +562,7 @@ impl std::fmt::Display for RecordValues {
             if index > 0 {
                 f.write_str(", ")?;
             }
-            f.write_str(&crate::describe::word(value))?;
+            f.write_str(&crate::format::word(value))?;
         }
         Ok(())
     }

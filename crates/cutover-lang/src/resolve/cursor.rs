@@ -3,11 +3,21 @@
 //! kinds, values) takes its tokens through it, so "expected X, found Y" reads
 //! the same everywhere.
 
-use super::values::{MAX_NAME, is_name};
 use crate::code::Code;
 use crate::diagnostic::Diagnostic;
 use crate::lexer::{Line, Token, TokenKind};
 use crate::source::{FileId, Span};
+
+/// The longest name: a runbook's name is its state file's name
+/// (`.cutover/NAME.db`), which a file system bounds at 255 bytes.
+pub(super) const MAX_NAME: usize = 128;
+
+/// A name of a runbook, host, group, key, step or site.
+pub(super) fn is_name(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
 
 /// A parse result: the value, or the one diagnostic that stopped it.
 pub(super) type PResult<T> = Result<T, Diagnostic>;

@@ -18,17 +18,6 @@ use std::time::Duration;
 /// The record types the language knows, for messages.
 pub(super) const RECORD_TYPES: &str = "A, AAAA, CNAME, MX, TXT, NS, SRV, CAA, PTR, HTTPS or SVCB";
 
-/// The longest name: a runbook's name is its state file's name
-/// (`.cutover/NAME.db`), which a file system bounds at 255 bytes.
-pub(super) const MAX_NAME: usize = 128;
-
-/// A name of a runbook, host, group, key, step or site.
-pub(super) fn is_name(text: &str) -> bool {
-    let mut chars = text.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 /// A zone's name: a domain name, optionally with its trailing dot.
 pub(super) fn is_domain(text: &str) -> bool {
     let text = text.strip_suffix('.').unwrap_or(text);

@@ -3,7 +3,7 @@
 //! and from where. These, with `exec`, are the kinds `verify` takes.
 
 use super::super::Resolver;
-use super::super::cursor::{Cursor, PResult, short};
+use super::super::cursor::{Cursor, PResult, is_name, short};
 use super::super::names::HostLike;
 use super::super::values::*;
 use crate::code::Code;
