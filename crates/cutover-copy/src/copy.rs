@@ -216,13 +216,6 @@ pub fn check_image(source: &Location, dest: &Location) -> Result<CheckReport, Co
     })
 }
 
-/// The content hash (hex) of one file.
-pub fn hash_image(location: &Location) -> Result<String, CopyError> {
-    let (mut endpoint, path) = Endpoint::connect(location)?;
-    let size = endpoint.open_source(&path)?;
-    Ok(blocks::hex(&scan(&mut endpoint, size)?))
-}
-
 fn scan(endpoint: &mut Endpoint, size: u64) -> Result<[u8; 32], CopyError> {
     let mut content = ContentHasher::new(size);
     for index in 0..blocks::window_count(size) {

@@ -26,7 +26,7 @@ mod sqlite;
 
 pub use copy::{
     Cancel, CheckReport, CopyOptions, CopyReport, Outcome, Progress, SyncReport, check_image,
-    copy_image, copy_with, hash_image, sync_sqlite, sync_sqlite_with, table_checksums,
+    copy_image, copy_with, sync_sqlite, sync_sqlite_with, table_checksums,
 };
 pub use endpoint::{Endpoint, Location};
 pub use error::{CopyError, ErrorKind};
