@@ -173,7 +173,8 @@ fn svg_has_one_bar_per_step() {
 #[test]
 #[ignore = "needs chromium"]
 fn svg_renders_in_chromium() {
-    let path = root().join("fixtures/plan/late-lowering.runbook");
+    // The runbook with the longest critical path: its header wraps.
+    let path = root().join("runbooks/cloud-2013.runbook");
     let (_, plan) = load(&path);
     let dir = std::env::temp_dir().join(format!("cutover-plan-svg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -183,8 +184,11 @@ fn svg_renders_in_chromium() {
         format!(
             "<!doctype html><html><body>{}<script>\
              const n = document.querySelectorAll('svg rect.bar').length;\
-             const w = document.querySelector('svg').getBoundingClientRect().width;\
-             document.body.insertAdjacentHTML('beforeend', '<p id=\"bars\">bars=' + n + ' width=' + Math.round(w) + '</p>');\
+             const box = document.querySelector('svg').getBoundingClientRect();\
+             const w = box.width;\
+             const off = [...document.querySelectorAll('svg text')].filter(t => {{\
+               const r = t.getBoundingClientRect(); return r.left < box.left || r.right > box.right; }}).length;\
+             document.body.insertAdjacentHTML('beforeend', '<p id=\"bars\">bars=' + n + ' width=' + Math.round(w) + ' off=' + off + '</p>');\
              </script></body></html>",
             cutover_plan::render::svg(&plan)
         ),
@@ -224,7 +228,7 @@ fn svg_renders_in_chromium() {
     let dom = reader.join().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
-        dom.contains(&format!("bars={} width=1400", plan.steps.len())),
+        dom.contains(&format!("bars={} width=1400 off=0", plan.steps.len())),
         "chromium DOM: {}",
         dom.lines().last().unwrap_or_default()
     );

@@ -13,19 +13,37 @@ use std::fmt::Write;
 const WIDTH: f64 = 1400.0;
 const LABEL_WIDTH: f64 = 250.0;
 const RIGHT_MARGIN: f64 = 150.0;
+/// Where the rows start below a header of one line each (title, window,
+/// critical path); each wrapped line more moves them down.
 const TOP: f64 = 118.0;
+/// Characters of the title (20 px bold) and of the summary lines (13 px)
+/// that fit across the chart.
+const TITLE_CHARS: usize = 110;
+const LINE_CHARS: usize = 175;
 const ROW: f64 = 28.0;
 const BAR: f64 = 16.0;
 const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
 
 pub fn svg(plan: &Plan) -> String {
+    let title = match &plan.title {
+        Some(t) => format!("{} — {t}", plan.runbook),
+        None => plan.runbook.clone(),
+    };
+    let title_lines = super::text::wrap(&title, TITLE_CHARS, 0);
+    let path_lines = super::text::wrap(
+        &format!("Critical path: {}", critical_path_text(plan, " → ")),
+        LINE_CHARS,
+        2,
+    );
+    let extra = (title_lines.len() - 1) as f64 * 24.0 + (path_lines.len() - 1) as f64 * 18.0;
+    let top = TOP + extra;
     let axis = Axis::new(plan);
     let chart = WIDTH - LABEL_WIDTH - RIGHT_MARGIN;
     let x = |t: i64| LABEL_WIDTH + axis.x(t) * chart;
     let steps = plan.chronological();
     let rows_height = steps.len() as f64 * ROW;
-    let height = TOP + rows_height + 80.0;
-    let bottom = TOP + rows_height;
+    let height = top + rows_height + 80.0;
+    let bottom = top + rows_height;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -40,16 +58,16 @@ pub fn svg(plan: &Plan) -> String {
         r##"<rect width="100%" height="100%" fill="#ffffff"/>"##
     );
 
-    // Title and summary.
-    let title = match &plan.title {
-        Some(t) => format!("{} — {t}", plan.runbook),
-        None => plan.runbook.clone(),
-    };
-    let _ = writeln!(
-        out,
-        r##"<text x="16" y="30" font-size="20" font-weight="bold" fill="#1a1a1a">{}</text>"##,
-        escape::html(&title)
-    );
+    // Title and summary, wrapped to the canvas.
+    for (i, line) in title_lines.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            r##"<text x="16" y="{}" font-size="20" font-weight="bold" fill="#1a1a1a">{}</text>"##,
+            30 + i * 24,
+            escape::html(line)
+        );
+    }
+    let below_title = (title_lines.len() - 1) as f64 * 24.0;
     let window = match plan.window {
         Some(w) => format!(
             "Window {} for {} · plan ends {} · {}",
@@ -67,15 +85,19 @@ pub fn svg(plan: &Plan) -> String {
     let overflow = plan.window.is_some_and(|w| w.left < 0);
     let _ = writeln!(
         out,
-        r##"<text x="16" y="54" fill="{}">{}</text>"##,
+        r##"<text x="16" y="{:.1}" fill="{}">{}</text>"##,
+        54.0 + below_title,
         if overflow { "#b00020" } else { "#333333" },
         escape::html(&window)
     );
-    let _ = writeln!(
-        out,
-        r##"<text x="16" y="74" fill="#333333">Critical path: {}</text>"##,
-        escape::html(&critical_path_text(plan, " → "))
-    );
+    for (i, line) in path_lines.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            r##"<text x="16" y="{:.1}" fill="#333333" xml:space="preserve">{}</text>"##,
+            74.0 + below_title + i as f64 * 18.0,
+            escape::html(line)
+        );
+    }
 
     // Window shading, overflow and grid.
     if let Some(w) = plan.window {
@@ -83,7 +105,7 @@ pub fn svg(plan: &Plan) -> String {
         let _ = writeln!(
             out,
             r##"<rect class="window" x="{a:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#e6f0fa"/>"##,
-            TOP - 8.0,
+            top - 8.0,
             (b - a).max(1.0),
             rows_height + 8.0
         );
@@ -92,7 +114,7 @@ pub fn svg(plan: &Plan) -> String {
             let _ = writeln!(
                 out,
                 r##"<rect class="overflow" x="{b:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#fde2e2"/>"##,
-                TOP - 8.0,
+                top - 8.0,
                 (c - b).max(1.0),
                 rows_height + 8.0
             );
@@ -103,16 +125,16 @@ pub fn svg(plan: &Plan) -> String {
             let _ = writeln!(
                 out,
                 r##"<rect x="0" y="{:.1}" width="{LABEL_WIDTH}" height="{ROW}" fill="#f5f5f5"/>"##,
-                TOP + i as f64 * ROW
+                top + i as f64 * ROW
             );
         }
     }
     let _ = writeln!(
         out,
         r##"<line x1="{LABEL_WIDTH}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#888888"/>"##,
-        TOP - 10.0,
+        top - 10.0,
         LABEL_WIDTH + chart,
-        TOP - 10.0
+        top - 10.0
     );
     let mut last_label_end = f64::MIN;
     for (t, label) in axis.ticks(12) {
@@ -120,14 +142,14 @@ pub fn svg(plan: &Plan) -> String {
         let _ = writeln!(
             out,
             r##"<line x1="{tx:.1}" y1="{:.1}" x2="{tx:.1}" y2="{bottom:.1}" stroke="#d0d0d0" stroke-dasharray="2,3"/>"##,
-            TOP - 14.0
+            top - 14.0
         );
         let half = label.chars().count() as f64 * 3.6;
         if tx - half > last_label_end + 6.0 {
             let _ = writeln!(
                 out,
                 r##"<text x="{tx:.1}" y="{:.1}" text-anchor="middle" font-size="12" fill="#555555">{}</text>"##,
-                TOP - 18.0,
+                top - 18.0,
                 escape::html(&label)
             );
             last_label_end = tx + half;
@@ -139,7 +161,7 @@ pub fn svg(plan: &Plan) -> String {
             out,
             r##"<path d="M{:.1},{:.1} l4,-6 l4,12 l4,-6" fill="none" stroke="#888888" stroke-width="1.5"/>"##,
             bx - 6.0,
-            TOP - 10.0
+            top - 10.0
         );
     }
     for (a, b) in &axis.compressed {
@@ -156,7 +178,7 @@ pub fn svg(plan: &Plan) -> String {
             let _ = writeln!(
                 out,
                 r##"<line x1="{lx:.1}" y1="{:.1}" x2="{lx:.1}" y2="{bottom:.1}" stroke="#2f6db5" stroke-width="1.5"/>"##,
-                TOP - 8.0
+                top - 8.0
             );
             let _ = writeln!(
                 out,
@@ -168,7 +190,7 @@ pub fn svg(plan: &Plan) -> String {
 
     // One row per step.
     for (i, s) in steps.iter().enumerate() {
-        let y = TOP + i as f64 * ROW;
+        let y = top + i as f64 * ROW;
         let mid = y + ROW / 2.0;
         let weight = if s.critical { "bold" } else { "normal" };
         let _ = writeln!(
@@ -311,8 +333,8 @@ pub fn svg(plan: &Plan) -> String {
             continue;
         };
         let (from, to) = (steps[i], steps[j]);
-        let (x1, y1) = (x(from.end), TOP + i as f64 * ROW + ROW / 2.0 + BAR / 2.0);
-        let (x2, y2) = (x(to.start), TOP + j as f64 * ROW + ROW / 2.0 - BAR / 2.0);
+        let (x1, y1) = (x(from.end), top + i as f64 * ROW + ROW / 2.0 + BAR / 2.0);
+        let (x2, y2) = (x(to.start), top + j as f64 * ROW + ROW / 2.0 - BAR / 2.0);
         let _ = writeln!(
             out,
             r##"<path class="dependency" d="M{x1:.1},{y1:.1} C{x1:.1},{:.1} {x2:.1},{:.1} {x2:.1},{y2:.1}" fill="none" stroke="#d62839" stroke-width="1" marker-end="url(#arrow)"/>"##,
