@@ -15,7 +15,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -190,6 +190,45 @@ impl Entry {
     pub(crate) fn name(&self) -> &OsStr {
         &self.name
     }
+
+    /// The entry a link at this entry leads to (itself when it is none),
+    /// followed beneath the root as when opened and named again from the
+    /// root, so that the folder holding the file itself can be held.
+    pub(crate) fn followed(&self, what: &str) -> Result<Entry, CopyError> {
+        let file = self.open(what, OFlags::PATH)?;
+        let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .map_err(|e| CopyError::io(what, &self.path, e))?;
+        let root = Root {
+            fd: self.root.clone(),
+            path: self.root_path.clone(),
+        };
+        let within = match root.fd {
+            Some(_) => real.strip_prefix(&self.root_path).ok(),
+            None => Some(real.as_path()),
+        };
+        match within.and_then(Path::to_str) {
+            Some(within) => root.entry(within),
+            None => Err(CopyError::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{} leads to {}, which cannot be named from the root {}",
+                    self.requested,
+                    real.display(),
+                    self.root_path.display()
+                ),
+            )),
+        }
+    }
+
+    /// The path, as the entry was named from the root, of `name` beside
+    /// this entry.
+    pub(crate) fn beside_path(&self, name: &OsStr) -> Option<String> {
+        self.relative
+            .with_file_name(name)
+            .into_os_string()
+            .into_string()
+            .ok()
+    }
 }
 
 /// Opens `path` (an existing file or folder) from `root`, beneath it, or
@@ -228,6 +267,15 @@ impl Folder {
     /// Where `name` in this folder is, for messages.
     pub(crate) fn path_of(&self, name: &OsStr) -> PathBuf {
         self.path.join(name)
+    }
+
+    /// A path of `name` in this folder that leads through the folder's
+    /// descriptor (`/proc/self/fd/N/NAME`): for code that can only open
+    /// files by path (SQLite), so that whatever it opens there, and beside
+    /// it, is in this folder even if the folder's own path now leads
+    /// elsewhere. Valid while this folder is held.
+    pub(crate) fn held_path(&self, name: &OsStr) -> PathBuf {
+        Path::new(&format!("/proc/self/fd/{}", self.fd.as_raw_fd())).join(name)
     }
 
     /// Opens `name` in this folder with `flags`, never through a link

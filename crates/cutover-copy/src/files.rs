@@ -257,21 +257,28 @@ impl FileSide {
             }
             Request::Finish { hash } => self.finish(hash),
             Request::Snapshot { path } => {
-                let db = self.database(&path)?;
-                let snapshot_name = format!(".{}.cutover-snapshot", text_name(&db)?);
-                let method = sqlite::snapshot(&db.path, &db.path.with_file_name(&snapshot_name))?;
-                let reply_path = match path.rfind('/') {
-                    Some(slash) => format!("{}{snapshot_name}", &path[..=slash]),
-                    None => snapshot_name,
-                };
+                let (db, folder) = self.database(&path)?;
+                let snapshot_name =
+                    OsString::from(format!(".{}.cutover-snapshot", text_name(&db)?));
+                let method = sqlite::snapshot(&folder, db.name(), &snapshot_name)?;
+                let reply_path = db.beside_path(&snapshot_name).ok_or_else(|| {
+                    CopyError::new(
+                        ErrorKind::InvalidInput,
+                        format!("{} is not UTF-8", db.path.display()),
+                    )
+                })?;
                 Ok(Response::Snapshot {
                     path: reply_path,
                     method: method.to_string(),
                 })
             }
-            Request::Checksums { path } => Ok(Response::Checksums(sqlite::table_checksums(
-                &self.database(&path)?.path,
-            )?)),
+            Request::Checksums { path } => {
+                let (db, folder) = self.database(&path)?;
+                Ok(Response::Checksums(sqlite::table_checksums(
+                    &folder,
+                    db.name(),
+                )?))
+            }
             Request::Remove { path } => {
                 let target = self.root.entry(&path)?;
                 if !text_name(&target)?.ends_with(".cutover-snapshot") {
@@ -294,14 +301,13 @@ impl FileSide {
         }
     }
 
-    /// A database's entry, checked beneath the root (its folder and the
-    /// file itself opened there). SQLite opens its files by path, so this
-    /// check, unlike the copy's own opens, comes just before the use.
-    fn database(&self, requested: &str) -> Result<Entry, CopyError> {
-        let db = self.root.entry(requested)?;
-        db.folder("opening database")?;
-        db.open("opening database", OFlags::RDONLY)?;
-        Ok(db)
+    /// A database's entry (a link to it followed beneath the root) and its
+    /// folder, held: SQLite reaches the database and the files beside it
+    /// through that folder.
+    fn database(&self, requested: &str) -> Result<(Entry, Folder), CopyError> {
+        let db = self.root.entry(requested)?.followed("opening database")?;
+        let folder = db.folder("opening database")?;
+        Ok((db, folder))
     }
 
     fn open_source(&mut self, path: &str) -> Result<Response, CopyError> {
@@ -658,16 +664,16 @@ impl FileSide {
             self.dest = None;
             return Ok(Response::Ok);
         }
-        // SQLite reaches the database's companions by path; the folder was
-        // opened beneath the root when the destination was.
+        // SQLite reaches the database and its companions through the
+        // folder held since the destination was opened.
         if dest.sqlite {
-            sqlite::settle_destination(&path)?;
+            sqlite::settle_destination(folder, &dest.name)?;
         }
         folder
             .rename(&dest.temp_name, &dest.name)
             .map_err(|e| CopyError::io("renaming the copy over", &path, e))?;
         if dest.sqlite {
-            sqlite::remove_stale_companions(&path)?;
+            sqlite::remove_stale_companions(folder, &dest.name)?;
         }
         folder
             .sync()

@@ -5,15 +5,23 @@
 //! writing meanwhile); when writers keep restarting it, `VACUUM INTO` takes
 //! the copy in one read transaction instead. The snapshot is an ordinary file
 //! that the image copy moves and swaps in atomically.
+//!
+//! SQLite opens a database, and the log, index and journal beside it, by
+//! path. Beneath a root that path must not lead elsewhere once checked, so
+//! SQLite is given the database's folder held open ([`Folder::held_path`],
+//! `/proc/self/fd/N/NAME`) and opens through a VFS of its own: the default
+//! one, except that it takes such a path as it is. The default one resolves
+//! links in a path itself and opens what they named then, by its path.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::ffi::{CStr, OsStr, OsString, c_char, c_int};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, ffi};
 
+use crate::beneath::{Folder, Kind};
 use crate::blocks::hex;
 use crate::error::{CopyError, ErrorKind};
 
@@ -49,31 +57,136 @@ impl std::fmt::Display for SnapshotMethod {
     }
 }
 
-fn open_existing(db: &Path) -> Result<Connection, CopyError> {
-    let meta = fs::metadata(db).map_err(|e| CopyError::io("opening database", db, e))?;
-    if !meta.is_file() {
-        return Err(CopyError::new(
-            ErrorKind::InvalidInput,
-            format!("database {} is not a regular file", db.display()),
-        ));
+/// The name SQLite knows the VFS that opens held paths by.
+const HELD_VFS: &CStr = c"cutover-held";
+
+/// Registers the VFS [`HELD_VFS`] once: the default VFS with
+/// `xFullPathname` replaced by [`held_full_pathname`].
+fn held_vfs() -> Result<&'static CStr, CopyError> {
+    static REGISTERED: OnceLock<c_int> = OnceLock::new();
+    let rc = *REGISTERED.get_or_init(|| {
+        // SAFETY: sqlite3_vfs_find initializes SQLite and returns the
+        // default VFS, which lives as long as the process, or null. The copy
+        // is leaked so that it lives as long too, as sqlite3_vfs_register
+        // requires; its methods are the default VFS's (which take their
+        // state from pAppData, copied along) but for xFullPathname.
+        unsafe {
+            let default = ffi::sqlite3_vfs_find(std::ptr::null());
+            if default.is_null() {
+                return ffi::SQLITE_ERROR;
+            }
+            let mut vfs = *default;
+            vfs.pNext = std::ptr::null_mut();
+            vfs.zName = HELD_VFS.as_ptr();
+            vfs.xFullPathname = Some(held_full_pathname);
+            ffi::sqlite3_vfs_register(Box::leak(Box::new(vfs)), 0)
+        }
+    });
+    match rc {
+        ffi::SQLITE_OK => Ok(HELD_VFS),
+        rc => Err(CopyError::new(
+            ErrorKind::Sqlite,
+            format!("registering the SQLite file system of held folders: error {rc}"),
+        )),
     }
-    let conn = Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+}
+
+/// `xFullPathname` of [`HELD_VFS`]: an absolute path as it is, its links
+/// left to the kernel when the file is opened. Only held paths, absolute
+/// and without `.` or `..`, are opened through this VFS.
+///
+/// # Safety
+/// SQLite calls it with a NUL-terminated `path` and `out` of `size` bytes.
+unsafe extern "C" fn held_full_pathname(
+    _vfs: *mut ffi::sqlite3_vfs,
+    path: *const c_char,
+    size: c_int,
+    out: *mut c_char,
+) -> c_int {
+    // SAFETY: as SQLite promises for xFullPathname (above); at most `size`
+    // bytes are written to `out`, and the two buffers are SQLite's own,
+    // distinct.
+    unsafe {
+        let path = CStr::from_ptr(path).to_bytes_with_nul();
+        if path.first() != Some(&b'/') || path.len() > usize::try_from(size).unwrap_or(0) {
+            return ffi::SQLITE_CANTOPEN;
+        }
+        std::ptr::copy_nonoverlapping(path.as_ptr().cast(), out, path.len());
+    }
+    ffi::SQLITE_OK
+}
+
+/// Opens database `name` in `folder` with `flags` through the folder held,
+/// for `what`. SQLite opens the file itself with `O_NOFOLLOW`, so it is
+/// never a link.
+fn open_held(
+    folder: &Folder,
+    name: &OsStr,
+    flags: OpenFlags,
+    what: &str,
+) -> Result<Connection, CopyError> {
+    let conn = Connection::open_with_flags_and_vfs(
+        folder.held_path(name),
+        flags | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        held_vfs()?,
     )
-    .map_err(|e| CopyError::from(e).context(&format!("opening database {}", db.display())))?;
+    .map_err(|e| {
+        CopyError::from(e).context(&format!("{what} {}", folder.path_of(name).display()))
+    })?;
     conn.busy_timeout(Duration::from_secs(5))?;
     Ok(conn)
 }
 
-/// Takes a consistent snapshot of `db` (which may be in use) into `out`.
-pub fn snapshot(db: &Path, out: &Path) -> Result<SnapshotMethod, CopyError> {
-    let source = open_existing(db)?;
-    let _ = fs::remove_file(out);
+fn open_existing(folder: &Folder, name: &OsStr) -> Result<Connection, CopyError> {
+    let path = folder.path_of(name);
+    match folder
+        .kind(name)
+        .map_err(|e| CopyError::io("opening database", &path, e))?
+    {
+        Kind::File => {}
+        Kind::Missing => {
+            return Err(CopyError::io(
+                "opening database",
+                &path,
+                std::io::ErrorKind::NotFound.into(),
+            ));
+        }
+        Kind::Other => {
+            return Err(CopyError::new(
+                ErrorKind::InvalidInput,
+                format!("database {} is not a regular file", path.display()),
+            ));
+        }
+    }
+    open_held(
+        folder,
+        name,
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+        "opening database",
+    )
+}
+
+/// Takes a consistent snapshot of database `name` in `folder` (which may
+/// be in use) into `out` beside it.
+pub(crate) fn snapshot(
+    folder: &Folder,
+    name: &OsStr,
+    out: &OsStr,
+) -> Result<SnapshotMethod, CopyError> {
+    let source = open_existing(folder, name)?;
+    let db = folder.path_of(name);
+    let out_path = folder.path_of(out);
+    let removing = |e| CopyError::io("removing", &out_path, e);
+    folder.remove(out).map_err(removing)?;
     let context =
         |e: rusqlite::Error| CopyError::from(e).context(&format!("snapshot of {}", db.display()));
     let completed = {
-        let mut target = Connection::open(out).map_err(context)?;
+        let mut target = open_held(
+            folder,
+            out,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            "creating snapshot",
+        )?;
         let backup = Backup::new(&source, &mut target).map_err(context)?;
         let started = Instant::now();
         let mut restarts = 0;
@@ -97,11 +210,13 @@ pub fn snapshot(db: &Path, out: &Path) -> Result<SnapshotMethod, CopyError> {
     if completed {
         return Ok(SnapshotMethod::Backup);
     }
-    fs::remove_file(out).map_err(|e| CopyError::io("removing", out, e))?;
-    let target = out.to_str().ok_or_else(|| {
+    folder.remove(out).map_err(removing)?;
+    // The snapshot is attached by the source's VFS, through the same folder.
+    let target = folder.held_path(out);
+    let target = target.to_str().ok_or_else(|| {
         CopyError::new(
             ErrorKind::InvalidInput,
-            format!("{} is not UTF-8", out.display()),
+            format!("{} is not UTF-8", out_path.display()),
         )
     })?;
     source
@@ -114,9 +229,14 @@ fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
-/// Row counts and content checksums of every table of `db`, by name.
-pub fn table_checksums(db: &Path) -> Result<Vec<TableChecksum>, CopyError> {
-    let conn = open_existing(db)?;
+/// Row counts and content checksums of every table of database `name` in
+/// `folder`, by name.
+pub(crate) fn table_checksums(
+    folder: &Folder,
+    name: &OsStr,
+) -> Result<Vec<TableChecksum>, CopyError> {
+    let conn = open_existing(folder, name)?;
+    let db = folder.path_of(name);
     let context =
         |e: rusqlite::Error| CopyError::from(e).context(&format!("checksums of {}", db.display()));
     let tx = conn.unchecked_transaction().map_err(context)?;
@@ -130,12 +250,12 @@ pub fn table_checksums(db: &Path) -> Result<Vec<TableChecksum>, CopyError> {
             .map_err(context)?
     };
     let mut tables = Vec::new();
-    for name in names {
+    for table in names {
         let key_columns: Vec<String> = {
             let mut stmt = tx
                 .prepare("SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk")
                 .map_err(context)?;
-            stmt.query_map([&name], |row| row.get(0))
+            stmt.query_map([&table], |row| row.get(0))
                 .map_err(context)?
                 .collect::<Result<_, _>>()
                 .map_err(context)?
@@ -150,11 +270,11 @@ pub fn table_checksums(db: &Path) -> Result<Vec<TableChecksum>, CopyError> {
                 .join(", ")
         };
         let mut stmt = tx
-            .prepare(&format!("SELECT * FROM {} ORDER BY {order}", quote(&name)))
+            .prepare(&format!("SELECT * FROM {} ORDER BY {order}", quote(&table)))
             .map_err(context)?;
         let columns = stmt.column_count();
         let mut hasher = blake3::Hasher::new();
-        hasher.update(name.as_bytes());
+        hasher.update(table.as_bytes());
         hasher.update(&(columns as u64).to_le_bytes());
         let mut rows = 0u64;
         let mut cursor = stmt.query([]).map_err(context)?;
@@ -177,7 +297,7 @@ pub fn table_checksums(db: &Path) -> Result<Vec<TableChecksum>, CopyError> {
             }
         }
         tables.push(TableChecksum {
-            name,
+            name: table,
             rows,
             checksum: hex(hasher.finalize().as_bytes()),
         });
@@ -185,25 +305,41 @@ pub fn table_checksums(db: &Path) -> Result<Vec<TableChecksum>, CopyError> {
     Ok(tables)
 }
 
-fn companion(db: &Path, suffix: &str) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
+/// `NAME` and `suffix`: a companion file SQLite keeps beside database
+/// `NAME`.
+fn companion(name: &OsStr, suffix: &str) -> OsString {
+    let mut companion = name.to_owned();
+    companion.push(suffix);
+    companion
 }
 
-/// Before a new file replaces database `db`: folds a leftover write-ahead
-/// log or hot journal into the old file, so no stale log outlives the swap.
-pub fn settle_destination(db: &Path) -> Result<(), CopyError> {
-    let wal = companion(db, "-wal");
-    let journal = companion(db, "-journal");
-    if !db.exists() || (!wal.exists() && !journal.exists()) {
+/// Before a new file replaces database `name` in `folder`: folds a
+/// leftover write-ahead log or hot journal into the old file, so no stale
+/// log outlives the swap.
+pub(crate) fn settle_destination(folder: &Folder, name: &OsStr) -> Result<(), CopyError> {
+    let exists = |name: &OsStr| -> Result<bool, CopyError> {
+        let kind = folder.kind(name).map_err(|e| {
+            CopyError::io("settling destination database", &folder.path_of(name), e)
+        })?;
+        Ok(kind != Kind::Missing)
+    };
+    if !exists(name)?
+        || (!exists(&companion(name, "-wal"))? && !exists(&companion(name, "-journal"))?)
+    {
         return Ok(());
     }
     let context = |e: rusqlite::Error| {
-        CopyError::from(e).context(&format!("settling destination database {}", db.display()))
+        CopyError::from(e).context(&format!(
+            "settling destination database {}",
+            folder.path_of(name).display()
+        ))
     };
-    let conn = Connection::open(db).map_err(context)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(context)?;
+    let conn = open_held(
+        folder,
+        name,
+        OpenFlags::SQLITE_OPEN_READ_WRITE,
+        "settling destination database",
+    )?;
     // Reading rolls back a hot journal; the checkpoint empties the log.
     conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
         .map_err(context)?;
@@ -214,14 +350,12 @@ pub fn settle_destination(db: &Path) -> Result<(), CopyError> {
 
 /// After the swap: removes the old file's (now empty) log and shared-memory
 /// index, which belong to the file that was replaced.
-pub fn remove_stale_companions(db: &Path) -> Result<(), CopyError> {
+pub(crate) fn remove_stale_companions(folder: &Folder, name: &OsStr) -> Result<(), CopyError> {
     for suffix in ["-wal", "-shm"] {
-        let path = companion(db, suffix);
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(CopyError::io("removing", &path, e)),
-        }
+        let companion = companion(name, suffix);
+        folder
+            .remove(&companion)
+            .map_err(|e| CopyError::io("removing", &folder.path_of(&companion), e))?;
     }
     Ok(())
 }
