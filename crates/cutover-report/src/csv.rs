@@ -2,17 +2,18 @@
 //! actual timeline with deviations, confirmations and the last evidence),
 //! or one row per event of the log.
 
-use crate::model::{ConfirmationReport, Deviation, Instant, Report};
+use crate::model::{ConfirmationReport, Deviation, Report};
+use crate::moment::Moment;
 use crate::sessions::{Session, SessionEnd};
 use std::collections::HashMap;
 
-fn utc(i: Option<Instant>) -> String {
+fn utc(i: Option<Moment>) -> String {
     i.map_or_else(String::new, |i| {
         i.utc.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
     })
 }
 
-fn offset(i: Option<Instant>) -> String {
+fn offset(i: Option<Moment>) -> String {
     i.map_or_else(String::new, |i| i.offset_s.to_string())
 }
 

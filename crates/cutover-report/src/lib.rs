@@ -30,16 +30,18 @@ mod html;
 pub mod live;
 mod markdown;
 mod model;
+mod moment;
 mod read;
 mod sessions;
 mod text;
 
 pub use html::STYLE;
 pub use model::{
-    ConfirmationReport, Counts, Deviation, DeviationKind, EventReport, EvidenceReport, Instant,
+    ConfirmationReport, Counts, Deviation, DeviationKind, EventReport, EvidenceReport,
     LATE_TOLERANCE_S, OVERRUN_TOLERANCE_S, Planned, PlannedRunbook, Progress, Report, RunSummary,
     SCHEMA, Span, StepReport, WindowReport,
 };
+pub use moment::Moment;
 pub use read::{LiveSnapshot, ReadError, Snapshot, read_snapshot};
 pub use sessions::{CaughtStep, Session, SessionEnd};
 

@@ -4,6 +4,7 @@
 //! serializes as the JSON export, whose schema `docs/export-format.md`
 //! documents.
 
+use crate::moment::{Moment, utc};
 use crate::read::Snapshot;
 use crate::sessions::{Session, sessions};
 use chrono::{DateTime, Utc};
@@ -94,18 +95,11 @@ pub struct Counts {
     pub undone: usize,
 }
 
-/// An instant with its offset from T0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Instant {
-    pub utc: DateTime<Utc>,
-    pub offset_s: i64,
-}
-
 /// A planned or actual stretch of time.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Span {
-    pub start: Option<Instant>,
-    pub end: Option<Instant>,
+    pub start: Option<Moment>,
+    pub end: Option<Moment>,
     pub duration_s: Option<i64>,
 }
 
@@ -163,7 +157,7 @@ pub struct Progress {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EvidenceReport {
-    pub at: Instant,
+    pub at: Moment,
     pub phase: Phase,
     pub attempt: i64,
     pub summary: String,
@@ -225,14 +219,14 @@ impl DeviationKind {
 pub struct ConfirmationReport {
     pub step: String,
     pub user: String,
-    pub at: Instant,
+    pub at: Moment,
     pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EventReport {
     pub id: i64,
-    pub at: Instant,
+    pub at: Moment,
     pub step: Option<String>,
     pub kind: String,
     pub message: String,
@@ -342,7 +336,7 @@ impl Report {
             (None, Some(t0)) => (t0, "the runbook's window"),
             (None, None) => (run.started_at, "the start of the run (no window, no --t0)"),
         };
-        let at = |utc: DateTime<Utc>| Instant {
+        let at = |utc: DateTime<Utc>| Moment {
             utc,
             offset_s: (utc - t0).num_seconds(),
         };
@@ -525,7 +519,7 @@ fn step_report(
     by_step: &ByStep<'_>,
     planning: Option<Planning<'_>>,
     recorded: Option<&cutover_store::RunPlan>,
-    at: &dyn Fn(DateTime<Utc>) -> Instant,
+    at: &dyn Fn(DateTime<Utc>) -> Moment,
     t0: DateTime<Utc>,
 ) -> StepReport {
     let found = planning.and_then(|p| Some((p, *p.steps.get(record.name.as_str())?)));
@@ -822,10 +816,7 @@ fn step_deviations(step: &StepReport, events: &[&EventRecord], out: &mut Vec<Dev
                 .as_str()
                 .and_then(crate::facts::parse_time)
                 .map_or_else(String::new, |t| {
-                    format!(
-                        "; caches could serve the old value until {} UTC",
-                        crate::text::utc(t)
-                    )
+                    format!("; caches could serve the old value until {} UTC", utc(t))
                 });
             out.push(Deviation {
                 step: name.clone(),

@@ -6,7 +6,7 @@
 //! vanished without a word: a crash. The steps whose last transition was
 //! a `phase` event were caught mid-flight.
 
-use crate::model::Instant;
+use crate::moment::Moment;
 use crate::read::Snapshot;
 use chrono::{DateTime, Utc};
 use cutover_store::{Phase, RunStatus};
@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 pub struct Session {
     /// 1 for the first start, 2 for the first resume, …
     pub number: usize,
-    pub started_at: Instant,
+    pub started_at: Moment,
     /// The last thing this session recorded.
-    pub last_record_at: Instant,
+    pub last_record_at: Moment,
     pub end: SessionEnd,
     /// A stale lock of a dead coordinator taken over when this session began.
     pub took_over: Option<String>,
@@ -93,7 +93,7 @@ struct Open {
     took_over: Option<String>,
 }
 
-pub(crate) fn sessions(snapshot: &Snapshot, at: &dyn Fn(DateTime<Utc>) -> Instant) -> Vec<Session> {
+pub(crate) fn sessions(snapshot: &Snapshot, at: &dyn Fn(DateTime<Utc>) -> Moment) -> Vec<Session> {
     let mut done = Vec::new();
     let mut open: Option<Open> = None;
     let mut pending_take_over: Option<String> = None;

@@ -2,20 +2,17 @@
 //! seconds, offsets from T0 the way a runbook writes them (`T-48h`,
 //! `T+2h30m`), durations in at most two units.
 
-use crate::model::{Instant, Report, StepReport};
-use chrono::{DateTime, Utc};
+use crate::model::{Report, StepReport};
+use crate::moment::Moment;
+pub use crate::moment::utc;
 use cutover_plan::units_fmt;
 
-pub fn utc(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-pub fn offset(i: Instant) -> String {
+pub fn offset(i: Moment) -> String {
     units_fmt::offset(i.offset_s)
 }
 
 /// `T+5m 2013-03-14 17:05:00`.
-pub fn instant(i: Option<Instant>) -> String {
+pub fn instant(i: Option<Moment>) -> String {
     i.map_or_else(
         || "–".to_owned(),
         |i| format!("{} {}", offset(i), utc(i.utc)),
