@@ -5,7 +5,7 @@
 use super::run::locate;
 use cutover_report::{Format, Report, find_runbook, read_snapshot, render};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Export the post-mortem report of a run.
@@ -78,7 +78,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let text = render(&report, args.format.into());
     match &args.output {
         Some(path) => {
-            write_atomically(path, text.as_bytes())?;
+            super::write_atomically(path, text.as_bytes())?;
             eprintln!("wrote {}", path.display());
         }
         None => {
@@ -93,32 +93,4 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames
-/// it into place: a reader sees the old report or the new one, never half.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .with_context(|| format!("--output {} names no file", path.display()))?;
-    let temp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
 }

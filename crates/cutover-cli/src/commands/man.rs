@@ -60,7 +60,7 @@ fn page(command: &clap::Command) -> anyhow::Result<Vec<u8>> {
 /// how many were written.
 fn write_all(command: &clap::Command, dir: &Path) -> anyhow::Result<usize> {
     let file = dir.join(clap_mangen::Man::new(command.clone()).get_filename());
-    super::export::write_atomically(&file, &page(command)?)?;
+    super::write_atomically(&file, &page(command)?)?;
     let mut written = 1;
     for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
         written += write_all(sub, dir)?;

@@ -137,7 +137,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
             probe,
             &json,
         )?;
-        super::export::write_atomically(out, reviewed.to_text().as_bytes())?;
+        super::write_atomically(out, reviewed.to_text().as_bytes())?;
         eprintln!(
             "wrote the reviewed plan to {}; run it with `cutover run {} --plan {}`",
             out.display(),
