@@ -9,7 +9,7 @@
 //! The planner does no IO: whoever reads the state files fills
 //! [`RunMeasures`].
 
-use crate::estimate::{Figure, Provenance};
+use crate::figure::{Figure, Provenance};
 use crate::units_fmt;
 use cutover_lang::{ActionKind, Runbook, Step};
 

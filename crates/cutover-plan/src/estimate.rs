@@ -6,10 +6,10 @@
 
 use crate::calibrate::Calibration;
 use crate::facts::ProbeFacts;
+use crate::figure::{Figure, Provenance};
 use crate::units_fmt;
 use cutover_lang::units::{Bandwidth, Size};
 use cutover_lang::{Action, ActionKind, Endpoint, Runbook, Step, StepId, WaitFor};
-use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -25,70 +25,6 @@ pub const MANUAL_DEFAULT_SECS: i64 = 15 * 60;
 /// Bytes per second a delta copy reads and hashes on both ends (rsync-style
 /// signature and diff); the changed data comes on top.
 pub const DELTA_SCAN_BYTES_PER_SEC: u64 = 300_000_000;
-
-/// Where a figure comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provenance {
-    /// Written in the runbook (`expect`, `wait`, `was`).
-    Declared,
-    /// Computed from declared facts, e.g. `size` over a `link`.
-    Estimated,
-    /// Computed from facts read from the live world.
-    Probed,
-    /// A stated default: a guess, to be replaced by an `expect`.
-    Guess,
-    /// Cannot be computed; the basis says what is missing.
-    Unknown,
-    /// Measured in an earlier run (`--calibrate`); the basis names the run.
-    Measured,
-}
-
-impl Provenance {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provenance::Declared => "declared",
-            Provenance::Estimated => "estimated",
-            Provenance::Probed => "probed",
-            Provenance::Guess => "guess",
-            Provenance::Unknown => "unknown",
-            Provenance::Measured => "measured",
-        }
-    }
-}
-
-/// A duration in seconds with its provenance and a one-line basis.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Figure {
-    /// `None` exactly when the provenance is `Unknown`.
-    pub secs: Option<i64>,
-    pub provenance: Provenance,
-    pub basis: String,
-}
-
-impl Figure {
-    pub fn new(secs: i64, provenance: Provenance, basis: impl Into<String>) -> Self {
-        Figure {
-            secs: Some(secs),
-            provenance,
-            basis: basis.into(),
-        }
-    }
-
-    pub fn unknown(basis: impl Into<String>) -> Self {
-        Figure {
-            secs: None,
-            provenance: Provenance::Unknown,
-            basis: basis.into(),
-        }
-    }
-
-    /// The seconds to schedule with: an unknown figure counts as zero, and
-    /// every time that depends on it is marked "at least".
-    pub fn secs_or_zero(&self) -> i64 {
-        self.secs.unwrap_or(0)
-    }
-}
 
 /// What the planner knows about a copy step (`image.copy`, `db.sync`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,9 +82,10 @@ impl<'a> Estimator<'a> {
             return planned;
         };
         let size = match &step.action.kind {
-            ActionKind::ImageCopy { from, size, .. } | ActionKind::DbSync { from, size, .. } => size
-                .or_else(|| self.facts.and_then(|f| f.source_size(from)))
-                .map(|s| s.0),
+            ActionKind::ImageCopy { from, size, .. } | ActionKind::DbSync { from, size, .. } => {
+                size.or_else(|| self.facts.and_then(|f| f.source_size(from)))
+                    .map(|s| s.0)
+            }
             _ => None,
         };
         let delta = self.precopy_of.contains_key(&id);

@@ -22,6 +22,7 @@ pub mod calibrate;
 mod changes;
 pub mod estimate;
 pub mod facts;
+mod figure;
 mod graph;
 pub mod lint;
 pub mod render;
@@ -31,8 +32,9 @@ pub mod units_fmt;
 
 pub use calibrate::{Calibration, CopyMeasure, RunMeasures, StepMeasure};
 pub use changes::{ChangeKind, DnsChange, dns_changes};
-pub use estimate::{CopyEstimate, Figure, Provenance};
+pub use estimate::CopyEstimate;
 pub use facts::{NameServer, ProbeFacts, RecordFact, SizeFact, SoaFact, ZoneNsFact};
+pub use figure::{Figure, Provenance};
 pub use schedule::{PlannedStep, SwitchSafety, TtlWait};
 
 use chrono::{DateTime, Utc};
@@ -259,14 +261,19 @@ pub fn plan_with(runbook: &Runbook, facts: Option<&ProbeFacts>, options: &Option
     plan.notes.extend(lints.notes);
     plan.notes.extend(assumption_notes(&plan));
     if options.calibration.is_some() {
-        plan.notes.extend(calibration_notes(runbook, &plan, &estimator));
+        plan.notes
+            .extend(calibration_notes(runbook, &plan, &estimator));
     }
     plan
 }
 
 /// One note per step whose measured duration differs much from what the
 /// runbook alone gives: where rehearsals contradict the plan.
-fn calibration_notes(runbook: &Runbook, plan: &Plan, estimator: &estimate::Estimator) -> Vec<String> {
+fn calibration_notes(
+    runbook: &Runbook,
+    plan: &Plan,
+    estimator: &estimate::Estimator,
+) -> Vec<String> {
     let measured = plan
         .steps
         .iter()
@@ -278,7 +285,9 @@ fn calibration_notes(runbook: &Runbook, plan: &Plan, estimator: &estimate::Estim
     )];
     for s in &plan.steps {
         let (Some(measured), Some(planned)) = (
-            s.duration.secs.filter(|_| s.duration.provenance == Provenance::Measured),
+            s.duration
+                .secs
+                .filter(|_| s.duration.provenance == Provenance::Measured),
             estimator
                 .planned(s.id, runbook.step(s.id))
                 .and_then(|f| f.secs.map(|secs| (secs, f.provenance))),

@@ -8,8 +8,9 @@
 //! Unknown durations count as zero, and every time that depends on one is
 //! marked "at least".
 
-use crate::estimate::{CopyEstimate, Estimator, Figure, Provenance, secs};
+use crate::estimate::{CopyEstimate, Estimator, secs};
 use crate::facts::ProbeFacts;
+use crate::figure::{Figure, Provenance};
 use crate::graph::Graph;
 use crate::units_fmt;
 use cutover_lang::{ActionKind, RecordType, Runbook, StepId, WaitFor, ZoneId};
