@@ -94,12 +94,6 @@ impl Plan {
         &self.steps[id.0]
     }
 
-    pub fn has_errors(&self) -> bool {
-        self.diagnostics
-            .iter()
-            .any(|d| d.severity == cutover_lang::Severity::Error)
-    }
-
     /// When the cutover ends from here (an offset from T0, like `now`):
     /// the steps marked in `done` take no more time, the others start no
     /// earlier than `now` and take their planned time (TTL wait included),
