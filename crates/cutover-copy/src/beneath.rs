@@ -159,6 +159,11 @@ impl Entry {
         CopyError::io(what, path, err)
     }
 
+    /// Whether the entry is beneath a root other than `/`.
+    fn confined(&self) -> bool {
+        matches!(&self.root, Some((_, resolve)) if !resolve.is_empty())
+    }
+
     /// Opens the entry itself (links beneath the root are followed).
     pub(crate) fn open(&self, what: &str, flags: OFlags) -> Result<File, CopyError> {
         open_at(self.root.as_ref(), &self.relative, flags)
@@ -183,6 +188,7 @@ impl Entry {
         Ok(Folder {
             fd: Arc::new(fd),
             path: self.folder_path.clone(),
+            confined: self.confined(),
         })
     }
 
@@ -195,13 +201,26 @@ impl Entry {
     /// followed beneath the root as when opened and named again from the
     /// root, so that the folder holding the file itself can be held.
     pub(crate) fn followed(&self, what: &str) -> Result<Entry, CopyError> {
-        let file = self.open(what, OFlags::PATH)?;
-        let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
-            .map_err(|e| CopyError::io(what, &self.path, e))?;
         let root = Root {
             fd: self.root.clone(),
             path: self.root_path.clone(),
         };
+        if !self.confined() {
+            // Nothing leads out of `/`: the path is opened as it is.
+            return root.entry(&self.requested);
+        }
+        let file = match open_at(self.root.as_ref(), &self.relative, OFlags::PATH) {
+            Ok(fd) => File::from(fd),
+            // Nothing there yet (a destination before its first sync): the
+            // entry itself is where the database will be. A link to nothing
+            // is not followed later either: SQLite opens with O_NOFOLLOW.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return root.entry(&self.requested);
+            }
+            Err(e) => return Err(self.error(what, &self.path, e)),
+        };
+        let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .map_err(|e| CopyError::io(what, &self.path, e))?;
         let within = match root.fd {
             Some(_) => real.strip_prefix(&self.root_path).ok(),
             None => Some(real.as_path()),
@@ -252,6 +271,11 @@ fn open_at(
 pub(crate) struct Folder {
     fd: Arc<OwnedFd>,
     path: PathBuf,
+    /// Beneath a root other than `/`: paths handed to code that opens by
+    /// path (SQLite) must lead through the descriptor. Beneath `/`, or on
+    /// the whole machine, nothing can lead out, and `/proc` may be absent
+    /// (a lab's agent runs in a chroot without it).
+    confined: bool,
 }
 
 /// What a name in a folder is, not following a link.
@@ -275,6 +299,9 @@ impl Folder {
     /// it, is in this folder even if the folder's own path now leads
     /// elsewhere. Valid while this folder is held.
     pub(crate) fn held_path(&self, name: &OsStr) -> PathBuf {
+        if !self.confined {
+            return self.path.join(name);
+        }
         Path::new(&format!("/proc/self/fd/{}", self.fd.as_raw_fd())).join(name)
     }
 

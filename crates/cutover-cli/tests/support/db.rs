@@ -80,11 +80,8 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
 }
 
 pub fn kill_group(child: &Child) {
-    let pgid = i32::try_from(child.id()).unwrap();
-    // SAFETY: sends SIGKILL to the process group of a child we started.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
+    let group = rustix::process::Pid::from_child(child);
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
 }
 
 /// Polls `ready` every 20 ms until it holds (bounded); a timeout shows
