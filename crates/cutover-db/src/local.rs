@@ -339,10 +339,19 @@ impl LocalMariadb {
             std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
         }
         let data = dir.join("data");
+        // A folder of its own for temporary tables: a server that starts
+        // removes the `#sql` files it finds in its tmpdir, which in a shared
+        // /tmp are another server's, still in use.
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp)?;
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))?;
+        }
         let mut install = command(Path::new("/usr/bin/mariadb-install-db"), None);
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=socket", "--skip-test-db"]);
         if user.is_some() {
             install.arg("--user=mysql");
@@ -359,6 +368,7 @@ impl LocalMariadb {
         server
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--socket={}", dir.join("mysql.sock").display()))
             .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()))
             .arg(format!("--port={port}"))
