@@ -4,11 +4,14 @@
 //! destination (where the copy creates its partial, staging and journal
 //! files). Nothing outside the root may be created, written or removed.
 
+mod support;
+
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+use support::snapshot;
 
 use cutover_copy::{CopyOptions, Location, copy_image};
 
@@ -26,28 +29,6 @@ fn content(seed: u64, len: usize) -> Vec<u8> {
             state as u8
         })
         .collect()
-}
-
-/// Every entry under `dir` with its bytes (links as their target).
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut entries: Vec<(String, Vec<u8>)> = fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| {
-            let entry = entry.unwrap();
-            let meta = fs::symlink_metadata(entry.path()).unwrap();
-            let bytes = if meta.is_symlink() {
-                fs::read_link(entry.path())
-                    .unwrap()
-                    .into_os_string()
-                    .into_encoded_bytes()
-            } else {
-                fs::read(entry.path()).unwrap()
-            };
-            (entry.file_name().to_string_lossy().into_owned(), bytes)
-        })
-        .collect();
-    entries.sort();
-    entries
 }
 
 /// Copies `src` (new content each time) to `ROOT/dest_of(i)` up to

@@ -5,12 +5,15 @@
 //! names. SQLite creates, checkpoints and removes files beside a database;
 //! none of that may happen outside the root.
 
+mod support;
+
 use std::fs;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+use support::snapshot;
 
 use cutover_copy::{CopyOptions, ErrorKind, Location, sync_sqlite, table_checksums};
 use rusqlite::Connection;
@@ -21,28 +24,6 @@ const TRIES: u64 = 1_000;
 const SYNCED: u64 = 100;
 const MAX_TRIES: u64 = 20_000;
 const BUDGET: Duration = Duration::from_secs(25);
-
-/// Every entry under `dir` with its bytes (links as their target).
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut entries: Vec<(String, Vec<u8>)> = fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| {
-            let entry = entry.unwrap();
-            let meta = fs::symlink_metadata(entry.path()).unwrap();
-            let bytes = if meta.is_symlink() {
-                fs::read_link(entry.path())
-                    .unwrap()
-                    .into_os_string()
-                    .into_encoded_bytes()
-            } else {
-                fs::read(entry.path()).unwrap()
-            };
-            (entry.file_name().to_string_lossy().into_owned(), bytes)
-        })
-        .collect();
-    entries.sort();
-    entries
-}
 
 fn database(path: &Path, rows: i64) {
     let conn = Connection::open(path).unwrap();
