@@ -1,9 +1,10 @@
 //! Verification queries: one question to one server, no cache in between.
 //!
 //! A resolver would answer from its cache and hide exactly what a cutover must see, so each
-//! question goes straight to the server named. A batch of questions shares one UDP socket and
-//! one task, answers matched by server and message id, so thousands can be in flight at once
-//! (see the `verify` bench); a truncated answer is asked again over TCP.
+//! question goes straight to the server named. A batch of questions goes to each server asked
+//! many of them pipelined over one TCP connection, and otherwise over one shared UDP socket in
+//! one task, answers matched by message id and question, so thousands can be in flight at once
+//! (see the `verify` bench); a truncated UDP answer is asked again over TCP.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -14,7 +15,8 @@ use chrono::{DateTime, Utc};
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType as WireType};
 use hickory_proto::serialize::binary::BinDecodable;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
@@ -182,34 +184,54 @@ impl Querier {
     }
 
     /// Sends all `questions` with up to `in_flight` unanswered at a time and returns the
-    /// answers in the same order. One task and one UDP socket per address family carry the
-    /// whole batch: no task, channel or lock per question, so thousands cost little more
-    /// than their datagrams. Unanswered questions are sent again within the timeout;
-    /// truncated answers are asked again over TCP.
+    /// answers in the same order. A server asked [`PIPELINE_FROM`] questions or more gets them
+    /// pipelined over one TCP connection (RFC 7766): a few writes and reads carry hundreds of
+    /// questions and answers, where a datagram costs a system call on each side and a wakeup.
+    /// The rest, and whatever a connection could not carry, share one task and one UDP socket
+    /// per address family: no task, channel or lock per question. Unanswered datagrams are
+    /// sent again within the timeout; truncated answers are asked again over TCP.
     pub(crate) async fn exchange_batch(
         &self,
         questions: Vec<Question>,
         in_flight: usize,
     ) -> Vec<Result<Message, DnsError>> {
         let questions = Arc::new(questions);
-        let (v4, v6): (Vec<usize>, Vec<usize>) =
-            (0..questions.len()).partition(|&index| questions[index].server.is_ipv4());
-        // A task of its own runs on the runtime's workers next to its I/O driver, instead of
-        // being woken across threads for every answer.
-        let family = |indexes: Vec<usize>| {
-            let questions = Arc::clone(&questions);
-            let timeout = self.timeout;
-            tokio::spawn(async move {
-                let answers = exchange_family(&questions, &indexes, in_flight, timeout).await;
-                indexes.into_iter().zip(answers).collect::<Vec<_>>()
-            })
-        };
-        let (answers_v4, answers_v6) = tokio::join!(family(v4), family(v6));
+        let mut per_server: HashMap<SocketAddr, Vec<usize>> = HashMap::new();
+        for (index, question) in questions.iter().enumerate() {
+            per_server.entry(question.server).or_default().push(index);
+        }
+        let (streamed, datagrams): (Vec<Vec<usize>>, Vec<Vec<usize>>) = per_server
+            .into_values()
+            .partition(|indexes| indexes.len() >= PIPELINE_FROM);
         let mut answers: Vec<Option<Result<Message, DnsError>>> =
             (0..questions.len()).map(|_| None).collect();
-        for (index, answer) in answers_v4.into_iter().chain(answers_v6).flatten() {
-            answers[index] = Some(answer);
+        // A task of its own runs on the runtime's workers next to its I/O driver, instead of
+        // being woken across threads for every answer.
+        let streams: Vec<_> = streamed
+            .into_iter()
+            .map(|indexes| {
+                let questions = Arc::clone(&questions);
+                let timeout = self.timeout;
+                tokio::spawn(async move {
+                    let answers = exchange_stream(&questions, &indexes, in_flight, timeout).await;
+                    indexes.into_iter().zip(answers).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let datagrams: Vec<usize> = datagrams.into_iter().flatten().collect();
+        self.exchange_datagrams(&questions, datagrams, in_flight, &mut answers)
+            .await;
+        let mut carried_over = Vec::new();
+        for stream in streams {
+            for (index, answer) in stream.await.into_iter().flatten() {
+                match answer {
+                    Some(answer) => answers[index] = Some(answer),
+                    None => carried_over.push(index),
+                }
+            }
         }
+        self.exchange_datagrams(&questions, carried_over, in_flight, &mut answers)
+            .await;
         let mut answers: Vec<Result<Message, DnsError>> = answers
             .into_iter()
             .map(|answer| {
@@ -233,6 +255,127 @@ impl Querier {
         }
         answers
     }
+
+    /// The questions at `indexes` over UDP, their answers put in `answers`.
+    async fn exchange_datagrams(
+        &self,
+        questions: &Arc<Vec<Question>>,
+        indexes: Vec<usize>,
+        in_flight: usize,
+        answers: &mut [Option<Result<Message, DnsError>>],
+    ) {
+        if indexes.is_empty() {
+            return;
+        }
+        let (v4, v6): (Vec<usize>, Vec<usize>) = indexes
+            .into_iter()
+            .partition(|&index| questions[index].server.is_ipv4());
+        let family = |indexes: Vec<usize>| {
+            let questions = Arc::clone(questions);
+            let timeout = self.timeout;
+            tokio::spawn(async move {
+                let answers = exchange_family(&questions, &indexes, in_flight, timeout).await;
+                indexes.into_iter().zip(answers).collect::<Vec<_>>()
+            })
+        };
+        let (answers_v4, answers_v6) = tokio::join!(family(v4), family(v6));
+        for (index, answer) in answers_v4.into_iter().chain(answers_v6).flatten() {
+            answers[index] = Some(answer);
+        }
+    }
+}
+
+/// Questions to one server from which they go pipelined over one TCP connection.
+const PIPELINE_FROM: usize = 32;
+
+/// [`Querier::exchange_batch`] for the questions at `indexes`, all to one server, over one
+/// TCP connection: up to `in_flight` unanswered, written a window at a time, answers matched
+/// by message id and question (a server may answer pipelined questions in any order). `None`
+/// for each question the connection could not carry (refused, closed early): those are asked
+/// over UDP instead. A server silent for `timeout` times out the questions it holds.
+async fn exchange_stream(
+    questions: &[Question],
+    indexes: &[usize],
+    in_flight: usize,
+    timeout: Duration,
+) -> Vec<Option<Result<Message, DnsError>>> {
+    let mut answers: Vec<Option<Result<Message, DnsError>>> =
+        indexes.iter().map(|_| None).collect();
+    let Some(&first) = indexes.first() else {
+        return answers;
+    };
+    let server = questions[first].server;
+    let Ok(Ok(stream)) = tokio::time::timeout(timeout, TcpStream::connect(server)).await else {
+        return answers;
+    };
+    let _ = stream.set_nodelay(true);
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::with_capacity(65_536, reader);
+    // Ids stay unique among the questions in flight: fewer than 2^16 at a time.
+    let window = in_flight.clamp(1, usize::from(u16::MAX));
+    let first_id = initial_id();
+    let mut waiting: HashMap<u16, usize> = HashMap::new();
+    let mut next = 0;
+    let mut out = Vec::new();
+    loop {
+        if waiting.len() <= window / 2 && next < indexes.len() {
+            out.clear();
+            while waiting.len() < window && next < indexes.len() {
+                let id = first_id.wrapping_add(next as u16);
+                match encode(&questions[indexes[next]], id) {
+                    Ok((bytes, _)) => {
+                        // A query is far below 64 KiB: a name is at most 255 bytes.
+                        out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+                        out.extend_from_slice(&bytes);
+                        waiting.insert(id, next);
+                    }
+                    Err(err) => answers[next] = Some(Err(err)),
+                }
+                next += 1;
+            }
+            match tokio::time::timeout(timeout, writer.write_all(&out)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    for &slot in waiting.values() {
+                        answers[slot] = Some(Err(DnsError::Timeout { server, timeout }));
+                    }
+                    break;
+                }
+            }
+        }
+        if waiting.is_empty() {
+            break;
+        }
+        let message = match tokio::time::timeout(timeout, read_framed(&mut reader)).await {
+            Ok(Ok(bytes)) => Message::from_bytes(&bytes),
+            // Closed or broken: what is still open goes over UDP.
+            Ok(Err(_)) => break,
+            Err(_) => {
+                for &slot in waiting.values() {
+                    answers[slot] = Some(Err(DnsError::Timeout { server, timeout }));
+                }
+                break;
+            }
+        };
+        if let Ok(message) = message
+            && let Some(&slot) = waiting.get(&message.metadata.id)
+            && asks(&message, &questions[indexes[slot]])
+        {
+            waiting.remove(&message.metadata.id);
+            answers[slot] = Some(Ok(message));
+        }
+    }
+    let _ = writer.shutdown().await;
+    answers
+}
+
+/// One length-prefixed DNS message from a stream.
+async fn read_framed(reader: &mut BufReader<OwnedReadHalf>) -> std::io::Result<Vec<u8>> {
+    let length = reader.read_u16().await?;
+    let mut bytes = vec![0u8; usize::from(length)];
+    reader.read_exact(&mut bytes).await?;
+    Ok(bytes)
 }
 
 /// [`Querier::exchange_batch`] for the questions at `indexes`, all of one address family.

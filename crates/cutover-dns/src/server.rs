@@ -34,7 +34,7 @@ use hickory_server::store::sqlite::{Journal, SqliteZoneHandler};
 use hickory_server::zone_handler::{
     AxfrPolicy, Catalog, MessageResponseBuilder, ZoneHandler, ZoneType,
 };
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -552,7 +552,7 @@ async fn bind_pair(address: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsE
             .local_addr()
             .map_err(|err| DnsError::io(format!("cannot listen on {address} (UDP)"), err))?
             .port();
-        match TcpListener::bind(SocketAddr::new(address.ip(), port)).await {
+        match tcp_listener(SocketAddr::new(address.ip(), port)) {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(err) => last_error = Some(err),
         }
@@ -561,6 +561,20 @@ async fn bind_pair(address: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsE
         format!("cannot listen on {address} (TCP)"),
         last_error.unwrap_or_else(|| std::io::Error::other("no attempt made")),
     ))
+}
+
+/// A TCP listener whose connections send each answer at once (`TCP_NODELAY`, inherited by
+/// every accepted connection): answers to pipelined questions are written one by one, and
+/// Nagle's algorithm would hold each small one back until the client's delayed ACK.
+fn tcp_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
 }
 
 /// hickory's catalog, with what a primary needs in front of it: zone transfers only to listed

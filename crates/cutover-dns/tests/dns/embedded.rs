@@ -309,6 +309,125 @@ async fn many_records_are_verified_in_one_batch() {
     );
 }
 
+/// A zone of `count` A records `hostNNN`, served by a fresh embedded server.
+async fn served_hosts(count: usize, dir: &std::path::Path) -> cutover_dns::ServerHandle {
+    let mut text = String::from(
+        "$ORIGIN hosts.test.\n$TTL 3600\n@ IN SOA ns1 hostmaster 1 3600 600 86400 300\n  IN NS ns1\nns1 IN A 127.0.0.1\n",
+    );
+    for index in 0..count {
+        text.push_str(&format!("host{index:03} IN A {}\n", host_address(index)));
+    }
+    let zone_file = dir.join("hosts.test.zone");
+    std::fs::write(&zone_file, text).unwrap();
+    cutover_dns::serve(cutover_dns::ServeConfig {
+        zones: vec![cutover_dns::ZoneSource {
+            name: "hosts.test".into(),
+            file: zone_file,
+        }],
+        listen: vec![crate::support::loopback()],
+        keys: Vec::new(),
+        state_dir: dir.join("state"),
+        allow_transfer: Vec::new(),
+    })
+    .await
+    .unwrap()
+}
+
+fn host_address(index: usize) -> String {
+    format!("198.51.100.{}", index + 1)
+}
+
+/// Every host as served, but `host007` expected at an address it does not have.
+fn host_checks(count: usize) -> Vec<RecordCheck> {
+    (0..count)
+        .map(|index| RecordCheck {
+            zone: "hosts.test".into(),
+            name: format!("host{index:03}"),
+            rtype: RecordType::A,
+            expect: Expectation {
+                values: Some(vec![if index == 7 {
+                    "192.0.2.7".into()
+                } else {
+                    host_address(index)
+                }]),
+                ttl: Some(3600),
+                min_serial: Some(1),
+            },
+        })
+        .collect()
+}
+
+fn assert_only_host007_disagrees(reports: &[cutover_dns::VerifyReport]) {
+    let unverified: Vec<&str> = reports
+        .iter()
+        .filter(|report| !report.verified)
+        .map(|report| report.name.as_str())
+        .collect();
+    assert_eq!(unverified, vec!["host007.hosts.test."]);
+    assert_eq!(
+        reports[7].servers[0].observation.as_ref().unwrap().values,
+        vec![host_address(7)]
+    );
+    assert_eq!(reports[8].servers[0].serial, Some(1));
+}
+
+#[tokio::test]
+async fn a_large_batch_is_pipelined_over_tcp_and_every_answer_checked() {
+    let dir = temp_dir();
+    let server = served_hosts(200, dir.path()).await;
+    let address = server.addresses()[0];
+    let reports = verify_many(
+        &[address],
+        &host_checks(200),
+        quick_verify(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    assert_only_host007_disagrees(&reports);
+}
+
+#[tokio::test]
+async fn a_server_without_tcp_gets_the_large_batch_over_udp() {
+    let dir = temp_dir();
+    let server = served_hosts(200, dir.path()).await;
+    let target = server.addresses()[0];
+    // A relay of datagrams only: TCP to its port is refused, so the batch falls back to UDP.
+    let relay = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let relay_address = relay.local_addr().unwrap();
+    let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let relaying = tokio::spawn(async move {
+        let mut clients = std::collections::HashMap::new();
+        let mut buffer = vec![0u8; 65_535];
+        let mut answer = vec![0u8; 65_535];
+        loop {
+            tokio::select! {
+                received = relay.recv_from(&mut buffer) => {
+                    let (length, client) = received.unwrap();
+                    let id = u16::from_be_bytes([buffer[0], buffer[1]]);
+                    clients.insert(id, client);
+                    upstream.send_to(&buffer[..length], target).await.unwrap();
+                }
+                received = upstream.recv_from(&mut answer) => {
+                    let (length, _) = received.unwrap();
+                    let id = u16::from_be_bytes([answer[0], answer[1]]);
+                    if let Some(client) = clients.get(&id) {
+                        relay.send_to(&answer[..length], client).await.unwrap();
+                    }
+                }
+            }
+        }
+    });
+    let reports = verify_many(
+        &[relay_address],
+        &host_checks(200),
+        quick_verify(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    relaying.abort();
+    assert_only_host007_disagrees(&reports);
+}
+
 #[tokio::test]
 async fn the_live_ns_set_and_cache_expiry_are_read_from_the_server() {
     let state = temp_dir();

@@ -3,7 +3,7 @@
 //! implementation (the embedded one, BIND 9, Knot DNS) provides a [`ServerUnderTest`] and runs
 //! every scenario through [`scenarios!`]: TTL lowering, switch with compare-and-swap, drift
 //! refusal, wrong key, lagging secondary, busy zone, multi-value RRset switch (with CAA and
-//! PTR changes and single values added and removed).
+//! PTR changes and single values added and removed), HTTPS and SVCB switch.
 //!
 //! The secondaries' SOA refresh is an hour, so a secondary lags until the test lets it catch up
 //! ([`ServerUnderTest::catch_up`]): what a secondary serves right after an update is known, not
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cutover_dns::{
     DnsError, Expectation, RecordType, TsigAlgorithm, TsigKey, Updater, VerifyOptions,
-    VerifyReport, query, soa, verify_all,
+    VerifyReport, canonical_input, query, soa, verify_all,
 };
 
 use crate::support::TIMEOUT;
@@ -91,6 +91,7 @@ macro_rules! scenarios {
         $crate::scenarios!(@one $start, lagging_secondary_without_notify $(, #[$attr])*);
         $crate::scenarios!(@one $start, busy_zone $(, #[$attr])*);
         $crate::scenarios!(@one $start, multi_value_rrset_switch $(, #[$attr])*);
+        $crate::scenarios!(@one $start, service_binding_switch $(, #[$attr])*);
     };
     (@one $start:path, $scenario:ident $(, #[$attr:meta])*) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -540,4 +541,53 @@ pub async fn multi_value_rrset_switch(server: &impl ServerUnderTest) {
         expect_values(&[&ptr], Some(wanted)),
     )
     .await;
+}
+
+/// HTTPS and SVCB (RFC 9460) sets: added, then switched with the compare-and-swap
+/// prerequisite on the old value, each verified at the primary and the secondary with its
+/// parameters compared as the servers serve them.
+pub async fn service_binding_switch(server: &impl ServerUnderTest) {
+    let primary = server.primary();
+    let updater = updater(server);
+    let cases = [
+        (
+            "svc",
+            RecordType::Https,
+            "1 . alpn=h2".to_string(),
+            format!("1 cdn.{SCENARIO_ZONE}. alpn=h2,h3 port=8443 ipv4hint=198.51.100.7"),
+        ),
+        (
+            "_dns",
+            RecordType::Svcb,
+            format!("1 dns.{SCENARIO_ZONE}. alpn=dot"),
+            format!("2 dns2.{SCENARIO_ZONE}. alpn=dot port=853"),
+        ),
+    ];
+    for (name, rtype, old, new) in cases {
+        updater
+            .add_values(SCENARIO_ZONE, name, rtype, &[&old], 300)
+            .await
+            .unwrap();
+        let wanted = serial(primary).await;
+        verified_at_both(server, name, rtype, expect_values(&[&old], Some(wanted))).await;
+        updater
+            .compare_and_swap(SCENARIO_ZONE, name, rtype, &[&old], &[&new], 300)
+            .await
+            .unwrap();
+        let wanted = serial(primary).await;
+        let report =
+            verified_at_both(server, name, rtype, expect_values(&[&new], Some(wanted))).await;
+        let served = &report.servers[1].observation.as_ref().unwrap().values;
+        assert_eq!(
+            served,
+            &canonical_input(rtype, &[&new]).unwrap(),
+            "{report}"
+        );
+        // The old value is no longer a valid prerequisite: the switch does not repeat.
+        let again = updater
+            .compare_and_swap(SCENARIO_ZONE, name, rtype, &[&old], &[&new], 300)
+            .await
+            .unwrap_err();
+        assert!(again.to_string().contains("nothing was changed"), "{again}");
+    }
 }
