@@ -134,25 +134,186 @@ pub(super) fn check_record_name(name: &str, span: Span) -> PResult<()> {
 
 /// Refuses a record value its type cannot hold.
 pub(super) fn check_record_value(rtype: RecordType, value: &str, span: Span) -> PResult<()> {
-    let ok = match rtype {
-        RecordType::A => Ipv4Addr::from_str(value).is_ok(),
-        RecordType::Aaaa => Ipv6Addr::from_str(value).is_ok(),
-        _ => !value.is_empty(),
+    match record_value_fault(rtype, value) {
+        None => Ok(()),
+        Some(fault) => {
+            let expected = match rtype {
+                RecordType::A => "an IPv4 address like `192.0.2.10`",
+                RecordType::Aaaa => "an IPv6 address like `2001:db8::10`",
+                RecordType::Cname | RecordType::Ns | RecordType::Ptr => {
+                    "a host name like `www.example.org.`"
+                }
+                RecordType::Mx => "a preference and a host name, like `10 mail.example.org.`",
+                RecordType::Srv => {
+                    "a priority, a weight, a port and a host name, like `10 5 5060 sip.example.org.`"
+                }
+                RecordType::Caa => "flags, a tag and a value, like `0 issue \"letsencrypt.org\"`",
+                RecordType::Https | RecordType::Svcb => {
+                    "a priority, a target and parameters, like `1 . alpn=h2,h3 port=443`"
+                }
+                RecordType::Txt => "text",
+            };
+            let article = if matches!(
+                rtype,
+                RecordType::A
+                    | RecordType::Aaaa
+                    | RecordType::Mx
+                    | RecordType::Ns
+                    | RecordType::Srv
+                    | RecordType::Https
+            ) {
+                "an"
+            } else {
+                "a"
+            };
+            Err(Diagnostic::error(
+                Code::BadValue,
+                format!("`{}` is not a valid {} value", short(value), rtype.as_str()),
+                span,
+            )
+            .with_help(match fault {
+                Fault::Whole => format!("{article} {} record holds {expected}", rtype.as_str()),
+                Fault::Part(part) => {
+                    format!(
+                        "{part}; {article} {} record holds {expected}",
+                        rtype.as_str()
+                    )
+                }
+            }))
+        }
+    }
+}
+
+/// What is wrong with a record value: all of it, or one part (said in words).
+enum Fault {
+    Whole,
+    Part(String),
+}
+
+/// The fault of `value` as a value of `rtype` in zone-file syntax, if it has one.
+fn record_value_fault(rtype: RecordType, value: &str) -> Option<Fault> {
+    let fields: Vec<&str> = value.split_whitespace().collect();
+    let fault = |ok: bool| (!ok).then_some(Fault::Whole);
+    match rtype {
+        RecordType::A => fault(Ipv4Addr::from_str(value).is_ok()),
+        RecordType::Aaaa => fault(Ipv6Addr::from_str(value).is_ok()),
+        RecordType::Txt => fault(!value.is_empty()),
+        RecordType::Cname | RecordType::Ns | RecordType::Ptr => {
+            fault(fields.len() == 1 && is_host_name(fields[0]))
+        }
+        RecordType::Mx => fields_fault(&fields, &["preference"], true),
+        RecordType::Srv => fields_fault(&fields, &["priority", "weight", "port"], true),
+        RecordType::Caa => caa_fault(value),
+        RecordType::Https | RecordType::Svcb => fields_fault(&fields, &["priority"], false)
+            .or_else(|| {
+                fields[2..]
+                    .iter()
+                    .find_map(|parameter| service_parameter_fault(parameter).map(Fault::Part))
+            }),
+    }
+}
+
+/// Numbers from 0 to 65535 (named in `numbers`), then a host name; with `exact`, nothing
+/// after it.
+fn fields_fault(fields: &[&str], numbers: &[&str], exact: bool) -> Option<Fault> {
+    let wanted = numbers.len() + 1;
+    if fields.len() < wanted || (exact && fields.len() > wanted) {
+        return Some(Fault::Whole);
+    }
+    for (field, what) in fields.iter().zip(numbers) {
+        if field.parse::<u16>().is_err() {
+            return Some(Fault::Part(format!(
+                "the {what} `{}` is not a number from 0 to 65535",
+                short(field)
+            )));
+        }
+    }
+    let host = fields[numbers.len()];
+    (!is_host_name(host)).then(|| Fault::Part(format!("`{}` is not a host name", short(host))))
+}
+
+/// A host name in record data: `.` (the root, "no service"), or labels of letters, digits,
+/// `-`, `_` and `*`, absolute with a trailing dot or relative to the zone.
+fn is_host_name(text: &str) -> bool {
+    if text == "." {
+        return true;
+    }
+    let text = text.strip_suffix('.').unwrap_or(text);
+    !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '-' || c == '_' || c == '*')
+        })
+}
+
+/// `FLAGS TAG VALUE` (RFC 8659): flags 0 to 255, a tag of letters and digits, a value.
+fn caa_fault(value: &str) -> Option<Fault> {
+    let mut fields = value.split_whitespace();
+    let (Some(flags), Some(tag)) = (fields.next(), fields.next()) else {
+        return Some(Fault::Whole);
     };
-    if ok {
-        Ok(())
-    } else {
-        let expected = match rtype {
-            RecordType::A => "an IPv4 address like `192.0.2.10`",
-            RecordType::Aaaa => "an IPv6 address like `2001:db8::10`",
-            _ => "a value in zone-file syntax",
-        };
-        Err(Diagnostic::error(
-            Code::BadValue,
-            format!("`{}` is not a valid {} value", short(value), rtype.as_str()),
-            span,
-        )
-        .with_help(format!("an {} record holds {expected}", rtype.as_str())))
+    if flags.parse::<u8>().is_err() {
+        return Some(Fault::Part(format!(
+            "the flags `{}` are not a number from 0 to 255",
+            short(flags)
+        )));
+    }
+    if tag.is_empty() || tag.len() > 15 || !tag.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Some(Fault::Part(format!(
+            "the tag `{}` is not up to 15 letters and digits",
+            short(tag)
+        )));
+    }
+    fields
+        .next()
+        .is_none()
+        .then_some(Fault::Part(format!("the tag `{tag}` has no value")))
+}
+
+/// One `KEY[=VALUE]` of an HTTPS or SVCB record (RFC 9460 §7), as hickory reads them.
+fn service_parameter_fault(parameter: &str) -> Option<String> {
+    let (key, value) = match parameter.split_once('=') {
+        Some((key, value)) => (key, Some(value.trim_matches('"'))),
+        None => (parameter, None),
+    };
+    let items = value.map(|v| v.split(',').collect::<Vec<_>>());
+    let bad = |what: &str| Some(format!("`{}` {what}", short(parameter)));
+    match key {
+        "mandatory" | "alpn" => match &items {
+            Some(items) if items.iter().all(|item| !item.is_empty()) => None,
+            _ => bad("needs a comma-separated list"),
+        },
+        "no-default-alpn" => value.and_then(|_| bad("takes no value")),
+        "port" => match value.map(str::parse::<u16>) {
+            Some(Ok(_)) => None,
+            _ => bad("needs a port number from 0 to 65535"),
+        },
+        "ipv4hint" => match &items {
+            Some(items) if items.iter().all(|item| Ipv4Addr::from_str(item).is_ok()) => None,
+            _ => bad("needs IPv4 addresses, separated by commas"),
+        },
+        "ipv6hint" => match &items {
+            Some(items) if items.iter().all(|item| Ipv6Addr::from_str(item).is_ok()) => None,
+            _ => bad("needs IPv6 addresses, separated by commas"),
+        },
+        "ech" => match value {
+            Some(value) if !value.is_empty() => None,
+            _ => bad("needs a base64 ECHConfigList"),
+        },
+        key if key
+            .strip_prefix("key")
+            .is_some_and(|number| number.parse::<u16>().is_ok()) =>
+        {
+            None
+        }
+        _ => Some(format!(
+            "`{}` is not a service parameter (mandatory, alpn, no-default-alpn, port, ipv4hint, ech, ipv6hint or keyNNNNN)",
+            short(key)
+        )),
     }
 }
 
@@ -364,4 +525,63 @@ pub(super) fn url_host(url: &str) -> Option<&str> {
         authority.split(':').next()?
     };
     (!host.is_empty()).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_values_are_checked_for_every_type() {
+        let accepted = [
+            (RecordType::Cname, "wiki.example.org."),
+            (RecordType::Ns, "ns1"),
+            (RecordType::Ptr, "www.example.org."),
+            (RecordType::Mx, "10 mail.example.org."),
+            (RecordType::Mx, "0 ."),
+            (RecordType::Srv, "10 5 5060 sip.example.org."),
+            (RecordType::Caa, "0 issue \"letsencrypt.org\""),
+            (RecordType::Caa, "128 iodef \"mailto:security@example.org\""),
+            (RecordType::Txt, "v=spf1 mx -all"),
+            (RecordType::Https, "1 . alpn=h2"),
+            (
+                RecordType::Https,
+                "1 cdn.example.org. alpn=h2,h3 port=8443 ipv4hint=198.51.100.7",
+            ),
+            (RecordType::Https, "0 cdn.example.org."),
+            (
+                RecordType::Svcb,
+                "2 dns.example.org. alpn=dot port=853 ipv6hint=2001:db8::53 key65000=x",
+            ),
+        ];
+        for (rtype, value) in accepted {
+            assert!(
+                record_value_fault(rtype, value).is_none(),
+                "{rtype} {value} refused"
+            );
+        }
+        let refused = [
+            (RecordType::Cname, "two names"),
+            (RecordType::Ns, "ns..example.org"),
+            (RecordType::Mx, "mail.example.org."),
+            (RecordType::Mx, "70000 mail.example.org."),
+            (RecordType::Mx, "10 mail.example.org. extra"),
+            (RecordType::Srv, "10 5 sip.example.org."),
+            (RecordType::Caa, "0 issue"),
+            (RecordType::Caa, "-1 issue \"x\""),
+            (RecordType::Caa, "0 is-sue \"x\""),
+            (RecordType::Txt, ""),
+            (RecordType::Https, "1"),
+            (RecordType::Https, "x . alpn=h2"),
+            (RecordType::Https, "1 . port=http"),
+            (RecordType::Svcb, "1 . ipv4hint=2001:db8::1"),
+            (RecordType::Svcb, "1 . no-default-alpn=yes"),
+        ];
+        for (rtype, value) in refused {
+            assert!(
+                record_value_fault(rtype, value).is_some(),
+                "{rtype} {value} accepted"
+            );
+        }
+    }
 }
