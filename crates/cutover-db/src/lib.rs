@@ -3,7 +3,8 @@
 //! it down, measures how far the destination is behind (lag), copies what
 //! replication leaves out (sequence values) and compares both sides with
 //! chunked checksums in primary-key order, for PostgreSQL ([`postgres`])
-//! and MariaDB ([`mysql`]).
+//! and MariaDB ([`mysql`]); and replication back, new to old, for a
+//! fallback window (`start_back` of each).
 //!
 //! It knows nothing of runbooks: a [`Server`] is an address, a database, a
 //! user and a [`Password`] the caller has read from wherever the runbook
@@ -169,6 +170,16 @@ pub fn replication_name(step: &str) -> String {
     name
 }
 
+/// The name of a `db.sync` step's replication back, new to old, in the
+/// fallback window its `undo` opens ([`replication_name`] of the step,
+/// `_back` added).
+pub fn fallback_name(step: &str) -> String {
+    let mut name = replication_name(step);
+    name.truncate(63 - "_back".len());
+    name.push_str("_back");
+    name
+}
+
 /// How far a replicating destination is: the bulk copy and the lag.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Lag {
@@ -270,5 +281,7 @@ mod tests {
     fn replication_names_are_plain_identifiers() {
         assert_eq!(super::replication_name("Sync-DB 1"), "cutover_sync_db_1");
         assert_eq!(super::replication_name(&"x".repeat(100)).len(), 63);
+        assert_eq!(super::fallback_name("Sync-DB"), "cutover_sync_db_back");
+        assert_eq!(super::fallback_name(&"x".repeat(100)).len(), 63);
     }
 }

@@ -1,6 +1,7 @@
 //! Throwaway database servers on this machine, from the system's packages
 //! (Debian's `postgresql` and `mariadb-server`): a fresh data folder,
-//! loopback only, a port of the caller's choice, run as the package's
+//! loopback unless the caller's settings name another address (the lab's
+//! hosts), a port of the caller's choice, run as the package's
 //! system user when this process is root (PostgreSQL refuses to run as
 //! root; `mariadbd` is told `--user=mysql`). Stopped when dropped, with
 //! bounded waits. Tests, benchmarks and the lab use them.
@@ -74,6 +75,39 @@ fn reap(child: &mut Child, within: Duration) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Writes `sql` to a client's stdin, closes it and waits (bounded) for
+/// the client to run it; its error output on failure.
+fn finish_script(child: &mut Child, sql: &str, client: &str) -> io::Result<()> {
+    use std::io::{Read, Write};
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(sql.as_bytes())?;
+        stdin.write_all(b"\n")?;
+    }
+    let deadline = Instant::now() + START_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other(format!(
+                "{client} did not finish within {}s",
+                START_TIMEOUT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut err);
+    }
+    Err(io::Error::other(format!("{client}: {}", err.trim())))
 }
 
 fn command(program: &Path, user: Option<(u32, u32)>) -> Command {
@@ -196,8 +230,13 @@ impl LocalPostgres {
                     log.trim()
                 )));
             }
+            // Over the server's socket: the TCP address may be one of
+            // another network namespace's (a lab host's).
             let ready = command(&self.bin.join("pg_isready"), None)
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .arg("-q")
+                .arg("-h")
+                .arg(&self.data)
+                .args(["-p", &self.port.to_string()])
                 .status()?;
             if ready.success() {
                 return Ok(());
@@ -242,6 +281,33 @@ impl LocalPostgres {
             )));
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Runs `sql` like [`LocalPostgres::psql`], the statements given on
+    /// psql's stdin rather than its command line (where any process could
+    /// read them): for statements that hold a password.
+    pub fn psql_script(&self, database: &str, sql: &str) -> io::Result<()> {
+        let mut child = self
+            .psql_command(database)
+            .arg("-q")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        finish_script(&mut child, sql, "psql")
+    }
+
+    /// Lets every address log in over TCP (with a password, as from
+    /// 127.0.0.1): for a server listening on an address of its own, whose
+    /// clients come from other addresses (a lab's hosts).
+    pub fn allow_any_address(&self) -> io::Result<()> {
+        use std::io::Write;
+        let hba = self.data.join("pg_hba.conf");
+        let mut file = std::fs::OpenOptions::new().append(true).open(&hba)?;
+        file.write_all(
+            b"host all all 0.0.0.0/0 scram-sha-256\nhost replication all 0.0.0.0/0 scram-sha-256\n",
+        )?;
+        self.psql("postgres", "SELECT pg_reload_conf()").map(|_| ())
     }
 
     /// `psql` on `database` reading statements from its stdin (piped): one
@@ -417,7 +483,7 @@ impl LocalMariadb {
             std::thread::sleep(Duration::from_millis(100));
         }
         let quoted = password.replace('\\', "\\\\").replace('\'', "\\'");
-        server.sql(&format!(
+        server.sql_script(&format!(
             "CREATE USER '{MARIADB_SUPERUSER}'@'127.0.0.1' IDENTIFIED BY '{quoted}'; \
              GRANT ALL ON *.* TO '{MARIADB_SUPERUSER}'@'127.0.0.1' WITH GRANT OPTION"
         ))?;
@@ -455,6 +521,20 @@ impl LocalMariadb {
             )));
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Runs `sql` like [`LocalMariadb::sql`], the statements given on the
+    /// client's stdin rather than its command line (where any process
+    /// could read them): for statements that hold a password.
+    pub fn sql_script(&self, sql: &str) -> io::Result<()> {
+        let mut child = self
+            .client()
+            .args(["-u", "root"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        finish_script(&mut child, sql, "mariadb")
     }
 
     /// The `mariadb` client on `database` reading statements from its

@@ -246,7 +246,7 @@ async fn create_tables(dst: &mut My, tables: &[schema::Table]) -> Result<usize, 
 
 /// The replica connection `name`, from `gtid`, following the source's
 /// database only (renamed to the destination's when the names differ).
-async fn set_up_replica(
+pub(super) async fn set_up_replica(
     dst: &mut My,
     source: &Server,
     destination: &Server,

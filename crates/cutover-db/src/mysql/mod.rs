@@ -17,11 +17,13 @@
 
 mod checksum;
 mod copy;
+mod fallback;
 mod replica;
 mod schema;
 
 pub use checksum::compare;
 pub use copy::{Copied, Started, start};
+pub use fallback::start_back;
 pub use replica::{copy_auto_increments, is_replicating, lag, stop};
 
 use crate::{DbError, Problem, Server};

@@ -14,9 +14,11 @@
 //! subscription and carries on with the same copy.
 
 mod checksum;
+mod fallback;
 mod schema;
 
 pub use checksum::compare;
+pub use fallback::start_back;
 
 use crate::{DbError, Lag, Problem, SequenceValue, Server};
 use std::time::Duration;
