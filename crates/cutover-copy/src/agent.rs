@@ -2,6 +2,7 @@
 //! runs) and `AgentClient` (the coordinator's side, talking to a child
 //! process such as `ssh host cutover agent --stdio --root /srv`).
 
+use std::cell::RefCell;
 use std::ffi::OsString;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
@@ -11,8 +12,9 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -20,6 +22,7 @@ use rustix::fs::OFlags;
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal};
 
+use crate::compress::{LinkMeter, MIN_BODY, Packer, Policy};
 use crate::error::{CopyError, ErrorKind};
 use crate::files::FileSide;
 use crate::protocol::{
@@ -441,10 +444,20 @@ fn serve_requests(
     busy: &Mutex<Option<Instant>>,
 ) -> Result<Option<TcpStream>, CopyError> {
     let side = FileSide::confined(root);
+    let link = Arc::new(LinkMeter::default());
+    let packer = RefCell::new(Packer::new(Policy::from_env(), Arc::clone(&link)));
     let reply = |response: &Response| -> Result<(), CopyError> {
+        // Compressed before the output is locked: heartbeats go on meanwhile.
+        let body = packer.borrow_mut().pack(response.encode());
         let mut output = lock(output);
-        let written = write_frame(&mut *output, &response.encode())
-            .and_then(|_| output.flush())
+        let started = Instant::now();
+        let written = write_frame(&mut *output, &body)
+            .and_then(|n| output.flush().map(|()| n))
+            .map(|n| {
+                let took = started.elapsed();
+                link.record(n, took);
+                packer.borrow_mut().handed_over(took);
+            })
             .map_err(|e| {
                 CopyError::new(
                     ErrorKind::AgentFailed,
@@ -555,14 +568,123 @@ pub struct AgentClient {
     place: String,
     child: Option<Child>,
     idle: Option<Duration>,
-    input: BufWriter<Box<dyn Write + Send>>,
+    input: WireOut,
+    /// Compresses what goes to the agent (boxed: it is large, and the
+    /// endpoint holding this client is moved about).
+    packer: Box<Packer>,
     output: BufReader<Box<dyn Read + Send>>,
     stderr_tail: Arc<Mutex<Vec<u8>>>,
     pending: usize,
-    /// Frame bytes written to the agent.
+    /// Frame bytes written to the agent (compressed where they were).
     pub bytes_out: u64,
     /// Frame bytes read from the agent.
     pub bytes_in: u64,
+}
+
+/// Frames gathered for the writer are handed over once they hold this much.
+const HAND_OVER: usize = 1 << 20;
+
+/// The coordinator's writing end of an agent's stream. Frames gather in a
+/// buffer handed (at a flush, a MiB at a time, and after each compressed
+/// message) to a thread that writes them, so the next message is read,
+/// encoded and compressed while the link takes this one. At most one
+/// handed-over buffer waits for the writer; handing over the next waits
+/// for the link, and that wait is what the packer learns the link from.
+struct WireOut {
+    buffer: Vec<u8>,
+    to_writer: Option<SyncSender<Vec<u8>>>,
+    writer: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl WireOut {
+    fn new(mut out: Box<dyn Write + Send>, link: Arc<LinkMeter>) -> io::Result<WireOut> {
+        let (to_writer, chunks) = mpsc::sync_channel::<Vec<u8>>(1);
+        let writer = thread::Builder::new()
+            .name("agent-writer".to_string())
+            .spawn(move || {
+                for chunk in chunks {
+                    let started = Instant::now();
+                    out.write_all(&chunk)?;
+                    out.flush()?;
+                    link.record(chunk.len() as u64, started.elapsed());
+                }
+                Ok(())
+            })?;
+        Ok(WireOut {
+            buffer: Vec::with_capacity(HAND_OVER),
+            to_writer: Some(to_writer),
+            writer: Some(writer),
+        })
+    }
+
+    /// Appends one frame; hands the buffer over when `now` or when it is
+    /// full. Returns the frame's bytes and how long the handover waited.
+    fn frame(&mut self, body: &[u8], now: bool) -> io::Result<(u64, Duration)> {
+        let written = write_frame(&mut self.buffer, body)?;
+        let waited = if now || self.buffer.len() >= HAND_OVER {
+            self.hand_over()?
+        } else {
+            Duration::ZERO
+        };
+        Ok((written, waited))
+    }
+
+    /// Hands the buffer to the writer: how long that waited.
+    fn hand_over(&mut self) -> io::Result<Duration> {
+        if self.buffer.is_empty() {
+            return Ok(Duration::ZERO);
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(HAND_OVER));
+        let started = Instant::now();
+        let sent = match &self.to_writer {
+            Some(to_writer) => to_writer.send(chunk).is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(started.elapsed())
+        } else {
+            Err(self.stopped())
+        }
+    }
+
+    /// Why the writer stopped (its write error, the first time it is asked).
+    fn stopped(&mut self) -> io::Error {
+        self.to_writer = None;
+        match self.writer.take().map(JoinHandle::join) {
+            Some(Ok(Err(err))) => err,
+            _ => io::Error::new(io::ErrorKind::BrokenPipe, "the agent's input is closed"),
+        }
+    }
+
+    /// Writes what is handed over, then closes the stream (the agent's
+    /// stdin). Bounded by the pipe's idle timeout, as any write is.
+    fn close(&mut self) {
+        let _ = self.hand_over();
+        self.to_writer = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Write for WireOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        if self.buffer.len() >= HAND_OVER {
+            self.hand_over()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.hand_over().map(|_| ())
+    }
+}
+
+impl Drop for WireOut {
+    fn drop(&mut self) {
+        self.close();
+    }
 }
 
 /// Where an agent command runs, for messages: the word after `sh -c LINE`
@@ -654,12 +776,25 @@ impl AgentClient {
                 }
             }
         });
+        let link = Arc::new(LinkMeter::default());
+        let input = match WireOut::new(Box::new(stdin), Arc::clone(&link)) {
+            Ok(input) => input,
+            Err(e) => {
+                kill_group(&mut child);
+                let _ = child.wait();
+                return Err(CopyError::new(
+                    ErrorKind::AgentFailed,
+                    format!("agent `{name}`: cannot start its writer: {e}"),
+                ));
+            }
+        };
         let mut client = AgentClient {
             name,
             place,
             child: Some(child),
             idle,
-            input: BufWriter::with_capacity(1 << 20, Box::new(stdin)),
+            input,
+            packer: Box::new(Packer::new(Policy::from_env(), link)),
             output: BufReader::with_capacity(1 << 20, Box::new(stdout)),
             stderr_tail,
             pending: 0,
@@ -676,12 +811,20 @@ impl AgentClient {
         reader: Box<dyn Read + Send>,
         writer: Box<dyn Write + Send>,
     ) -> Result<AgentClient, CopyError> {
+        let link = Arc::new(LinkMeter::default());
+        let input = WireOut::new(writer, Arc::clone(&link)).map_err(|e| {
+            CopyError::new(
+                ErrorKind::AgentFailed,
+                format!("`{name}`: cannot start its writer: {e}"),
+            )
+        })?;
         let mut client = AgentClient {
             name: name.to_string(),
             place: format!("`{name}`"),
             child: None,
             idle: None,
-            input: BufWriter::new(writer),
+            input,
+            packer: Box::new(Packer::new(Policy::from_env(), link)),
             output: BufReader::new(reader),
             stderr_tail: Arc::new(Mutex::new(Vec::new())),
             pending: 0,
@@ -716,8 +859,17 @@ impl AgentClient {
     /// Sends a request whose answer is only checked later (by `call` or
     /// `flush`), so the agent works while the coordinator does too.
     pub fn send(&mut self, request: &Request) -> Result<(), CopyError> {
-        let body = request.encode();
-        self.bytes_out += write_frame(&mut self.input, &body).map_err(|e| self.io_failed(&e))?;
+        let plain = request.encode();
+        let large = plain.len() >= MIN_BODY;
+        let body = self.packer.pack(plain);
+        let (written, waited) = self
+            .input
+            .frame(&body, large)
+            .map_err(|e| self.io_failed(&e))?;
+        if large {
+            self.packer.handed_over(waited);
+        }
+        self.bytes_out += written;
         self.pending += 1;
         Ok(())
     }
@@ -935,9 +1087,19 @@ impl AgentClient {
 
 impl Drop for AgentClient {
     fn drop(&mut self) {
-        let _ = self.input.flush();
         // Closing stdin tells the agent to exit; wait a bounded time for it.
-        self.input = BufWriter::new(Box::new(std::io::sink()));
+        self.input.close();
+        if self.child.is_none() {
+            // A peer that is not a child (in this process, say) is waited
+            // for by its answers: what was sent has been applied once they
+            // are in, as a child's exit says.
+            while self.pending > 0 {
+                self.pending -= 1;
+                if self.receive().is_err() {
+                    break;
+                }
+            }
+        }
         if let Some(child) = &mut self.child {
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {

@@ -15,6 +15,7 @@
 pub mod agent;
 mod beneath;
 pub mod blocks;
+mod compress;
 mod copy;
 mod endpoint;
 mod error;

@@ -9,15 +9,23 @@
 //! every request gets exactly one response, in order. A `Tunnel` request
 //! is the last: once it is answered, the stream carries the bytes of a TCP
 //! connection the agent made, both ways, until either end closes it.
+//!
+//! Either end may send a large message body compressed (since version 6):
+//! the tag [`ZSTD_TAG`], the plain body's length, then one zstd frame
+//! (`compress.rs` chooses when and how hard). Both decoders accept either
+//! form; a compressed body never holds another one.
 
 use std::io::{self, Read, Write};
 
 use crate::blocks::{BlockHash, Want, WindowHashes};
+use crate::compress::inflate;
+pub use crate::compress::{ZSTD_TAG, compressed};
 use crate::error::{CopyError, ErrorKind};
 use crate::sqlite::TableChecksum;
 
-/// The version of this protocol; both ends must speak the same one.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// The version of this protocol; both ends must speak the same one
+/// (6: bodies may be zstd-compressed).
+pub const PROTOCOL_VERSION: u32 = 6;
 /// Identifies the protocol in the handshake.
 pub const MAGIC: &[u8] = b"cutover-agent";
 /// No frame is larger (the largest is a window's delta or an 8 MiB write batch).
@@ -500,7 +508,15 @@ impl Request {
         e.0
     }
 
+    /// Decodes a body, plain or compressed.
     pub fn decode(body: &[u8]) -> Result<Request, CopyError> {
+        match body.first() {
+            Some(&ZSTD_TAG) => Request::decode_plain(&inflate(body)?),
+            _ => Request::decode_plain(body),
+        }
+    }
+
+    fn decode_plain(body: &[u8]) -> Result<Request, CopyError> {
         let mut d = Decoder(body);
         let request = match d.u8()? {
             1 => {
@@ -614,6 +630,11 @@ impl Request {
                 port: d.port()?,
                 timeout_ms: d.u64()?,
             },
+            ZSTD_TAG => {
+                return Err(CopyError::protocol(
+                    "protocol error: a compressed message inside a compressed one",
+                ));
+            }
             other => {
                 return Err(CopyError::protocol(format!(
                     "protocol error: unknown request {other}"
@@ -703,7 +724,15 @@ impl Response {
         e.0
     }
 
+    /// Decodes a body, plain or compressed.
     pub fn decode(body: &[u8]) -> Result<Response, CopyError> {
+        match body.first() {
+            Some(&ZSTD_TAG) => Response::decode_plain(&inflate(body)?),
+            _ => Response::decode_plain(body),
+        }
+    }
+
+    fn decode_plain(body: &[u8]) -> Result<Response, CopyError> {
         let mut d = Decoder(body);
         let response = match d.u8()? {
             1 => {
@@ -787,6 +816,11 @@ impl Response {
                 local: d.str()?,
                 peer: d.str()?,
             },
+            ZSTD_TAG => {
+                return Err(CopyError::protocol(
+                    "protocol error: a compressed message inside a compressed one",
+                ));
+            }
             other => {
                 return Err(CopyError::protocol(format!(
                     "protocol error: unknown response {other}"
