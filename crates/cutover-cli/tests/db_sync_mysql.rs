@@ -431,3 +431,83 @@ fn preflight_names_the_setting_for_a_password_a_privilege_and_the_binary_log() {
         assert!(!outputs.contains(password));
     }
 }
+
+/// A step whose `undo` is its `db.sync` in reverse: once the step is done
+/// the old server replicates from the new one, so rows written on the new
+/// side after the cutover reach the old side; `cutover rollback` then
+/// waits for them, compares and removes the replica connection back.
+#[test]
+#[ignore = "needs MariaDB (Debian mariadb-server); run by .ci/run"]
+fn an_undo_replicating_back_brings_the_new_side_s_writes_to_the_old_side() {
+    let lab = lab(&[], 2);
+    seed(&lab.old, 3_000);
+    let (old, new) = (lab.old.port(), lab.new.port());
+    let text = format!(
+        "runbook shopmove\n\n\
+         host db-old addr 127.0.0.1 via local ./old\n\
+         host db-new addr 127.0.0.1 via local ./new\n\n\
+         step sync\n  db.sync mysql db-old:{old}/shop user root password env:OLD_DB_PW -> db-new:{new}/shop user root password file:new.pw freeze freeze\n\
+         \x20 undo db.sync mysql db-new:{new}/shop user root password file:new.pw -> db-old:{old}/shop user root password env:OLD_DB_PW\n  timeout 10m\n\n\
+         step freeze\n  exec \"true\"\n  undo exec \"true\"\n"
+    );
+    std::fs::write(lab.path().join("shopmove.runbook"), text).unwrap();
+    let mut outputs = String::new();
+    let (status, out, err) = lab.finish(&["run", "shopmove.runbook"], &mut outputs);
+    assert!(status.success(), "run: {out}\n{err}");
+    assert_eq!(lab.replica(), None, "replication forward is removed");
+    assert!(
+        lab.old
+            .sql("SHOW ALL SLAVES STATUS")
+            .unwrap()
+            .starts_with("cutover_sync_back\t"),
+        "the old side follows the new one"
+    );
+    let (_, export, _) = lab.finish(
+        &["export", "shopmove.runbook", "--format", "json"],
+        &mut outputs,
+    );
+    assert!(
+        export.contains("replication back `cutover_sync_back` set up"),
+        "the evidence says the fallback window is open: {export}"
+    );
+
+    lab.new
+        .sql(
+            "USE shop;
+             INSERT INTO accounts (name, note) SELECT CONCAT('after ', seq), 'written on the new side' FROM seq_1_to_50;
+             UPDATE accounts SET note = 'changed on the new side' WHERE id = 17;
+             DELETE FROM events WHERE id = 3;",
+        )
+        .unwrap();
+    let value = |server: &LocalMariadb, sql: &str| server.sql(sql).unwrap();
+    let log = lab.path().join("rollback.log");
+    wait_for(
+        "the new side's writes reach the old side",
+        Duration::from_secs(60),
+        &log,
+        || {
+            value(
+                &lab.old,
+                "SELECT COUNT(*) FROM shop.accounts WHERE note = 'written on the new side'",
+            ) == "50"
+                && value(&lab.old, "SELECT note FROM shop.accounts WHERE id = 17")
+                    == "changed on the new side"
+                && value(&lab.old, "SELECT COUNT(*) FROM shop.events WHERE id = 3") == "0"
+        },
+    );
+
+    let (status, out, err) = lab.finish(&["rollback", "shopmove.runbook", "--yes"], &mut outputs);
+    assert!(status.success(), "rollback: {out}\n{err}");
+    assert!(
+        out.contains(
+            "replication `cutover_sync_back` removed, the old database is independent again"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        value(&lab.old, "SHOW ALL SLAVES STATUS"),
+        "",
+        "replication back is removed"
+    );
+    assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
+}

@@ -445,3 +445,102 @@ fn preflight_names_the_setting_for_a_password_a_privilege_and_wal_level() {
         assert!(!outputs.contains(password));
     }
 }
+
+/// A step whose `undo` is its `db.sync` in reverse: once the step is done
+/// the old server follows the new one, so rows written on the new side
+/// after the cutover reach the old side; `cutover rollback` then waits for
+/// them, copies the sequences back, compares and removes the replication
+/// back, leaving the old database on its own with every write.
+#[test]
+#[ignore = "needs PostgreSQL (Debian postgresql); run by .ci/run"]
+fn an_undo_replicating_back_brings_the_new_side_s_writes_to_the_old_side() {
+    let lab = lab(&[]);
+    seed(&lab.old, 3_000);
+    let (old, new) = (lab.old.port(), lab.new.port());
+    let text = format!(
+        "runbook dbmove\n\n\
+         host db-old addr 127.0.0.1 via local ./old\n\
+         host db-new addr 127.0.0.1 via local ./new\n\n\
+         step sync\n  db.sync postgres db-old:{old}/app user postgres password env:OLD_PG_PW -> db-new:{new}/app user postgres password file:new.pw freeze freeze\n\
+         \x20 undo db.sync postgres db-new:{new}/app user postgres password file:new.pw -> db-old:{old}/app user postgres password env:OLD_PG_PW\n  timeout 10m\n\n\
+         step freeze\n  exec \"true\"\n  undo exec \"true\"\n"
+    );
+    std::fs::write(lab.path().join("dbmove.runbook"), text).unwrap();
+    let mut outputs = String::new();
+    let (status, out, err) = lab.finish(&["run", "dbmove.runbook"], &mut outputs);
+    assert!(status.success(), "run: {out}\n{err}");
+    let subscriptions = |server: &LocalPostgres| {
+        server
+            .psql(
+                "app",
+                "SELECT coalesce(string_agg(subname::text, ','), '') FROM pg_subscription",
+            )
+            .unwrap()
+    };
+    assert_eq!(
+        subscriptions(&lab.new),
+        "",
+        "replication forward is removed"
+    );
+    assert_eq!(
+        subscriptions(&lab.old),
+        "cutover_sync_back",
+        "the old side follows the new one"
+    );
+    let (_, export, _) = lab.finish(
+        &["export", "dbmove.runbook", "--format", "json"],
+        &mut outputs,
+    );
+    assert!(
+        export.contains("replication back `cutover_sync_back` set up"),
+        "the evidence says the fallback window is open: {export}"
+    );
+
+    // After the cutover the service writes on the new side only.
+    lab.new
+        .psql(
+            "app",
+            "INSERT INTO accounts (name, note) SELECT 'after ' || g, 'written on the new side' FROM generate_series(1, 50) g;
+             UPDATE accounts SET note = 'changed on the new side' WHERE id = 17;
+             DELETE FROM events WHERE id = 3;
+             SELECT nextval('invoice_numbers') FROM generate_series(1, 5);",
+        )
+        .unwrap();
+    let count = |server: &LocalPostgres, sql: &str| server.psql("app", sql).unwrap();
+    let log = lab.path().join("rollback.log");
+    wait_for(
+        "the new side's writes reach the old side",
+        Duration::from_secs(60),
+        &log,
+        || {
+            count(
+                &lab.old,
+                "SELECT count(*) FROM accounts WHERE note = 'written on the new side'",
+            ) == "50"
+                && count(&lab.old, "SELECT note FROM accounts WHERE id = 17")
+                    == "changed on the new side"
+                && count(&lab.old, "SELECT count(*) FROM events WHERE id = 3") == "0"
+        },
+    );
+
+    let (status, out, err) = lab.finish(&["rollback", "dbmove.runbook", "--yes"], &mut outputs);
+    assert!(status.success(), "rollback: {out}\n{err}");
+    assert!(
+        out.contains(
+            "replication `cutover_sync_back` removed, the old database is independent again"
+        ),
+        "{out}"
+    );
+    assert_eq!(subscriptions(&lab.old), "", "replication back is removed");
+    assert_eq!(
+        count(&lab.new, "SELECT count(*) FROM pg_publication"),
+        "0",
+        "and its publication"
+    );
+    assert_eq!(
+        count(&lab.old, "SELECT last_value FROM invoice_numbers"),
+        count(&lab.new, "SELECT last_value FROM invoice_numbers"),
+        "the sequence came back too"
+    );
+    assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
+}

@@ -50,7 +50,7 @@ codes! {
     BadSecret "bad-secret" "a key secret or a `db.sync` password that is not given as `env:VARIABLE` or `file:PATH`",
     SecretEnv "secret-env" "`exec ... env NAME` naming the variable a key's secret or a `db.sync` password is read from",
     BadVerifyKind "bad-verify-kind" "`verify` with a kind that cannot check (only port.open, port.closed, http.check and exec can)",
-    BadUndoKind "bad-undo-kind" "an `undo` that is a `db.sync` to a database server (replication back is not built yet)",
+    BadUndoKind "bad-undo-kind" "an `undo` db.sync that is not the step's db.sync in reverse (its destination to its source)",
     FreezeCycle "freeze-cycle" "a `db.sync ... freeze STEP` whose freeze step waits for the `db.sync` itself",
     GroupNotAllowed "group-not-allowed" "a group where one host is needed (a copy's end, `at`, `from`)",
     NestedGroup "nested-group" "a group listed in a group; groups list hosts",

@@ -166,9 +166,24 @@ fn mistakes_are_named() {
 }
 
 #[test]
-fn an_undo_replicating_back_is_refused_as_not_built() {
+fn an_undo_may_replicate_back_only_the_step_s_own_sync() {
     let found = codes(
-        "step s\n  db.sync postgres db-old/app user u -> db-new/app user u\n  undo db.sync postgres db-new/app user u -> db-old/app user u\n",
+        "step s\n  db.sync postgres db-old/app user u -> db-new/app user u\n  undo db.sync postgres db-new/app user v -> db-old/app user u\n",
+    );
+    assert!(!found.contains(&"bad-undo-kind"), "{found:?}");
+    for undo in [
+        "db.sync postgres db-new/app user u -> db-other/app user u",
+        "db.sync postgres db-new/other user u -> db-old/app user u",
+        "db.sync mysql db-new/app user u -> db-old/app user u",
+    ] {
+        let found = codes(&format!(
+            "host db-other addr 127.0.0.9 via local o\n\
+             step s\n  db.sync postgres db-old/app user u -> db-new/app user u\n  undo {undo}\n"
+        ));
+        assert!(found.contains(&"bad-undo-kind"), "{undo}: {found:?}");
+    }
+    let found = codes(
+        "step s\n  exec \"true\"\n  undo db.sync postgres db-new/app user u -> db-old/app user u\n",
     );
     assert!(found.contains(&"bad-undo-kind"), "{found:?}");
 }

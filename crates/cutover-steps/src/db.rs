@@ -7,12 +7,22 @@
 //! sides' checksums agree. Replication is then taken down, so the new
 //! primary is independent.
 //!
+//! A step whose `undo` is its `db.sync` in reverse (new to old) opens a
+//! fallback window: once the step is done, the old server replicates from
+//! the new one, so every write made on the new side reaches the old side
+//! too. `cutover rollback` runs that undo like a `db.sync`: it waits for
+//! the undo's freeze step (if any), for the old side to apply everything,
+//! copies the counters back, compares, and removes the replication back,
+//! so the old database stands alone again.
+//!
 //! Passwords are read from where the runbook points each time they are
 //! needed and go only to the database servers; the engine masks them in
 //! everything it stores.
 
 use cutover_db::{Comparison, DbError, Lag, Password, SequenceValue, Server, mysql, postgres};
-use cutover_engine::{BoxFuture, Check, Evidence, StepContext, StepError, StepKind, StepResult};
+use cutover_engine::{
+    ActionRole, BoxFuture, Check, Evidence, StepContext, StepError, StepKind, StepResult,
+};
 use cutover_lang::{ActionKind, DbServer, Runbook, ServerEngine, StepId};
 use cutover_store::StepStatus;
 use serde_json::json;
@@ -61,6 +71,9 @@ pub(crate) struct Sides {
     pub name: String,
     pub label: String,
     freeze: Option<StepId>,
+    /// Replication back, new to old (a step's `undo`): set up without a
+    /// copy, from where the new side is.
+    back: bool,
 }
 
 /// The server a runbook's `HOST[:PORT]/DATABASE user USER [password REF]`
@@ -118,16 +131,61 @@ pub(crate) fn sides(
         name: cutover_db::replication_name(step),
         label,
         freeze: *freeze,
+        back: false,
     })
 }
 
+/// The sides of the line being run; an `undo` is the replication back.
 fn ctx_sides(ctx: &StepContext<'_>) -> StepResult<Sides> {
-    sides(
+    let mut sides = sides(
         ctx.runbook,
         ctx.runbook_dir(),
         ctx.step_name(),
         &ctx.action.kind,
-    )
+    )?;
+    if ctx.role == ActionRole::Undo {
+        sides.back = true;
+        sides.name = cutover_db::fallback_name(ctx.step_name());
+    }
+    Ok(sides)
+}
+
+/// The replication back a step's `undo` names, when it is a `db.sync`
+/// (the language allows only the step's own in reverse).
+fn fallback_sides(ctx: &StepContext<'_>) -> StepResult<Option<Sides>> {
+    let Some(undo) = &ctx.step_def().undo else {
+        return Ok(None);
+    };
+    if !matches!(undo.kind, ActionKind::DbReplicate { .. }) {
+        return Ok(None);
+    }
+    let mut sides = sides(ctx.runbook, ctx.runbook_dir(), ctx.step_name(), &undo.kind)?;
+    sides.back = true;
+    sides.name = cutover_db::fallback_name(ctx.step_name());
+    Ok(Some(sides))
+}
+
+/// Opens the fallback window of a done step whose `undo` replicates back:
+/// the old server follows the new one from now on. Idempotent. The
+/// evidence sentence, when there is such an undo.
+async fn open_fallback(ctx: &StepContext<'_>) -> StepResult<Option<(String, String)>> {
+    let Some(back) = fallback_sides(ctx)? else {
+        return Ok(None);
+    };
+    ctx.may_start_effect()?;
+    let created = back.start_back().await?;
+    let sentence = format!(
+        "replication back `{}` {}: {} follows {} for the fallback window (`cutover rollback` ends it)",
+        back.name,
+        if created {
+            "set up"
+        } else {
+            "was set up already"
+        },
+        back.label.rsplit(" -> ").next().unwrap_or_default(),
+        back.label.split(" -> ").next().unwrap_or_default(),
+    );
+    Ok(Some((back.name, sentence)))
 }
 
 /// A database failure as a step error: refused logins, missing settings and
@@ -196,6 +254,17 @@ impl Sides {
         .map_err(self.err())
     }
 
+    /// Sets replication back up (the source is the new side), or finds
+    /// it set up; whether it was set up now.
+    async fn start_back(&self) -> StepResult<bool> {
+        let (new, old) = (&self.source, &self.destination);
+        match self.engine {
+            ServerEngine::Postgres => postgres::start_back(new, new, old, &self.name).await,
+            ServerEngine::Mysql => mysql::start_back(new, new, old, &self.name).await,
+        }
+        .map_err(self.err())
+    }
+
     fn counters_word(&self) -> &'static str {
         match self.engine {
             ServerEngine::Postgres => "sequences",
@@ -207,6 +276,22 @@ impl Sides {
     /// own; MariaDB: the copy runs here, with progress) or finds it set up.
     async fn start(&self, ctx: &StepContext<'_>) -> StepResult<Evidence> {
         let (source, destination) = (&self.source, &self.destination);
+        if self.back {
+            let created = self.start_back().await?;
+            return Ok(Evidence::new(
+                format!(
+                    "{}: replication back `{}` {}",
+                    self.label,
+                    self.name,
+                    if created {
+                        "set up now (it was not running: writes made on the new side before now are not in it)"
+                    } else {
+                        "is running; following it to its end"
+                    }
+                ),
+                json!({ "replication": self.name, "created": created }),
+            ));
+        }
         match self.engine {
             ServerEngine::Postgres => {
                 let started = postgres::start(source, source, destination, &self.name)
@@ -357,7 +442,19 @@ impl StepKind for DbReplicate {
             }
             let comparison = sides.compare().await?;
             Ok(if comparison.equal() {
-                Check::Satisfied(equal_evidence(&sides.label, &comparison, json!({}))?)
+                let mut evidence = equal_evidence(&sides.label, &comparison, json!({}))?;
+                // Done: the fallback window its undo asks for is open
+                // (a verification cut short after taking replication down
+                // comes here too).
+                if ctx.role == ActionRole::Main
+                    && let Some((name, sentence)) = open_fallback(ctx).await?
+                {
+                    evidence.summary.push_str(&format!("; {sentence}"));
+                    if let Some(map) = evidence.data.as_object_mut() {
+                        map.insert("replication_back".into(), json!(name));
+                    }
+                }
+                Check::Satisfied(evidence)
             } else {
                 Check::NotYet(Evidence::new(
                     format!(
@@ -401,13 +498,14 @@ impl StepKind for DbReplicate {
             if report_due(ctx.step_name()) {
                 ctx.message(&format!("{}: {}", sides.label, lag_text(&lag)))?;
             }
-            if lag.tables_ready == lag.tables && sides.engine == ServerEngine::Postgres {
+            if sides.engine == ServerEngine::Postgres {
+                // Keys and indexes are built as each falls due.
                 let built = postgres::create_indexes(&sides.source, &sides.destination)
                     .await
                     .map_err(sides.err())?;
                 if built > 0 {
                     ctx.message(&format!(
-                        "{}: every table copied; {built} indexes built",
+                        "{}: {built} keys and indexes built after the copy",
                         sides.label
                     ))?;
                 }
@@ -466,12 +564,25 @@ impl StepKind for DbReplicate {
                 json!({ "sequences": sequences, "caught_up_at": lag.source_position, "replication_removed": sides.name }),
             )?;
             evidence.summary.push_str(&format!(
-                "; {} {} copied; caught up at {}; replication `{}` removed, the destination is independent",
+                "; {} {} copied; caught up at {}; replication `{}` removed, {}",
                 sequences.len(),
                 sides.counters_word(),
                 lag.source_position,
-                sides.name
+                sides.name,
+                if sides.back {
+                    "the old database is independent again"
+                } else {
+                    "the destination is independent"
+                }
             ));
+            if ctx.role == ActionRole::Main
+                && let Some((name, sentence)) = open_fallback(ctx).await?
+            {
+                evidence.summary.push_str(&format!("; {sentence}"));
+                if let Some(map) = evidence.data.as_object_mut() {
+                    map.insert("replication_back".into(), json!(name));
+                }
+            }
             Ok(Check::Satisfied(evidence))
         })
     }

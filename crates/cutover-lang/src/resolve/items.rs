@@ -485,14 +485,6 @@ impl<'a> Resolver<'a> {
                             if let Some(first) = &undo {
                                 return Err(duplicate_attribute("undo", line, first.span));
                             }
-                            if matches!(a.kind, ActionKind::DbReplicate { .. }) {
-                                return Err(Diagnostic::error(
-                                    Code::BadUndoKind,
-                                    "replication back to the old database server is not built yet",
-                                    a.span,
-                                )
-                                .with_help("undo with `manual` or `exec` steps for now (see docs/databases.md)"));
-                            }
                             undo = Some(a);
                         } else {
                             let checking = KINDS.iter().any(|&(k, _, check)| check && k == a.kind.keyword());
@@ -571,6 +563,29 @@ impl<'a> Resolver<'a> {
             );
             return None;
         }
+        // An undo that replicates must be the step's db.sync in reverse:
+        // the fallback window's replication back, new to old.
+        if let Some(back) = &undo
+            && let ActionKind::DbReplicate {
+                engine, from, to, ..
+            } = &back.kind
+        {
+            let reverse = action.as_ref().is_some_and(|a| {
+                matches!(&a.kind, ActionKind::DbReplicate { engine: e, from: f, to: t, .. }
+                    if e == engine && same_database(f, to) && same_database(t, from))
+            });
+            if !reverse {
+                self.diags.push(
+                    Diagnostic::error(
+                        Code::BadUndoKind,
+                        "an `undo` db.sync must replicate the step's db.sync back: from its destination to its source",
+                        back.span,
+                    )
+                    .with_help("write the step's `db.sync` with the two servers swapped, like `undo db.sync mysql db-new/app user app password env:NEW_PW -> db-old/app user app password env:OLD_PW` (see docs/databases.md)"),
+                );
+                return None;
+            }
+        }
         if failed {
             return None;
         }
@@ -592,4 +607,9 @@ impl<'a> Resolver<'a> {
             span,
         })
     }
+}
+
+/// Whether two `db.sync` ends name the same database on the same server.
+fn same_database(a: &DbServer, b: &DbServer) -> bool {
+    a.host == b.host && a.port == b.port && a.database == b.database
 }
