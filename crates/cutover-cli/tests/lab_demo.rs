@@ -11,7 +11,7 @@ use assert_cmd::Command;
 /// The names of the demo runbook's steps, read from the fixture it embeds.
 fn step_names() -> Vec<String> {
     let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/lab/maemo-2013.runbook");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/demo/maemo-2013.runbook");
     std::fs::read_to_string(fixture)
         .unwrap()
         .lines()

@@ -1,4 +1,4 @@
-//! The product's end-to-end tests: each lab runbook of `fixtures/lab/` runs to completion
+//! The product's end-to-end tests: each lab runbook of `fixtures/lab/` (and the demo's) runs to completion
 //! against its lab, with the real binary, the way a coordinator works: `cutover lab up`, then
 //! `cutover run --t0 now` while manual gates are confirmed with `cutover confirm` from another
 //! process, then `cutover export`. Where the machine allows, each lab is in network namespaces
@@ -6,7 +6,9 @@
 //! time over its link (unshaped, one takes a tenth or less).
 //! Each run prints its planned-vs-actual table (`--nocapture` shows it). Every lab chooses its
 //! own addresses, so these run at once, and beside a second lab of the same runbook; every lab
-//! and run started here stops by itself.
+//! and run started here stops by itself. The lab runbooks' databases are real PostgreSQL and
+//! MariaDB servers, written to until the freeze: those tests are `#[ignore]`d, `.ci/run` runs
+//! them; the demo's runbook (SQLite) runs everywhere.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -106,9 +108,12 @@ fn planned_vs_actual(export: &serde_json::Value) -> Vec<Row> {
         .collect()
 }
 
-fn run_in_the_lab(name: &str) {
+/// Runs `fixtures/FOLDER/NAME.runbook` in a lab of its own; returns the lab's log (what its
+/// database writers said) and the run's JSON export.
+fn run_in_the_lab(folder: &str, name: &str) -> (String, serde_json::Value) {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/lab")
+        .join("../../fixtures")
+        .join(folder)
         .join(format!("{name}.runbook"));
     let text = std::fs::read_to_string(&fixture).unwrap();
     let temp = tempfile::tempdir().unwrap();
@@ -314,32 +319,115 @@ fn run_in_the_lab(name: &str) {
         report.contains(" | lab test |"),
         "the confirmations are in the report"
     );
+    let down = cutover(&["lab", "down", "--dir", &dir_text]);
+    assert!(down.status.success());
+    assert!(
+        !dir.join(".lab/databases").exists(),
+        "lab down removes the database servers' data"
+    );
+    let log = std::fs::read_to_string(dir.join(".lab/lab.log")).unwrap_or_default();
+    (log, json)
 }
 
+/// A lab runbook whose `db.sync` replicates real servers: each source was written to while
+/// it replicated, until its freeze step; the step's evidence shows equal tables compared at
+/// the end and the replication removed; `lab down` removed the servers' data.
+fn run_with_databases(name: &str) {
+    let (log, export) = run_in_the_lab("lab", name);
+    let writers: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("lab writer "))
+        .collect();
+    assert!(!writers.is_empty(), "{name}: no writer ran:\n{log}");
+    for line in &writers {
+        let writes: u64 = line
+            .split("stopped after ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(writes > 0, "{name}: {line}");
+        assert!(line.ends_with("its freeze step is done"), "{name}: {line}");
+    }
+    let steps = export["steps"].as_array().unwrap();
+    let syncs: Vec<&serde_json::Value> = steps
+        .iter()
+        .filter(|s| {
+            s["kind"] == "db.sync"
+                && s["evidence"].as_array().is_some_and(|e| {
+                    e.iter()
+                        .any(|e| e["data"]["replication_removed"].is_string())
+                })
+        })
+        .collect();
+    assert!(
+        !syncs.is_empty(),
+        "{name}: no db.sync verified with its replication removed"
+    );
+    for step in syncs {
+        let verified = step["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["data"]["replication_removed"].is_string())
+            .unwrap();
+        let summary = verified["summary"].as_str().unwrap();
+        assert!(
+            summary.contains("match by row count and checksum"),
+            "{name}: {summary}"
+        );
+        let tables = verified["data"]["tables"].as_array().unwrap();
+        assert!(tables.len() >= 2, "{name}: {summary}");
+        let edits = tables
+            .iter()
+            .find(|t| t["table"].as_str().unwrap().ends_with("edits"))
+            .unwrap();
+        assert!(
+            edits["source_rows"].as_u64().unwrap() > 0,
+            "the writer's rows were compared"
+        );
+    }
+}
+
+/// The demo's runbook: its database is a SQLite file, so it needs no server.
 #[test]
+fn the_demo_runbook_runs_to_completion_in_the_lab() {
+    run_in_the_lab("demo", "maemo-2013");
+}
+
+// The lab runbooks replicate PostgreSQL and MariaDB servers (Debian's `postgresql` and
+// `mariadb-server`): `.ci/run` runs them.
+
+#[test]
+#[ignore = "needs mariadb-server"]
 fn maemo_2013_runs_to_completion_in_the_lab() {
-    run_in_the_lab("maemo-2013");
+    run_with_databases("maemo-2013");
 }
 
 #[test]
+#[ignore = "needs mariadb-server"]
 fn colo_2009_runs_to_completion_in_the_lab() {
-    run_in_the_lab("colo-2009");
+    run_with_databases("colo-2009");
 }
 
 #[test]
+#[ignore = "needs postgresql"]
 fn evacuation_2015_runs_to_completion_in_the_lab() {
-    run_in_the_lab("evacuation-2015");
+    run_with_databases("evacuation-2015");
 }
 
 #[test]
+#[ignore = "needs mariadb-server"]
 fn cloud_2013_runs_to_completion_in_the_lab() {
-    run_in_the_lab("cloud-2013");
+    run_with_databases("cloud-2013");
 }
 
-/// Two labs of one runbook, each with its own addresses, run it at the same time.
+/// Two labs of one runbook, each with its own addresses and database servers, run it at the
+/// same time.
 #[test]
+#[ignore = "needs mariadb-server"]
 fn two_labs_of_colo_2009_run_it_at_the_same_time() {
-    let other = std::thread::spawn(|| run_in_the_lab("colo-2009"));
-    run_in_the_lab("colo-2009");
+    let other = std::thread::spawn(|| run_with_databases("colo-2009"));
+    run_with_databases("colo-2009");
     other.join().unwrap();
 }

@@ -19,6 +19,11 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The demo's runbook: a lab without database servers (its database is a SQLite file).
+fn demo_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/demo/maemo-2013.runbook")
+}
+
 fn cutover(args: &[&str]) -> Output {
     Command::cargo_bin("cutover")
         .unwrap()
@@ -120,7 +125,9 @@ fn machine_has(ip: IpAddr) -> bool {
     route.contains(" dev cvl")
 }
 
+/// cloud-2013 replicates MariaDB: the lab runs real servers for it.
 #[test]
+#[ignore = "needs mariadb-server"]
 fn lab_up_serves_the_runbook_world_at_addresses_it_chose_and_lab_down_removes_it() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("lab");
@@ -200,10 +207,7 @@ fn lab_up_serves_the_runbook_world_at_addresses_it_chose_and_lab_down_removes_it
             .iter()
             .map(|a| a["host"].as_str().unwrap())
             .collect();
-        assert!(
-            agents.contains(&"wiki") && agents.contains(&"db-new"),
-            "{agents:?}"
-        );
+        assert!(agents.contains(&"wiki"), "{agents:?}");
         assert!(
             !agents.contains(&"wiki-new"),
             "wiki-new runs commands, so it stays `via local`"
@@ -224,7 +228,36 @@ fn lab_up_serves_the_runbook_world_at_addresses_it_chose_and_lab_down_removes_it
             .len(),
         64 << 20
     );
-    assert!(dir.join("hosts/hpcloud/db/srv/mysql/wiki.sqlite").exists());
+    // The database servers: MariaDB at db and db-new, the source filled and written to
+    // until the freeze, each login's password in the file the runbook names (made private).
+    let databases = manifest["databases"].as_array().unwrap();
+    assert_eq!(databases.len(), 2, "{databases:?}");
+    let db = databases.iter().find(|d| d["host"] == "db").unwrap();
+    assert_eq!(db["engine"], "mysql");
+    assert_eq!(db["addr"], host_addr(&manifest, "db").to_string());
+    assert!(
+        db["seeded"][0].as_str().unwrap().starts_with("wiki ("),
+        "{db}"
+    );
+    assert_eq!(db["writers_until"][0], "freeze-wiki");
+    let data: Vec<PathBuf> = databases
+        .iter()
+        .map(|d| PathBuf::from(d["data"].as_str().unwrap()))
+        .collect();
+    assert!(data.iter().all(|d| d.join("data").is_dir()), "{data:?}");
+    let secret = std::fs::metadata(dir.join("secrets/wiki-db-new.pw")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&secret.permissions()) & 0o077,
+        0
+    );
+    let password = std::fs::read_to_string(dir.join("secrets/wiki-db.pw")).unwrap();
+    assert!(
+        !stdout.contains(password.trim())
+            && !serde_json::to_string(&manifest)
+                .unwrap()
+                .contains(password.trim()),
+        "the password is neither printed nor in the manifest"
+    );
     let pid = manifest["pid"].as_u64().unwrap();
     assert!(Path::new(&format!("/proc/{pid}")).exists());
 
@@ -238,9 +271,10 @@ fn lab_up_serves_the_runbook_world_at_addresses_it_chose_and_lab_down_removes_it
         "the old wiki listens too (side by side)"
     );
     assert!(
-        !connects(SocketAddr::new(db_new, 3306)),
-        "db-new:3306 stays closed"
+        connects(SocketAddr::new(db_new, 3306)),
+        "db-new's MariaDB answers at its lab address"
     );
+    assert!(connects(SocketAddr::new(host_addr(&manifest, "db"), 3306)));
     assert!(connects(primary), "the primary answers on TCP");
     assert!(connects(secondary), "the secondary answers on TCP");
 
@@ -262,6 +296,10 @@ fn lab_up_serves_the_runbook_world_at_addresses_it_chose_and_lab_down_removes_it
         "{down:?}"
     );
     assert!(!dir.join("lab.json").exists());
+    assert!(
+        data.iter().all(|d| !d.exists()),
+        "the servers' data is removed"
+    );
     // The lab's addresses are gone from the machine (they are probed no more: outside the
     // lab's namespaces they are nobody's).
     assert!(namespaces_of(&id).is_empty(), "{:?}", namespaces_of(&id));
@@ -281,6 +319,7 @@ fn lab_up_serves_the_runbook_world_at_addresses_it_chose_and_lab_down_removes_it
         );
     } else {
         assert!(!connects(SocketAddr::new(wiki_new, 8080)));
+        assert!(!connects(SocketAddr::new(db_new, 3306)));
         assert!(!connects(primary));
     }
 
@@ -292,7 +331,7 @@ fn lab_up_serves_the_runbook_world_at_addresses_it_chose_and_lab_down_removes_it
 #[test]
 fn two_labs_of_one_runbook_run_side_by_side_and_a_taken_block_names_its_lab() {
     let temp = tempfile::tempdir().unwrap();
-    let file = fixture("maemo-2013.runbook");
+    let file = demo_fixture();
     let (a, b) = (temp.path().join("a"), temp.path().join("b"));
     up(&file, &a, &["--fresh"]);
     let _guard_a = LabGuard(a.clone());
@@ -358,7 +397,7 @@ fn two_labs_of_one_runbook_run_side_by_side_and_a_taken_block_names_its_lab() {
 fn a_failed_lab_up_leaves_nothing_built() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("lab");
-    let file = fixture("colo-2009.runbook");
+    let file = demo_fixture();
     // Not ready in no time: `up` gives up, stops the lab process and removes its network.
     let failed = cutover(&[
         "lab",
@@ -395,11 +434,11 @@ fn a_failed_lab_up_leaves_nothing_built() {
 fn lab_up_fresh_starts_a_new_run_and_loopback_labs_choose_their_block() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("lab");
-    let file = fixture("evacuation-2015.runbook");
-    let state = dir.join(".cutover/evacuation-2015.db");
+    let file = demo_fixture();
+    let state = dir.join(".cutover/maemo-2013.db");
     std::fs::create_dir_all(state.parent().unwrap()).unwrap();
     std::fs::write(&state, b"an earlier run").unwrap();
-    std::fs::write(dir.join(".cutover/evacuation-2015.db-wal"), b"").unwrap();
+    std::fs::write(dir.join(".cutover/maemo-2013.db-wal"), b"").unwrap();
 
     // Without --fresh the earlier run is kept (a resumed rehearsal)...
     let stdout = up(&file, &dir, &["--loopback"]);
@@ -407,7 +446,7 @@ fn lab_up_fresh_starts_a_new_run_and_loopback_labs_choose_their_block() {
     assert!(stdout.contains("network   loopback, 127."), "{stdout}");
     let manifest = read_json(&dir.join("lab.json"));
     let primary = dns_address(&manifest, "primary");
-    assert!(primary.ip().is_loopback() && primary.ip().to_string() != "127.0.0.73");
+    assert!(primary.ip().is_loopback() && primary.ip().to_string() != "127.0.0.53");
     assert!(connects(primary));
     assert!(
         cutover(&["lab", "down", "--dir", dir.to_str().unwrap()])
@@ -420,7 +459,7 @@ fn lab_up_fresh_starts_a_new_run_and_loopback_labs_choose_their_block() {
     up(&file, &dir, &["--loopback", "--fresh"]);
     let _guard = LabGuard(dir.clone());
     assert!(!state.exists());
-    assert!(!dir.join(".cutover/evacuation-2015.db-wal").exists());
+    assert!(!dir.join(".cutover/maemo-2013.db-wal").exists());
     let again = read_json(&dir.join("lab.json"));
     assert_eq!(dns_address(&again, "primary"), primary);
 }
@@ -428,7 +467,7 @@ fn lab_up_fresh_starts_a_new_run_and_loopback_labs_choose_their_block() {
 #[test]
 fn lab_up_refuses_a_runbook_that_is_not_on_loopback() {
     let temp = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(fixture("maemo-2013.runbook"))
+    let text = std::fs::read_to_string(demo_fixture())
         .unwrap()
         .replace("127.0.0.54:5301", "192.0.2.54:53");
     let file = temp.path().join("public.runbook");

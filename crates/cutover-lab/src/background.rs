@@ -193,6 +193,8 @@ pub fn stop(dir: &Path, timeout: Duration) -> Result<Stopped, LabError> {
     } else {
         Stopped::NotRunning
     };
+    // A lab that was killed leaves its database servers behind.
+    crate::databases::remove_leftovers(&dir.join(INTERNAL_DIR))?;
     match std::fs::remove_file(&manifest_path) {
         Ok(()) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}

@@ -9,7 +9,8 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use cutover_lang::{
-    Action, ActionKind, Endpoint, HostId, RecordType, Runbook, SecretRef, Transport, TsigAlgorithm,
+    Action, ActionKind, DbServer, Endpoint, HostId, RecordType, Runbook, SecretRef, ServerEngine,
+    Transport, TsigAlgorithm,
 };
 
 use crate::error::LabError;
@@ -31,6 +32,37 @@ pub struct Blueprint {
     pub secondaries: Vec<SecondaryBlueprint>,
     pub keys: Vec<KeyBlueprint>,
     pub hosts: Vec<HostBlueprint>,
+    /// The PostgreSQL and MariaDB servers `db.sync` steps (and their `undo`s) name.
+    pub servers: Vec<DbServerBlueprint>,
+}
+
+/// A database server on a host: what `db.sync postgres|mysql` lines name at its address
+/// and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbServerBlueprint {
+    pub engine: ServerEngine,
+    /// The host it runs on.
+    pub host: String,
+    pub addr: IpAddr,
+    pub port: u16,
+    /// Every database named on it (made empty, unless seeded).
+    pub databases: BTreeSet<String>,
+    /// The users that log in, with where their passwords are (resolved against the lab's
+    /// folder).
+    pub logins: Vec<(String, SecretRef)>,
+    /// The databases a `db.sync` reads: filled with rows and written to until the freeze.
+    pub seeded: Vec<SeedBlueprint>,
+}
+
+/// A source database: its rows, and the steps whose end stops its writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedBlueprint {
+    pub database: String,
+    /// About how much table data to generate.
+    pub size: u64,
+    /// The `freeze` steps of the `db.sync`s reading it: once one of them is done (or
+    /// skipped) in the lab's run, the writer stops. None: no writer.
+    pub freeze: Vec<String>,
 }
 
 /// A zone as the lab serves it before the run: the records the runbook's DNS steps expect,
@@ -133,13 +165,21 @@ impl Blueprint {
             })
             .collect();
         let (primaries, secondaries) = servers(runbook, &zones)?;
-        let hosts = hosts(runbook, dir)?;
+        let mut hosts = hosts(runbook, dir)?;
+        let servers = servers_of(runbook, dir)?;
+        // A port a database server answers on needs no listener of its own.
+        for server in &servers {
+            if let Some(host) = hosts.iter_mut().find(|h| h.name == server.host) {
+                host.listen.remove(&server.port);
+            }
+        }
         let blueprint = Blueprint {
             zones,
             primaries,
             secondaries,
             keys,
             hosts,
+            servers,
         };
         blueprint.check_collisions()?;
         Ok(blueprint)
@@ -177,6 +217,9 @@ impl Blueprint {
         for host in &mut self.hosts {
             host.addr = ip(host.addr);
         }
+        for server in &mut self.servers {
+            server.addr = ip(server.addr);
+        }
     }
 
     /// Every DNS server address with what it is, for messages and the manifest.
@@ -205,8 +248,159 @@ impl Blueprint {
                 }
             }
         }
+        for server in &self.servers {
+            let address = SocketAddr::new(server.addr, server.port);
+            if let Some(other) = taken.insert(
+                address,
+                format!("host {}'s {} server", server.host, server.engine.as_str()),
+            ) {
+                return Err(LabError::Unsupported(format!(
+                    "{address} would be both {other} and host {}'s {} server; give the database another port",
+                    server.host,
+                    server.engine.as_str()
+                )));
+            }
+            if let Some(host) = self.hosts.iter().find(|h| h.name == server.host)
+                && host.closed.contains(&server.port)
+            {
+                return Err(LabError::Unsupported(format!(
+                    "host {}: port {} is checked closed, but a `db.sync` reaches its {} server there",
+                    server.host,
+                    server.port,
+                    server.engine.as_str()
+                )));
+            }
+        }
         Ok(())
     }
+}
+
+/// The database servers of every `db.sync postgres|mysql` line (kind and `undo`): one per
+/// host and port, with every database and login named there; a step's source is seeded.
+fn servers_of(runbook: &Runbook, dir: &Path) -> Result<Vec<DbServerBlueprint>, LabError> {
+    let mut servers: Vec<DbServerBlueprint> = Vec::new();
+    let mut add = |engine: ServerEngine,
+                   db: &DbServer,
+                   seed: Option<(u64, Option<String>)>|
+     -> Result<(), LabError> {
+        let host = runbook.host(db.host);
+        let index = match servers
+            .iter()
+            .position(|s| s.host == host.name && s.port == db.port)
+        {
+            Some(index) => index,
+            None => {
+                servers.push(DbServerBlueprint {
+                    engine,
+                    host: host.name.clone(),
+                    addr: host.addr,
+                    port: db.port,
+                    databases: BTreeSet::new(),
+                    logins: Vec::new(),
+                    seeded: Vec::new(),
+                });
+                servers.len() - 1
+            }
+        };
+        let server = &mut servers[index];
+        if server.engine != engine {
+            return Err(LabError::Unsupported(format!(
+                "{}:{} is named both a {} and a {} server",
+                host.name,
+                db.port,
+                server.engine.as_str(),
+                engine.as_str()
+            )));
+        }
+        server.databases.insert(db.database.clone());
+        let Some(password) = &db.password else {
+            return Err(LabError::Unsupported(format!(
+                "{}:{}/{}: user `{}` has no password; the lab's {} servers take logins with a password only (`password file:PATH` or `password env:VARIABLE`)",
+                host.name,
+                db.port,
+                db.database,
+                db.user,
+                engine.as_str()
+            )));
+        };
+        let password = match password {
+            SecretRef::File(path) => SecretRef::File(dir.join(path)),
+            other => other.clone(),
+        };
+        match server.logins.iter().find(|(user, _)| *user == db.user) {
+            Some((_, known)) if *known != password => {
+                return Err(LabError::Unsupported(format!(
+                    "{}:{}: user `{}` is given two different passwords",
+                    host.name, db.port, db.user
+                )));
+            }
+            Some(_) => {}
+            None => server.logins.push((db.user.clone(), password)),
+        }
+        if let Some((size, freeze)) = seed {
+            let seed = match server.seeded.iter_mut().find(|s| s.database == db.database) {
+                Some(seed) => seed,
+                None => {
+                    server.seeded.push(SeedBlueprint {
+                        database: db.database.clone(),
+                        size: 0,
+                        freeze: Vec::new(),
+                    });
+                    server.seeded.last_mut().expect("just pushed")
+                }
+            };
+            seed.size = seed.size.max(size);
+            seed.freeze
+                .extend(freeze.filter(|f| !seed.freeze.contains(f)));
+        }
+        Ok(())
+    };
+    for step in &runbook.steps {
+        let lines =
+            std::iter::once((&step.action, true)).chain(step.undo.iter().map(|u| (u, false)));
+        for (line, is_kind) in lines {
+            let ActionKind::DbReplicate {
+                engine,
+                from,
+                to,
+                freeze,
+                size,
+            } = &line.kind
+            else {
+                continue;
+            };
+            let size = size.map_or(DEFAULT_FILE_SIZE, |s| s.0);
+            if size > MAX_FILE_SIZE {
+                return Err(LabError::Unsupported(format!(
+                    "step {}: size {size} bytes; the lab generates databases up to {MAX_FILE_SIZE} bytes (write lab sizes in MiB)",
+                    step.name
+                )));
+            }
+            let freeze = freeze.map(|f| runbook.step(f).name.clone());
+            add(*engine, from, is_kind.then_some((size, freeze)))?;
+            add(*engine, to, None)?;
+        }
+    }
+    // A database some step writes (a destination) is not also generated.
+    let destinations: BTreeSet<(String, u16, String)> = runbook
+        .steps
+        .iter()
+        .filter_map(|step| match &step.action.kind {
+            ActionKind::DbReplicate { to, .. } => Some((
+                runbook.host(to.host).name.clone(),
+                to.port,
+                to.database.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    for server in &mut servers {
+        let (host, port) = (server.host.clone(), server.port);
+        server
+            .seeded
+            .retain(|seed| !destinations.contains(&(host.clone(), port, seed.database.clone())));
+    }
+    Ok(servers)
 }
 
 /// Every address the lab would use must be loopback and name its port.
@@ -749,6 +943,53 @@ mod tests {
         let err = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap_err();
         assert!(
             err.to_string().contains("inside the host's folder"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn database_servers_come_from_the_db_sync_lines() {
+        let text = format!(
+            "{BASE}\nstep freeze\n  manual \"stop the writers\"\n\
+             step db\n  db.sync mysql old/shop user app password file:pw/old -> new:3307/shop user app password env:NEW_PW freeze freeze size 8MiB\n\
+             step ports\n  port.open new:3307\n"
+        );
+        let blueprint = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap();
+        assert_eq!(blueprint.servers.len(), 2);
+        let (old, new) = (&blueprint.servers[0], &blueprint.servers[1]);
+        assert_eq!((old.host.as_str(), old.port), ("old", 3306));
+        assert_eq!(
+            old.logins,
+            vec![(
+                "app".to_string(),
+                SecretRef::File(PathBuf::from("/lab/pw/old"))
+            )]
+        );
+        assert_eq!(
+            old.seeded,
+            vec![SeedBlueprint {
+                database: "shop".into(),
+                size: 8 << 20,
+                freeze: vec!["freeze".into()],
+            }]
+        );
+        assert_eq!((new.host.as_str(), new.port), ("new", 3307));
+        assert!(new.seeded.is_empty(), "the destination starts empty");
+        assert!(
+            blueprint.hosts[1].listen.is_empty(),
+            "the server answers on its port, no listener"
+        );
+
+        let closed = text.replace("port.open new:3307", "port.closed new:3307");
+        let err = Blueprint::from_runbook(&runbook(&closed), Path::new("/lab")).unwrap_err();
+        assert!(
+            err.to_string().contains("port 3307 is checked closed"),
+            "{err}"
+        );
+        let bare = text.replace(" password env:NEW_PW", "");
+        let err = Blueprint::from_runbook(&runbook(&bare), Path::new("/lab")).unwrap_err();
+        assert!(
+            err.to_string().contains("user `app` has no password"),
             "{err}"
         );
     }

@@ -1,6 +1,7 @@
 //! Building and running the lab in this process: [`Lab::start`] makes the files, starts the DNS
 //! servers and the listeners, and writes the manifest; [`LabHandle::shutdown`] stops them.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::blueprint::Blueprint;
+use crate::databases::{self, DbServerInfo, FreezeWatch, Servers};
 use crate::error::LabError;
 use crate::files;
 use crate::keys::{self, KeyInfo};
@@ -73,6 +75,9 @@ pub struct Manifest {
     /// The addresses the lab chose, its namespaces and links.
     #[serde(default)]
     pub network: Option<Network>,
+    /// The PostgreSQL and MariaDB servers of the runbook's `db.sync` steps.
+    #[serde(default)]
+    pub databases: Vec<DbServerInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +198,26 @@ impl Manifest {
                 key.name, key.algorithm
             );
         }
+        for server in &self.databases {
+            let mut line = format!(
+                "  database  {:<14} {} {}:{} {}",
+                server.host,
+                server.engine,
+                server.addr,
+                server.port,
+                server.databases.join(", ")
+            );
+            if !server.seeded.is_empty() {
+                line.push_str(&format!("; filled: {}", server.seeded.join(", ")));
+            }
+            if !server.writers_until.is_empty() {
+                line.push_str(&format!(
+                    "; written to until {} is done",
+                    server.writers_until.join(" or ")
+                ));
+            }
+            let _ = writeln!(out, "{line}");
+        }
         for host in &self.hosts {
             let ports = |ports: &[u16]| {
                 ports
@@ -241,6 +266,8 @@ pub struct LabHandle {
     listeners: Vec<JoinHandle<()>>,
     /// The threads serving inside namespaces: stopped last.
     runtimes: Vec<NsRuntime>,
+    /// The database servers and their writers.
+    databases: Option<Servers>,
 }
 
 impl std::fmt::Debug for LabHandle {
@@ -296,10 +323,12 @@ impl Lab {
                 keys: key_infos,
                 hosts,
                 network: options.network.clone(),
+                databases: Vec::new(),
             },
             servers: Vec::new(),
             listeners: Vec::new(),
             runtimes: Vec::new(),
+            databases: None,
         };
         if let Some(network) = options.network.as_ref()
             && network.mode == NetworkMode::Namespaces
@@ -439,6 +468,31 @@ impl Lab {
                 handle.listeners.push(listener);
             }
         }
+        if !blueprint.servers.is_empty() {
+            let namespaces: BTreeMap<IpAddr, String> = blueprint
+                .servers
+                .iter()
+                .filter_map(|server| {
+                    let network = network.filter(|n| n.mode == NetworkMode::Namespaces)?;
+                    Some((server.addr, network.namespace_of(server.addr)?.to_string()))
+                })
+                .collect();
+            let watch = FreezeWatch {
+                state: dir.join(".cutover").join(format!("{}.db", runbook.name)),
+                since: handle.manifest.started_at,
+            };
+            let servers = blueprint.servers.clone();
+            let internal = internal.clone();
+            let (running, infos) = tokio::task::spawn_blocking(move || {
+                databases::start(&servers, &internal, &watch, &namespaces)
+            })
+            .await
+            .map_err(|err| {
+                LabError::Process(format!("starting the database servers failed: {err}"))
+            })??;
+            handle.databases = Some(running);
+            handle.manifest.databases = infos;
+        }
         for agent in network.iter().flat_map(|n| n.agents.iter()) {
             let Some(index) = handle
                 .runtimes
@@ -485,6 +539,9 @@ impl LabHandle {
                 first_error.get_or_insert(err);
             }
         }
+        // The database servers stop and their data goes (a few seconds).
+        let databases = self.databases.take();
+        let _ = tokio::task::spawn_blocking(move || drop(databases)).await;
         // The namespaces' threads stop once nothing of theirs runs.
         let runtimes = std::mem::take(&mut self.runtimes);
         let _ = tokio::task::spawn_blocking(move || drop(runtimes)).await;

@@ -11,7 +11,10 @@
 //! - for each host, a TCP listener for every port the runbook checks open or sends HTTP to
 //!   (HTTP answers name the host); ports checked closed stay closed;
 //! - each host's folder (`via local DIR`) with the sparse images and SQLite databases its copy
-//!   and sync steps read.
+//!   and sync steps read;
+//! - for each PostgreSQL or MariaDB server a `db.sync` names, a real server at the host's
+//!   address with the runbook's logins, its source databases filled and written to until the
+//!   freeze step ([`databases`]).
 //!
 //! The runbook's addresses must be loopback; they only say which is which. A lab started with
 //! a [`Network`] ([`Network::establish`]) takes addresses of its own instead: in network
@@ -37,6 +40,7 @@
 
 pub mod background;
 mod blueprint;
+pub mod databases;
 mod error;
 mod files;
 mod keys;
@@ -50,8 +54,9 @@ mod rewrite;
 mod zonefile;
 
 pub use blueprint::{
-    Blueprint, DEFAULT_FILE_SIZE, DEFAULT_TTL, FileBlueprint, HostBlueprint, KeyBlueprint,
-    MAX_FILE_SIZE, PrimaryBlueprint, RecordBlueprint, SecondaryBlueprint, ZoneBlueprint,
+    Blueprint, DEFAULT_FILE_SIZE, DEFAULT_TTL, DbServerBlueprint, FileBlueprint, HostBlueprint,
+    KeyBlueprint, MAX_FILE_SIZE, PrimaryBlueprint, RecordBlueprint, SecondaryBlueprint,
+    SeedBlueprint, ZoneBlueprint,
 };
 pub use error::LabError;
 pub use keys::KeyInfo;

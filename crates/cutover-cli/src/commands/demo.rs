@@ -22,7 +22,7 @@ use crate::commands::run::{load_runbook, release_lock, state_path, take_lock, wa
 use crate::progress::TerminalReporter;
 
 /// The demo runbook, built into the binary so the demo runs from any folder.
-const RUNBOOK: &str = include_str!("../../../../fixtures/lab/maemo-2013.runbook");
+const RUNBOOK: &str = include_str!("../../../../fixtures/demo/maemo-2013.runbook");
 const RUNBOOK_FILE: &str = "maemo-2013.runbook";
 /// Marks a folder as the demo's own, so a later demo may clear it.
 const MARKER: &str = ".cutover-demo";

@@ -16,8 +16,12 @@ use cutover_lang::{Runbook, load_file, render_human};
 /// `cutover lab up FILE` chooses free addresses for the lab and builds: a DNS primary for
 /// each zone and a lagging secondary at each other `verify` server, serving the records the
 /// runbook's DNS steps expect; the zone keys; a TCP listener for every port the runbook checks
-/// open (HTTP answers name the host); and each host's folder with the images and databases its
-/// copy and sync steps read. Where the machine allows (root), every site gets a network
+/// open (HTTP answers name the host); each host's folder with the images and SQLite databases
+/// its copy and sync steps read; and for each PostgreSQL or MariaDB server a `db.sync` names, a
+/// real one (Debian's `postgresql` or `mariadb-server`, run as the package's user, its data in
+/// DIR/.lab/databases) at the host's lab address with the runbook's logins (passwords from
+/// where the runbook points; a missing `file:` gets a fresh one), each source database filled
+/// and written to until the step's `freeze` step is done. Where the machine allows (root), every site gets a network
 /// namespace joined to the others by links shaped to the runbook's `link` bandwidth, and hosts
 /// whose files are copied get an agent there, so copies cross the shaped links; elsewhere the
 /// lab uses a free loopback block, unshaped. The runbook's addresses (which must be loopback)
@@ -273,7 +277,9 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let (copy, manifest) = match started {
         Ok(started) => started,
         Err(err) => {
-            // Nothing half-built: no namespaces, no claim, no record of a lab.
+            // Nothing half-built: no database servers, no namespaces, no claim, no record of
+            // a lab.
+            let _ = cutover_lab::databases::remove_leftovers(&dir.join(INTERNAL_DIR));
             let _ = network.teardown();
             let _ = std::fs::remove_file(dir.join(NETWORK_FILE));
             return Err(err);
