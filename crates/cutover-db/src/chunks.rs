@@ -5,6 +5,11 @@
 //! chunk that differs is halved until its range holds one source row, so
 //! a difference is reported as a table and a small key range. The engines
 //! supply the SQL ([`Chunked`]).
+//!
+//! The walk reads each source row once: one statement sums the next
+//! chunk's rows and returns its last key, and the destination sums that
+//! range while the source reads the next chunk, so both servers work at
+//! once.
 
 use crate::{DbError, Difference, TableSum};
 
@@ -37,6 +42,20 @@ pub(crate) trait Chunked {
     /// (rows, checksum) of the range `(lower, upper]` on the source and
     /// on the destination.
     async fn sums(&self, lower: Option<&Key>, upper: Option<&Key>) -> Result<(Sum, Sum), DbError>;
+    /// The source's next chunk: (rows, checksum) of the first `n` rows
+    /// after `lower`, and the key of the `n`th (None when fewer remain:
+    /// the chunk then runs to the end of the table).
+    async fn source_chunk(
+        &self,
+        lower: Option<&Key>,
+        n: u64,
+    ) -> Result<(Sum, Option<Key>), DbError>;
+    /// (rows, checksum) of the range `(lower, upper]` on the destination.
+    async fn destination_sum(
+        &self,
+        lower: Option<&Key>,
+        upper: Option<&Key>,
+    ) -> Result<Sum, DbError>;
 }
 
 /// Compares `table` in chunks of `chunk_rows` source rows; differing
@@ -55,9 +74,17 @@ pub(crate) async fn compare<C: Chunked>(
     };
     let mut found = 0;
     let mut lower: Option<Key> = None;
+    let (mut a, mut upper) = table.source_chunk(None, chunk_rows).await?;
     loop {
-        let upper = table.bound(lower.as_ref(), None, chunk_rows).await?;
-        let (a, b) = table.sums(lower.as_ref(), upper.as_ref()).await?;
+        // The destination's sum of this chunk beside the source's next.
+        let next = async {
+            match &upper {
+                Some(end) => table.source_chunk(Some(end), chunk_rows).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (b, next) =
+            tokio::try_join!(table.destination_sum(lower.as_ref(), upper.as_ref()), next)?;
         sum.chunks += 1;
         sum.source_rows += a.0;
         sum.destination_rows += b.0;
@@ -65,8 +92,11 @@ pub(crate) async fn compare<C: Chunked>(
             found += 1;
             differences.push(narrow(table, lower.clone(), upper.clone(), a.0, b.0).await?);
         }
-        match upper {
-            Some(upper) => lower = Some(upper),
+        match next {
+            Some((next_sum, next_upper)) => {
+                lower = upper;
+                (a, upper) = (next_sum, next_upper);
+            }
             None => break,
         }
     }

@@ -119,14 +119,18 @@ impl Chunks<'_> {
         }
     }
 
-    /// (rows, sum of the rows' hashes) matching `condition` on both
-    /// servers at once.
-    async fn both(&self, what: &str, condition: &str) -> Result<(Sum, Sum), DbError> {
-        let sql = format!(
+    /// (rows, sum of the rows' hashes) matching `condition`.
+    fn sum_sql(&self, condition: &str) -> String {
+        format!(
             "SELECT CAST(COUNT(*) AS CHAR), CAST(COALESCE(SUM({}), 0) AS CHAR) FROM {} WHERE {condition}",
             row_hash(self.table),
             self.table.qualified()
-        );
+        )
+    }
+
+    /// [`Self::sum_sql`] on both servers at once.
+    async fn both(&self, what: &str, condition: &str) -> Result<(Sum, Sum), DbError> {
+        let sql = self.sum_sql(condition);
         let (mut src, mut dst) = tokio::join!(self.src.lock(), self.dst.lock());
         let (a, b) = tokio::try_join!(src.rows(what, &sql), dst.rows(what, &sql))?;
         Ok((sum_of(&a), sum_of(&b)))
@@ -166,6 +170,55 @@ impl Chunked for Chunks<'_> {
     async fn sums(&self, lower: Option<&Key>, upper: Option<&Key>) -> Result<(Sum, Sum), DbError> {
         self.both("a chunk checksum", &self.condition(lower, upper))
             .await
+    }
+
+    /// The first `n` rows after `lower` in key order, hashed as they are
+    /// read; the `n`th's key picked by its number among them.
+    async fn source_chunk(
+        &self,
+        lower: Option<&Key>,
+        n: u64,
+    ) -> Result<(Sum, Option<Key>), DbError> {
+        let n = n.max(1);
+        let keys = key_order(&self.table.key, false);
+        let last: Vec<String> = self
+            .table
+            .key
+            .iter()
+            .map(|k| format!("MAX(CASE WHEN cutover_n = {n} THEN {} END)", ident(k)))
+            .collect();
+        let sql = format!(
+            "SELECT CAST(COUNT(*) AS CHAR), CAST(COALESCE(SUM(cutover_hash), 0) AS CHAR), {} FROM \
+             (SELECT {keys}, cutover_hash, ROW_NUMBER() OVER (ORDER BY {keys}) AS cutover_n FROM \
+             (SELECT {keys}, {} AS cutover_hash FROM {} WHERE {} ORDER BY {keys} LIMIT {n}) cutover_chunk) cutover_numbered",
+            last.join(", "),
+            row_hash(self.table),
+            self.table.qualified(),
+            self.condition(lower, None),
+        );
+        let rows = self.src.lock().await.rows("a chunk checksum", &sql).await?;
+        let sum = sum_of(&rows);
+        let upper = (sum.0 == n)
+            .then(|| {
+                rows.into_iter().next().map(|row| {
+                    row.into_iter()
+                        .skip(2)
+                        .map(|v| v.unwrap_or_default())
+                        .collect()
+                })
+            })
+            .flatten();
+        Ok((sum, upper))
+    }
+
+    async fn destination_sum(
+        &self,
+        lower: Option<&Key>,
+        upper: Option<&Key>,
+    ) -> Result<Sum, DbError> {
+        let sql = self.sum_sql(&self.condition(lower, upper));
+        let rows = self.dst.lock().await.rows("a chunk checksum", &sql).await?;
+        Ok(sum_of(&rows))
     }
 }
 

@@ -224,14 +224,19 @@ impl Chunks<'_> {
     }
 
     /// (rows, sum of the rows' 64-bit hashes) of the rows matching
-    /// `condition`, on both servers at once. A sum needs no sort, and a
-    /// chunk's rows are fixed by their key, which every row's hash covers.
-    async fn both(&self, what: &str, condition: &str) -> Result<(Sum, Sum), DbError> {
-        let sql = format!(
+    /// `condition`. A sum needs no sort, and a chunk's rows are fixed by
+    /// their key, which every row's hash covers.
+    fn sum_sql(&self, condition: &str) -> String {
+        format!(
             "SELECT count(*)::text, coalesce(sum({}::numeric), 0)::text FROM {} cutover_row WHERE {condition}",
             self.hash.expression(),
             self.table.qualified()
-        );
+        )
+    }
+
+    /// [`Self::sum_sql`] on both servers at once.
+    async fn both(&self, what: &str, condition: &str) -> Result<(Sum, Sum), DbError> {
+        let sql = self.sum_sql(condition);
         let (a, b) = tokio::try_join!(
             self.src.rows(what, &sql, &[]),
             self.dst.rows(what, &sql, &[])
@@ -287,6 +292,59 @@ impl Chunked for Chunks<'_> {
     async fn sums(&self, lower: Option<&Key>, upper: Option<&Key>) -> Result<(Sum, Sum), DbError> {
         self.both("a chunk checksum", &self.condition(lower, upper))
             .await
+    }
+
+    /// The first `n` rows after `lower` in key order, hashed as they are
+    /// read; the `n`th's key picked by its number among them.
+    async fn source_chunk(
+        &self,
+        lower: Option<&Key>,
+        n: u64,
+    ) -> Result<(Sum, Option<Key>), DbError> {
+        let n = n.max(1);
+        let keys = self.columns();
+        let last: Vec<String> = self
+            .key
+            .iter()
+            .map(|(name, _)| {
+                format!(
+                    "max(CASE WHEN cutover_n = {n} THEN {}::text END)",
+                    ident(name)
+                )
+            })
+            .collect();
+        // The rows are picked first and hashed after, so no plan hashes
+        // more than `n` of them; `cutover_row` is then the picked row.
+        let sql = format!(
+            "SELECT count(*)::text, coalesce(sum(cutover_hash::numeric), 0)::text, {} FROM \
+             (SELECT {keys}, {} AS cutover_hash, row_number() OVER (ORDER BY {keys}) AS cutover_n FROM \
+             (SELECT {keys}, cutover_row FROM {} cutover_row WHERE {} ORDER BY {keys} LIMIT {n}) cutover_chunk) cutover_numbered",
+            last.join(", "),
+            self.hash.expression(),
+            self.table.qualified(),
+            self.condition(lower, None),
+        );
+        let rows = self.src.rows("a chunk checksum", &sql, &[]).await?;
+        let sum = sum_of(&rows);
+        let upper = (sum.0 == n)
+            .then(|| {
+                rows.first().map(|row| {
+                    (0..self.key.len())
+                        .map(|i| text(row, 2 + i).unwrap_or_default())
+                        .collect()
+                })
+            })
+            .flatten();
+        Ok((sum, upper))
+    }
+
+    async fn destination_sum(
+        &self,
+        lower: Option<&Key>,
+        upper: Option<&Key>,
+    ) -> Result<Sum, DbError> {
+        let sql = self.sum_sql(&self.condition(lower, upper));
+        Ok(sum_of(&self.dst.rows("a chunk checksum", &sql, &[]).await?))
     }
 }
 
