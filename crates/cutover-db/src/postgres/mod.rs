@@ -15,12 +15,14 @@
 
 mod checksum;
 mod fallback;
+mod keys;
 mod schema;
 
 pub use checksum::compare;
 pub use fallback::start_back;
 
 use crate::{DbError, Lag, Problem, SequenceValue, Server};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Row};
@@ -349,9 +351,10 @@ pub struct Started {
 }
 
 /// Sets replication up, or finds it set up: the schema on the destination
-/// (indexes other than constraints' come after the initial copy, from
-/// [`create_indexes`]), the publication on the source, the subscription
-/// (which starts the initial copy) on the destination. `source_from_destination` is how the
+/// (indexes other than constraints', foreign keys and a big table's keys
+/// come with the initial copy's end, from [`create_indexes`]), the
+/// publication on the source, the subscription (which starts the initial
+/// copy) on the destination. `source_from_destination` is how the
 /// destination's server reaches the source (usually `source` itself).
 pub async fn start(
     source: &Server,
@@ -372,7 +375,8 @@ pub async fn start(
     if has_subscription(&dst, name).await? {
         return Ok(started);
     }
-    started.tables_created = schema::create_missing(&source_schema, &dst).await?;
+    let deferred = keys::deferred(&src, &source_schema).await?;
+    started.tables_created = schema::create_missing(&source_schema, &dst, &deferred).await?;
 
     let published = src
         .value(
@@ -438,13 +442,16 @@ fn conninfo(server: &Server) -> String {
     text
 }
 
-/// Builds the destination's indexes that wait for the initial copy (see
-/// `start`); call it once every table is copied. Returns how many were
-/// made (0 when all are there).
+/// Builds what waits for the initial copy (see `start`) as it falls due:
+/// a big table's primary key and unique constraints as its copy ends
+/// (queued behind it while it runs, without waiting here), indexes and
+/// foreign keys once every table is copied. Call it at every look at the
+/// copy. Returns how many were built by this call (0 when nothing was
+/// due or all are there).
 pub async fn create_indexes(source: &Server, destination: &Server) -> Result<usize, DbError> {
     let (src, dst) = tokio::try_join!(Pg::connect(source), Pg::connect(destination))?;
     let source_schema = schema::read(&src).await?;
-    schema::create_indexes(&source_schema, &dst).await
+    keys::build(&source_schema, &dst, destination).await
 }
 
 /// Whether the destination has the subscription `name`.
@@ -472,11 +479,16 @@ pub async fn lag(
     name: &str,
 ) -> Result<Option<Lag>, DbError> {
     let (src, dst) = tokio::try_join!(Pg::connect(source), Pg::connect(destination))?;
+    // Nothing here opens a destination table: a table's keys may be
+    // queued behind its copy, and whatever opens it would queue too.
     let states = dst
         .rows(
             "the subscription's tables",
-            "SELECT r.srsubstate::text, coalesce(pg_table_size(r.srrelid), 0)::text FROM pg_subscription_rel r \
-             JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = $1::text",
+            "SELECT n.nspname::text, c.relname::text, r.srsubstate::text, \
+               (SELECT max(p.bytes_processed) FROM pg_stat_progress_copy p WHERE p.relid = r.srrelid)::text \
+             FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid \
+             JOIN pg_class c ON c.oid = r.srrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE s.subname = $1::text",
             &[name],
         )
         .await?;
@@ -489,27 +501,55 @@ pub async fn lag(
             "SELECT pg_current_wal_lsn()::text, \
                (SELECT flush_lsn::text FROM pg_stat_replication WHERE application_name = $1::text ORDER BY flush_lsn DESC NULLS LAST LIMIT 1), \
                (SELECT greatest(0, pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn))::bigint::text FROM pg_stat_replication WHERE application_name = $1::text ORDER BY flush_lsn DESC NULLS LAST LIMIT 1), \
-               (SELECT extract(epoch FROM coalesce(flush_lag, '0'::interval))::float8::text FROM pg_stat_replication WHERE application_name = $1::text ORDER BY flush_lsn DESC NULLS LAST LIMIT 1), \
-               (SELECT coalesce(sum(pg_table_size(c.oid)), 0)::bigint::text FROM pg_publication_tables p \
-                  JOIN pg_namespace n ON n.nspname = p.schemaname JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename \
-                  WHERE p.pubname = $1::text)",
+               (SELECT extract(epoch FROM coalesce(flush_lag, '0'::interval))::float8::text FROM pg_stat_replication WHERE application_name = $1::text ORDER BY flush_lsn DESC NULLS LAST LIMIT 1)",
             &[name],
         )
         .await?;
+    let sizes: BTreeMap<(String, String), u64> = src
+        .rows(
+            "the tables' sizes",
+            "SELECT p.schemaname::text, p.tablename::text, pg_table_size(c.oid)::text FROM pg_publication_tables p \
+             JOIN pg_namespace n ON n.nspname = p.schemaname JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename \
+             WHERE p.pubname = $1::text",
+            &[name],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            let size = text(r, 2).and_then(|t| t.parse().ok()).unwrap_or(0);
+            ((text(r, 0).unwrap_or_default(), text(r, 1).unwrap_or_default()), size)
+        })
+        .collect();
     let row = source_rows.first();
     let get = |i: usize| row.and_then(|r| text(r, i));
     let number = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<u64>().ok());
+    // A copied table counts as its size on the source; one being copied
+    // as the bytes its copy has read so far.
+    let copied_bytes = states
+        .iter()
+        .map(|r| {
+            let size = sizes
+                .get(&(
+                    text(r, 0).unwrap_or_default(),
+                    text(r, 1).unwrap_or_default(),
+                ))
+                .copied()
+                .unwrap_or(0);
+            match text(r, 2).as_deref() {
+                Some("f" | "s" | "r") => size,
+                Some("d") => number(&text(r, 3)).unwrap_or(0).min(size),
+                _ => 0,
+            }
+        })
+        .sum();
     Ok(Some(Lag {
         tables: states.len(),
         tables_ready: states
             .iter()
-            .filter(|r| text(r, 0).as_deref() == Some("r"))
+            .filter(|r| text(r, 2).as_deref() == Some("r"))
             .count(),
-        source_bytes: number(&get(4)).unwrap_or(0),
-        copied_bytes: states
-            .iter()
-            .filter_map(|r| text(r, 1).and_then(|t| t.parse::<u64>().ok()))
-            .sum(),
+        source_bytes: sizes.values().sum(),
+        copied_bytes,
         source_position: get(0).unwrap_or_default(),
         applied_position: get(1),
         lag_bytes: number(&get(2)),

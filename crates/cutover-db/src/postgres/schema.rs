@@ -208,11 +208,18 @@ pub(crate) async fn sequences(pg: &Pg) -> Result<Vec<Sequence>, DbError> {
 /// Creates, in one transaction, what the destination lacks of `source`:
 /// schemas, sequences, tables with their constraints (the primary key
 /// among them: replication finds rows by it). Other indexes wait for
-/// [`create_indexes`], after the initial copy: filling a table and then
-/// building its indexes is faster than keeping them up row by row. A table
-/// that exists is left as it is (the comparison reports how it differs).
-/// Returns how many tables were created.
-pub(crate) async fn create_missing(source: &Schema, dst: &Pg) -> Result<usize, DbError> {
+/// [`super::keys::build`], after the initial copy: filling a table and
+/// then building its indexes is faster than keeping them up row by row.
+/// So do the primary key and unique constraints of the `deferred` tables
+/// (built as their copy ends), and, when any table is deferred, the
+/// foreign keys (they need the keys they point to). A table that exists
+/// is left as it is (the comparison reports how it differs). Returns how
+/// many tables were created.
+pub(crate) async fn create_missing(
+    source: &Schema,
+    dst: &Pg,
+    deferred: &BTreeSet<(String, String)>,
+) -> Result<usize, DbError> {
     let existing = read(dst).await?;
     let have: BTreeSet<(&str, &str)> = existing
         .tables
@@ -258,13 +265,14 @@ pub(crate) async fn create_missing(source: &Schema, dst: &Pg) -> Result<usize, D
             table.qualified(),
             columns.join(", ")
         ));
+        let deferred = deferred.contains(&(table.schema.clone(), table.name.clone()));
         for (name, kind, definition) in &table.constraints {
-            if kind != "f" {
+            if kind != "f" && !(deferred && is_key(kind)) {
                 sql.push_str(&constraint_sql(table, name, definition));
             }
         }
     }
-    for table in &missing {
+    for table in missing.iter().filter(|_| deferred.is_empty()) {
         for (name, kind, definition) in &table.constraints {
             if kind == "f" {
                 sql.push_str(&constraint_sql(table, name, definition));
@@ -338,7 +346,12 @@ fn column_sql(column: &Column) -> String {
     text
 }
 
-fn constraint_sql(table: &Table, name: &str, definition: &str) -> String {
+/// A primary key or unique constraint (kept up by an index of its own).
+pub(crate) fn is_key(kind: &str) -> bool {
+    kind == "p" || kind == "u"
+}
+
+pub(crate) fn constraint_sql(table: &Table, name: &str, definition: &str) -> String {
     format!(
         "ALTER TABLE {} ADD CONSTRAINT {} {definition};\n",
         table.qualified(),
@@ -434,29 +447,4 @@ fn strip_kind(text: &str) -> String {
         Some((kind, def)) if kind.len() == 1 => format!("constraint `{def}`"),
         _ => format!("index `{text}`"),
     }
-}
-
-/// Creates the indexes (those no constraint owns) of the source's tables
-/// that the destination's tables lack, one at a time; returns how many.
-pub(crate) async fn create_indexes(source: &Schema, dst: &Pg) -> Result<usize, DbError> {
-    let existing = read(dst).await?;
-    let mut created = 0;
-    for table in &source.tables {
-        let Some(other) = existing
-            .tables
-            .iter()
-            .find(|t| t.schema == table.schema && t.name == table.name)
-        else {
-            continue;
-        };
-        for (name, definition) in &table.indexes {
-            if other.indexes.iter().any(|(n, _)| n == name) {
-                continue;
-            }
-            let statement = definition.replacen(" INDEX ", " INDEX IF NOT EXISTS ", 1);
-            dst.execute("creating an index", &statement).await?;
-            created += 1;
-        }
-    }
-    Ok(created)
 }
