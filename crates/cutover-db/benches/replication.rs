@@ -1,9 +1,16 @@
-//! PostgreSQL replication figures on this machine, printed (not asserted):
+//! PostgreSQL replication figures on this machine, printed (not
+//! asserted), in rounds that alternate which of the two goes first (the
+//! machine is shared: ratios are taken within one run, and every figure
+//! carries the load beside it):
 //!
-//! - the bulk copy: from setting replication up to caught up, with a writer
-//!   at 200 statements a second on the source, against
-//!   `pg_dump -Fc -Z0 | pg_restore` of the same data into a fresh database
-//!   (no writer, no compression: the dump's best case);
+//! - the bulk copy: from setting replication up to every table copied and
+//!   indexed, with a writer at 200 statements a second on the source,
+//!   against `pg_dump -Fc -Z0 | pg_restore` of the same data into a fresh
+//!   database (one stream each, as a pipe allows: no `-j`; no writer and
+//!   no compression: the dump's best case). Both use the servers' own
+//!   settings; the copy's progress is polled as the engine polls a
+//!   verification (its pauses double up to 2 s), building keys and
+//!   indexes as they fall due;
 //! - freeze to verified: from the writer's stop to the verification done
 //!   the way `db.sync`'s verify does it (lag polled with the engine's
 //!   backoff, sequences copied, chunked checksums compared, replication
@@ -11,17 +18,18 @@
 //!
 //! `CUTOVER_DB_BENCH_MB` sets the size of the data (default 1024),
 //! `CUTOVER_DB_BENCH_WRITES` the writer's statements a second (default 200;
-//! 0: no writer, to see what it costs the copy). Needs
-//! Debian's `postgresql`; run with `cargo bench -p cutover-db --bench
-//! replication`.
+//! 0: no writer, to see what it costs the copy), `CUTOVER_DB_BENCH_ROUNDS`
+//! the rounds (default 3), `CUTOVER_DB_BENCH_DIR` where the servers'
+//! folders go (default /tmp). Needs Debian's `postgresql`; run with `cargo
+//! bench -p cutover-db --bench replication`.
+
+mod support;
 
 use cutover_db::local::{LocalPostgres, free_port};
 use cutover_db::postgres;
-use std::io::Write;
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use support::{Writer, load, number};
 
 const PASSWORD: &str = "bench-password-3141";
 const CHUNK_ROWS: u64 = 10_000;
@@ -29,19 +37,16 @@ const CHUNK_ROWS: u64 = 10_000;
 const ROW_BYTES: u64 = 330;
 
 fn main() {
-    let number = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
     let mb = number("CUTOVER_DB_BENCH_MB", 1024);
     let writes = number("CUTOVER_DB_BENCH_WRITES", 200);
+    let rounds = number("CUTOVER_DB_BENCH_ROUNDS", 3).max(1);
     let Some(_) = cutover_db::local::postgres_bin() else {
         eprintln!("PostgreSQL is not installed: nothing to measure");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
+    let base = std::env::var("CUTOVER_DB_BENCH_DIR").unwrap_or_else(|_| "/tmp".into());
+    std::fs::create_dir_all(&base).unwrap();
+    let dir = tempfile::tempdir_in(&base).unwrap();
     for sub in ["a", "b"] {
         std::fs::create_dir_all(dir.path().join(sub)).unwrap();
     }
@@ -60,15 +65,7 @@ fn main() {
         &settings,
     )
     .unwrap();
-    for (server, database) in [
-        (&source, "app"),
-        (&destination, "app"),
-        (&destination, "dumped"),
-    ] {
-        server
-            .psql("postgres", &format!("CREATE DATABASE {database}"))
-            .unwrap();
-    }
+    source.psql("postgres", "CREATE DATABASE app").unwrap();
     let rows = mb * 1024 * 1024 / ROW_BYTES;
     let seeded = Instant::now();
     source
@@ -90,14 +87,50 @@ fn main() {
         .unwrap()
         .parse()
         .unwrap();
+    let mib = size as f64 / 1048576.0;
     println!(
-        "data: {rows} + {} rows, {:.0} MiB on the source (seeded in {:.0} s)",
+        "data: {rows} + {} rows, {mib:.0} MiB on the source (seeded in {:.0} s)",
         rows / 10,
-        size as f64 / 1048576.0,
         seeded.elapsed().as_secs_f64()
     );
 
-    // pg_dump | pg_restore of the same data, before the writer starts.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut dumps, mut copies, mut verified) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        // Which goes first alternates, so a change of load between the two
+        // halves of a round shows in both directions.
+        let dump_first = round % 2 == 0;
+        if dump_first {
+            dumps.push(dump_and_restore(&source, &destination, mib));
+        }
+        let (copy, freeze) = sync(&runtime, &source, &destination, mib, writes, rows);
+        copies.push(copy);
+        verified.push(freeze);
+        if !dump_first {
+            dumps.push(dump_and_restore(&source, &destination, mib));
+        }
+    }
+    support::summary(
+        "pg_dump -Fc -Z0 | pg_restore",
+        mib,
+        &dumps,
+        &copies,
+        &verified,
+    );
+}
+
+/// `pg_dump -Fc -Z0 app | pg_restore -d dumped` into a fresh database;
+/// the seconds it took.
+fn dump_and_restore(source: &LocalPostgres, destination: &LocalPostgres, mib: f64) -> f64 {
+    destination
+        .psql("postgres", "DROP DATABASE IF EXISTS dumped")
+        .unwrap();
+    destination
+        .psql("postgres", "CREATE DATABASE dumped")
+        .unwrap();
     let dumped = Instant::now();
     let mut dump = source
         .command("pg_dump")
@@ -136,75 +169,82 @@ fn main() {
     );
     let dump_secs = dumped.elapsed().as_secs_f64();
     println!(
-        "pg_dump -Fc -Z0 | pg_restore: {dump_secs:.1} s, {:.1} MiB/s",
-        size as f64 / 1048576.0 / dump_secs
+        "pg_dump -Fc -Z0 | pg_restore: {dump_secs:.1} s, {:.1} MiB/s ({})",
+        mib / dump_secs,
+        load()
     );
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    destination
+        .psql("postgres", "DROP DATABASE dumped")
         .unwrap();
+    dump_secs
+}
+
+/// One replication into a fresh database with the writer on, then the
+/// freeze and the verification; (copy, freeze to verified) in seconds.
+fn sync(
+    runtime: &tokio::runtime::Runtime,
+    source: &LocalPostgres,
+    destination: &LocalPostgres,
+    mib: f64,
+    writes: u64,
+    rows: u64,
+) -> (f64, f64) {
+    destination
+        .psql("postgres", "DROP DATABASE IF EXISTS app")
+        .unwrap();
+    destination.psql("postgres", "CREATE DATABASE app").unwrap();
     let src = source.server("app", "postgres", Some(PASSWORD));
     let dst = destination.server("app", "postgres", Some(PASSWORD));
     let name = cutover_db::replication_name("bench");
+    let writer = Writer::start(source.psql_session("app").unwrap(), writes, rows);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let mut session = source.psql_session("app").unwrap();
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut stdin = session.stdin.take().unwrap();
-            let start = Instant::now();
-            let mut n: u64 = 0;
-            while writes > 0 && !stop.load(Ordering::SeqCst) {
-                let statement = if n.is_multiple_of(2) {
-                    format!("INSERT INTO accounts (name, note) VALUES ('live {n}', 'x');\n")
-                } else {
-                    format!(
-                        "UPDATE accounts SET balance = balance + 1 WHERE id = {};\n",
-                        1 + (n * 7919) % rows
-                    )
-                };
-                if stdin.write_all(statement.as_bytes()).is_err() {
-                    break;
-                }
-                n += 1;
-                let due = start + Duration::from_micros(n * 1_000_000 / writes);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
+    // Read from the catalog (which waits for no table).
+    let indexes = |server: &LocalPostgres| {
+        server
+            .psql(
+                "app",
+                "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'",
+            )
+            .unwrap()
+    };
+    let wanted = indexes(source);
+    let copied = Instant::now();
+    let copy_secs = runtime.block_on(async {
+        postgres::start(&src, &src, &dst, &name).await.unwrap();
+        // Looked at as db.sync's verify does: the lag, then what is due.
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        let mut pause = Duration::from_millis(50);
+        let mut tables_secs = None;
+        let lag = loop {
+            let lag = postgres::lag(&src, &dst, &name).await.unwrap().unwrap();
+            postgres::create_indexes(&src, &dst).await.unwrap();
+            if lag.tables_ready == lag.tables {
+                tables_secs.get_or_insert(copied.elapsed().as_secs_f64());
+                if indexes(destination) == wanted {
+                    break lag;
                 }
             }
-            drop(stdin);
-            let _ = session.wait();
-            n
-        })
-    };
-
-    let copied = Instant::now();
-    runtime.block_on(async {
-        postgres::start(&src, &src, &dst, &name).await.unwrap();
-        let lag = wait_until(&src, &dst, &name, Duration::ZERO, |lag| lag.tables_ready == lag.tables).await;
-        let tables_secs = copied.elapsed().as_secs_f64();
-        postgres::create_indexes(&src, &dst).await.unwrap();
+            assert!(Instant::now() < deadline, "not copied within an hour: {lag:?}");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        };
+        let tables_secs = tables_secs.unwrap_or_default();
         let copy_secs = copied.elapsed().as_secs_f64();
         println!(
-            "replication, initial copy of every table and its indexes (writer at {writes}/s): {copy_secs:.1} s ({tables_secs:.1} s to copy the rows), {:.1} MiB/s ({:.2}x the speed of pg_dump | pg_restore); then {} bytes behind",
-            size as f64 / 1048576.0 / copy_secs,
-            dump_secs / copy_secs,
+            "replication, initial copy of every table and its indexes (writer at {writes}/s): {copy_secs:.1} s ({tables_secs:.1} s to copy the rows), {:.1} MiB/s ({}); then {} bytes behind",
+            mib / copy_secs,
+            load(),
             lag.lag_bytes.unwrap_or(0)
         );
+        copy_secs
     });
 
     // Freeze: the writer stops; verified as db.sync's verify does it.
     std::thread::sleep(Duration::from_secs(3));
-    stop.store(true, Ordering::SeqCst);
-    let written = writer.join().unwrap();
+    let written = writer.stop();
     let frozen = Instant::now();
     let comparison = runtime.block_on(async {
-        wait_until(&src, &dst, &name, Duration::from_millis(50), |lag| {
-            lag.caught_up()
-        })
-        .await;
+        wait_until(&src, &dst, &name, |lag| lag.caught_up()).await;
         let caught_up = frozen.elapsed();
         postgres::copy_sequences(&src, &dst).await.unwrap();
         let compared = Instant::now();
@@ -218,26 +258,26 @@ fn main() {
         comparison
     });
     assert!(comparison.equal(), "{comparison:?}");
+    let freeze_secs = frozen.elapsed().as_secs_f64();
     println!(
-        "freeze -> verified: {:.1} s ({written} statements written during the sync; {} rows, {} chunks compared)",
-        frozen.elapsed().as_secs_f64(),
+        "freeze -> verified: {freeze_secs:.1} s ({}; {written} statements written during the sync; {} rows, {} chunks compared)",
+        load(),
         comparison.rows(),
         comparison.tables.iter().map(|t| t.chunks).sum::<u64>()
     );
+    (copy_secs, freeze_secs)
 }
 
-/// Polls the lag like the engine polls a verification (doubling pauses from
-/// `first` up to 2 s; every 100 ms for `first` zero, to time the copy
-/// closely) until `done`; bounded to an hour.
+/// Polls the lag as the engine polls a verification (pauses doubling
+/// from 50 ms up to 2 s) until `done`; bounded to an hour.
 async fn wait_until(
     src: &cutover_db::Server,
     dst: &cutover_db::Server,
     name: &str,
-    first: Duration,
     done: impl Fn(&cutover_db::Lag) -> bool,
 ) -> cutover_db::Lag {
     let deadline = Instant::now() + Duration::from_secs(3600);
-    let mut pause = first;
+    let mut pause = Duration::from_millis(50);
     loop {
         let lag = postgres::lag(src, dst, name).await.unwrap().unwrap();
         if done(&lag) {
@@ -247,11 +287,7 @@ async fn wait_until(
             Instant::now() < deadline,
             "not there within an hour: {lag:?}"
         );
-        if pause.is_zero() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        } else {
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(2));
-        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }

@@ -1,10 +1,14 @@
-//! MariaDB replication figures on this machine, printed (not asserted):
+//! MariaDB replication figures on this machine, printed (not asserted),
+//! in rounds that alternate which of the two goes first (the machine is
+//! shared: ratios are taken within one run, and every figure carries the
+//! load beside it):
 //!
 //! - the bulk copy: `db.sync mysql`'s initial copy (snapshot at a GTID,
 //!   rows written in key order, the replica started) with a writer at 200
 //!   statements a second on the source, against `mariadb-dump
-//!   --single-transaction | mariadb` of the same data into a fresh
-//!   database (no writer: the dump's best case);
+//!   --single-transaction | mariadb` (default options otherwise, one
+//!   stream) of the same data into a fresh database (no writer: the dump's
+//!   best case);
 //! - freeze to verified: from the writer's stop to the verification done
 //!   the way `db.sync`'s verify does it (lag polled with the engine's
 //!   backoff until no transaction is behind, auto-increments copied,
@@ -12,16 +16,18 @@
 //!
 //! `CUTOVER_DB_BENCH_MB` sets the size of the data (default 1024),
 //! `CUTOVER_DB_BENCH_WRITES` the writer's statements a second (default
-//! 200). Needs Debian's `mariadb-server`; run with `cargo bench -p
-//! cutover-db --bench replication_mariadb`.
+//! 200), `CUTOVER_DB_BENCH_ROUNDS` the rounds (default 3),
+//! `CUTOVER_DB_BENCH_DIR` where the servers' folders go (default /tmp).
+//! Needs Debian's `mariadb-server`; run with `cargo bench -p cutover-db
+//! --bench replication_mariadb`.
+
+mod support;
 
 use cutover_db::local::{LocalMariadb, MARIADB_SUPERUSER, free_port};
 use cutover_db::mysql;
-use std::io::Write;
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use support::{Writer, load, number};
 
 const PASSWORD: &str = "bench-password-2718";
 const CHUNK_ROWS: u64 = 10_000;
@@ -29,14 +35,9 @@ const CHUNK_ROWS: u64 = 10_000;
 const ROW_BYTES: u64 = 330;
 
 fn main() {
-    let number = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
     let mb = number("CUTOVER_DB_BENCH_MB", 1024);
     let writes = number("CUTOVER_DB_BENCH_WRITES", 200);
+    let rounds = number("CUTOVER_DB_BENCH_ROUNDS", 3).max(1);
     if !std::path::Path::new("/usr/sbin/mariadbd").exists() {
         eprintln!("MariaDB is not installed: nothing to measure");
         return;
@@ -58,9 +59,7 @@ fn main() {
     let source = start("a", 1);
     let destination = start("b", 2);
     source.sql("CREATE DATABASE app").unwrap();
-    destination
-        .sql("CREATE DATABASE app; CREATE DATABASE dumped")
-        .unwrap();
+
     let rows = mb * 1024 * 1024 / ROW_BYTES;
     let seeded = Instant::now();
     source
@@ -86,7 +85,34 @@ fn main() {
         seeded.elapsed().as_secs_f64()
     );
 
-    // mariadb-dump | mariadb of the same data, before the writer starts.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut dumps, mut copies, mut verified) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        // Which goes first alternates, so a change of load between the two
+        // halves of a round shows in both directions.
+        let dump_first = round % 2 == 0;
+        if dump_first {
+            dumps.push(dump_and_restore(&source, &destination, mib));
+        }
+        let (copy, freeze) = sync(&runtime, &source, &destination, mib, writes, rows);
+        copies.push(copy);
+        verified.push(freeze);
+        if !dump_first {
+            dumps.push(dump_and_restore(&source, &destination, mib));
+        }
+    }
+    support::summary("mariadb-dump | mariadb", mib, &dumps, &copies, &verified);
+}
+
+/// `mariadb-dump --single-transaction app | mariadb dumped` into a fresh
+/// database; the seconds it took.
+fn dump_and_restore(source: &LocalMariadb, destination: &LocalMariadb, mib: f64) -> f64 {
+    destination
+        .sql("DROP DATABASE IF EXISTS dumped; CREATE DATABASE dumped")
+        .unwrap();
     let dumped = Instant::now();
     let mut dump = source
         .tool("mariadb-dump")
@@ -107,69 +133,49 @@ fn main() {
     );
     let dump_secs = dumped.elapsed().as_secs_f64();
     println!(
-        "mariadb-dump --single-transaction | mariadb: {dump_secs:.1} s, {:.1} MiB/s",
-        mib / dump_secs
+        "mariadb-dump --single-transaction | mariadb: {dump_secs:.1} s, {:.1} MiB/s ({})",
+        mib / dump_secs,
+        load()
     );
     destination.sql("DROP DATABASE dumped").unwrap();
+    dump_secs
+}
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+/// One `db.sync mysql` into a fresh database with the writer on, then the
+/// freeze and the verification; (copy, freeze to verified) in seconds.
+fn sync(
+    runtime: &tokio::runtime::Runtime,
+    source: &LocalMariadb,
+    destination: &LocalMariadb,
+    mib: f64,
+    writes: u64,
+    rows: u64,
+) -> (f64, f64) {
+    destination
+        .sql("DROP DATABASE IF EXISTS app; CREATE DATABASE app")
         .unwrap();
     let src = source.server("app", MARIADB_SUPERUSER, Some(PASSWORD));
     let dst = destination.server("app", MARIADB_SUPERUSER, Some(PASSWORD));
     let name = cutover_db::replication_name("bench");
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let mut session = source.session("app").unwrap();
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut stdin = session.stdin.take().unwrap();
-            let start = Instant::now();
-            let mut n: u64 = 0;
-            while writes > 0 && !stop.load(Ordering::SeqCst) {
-                let statement = if n.is_multiple_of(2) {
-                    format!("INSERT INTO accounts (name, note) VALUES ('live {n}', 'x');\n")
-                } else {
-                    format!(
-                        "UPDATE accounts SET balance = balance + 1 WHERE id = {};\n",
-                        1 + (n * 7919) % rows
-                    )
-                };
-                if stdin.write_all(statement.as_bytes()).is_err() {
-                    break;
-                }
-                n += 1;
-                let due = start + Duration::from_micros(n * 1_000_000 / writes);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-            }
-            drop(stdin);
-            let _ = session.wait();
-            n
-        })
-    };
-
+    let writer = Writer::start(source.session("app").unwrap(), writes, rows);
     let copied = Instant::now();
-    runtime.block_on(async {
+    let copy_secs = runtime.block_on(async {
         let started = mysql::start(&src, &src, &dst, &name, &|_| {}).await.unwrap();
         let copy_secs = copied.elapsed().as_secs_f64();
         let lag = mysql::lag(&src, &dst, &name).await.unwrap().unwrap();
         println!(
-            "db.sync mysql, initial copy of {} rows (writer at {writes}/s): {copy_secs:.1} s, {:.1} MiB/s ({:.2}x the speed of mariadb-dump | mariadb); then {} transactions behind",
+            "db.sync mysql, initial copy of {} rows (writer at {writes}/s): {copy_secs:.1} s, {:.1} MiB/s ({}); then {} transactions behind",
             started.rows_copied,
             mib / copy_secs,
-            dump_secs / copy_secs,
+            load(),
             lag.lag_transactions.unwrap_or(0)
         );
+        copy_secs
     });
 
     // Freeze: the writer stops; verified as db.sync's verify does it.
     std::thread::sleep(Duration::from_secs(3));
-    stop.store(true, Ordering::SeqCst);
-    let written = writer.join().unwrap();
+    let written = writer.stop();
     let frozen = Instant::now();
     let comparison = runtime.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(3600);
@@ -196,10 +202,12 @@ fn main() {
         comparison
     });
     assert!(comparison.equal(), "{comparison:?}");
+    let freeze_secs = frozen.elapsed().as_secs_f64();
     println!(
-        "freeze -> verified: {:.1} s ({written} statements written during the sync; {} rows, {} chunks compared)",
-        frozen.elapsed().as_secs_f64(),
+        "freeze -> verified: {freeze_secs:.1} s ({}; {written} statements written during the sync; {} rows, {} chunks compared)",
+        load(),
         comparison.rows(),
         comparison.tables.iter().map(|t| t.chunks).sum::<u64>()
     );
+    (copy_secs, freeze_secs)
 }
