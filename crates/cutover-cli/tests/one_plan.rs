@@ -1,7 +1,7 @@
 //! One plan everywhere: `cutover plan`, the planned starts a run records,
 //! `status` and the export (from the runbook, and from the state file
 //! alone) agree on every step's planned start and duration, steps before
-//! T0 included.
+//! T0 included, to the millisecond.
 
 use assert_cmd::Command;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -9,9 +9,14 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Steps before T0 (by `at`, and by `after` alone), a root step with no
-/// `at`, a step with `at` after its dependencies, and declared durations.
+/// `at`, a step with `at` after its dependencies, declared durations, and
+/// a copy estimated at 0.8 s (100 kB over 1 Mbit/s).
 const RUNBOOK: &str = r#"runbook agree
   window 2026-01-01 00:00 UTC for 2h
+  link here -> there 1Mbit
+
+host old site here addr 127.0.0.10 via local old
+host new site there addr 127.0.0.20 via local new
 
 step early at T-1h
   exec "true"
@@ -31,7 +36,10 @@ step loose
 step settle after second
   wait 1s
 
-step last at T-10m after settle, loose
+step copy after settle
+  image.copy old:/disk.img -> new:/disk.img size 100kB
+
+step last at T-10m after copy, loose
   exec "true"
   verify exec "true"
   expect 2m
@@ -58,16 +66,21 @@ fn stdout(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Planned (start, duration) per step, in seconds from T0, from a plan's
-/// JSON.
+/// JSON seconds (`120`, `0.8`) as milliseconds.
+fn ms(secs: &serde_json::Value) -> Option<i64> {
+    secs.as_f64().map(|s| (s * 1000.0).round() as i64)
+}
+
+/// Planned (start, duration) per step, in milliseconds from T0, from a
+/// plan's JSON.
 fn from_plan(json: &serde_json::Value) -> HashMap<String, (i64, i64)> {
     json["steps"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| {
-            let start = s["start"]["offset_s"].as_i64().unwrap();
-            let end = s["end"]["offset_s"].as_i64().unwrap();
+            let start = ms(&s["start"]["offset_s"]).unwrap();
+            let end = ms(&s["end"]["offset_s"]).unwrap();
             (s["name"].as_str().unwrap().to_owned(), (start, end - start))
         })
         .collect()
@@ -85,8 +98,8 @@ fn from_export(json: &serde_json::Value) -> HashMap<String, (i64, Option<i64>)> 
             (
                 s["name"].as_str().unwrap().to_owned(),
                 (
-                    planned["start"]["offset_s"].as_i64().unwrap(),
-                    planned["duration_s"].as_i64(),
+                    ms(&planned["start"]["offset_s"]).unwrap(),
+                    ms(&planned["duration_s"]),
                 ),
             )
         })
@@ -98,6 +111,9 @@ fn plan_stored_starts_status_and_export_agree_on_every_step() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("agree.runbook"), RUNBOOK).unwrap();
+    std::fs::create_dir_all(d.join("old")).unwrap();
+    std::fs::create_dir_all(d.join("new")).unwrap();
+    std::fs::write(d.join("old/disk.img"), vec![7u8; 100_000]).unwrap();
 
     let plan: serde_json::Value = serde_json::from_str(&stdout(cutover(d).args([
         "plan",
@@ -117,7 +133,8 @@ fn plan_stored_starts_status_and_export_agree_on_every_step() {
         ("last", (-600, 120)),
     ]
     .into_iter()
-    .map(|(n, f)| (n.to_owned(), f))
+    .map(|(n, (start, took))| (n.to_owned(), (start * 1000, took * 1000)))
+    .chain([("copy".to_owned(), (-2_819_000, 800))])
     .collect();
     assert_eq!(planned, expected, "the plan");
 
@@ -141,7 +158,7 @@ fn plan_stored_starts_status_and_export_agree_on_every_step() {
     let t0: DateTime<Utc> = T0.parse().unwrap();
     let status = stdout(cutover(d).args(["status", "agree.runbook"]));
     for (name, (start, _)) in &planned {
-        let at = (t0 + TimeDelta::seconds(*start))
+        let at = (t0 + TimeDelta::milliseconds(*start))
             .format("%m-%d %H:%M:%S")
             .to_string();
         let line = status

@@ -41,15 +41,15 @@ step settle after lower
   wait 5m
 "#;
 
-/// A finished rehearsal of `calibrated`: (step, seconds from first act to
-/// done), a 1 GB copy of `copy` that took 40 s, and both verify servers'
-/// lags for `lower`.
+/// A finished rehearsal of `calibrated`: (step, milliseconds from first
+/// act to done), a 1 GB copy of `copy` that took 40 s, and both verify
+/// servers' lags for `lower`.
 fn rehearsal(path: &Path, runbook_name: &str) {
     let steps = [
-        ("build", 120),
-        ("approve", 300),
-        ("copy", 41),
-        ("lower", 12),
+        ("build", 120_000),
+        ("approve", 300_000),
+        ("copy", 41_000),
+        ("lower", 3_190),
     ];
     let store = Store::open(path).unwrap();
     let run = store
@@ -71,14 +71,19 @@ fn rehearsal(path: &Path, runbook_name: &str) {
         .unwrap();
     drop(store);
     let db = rusqlite::Connection::open(path).unwrap();
-    for (name, secs) in steps {
+    for (name, ms) in steps {
         db.execute(
             "UPDATE steps SET status = 'done', started_at = ?2, first_act_at = ?2, finished_at = ?3
              WHERE run_id = ?1 AND name = ?4",
             rusqlite::params![
                 run,
                 "2026-12-01 10:00:00.000+00:00",
-                format!("2026-12-01 10:{:02}:{:02}.000+00:00", secs / 60, secs % 60),
+                format!(
+                    "2026-12-01 10:{:02}:{:02}.{:03}+00:00",
+                    ms / 60_000,
+                    ms / 1000 % 60,
+                    ms % 1000
+                ),
                 name
             ],
         )
@@ -181,11 +186,23 @@ fn calibrated_figures_are_what_the_rehearsal_measured() {
             .contains("from old to new"),
         "{copy_b}"
     );
-    // DNS: the zone's update-to-verified time, each server's lag named.
+    // DNS: the zone's update-to-verified time, to the millisecond, each
+    // server's lag named.
     let lower = duration(&plan, "lower");
-    assert_eq!(lower["seconds"], 12, "{lower}");
+    assert_eq!(lower["seconds"], 3.19, "{lower}");
     let basis = lower["basis"].as_str().unwrap();
     assert!(basis.contains("127.0.0.2:5353 9.5s"), "{basis}");
+    // The terminal shows it as it is: 3.2s, not 4s.
+    let (code, text, stderr) = cutover(
+        dir,
+        &["plan", "calibrated.runbook", "--calibrate", "rehearsal.db"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let row = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("lower"))
+        .unwrap_or_else(|| panic!("no row of `lower`:\n{text}"));
+    assert!(row.contains(" 3.2s "), "{row}");
     // Declared waits are not measured.
     assert_eq!(duration(&plan, "settle")["source"], "declared");
     let notes: Vec<&str> = plan["notes"]

@@ -18,7 +18,13 @@ function el(tag, cls, text) {
 function dur(secs) {
   if (secs === null || secs === undefined) return "–";
   const sign = secs < 0 ? "-" : "";
-  let s = Math.abs(Math.trunc(secs));
+  const abs = Math.abs(secs);
+  // Under 10 s with its fraction, as the plan writes it (`3.2s`, `0.34s`).
+  if (abs < 10 && abs % 1 !== 0) {
+    const ms = Math.round(abs * 1000);
+    return sign + (ms < 1000 ? Math.max(Math.ceil(ms / 10), 1) / 100 : Math.round(ms / 100) / 10) + "s";
+  }
+  let s = Math.trunc(abs);
   const parts = [[Math.floor(s / 86400), "d"], [Math.floor(s % 86400 / 3600), "h"], [Math.floor(s % 3600 / 60), "m"], [s % 60, "s"]];
   const first = parts.findIndex(p => p[0] > 0);
   if (first < 0) return "0s";

@@ -597,9 +597,9 @@ impl<'a> Engine<'a> {
             .zip(selected)
             .map(|(s, sel)| !sel || matches!(s, StepStatus::Done | StepStatus::Skipped))
             .collect();
-        let now_offset = (now - plan_t0(plan, t0).unwrap_or(now)).num_seconds();
+        let now_offset = (now - plan_t0(plan, t0).unwrap_or(now)).num_milliseconds();
         let left = plan.end_from(self.runbook, &done, now_offset) - now_offset;
-        Duration::from_secs(u64::try_from(left).unwrap_or(0))
+        Duration::from_millis(u64::try_from(left).unwrap_or(0))
     }
 
     /// Runs (or resumes) the run in `state` until every selected step is
@@ -1005,10 +1005,10 @@ impl<'a> Engine<'a> {
         }
         let plan = cutover_plan::plan(self.runbook, None);
         let start =
-            (run.started_at - plan_t0(&plan, run.t0).unwrap_or(run.started_at)).num_seconds();
+            (run.started_at - plan_t0(&plan, run.t0).unwrap_or(run.started_at)).num_milliseconds();
         let nothing_done = vec![false; self.runbook.steps.len()];
         let planned = plan.end_from(self.runbook, &nothing_done, start) - start;
-        recap.planned = Duration::from_secs(u64::try_from(planned).unwrap_or(0));
+        recap.planned = Duration::from_millis(u64::try_from(planned).unwrap_or(0));
         Ok(recap)
     }
 }

@@ -275,7 +275,7 @@ fn new_steps(runbook: &Runbook, t0: Option<DateTime<Utc>>) -> Vec<NewStep> {
         .map(|(step, planned)| NewStep {
             name: step.name.clone(),
             definition: describe::step(runbook, step),
-            planned_start: origin.checked_add_signed(TimeDelta::seconds(planned.start)),
+            planned_start: origin.checked_add_signed(TimeDelta::milliseconds(planned.start)),
         })
         .collect()
 }
@@ -335,8 +335,8 @@ pub fn open_planned_run(
                         .iter()
                         .map(|s| cutover_store::PlannedSpan {
                             name: s.name.clone(),
-                            start_s: s.start,
-                            end_s: s.end,
+                            start_ms: s.start,
+                            end_ms: s.end,
                             source: s.duration.provenance.as_str().to_owned(),
                         })
                         .collect()
@@ -347,10 +347,9 @@ pub fn open_planned_run(
                     .map(|step| NewStep {
                         name: step.name.clone(),
                         definition: describe::step(runbook, step),
-                        planned_start: spans
-                            .iter()
-                            .find(|s| s.name == step.name)
-                            .and_then(|s| origin.checked_add_signed(TimeDelta::seconds(s.start_s))),
+                        planned_start: spans.iter().find(|s| s.name == step.name).and_then(|s| {
+                            origin.checked_add_signed(TimeDelta::milliseconds(s.start_ms))
+                        }),
                     })
                     .collect();
                 let recorded = cutover_store::RunPlan {

@@ -22,14 +22,14 @@ pub struct Size(pub u64);
 pub struct Bandwidth(pub u64);
 
 impl Bandwidth {
-    /// How long `size` takes over this link, rounded up to whole seconds.
+    /// How long `size` takes over this link, rounded up to milliseconds.
     pub fn transfer_time(self, size: Size) -> Duration {
         if self.0 == 0 {
             return Duration::MAX;
         }
         let bits = u128::from(size.0) * 8;
-        let secs = bits.div_ceil(u128::from(self.0));
-        Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX))
+        let ms = (bits * 1000).div_ceil(u128::from(self.0));
+        Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
     }
 }
 

@@ -165,11 +165,11 @@ impl Calibration {
             round(size as f64 / rate),
             Provenance::Measured,
             format!(
-                "{} at {}/s measured from {from} to {to} ({} in {:.1}s; {})",
+                "{} at {}/s measured from {from} to {to} ({} in {}; {})",
                 units_fmt::size(size),
                 units_fmt::size(rate as u64),
                 units_fmt::size(bytes),
-                secs,
+                units_fmt::duration_ms(round(secs)),
                 runs.join(", ")
             ),
         ))
@@ -201,8 +201,8 @@ impl Calibration {
             .iter()
             .map(|(server, lags)| {
                 format!(
-                    "{server} {:.1}s",
-                    mean(lags.iter().copied()).unwrap_or_default()
+                    "{server} {}",
+                    units_fmt::duration_ms(round(mean(lags.iter().copied()).unwrap_or_default()))
                 )
             })
             .collect();
@@ -222,16 +222,22 @@ impl Calibration {
     }
 }
 
-/// `12.3s (run A)` or `mean 12.3s of 3 (run A 12.1s, run B 12.5s, ...)`.
+/// `3.2s (run A)` or `mean 3.6s of 3 (run A 3.1s, run B 4.1s, ...)`.
 fn from_runs(samples: &[Sample<'_>], secs: impl Fn(&Sample<'_>) -> f64) -> String {
+    let text = |secs: f64| units_fmt::duration_ms(round(secs));
     match samples {
-        [one] => format!("{:.1}s ({}, step `{}`)", secs(one), one.run, one.step.name),
+        [one] => format!(
+            "{} ({}, step `{}`)",
+            text(secs(one)),
+            one.run,
+            one.step.name
+        ),
         many => format!(
-            "mean {:.1}s of {} ({})",
-            mean(many.iter().map(&secs)).unwrap_or_default(),
+            "mean {} of {} ({})",
+            text(mean(many.iter().map(&secs)).unwrap_or_default()),
             many.len(),
             many.iter()
-                .map(|s| format!("{} `{}` {:.1}s", s.run, s.step.name, secs(s)))
+                .map(|s| format!("{} `{}` {}", s.run, s.step.name, text(secs(s))))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -243,10 +249,11 @@ fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| sum / f64::from(n))
 }
 
-/// Whole seconds, at least 1 for anything that took time.
+/// Seconds as the planner's milliseconds, at least 1 for anything that
+/// took time.
 fn round(secs: f64) -> i64 {
     if secs > 0.0 {
-        (secs.round() as i64).max(1)
+        ((secs * 1000.0).round() as i64).max(1)
     } else {
         0
     }
@@ -263,8 +270,9 @@ fn dedup<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 }
 
 /// Whether a calibrated figure differs enough from the estimate it
-/// replaced to be pointed out: by more than a quarter and 30 s.
+/// replaced to be pointed out: by more than a quarter and 30 s (both in
+/// milliseconds).
 pub fn large_difference(measured: i64, estimate: i64) -> bool {
     let diff = (measured - estimate).abs();
-    diff > 30 && diff * 4 > estimate.max(measured)
+    diff > 30_000 && diff * 4 > estimate.max(measured)
 }

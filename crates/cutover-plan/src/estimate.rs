@@ -15,13 +15,13 @@ use std::time::Duration;
 
 /// Time allowed for every verify server of a zone to serve a DNS change
 /// (an update reaching the secondaries by NOTIFY and transfer).
-pub const DNS_PROPAGATION_SECS: i64 = 60;
+pub const DNS_PROPAGATION_MS: i64 = 60_000;
 /// Default for a `port.*` or `http.check` step without `expect`.
-pub const CHECK_DEFAULT_SECS: i64 = 30;
+pub const CHECK_DEFAULT_MS: i64 = 30_000;
 /// Default for an `exec` step without `expect`.
-pub const EXEC_DEFAULT_SECS: i64 = 5 * 60;
+pub const EXEC_DEFAULT_MS: i64 = 5 * 60_000;
 /// Default for a `manual` step without `expect`.
-pub const MANUAL_DEFAULT_SECS: i64 = 15 * 60;
+pub const MANUAL_DEFAULT_MS: i64 = 15 * 60_000;
 /// Bytes per second a delta copy reads and hashes on both ends (rsync-style
 /// signature and diff); the changed data comes on top.
 pub const DELTA_SCAN_BYTES_PER_SEC: u64 = 300_000_000;
@@ -45,8 +45,9 @@ pub struct Estimator<'a> {
     precopy_of: HashMap<StepId, StepId>,
 }
 
-pub(crate) fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4)
+/// A runbook's duration in the planner's unit, milliseconds.
+pub(crate) fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
 impl<'a> Estimator<'a> {
@@ -91,10 +92,10 @@ impl<'a> Estimator<'a> {
         let delta = self.precopy_of.contains_key(&id);
         match (calibration.step(self.runbook, step, size, delta), planned) {
             (Some(mut measured), Some(planned)) => {
-                if let Some(secs) = planned.secs {
+                if let Some(ms) = planned.ms {
                     measured.basis.push_str(&format!(
                         "; the runbook alone gives {} ({})",
-                        units_fmt::duration(secs),
+                        units_fmt::duration_ms(ms),
                         planned.provenance.as_str()
                     ));
                 }
@@ -107,17 +108,17 @@ impl<'a> Estimator<'a> {
     /// [`Estimator::step`] from the runbook and the probed facts alone.
     pub fn planned(&self, id: StepId, step: &Step) -> Option<Figure> {
         if let Some(expect) = step.expect {
-            let mut basis = format!("expect {}", units_fmt::duration(secs(expect)));
+            let mut basis = format!("expect {}", units_fmt::duration_ms(ms(expect)));
             if let Some(copy) = self.copy(id, step)
-                && let Some(full) = copy.full.secs
+                && let Some(full) = copy.full.ms
             {
                 basis.push_str(&format!(
                     " (a full copy would take {}: {})",
-                    units_fmt::duration(full),
+                    units_fmt::duration_ms(full),
                     copy.full.basis
                 ));
             }
-            return Some(Figure::new(secs(expect), Provenance::Declared, basis));
+            return Some(Figure::new(ms(expect), Provenance::Declared, basis));
         }
         match &step.action.kind {
             ActionKind::ImageCopy { .. } | ActionKind::DbSync { .. } => {
@@ -143,12 +144,12 @@ impl<'a> Estimator<'a> {
                     .and_then(|s| s.lowered_ttl);
                 match lowered {
                     Some(ttl) => Figure::new(
-                        DNS_PROPAGATION_SECS + ttl,
+                        DNS_PROPAGATION_MS + ttl,
                         Provenance::Guess,
                         format!(
                             "propagation {} (default) + caches drop the new value after the lowered TTL {}",
-                            units_fmt::duration(DNS_PROPAGATION_SECS),
-                            units_fmt::duration(ttl)
+                            units_fmt::duration_ms(DNS_PROPAGATION_MS),
+                            units_fmt::duration_ms(ttl)
                         ),
                     ),
                     None => Figure::unknown(
@@ -238,7 +239,7 @@ impl<'a> Estimator<'a> {
             ));
         }
         Figure::new(
-            secs(link.bandwidth.transfer_time(size)),
+            ms(link.bandwidth.transfer_time(size)),
             provenance,
             format!(
                 "{size_text} over {} -> {} at {}",
@@ -264,10 +265,12 @@ impl<'a> Estimator<'a> {
                 "delta copy after `{pre}`; size unknown (add `size` or probe it)"
             ));
         };
-        let scan = size.0.div_ceil(DELTA_SCAN_BYTES_PER_SEC);
+        let scan = u128::from(size.0)
+            .saturating_mul(1000)
+            .div_ceil(u128::from(DELTA_SCAN_BYTES_PER_SEC));
         let full_text = full
-            .secs
-            .map(|s| format!("; a full copy would take {}", units_fmt::duration(s)))
+            .ms
+            .map(|s| format!("; a full copy would take {}", units_fmt::duration_ms(s)))
             .unwrap_or_default();
         Figure::new(
             i64::try_from(scan).unwrap_or(i64::MAX / 4),
@@ -287,7 +290,7 @@ fn default_guess(secs: i64, kind: &str) -> Figure {
         Provenance::Guess,
         format!(
             "default for {kind} ({}); add `expect`",
-            units_fmt::duration(secs)
+            units_fmt::duration_ms(secs)
         ),
     )
 }
@@ -305,8 +308,8 @@ fn copy_limit(kind: &ActionKind) -> Option<Bandwidth> {
 /// A copy held to `limit RATE` takes at least size / limit, however fast
 /// its link.
 fn held_to(figure: Figure, size: Size, provenance: Provenance, limit: Bandwidth) -> Figure {
-    let at_limit = secs(limit.transfer_time(size));
-    if figure.secs.is_some_and(|s| s >= at_limit) {
+    let at_limit = ms(limit.transfer_time(size));
+    if figure.ms.is_some_and(|s| s >= at_limit) {
         return figure;
     }
     Figure::new(
@@ -323,11 +326,11 @@ fn held_to(figure: Figure, size: Size, provenance: Provenance, limit: Bandwidth)
 fn action(kind: &ActionKind) -> Option<Figure> {
     Some(match kind {
         ActionKind::DnsTtl { .. } | ActionKind::DnsSwitch { .. } => Figure::new(
-            DNS_PROPAGATION_SECS,
+            DNS_PROPAGATION_MS,
             Provenance::Guess,
             format!(
                 "propagation allowance {} for every verify server (default)",
-                units_fmt::duration(DNS_PROPAGATION_SECS)
+                units_fmt::duration_ms(DNS_PROPAGATION_MS)
             ),
         ),
         ActionKind::ImageCopy { .. } | ActionKind::DbSync { .. } => {
@@ -335,13 +338,13 @@ fn action(kind: &ActionKind) -> Option<Figure> {
         }
         ActionKind::PortOpen { .. }
         | ActionKind::PortClosed { .. }
-        | ActionKind::HttpCheck { .. } => default_guess(CHECK_DEFAULT_SECS, "check"),
-        ActionKind::Exec { .. } => default_guess(EXEC_DEFAULT_SECS, "exec"),
-        ActionKind::Manual { .. } => default_guess(MANUAL_DEFAULT_SECS, "manual"),
+        | ActionKind::HttpCheck { .. } => default_guess(CHECK_DEFAULT_MS, "check"),
+        ActionKind::Exec { .. } => default_guess(EXEC_DEFAULT_MS, "exec"),
+        ActionKind::Manual { .. } => default_guess(MANUAL_DEFAULT_MS, "manual"),
         ActionKind::Wait(WaitFor::Duration(d)) => Figure::new(
-            secs(*d),
+            ms(*d),
             Provenance::Declared,
-            format!("wait {}", units_fmt::duration(secs(*d))),
+            format!("wait {}", units_fmt::duration_ms(ms(*d))),
         ),
         ActionKind::Wait(WaitFor::Until(_)) => return None,
         ActionKind::DbReplicate { .. } => {

@@ -35,19 +35,19 @@ impl Provenance {
     }
 }
 
-/// A duration in seconds with its provenance and a one-line basis.
+/// A duration in milliseconds with its provenance and a one-line basis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Figure {
     /// `None` exactly when the provenance is `Unknown`.
-    pub secs: Option<i64>,
+    pub ms: Option<i64>,
     pub provenance: Provenance,
     pub basis: String,
 }
 
 impl Figure {
-    pub fn new(secs: i64, provenance: Provenance, basis: impl Into<String>) -> Self {
+    pub fn new(ms: i64, provenance: Provenance, basis: impl Into<String>) -> Self {
         Figure {
-            secs: Some(secs),
+            ms: Some(ms),
             provenance,
             basis: basis.into(),
         }
@@ -55,15 +55,15 @@ impl Figure {
 
     pub fn unknown(basis: impl Into<String>) -> Self {
         Figure {
-            secs: None,
+            ms: None,
             provenance: Provenance::Unknown,
             basis: basis.into(),
         }
     }
 
-    /// The seconds to schedule with: an unknown figure counts as zero, and
-    /// every time that depends on it is marked "at least".
-    pub fn secs_or_zero(&self) -> i64 {
-        self.secs.unwrap_or(0)
+    /// The milliseconds to schedule with: an unknown figure counts as
+    /// zero, and every time that depends on it is marked "at least".
+    pub fn ms_or_zero(&self) -> i64 {
+        self.ms.unwrap_or(0)
     }
 }

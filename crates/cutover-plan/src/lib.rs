@@ -40,7 +40,7 @@ pub use schedule::{PlannedStep, SwitchSafety, TtlWait};
 use chrono::{DateTime, Utc};
 use cutover_lang::{Diagnostic, Runbook, StepId};
 
-/// The dry-run timeline of a runbook. Times are seconds relative to T0.
+/// The dry-run timeline of a runbook. Times are milliseconds relative to T0.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub runbook: String,
@@ -114,7 +114,7 @@ impl Plan {
                 .map(|p| ends[p.0])
                 .fold(now.max(planned.at.unwrap_or(now)), i64::max);
             let act_start = start + (planned.act_start - planned.start);
-            let took = planned.duration.secs_or_zero();
+            let took = planned.duration.ms_or_zero();
             let end = match &runbook.step(id).action.kind {
                 // A wait for a time ends then, however late it starts.
                 cutover_lang::ActionKind::Wait(cutover_lang::WaitFor::Until(_)) => {
@@ -128,9 +128,9 @@ impl Plan {
         last
     }
 
-    /// UTC time of an offset from T0, when T0 is known.
+    /// UTC time of an offset from T0 (milliseconds), when T0 is known.
     pub fn utc(&self, offset: i64) -> Option<DateTime<Utc>> {
-        units_fmt::at(self.t0, offset)
+        units_fmt::at_ms(self.t0, offset)
     }
 }
 
@@ -146,8 +146,8 @@ pub const PROBE_FAILED: &str = "probe-failed";
 /// What a plan is made for, beyond the runbook and the live facts.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// A rehearsal's plan: no step starts before this offset from T0 (the
-    /// run's start), as the engine runs a rehearsal started at T0 (`--t0
+    /// A rehearsal's plan: no step starts before this offset from T0 in
+    /// milliseconds (the run's start), as the engine runs a rehearsal started at T0 (`--t0
     /// now`): `at` times before it are already past.
     pub not_before: Option<i64>,
     /// What earlier runs measured (`--calibrate`), replacing estimates.
@@ -168,7 +168,7 @@ pub fn plan_with(runbook: &Runbook, facts: Option<&ProbeFacts>, options: &Option
     });
     let graph = graph::Graph::new(runbook);
     let estimator = estimate::Estimator::new(runbook, facts, options.calibration.as_ref());
-    let window_end = runbook.window.map(|w| estimate::secs(w.length));
+    let window_end = runbook.window.map(|w| estimate::ms(w.length));
     let schedule = schedule::schedule(
         runbook,
         facts,
@@ -212,7 +212,7 @@ pub fn plan_with(runbook: &Runbook, facts: Option<&ProbeFacts>, options: &Option
         ));
     }
     let window = runbook.window.map(|w| {
-        let length = estimate::secs(w.length);
+        let length = estimate::ms(w.length);
         WindowFit {
             start: w.start,
             length,
@@ -280,11 +280,11 @@ fn calibration_notes(
     for s in &plan.steps {
         let (Some(measured), Some(planned)) = (
             s.duration
-                .secs
+                .ms
                 .filter(|_| s.duration.provenance == Provenance::Measured),
             estimator
                 .planned(s.id, runbook.step(s.id))
-                .and_then(|f| f.secs.map(|secs| (secs, f.provenance))),
+                .and_then(|f| f.ms.map(|ms| (ms, f.provenance))),
         ) else {
             continue;
         };
@@ -292,8 +292,8 @@ fn calibration_notes(
             notes.push(format!(
                 "rehearsal vs plan: `{}` took {} where the runbook alone gives {} ({})",
                 s.name,
-                units_fmt::duration(measured),
-                units_fmt::duration(planned.0),
+                units_fmt::duration_ms(measured),
+                units_fmt::duration_ms(planned.0),
                 planned.1.as_str()
             ));
         }

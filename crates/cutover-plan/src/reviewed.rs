@@ -323,7 +323,7 @@ impl ReviewedPlan {
         out
     }
 
-    /// Planned start and end (seconds from T0) and the duration's
+    /// Planned start and end (milliseconds from T0) and the duration's
     /// provenance of each step, from the plan's JSON.
     pub fn steps(&self) -> Vec<(String, i64, i64, String)> {
         self.plan["steps"]
@@ -334,8 +334,8 @@ impl ReviewedPlan {
                     .filter_map(|s| {
                         Some((
                             s["name"].as_str()?.to_owned(),
-                            s["start"]["offset_s"].as_i64()?,
-                            s["end"]["offset_s"].as_i64()?,
+                            ms(&s["start"]["offset_s"])?,
+                            ms(&s["end"]["offset_s"])?,
                             s["duration"]["source"].as_str()?.to_owned(),
                         ))
                     })
@@ -343,6 +343,13 @@ impl ReviewedPlan {
             })
             .unwrap_or_default()
     }
+}
+
+/// JSON seconds (`120`, `3.19`) as milliseconds.
+fn ms(secs: &serde_json::Value) -> Option<i64> {
+    secs.as_i64()
+        .map(|s| s.saturating_mul(1000))
+        .or_else(|| secs.as_f64().map(|s| (s * 1000.0).round() as i64))
 }
 
 #[cfg(test)]
@@ -404,12 +411,15 @@ mod tests {
                 files: vec![],
             },
             None,
-            r#"{"schema":"cutover-plan/1","steps":[{"name":"a","start":{"offset_s":-60},"end":{"offset_s":0},"duration":{"source":"declared"}}]}"#,
+            r#"{"schema":"cutover-plan/1","steps":[{"name":"a","start":{"offset_s":-60},"end":{"offset_s":3.19},"duration":{"source":"declared"}}]}"#,
         )
         .unwrap();
         let back = ReviewedPlan::parse(&doc.to_text()).unwrap();
         assert_eq!(back, doc);
-        assert_eq!(back.steps(), [("a".into(), -60, 0, "declared".into())]);
+        assert_eq!(
+            back.steps(),
+            [("a".into(), -60_000, 3_190, "declared".into())]
+        );
         assert!(
             ReviewedPlan::parse(r#"{"schema":"cutover-plan/1"}"#)
                 .unwrap_err()

@@ -8,7 +8,7 @@
 //! Unknown durations count as zero, and every time that depends on one is
 //! marked "at least".
 
-use crate::estimate::{CopyEstimate, Estimator, secs};
+use crate::estimate::{CopyEstimate, Estimator, ms};
 use crate::facts::ProbeFacts;
 use crate::figure::{Figure, Provenance};
 use crate::graph::Graph;
@@ -16,7 +16,7 @@ use crate::units_fmt;
 use cutover_lang::{ActionKind, RecordType, Runbook, StepId, WaitFor, ZoneId};
 use std::collections::HashMap;
 
-/// One step on the timeline. Times are seconds relative to T0.
+/// One step on the timeline. Times are milliseconds relative to T0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedStep {
     pub id: StepId,
@@ -67,7 +67,7 @@ pub struct SwitchSafety {
     pub record: String,
     /// Earlier `dns.ttl` steps of this record (not restores).
     pub lowered_by: Vec<StepId>,
-    /// The lowest TTL those steps set, in seconds.
+    /// The lowest TTL those steps set, in milliseconds.
     pub lowered_ttl: Option<i64>,
     /// `None` when never lowered, or when a previous TTL is unknown.
     pub earliest_safe: Option<i64>,
@@ -116,11 +116,11 @@ pub fn previous_ttl(
         return None;
     };
     if let Some(was) = previous_ttl {
-        return Some((secs(*was), Provenance::Declared));
+        return Some((ms(*was), Provenance::Declared));
     }
     facts
         .and_then(|f| f.live_ttl(&runbook.zone(*zone).name, name, *rtype))
-        .map(|ttl| (secs(ttl), Provenance::Probed))
+        .map(|ttl| (ms(ttl), Provenance::Probed))
 }
 
 /// Whether a `dns.ttl` step raises the TTL (a restore) rather than lowering it.
@@ -128,7 +128,7 @@ pub fn is_raise(runbook: &Runbook, facts: Option<&ProbeFacts>, step: StepId, nam
     let ActionKind::DnsTtl { ttl, .. } = &runbook.step(step).action.kind else {
         return false;
     };
-    previous_ttl(runbook, facts, step, name).is_some_and(|(was, _)| was < secs(*ttl))
+    previous_ttl(runbook, facts, step, name).is_some_and(|(was, _)| was < ms(*ttl))
 }
 
 struct TtlEdge {
@@ -211,6 +211,7 @@ pub fn schedule(
         .iter()
         .map(|s| {
             s.at.and_then(|a| a.offset_from(t0))
+                .map(|at| at.saturating_mul(1000))
                 .map(|at| not_before.map_or(at, |nb| at.max(nb)))
         })
         .collect();
@@ -254,22 +255,24 @@ pub fn schedule(
         let duration = match estimator.step(id, step) {
             Some(figure) => figure,
             None => match &step.action.kind {
-                ActionKind::Wait(WaitFor::Until(until)) => match until.offset_from(t0) {
-                    Some(u) => Figure::new(
-                        (u - act_start).max(0),
-                        Provenance::Declared,
-                        format!("wait until {}", units_fmt::offset(u)),
-                    ),
-                    None => Figure::unknown(
-                        "wait until an absolute time, but the runbook has no window",
-                    ),
-                },
+                ActionKind::Wait(WaitFor::Until(until)) => {
+                    match until.offset_from(t0).map(|u| u.saturating_mul(1000)) {
+                        Some(u) => Figure::new(
+                            (u - act_start).max(0),
+                            Provenance::Declared,
+                            format!("wait until {}", units_fmt::offset_ms(u)),
+                        ),
+                        None => Figure::unknown(
+                            "wait until an absolute time, but the runbook has no window",
+                        ),
+                    }
+                }
                 _ => Figure::unknown("no estimate"),
             },
         };
         let start_at_least = at_least;
-        at_least |= duration.secs.is_none();
-        let end = act_start.saturating_add(duration.secs_or_zero());
+        at_least |= duration.ms.is_none();
+        let end = act_start.saturating_add(duration.ms_or_zero());
         planned[id.0] = Some(PlannedStep {
             id,
             name: step.name.clone(),
@@ -341,7 +344,7 @@ fn switch_safety(
     let lowered_ttl = lowered_by
         .iter()
         .filter_map(|l| match &runbook.step(*l).action.kind {
-            ActionKind::DnsTtl { ttl, .. } => Some(secs(*ttl)),
+            ActionKind::DnsTtl { ttl, .. } => Some(ms(*ttl)),
             _ => None,
         })
         .min();
@@ -378,8 +381,8 @@ fn switch_safety(
                 };
                 parts.push(format!(
                     "`{lowering}` ends {} + old TTL {} ({how})",
-                    units_fmt::offset(l.end),
-                    units_fmt::duration(lag)
+                    units_fmt::offset_ms(l.end),
+                    units_fmt::duration_ms(lag)
                 ));
             }
             None => unknown.push(format!("`{lowering}`")),
@@ -423,7 +426,7 @@ fn compute_slack(
         .collect();
     for &id in graph.order.iter().rev() {
         let s = &steps[id.0];
-        let latest_act = latest_finish[id.0] - s.duration.secs_or_zero();
+        let latest_act = latest_finish[id.0] - s.duration.ms_or_zero();
         for p in &graph.preds[id.0] {
             latest_finish[p.0] = latest_finish[p.0].min(latest_act);
         }

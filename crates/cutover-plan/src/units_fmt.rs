@@ -5,8 +5,26 @@ use chrono::{DateTime, Utc};
 
 /// `1d2h`, `2h30m`, `7m12s`, `45s`, `0s` — at most two units, rounded down.
 pub fn duration(secs: i64) -> String {
-    let sign = if secs < 0 { "-" } else { "" };
-    let s = secs.unsigned_abs();
+    duration_ms(secs.saturating_mul(1000))
+}
+
+/// A duration given in milliseconds, as [`duration`] writes it, except that
+/// under 10 s it keeps its precision: `3.2s`, `0.34s` (`3s` when whole).
+/// The planner's figures are milliseconds; this is how every format shows them.
+pub fn duration_ms(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let abs = ms.unsigned_abs();
+    if abs < 10_000 && abs % 1000 != 0 {
+        let text = if abs < 1000 {
+            // Hundredths under a second, at least 0.01s for anything that took time.
+            format!("{:.2}", (abs.div_ceil(10).max(1)) as f64 / 100.0)
+        } else {
+            format!("{:.1}", abs as f64 / 1000.0)
+        };
+        let text = text.trim_end_matches('0').trim_end_matches('.');
+        return format!("{sign}{text}s");
+    }
+    let s = abs / 1000;
     let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
     let parts: Vec<String> = [(d, "d"), (h, "h"), (m, "m"), (sec, "s")]
         .iter()
@@ -24,10 +42,15 @@ pub fn duration(secs: i64) -> String {
 
 /// `T0`, `T+2h30m`, `T-48h`.
 pub fn offset(secs: i64) -> String {
-    match secs {
+    offset_ms(secs.saturating_mul(1000))
+}
+
+/// [`offset`] of an offset in milliseconds (`T+3.2s`).
+pub fn offset_ms(ms: i64) -> String {
+    match ms {
         0 => "T0".to_string(),
-        s if s > 0 => format!("T+{}", duration(s)),
-        s => format!("T-{}", duration(-s)),
+        s if s > 0 => format!("T+{}", duration_ms(s)),
+        s => format!("T-{}", duration_ms(-s)),
     }
 }
 
@@ -40,9 +63,19 @@ pub fn utc(t: DateTime<Utc>) -> String {
     }
 }
 
-/// T0 + `secs`, when T0 is known.
-pub fn at(t0: Option<DateTime<Utc>>, secs: i64) -> Option<DateTime<Utc>> {
-    t0.and_then(|t0| t0.checked_add_signed(chrono::TimeDelta::try_seconds(secs)?))
+/// T0 + `ms` milliseconds, when T0 is known.
+pub fn at_ms(t0: Option<DateTime<Utc>>, ms: i64) -> Option<DateTime<Utc>> {
+    t0.and_then(|t0| t0.checked_add_signed(chrono::TimeDelta::try_milliseconds(ms)?))
+}
+
+/// Milliseconds as JSON seconds: a whole number when whole (`120`), else
+/// with its milliseconds (`3.19`). Every `_s` field of the plan's JSON.
+pub fn json_secs(ms: i64) -> serde_json::Value {
+    if ms % 1000 == 0 {
+        serde_json::Value::from(ms / 1000)
+    } else {
+        serde_json::Value::from(ms as f64 / 1000.0)
+    }
 }
 
 /// `900 GB`, `1.5 TB`, `20 MB`, `512 B` (powers of 1000, as link speeds are).
@@ -95,6 +128,22 @@ mod tests {
         assert_eq!(duration(9000), "2h30m");
         assert_eq!(duration(93_784), "1d2h");
         assert_eq!(duration(86_400 + 59), "1d");
+    }
+
+    #[test]
+    fn durations_under_ten_seconds_keep_their_precision() {
+        assert_eq!(duration_ms(3190), "3.2s");
+        assert_eq!(duration_ms(3000), "3s");
+        assert_eq!(duration_ms(9_960), "10s");
+        assert_eq!(duration_ms(340), "0.34s");
+        assert_eq!(duration_ms(101), "0.11s");
+        assert_eq!(duration_ms(1), "0.01s");
+        assert_eq!(duration_ms(-2500), "-2.5s");
+        assert_eq!(duration_ms(12_700), "12s");
+        assert_eq!(duration_ms(150_500), "2m30s");
+        assert_eq!(offset_ms(3190), "T+3.2s");
+        assert_eq!(json_secs(120_000), serde_json::json!(120));
+        assert_eq!(json_secs(3190), serde_json::json!(3.19));
     }
 
     #[test]

@@ -161,36 +161,72 @@ fn svg_has_one_bar_per_step() {
         for wait in plan.steps.iter().filter_map(|s| s.ttl_wait.as_ref()) {
             let text = format!(
                 "after a {} TTL wait",
-                cutover_plan::units_fmt::duration(wait.end - wait.start)
+                cutover_plan::units_fmt::duration_ms(wait.end - wait.start)
             );
             assert!(svg.contains(&text), "{}: {text}", path.display());
         }
     }
 }
 
-/// Loads the SVG into headless Chromium and reads the number of bars back
-/// from the DOM. Needs the `chromium` package.
+/// Loads each runbook's SVG into headless Chromium and reads back from the
+/// DOM the number of bars, the texts outside the canvas, the step names
+/// running into their kind, and the names not shown in full. Needs the
+/// `chromium` package.
 #[test]
 #[ignore = "needs chromium"]
 fn svg_renders_in_chromium() {
-    // The runbook with the longest critical path: its header wraps.
-    let path = root().join("runbooks/cloud-2013.runbook");
-    let (_, plan) = load(&path);
+    for name in ["cloud-2013", "colo-2009", "evacuation-2015", "maemo-2013"] {
+        let path = root().join(format!("runbooks/{name}.runbook"));
+        let (_, plan) = load(&path);
+        let dom = chromium_dom(&cutover_plan::render::svg(&plan));
+        assert!(
+            dom.contains(&format!(
+                "bars={} width=1400 off=0 overlap=0 cut=0",
+                plan.steps.len()
+            )),
+            "{name}: chromium DOM: {}",
+            dom.lines().last().unwrap_or_default()
+        );
+    }
+    // Step names longer than the label column wrap, shown in full.
+    let text = std::fs::read_to_string(root().join("runbooks/maemo-2013.runbook"))
+        .unwrap()
+        .replace(
+            "switch-repository",
+            "switch-the-repository-to-the-new-colo-at-iphh-after-its-final-sync",
+        );
+    let loaded = cutover_lang::parse_source("long-names.runbook", text);
+    let plan = cutover_plan::plan(loaded.runbook.as_ref().unwrap(), None);
+    let dom = chromium_dom(&cutover_plan::render::svg(&plan));
+    assert!(
+        dom.contains(&format!(
+            "bars={} width=1400 off=0 overlap=0 cut=0",
+            plan.steps.len()
+        )),
+        "long names: chromium DOM: {}",
+        dom.lines().last().unwrap_or_default()
+    );
+}
+
+fn chromium_dom(svg: &str) -> String {
     let dir = std::env::temp_dir().join(format!("cutover-plan-svg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let page = dir.join("plan.html");
     std::fs::write(
         &page,
         format!(
-            "<!doctype html><html><body>{}<script>\
-             const n = document.querySelectorAll('svg rect.bar').length;\
+            "<!doctype html><html><body>{svg}<script>\
+             const bars = [...document.querySelectorAll('svg rect.bar')];\
              const box = document.querySelector('svg').getBoundingClientRect();\
              const w = box.width;\
              const off = [...document.querySelectorAll('svg text')].filter(t => {{\
                const r = t.getBoundingClientRect(); return r.left < box.left || r.right > box.right; }}).length;\
-             document.body.insertAdjacentHTML('beforeend', '<p id=\"bars\">bars=' + n + ' width=' + Math.round(w) + ' off=' + off + '</p>');\
-             </script></body></html>",
-            cutover_plan::render::svg(&plan)
+             const names = [...document.querySelectorAll('svg text.name')];\
+             const overlap = names.filter(t => t.getBoundingClientRect().right > t.nextElementSibling.getBoundingClientRect().left - 4).length;\
+             const shown = new Set(names.map(t => t.textContent));\
+             const cut = bars.filter(b => !shown.has(b.dataset.step)).length;\
+             document.body.insertAdjacentHTML('beforeend', '<p id=\"bars\">bars=' + bars.length + ' width=' + Math.round(w) + ' off=' + off + ' overlap=' + overlap + ' cut=' + cut + '</p>');\
+             </script></body></html>"
         ),
     )
     .unwrap();
@@ -227,9 +263,5 @@ fn svg_renders_in_chromium() {
     }
     let dom = reader.join().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        dom.contains(&format!("bars={} width=1400 off=0", plan.steps.len())),
-        "chromium DOM: {}",
-        dom.lines().last().unwrap_or_default()
-    );
+    dom
 }

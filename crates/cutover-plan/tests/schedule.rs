@@ -38,7 +38,7 @@ fn copy_time_is_size_over_the_link() {
         None,
     );
     let copy = step(&plan, "copy");
-    assert_eq!(copy.duration.secs, Some(7200));
+    assert_eq!(copy.duration.ms, Some(7_200_000));
     assert_eq!(copy.duration.provenance, Provenance::Estimated);
     assert!(
         copy.duration
@@ -47,8 +47,30 @@ fn copy_time_is_size_over_the_link() {
         "{}",
         copy.duration.basis
     );
-    assert_eq!((copy.start, copy.end), (0, 7200));
-    assert_eq!(plan.window.unwrap().left, 6 * 3600 - 7200);
+    assert_eq!((copy.start, copy.end), (0, 7_200_000));
+    assert_eq!(plan.window.unwrap().left, (6 * 3600 - 7200) * 1000);
+}
+
+#[test]
+fn sub_second_figures_keep_their_milliseconds() {
+    // 400 MB over 1 Gbit/s: 3.2 s, not 4 s; the next step starts then.
+    let plan = plan_of(
+        "step copy at T0\n  image.copy a:/x.img -> b:/x.img size 400M\n\n\
+         step next after copy\n  wait 1s\n",
+        None,
+    );
+    let copy = step(&plan, "copy");
+    assert_eq!(copy.duration.ms, Some(3_200));
+    assert_eq!(step(&plan, "next").start, 3_200);
+    assert_eq!(plan.end, 4_200);
+    let text = cutover_plan::render::text(&plan, &cutover_lang::SourceMap::default(), false);
+    assert!(text.contains("3.2s"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&cutover_plan::render::json(&plan, &Default::default())).unwrap();
+    let copy = &json["steps"][0];
+    assert_eq!(copy["duration"]["seconds"], serde_json::json!(3.2));
+    assert_eq!(json["end"]["offset_s"], serde_json::json!(4.2));
+    assert_eq!(json["end"]["utc"], "2030-01-01T00:00:04.200Z");
 }
 
 #[test]
@@ -64,7 +86,11 @@ fn a_second_copy_of_the_same_image_is_a_delta_copy() {
         Some(step(&plan, "pre").id)
     );
     assert_eq!(fin.duration.provenance, Provenance::Guess);
-    assert_eq!(fin.duration.secs, Some(3000), "900 GB scanned at 300 MB/s");
+    assert_eq!(
+        fin.duration.ms,
+        Some(3_000_000),
+        "900 GB scanned at 300 MB/s"
+    );
     assert!(
         fin.duration.basis.contains("a full copy would take 2h"),
         "{}",
@@ -79,7 +105,7 @@ fn unknown_size_is_unknown_and_later_times_are_lower_bounds() {
     let plan = plan_of(steps, None);
     let copy = step(&plan, "copy");
     assert_eq!(copy.duration.provenance, Provenance::Unknown);
-    assert_eq!(copy.duration.secs, None);
+    assert_eq!(copy.duration.ms, None);
     assert!(copy.at_least);
     let next = step(&plan, "after-copy");
     assert!(next.start_at_least && next.at_least);
@@ -98,7 +124,7 @@ fn unknown_size_is_unknown_and_later_times_are_lower_bounds() {
     let plan = plan_of(steps, Some(&facts));
     let copy = step(&plan, "copy");
     assert_eq!(copy.duration.provenance, Provenance::Probed);
-    assert_eq!(copy.duration.secs, Some(1000));
+    assert_eq!(copy.duration.ms, Some(1_000_000));
     assert!(!step(&plan, "after-copy").at_least);
 }
 
@@ -110,14 +136,14 @@ fn a_switch_waits_for_the_old_ttl_as_its_own_segment() {
         None,
     );
     let lower = step(&plan, "lower");
-    assert_eq!((lower.start, lower.end), (0, 60));
+    assert_eq!((lower.start, lower.end), (0, 60_000));
     let switch = step(&plan, "switch");
     let wait = switch.ttl_wait.as_ref().expect("TTL wait");
-    assert_eq!((wait.start, wait.end), (60, 60 + 3600));
-    assert_eq!(switch.act_start, 3660);
-    assert_eq!(switch.end, 3720);
+    assert_eq!((wait.start, wait.end), (60_000, (60 + 3600) * 1000));
+    assert_eq!(switch.act_start, 3_660_000);
+    assert_eq!(switch.end, 3_720_000);
     let safety = &plan.switches[0];
-    assert_eq!(safety.earliest_safe, Some(3660));
+    assert_eq!(safety.earliest_safe, Some(3_660_000));
     assert_eq!(safety.record, "www.example.test A");
     assert_eq!(plan.critical_path, vec![lower.id, switch.id]);
     assert!(plan.diagnostics.iter().all(|d| d.code != "ttl-not-lowered"));
@@ -142,7 +168,7 @@ fn a_probed_ttl_replaces_a_missing_was() {
         ..ProbeFacts::default()
     };
     let plan = plan_of(steps, Some(&facts));
-    assert_eq!(plan.switches[0].earliest_safe, Some(60 + 1800));
+    assert_eq!(plan.switches[0].earliest_safe, Some((60 + 1800) * 1000));
     assert_eq!(plan.switches[0].provenance, Provenance::Probed);
 }
 
@@ -155,7 +181,7 @@ fn slack_is_how_much_later_a_step_could_end() {
          step done after long, short\n  manual \"done\"\n  expect 5m\n",
         None,
     );
-    assert_eq!(step(&plan, "short").slack, 40 * 60);
+    assert_eq!(step(&plan, "short").slack, 40 * 60_000);
     assert_eq!(step(&plan, "long").slack, 0);
     let names: Vec<&str> = plan
         .critical_path
@@ -163,7 +189,7 @@ fn slack_is_how_much_later_a_step_could_end() {
         .map(|id| plan.step(*id).name.as_str())
         .collect();
     assert_eq!(names, ["start", "long", "done"]);
-    assert_eq!(plan.end, 10 * 60 + 3600 + 5 * 60);
+    assert_eq!(plan.end, (10 * 60 + 3600 + 5 * 60) * 1000);
 }
 
 #[test]
@@ -182,7 +208,7 @@ fn wait_until_ends_at_its_time() {
         None,
     );
     let b = step(&plan, "b");
-    assert_eq!((b.start, b.end), (600, 7200));
+    assert_eq!((b.start, b.end), (600_000, 7_200_000));
     assert_eq!(b.duration.provenance, Provenance::Declared);
 }
 

@@ -17,8 +17,11 @@ fn offset(i: Option<Moment>) -> String {
     i.map_or_else(String::new, |i| i.offset_s.to_string())
 }
 
-fn number(n: Option<i64>) -> String {
-    n.map_or_else(String::new, |n| n.to_string())
+/// Milliseconds as seconds (`120`, `3.19`), as in the JSON.
+fn seconds(ms: Option<i64>) -> String {
+    ms.map_or_else(String::new, |ms| {
+        cutover_plan::units_fmt::json_secs(ms).to_string()
+    })
 }
 
 fn finish(writer: csv::Writer<Vec<u8>>) -> String {
@@ -110,15 +113,15 @@ pub fn steps(report: &Report) -> String {
             offset(s.planned.span.start),
             utc(s.planned.span.end),
             offset(s.planned.span.end),
-            number(s.planned.span.duration_s),
+            seconds(s.planned.span.duration_ms),
             s.planned.source.to_owned(),
             utc(s.actual.start),
             offset(s.actual.start),
             utc(s.actual.end),
             offset(s.actual.end),
-            number(s.actual.duration_s),
-            number(s.start_delta_s),
-            number(s.duration_delta_s),
+            seconds(s.actual.duration_ms),
+            seconds(s.start_delta_ms),
+            seconds(s.duration_delta_ms),
             deviations.join("; "),
             interrupted.join("; "),
             confirmation.map_or_else(String::new, |c| c.user.clone()),

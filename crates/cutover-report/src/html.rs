@@ -167,20 +167,20 @@ pub fn html(report: &Report) -> String {
                 || ("–".to_owned(), String::new()),
                 |i| (text::offset(i), text::utc(i.utc))
             )),
-            escape(&text::delta(s.start_delta_s)),
-            two_lines(&match s.planned.span.duration_s {
+            escape(&text::delta(s.start_delta_ms)),
+            two_lines(&match s.planned.span.duration_ms {
                 Some(d) => (text::duration(Some(d)), s.planned.source.to_owned()),
                 None => ("–".to_owned(), String::new()),
             }),
             two_lines(&(
-                text::duration(s.actual.duration_s),
+                text::duration(s.actual.duration_ms),
                 if s.stopped_s > 0 {
-                    format!("+{} stopped", text::duration(Some(s.stopped_s)))
+                    format!("+{} stopped", text::duration(Some(s.stopped_s * 1000)))
                 } else {
                     String::new()
                 }
             )),
-            escape(&text::delta(s.duration_delta_s)),
+            escape(&text::delta(s.duration_delta_ms)),
         );
     }
     out.push_str("</table></div>");

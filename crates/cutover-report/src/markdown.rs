@@ -77,13 +77,13 @@ pub fn markdown(report: &Report) -> String {
             s.attempts,
             text::instant(s.planned.span.start),
             text::instant(s.actual.start),
-            text::delta(s.start_delta_s),
-            match s.planned.span.duration_s {
+            text::delta(s.start_delta_ms),
+            match s.planned.span.duration_ms {
                 Some(d) => format!("{} ({})", text::duration(Some(d)), s.planned.source),
                 None => "–".to_owned(),
             },
             text::took(s),
-            text::delta(s.duration_delta_s),
+            text::delta(s.duration_delta_ms),
         );
     }
 

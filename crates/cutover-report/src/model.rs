@@ -100,7 +100,14 @@ pub struct Counts {
 pub struct Span {
     pub start: Option<Moment>,
     pub end: Option<Moment>,
-    pub duration_s: Option<i64>,
+    /// Milliseconds, written as seconds (`duration_s`: `120`, `3.19`).
+    #[serde(rename = "duration_s", serialize_with = "secs")]
+    pub duration_ms: Option<i64>,
+}
+
+/// Milliseconds as JSON seconds, as the plan writes them.
+fn secs<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    ms.map(cutover_plan::units_fmt::json_secs).serialize(s)
 }
 
 /// The planned side also says where its duration comes from.
@@ -126,10 +133,14 @@ pub struct StepReport {
     pub attempts: i64,
     pub planned: Planned,
     pub actual: Span,
-    /// Actual start minus planned start (positive: later than planned).
-    pub start_delta_s: Option<i64>,
-    /// Actual duration minus planned duration.
-    pub duration_delta_s: Option<i64>,
+    /// Actual start minus planned start (positive: later than planned),
+    /// milliseconds written as seconds.
+    #[serde(rename = "start_delta_s", serialize_with = "secs")]
+    pub start_delta_ms: Option<i64>,
+    /// Actual duration minus planned duration, milliseconds written as
+    /// seconds.
+    #[serde(rename = "duration_delta_s", serialize_with = "secs")]
+    pub duration_delta_ms: Option<i64>,
     /// Seconds of the actual span when no coordinator ran (from a crash or
     /// a stop to the resume): left out of `actual.duration_s`.
     pub stopped_s: i64,
@@ -533,28 +544,30 @@ fn step_report(
     });
     let planned = match (recorded_span, found) {
         (Some((origin, span)), _) => {
-            let offset = |s: i64| {
-                at(origin + chrono::TimeDelta::try_seconds(s).unwrap_or(chrono::TimeDelta::zero()))
+            let offset = |ms: i64| {
+                at(origin
+                    + chrono::TimeDelta::try_milliseconds(ms).unwrap_or(chrono::TimeDelta::zero()))
             };
             Planned {
                 span: Span {
-                    start: Some(offset(span.start_s)),
-                    end: Some(offset(span.end_s)),
-                    duration_s: Some(span.end_s - span.start_s),
+                    start: Some(offset(span.start_ms)),
+                    end: Some(offset(span.end_ms)),
+                    duration_ms: Some(span.end_ms - span.start_ms),
                 },
                 source: recorded_source(&span.source),
             }
         }
         (None, Some((planning, id))) => {
             let p = planning.plan.step(id);
-            let offset = |s: i64| {
-                at(t0 + chrono::TimeDelta::try_seconds(s).unwrap_or(chrono::TimeDelta::zero()))
+            let offset = |ms: i64| {
+                at(t0
+                    + chrono::TimeDelta::try_milliseconds(ms).unwrap_or(chrono::TimeDelta::zero()))
             };
             Planned {
                 span: Span {
                     start: Some(offset(p.start)),
                     end: Some(offset(p.end)),
-                    duration_s: Some(p.end - p.start),
+                    duration_ms: Some(p.end - p.start),
                 },
                 source: provenance(p.duration.provenance),
             }
@@ -563,7 +576,7 @@ fn step_report(
             span: Span {
                 start: record.planned_start.map(at),
                 end: None,
-                duration_s: None,
+                duration_ms: None,
             },
             source: "stored",
         },
@@ -584,19 +597,19 @@ fn step_report(
     let actual = Span {
         start: actual_start.map(at),
         end: actual_end.map(at),
-        duration_s: actual_start
+        duration_ms: actual_start
             .zip(actual_end)
-            .map(|(s, e)| (e - s).num_seconds()),
+            .map(|(s, e)| (e - s).num_milliseconds()),
     };
-    let start_delta_s = planned
+    let start_delta_ms = planned
         .span
         .start
         .zip(actual.start)
-        .map(|(p, a)| a.offset_s - p.offset_s);
-    let duration_delta_s = planned
+        .map(|(p, a)| (a.utc - p.utc).num_milliseconds());
+    let duration_delta_ms = planned
         .span
-        .duration_s
-        .zip(actual.duration_s)
+        .duration_ms
+        .zip(actual.duration_ms)
         .map(|(p, a)| a - p);
     let evidence = by_step
         .evidence(&record.name)
@@ -639,8 +652,8 @@ fn step_report(
         attempts: record.attempts,
         planned,
         actual,
-        start_delta_s,
-        duration_delta_s,
+        start_delta_ms,
+        duration_delta_ms,
         stopped_s: 0,
         evidence,
         last_message,
@@ -668,12 +681,12 @@ fn leave_out_stopped_time(step: &mut StepReport, sessions: &[Session]) {
         return;
     }
     step.stopped_s = stopped;
-    step.actual.duration_s = step.actual.duration_s.map(|d| d - stopped);
-    step.duration_delta_s = step
+    step.actual.duration_ms = step.actual.duration_ms.map(|d| d - stopped * 1000);
+    step.duration_delta_ms = step
         .planned
         .span
-        .duration_s
-        .zip(step.actual.duration_s)
+        .duration_ms
+        .zip(step.actual.duration_ms)
         .map(|(p, a)| a - p);
 }
 
@@ -784,18 +797,18 @@ fn kind_from_definition(definition: &str) -> String {
 /// first).
 fn step_deviations(step: &StepReport, events: &[&EventRecord], out: &mut Vec<Deviation>) {
     let name = Some(step.name.clone());
-    if let Some(late) = step.start_delta_s.filter(|d| *d > LATE_TOLERANCE_S) {
+    if let Some(late) = step.start_delta_ms.filter(|d| *d > LATE_TOLERANCE_S * 1000) {
         out.push(Deviation {
             step: name.clone(),
             kind: DeviationKind::Late,
             detail: format!(
                 "started {} after its planned start",
-                cutover_plan::units_fmt::duration(late)
+                cutover_plan::units_fmt::duration_ms(late)
             ),
         });
     }
-    if let (Some(over), Some(planned)) = (step.duration_delta_s, step.planned.span.duration_s)
-        && over > OVERRUN_TOLERANCE_S
+    if let (Some(over), Some(planned)) = (step.duration_delta_ms, step.planned.span.duration_ms)
+        && over > OVERRUN_TOLERANCE_S * 1000
         && over * 10 > planned
     {
         out.push(Deviation {
@@ -803,8 +816,8 @@ fn step_deviations(step: &StepReport, events: &[&EventRecord], out: &mut Vec<Dev
             kind: DeviationKind::Overrun,
             detail: format!(
                 "took {} ({} planned, {})",
-                cutover_plan::units_fmt::duration(step.actual.duration_s.unwrap_or(0)),
-                cutover_plan::units_fmt::duration(planned),
+                cutover_plan::units_fmt::duration_ms(step.actual.duration_ms.unwrap_or(0)),
+                cutover_plan::units_fmt::duration_ms(planned),
                 step.planned.source
             ),
         });

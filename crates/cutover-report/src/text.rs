@@ -19,14 +19,14 @@ pub fn instant(i: Option<Moment>) -> String {
     )
 }
 
-pub fn duration(secs: Option<i64>) -> String {
-    secs.map_or_else(|| "–".to_owned(), units_fmt::duration)
+pub fn duration(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "–".to_owned(), units_fmt::duration_ms)
 }
 
 /// What a step took, without the time no coordinator ran (`4m3s`), and
 /// that time when there was some (`4m3s (+4m28s stopped)`).
 pub fn took(step: &StepReport) -> String {
-    let took = duration(step.actual.duration_s);
+    let took = duration(step.actual.duration_ms);
     if step.stopped_s > 0 {
         format!("{took} (+{} stopped)", units_fmt::duration(step.stopped_s))
     } else {
@@ -35,11 +35,11 @@ pub fn took(step: &StepReport) -> String {
 }
 
 /// `+2m`, `-30s`, `0s`.
-pub fn delta(secs: Option<i64>) -> String {
-    match secs {
+pub fn delta(ms: Option<i64>) -> String {
+    match ms {
         None => "–".to_owned(),
-        Some(s) if s > 0 => format!("+{}", units_fmt::duration(s)),
-        Some(s) if s < 0 => format!("-{}", units_fmt::duration(-s)),
+        Some(s) if s > 0 => format!("+{}", units_fmt::duration_ms(s)),
+        Some(s) if s < 0 => format!("-{}", units_fmt::duration_ms(-s)),
         Some(_) => "0s".to_owned(),
     }
 }

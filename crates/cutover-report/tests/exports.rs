@@ -321,7 +321,7 @@ fn without_the_runbook_the_recorded_planned_starts_are_used() {
     let step = report.step("final-sync").unwrap();
     assert_eq!(step.planned.source, "stored");
     assert_eq!(step.planned.span.start.map(|i| i.utc), Some(at(17, 2, 0)));
-    assert_eq!(step.planned.span.duration_s, None);
+    assert_eq!(step.planned.span.duration_ms, None);
     assert_eq!(step.kind, "image.copy");
     assert!(report.notes[0].contains("could not be read"));
 }
@@ -494,8 +494,9 @@ fn what_a_step_took_leaves_out_the_time_no_coordinator_ran() {
     // 17:03:11 to 17:11:42, less the crash (last record 17:05:02) to the
     // resume (17:09:30).
     assert_eq!(step.stopped_s, 268);
-    assert_eq!(step.actual.duration_s, Some(511 - 268));
-    assert_eq!(step.duration_delta_s, Some(243 - 6));
+    assert_eq!(step.actual.duration_ms, Some((511 - 268) * 1000));
+    // 64 MiB over the 100 Mbit/s link: 5.369 s planned.
+    assert_eq!(step.duration_delta_ms, Some(243_000 - 5_369));
     assert_eq!(report.step("switch").unwrap().stopped_s, 0);
     let markdown = render(&report, Format::Markdown);
     assert!(markdown.contains("| 4m3s (+4m28s stopped) |"), "{markdown}");
@@ -504,7 +505,7 @@ fn what_a_step_took_leaves_out_the_time_no_coordinator_ran() {
         .iter()
         .find(|d| d.step.as_deref() == Some("final-sync") && d.kind == DeviationKind::Overrun)
         .unwrap();
-    assert_eq!(overrun.detail, "took 4m3s (6s planned, estimated)");
+    assert_eq!(overrun.detail, "took 4m3s (5.4s planned, estimated)");
 }
 
 #[test]

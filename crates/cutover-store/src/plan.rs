@@ -34,15 +34,37 @@ pub struct ReviewedPlanRef {
     pub probed_at: Option<String>,
 }
 
-/// One step's planned time, in seconds from [`RunPlan::origin`].
+/// One step's planned time, in milliseconds from [`RunPlan::origin`]
+/// (stored as seconds, `start_s` and `end_s`, with their milliseconds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedSpan {
     pub name: String,
-    pub start_s: i64,
-    pub end_s: i64,
+    #[serde(rename = "start_s", with = "secs")]
+    pub start_ms: i64,
+    #[serde(rename = "end_s", with = "secs")]
+    pub end_ms: i64,
     /// Where the duration comes from (`declared`, `estimated`, `probed`,
     /// `measured`, `guess`, `unknown`).
     pub source: String,
+}
+
+/// Milliseconds as JSON seconds: whole (`120`, as rows before
+/// milliseconds were kept) or with a fraction (`3.19`).
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+        if ms % 1000 == 0 {
+            s.serialize_i64(ms / 1000)
+        } else {
+            s.serialize_f64(*ms as f64 / 1000.0)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Ok((secs * 1000.0).round() as i64)
+    }
 }
 
 pub(crate) fn insert(tx: &rusqlite::Connection, run: i64, plan: &RunPlan) -> rusqlite::Result<()> {

@@ -917,8 +917,8 @@ fn a_run_records_the_plan_it_is_judged_against_with_it() {
         }),
         steps: vec![PlannedSpan {
             name: "a".into(),
-            start_s: -60,
-            end_s: 30,
+            start_ms: -60_000,
+            end_ms: 3_190,
             source: "measured".into(),
         }],
     };

@@ -196,8 +196,8 @@ fn runbook_text(runbook: &Runbook, sources: &SourceMap) -> RunbookText {
 /// the live world as they are now.
 pub(crate) struct Bound {
     pub reference: cutover_store::ReviewedPlanRef,
-    /// Each step's planned start and end in the reviewed plan (seconds
-    /// from T0) and where its duration came from.
+    /// Each step's planned start and end in the reviewed plan
+    /// (milliseconds from T0) and where its duration came from.
     pub spans: Vec<cutover_store::PlannedSpan>,
     /// The facts read again now (when the plan was probed): the run is
     /// planned with them.
@@ -315,10 +315,10 @@ pub(crate) fn bind(
             .steps()
             .into_iter()
             .map(
-                |(name, start_s, end_s, source)| cutover_store::PlannedSpan {
+                |(name, start_ms, end_ms, source)| cutover_store::PlannedSpan {
                     name,
-                    start_s,
-                    end_s,
+                    start_ms,
+                    end_ms,
                     source,
                 },
             )

@@ -611,13 +611,13 @@ fn run_planning(
     // The reviewed plan's own times (calibrated, perhaps); a rehearsal's
     // re-based at its start like its plan: nothing before it.
     let spans = bound.as_ref().map(|b| {
-        let first = b.spans.iter().map(|s| s.start_s).min().unwrap_or(0);
+        let first = b.spans.iter().map(|s| s.start_ms).min().unwrap_or(0);
         let shift = if rehearsal { -first.min(0) } else { 0 };
         b.spans
             .iter()
             .map(|s| cutover_store::PlannedSpan {
-                start_s: s.start_s + shift,
-                end_s: s.end_s + shift,
+                start_ms: s.start_ms + shift,
+                end_ms: s.end_ms + shift,
                 ..s.clone()
             })
             .collect()

@@ -3,7 +3,7 @@
 //! the service is down (the 2015 evacuation).
 
 use super::{Context, Findings, Rule};
-use crate::units_fmt::duration;
+use crate::units_fmt::duration_ms as duration;
 use cutover_lang::{ActionKind, Severity};
 
 pub const RULE: Rule = Rule {
@@ -44,7 +44,7 @@ step precopy at T-1d
 "#;
 
 /// A full copy at least this long counts as large.
-pub const LARGE_COPY_SECS: i64 = 15 * 60;
+pub const LARGE_COPY_MS: i64 = 15 * 60_000;
 
 fn check(ctx: &Context, out: &mut Findings) {
     let window_end = ctx.plan.window.map_or(i64::MAX, |w| w.length);
@@ -57,14 +57,14 @@ fn check(ctx: &Context, out: &mut Findings) {
         if copy.precopy.is_some() || planned.act_start < 0 || planned.act_start >= window_end {
             continue;
         }
-        let Some(full) = copy.full.secs else {
+        let Some(full) = copy.full.ms else {
             out.notes.push(format!(
                 "rule {} not evaluated for `{}`: {}",
                 RULE.code, planned.name, copy.full.basis
             ));
             continue;
         };
-        if full < LARGE_COPY_SECS {
+        if full < LARGE_COPY_MS {
             continue;
         }
         out.diagnostic(
@@ -81,7 +81,7 @@ fn check(ctx: &Context, out: &mut Findings) {
         )
         .help = Some(format!(
             "copy it once before the window (e.g. `at T-{}`) and keep this step as the final delta copy",
-            duration((full * 2).max(86_400))
+            duration((full * 2).max(86_400_000))
         ));
     }
 }

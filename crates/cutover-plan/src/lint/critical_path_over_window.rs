@@ -2,7 +2,7 @@
 //! closes.
 
 use super::{Context, Findings, Rule};
-use crate::units_fmt::{duration, offset};
+use crate::units_fmt::{duration_ms as duration, offset_ms as offset};
 use cutover_lang::{Label, Severity};
 
 pub const RULE: Rule = Rule {

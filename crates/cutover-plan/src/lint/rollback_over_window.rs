@@ -2,7 +2,7 @@
 //! been done would take longer than the window has left.
 
 use super::{Context, Findings, Rule};
-use crate::units_fmt::{duration, offset};
+use crate::units_fmt::{duration_ms as duration, offset_ms as offset};
 use cutover_lang::Severity;
 
 pub const RULE: Rule = Rule {
@@ -59,12 +59,12 @@ fn check(ctx: &Context, out: &mut Findings) {
         let step = ctx.runbook.step(s.id);
         let Some(undo) = &step.undo else { continue };
         let figure = ctx.estimator.undo(ctx.plan, s.id, undo);
-        needed = needed.saturating_add(figure.secs_or_zero());
-        unknown |= figure.secs.is_none();
+        needed = needed.saturating_add(figure.ms_or_zero());
+        unknown |= figure.ms.is_none();
         undone.push(format!(
             "`{}` {}",
             s.name,
-            figure.secs.map_or("unknown".to_string(), duration)
+            figure.ms.map_or("unknown".to_string(), duration)
         ));
         let left = fit.length - s.end;
         if needed <= left {

@@ -3,7 +3,7 @@
 //! says so where the step is, not only in a note.
 
 use super::{Context, Findings, Rule};
-use crate::units_fmt::{duration, offset};
+use crate::units_fmt::{duration_ms as duration, offset_ms as offset};
 use cutover_lang::Severity;
 
 pub const RULE: Rule = Rule {

@@ -2,7 +2,7 @@
 //! old TTL, so clients keep using the old address for up to that TTL.
 
 use super::{Context, Findings, Rule};
-use crate::units_fmt::{duration, offset};
+use crate::units_fmt::{duration_ms as duration, json_secs, offset_ms as offset};
 use cutover_lang::{ActionKind, Severity};
 
 pub const RULE: Rule = Rule {
@@ -67,7 +67,7 @@ fn check(ctx: &Context, out: &mut Findings) {
             let live = ctx
                 .facts
                 .and_then(|f| f.live_ttl(&ctx.runbook.zone(*zone).name, name, *rtype))
-                .map(|t| format!(" ({}, probed)", duration(crate::estimate::secs(t))))
+                .map(|t| format!(" ({}, probed)", duration(crate::estimate::ms(t))))
                 .unwrap_or_default();
             let d = out.diagnostic(
                 &RULE,
@@ -138,9 +138,9 @@ fn data(
     data.insert("switch_step".into(), switch.into());
     data.insert("lowering_step".into(), lowering.into());
     if let Some((at, safe)) = times {
-        data.insert("switch_at_s".into(), at.into());
-        data.insert("safe_at_s".into(), safe.into());
-        data.insert("shortfall_s".into(), (safe - at).into());
+        data.insert("switch_at_s".into(), json_secs(at));
+        data.insert("safe_at_s".into(), json_secs(safe));
+        data.insert("shortfall_s".into(), json_secs(safe - at));
     }
     data
 }

@@ -3,7 +3,7 @@
 
 use super::{Context, Findings, Rule};
 use crate::schedule::{fqdn, previous_ttl};
-use crate::units_fmt::duration;
+use crate::units_fmt::duration_ms as duration;
 use cutover_lang::{ActionKind, RecordType, Severity, StepId, ZoneId};
 use std::collections::HashMap;
 
@@ -63,7 +63,7 @@ fn check(ctx: &Context, out: &mut Findings) {
                 settings
                     .entry((*zone, name.as_str(), *rtype))
                     .or_default()
-                    .push((StepId(j), crate::estimate::secs(*ttl)));
+                    .push((StepId(j), crate::estimate::ms(*ttl)));
             }
         }
     }
@@ -79,7 +79,7 @@ fn check(ctx: &Context, out: &mut Findings) {
             continue;
         };
         let id = StepId(i);
-        let ttl = crate::estimate::secs(*ttl);
+        let ttl = crate::estimate::ms(*ttl);
         for name in names {
             let was = previous_ttl(ctx.runbook, ctx.facts, id, name);
             let lowers = match was {

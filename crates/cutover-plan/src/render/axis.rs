@@ -1,4 +1,4 @@
-//! The time axis shared by the text and SVG Gantt charts: from the earliest
+//! The time axis (milliseconds) shared by the text and SVG Gantt charts: from the earliest
 //! step to the window's end (or the plan's end, if later). When the time
 //! before T0 is longer than the window, it is drawn compressed into the first
 //! fifth of the width, and follow-ups long after the window into the last
@@ -29,7 +29,7 @@ impl Axis {
     pub fn new(plan: &Plan) -> Axis {
         let earliest = plan.steps.iter().map(|s| s.start).min().unwrap_or(0).min(0);
         let window_end = plan.window.map_or(0, |w| w.length);
-        let main_end = plan.end.max(window_end).max(60);
+        let main_end = plan.end.max(window_end).max(60_000);
         let end = plan.last_end.max(main_end);
         // The cutover itself gets most of the width; long stretches before
         // T0 and follow-ups long after it are compressed at either side.
@@ -99,7 +99,7 @@ impl Axis {
 
     /// Labelled tick times: a round step per piece, at most about `max` in all.
     pub fn ticks(&self, max: usize) -> Vec<(i64, String)> {
-        let mut ticks = vec![(self.start, units_fmt::offset(self.start))];
+        let mut ticks = vec![(self.start, units_fmt::offset_ms(self.start))];
         for p in &self.pieces {
             let share = ((p.x1 - p.x0) * max as f64).floor().max(2.0) as i64;
             let step = nice_step((p.to - p.from) / share.max(1));
@@ -109,7 +109,7 @@ impl Axis {
             }
             while t <= p.to {
                 if !ticks.iter().any(|(x, _)| *x == t) {
-                    ticks.push((t, units_fmt::offset(t)));
+                    ticks.push((t, units_fmt::offset_ms(t)));
                 }
                 t += step;
             }
@@ -118,15 +118,15 @@ impl Axis {
     }
 }
 
-/// The smallest round duration not below `secs`.
-fn nice_step(secs: i64) -> i64 {
+/// The smallest round duration (in milliseconds) not below `ms`.
+fn nice_step(ms: i64) -> i64 {
     const STEPS: [i64; 14] = [
         60, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400, 172_800, 604_800,
         2_592_000,
     ];
     STEPS
         .iter()
-        .copied()
-        .find(|s| *s >= secs)
-        .unwrap_or(secs.max(1))
+        .map(|s| s * 1000)
+        .find(|s| *s >= ms)
+        .unwrap_or(ms.max(1))
 }

@@ -9,6 +9,16 @@ use serde::Serialize;
 /// The schema identifier written in every document.
 pub const SCHEMA: &str = "cutover-plan/1";
 
+/// A time or duration in milliseconds, written as seconds: whole when
+/// whole (`120`), else with its milliseconds (`3.19`).
+struct Secs(i64);
+
+impl Serialize for Secs {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        units_fmt::json_secs(self.0).serialize(s)
+    }
+}
+
 #[derive(Serialize)]
 struct Document<'a> {
     schema: &'static str,
@@ -39,14 +49,14 @@ struct Live<'a> {
 struct Window {
     start: String,
     end: String,
-    length_s: i64,
+    length_s: Secs,
     fits: bool,
-    left_s: i64,
+    left_s: Secs,
 }
 
 #[derive(Serialize)]
 struct Time {
-    offset_s: i64,
+    offset_s: Secs,
     utc: Option<String>,
     at_least: bool,
 }
@@ -56,13 +66,13 @@ struct Step<'a> {
     name: &'a str,
     kind: &'a str,
     after: Vec<&'a str>,
-    at_s: Option<i64>,
+    at_s: Option<Secs>,
     start: Time,
     ttl_wait: Option<TtlWait<'a>>,
-    act_start_s: i64,
+    act_start_s: Secs,
     end: Time,
     duration: Duration<'a>,
-    slack_s: i64,
+    slack_s: Secs,
     critical: bool,
     full_copy: Option<Duration<'a>>,
     precopy: Option<&'a str>,
@@ -70,14 +80,14 @@ struct Step<'a> {
 
 #[derive(Serialize)]
 struct TtlWait<'a> {
-    start_s: i64,
-    end_s: i64,
+    start_s: Secs,
+    end_s: Secs,
     basis: &'a str,
 }
 
 #[derive(Serialize)]
 struct Duration<'a> {
-    seconds: Option<i64>,
+    seconds: Option<Secs>,
     source: &'static str,
     basis: &'a str,
 }
@@ -90,7 +100,7 @@ struct Switch<'a> {
     earliest_safe: Option<Time>,
     source: &'static str,
     basis: &'a str,
-    act_start_s: i64,
+    act_start_s: Secs,
 }
 
 #[derive(Serialize)]
@@ -110,7 +120,7 @@ struct Finding<'a> {
 
 fn duration(f: &Figure) -> Duration<'_> {
     Duration {
-        seconds: f.secs,
+        seconds: f.ms.map(Secs),
         source: f.provenance.as_str(),
         basis: &f.basis,
     }
@@ -119,10 +129,10 @@ fn duration(f: &Figure) -> Duration<'_> {
 /// The plan as a pretty-printed JSON document.
 pub fn json(plan: &Plan, sources: &SourceMap) -> String {
     let time = |offset: i64, at_least: bool| Time {
-        offset_s: offset,
+        offset_s: Secs(offset),
         utc: plan
             .utc(offset)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
         at_least,
     };
     let name = |id: cutover_lang::StepId| plan.step(id).name.as_str();
@@ -136,12 +146,12 @@ pub fn json(plan: &Plan, sources: &SourceMap) -> String {
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         window: plan.window.map(|w| Window {
             start: w.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            end: units_fmt::at(Some(w.start), w.length)
+            end: units_fmt::at_ms(Some(w.start), w.length)
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_default(),
-            length_s: w.length,
+            length_s: Secs(w.length),
             fits: w.left >= 0,
-            left_s: w.left,
+            left_s: Secs(w.left),
         }),
         end: time(plan.end, plan.end_at_least),
         critical_path: plan.critical_path.iter().map(|id| name(*id)).collect(),
@@ -152,17 +162,17 @@ pub fn json(plan: &Plan, sources: &SourceMap) -> String {
                 name: &s.name,
                 kind: s.kind,
                 after: s.after.iter().map(|p| name(*p)).collect(),
-                at_s: s.at,
+                at_s: s.at.map(Secs),
                 start: time(s.start, s.start_at_least),
                 ttl_wait: s.ttl_wait.as_ref().map(|w| TtlWait {
-                    start_s: w.start,
-                    end_s: w.end,
+                    start_s: Secs(w.start),
+                    end_s: Secs(w.end),
                     basis: &w.basis,
                 }),
-                act_start_s: s.act_start,
+                act_start_s: Secs(s.act_start),
                 end: time(s.end, s.at_least),
                 duration: duration(&s.duration),
-                slack_s: s.slack,
+                slack_s: Secs(s.slack),
                 critical: s.critical,
                 full_copy: s.copy.as_ref().map(|c| duration(&c.full)),
                 precopy: s.copy.as_ref().and_then(|c| c.precopy).map(name),
@@ -178,7 +188,7 @@ pub fn json(plan: &Plan, sources: &SourceMap) -> String {
                 earliest_safe: s.earliest_safe.map(|t| time(t, false)),
                 source: s.provenance.as_str(),
                 basis: &s.basis,
-                act_start_s: plan.step(s.step).act_start,
+                act_start_s: Secs(plan.step(s.step).act_start),
             })
             .collect(),
         diagnostics: plan

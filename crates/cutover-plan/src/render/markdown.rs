@@ -44,7 +44,7 @@ pub fn markdown(plan: &Plan, sources: &SourceMap) -> String {
         let slack = if s.critical {
             "critical".to_string()
         } else {
-            units_fmt::duration(s.slack)
+            units_fmt::duration_ms(s.slack)
         };
         let _ = writeln!(
             out,
@@ -72,9 +72,9 @@ pub fn markdown(plan: &Plan, sources: &SourceMap) -> String {
             let _ = writeln!(
                 out,
                 "  - TTL wait {} ({} → {}): {}",
-                units_fmt::duration(w.end - w.start),
-                units_fmt::offset(w.start),
-                units_fmt::offset(w.end),
+                units_fmt::duration_ms(w.end - w.start),
+                units_fmt::offset_ms(w.start),
+                units_fmt::offset_ms(w.end),
                 w.basis
             );
         }
@@ -93,7 +93,7 @@ pub fn markdown(plan: &Plan, sources: &SourceMap) -> String {
                         .utc(t)
                         .map(|u| format!(" ({})", units_fmt::utc(u)))
                         .unwrap_or_default();
-                    format!("{}{utc}", units_fmt::offset(t))
+                    format!("{}{utc}", units_fmt::offset_ms(t))
                 },
             );
             let _ = writeln!(

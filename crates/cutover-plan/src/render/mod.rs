@@ -19,16 +19,16 @@ use crate::{Plan, PlannedStep};
 use cutover_lang::{Diagnostic, SourceMap};
 
 /// `T+2h`, or `≥T+2h` when the time depends on an unknown duration.
-fn offset_cell(secs: i64, at_least: bool) -> String {
-    let t = units_fmt::offset(secs);
+fn offset_cell(ms: i64, at_least: bool) -> String {
+    let t = units_fmt::offset_ms(ms);
     if at_least { format!("≥{t}") } else { t }
 }
 
 /// The step's duration, `?` when unknown.
 fn duration_cell(step: &PlannedStep) -> String {
     step.duration
-        .secs
-        .map_or_else(|| "?".to_string(), units_fmt::duration)
+        .ms
+        .map_or_else(|| "?".to_string(), units_fmt::duration_ms)
 }
 
 /// `fits, 1h12m left` / `overflows by 2h` / `no window`.
@@ -39,9 +39,12 @@ fn fit_text(plan: &Plan) -> String {
     let at_least = if plan.end_at_least { "at least " } else { "" };
     if fit.left >= 0 {
         let at_most = if plan.end_at_least { "at most " } else { "" };
-        format!("fits, {at_most}{} left", units_fmt::duration(fit.left))
+        format!("fits, {at_most}{} left", units_fmt::duration_ms(fit.left))
     } else {
-        format!("overflows by {at_least}{}", units_fmt::duration(-fit.left))
+        format!(
+            "overflows by {at_least}{}",
+            units_fmt::duration_ms(-fit.left)
+        )
     }
 }
 
@@ -131,8 +134,8 @@ fn window_line(plan: &Plan) -> String {
         Some(w) => format!(
             "window {} for {} (T0 .. {}); plan ends {end}{end_utc}: {}",
             units_fmt::utc(w.start),
-            units_fmt::duration(w.length),
-            units_fmt::offset(w.length),
+            units_fmt::duration_ms(w.length),
+            units_fmt::offset_ms(w.length),
             fit_text(plan)
         ),
         None => format!("{}; plan ends {end}{end_utc}", fit_text(plan)),

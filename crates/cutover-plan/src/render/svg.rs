@@ -21,6 +21,10 @@ const TOP: f64 = 118.0;
 const TITLE_CHARS: usize = 110;
 const LINE_CHARS: usize = 175;
 const ROW: f64 = 28.0;
+/// Characters of a step's name (13 px) that fit beside its kind; a longer
+/// name wraps, and each line more makes its row this much taller.
+const NAME_CHARS: usize = 22;
+const NAME_LINE: f64 = 15.0;
 const BAR: f64 = 16.0;
 const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
 
@@ -41,7 +45,21 @@ pub fn svg(plan: &Plan) -> String {
     let chart = WIDTH - LABEL_WIDTH - RIGHT_MARGIN;
     let x = |t: i64| LABEL_WIDTH + axis.x(t) * chart;
     let steps = plan.chronological();
-    let rows_height = steps.len() as f64 * ROW;
+    // Each row's name lines, top and height.
+    let names: Vec<Vec<String>> = steps.iter().map(|s| wrap_name(&s.name)).collect();
+    let heights: Vec<f64> = names
+        .iter()
+        .map(|lines| ROW + (lines.len().max(1) - 1) as f64 * NAME_LINE)
+        .collect();
+    let tops: Vec<f64> = heights
+        .iter()
+        .scan(top, |y, h| {
+            let row = *y;
+            *y += h;
+            Some(row)
+        })
+        .collect();
+    let rows_height: f64 = heights.iter().sum();
     let height = top + rows_height + 80.0;
     let bottom = top + rows_height;
     let mut out = String::new();
@@ -72,7 +90,7 @@ pub fn svg(plan: &Plan) -> String {
         Some(w) => format!(
             "Window {} for {} · plan ends {} · {}",
             units_fmt::utc(w.start),
-            units_fmt::duration(w.length),
+            units_fmt::duration_ms(w.length),
             offset_cell(plan.end, plan.end_at_least),
             fit_text(plan)
         ),
@@ -120,14 +138,12 @@ pub fn svg(plan: &Plan) -> String {
             );
         }
     }
-    for i in 0..steps.len() {
-        if i % 2 == 1 {
-            let _ = writeln!(
-                out,
-                r##"<rect x="0" y="{:.1}" width="{LABEL_WIDTH}" height="{ROW}" fill="#f5f5f5"/>"##,
-                top + i as f64 * ROW
-            );
-        }
+    for i in (1..steps.len()).step_by(2) {
+        let _ = writeln!(
+            out,
+            r##"<rect x="0" y="{:.1}" width="{LABEL_WIDTH}" height="{:.1}" fill="#f5f5f5"/>"##,
+            tops[i], heights[i]
+        );
     }
     let _ = writeln!(
         out,
@@ -190,16 +206,26 @@ pub fn svg(plan: &Plan) -> String {
 
     // One row per step.
     for (i, s) in steps.iter().enumerate() {
-        let y = top + i as f64 * ROW;
-        let mid = y + ROW / 2.0;
+        let (y, row) = (tops[i], heights[i]);
+        let mid = y + row / 2.0;
         let weight = if s.critical { "bold" } else { "normal" };
-        let _ = writeln!(
+        // The name in full, wrapped to lines centred on the row.
+        let lines = &names[i];
+        let first = mid + 4.5 - (lines.len() - 1) as f64 * NAME_LINE / 2.0;
+        let _ = write!(
             out,
-            r##"<text x="16" y="{:.1}" font-weight="{weight}" fill="{}">{}</text>"##,
-            mid + 4.5,
+            r##"<text class="name" x="16" y="{first:.1}" font-weight="{weight}" fill="{}">"##,
             if s.critical { "#b00020" } else { "#1a1a1a" },
-            escape::html(&shorten(&s.name, 22))
         );
+        for (k, line) in lines.iter().enumerate() {
+            let dy = if k == 0 { 0.0 } else { NAME_LINE };
+            let _ = write!(
+                out,
+                r#"<tspan x="16" dy="{dy}">{}</tspan>"#,
+                escape::html(line)
+            );
+        }
+        let _ = writeln!(out, "</text>");
         let _ = writeln!(
             out,
             r##"<text x="{:.1}" y="{:.1}" text-anchor="end" font-size="11" fill="#777777">{}</text>"##,
@@ -215,7 +241,7 @@ pub fn svg(plan: &Plan) -> String {
                 escape::html(&s.name),
                 mid - BAR / 2.0,
                 (b - a).max(2.0),
-                units_fmt::duration(wait.end - wait.start),
+                units_fmt::duration_ms(wait.end - wait.start),
                 escape::html(&wait.basis)
             );
         }
@@ -238,8 +264,8 @@ pub fn svg(plan: &Plan) -> String {
             mid - BAR / 2.0,
             escape::html(&s.name),
             s.duration
-                .secs
-                .map_or("unknown".to_string(), units_fmt::duration),
+                .ms
+                .map_or("unknown".to_string(), units_fmt::duration_ms),
             s.duration.provenance.as_str(),
             escape::html(&s.duration.basis)
         );
@@ -252,13 +278,13 @@ pub fn svg(plan: &Plan) -> String {
                 escape::html(&s.name),
                 mid - BAR / 2.0 - 6.0,
                 escape::html(&s.name),
-                units_fmt::offset(at)
+                units_fmt::offset_ms(at)
             );
         }
-        let mut label = match s.duration.secs {
+        let mut label = match s.duration.ms {
             Some(d) => format!(
                 "{} {}",
-                units_fmt::duration(d),
+                units_fmt::duration_ms(d),
                 s.duration.provenance.as_str()
             ),
             None => "? unknown".to_string(),
@@ -266,7 +292,7 @@ pub fn svg(plan: &Plan) -> String {
         if let Some(wait) = &s.ttl_wait {
             label.push_str(&format!(
                 " after a {} TTL wait",
-                units_fmt::duration(wait.end - wait.start)
+                units_fmt::duration_ms(wait.end - wait.start)
             ));
         }
         // The findings that point into this step.
@@ -291,10 +317,11 @@ pub fn svg(plan: &Plan) -> String {
         if !findings.is_empty() {
             let _ = writeln!(
                 out,
-                r##"<rect class="finding" data-step="{}" x="{LABEL_WIDTH}" y="{:.1}" width="{:.1}" height="{ROW}" fill="none" stroke="{}" stroke-width="1" stroke-dasharray="4,2"><title>{}</title></rect>"##,
+                r##"<rect class="finding" data-step="{}" x="{LABEL_WIDTH}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="{}" stroke-width="1" stroke-dasharray="4,2"><title>{}</title></rect>"##,
                 escape::html(&s.name),
                 y + 1.0,
                 chart,
+                row - 2.0,
                 if findings
                     .iter()
                     .any(|d| d.severity == cutover_lang::Severity::Error)
@@ -333,8 +360,8 @@ pub fn svg(plan: &Plan) -> String {
             continue;
         };
         let (from, to) = (steps[i], steps[j]);
-        let (x1, y1) = (x(from.end), top + i as f64 * ROW + ROW / 2.0 + BAR / 2.0);
-        let (x2, y2) = (x(to.start), top + j as f64 * ROW + ROW / 2.0 - BAR / 2.0);
+        let (x1, y1) = (x(from.end), tops[i] + heights[i] / 2.0 + BAR / 2.0);
+        let (x2, y2) = (x(to.start), tops[j] + heights[j] / 2.0 - BAR / 2.0);
         let _ = writeln!(
             out,
             r##"<path class="dependency" d="M{x1:.1},{y1:.1} C{x1:.1},{:.1} {x2:.1},{:.1} {x2:.1},{y2:.1}" fill="none" stroke="#d62839" stroke-width="1" marker-end="url(#arrow)"/>"##,
@@ -370,10 +397,46 @@ pub fn svg(plan: &Plan) -> String {
     out
 }
 
-fn shorten(name: &str, max: usize) -> String {
-    if name.chars().count() <= max {
-        name.to_string()
-    } else {
-        format!("{}…", name.chars().take(max - 1).collect::<String>())
+/// A step's name in lines of at most [`NAME_CHARS`], broken after a `-`,
+/// `_`, `.` or space where it can be, else within a word.
+fn wrap_name(name: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut rest: Vec<char> = name.chars().collect();
+    while rest.len() > NAME_CHARS {
+        let cut = rest[..NAME_CHARS]
+            .iter()
+            .rposition(|c| matches!(c, '-' | '_' | '.' | ' '))
+            .map_or(NAME_CHARS, |p| p + 1);
+        lines.push(
+            rest[..cut]
+                .iter()
+                .collect::<String>()
+                .trim_end()
+                .to_string(),
+        );
+        rest.drain(..cut);
+    }
+    lines.push(rest.into_iter().collect());
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap_name;
+
+    #[test]
+    fn long_names_wrap_at_separators_and_keep_every_character() {
+        assert_eq!(
+            wrap_name("final-sync-repository"),
+            ["final-sync-repository"]
+        );
+        assert_eq!(
+            wrap_name("switch-www-and-the-wiki-to-the-new-site"),
+            ["switch-www-and-the-", "wiki-to-the-new-site"]
+        );
+        assert_eq!(
+            wrap_name("abcdefghijklmnopqrstuvwxyz"),
+            ["abcdefghijklmnopqrstuv", "wxyz"]
+        );
     }
 }

@@ -112,7 +112,7 @@ fn table(out: &mut String, plan: &Plan, p: &Paint) {
         let slack = if s.critical {
             "crit".to_string()
         } else {
-            units_fmt::duration(s.slack)
+            units_fmt::duration_ms(s.slack)
         };
         let source = s.duration.provenance.as_str();
         let source = match s.duration.provenance {
@@ -149,9 +149,9 @@ fn figures(out: &mut String, plan: &Plan, p: &Paint) {
             let line = format!(
                 "{}: TTL wait {} ({} .. {}) — {}",
                 s.name,
-                units_fmt::duration(wait.end - wait.start),
-                units_fmt::offset(wait.start),
-                units_fmt::offset(wait.end),
+                units_fmt::duration_ms(wait.end - wait.start),
+                units_fmt::offset_ms(wait.start),
+                units_fmt::offset_ms(wait.end),
                 wait.basis
             );
             for l in wrap(&line, WIDTH - 2, 4) {
@@ -174,7 +174,7 @@ fn switches(out: &mut String, plan: &Plan, p: &Paint) {
                     .utc(t)
                     .map(|u| format!(" ({})", units_fmt::utc(u)))
                     .unwrap_or_default();
-                format!("safe from {}{utc}", units_fmt::offset(t))
+                format!("safe from {}{utc}", units_fmt::offset_ms(t))
             }
             None => "safe time unknown".to_string(),
         };
@@ -275,7 +275,7 @@ pub fn gantt(plan: &Plan, color: bool) -> String {
         for cell in cells.iter_mut().take(b.max(a + 1).min(width)).skip(a) {
             *cell = (ch, tone);
         }
-        if s.duration.secs.is_none() {
+        if s.duration.ms.is_none() {
             let q = b.max(a + 1).min(width - 1);
             cells[q] = ('?', 2);
         }
