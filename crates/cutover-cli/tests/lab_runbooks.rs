@@ -331,9 +331,17 @@ fn run_in_the_lab(folder: &str, name: &str) -> (String, serde_json::Value) {
 
 /// A lab runbook whose `db.sync` replicates real servers: each source was written to while
 /// it replicated, until its freeze step; the step's evidence shows equal tables compared at
-/// the end and the replication removed; `lab down` removed the servers' data.
+/// the end and the replication removed (and, where its `undo` replicates back, the
+/// replication back set up); `lab down` removed the servers' data.
 fn run_with_databases(name: &str) {
     let (log, export) = run_in_the_lab("lab", name);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/lab")
+        .join(format!("{name}.runbook"));
+    let fallbacks = std::fs::read_to_string(fixture)
+        .unwrap()
+        .matches("  undo db.sync ")
+        .count();
     let writers: Vec<&str> = log
         .lines()
         .filter(|l| l.starts_with("lab writer "))
@@ -387,6 +395,18 @@ fn run_with_databases(name: &str) {
             "the writer's rows were compared"
         );
     }
+    let backs = steps
+        .iter()
+        .filter(|s| {
+            s["evidence"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["data"]["replication_back"].is_string()))
+        })
+        .count();
+    assert_eq!(
+        backs, fallbacks,
+        "{name}: each undo replicating back opened its fallback window"
+    );
 }
 
 /// The demo's runbook: its database is a SQLite file, so it needs no server.
