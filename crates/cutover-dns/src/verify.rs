@@ -40,7 +40,7 @@ pub struct VerifyOptions {
     pub first_pause: Duration,
     /// The longest pause between rounds.
     pub max_pause: Duration,
-    /// Queries in flight at once.
+    /// Queries in flight at once, per TCP connection and per UDP socket.
     pub concurrency: usize,
 }
 
