@@ -36,8 +36,11 @@ fn fixture() -> PathBuf {
         .join(RUNBOOK)
 }
 
+/// Per step: its name, kind, planned seconds and their source.
+type Planned = Vec<(String, String, f64, String)>;
+
 /// Each step's planned seconds and source, from `cutover plan --format json`.
-fn planned(runbook: &Path, calibrate: Option<&Path>) -> Vec<(String, String, f64, String)> {
+fn planned(runbook: &Path, calibrate: Option<&Path>) -> Planned {
     let mut args = vec![
         "plan".to_string(),
         runbook.display().to_string(),
@@ -101,14 +104,7 @@ fn gate_waiting(runbook: &Path) -> bool {
 
 /// One rehearsal in a fresh lab; returns the run's state file, copied to `keep`, and the
 /// plan made just before it (calibrated from `calibrate` when given) and the runbook's own.
-fn rehearsal(
-    keep: &Path,
-    calibrate: Option<&Path>,
-) -> (
-    PathBuf,
-    Vec<(String, String, f64, String)>,
-    Vec<(String, String, f64, String)>,
-) {
+fn rehearsal(keep: &Path, calibrate: Option<&Path>) -> (PathBuf, Planned, Planned) {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("lab");
     let dir_text = dir.to_str().unwrap();

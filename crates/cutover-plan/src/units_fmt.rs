@@ -14,7 +14,7 @@ pub fn duration(secs: i64) -> String {
 pub fn duration_ms(ms: i64) -> String {
     let sign = if ms < 0 { "-" } else { "" };
     let abs = ms.unsigned_abs();
-    if abs < 10_000 && abs % 1000 != 0 {
+    if abs < 10_000 && !abs.is_multiple_of(1000) {
         let text = if abs < 1000 {
             // Hundredths under a second, at least 0.01s for anything that took time.
             format!("{:.2}", (abs.div_ceil(10).max(1)) as f64 / 100.0)
