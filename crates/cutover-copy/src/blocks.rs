@@ -348,7 +348,9 @@ fn scan(
             })
             .collect();
         if !pieces.is_empty() {
-            buffer.resize(READ_SIZE as usize, 0);
+            // No bigger than the range: a one-segment hash (a patched
+            // window's touched segments) zeroes 16 KiB, not a whole read.
+            buffer.resize(READ_SIZE.min(end - start) as usize, 0);
             let mut at = 0;
             for (e, &(a, b)) in extents[extent..].iter().zip(&pieces) {
                 buffer[at..a].fill(0);
