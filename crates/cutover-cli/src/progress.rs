@@ -75,7 +75,15 @@ fn bar_style(template: &str) -> ProgressStyle {
 /// A step's line while it checks, acts or verifies.
 const STEP_LINE: &str = "  {spinner} {prefix:.bold} {msg}";
 /// A step's line once it reports bytes of a known total (a copy).
-const BYTES_LINE: &str = "  {spinner} {prefix:.bold} [{bar:24}] {binary_bytes}/{binary_total_bytes} {percent:>3}%  {binary_bytes_per_sec}  ETA {eta}";
+const BYTES_LINE: &str = "  {spinner} {prefix:.bold} [{bar:24}] {binary_bytes}/{binary_total_bytes} {percent:>3}%  {binary_bytes_per_sec}  {msg}";
+
+/// `ETA 1m05s`: a step's estimate of its time left.
+fn eta_text(eta: Duration) -> String {
+    format!(
+        "ETA {}",
+        describe_duration(Duration::from_secs(eta.as_secs()))
+    )
+}
 
 /// `4m12s left, until 18:23:05`; the date too when it is more than a day
 /// away (`until 2026-12-03 18:23:05`).
@@ -227,12 +235,14 @@ impl TerminalReporter {
                 done,
                 total,
                 unit,
+                eta,
             } => {
                 let finished = *total == Some(*done);
                 if !self.progress_due(step, finished, PLAIN_PROGRESS_EVERY) {
                     return;
                 }
-                format!("{now} {step}: {}", progress_text(*done, *total, unit))
+                let eta = eta.map_or(String::new(), |eta| format!(", {}", eta_text(eta)));
+                format!("{now} {step}: {}{eta}", progress_text(*done, *total, unit))
             }
             RunEvent::Countdown { step, until, label } => {
                 format!("{now} {step}: {}: {}", sanitize(label), left(*until))
@@ -459,18 +469,25 @@ impl Reporter for TerminalReporter {
                 done,
                 total,
                 unit,
+                eta,
             } => {
                 let bar = bars.line(&mut lines, step);
                 match total {
                     Some(total) if *unit == "bytes" => {
                         if bar.length() != Some(*total) {
-                            // From a spinner to a bar: the rate and ETA
-                            // count from here.
+                            // From a spinner to a bar: the rate counts
+                            // from here.
                             bar.set_style(bar_style(BYTES_LINE));
                             bar.set_length(*total);
                             bar.reset();
                         }
                         bar.set_position(*done);
+                        // The step's own estimate where it makes one (a
+                        // copy's knows its phases); else one from the bar.
+                        bar.set_message(eta.map_or_else(
+                            || format!("ETA {}", describe_duration(bar.eta())),
+                            eta_text,
+                        ));
                     }
                     _ => bar.set_message(progress_text(*done, *total, unit)),
                 }

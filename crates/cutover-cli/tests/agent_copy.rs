@@ -212,9 +212,10 @@ fn killing_the_agent_mid_transfer_leaves_the_destination_and_the_rerun_resumes()
     let (mut dst, dst_path) = Endpoint::connect(&agent(&root, "copy.img")).unwrap();
     let pid = dst.agent_pid().unwrap();
     let killed = AtomicBool::new(false);
-    // Kill once the first window is acknowledged and the second is under way.
+    // Kill once the second window's changes are sent and the last one's not
+    // yet: by then the agent has staged the first window's.
     let kill = |p: Progress| {
-        if p.sent > 72 * MIB && !killed.swap(true, Ordering::SeqCst) {
+        if p.scanned >= 128 * MIB && !killed.swap(true, Ordering::SeqCst) {
             Command::new("kill")
                 .args(["-9", &pid.to_string()])
                 .status()

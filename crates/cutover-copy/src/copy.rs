@@ -6,10 +6,14 @@
 //! zero blocks are skipped, and only differing blocks cross the wire. Where
 //! most of a 16 MiB stretch differs, data has probably shifted: that stretch
 //! goes as an rsync delta (fast_rsync) against the old destination around
-//! it. The windows are pipelined: while the destination applies and seals
-//! window N and hashes its old copy of window N+1, the source hashes window
-//! N+1. The result is verified and swapped in by the destination (`files`).
+//! it; a delta that matched next to nothing (data rewritten, not shifted)
+//! has the next stretches go as blocks, twice as many each time. The
+//! windows are pipelined: while the destination applies and seals window N
+//! and hashes its old copy of window N+1, the source hashes window N+1.
+//! The result is verified and swapped in by the destination (`files`). A
+//! running copy estimates its time left (`Estimator`).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -29,6 +33,9 @@ const DELTA_SLACK: u64 = 1 << 20;
 const BATCH_BYTES: u64 = 8 << 20;
 /// Fewer differing blocks than this in a stretch always go as blocks.
 const DELTA_MIN_BLOCKS: usize = 64;
+/// At most this many stretches in a row go as blocks after deltas that
+/// found nothing, before a delta is tried again (64 are one GiB).
+const DELTA_BACKOFF_MAX: u64 = 64;
 
 /// A flag that stops a copy between blocks; a rerun resumes it.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +62,65 @@ pub struct Progress {
     pub scanned: u64,
     /// Data and delta bytes sent to the destination so far.
     pub sent: u64,
+    /// Estimated time left, once there is a rate to go by (docs/copy.md, ETA).
+    pub eta: Option<Duration>,
+}
+
+/// How long back the rate of a copy's ETA looks.
+const ETA_SPAN: Duration = Duration::from_secs(20);
+/// Bytes a second an image patched in place is assumed to take its staged
+/// changes in at the end (a copy and a sync at the destination, which the
+/// coordinator cannot time): about what a disk writes.
+const APPLY_RATE: f64 = 300e6;
+
+/// The ETA of a running copy: the bytes left at the rate of the recent
+/// past (the last [`ETA_SPAN`]) of the phase the copy is in. The phases
+/// differ by far in cost per byte: comparing windows that turn out equal
+/// reads at disk speed, while a window that differs also waits on the link
+/// for what it sends. So the rate restarts when a copy's first differing
+/// window begins, and the compare phase's speed never counts as copy
+/// throughput. Within a window the position moves with the bytes sent of
+/// those it has to send, so the estimate follows a slow link between
+/// windows too, and a window's hashing and sending both count (whichever
+/// bounds the copy dominates its time). The finish (the destination's
+/// sync, and applying the staged changes of an image patched in place) is
+/// added as an estimate of its own.
+#[derive(Default)]
+struct Estimator {
+    /// (when, position) of recent reports of this phase, oldest first; the
+    /// first is at most [`ETA_SPAN`] older than the second.
+    marks: VecDeque<(Instant, u64)>,
+    last: Option<Duration>,
+}
+
+impl Estimator {
+    /// A new phase begins at `position`: its rate counts from here.
+    fn restart(&mut self, position: u64) {
+        self.marks.clear();
+        self.marks.push_back((Instant::now(), position));
+    }
+
+    /// The time left for a copy at `position` of `total` bytes, with
+    /// `finish` to follow the last window.
+    fn estimate(&mut self, position: u64, total: u64, finish: Duration) -> Option<Duration> {
+        let now = Instant::now();
+        if position >= total {
+            self.last = Some(finish);
+            return self.last;
+        }
+        self.marks.push_back((now, position));
+        while self.marks.len() > 2 && now.duration_since(self.marks[1].0) >= ETA_SPAN {
+            self.marks.pop_front();
+        }
+        let (since, from) = self.marks.front().copied()?;
+        let (took, moved) = (now.duration_since(since), position.saturating_sub(from));
+        if moved > 0 && !took.is_zero() {
+            let per_byte = took.as_secs_f64() / moved as f64;
+            self.last =
+                Some(Duration::from_secs_f64(per_byte * (total - position) as f64) + finish);
+        }
+        self.last
+    }
 }
 
 /// Progress reporting, cancellation and a bandwidth cap for a copy.
@@ -345,6 +411,17 @@ struct Copier<'a, 'o> {
     batch: u64,
     /// The bandwidth cap, when there is one.
     pacer: Option<Pacer>,
+    eta: Estimator,
+    /// The window being patched: where it starts, its length, the bytes it
+    /// has to send and those sent so far (its share of the ETA's position).
+    window: (u64, u64, u64, u64),
+    /// Bytes of the result sent so far, of windows patched so far.
+    changed: u64,
+    /// Stretches to send as blocks without trying a delta, and how many
+    /// the next delta that finds nothing sets that to (rewritten data, not
+    /// shifted: a delta would cost its round trip and search for nothing).
+    delta_skip: u64,
+    delta_backoff: u64,
 }
 
 /// Copies between endpoints that are already connected (so one agent can
@@ -400,6 +477,11 @@ fn copy_between(
         queued: 0,
         batch: BATCH_BYTES,
         pacer: options.limit.map(Pacer::new),
+        eta: Estimator::default(),
+        window: (0, 0, 0, 0),
+        changed: 0,
+        delta_skip: 0,
+        delta_backoff: 1,
     };
     if let Some(pacer) = &copier.pacer {
         copier.batch = pacer.batch();
@@ -441,14 +523,34 @@ impl Copier<'_, '_> {
         self.cancelled()
     }
 
-    fn progress(&self) {
+    fn progress(&mut self) {
         if let Some(progress) = self.options.progress {
+            let (start, len, to_send, sent) = self.window;
+            let mut position = self.report.bytes_scanned;
+            if to_send > 0 && start >= position {
+                position = start + (len as f64 * sent.min(to_send) as f64 / to_send as f64) as u64;
+            }
+            // Patched in place, the changes are staged and applied at the
+            // end: as many again as the windows so far changed, per byte.
+            let finish = if self.in_place && position > 0 {
+                let changed = self.changed as f64 * self.size as f64 / position as f64;
+                Duration::from_secs_f64(changed / APPLY_RATE)
+            } else {
+                Duration::ZERO
+            };
             progress(Progress {
                 total: self.size,
                 scanned: self.report.bytes_scanned,
                 sent: self.report.bytes_sent,
+                eta: self.eta.estimate(position, self.size, finish),
             });
         }
+    }
+
+    /// Counts `bytes` of the window's work to send as done.
+    fn window_sent(&mut self, bytes: u64) {
+        self.window.3 += bytes;
+        self.changed += bytes;
     }
 
     /// Scans and patches every window; returns the source's content hash.
@@ -458,6 +560,7 @@ impl Copier<'_, '_> {
         let mut equal_so_far = self.basis_size == Some(self.size) && !self.resumed;
         let mut temp_started = self.resumed;
         let windows = blocks::window_count(self.size);
+        self.eta.restart(0);
         let mut next = if windows > 0 {
             Some(self.send_and_hash(0, equal_so_far)?)
         } else {
@@ -478,6 +581,7 @@ impl Copier<'_, '_> {
                 if equal_so_far {
                     // The first differing window: only content digests were asked for.
                     equal_so_far = false;
+                    self.eta.restart(start);
                     (source, basis, partial) = self.send_and_hash(index, false)?;
                 }
                 if !temp_started {
@@ -632,14 +736,21 @@ impl Copier<'_, '_> {
                 }
             })
             .collect();
+        let mut to_send = 0;
         for (i, action) in actions.iter().enumerate() {
             let len = block_len(i);
             match action {
                 Action::Nothing | Action::Punch => self.report.zero_bytes_skipped += len,
                 Action::KeepPartial | Action::Reuse => self.report.bytes_reused += len,
-                _ => {}
+                Action::Send => to_send += len,
             }
         }
+        if to_send > 0 && self.changed == 0 {
+            // The first window that sends: what came before (reused or
+            // kept, at disk speed) is no measure of what follows.
+            self.eta.restart(window_start);
+        }
+        self.window = (window_start, window_end - window_start, to_send, 0);
         let blocks_per_stretch = (DELTA_STRETCH / BLOCK_SIZE) as usize;
         for (stretch, stretch_actions) in actions.chunks(blocks_per_stretch).enumerate() {
             self.cancelled()?;
@@ -654,10 +765,16 @@ impl Copier<'_, '_> {
                 .iter()
                 .filter(|a| **a != Action::Nothing && **a != Action::Punch)
                 .count();
-            let shifted =
+            let mut shifted =
                 self.basis_size.is_some() && to_send >= DELTA_MIN_BLOCKS && to_send * 4 >= non_zero;
+            if shifted && self.delta_skip > 0 {
+                self.delta_skip -= 1;
+                shifted = false;
+            }
             if shifted {
                 self.send_delta(stretch_start, stretch_end)?;
+                self.window_sent(to_send as u64 * BLOCK_SIZE);
+                self.progress();
             } else {
                 self.send_blocks(stretch_start, stretch_actions, |i| block_len(first + i))?;
             }
@@ -673,6 +790,14 @@ impl Copier<'_, '_> {
         let basis_end = (end + DELTA_SLACK).min(basis_size);
         let signature = self.dst.signature(basis_start, basis_end)?;
         let delta = self.src.delta(signature, start, end)?;
+        if delta.len() as u64 * 10 >= (end - start) * 9 {
+            // Next to nothing matched: skip the next stretches' deltas,
+            // twice as many each time this happens again.
+            self.delta_skip = self.delta_backoff;
+            self.delta_backoff = (self.delta_backoff * 2).min(DELTA_BACKOFF_MAX);
+        } else {
+            self.delta_backoff = 1;
+        }
         self.pace(delta.len() as u64)?;
         self.report.bytes_sent += delta.len() as u64;
         self.report.delta_stretches += 1;
@@ -746,6 +871,7 @@ impl Copier<'_, '_> {
         self.pace(reads.iter().map(|(_, len)| len).sum())?;
         let data = self.src.read(reads.clone())?;
         self.report.bytes_sent += data.len() as u64;
+        self.window_sent(data.len() as u64);
         let mut at = 0usize;
         for (start, len) in reads.drain(..) {
             let len = len as usize;

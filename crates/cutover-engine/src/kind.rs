@@ -151,19 +151,36 @@ impl<'a> StepContext<'a> {
     /// log (and so the dashboard) the first, then at most one a second per
     /// step, and the one reaching the total.
     pub fn progress(&self, done: u64, total: Option<u64>, unit: &'static str) {
+        self.progress_with_eta(done, total, unit, None);
+    }
+
+    /// [`StepContext::progress`] with the step's own estimate of its time
+    /// left (a copy's, from its recent rate), shown instead of one guessed
+    /// from `done` alone.
+    pub fn progress_with_eta(
+        &self,
+        done: u64,
+        total: Option<u64>,
+        unit: &'static str,
+        eta: Option<Duration>,
+    ) {
         let step = self.step_name();
         self.reporter.event(&RunEvent::Progress {
             step: step.to_owned(),
             done,
             total,
             unit,
+            eta,
         });
         if self.state.progress_due(step, done, total) {
             let message = match total {
                 Some(total) => format!("{done} of {total} {unit}"),
                 None => format!("{done} {unit}"),
             };
-            let data = serde_json::json!({ "done": done, "total": total, "unit": unit });
+            let mut data = serde_json::json!({ "done": done, "total": total, "unit": unit });
+            if let Some(eta) = eta {
+                data["eta_ms"] = serde_json::json!(eta.as_millis() as u64);
+            }
             self.log_advisory("progress", &message, &data);
         }
     }

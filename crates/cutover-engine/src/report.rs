@@ -30,11 +30,14 @@ pub enum RunEvent {
         step: String,
         phase: Phase,
     },
+    /// `eta` is the step's own estimate of its time left, when it makes one
+    /// (a copy does, from its recent rate).
     Progress {
         step: String,
         done: u64,
         total: Option<u64>,
         unit: &'static str,
+        eta: Option<Duration>,
     },
     Countdown {
         step: String,
@@ -147,8 +150,10 @@ impl RunEvent {
                 done,
                 total,
                 unit,
+                eta,
             } => json!({
                 "event": "progress", "step": step, "done": done, "total": total, "unit": unit,
+                "eta_ms": eta.map(|eta| eta.as_millis() as u64),
             }),
             RunEvent::Countdown { step, until, label } => json!({
                 "event": "countdown", "step": step, "until": utc(until), "label": label,

@@ -99,7 +99,7 @@ async fn run_blocking<T: Send + 'static>(
                 // shows the total).
                 let last = *progress_rx.borrow();
                 if last != forwarded {
-                    ctx.progress(last.scanned, Some(last.total), "bytes");
+                    ctx.progress_with_eta(last.scanned, Some(last.total), "bytes", last.eta);
                 }
                 let done = joined
                     .map_err(|e| StepError::from(anyhow::anyhow!("the copy thread failed: {e}")))?;
@@ -108,7 +108,12 @@ async fn run_blocking<T: Send + 'static>(
             changed = progress_rx.changed(), if reporting => {
                 if changed.is_ok() {
                     forwarded = *progress_rx.borrow_and_update();
-                    ctx.progress(forwarded.scanned, Some(forwarded.total), "bytes");
+                    ctx.progress_with_eta(
+                        forwarded.scanned,
+                        Some(forwarded.total),
+                        "bytes",
+                        forwarded.eta,
+                    );
                 } else {
                     // The work is over; its end is next.
                     reporting = false;
