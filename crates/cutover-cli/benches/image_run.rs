@@ -14,7 +14,8 @@
 //! copy. Every result is compared byte for byte with the source (rsync's
 //! by `rsync` itself) and its allocation printed; cutover's must be sparse. Files live under
 //! `CUTOVER_BENCH_DIR` (default: the target's tmp folder) and are removed
-//! at the end. `CUTOVER_BENCH_ROUNDS` (default 3).
+//! at the end (kept with `CUTOVER_BENCH_KEEP=1`, e.g. to profile a run of
+//! `image.runbook` there). `CUTOVER_BENCH_ROUNDS` (default 3).
 
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
@@ -208,7 +209,8 @@ fn main() {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(dir.join("src")).expect("bench folder");
     fs::create_dir_all(dir.join("dst")).expect("bench folder");
-    let cold = env_number("CUTOVER_BENCH_COLD", 1) == 1 && drop_caches();
+    let cold_asked = env_number("CUTOVER_BENCH_COLD", 1) == 1;
+    let cold = cold_asked && drop_caches();
     let size = gib << 30;
     println!(
         "image_run bench: cutover run of one image.copy, {gib} GiB sparse image, 1 % of 4 KiB blocks changed, {rounds} rounds, in {}",
@@ -225,7 +227,7 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    if !cold {
+    if cold_asked && !cold {
         println!("the page cache cannot be dropped here (not root): warm rounds only");
     }
 
@@ -346,5 +348,7 @@ fn main() {
         allocated(&source) / MIB,
         allocated(&dest) / MIB
     );
-    let _ = fs::remove_dir_all(&dir);
+    if env_number("CUTOVER_BENCH_KEEP", 0) == 0 {
+        let _ = fs::remove_dir_all(&dir);
+    }
 }
