@@ -232,22 +232,10 @@ fn fields_fault(fields: &[&str], numbers: &[&str], exact: bool) -> Option<Fault>
     (!is_host_name(host)).then(|| Fault::Part(format!("`{}` is not a host name", short(host))))
 }
 
-/// A host name in record data: `.` (the root, "no service"), or labels of letters, digits,
-/// `-`, `_` and `*`, absolute with a trailing dot or relative to the zone.
+/// A host name in record data: `.` (the root, "no service") or a domain name, absolute with
+/// a trailing dot or relative to the zone.
 fn is_host_name(text: &str) -> bool {
-    if text == "." {
-        return true;
-    }
-    let text = text.strip_suffix('.').unwrap_or(text);
-    !text.is_empty()
-        && text.len() <= 253
-        && text.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || c == '-' || c == '_' || c == '*')
-        })
+    text == "." || is_domain(text)
 }
 
 /// `FLAGS TAG VALUE` (RFC 8659): flags 0 to 255, a tag of letters and digits, a value.
