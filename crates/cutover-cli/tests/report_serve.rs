@@ -605,8 +605,17 @@ fn the_page_follows_a_lab_run_in_a_real_browser_without_reloading() {
     );
     for (step, text) in seen["progress"].as_object().unwrap() {
         let text = text.as_str().unwrap();
+        // The review database's db.sync counts its copy in bytes; a copy
+        // polled before its first block shows "0 B of".
+        if step == "sync-review-db" {
+            assert!(
+                text.contains(" of ") && text.ends_with("%)"),
+                "{step}: {text}"
+            );
+            continue;
+        }
         assert!(
-            text.contains(" MiB of ") && text.ends_with("%)"),
+            text.contains(" of ") && text.contains(" MiB") && text.ends_with("%)"),
             "{step}: {text}"
         );
     }
