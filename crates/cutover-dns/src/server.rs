@@ -9,11 +9,11 @@
 //! NOTIFY to the secondaries after each change ([`crate::notify`]).
 //!
 //! A second mode serves a *lagging secondary*: a copy of the primary's zones, transferred by
-//! AXFR, that checks the primary's SOA serial every `check_every` and applies a newer zone only
-//! once `lag` has passed since it first saw it. That is the stale secondary of the seeds, made
+//! AXFR, that checks the primary's SOA serial every `check_every`, transfers each newer zone it
+//! sees at once and serves it only once `lag` has passed since it saw it. That is the stale secondary of the seeds, made
 //! on purpose and bounded, so the engine's verification can be seen waiting for it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -345,7 +345,10 @@ fn catalog_of(handlers: &SecondaryZones) -> Catalog {
     catalog
 }
 
-/// The secondary's refresh loop: notices a newer serial, waits out the lag, transfers.
+/// The secondary's refresh loop. Each newer serial it notices is transferred at once and held
+/// back until `lag` has passed since it was noticed, so every change is served `lag` late,
+/// whatever else changes in between (a copy taken when a first change was noticed, then applied
+/// later, would carry later changes early and make a lag that depends on their timing).
 async fn follow_primary(
     config: SecondaryConfig,
     origins: Vec<Name>,
@@ -353,7 +356,7 @@ async fn follow_primary(
     catalog: Arc<RwLock<Arc<Catalog>>>,
 ) {
     let querier = Querier::new(config.timeout);
-    let mut noticed: BTreeMap<LowerName, Instant> = BTreeMap::new();
+    let mut held: BTreeMap<LowerName, VecDeque<HeldCopy>> = BTreeMap::new();
     loop {
         tokio::time::sleep(config.check_every).await;
         let mut changed = false;
@@ -362,20 +365,26 @@ async fn follow_primary(
             let Some(served_serial) = handlers.get(&key).map(|(_, serial)| *serial) else {
                 continue;
             };
-            let Ok(primary) = querier.soa(config.primary, origin).await else {
-                continue;
-            };
-            if primary.serial == served_serial {
-                noticed.remove(&key);
-                continue;
+            let copies = held.entry(key.clone()).or_default();
+            let newest_known = copies.back().map_or(served_serial, |copy| copy.serial);
+            if let Ok(primary) = querier.soa(config.primary, origin).await
+                && primary.serial != newest_known
+            {
+                let noticed = Instant::now();
+                if let Ok((handler, serial)) = transfer_zone(&config, origin).await {
+                    copies.push_back(HeldCopy {
+                        handler,
+                        serial,
+                        noticed,
+                    });
+                }
             }
-            let since = *noticed.entry(key.clone()).or_insert_with(Instant::now);
-            if since.elapsed() < config.lag {
-                continue;
-            }
-            if let Ok((handler, serial)) = transfer_zone(&config, origin).await {
-                handlers.insert(key.clone(), (handler, serial));
-                noticed.remove(&key);
+            while copies
+                .front()
+                .is_some_and(|copy| copy.noticed.elapsed() >= config.lag)
+            {
+                let copy = copies.pop_front().expect("checked above");
+                handlers.insert(key.clone(), (copy.handler, copy.serial));
                 changed = true;
             }
         }
@@ -384,6 +393,13 @@ async fn follow_primary(
             *catalog.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         }
     }
+}
+
+/// A zone transferred from the primary, served once `lag` has passed since its serial was noticed.
+struct HeldCopy {
+    handler: Arc<InMemoryZoneHandler>,
+    serial: u32,
+    noticed: Instant,
 }
 
 /// Copies a zone from the primary by AXFR (over TCP, signed when a key is given).

@@ -271,6 +271,54 @@ async fn verification_waits_for_a_secondary_that_is_updated_late() {
     assert!(report.stale.is_none());
 }
 
+/// How long after `since` the secondary first serves www.maemo.org. A with `ttl` (polled every
+/// 50 ms, for at most 10 s).
+async fn first_served_with_ttl(
+    secondary: std::net::SocketAddr,
+    ttl: u32,
+    since: std::time::Instant,
+) -> Duration {
+    for _ in 0..200 {
+        let seen = query(secondary, ZONE, "www", RecordType::A, TIMEOUT).await;
+        if seen.is_ok_and(|seen| seen.ttl == Some(ttl)) {
+            return since.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the secondary never served www with TTL {ttl}");
+}
+
+#[tokio::test]
+async fn each_change_reaches_the_lagging_secondary_a_full_lag_late() {
+    let state = temp_dir();
+    let lag = Duration::from_millis(2000);
+    let server = start_primary(state.path()).await.unwrap();
+    let primary = server.addresses()[0];
+    let secondary_server = start_secondary(primary, lag).await.unwrap();
+    let secondary = secondary_server.addresses()[0];
+    let updater = Updater::new(primary, Some(update_key()), TIMEOUT);
+
+    // A first change, then a second one while the first is still held back: the second is not
+    // carried along with the first, it waits out a lag of its own.
+    updater
+        .set_ttl(ZONE, "www", RecordType::A, 300)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    updater
+        .set_ttl(ZONE, "www", RecordType::A, 60)
+        .await
+        .unwrap();
+    let second = std::time::Instant::now();
+
+    let second_after = first_served_with_ttl(secondary, 60, second).await;
+    let margin = Duration::from_millis(200);
+    assert!(
+        second_after + margin >= lag,
+        "the second change was served after {second_after:?}"
+    );
+}
+
 #[tokio::test]
 async fn many_records_are_verified_in_one_batch() {
     let state = temp_dir();
