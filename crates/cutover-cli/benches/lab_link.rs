@@ -62,7 +62,7 @@ struct Measured {
     act_secs: f64,
     run_secs: f64,
     sent: u64,
-    planned: Option<i64>,
+    planned: Option<f64>,
 }
 
 fn one_round(mib: u64, extra: &[&str]) -> Measured {
@@ -127,7 +127,7 @@ fn one_round(mib: u64, extra: &[&str]) -> Measured {
             + act["data"]["duration"]["nanos"].as_f64().unwrap_or(0.0) / 1e9,
         run_secs,
         sent: act["data"]["bytes_sent"].as_u64().unwrap_or(0),
-        planned: step["planned"]["duration_s"].as_i64(),
+        planned: step["planned"]["duration_s"].as_f64(),
     }
 }
 
@@ -165,7 +165,7 @@ fn main() {
             m.step_secs,
             m.run_secs,
             m.sent as f64 / 1048576.0,
-            m.planned.map_or("?".to_string(), |p| p.to_string()),
+            m.planned.map_or("?".to_string(), |p| format!("{p:.1}")),
         );
     }
     if !ratios.is_empty() {

@@ -65,7 +65,7 @@ struct Row {
     step: String,
     kind: String,
     /// Planned seconds and where the figure comes from.
-    planned: Option<i64>,
+    planned: Option<f64>,
     source: String,
     actual: Option<f64>,
     /// Bytes a copy sent.
@@ -99,7 +99,7 @@ fn planned_vs_actual(export: &serde_json::Value) -> Vec<Row> {
             Row {
                 step: step["name"].as_str().unwrap().to_string(),
                 kind: step["kind"].as_str().unwrap().to_string(),
-                planned: step["planned"]["duration_s"].as_i64(),
+                planned: step["planned"]["duration_s"].as_f64(),
                 source: step["planned"]["source"].as_str().unwrap_or("").to_string(),
                 actual,
                 sent,
@@ -247,7 +247,7 @@ fn run_in_the_lab(folder: &str, name: &str) -> (String, serde_json::Value) {
     {
         table.push_str(&format!(
             "| {step} | {kind} | {} | {} | {} |\n",
-            planned.map_or_else(|| "?".to_string(), |p| format!("{p} ({source})")),
+            planned.map_or_else(|| "?".to_string(), |p| format!("{p:.1} ({source})")),
             actual.map_or_else(|| "-".to_string(), |a| format!("{a:.1}")),
             sent.map_or_else(String::new, |b| format!("{:.1} MiB", b as f64 / 1048576.0))
         ));
