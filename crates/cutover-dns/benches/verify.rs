@@ -64,6 +64,7 @@ fn verify_1000_records_at_3_servers(c: &mut Criterion) {
                 values: Some(vec![address(index)]),
                 ttl: Some(3600),
                 min_serial: Some(1),
+                ..Expectation::default()
             },
         })
         .collect();

@@ -27,6 +27,10 @@ pub struct Expectation {
     pub ttl: Option<u32>,
     /// The lowest acceptable SOA serial (the primary's serial after an update).
     pub min_serial: Option<u32>,
+    /// Values the set must hold, among any others (after `dns.add`).
+    pub includes: Option<Vec<String>>,
+    /// Values the set must not hold (after `dns.remove`).
+    pub excludes: Option<Vec<String>>,
 }
 
 /// How long and how often to poll.
@@ -242,8 +246,15 @@ pub async fn verify_many(
             }
         };
         let mut expect = check.expect.clone();
-        if let Some(values) = &expect.values {
-            expect.values = Some(canonical_input(check.rtype, values)?);
+        for list in [
+            &mut expect.values,
+            &mut expect.includes,
+            &mut expect.excludes,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *list = canonical_input(check.rtype, list)?;
         }
         prepared.push(Prepared {
             zone_index,
@@ -405,7 +416,15 @@ fn meets(observation: &Observation, serial: Option<u32>, expect: &Expectation) -
     let serial_ok = expect
         .min_serial
         .is_none_or(|min| serial.is_some_and(|serial| serial_at_least(serial, min)));
-    values_ok && ttl_ok && serial_ok
+    let includes_ok = expect
+        .includes
+        .as_ref()
+        .is_none_or(|values| values.iter().all(|v| observation.values.contains(v)));
+    let excludes_ok = expect
+        .excludes
+        .as_ref()
+        .is_none_or(|values| !values.iter().any(|v| observation.values.contains(v)));
+    values_ok && ttl_ok && serial_ok && includes_ok && excludes_ok
 }
 
 /// RFC 1982 serial number arithmetic: is `serial` the same as or after `reference`?
@@ -469,6 +488,34 @@ fn diagnose(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn includes_and_excludes_look_at_single_values_among_the_others() {
+        let observation = Observation {
+            server: "127.0.0.1:53".parse().unwrap(),
+            name: "www.example.org.".into(),
+            rtype: RecordType::A,
+            values: vec!["192.0.2.1".into(), "192.0.2.7".into()],
+            ttl: Some(60),
+            authoritative: true,
+            rcode: "NOERROR".into(),
+            at: Utc::now(),
+        };
+        let expect = |includes: &[&str], excludes: &[&str]| Expectation {
+            includes: Some(includes.iter().map(|v| v.to_string()).collect()),
+            excludes: Some(excludes.iter().map(|v| v.to_string()).collect()),
+            min_serial: Some(5),
+            ..Expectation::default()
+        };
+        assert!(meets(
+            &observation,
+            Some(5),
+            &expect(&["192.0.2.7"], &["192.0.2.9"])
+        ));
+        assert!(!meets(&observation, Some(5), &expect(&["192.0.2.9"], &[])));
+        assert!(!meets(&observation, Some(5), &expect(&[], &["192.0.2.1"])));
+        assert!(!meets(&observation, Some(4), &expect(&["192.0.2.7"], &[])));
+    }
 
     #[test]
     fn serial_comparison_wraps_like_rfc_1982() {

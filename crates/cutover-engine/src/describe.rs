@@ -34,6 +34,8 @@ fn hosts_of(kind: &ActionKind) -> Vec<HostId> {
         ActionKind::Exec { on, .. } => on.iter().collect(),
         ActionKind::DnsTtl { .. }
         | ActionKind::DnsSwitch { .. }
+        | ActionKind::DnsAdd { .. }
+        | ActionKind::DnsRemove { .. }
         | ActionKind::Manual { .. }
         | ActionKind::Wait(_) => Vec::new(),
         ActionKind::DbReplicate { from, to, .. } => vec![from.host, to.host],
@@ -92,7 +94,10 @@ pub fn step(runbook: &Runbook, step: &Step) -> String {
     }
     let mut zones: Vec<usize> = actions
         .filter_map(|a| match &a.kind {
-            ActionKind::DnsTtl { zone, .. } | ActionKind::DnsSwitch { zone, .. } => Some(zone.0),
+            ActionKind::DnsTtl { zone, .. }
+            | ActionKind::DnsSwitch { zone, .. }
+            | ActionKind::DnsAdd { zone, .. }
+            | ActionKind::DnsRemove { zone, .. } => Some(zone.0),
             _ => None,
         })
         .collect();

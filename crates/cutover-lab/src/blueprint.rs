@@ -480,6 +480,8 @@ fn zones(runbook: &Runbook) -> Result<Vec<ZoneBlueprint>, LabError> {
     let mut wanted: Vec<BTreeMap<(String, RecordType), Slot>> =
         vec![BTreeMap::new(); runbook.zones.len()];
     let mut order: Vec<Vec<(String, RecordType)>> = vec![Vec::new(); runbook.zones.len()];
+    // Records an earlier `dns.add` creates: a later removal finds them there.
+    let mut added: Vec<(usize, String, RecordType)> = Vec::new();
     for (step, kind) in runbook.steps.iter().zip(kind_lines(runbook)) {
         match kind {
             ActionKind::DnsTtl {
@@ -522,6 +524,32 @@ fn zones(runbook: &Runbook) -> Result<Vec<ZoneBlueprint>, LabError> {
                 });
                 if slot.1.is_none() {
                     slot.1 = Some((old.0.clone(), format!("old value of step {}", step.name)));
+                }
+            }
+            ActionKind::DnsAdd {
+                zone, name, rtype, ..
+            } => {
+                let zone_name = &runbook.zone(*zone).name;
+                added.push((zone.0, relative_name(zone_name, name)?, *rtype));
+            }
+            ActionKind::DnsRemove {
+                zone,
+                name,
+                rtype,
+                values,
+            } => {
+                // The lab's zone holds the values a removal expects, unless
+                // an earlier step already spoke for the record.
+                let zone_name = &runbook.zone(*zone).name;
+                let key = (relative_name(zone_name, name)?, *rtype);
+                let created = added.contains(&(zone.0, key.0.clone(), key.1));
+                if !created && !wanted[zone.0].contains_key(&key) {
+                    order[zone.0].push(key.clone());
+                    let value = (
+                        values.0.clone(),
+                        format!("values step {} removes", step.name),
+                    );
+                    wanted[zone.0].insert(key, (None, Some(value)));
                 }
             }
             _ => {}
@@ -869,6 +897,22 @@ mod tests {
             blueprint.keys[0].secret,
             SecretRef::File(PathBuf::from("/lab/keys/k.key"))
         );
+    }
+
+    #[test]
+    fn a_removal_finds_its_values_unless_an_earlier_add_creates_them() {
+        let text = format!(
+            "{BASE}\nstep drop\n  dns.remove example.org old A 127.0.0.10, 127.0.0.11\n\
+             step add\n  dns.add example.org new A 127.0.0.20\n\
+             step undo-add after add\n  dns.remove example.org new A 127.0.0.20\n"
+        );
+        let blueprint = Blueprint::from_runbook(&runbook(&text), Path::new("/lab")).unwrap();
+        let values: Vec<(&str, &str)> = blueprint.zones[0]
+            .records
+            .iter()
+            .map(|r| (r.name.as_str(), r.value.as_str()))
+            .collect();
+        assert_eq!(values, [("old", "127.0.0.10"), ("old", "127.0.0.11")]);
     }
 
     #[test]

@@ -54,6 +54,32 @@ impl Runbook {
                 self.zone(*zone).name,
                 rtype.as_str(),
             ),
+            ActionKind::DnsAdd {
+                zone,
+                name,
+                rtype,
+                values,
+                ttl,
+            } => {
+                let line = write!(
+                    out,
+                    " {} {name} {} {values}",
+                    self.zone(*zone).name,
+                    rtype.as_str(),
+                );
+                ttl.map_or(line, |ttl| write!(out, " ttl {}", ttl.as_secs()))
+            }
+            ActionKind::DnsRemove {
+                zone,
+                name,
+                rtype,
+                values,
+            } => write!(
+                out,
+                " {} {name} {} {values}",
+                self.zone(*zone).name,
+                rtype.as_str(),
+            ),
             ActionKind::ImageCopy {
                 from,
                 to,

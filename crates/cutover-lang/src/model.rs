@@ -590,6 +590,24 @@ pub enum ActionKind {
         old: RecordValues,
         new: RecordValues,
     },
+    /// `dns.add ZONE NAME TYPE VALUE[, VALUE...] [ttl TTL]`: these values
+    /// join the RRset (created when absent); its other values stay.
+    /// `ttl`: the TTL of a set it creates (without it, 300 seconds).
+    DnsAdd {
+        zone: ZoneId,
+        name: String,
+        rtype: RecordType,
+        values: RecordValues,
+        ttl: Option<Duration>,
+    },
+    /// `dns.remove ZONE NAME TYPE VALUE[, VALUE...]`: these values leave
+    /// the RRset; its other values stay.
+    DnsRemove {
+        zone: ZoneId,
+        name: String,
+        rtype: RecordType,
+        values: RecordValues,
+    },
     /// `image.copy HOST:/PATH -> HOST:/PATH [size SIZE] [limit RATE]`
     ImageCopy {
         from: Endpoint,
@@ -677,6 +695,8 @@ impl ActionKind {
         match self {
             ActionKind::DnsTtl { .. } => "dns.ttl",
             ActionKind::DnsSwitch { .. } => "dns.switch",
+            ActionKind::DnsAdd { .. } => "dns.add",
+            ActionKind::DnsRemove { .. } => "dns.remove",
             ActionKind::ImageCopy { .. } => "image.copy",
             ActionKind::DbSync { .. } => "db.sync",
             ActionKind::PortOpen { .. } => "port.open",

@@ -91,7 +91,10 @@ impl Calibration {
                 self.copy(runbook, step, pair, size, delta)
                     .or_else(|| self.same_step(step))
             }
-            ActionKind::DnsTtl { zone, .. } | ActionKind::DnsSwitch { zone, .. } => {
+            ActionKind::DnsTtl { zone, .. }
+            | ActionKind::DnsSwitch { zone, .. }
+            | ActionKind::DnsAdd { zone, .. }
+            | ActionKind::DnsRemove { zone, .. } => {
                 self.dns(runbook, runbook.zone(*zone).name.as_str())
             }
             ActionKind::Wait(_) => None,
@@ -182,7 +185,10 @@ impl Calibration {
             runbook.steps.iter().any(|s| {
                 s.name == name
                     && matches!(&s.action.kind,
-                        ActionKind::DnsTtl { zone: z, .. } | ActionKind::DnsSwitch { zone: z, .. }
+                        ActionKind::DnsTtl { zone: z, .. }
+                            | ActionKind::DnsSwitch { zone: z, .. }
+                            | ActionKind::DnsAdd { zone: z, .. }
+                            | ActionKind::DnsRemove { zone: z, .. }
                             if runbook.zone(*z).name == zone)
             })
         };

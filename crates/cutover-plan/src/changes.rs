@@ -172,6 +172,56 @@ pub fn dns_changes(runbook: &Runbook, facts: &ProbeFacts) -> Vec<DnsChange> {
                     text,
                 });
             }
+            ActionKind::DnsAdd {
+                zone,
+                name,
+                rtype,
+                values,
+                ..
+            }
+            | ActionKind::DnsRemove {
+                zone,
+                name,
+                rtype,
+                values,
+            } => {
+                let adding = matches!(step.action.kind, ActionKind::DnsAdd { .. });
+                let zone = &runbook.zone(*zone).name;
+                let live = served(facts, zone, name, *rtype);
+                let fqdn = fqdn(name, zone);
+                // Done when every server holds every value (add) or none (remove).
+                let done = live.iter().all(|r| {
+                    values
+                        .iter()
+                        .all(|v| r.values.iter().any(|s| s.eq_ignore_ascii_case(v)) == adding)
+                });
+                let (sign, verb) = if adding {
+                    ("+", "already holds")
+                } else {
+                    ("-", "already lacks")
+                };
+                let (kind, text) = if live.is_empty() {
+                    (
+                        ChangeKind::Unknown,
+                        format!("{fqdn} {}: no server answered", rtype.as_str()),
+                    )
+                } else if done {
+                    (
+                        ChangeKind::NoOp,
+                        format!("{fqdn} {} {verb} {values}", rtype.as_str()),
+                    )
+                } else {
+                    (
+                        ChangeKind::Change,
+                        format!("{fqdn} {} {sign} {values}", rtype.as_str()),
+                    )
+                };
+                changes.push(DnsChange {
+                    step: id,
+                    kind,
+                    text,
+                });
+            }
             _ => {}
         }
     }

@@ -325,7 +325,10 @@ fn held_to(figure: Figure, size: Size, provenance: Provenance, limit: Bandwidth)
 
 fn action(kind: &ActionKind) -> Option<Figure> {
     Some(match kind {
-        ActionKind::DnsTtl { .. } | ActionKind::DnsSwitch { .. } => Figure::new(
+        ActionKind::DnsTtl { .. }
+        | ActionKind::DnsSwitch { .. }
+        | ActionKind::DnsAdd { .. }
+        | ActionKind::DnsRemove { .. } => Figure::new(
             DNS_PROPAGATION_MS,
             Provenance::Guess,
             format!(

@@ -377,6 +377,12 @@ fn dns_record(record: &Value, sightings: &[(String, Sighting)], out: &mut Vec<Fa
         if let Some(values) = text_of(expected.get("values")) {
             wanted.push(values);
         }
+        if let Some(values) = text_of(expected.get("includes")) {
+            wanted.push(format!("holding {values}"));
+        }
+        if let Some(values) = text_of(expected.get("excludes")) {
+            wanted.push(format!("without {values}"));
+        }
         if let Some(ttl) = expected.get("ttl").and_then(Value::as_u64) {
             wanted.push(format!("TTL {ttl}"));
         }

@@ -1,7 +1,8 @@
-//! `dns.ttl` and `dns.switch`: RFC 2136 updates to a zone's primary,
-//! verified at every server the zone lists under `verify`.
+//! `dns.ttl`, `dns.switch`, `dns.add` and `dns.remove`: RFC 2136 updates
+//! to a zone's primary, verified at every server the zone lists under
+//! `verify`.
 //!
-//! Both kinds are idempotent: their check asks every verify server once and
+//! All four kinds are idempotent: their check asks every verify server once and
 //! is satisfied when all of them already serve the desired state. Their
 //! verification is one round of queries per call (the engine polls); a round
 //! that finds servers on different SOA serials carries the stale-secondary
@@ -32,6 +33,10 @@ pub struct DnsTtl;
 
 /// `dns.switch ZONE NAME TYPE OLD -> NEW`
 pub struct DnsSwitch;
+
+/// `dns.add ZONE NAME TYPE VALUE[, VALUE...] [ttl TTL]` and
+/// `dns.remove ZONE NAME TYPE VALUE[, VALUE...]`
+pub struct DnsValues;
 
 struct TtlArgs<'a> {
     zone: &'a Zone,
@@ -225,6 +230,8 @@ fn report_json(report: &VerifyReport) -> Value {
             "values": report.expectation.values,
             "ttl": report.expectation.ttl,
             "min_serial": report.expectation.min_serial,
+            "includes": report.expectation.includes,
+            "excludes": report.expectation.excludes,
         },
         "verified": report.verified,
         "servers": servers,
@@ -669,5 +676,208 @@ impl StepKind for DnsSwitch {
             }
             Ok(Check::Satisfied(evidence))
         })
+    }
+}
+
+/// The TTL of an RRset that `dns.add` creates when the runbook names none.
+const DEFAULT_ADD_TTL: u32 = 300;
+
+struct ValuesArgs<'a> {
+    zone: &'a Zone,
+    name: &'a str,
+    rtype: RecordType,
+    values: &'a RecordValues,
+    /// The TTL of a set `dns.add` creates.
+    ttl: Option<Duration>,
+    /// `dns.add` (else `dns.remove`).
+    adding: bool,
+}
+
+fn values_args<'a>(ctx: &'a StepContext<'a>) -> anyhow::Result<ValuesArgs<'a>> {
+    let (zone, name, rtype, values, ttl, adding) = match &ctx.action.kind {
+        ActionKind::DnsAdd {
+            zone,
+            name,
+            rtype,
+            values,
+            ttl,
+        } => (zone, name, rtype, values, *ttl, true),
+        ActionKind::DnsRemove {
+            zone,
+            name,
+            rtype,
+            values,
+        } => (zone, name, rtype, values, None, false),
+        other => return Err(crate::wrong_action("dns.add or dns.remove", other)),
+    };
+    Ok(ValuesArgs {
+        zone: ctx.runbook.zone(*zone),
+        name,
+        rtype: *rtype,
+        values,
+        ttl,
+        adding,
+    })
+}
+
+/// One round at every verify server: the set holds every value (`dns.add`)
+/// or none of them (`dns.remove`), at `min_serial` or later — the serial the
+/// update produced, or before the act (`None`) the primary's current one.
+async fn values_round(
+    args: &ValuesArgs<'_>,
+    min_serial: Option<u32>,
+) -> anyhow::Result<Vec<VerifyReport>> {
+    let min_serial = match min_serial {
+        Some(serial) => serial,
+        None => {
+            soa(args.zone.primary, &args.zone.name, QUERY_TIMEOUT)
+                .await?
+                .serial
+        }
+    };
+    let values = Some(args.values.0.clone());
+    let (includes, excludes) = if args.adding {
+        (values, None)
+    } else {
+        (None, values)
+    };
+    let check = RecordCheck {
+        zone: args.zone.name.clone(),
+        name: args.name.to_string(),
+        rtype: args.rtype,
+        expect: Expectation {
+            min_serial: Some(min_serial),
+            includes,
+            excludes,
+            ..Expectation::default()
+        },
+    };
+    observe(&verify_servers(args.zone), &[check]).await
+}
+
+fn values_check<'a>(ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
+    Box::pin(async move {
+        let args = values_args(ctx)?;
+        Ok(round_check(&values_round(&args, None).await?))
+    })
+}
+
+/// Adds the values the primary's set lacks, or removes those it holds; a
+/// value already as wanted is left alone and named in the evidence.
+fn values_act<'a>(ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
+    Box::pin(async move {
+        let args = values_args(ctx)?;
+        let current = query(
+            args.zone.primary,
+            &args.zone.name,
+            args.name,
+            args.rtype,
+            QUERY_TIMEOUT,
+        )
+        .await
+        .map_err(dns_error)?;
+        let wanted = cutover_dns::canonical_input(args.rtype, &args.values.0).map_err(dns_error)?;
+        // Pairs of (as written, canonical); `change` is what the update sends.
+        let (change, unchanged): (Vec<_>, Vec<_>) = args
+            .values
+            .iter()
+            .zip(&wanted)
+            .partition(|(_, canonical)| current.values.contains(canonical) != args.adding);
+        let change: Vec<&String> = change.into_iter().map(|(written, _)| written).collect();
+        let unchanged: Vec<&String> = unchanged.into_iter().map(|(written, _)| written).collect();
+        if !change.is_empty() {
+            ctx.may_start_effect()?;
+            let updater = updater(ctx, args.zone, QUERY_TIMEOUT)?;
+            if args.adding {
+                // A set that exists keeps its TTL; a new one takes the runbook's.
+                let ttl = match (current.ttl, args.ttl) {
+                    (Some(ttl), _) if !current.values.is_empty() => ttl,
+                    (_, Some(ttl)) => seconds(ttl)?,
+                    _ => DEFAULT_ADD_TTL,
+                };
+                updater
+                    .add_values(&args.zone.name, args.name, args.rtype, &change, ttl)
+                    .await
+            } else {
+                updater
+                    .remove_values(&args.zone.name, args.name, args.rtype, &change)
+                    .await
+            }
+            .map_err(dns_error)?;
+        }
+        let serial = soa(args.zone.primary, &args.zone.name, QUERY_TIMEOUT)
+            .await
+            .map_err(dns_error)?
+            .serial;
+        let (sign, verb, state) = if args.adding {
+            ("+", "added", "already present")
+        } else {
+            ("-", "removed", "already absent")
+        };
+        let list = |values: &[&String]| RecordValues(values.iter().map(|v| (*v).clone()).collect());
+        let mut parts = Vec::new();
+        if !change.is_empty() {
+            parts.push(format!("{sign} {}", list(&change)));
+        }
+        if !unchanged.is_empty() {
+            parts.push(format!("{} {state}", list(&unchanged)));
+        }
+        Ok(Evidence::new(
+            format!(
+                "{} {} {} at primary {}, serial {serial}",
+                current.name,
+                args.rtype,
+                parts.join("; "),
+                args.zone.primary
+            ),
+            json!({
+                "primary": args.zone.primary.to_string(),
+                verb: change,
+                "unchanged": unchanged,
+                "changed": !change.is_empty(),
+                "values_before": current.values,
+                "serial": serial,
+            }),
+        ))
+    })
+}
+
+/// Verification at every verify server, at the serial the update produced
+/// (the act's evidence; an undo, whose act keeps no evidence, reads the
+/// primary's), with the same per-server progress as a switch.
+fn values_verify<'a>(ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
+    Box::pin(async move {
+        let args = values_args(ctx)?;
+        let acted = match ctx.role {
+            ActionRole::Undo => None,
+            _ => ctx.evidence_of(ctx.step, Phase::Act)?,
+        };
+        let min_serial = acted
+            .as_ref()
+            .and_then(|e| e.data["serial"].as_u64())
+            .and_then(|s| u32::try_from(s).ok());
+        let reports = values_round(&args, min_serial).await?;
+        let (verified, mut evidence) = round_evidence(&reports);
+        let acted_at = acted.as_ref().map(|e| e.at);
+        evidence.data["servers"] = DnsSwitch::note_progress(ctx, &reports, acted_at, min_serial)?;
+        Ok(if verified {
+            Check::Satisfied(evidence)
+        } else {
+            Check::NotYet(evidence)
+        })
+    })
+}
+
+impl StepKind for DnsValues {
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
+        values_check(ctx)
+    }
+
+    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
+        values_act(ctx)
+    }
+
+    fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
+        values_verify(ctx)
     }
 }

@@ -32,6 +32,7 @@ impl KindRegistry for Kinds {
             ActionKind::HttpCheck { .. } => &http::HttpCheck,
             ActionKind::DnsTtl { .. } => &dns::DnsTtl,
             ActionKind::DnsSwitch { .. } => &dns::DnsSwitch,
+            ActionKind::DnsAdd { .. } | ActionKind::DnsRemove { .. } => &dns::DnsValues,
             ActionKind::ImageCopy { .. } => &copy::ImageCopy,
             ActionKind::DbSync { .. } => &copy::DbSync,
             ActionKind::DbReplicate { .. } => &db::DbReplicate,

@@ -195,6 +195,9 @@ pub(crate) async fn database(
 fn updates_zone(kind: &ActionKind, zone: ZoneId) -> bool {
     matches!(
         kind,
-        ActionKind::DnsTtl { zone: z, .. } | ActionKind::DnsSwitch { zone: z, .. } if *z == zone
+        ActionKind::DnsTtl { zone: z, .. }
+            | ActionKind::DnsSwitch { zone: z, .. }
+            | ActionKind::DnsAdd { zone: z, .. }
+            | ActionKind::DnsRemove { zone: z, .. } if *z == zone
     )
 }

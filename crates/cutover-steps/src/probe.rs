@@ -48,6 +48,12 @@ pub async fn probe(runbook: &Runbook, runbook_dir: &Path) -> Probe {
                 }
                 ActionKind::DnsSwitch {
                     zone, name, rtype, ..
+                }
+                | ActionKind::DnsAdd {
+                    zone, name, rtype, ..
+                }
+                | ActionKind::DnsRemove {
+                    zone, name, rtype, ..
                 } => {
                     let record = (zone.0, name.clone(), *rtype);
                     if !records.contains(&record) {

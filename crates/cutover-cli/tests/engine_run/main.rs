@@ -4,6 +4,7 @@
 //! the modules, what must never surprise a coordinator: gates, signals,
 //! rollback of what acted.
 
+mod dns_values;
 mod errors;
 mod gates;
 mod rollback;

@@ -305,6 +305,7 @@ async fn bind_secondary_of_dns_serve_loads_50000_records_and_follows_a_switch_by
             values: Some(vec!["192.0.2.20".into()]),
             ttl: Some(300),
             min_serial: Some(serial),
+            ..Expectation::default()
         },
         VerifyOptions {
             timeout: Duration::from_secs(2),

@@ -76,6 +76,7 @@ async fn a_switch_replaces_the_value_and_bumps_the_serial() {
         values: Some(vec!["192.0.2.20".into()]),
         ttl: Some(300),
         min_serial: Some(after.serial),
+        ..Expectation::default()
     };
     let report = verify_all(
         &[primary],
@@ -224,6 +225,7 @@ async fn verification_waits_for_a_secondary_that_is_updated_late() {
         values: Some(vec!["192.0.2.20".into()]),
         ttl: None,
         min_serial: Some(new_serial),
+        ..Expectation::default()
     };
 
     // Too short a wait: the secondary is diagnosed as lagging, with its serial and the timers.
@@ -339,6 +341,7 @@ async fn many_records_are_verified_in_one_batch() {
             values: Some(vec![value.into()]),
             ttl: Some(3600),
             min_serial: None,
+            ..Expectation::default()
         },
     })
     .collect();
@@ -400,6 +403,7 @@ fn host_checks(count: usize) -> Vec<RecordCheck> {
                 }]),
                 ttl: Some(3600),
                 min_serial: Some(1),
+                ..Expectation::default()
             },
         })
         .collect()

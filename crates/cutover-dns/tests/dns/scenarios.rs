@@ -216,6 +216,7 @@ pub async fn ttl_lowering(server: &impl ServerUnderTest) {
         values: Some(vec!["198.51.100.10".into()]),
         ttl: Some(300),
         min_serial: Some(serial(server.primary()).await),
+        ..Expectation::default()
     };
     verified_at_both(server, "www", RecordType::A, expect).await;
 }

@@ -1,4 +1,4 @@
-//! The DNS kinds, `dns.ttl` and `dns.switch`: a zone (resolved), record
+//! The DNS kinds, `dns.ttl`, `dns.switch`, `dns.add` and `dns.remove`: a zone (resolved), record
 //! names, a type and TTLs or values, each checked where it is written.
 
 use super::super::Resolver;
@@ -116,5 +116,46 @@ impl<'a> Resolver<'a> {
             old,
             new,
         })
+    }
+
+    /// `dns.add ZONE NAME TYPE VALUE[, VALUE...] [ttl TTL]`, after the keyword.
+    pub(super) fn dns_add(&mut self, cursor: &mut Cursor<'a>) -> PResult<ActionKind> {
+        let (zone, name, rtype, values) = self.dns_values(cursor, "a value to add")?;
+        let ttl = match cursor.eat("ttl") {
+            Some(_) => Some(ttl_word(cursor, "the TTL of a new RRset, like `300`")?),
+            None => None,
+        };
+        Ok(ActionKind::DnsAdd {
+            zone,
+            name,
+            rtype,
+            values,
+            ttl,
+        })
+    }
+
+    /// `dns.remove ZONE NAME TYPE VALUE[, VALUE...]`, after the keyword.
+    pub(super) fn dns_remove(&mut self, cursor: &mut Cursor<'a>) -> PResult<ActionKind> {
+        let (zone, name, rtype, values) = self.dns_values(cursor, "a value to remove")?;
+        Ok(ActionKind::DnsRemove {
+            zone,
+            name,
+            rtype,
+            values,
+        })
+    }
+
+    /// `ZONE NAME TYPE VALUE[, VALUE...]`, shared by `dns.add` and `dns.remove`.
+    fn dns_values(
+        &mut self,
+        cursor: &mut Cursor<'a>,
+        what: &str,
+    ) -> PResult<(ZoneId, String, RecordType, RecordValues)> {
+        let zone = self.zone_word(cursor)?;
+        let (name, name_span) = cursor.word("a record name (`@` for the zone's apex)")?;
+        check_record_name(name, name_span)?;
+        let rtype = record_type_word(cursor)?;
+        let (values, _) = record_values(cursor, rtype, what)?;
+        Ok((zone, name.to_string(), rtype, values))
     }
 }

@@ -22,6 +22,16 @@ pub(super) const KINDS: &[(&str, &str, bool)] = &[
     ("dns.ttl", "dns.ttl ZONE NAME... TYPE TTL [was TTL]", false),
     ("dns.switch", "dns.switch ZONE NAME TYPE OLD -> NEW", false),
     (
+        "dns.add",
+        "dns.add ZONE NAME TYPE VALUE[, VALUE...] [ttl TTL]",
+        false,
+    ),
+    (
+        "dns.remove",
+        "dns.remove ZONE NAME TYPE VALUE[, VALUE...]",
+        false,
+    ),
+    (
         "image.copy",
         "image.copy HOST:/PATH -> HOST:/PATH [size SIZE]",
         false,
@@ -57,7 +67,7 @@ const STEP_ATTRIBUTES: &[&str] = &["undo", "verify", "timeout", "retry", "expect
 impl<'a> Resolver<'a> {
     /// A kind line from the kind keyword on.
     pub(super) fn parse_action(&mut self, cursor: &mut Cursor<'a>) -> PResult<Action> {
-        let (keyword, keyword_span) = cursor.word("a kind (dns.ttl, dns.switch, image.copy, db.sync, port.open, port.closed, http.check, exec, manual or wait)")?;
+        let (keyword, keyword_span) = cursor.word("a kind (dns.ttl, dns.switch, dns.add, dns.remove, image.copy, db.sync, port.open, port.closed, http.check, exec, manual or wait)")?;
         let Some(&(_, usage, _)) = KINDS.iter().find(|(k, _, _)| *k == keyword) else {
             let all: Vec<&str> = KINDS
                 .iter()
@@ -105,6 +115,8 @@ impl<'a> Resolver<'a> {
         match keyword {
             "dns.ttl" => self.dns_ttl(cursor),
             "dns.switch" => self.dns_switch(cursor),
+            "dns.add" => self.dns_add(cursor),
+            "dns.remove" => self.dns_remove(cursor),
             "image.copy" => self.image_copy(cursor),
             "db.sync" => self.db_sync(cursor),
             "port.open" | "port.closed" => self.port_check(keyword, cursor),
