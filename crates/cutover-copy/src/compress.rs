@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::CopyError;
-use crate::protocol::MAX_FRAME;
 
 /// The first byte of a compressed message body; then the `u32` length of
 /// the body it inflates to, then one zstd frame. No plain message has this tag.
@@ -200,11 +199,12 @@ fn zstd_failed(err: std::io::Error) -> CopyError {
 }
 
 /// The plain body of a compressed one (which starts with [`ZSTD_TAG`]):
-/// refused when it declares more than [`MAX_FRAME`], inflates to more or
+/// refused when it declares more than `limit` bytes (the protocol's largest
+/// frame), inflates to more or
 /// less than it declares, asks for a window above 8 MiB, or holds anything
 /// after its zstd frame. Memory grows with the output actually produced,
 /// never past the declared size.
-pub fn inflate(body: &[u8]) -> Result<Vec<u8>, CopyError> {
+pub fn inflate(body: &[u8], limit: u32) -> Result<Vec<u8>, CopyError> {
     let bad =
         |why: &str| CopyError::protocol(format!("protocol error: a compressed message {why}"));
     if body.first() != Some(&ZSTD_TAG) || body.len() < 5 {
@@ -213,10 +213,8 @@ pub fn inflate(body: &[u8]) -> Result<Vec<u8>, CopyError> {
     let mut declared = [0u8; 4];
     declared.copy_from_slice(&body[1..5]);
     let declared = u32::from_le_bytes(declared);
-    if declared > MAX_FRAME {
-        return Err(bad(&format!(
-            "declares {declared} bytes (at most {MAX_FRAME})"
-        )));
+    if declared > limit {
+        return Err(bad(&format!("declares {declared} bytes (at most {limit})")));
     }
     let payload = &body[5..];
     let mut decoder = zstd::stream::read::Decoder::with_buffer(payload)
@@ -444,6 +442,9 @@ impl Packer {
 mod tests {
     use super::*;
 
+    /// The protocol's largest frame.
+    const LIMIT: u32 = 96 << 20;
+
     fn text_like(len: usize) -> Vec<u8> {
         let words = [
             "copy ",
@@ -542,7 +543,7 @@ mod tests {
         let packed = packer.pack(text.clone());
         assert_eq!(packed[0], ZSTD_TAG);
         assert!(packed.len() * 3 < text.len(), "{} bytes", packed.len());
-        assert_eq!(inflate(&packed).ok(), Some(text));
+        assert_eq!(inflate(&packed, LIMIT).ok(), Some(text));
         // Noise a fixed level is told to use still goes raw.
         let mut fixed = Packer::new(Policy::Fixed(19), Arc::default());
         assert_eq!(fixed.pack(noise.clone()), noise);
@@ -585,14 +586,14 @@ mod tests {
         let mut packed = compressed(&text, 3).unwrap_or_default();
         // Declare one byte less than the frame holds.
         packed[1..5].copy_from_slice(&((1u32 << 20) - 1).to_le_bytes());
-        let err = inflate(&packed)
+        let err = inflate(&packed, LIMIT)
             .err()
             .map(|e| e.message)
             .unwrap_or_default();
         assert!(err.contains("inflates to more than"), "{err}");
         // And one byte more.
         packed[1..5].copy_from_slice(&((1u32 << 20) + 1).to_le_bytes());
-        let err = inflate(&packed)
+        let err = inflate(&packed, LIMIT)
             .err()
             .map(|e| e.message)
             .unwrap_or_default();
@@ -606,10 +607,13 @@ mod tests {
         let mut packed = compressed(&zeros, 1).unwrap_or_default();
         assert!(packed.len() < 64 << 10);
         packed[1..5].copy_from_slice(&1024u32.to_le_bytes());
-        assert!(inflate(&packed).is_err());
+        assert!(inflate(&packed, LIMIT).is_err());
         let mut huge = packed.clone();
         huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
-        let err = inflate(&huge).err().map(|e| e.message).unwrap_or_default();
+        let err = inflate(&huge, LIMIT)
+            .err()
+            .map(|e| e.message)
+            .unwrap_or_default();
         assert!(err.contains("at most"), "{err}");
     }
 
@@ -617,15 +621,15 @@ mod tests {
     fn garbage_and_trailing_bytes_are_refused() {
         let text = text_like(100 << 10);
         let mut packed = compressed(&text, 1).unwrap_or_default();
-        assert_eq!(inflate(&packed).ok(), Some(text));
+        assert_eq!(inflate(&packed, LIMIT).ok(), Some(text));
         packed.push(0);
-        let err = inflate(&packed)
+        let err = inflate(&packed, LIMIT)
             .err()
             .map(|e| e.message)
             .unwrap_or_default();
         assert!(err.contains("after its zstd frame"), "{err}");
         let garbage = [ZSTD_TAG, 16, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
-        assert!(inflate(&garbage).is_err());
-        assert!(inflate(&[ZSTD_TAG, 1, 0]).is_err());
+        assert!(inflate(&garbage, LIMIT).is_err());
+        assert!(inflate(&[ZSTD_TAG, 1, 0], LIMIT).is_err());
     }
 }

@@ -511,7 +511,7 @@ impl Request {
     /// Decodes a body, plain or compressed.
     pub fn decode(body: &[u8]) -> Result<Request, CopyError> {
         match body.first() {
-            Some(&ZSTD_TAG) => Request::decode_plain(&inflate(body)?),
+            Some(&ZSTD_TAG) => Request::decode_plain(&inflate(body, MAX_FRAME)?),
             _ => Request::decode_plain(body),
         }
     }
@@ -727,7 +727,7 @@ impl Response {
     /// Decodes a body, plain or compressed.
     pub fn decode(body: &[u8]) -> Result<Response, CopyError> {
         match body.first() {
-            Some(&ZSTD_TAG) => Response::decode_plain(&inflate(body)?),
+            Some(&ZSTD_TAG) => Response::decode_plain(&inflate(body, MAX_FRAME)?),
             _ => Response::decode_plain(body),
         }
     }
