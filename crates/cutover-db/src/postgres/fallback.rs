@@ -5,7 +5,7 @@
 //! [`super::lag`], [`super::copy_sequences`] and [`super::stop`] serve it
 //! as they serve replication forward, with the sides swapped.
 
-use super::{Pg, conninfo, has_subscription, ident, literal, schema};
+use super::{Pg, Subscription, has_subscription, publish_and_subscribe, schema};
 use crate::{DbError, Server};
 
 /// Sets replication `name` up from `new` to `old`, or finds it set up
@@ -29,43 +29,6 @@ pub async fn start_back(
             what: "the database has no tables to replicate back".into(),
         });
     }
-    let published = src
-        .value(
-            "the publication back",
-            &format!(
-                "SELECT pubname::text FROM pg_publication WHERE pubname = {}",
-                literal(name)
-            ),
-        )
-        .await?
-        .is_some();
-    if !published {
-        let tables: Vec<String> = tables.iter().map(|t| t.qualified()).collect();
-        src.execute(
-            "creating the publication back",
-            &format!(
-                "CREATE PUBLICATION {} FOR TABLE {}",
-                ident(name),
-                tables.join(", ")
-            ),
-        )
-        .await?;
-    }
-    src.rows(
-        "a leftover replication slot",
-        "SELECT pg_drop_replication_slot(slot_name)::text FROM pg_replication_slots WHERE slot_name = $1::text AND NOT active",
-        &[name],
-    )
-    .await?;
-    dst.execute(
-        "creating the subscription back",
-        &format!(
-            "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = false)",
-            ident(name),
-            literal(&conninfo(new_from_old)),
-            ident(name)
-        ),
-    )
-    .await?;
+    publish_and_subscribe(&src, &dst, &tables, new_from_old, name, Subscription::Back).await?;
     Ok(true)
 }

@@ -378,9 +378,47 @@ pub async fn start(
     let deferred = keys::deferred(&src, &source_schema).await?;
     started.tables_created = schema::create_missing(&source_schema, &dst, &deferred).await?;
 
+    started.publication_created = publish_and_subscribe(
+        &src,
+        &dst,
+        &source_schema.tables,
+        source_from_destination,
+        name,
+        Subscription::CopyingData,
+    )
+    .await?;
+    started.subscription_created = true;
+    Ok(started)
+}
+
+/// What a subscription made by [`publish_and_subscribe`] does with the rows
+/// the publication's tables already hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Subscription {
+    /// Copies them (replication forward: the destination starts empty).
+    CopyingData,
+    /// Copies nothing (replication back: both sides were just found equal).
+    Back,
+}
+
+/// Publishes `tables` on `src` as `name` (unless a publication of that
+/// name exists) and subscribes `dst` to it through `src_from_dst`, the way
+/// `dst`'s server reaches `src`. Returns whether the publication was made.
+pub(super) async fn publish_and_subscribe(
+    src: &Pg,
+    dst: &Pg,
+    tables: &[schema::Table],
+    src_from_dst: &Server,
+    name: &str,
+    kind: Subscription,
+) -> Result<bool, DbError> {
+    let (back, copy_data) = match kind {
+        Subscription::CopyingData => ("", "true"),
+        Subscription::Back => (" back", "false"),
+    };
     let published = src
         .value(
-            "the publication",
+            &format!("the publication{back}"),
             &format!(
                 "SELECT pubname::text FROM pg_publication WHERE pubname = {}",
                 literal(name)
@@ -389,9 +427,9 @@ pub async fn start(
         .await?
         .is_some();
     if !published {
-        let tables: Vec<String> = source_schema.tables.iter().map(|t| t.qualified()).collect();
+        let tables: Vec<String> = tables.iter().map(|t| t.qualified()).collect();
         src.execute(
-            "creating the publication",
+            &format!("creating the publication{back}"),
             &format!(
                 "CREATE PUBLICATION {} FOR TABLE {}",
                 ident(name),
@@ -399,7 +437,6 @@ pub async fn start(
             ),
         )
         .await?;
-        started.publication_created = true;
     }
     // A subscription whose creation was cut short can leave its slot on
     // the source; an idle one of this name is ours to replace.
@@ -410,17 +447,16 @@ pub async fn start(
     )
     .await?;
     dst.execute(
-        "creating the subscription",
+        &format!("creating the subscription{back}"),
         &format!(
-            "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)",
+            "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = {copy_data})",
             ident(name),
-            literal(&conninfo(source_from_destination)),
+            literal(&conninfo(src_from_dst)),
             ident(name)
         ),
     )
     .await?;
-    started.subscription_created = true;
-    Ok(started)
+    Ok(!published)
 }
 
 /// A libpq connection string for the destination's server to reach the
