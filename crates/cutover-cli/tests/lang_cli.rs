@@ -230,7 +230,7 @@ fn fmt_refuses_text_it_cannot_tokenise() {
 fn check_fails_on_what_the_planner_rejects() {
     let stderr = check_fails(Path::new("fixtures/lint/ttl-not-lowered.runbook"));
     assert!(stderr.contains("ttl-not-lowered"), "{stderr}");
-    assert!(stderr.contains("\n2 errors, "), "{stderr}");
+    assert!(stderr.contains("\n3 errors, "), "{stderr}");
     assert!(!stderr.contains("ok: "), "{stderr}");
     cutover()
         .args(["check", "fixtures/lint/ttl-not-lowered.pass.runbook"])

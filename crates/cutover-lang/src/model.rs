@@ -708,4 +708,21 @@ impl ActionKind {
             ActionKind::DbReplicate { .. } => "db.sync",
         }
     }
+
+    /// The record whose served values this action takes away: a
+    /// `dns.switch` replaces them, a `dns.remove` drops some. Caches may
+    /// hand those out for the TTL they were served with, so such an action
+    /// waits for the old TTL to expire, as the planner plans it and the
+    /// engine runs it.
+    pub fn retired_record(&self) -> Option<(ZoneId, &str, RecordType)> {
+        match self {
+            ActionKind::DnsSwitch {
+                zone, name, rtype, ..
+            }
+            | ActionKind::DnsRemove {
+                zone, name, rtype, ..
+            } => Some((*zone, name.as_str(), *rtype)),
+            _ => None,
+        }
+    }
 }

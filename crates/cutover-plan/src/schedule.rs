@@ -2,9 +2,10 @@
 //! the TTL rules impose on DNS switches, slack, and the critical path.
 //!
 //! A step starts at the latest of its `at` time and the ends of the steps it
-//! comes `after`; a step with neither starts at T0. A `dns.switch` may act
-//! only once every cache has dropped the record's old TTL: the end of each
-//! earlier `dns.ttl` of the record plus the TTL the record had before it.
+//! comes `after`; a step with neither starts at T0. A `dns.switch` (and a
+//! `dns.remove`, which also takes served values away) may act only once
+//! every cache has dropped the record's old TTL: the end of each earlier
+//! `dns.ttl` of the record plus the TTL the record had before it.
 //! Unknown durations count as zero, and every time that depends on one is
 //! marked "at least".
 
@@ -29,7 +30,7 @@ pub struct PlannedStep {
     pub at: Option<i64>,
     /// When the step may begin.
     pub start: i64,
-    /// The wait for old TTLs to expire before a `dns.switch` acts.
+    /// The wait for old TTLs to expire before a `dns.switch` or `dns.remove` acts.
     pub ttl_wait: Option<TtlWait>,
     /// When the action begins: `start`, or the end of the TTL wait.
     pub act_start: i64,
@@ -59,7 +60,8 @@ pub struct TtlWait {
     pub basis: String,
 }
 
-/// When a `dns.switch` becomes safe: every cache has dropped the old TTL.
+/// When a `dns.switch` or `dns.remove` becomes safe: every cache has
+/// dropped the old TTL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwitchSafety {
     pub step: StepId,
@@ -166,15 +168,12 @@ pub fn schedule(
     let mut ttl_edges: HashMap<StepId, Vec<TtlEdge>> = HashMap::new();
     let mut switch_lowerings: Vec<(StepId, Vec<StepId>)> = Vec::new();
     for (i, step) in runbook.steps.iter().enumerate() {
-        let ActionKind::DnsSwitch {
-            zone, name, rtype, ..
-        } = &step.action.kind
-        else {
+        let Some((zone, name, rtype)) = step.action.kind.retired_record() else {
             continue;
         };
         let switch = StepId(i);
         let candidates: Vec<StepId> = ttl_steps
-            .get(&(*zone, name.as_str(), *rtype))
+            .get(&(zone, name, rtype))
             .map(|ls| {
                 ls.iter()
                     .copied()
@@ -332,13 +331,10 @@ fn switch_safety(
     edges: &[TtlEdge],
     planned: &[Option<PlannedStep>],
 ) -> SwitchSafety {
-    let record = match &runbook.step(switch).action.kind {
-        ActionKind::DnsSwitch {
-            zone, name, rtype, ..
-        } => {
-            format!("{} {}", fqdn(runbook, *zone, name), rtype.as_str())
-        }
-        other => other.keyword().to_string(),
+    let kind = &runbook.step(switch).action.kind;
+    let record = match kind.retired_record() {
+        Some((zone, name, rtype)) => format!("{} {}", fqdn(runbook, zone, name), rtype.as_str()),
+        None => kind.keyword().to_string(),
     };
     let lowered_by: Vec<StepId> = edges.iter().map(|e| e.lowering).collect();
     let lowered_ttl = lowered_by
@@ -356,7 +352,13 @@ fn switch_safety(
             lowered_ttl,
             earliest_safe: None,
             provenance: Provenance::Unknown,
-            basis: "the TTL is never lowered before this switch".to_string(),
+            basis: format!(
+                "the TTL is never lowered before this {}",
+                match kind {
+                    ActionKind::DnsRemove { .. } => "removal",
+                    _ => "switch",
+                }
+            ),
         };
     }
     let mut safe = i64::MIN;

@@ -150,6 +150,30 @@ fn a_switch_waits_for_the_old_ttl_as_its_own_segment() {
 }
 
 #[test]
+fn a_removal_waits_for_the_old_ttl_like_a_switch_and_an_addition_does_not() {
+    // Clients keep a removed address for the TTL it was served with.
+    let plan = plan_of(
+        "step lower at T0\n  dns.ttl example.test pool A 300 was 1h\n\n\
+         step retire after lower\n  dns.remove example.test pool A 127.0.0.10\n\n\
+         step join after lower\n  dns.add example.test pool A 127.0.0.20\n",
+        None,
+    );
+    let retire = step(&plan, "retire");
+    let wait = retire
+        .ttl_wait
+        .as_ref()
+        .expect("TTL wait before the removal");
+    assert_eq!((wait.start, wait.end), (60_000, (60 + 3600) * 1000));
+    assert_eq!(retire.act_start, 3_660_000);
+    assert_eq!(plan.switches.len(), 1);
+    assert_eq!(plan.switches[0].record, "pool.example.test A");
+    let join = step(&plan, "join");
+    assert!(join.ttl_wait.is_none());
+    assert_eq!(join.act_start, 60_000);
+    assert!(plan.diagnostics.iter().all(|d| d.code != "ttl-not-lowered"));
+}
+
+#[test]
 fn a_probed_ttl_replaces_a_missing_was() {
     let steps = "step lower at T0\n  dns.ttl example.test www A 300\n\n\
                  step switch after lower\n  dns.switch example.test www A 127.0.0.10 -> 127.0.0.20\n";

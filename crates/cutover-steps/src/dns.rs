@@ -65,7 +65,6 @@ fn ttl_args<'a>(ctx: &'a StepContext<'a>) -> anyhow::Result<TtlArgs<'a>> {
 }
 
 struct SwitchArgs<'a> {
-    zone_id: ZoneId,
     zone: &'a Zone,
     name: &'a str,
     rtype: RecordType,
@@ -87,7 +86,6 @@ fn switch_args<'a>(ctx: &'a StepContext<'a>) -> anyhow::Result<SwitchArgs<'a>> {
         return Err(crate::wrong_action("dns.switch", &ctx.action.kind));
     };
     Ok(SwitchArgs {
-        zone_id: *zone,
         zone: ctx.runbook.zone(*zone),
         name,
         rtype: *rtype,
@@ -460,19 +458,22 @@ impl DnsSwitch {
     }
 
     /// The latest earlier `dns.ttl` step that lowered this record.
-    fn lowering_step(runbook: &Runbook, this: StepId, args: &SwitchArgs<'_>) -> Option<StepId> {
+    fn lowering_step(
+        runbook: &Runbook,
+        this: StepId,
+        (zone_id, name, rtype): (ZoneId, &str, RecordType),
+    ) -> Option<StepId> {
         runbook.steps[..this.0]
             .iter()
             .enumerate()
             .rev()
             .find(|(_, step)| match &step.action.kind {
                 ActionKind::DnsTtl {
-                    zone, names, rtype, ..
-                } => {
-                    *zone == args.zone_id
-                        && *rtype == args.rtype
-                        && names.iter().any(|n| n == args.name)
-                }
+                    zone,
+                    names,
+                    rtype: ttl_rtype,
+                    ..
+                } => *zone == zone_id && *ttl_rtype == rtype && names.iter().any(|n| n == name),
                 _ => false,
             })
             .map(|(index, _)| StepId(index))
@@ -524,16 +525,17 @@ impl DnsSwitch {
         )))
     }
 
-    /// Waits until the old TTL has expired everywhere, unless told not to.
-    async fn wait_out_old_ttl(
-        ctx: &StepContext<'_>,
-        args: &SwitchArgs<'_>,
-    ) -> anyhow::Result<Value> {
-        let Some(lowering) = Self::lowering_step(ctx.runbook, ctx.step, args) else {
+    /// Waits until the old TTL has expired everywhere, unless told not to,
+    /// before an action that takes served values away (a switch, a removal).
+    async fn wait_out_old_ttl(ctx: &StepContext<'_>) -> anyhow::Result<Value> {
+        let record = ctx.action.kind.retired_record();
+        let Some(lowering) = record.and_then(|r| Self::lowering_step(ctx.runbook, ctx.step, r))
+        else {
             return Ok(json!({ "lowered_by": null }));
         };
+        let name = record.map_or("", |(_, name, _)| name);
         let lowering_name = &ctx.runbook.step(lowering).name;
-        let Some((expires, old_ttl)) = Self::caches_expire_at(ctx, lowering, args.name)? else {
+        let Some((expires, old_ttl)) = Self::caches_expire_at(ctx, lowering, name)? else {
             return Ok(json!({ "lowered_by": lowering_name, "old_ttl": null }));
         };
         let remaining = (expires - Utc::now()).to_std().unwrap_or_default();
@@ -571,7 +573,7 @@ impl StepKind for DnsSwitch {
     fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
         Box::pin(async move {
             let args = switch_args(ctx)?;
-            let ttl_wait = Self::wait_out_old_ttl(ctx, &args).await?;
+            let ttl_wait = Self::wait_out_old_ttl(ctx).await?;
             let current = query(
                 args.zone.primary,
                 &args.zone.name,
@@ -767,6 +769,12 @@ fn values_check<'a>(ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>
 fn values_act<'a>(ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
     Box::pin(async move {
         let args = values_args(ctx)?;
+        // Caches may hand out a removed value for the TTL it had.
+        let ttl_wait = if args.adding {
+            None
+        } else {
+            Some(DnsSwitch::wait_out_old_ttl(ctx).await?)
+        };
         let current = query(
             args.zone.primary,
             &args.zone.name,
@@ -822,6 +830,17 @@ fn values_act<'a>(ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence
         if !unchanged.is_empty() {
             parts.push(format!("{} {state}", list(&unchanged)));
         }
+        let mut data = json!({
+            "primary": args.zone.primary.to_string(),
+            verb: change,
+            "unchanged": unchanged,
+            "changed": !change.is_empty(),
+            "values_before": current.values,
+            "serial": serial,
+        });
+        if let Some(ttl_wait) = ttl_wait {
+            data["ttl_wait"] = ttl_wait;
+        }
         Ok(Evidence::new(
             format!(
                 "{} {} {} at primary {}, serial {serial}",
@@ -830,14 +849,7 @@ fn values_act<'a>(ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence
                 parts.join("; "),
                 args.zone.primary
             ),
-            json!({
-                "primary": args.zone.primary.to_string(),
-                verb: change,
-                "unchanged": unchanged,
-                "changed": !change.is_empty(),
-                "values_before": current.values,
-                "serial": serial,
-            }),
+            data,
         ))
     })
 }

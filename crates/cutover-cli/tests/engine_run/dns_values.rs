@@ -69,3 +69,33 @@ fn a_value_is_added_once_and_removed_leaving_the_rest_of_the_set() {
     );
     assert_eq!(act.data["removed"], serde_json::json!(["192.0.2.7"]));
 }
+
+#[test]
+fn a_removal_waits_until_caches_have_dropped_the_old_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lab = DnsLab::start(d, "pool 3 IN A 192.0.2.1\npool 3 IN A 192.0.2.7\n");
+    let book = lab.header("retire")
+        + "step lower\n  dns.ttl lab.test pool A 1 was 3s\n  timeout 30s\n\n\
+           step retire after lower\n  dns.remove lab.test pool A 192.0.2.7\n  undo dns.add lab.test pool A 192.0.2.7\n  timeout 30s\n";
+    write(d, "retire.runbook", &book);
+    let (code, out, err) = output(cutover(d).args(["run", "retire.runbook"]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(lab.a("pool"), ["192.0.2.1"], "{out}");
+    let store = cutover_store::Store::open_existing(&d.join(".cutover/retire.db")).unwrap();
+    let run = store.latest_run().unwrap().unwrap().id;
+    let evidence = |step: &str, phase| {
+        store
+            .latest_evidence(run, step, phase)
+            .unwrap()
+            .unwrap_or_else(|| panic!("evidence of {step}"))
+    };
+    let lowered = evidence("lower", cutover_store::Phase::Verify);
+    let act = evidence("retire", cutover_store::Phase::Act);
+    let wait = &act.data["ttl_wait"];
+    assert_eq!(wait["lowered_by"], "lower", "{}", act.data);
+    assert_eq!(wait["old_ttl"], 3, "{}", act.data);
+    // The update went out once the 3 s old TTL had passed since the lowering.
+    let waited = (act.at - lowered.at).num_milliseconds();
+    assert!(waited >= 3000, "removed {waited} ms after the lowering");
+}

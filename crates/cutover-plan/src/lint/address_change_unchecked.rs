@@ -22,10 +22,10 @@ pub const RULE: Rule = Rule {
 /// The rule's page, as `cutover explain address-change-unchecked` prints it.
 const DOC: &str = r#"
 ## What it does
-Finds a `dns.switch` of an `A` or `AAAA` record to a new address after which
-no check reaches a port the moved service serves at that address: no check
-in the switch's own `verify` lines, and none in a step that comes after the
-switch. Checks of the host at the new address, of a group it is in, of the
+Finds a `dns.switch` of an `A` or `AAAA` record to a new address (or a
+`dns.add` of one) after which no check reaches a port the moved service
+serves at that address: no check in the switch's own `verify` lines, and
+none in a step that comes after the switch. Checks of the host at the new address, of a group it is in, of the
 address itself, and `http.check`s of the moved name count.
 
 Which ports count depends on the record's name (its first label):
@@ -136,15 +136,24 @@ fn check(ctx: &Context, out: &mut Findings) {
         }
     }
     for (i, step) in ctx.runbook.steps.iter().enumerate() {
-        let ActionKind::DnsSwitch {
-            zone,
-            name,
-            rtype,
-            new,
-            ..
-        } = &step.action.kind
-        else {
-            continue;
+        // A switch's new values, or the values an add brings in: clients
+        // are sent there from now on.
+        let (zone, name, rtype, new) = match &step.action.kind {
+            ActionKind::DnsSwitch {
+                zone,
+                name,
+                rtype,
+                new,
+                ..
+            } => (zone, name, rtype, new),
+            ActionKind::DnsAdd {
+                zone,
+                name,
+                rtype,
+                values,
+                ..
+            } => (zone, name, rtype, values),
+            _ => continue,
         };
         if !matches!(rtype, RecordType::A | RecordType::Aaaa) {
             continue;
@@ -207,10 +216,14 @@ fn check(ctx: &Context, out: &mut Findings) {
                 Probe::Http => None,
             })
             .unwrap_or_default();
+        let (moves, change) = match step.action.kind {
+            ActionKind::DnsAdd { .. } => ("gains", "addition"),
+            _ => ("moves to", "switch"),
+        };
         out.diagnostic(
             &RULE,
             format!(
-                "{record} moves to {addr}{} but no check of a port it serves runs there after the switch{missed}",
+                "{record} {moves} {addr}{} but no check of a port it serves runs there after the {change}{missed}",
                 host.map(|h| format!(" ({})", h.name)).unwrap_or_default()
             ),
             step.action.span,

@@ -1,5 +1,6 @@
-//! `ttl-not-lowered`: a DNS switch before caches have dropped the record's
-//! old TTL, so clients keep using the old address for up to that TTL.
+//! `ttl-not-lowered`: a DNS switch (or a removal of values) before caches
+//! have dropped the record's old TTL, so clients keep using the old address
+//! for up to that TTL.
 
 use super::{Context, Findings, Rule};
 use crate::units_fmt::{duration_ms as duration, json_secs, offset_ms as offset};
@@ -8,7 +9,7 @@ use cutover_lang::{ActionKind, Severity};
 pub const RULE: Rule = Rule {
     code: "ttl-not-lowered",
     severity: Severity::Error,
-    summary: "a dns.switch before the record's old TTL has expired",
+    summary: "a dns.switch or dns.remove before the record's old TTL has expired",
     doc: DOC,
     check: Some(check),
 };
@@ -20,7 +21,8 @@ Finds a `dns.switch` of a record whose TTL is not lowered by an earlier
 `dns.ttl` at least the old TTL before the switch: either no `dns.ttl` of that
 record comes before the switch at all, or the switch is pinned with `at` to a
 time before the old TTL has expired (the lowering step's end plus the TTL the
-record had before, from `was` or a probe).
+record had before, from `was` or a probe). A `dns.remove` takes served values
+away too, so it is held to the same rule.
 
 The message names the switch step, the lowering step and the shortfall;
 in JSON (`cutover plan --format json`, `cutover check --format json`) the
@@ -31,7 +33,7 @@ early, `switch_at_s`, `safe_at_s` and `shortfall_s` (seconds from T0).
 ## Why it matters
 Resolvers cache a record for its TTL. A record switched while caches may
 still hold it with a one-day TTL keeps sending clients to the old address for
-up to a day. Lowering the TTL well in advance is what made the 2009 move's IP
+up to a day; an address removed from a set keeps getting clients the same way. Lowering the TTL well in advance is what made the 2009 move's IP
 change far less disruptive.
 
 Without `at`, the planner does not report a late lowering: it plans the switch
@@ -56,31 +58,32 @@ For a switch pinned with `at`, move the lowering earlier or the switch later.
 fn check(ctx: &Context, out: &mut Findings) {
     for safety in &ctx.plan.switches {
         let step = ctx.runbook.step(safety.step);
-        let ActionKind::DnsSwitch {
-            zone, name, rtype, ..
-        } = &step.action.kind
-        else {
+        let Some((zone, name, rtype)) = step.action.kind.retired_record() else {
             continue;
+        };
+        let (changed, this) = match step.action.kind {
+            ActionKind::DnsRemove { .. } => ("loses values in", "removal"),
+            _ => ("is switched by", "switch"),
         };
         let planned = ctx.plan.step(safety.step);
         if safety.lowered_by.is_empty() {
             let live = ctx
                 .facts
-                .and_then(|f| f.live_ttl(&ctx.runbook.zone(*zone).name, name, *rtype))
+                .and_then(|f| f.live_ttl(&ctx.runbook.zone(zone).name, name, rtype))
                 .map(|t| format!(" ({}, probed)", duration(crate::estimate::ms(t))))
                 .unwrap_or_default();
             let d = out.diagnostic(
                 &RULE,
                 format!(
-                    "`{}` is switched by `{}` but its TTL is never lowered before: caches keep the old value for up to its full TTL{live}",
+                    "`{}` {changed} `{}` but its TTL is never lowered before: caches keep the old value for up to its full TTL{live}",
                     safety.record, step.name
                 ),
                 step.action.span,
             );
             d.data = data(&safety.record, &step.name, None, None);
             d.help = Some(format!(
-                "add an earlier step `dns.ttl {} {name} {} 300 was <current TTL>` at least the current TTL before this switch",
-                ctx.runbook.zone(*zone).name,
+                "add an earlier step `dns.ttl {} {name} {} 300 was <current TTL>` at least the current TTL before this {this}",
+                ctx.runbook.zone(zone).name,
                 rtype.as_str()
             ));
             continue;
@@ -94,7 +97,7 @@ fn check(ctx: &Context, out: &mut Findings) {
             let d = out.diagnostic(
                 &RULE,
                 format!(
-                    "`{}` is switched by `{}` at {}, {} too early: the TTL lowered by `{lowering_name}` leaves the old one in caches until {} ({})",
+                    "`{}` {changed} `{}` at {}, {} too early: the TTL lowered by `{lowering_name}` leaves the old one in caches until {} ({})",
                     safety.record,
                     step.name,
                     offset(at),
