@@ -38,6 +38,9 @@ step copy after freeze
 
 step settle after freeze
   wait 2m
+
+step sync-db
+  db.sync postgres old/wiki user wiki password env:CUTOVER_SERVE_TEST_DB_PW -> new/wiki user wiki password env:CUTOVER_SERVE_TEST_DB_PW freeze freeze
 "#;
 
 /// Every HTTP request here gives up after this long (chromedriver answers
@@ -107,7 +110,7 @@ fn start_run(dir: &Path) -> (PathBuf, Store, i64) {
             content_hash: "0123456789abcdef".into(),
             operator: "tester".into(),
             t0: None,
-            steps: ["freeze", "copy", "settle"]
+            steps: ["freeze", "copy", "settle", "sync-db"]
                 .iter()
                 .map(|name| NewStep {
                     name: (*name).into(),
@@ -165,8 +168,10 @@ fn confirm_freeze(store: &Store, run: i64) {
         .unwrap();
 }
 
-/// After [`confirm_freeze`]: `copy` acting, 24 of 64 MiB copied, and
-/// `settle` counting down 90 s from now, as the engine logs them.
+/// After [`confirm_freeze`]: `copy` acting, 24 of 64 MiB copied,
+/// `sync-db`'s initial copy at 3 of 12 MiB (a database's unit, "bytes
+/// copied") and `settle` counting down 90 s from now, as the engine logs
+/// them.
 fn copy_and_wait(store: &Store, run: i64) {
     act(store, run, "copy");
     for done in [16u64 << 20, 24 << 20] {
@@ -175,6 +180,12 @@ fn copy_and_wait(store: &Store, run: i64) {
             .append_event(run, Some("copy"), "progress", "copying", Some(&data))
             .unwrap();
     }
+    act(store, run, "sync-db");
+    let data =
+        serde_json::json!({ "done": 3u64 << 20, "total": 12u64 << 20, "unit": "bytes copied" });
+    store
+        .append_event(run, Some("sync-db"), "progress", "copying", Some(&data))
+        .unwrap();
     act(store, run, "settle");
     let until = chrono::Utc::now() + chrono::TimeDelta::seconds(90);
     let data = serde_json::json!({ "until": until, "label": "waiting" });
@@ -605,11 +616,13 @@ fn the_page_follows_a_lab_run_in_a_real_browser_without_reloading() {
     );
     for (step, text) in seen["progress"].as_object().unwrap() {
         let text = text.as_str().unwrap();
-        // The review database's db.sync counts its copy in bytes; a copy
-        // polled before its first block shows "0 B of".
+        // The review database's db.sync counts its copy in bytes copied,
+        // shown in IEC sizes with the unit once ("0 B of 8.0 MiB copied
+        // (0%)", not "0 bytes copied of ... bytes copied"); a copy polled
+        // before its first block shows "0 B of".
         if step == "sync-review-db" {
             assert!(
-                text.contains(" of ") && text.ends_with("%)"),
+                text.contains(" of ") && text.ends_with("%)") && !text.contains("bytes"),
                 "{step}: {text}"
             );
             continue;
@@ -701,6 +714,11 @@ fn progress_and_a_countdown_show_and_the_countdown_ticks_without_the_server() {
             "const p = document.querySelector('[data-step=\"copy\"] progress'); return p.value / p.max;"
         ),
         0.375
+    );
+    // A database's copy: sizes in IEC units, the unit once.
+    assert_eq!(
+        browser.text_in_step("sync-db", ".progress-figure"),
+        "3.0 MiB of 12.0 MiB copied (25%)"
     );
     let countdown = browser.text_in_step("settle", ".countdown");
     assert!(countdown.starts_with("· waiting: 1m"), "{countdown}");

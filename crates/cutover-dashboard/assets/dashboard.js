@@ -41,6 +41,21 @@ function size(n) {
   return (u === 0 ? v : v.toFixed(1)) + " " + units[u];
 }
 
+// A progress figure with its unit once, as the terminal writes it:
+// `24.0 MiB of 64.0 MiB (37%)`, `3.0 MiB of 12.0 MiB copied (25%)`,
+// `40 of 100 rows copied (40%)`, `512 B of lag`. A unit counted in bytes
+// ("bytes", "bytes copied", "bytes of lag") reads in IEC sizes.
+function progressText(p) {
+  const bytes = p.unit === "bytes" || p.unit.startsWith("bytes ");
+  const amount = n => bytes ? size(n) : String(n);
+  const rest = bytes ? p.unit.slice("bytes".length) : " " + p.unit;
+  let text = amount(p.done);
+  if (p.total) text += " of " + amount(p.total);
+  text += rest;
+  if (p.total) text += " (" + Math.floor(100 * p.done / p.total) + "%)";
+  return text;
+}
+
 // Elapsed times and countdowns tick here between polls, on the server's
 // clock (the offset of this device's clock from it is kept at each poll),
 // and keep ticking while the server cannot be reached.
@@ -121,10 +136,7 @@ function updateStep(step, state) {
     if (countdown) parts.live.appendChild(ticking("span", "countdown", "until", countdown.until, countdown.label));
     if (step.progress) {
       const p = step.progress;
-      const amount = n => p.unit === "bytes" ? size(n) : n + " " + p.unit;
-      let text = amount(p.done);
-      if (p.total) text += " of " + amount(p.total) + " (" + Math.floor(100 * p.done / p.total) + "%)";
-      parts.live.appendChild(el("div", "progress-figure", text));
+      parts.live.appendChild(el("div", "progress-figure", progressText(p)));
       if (p.total) { const bar = el("progress"); bar.max = p.total; bar.value = p.done; parts.live.appendChild(bar); }
     }
     if (step.last_message && step.last_message !== parts.status.textContent) parts.live.appendChild(el("div", "muted", step.last_message));
