@@ -15,7 +15,9 @@
 //!   naming the table and the key range;
 //! - a wrong password, a missing privilege, `log_bin` off, `binlog_format`
 //!   not ROW and a shared `server_id` stop the run at preflight, naming the
-//!   setting;
+//!   setting; so do what an `undo` that replicates back needs on the new
+//!   side (as the source) and on the old side (as the destination), said
+//!   to be for the undo;
 //! - no password appears in any output, the state file or the export.
 //!
 //! `CUTOVER_DB_TEST_ROWS` sets the rows of the big table (default 100,000,
@@ -54,12 +56,17 @@ fn start(
 }
 
 fn lab(old_settings: &[(&str, &str)], new_id: u32) -> Lab {
+    lab_with(old_settings, new_id, &[])
+}
+
+/// Two servers, each with its own settings.
+fn lab_with(old_settings: &[(&str, &str)], new_id: u32, new_settings: &[(&str, &str)]) -> Lab {
     let dir = tempfile::tempdir().unwrap();
     for sub in ["old", "new"] {
         std::fs::create_dir_all(dir.path().join(sub)).unwrap();
     }
     let old = start(dir.path(), "db-old", 1, OLD_PASSWORD, old_settings);
-    let new = start(dir.path(), "db-new", new_id, NEW_PASSWORD, &[]);
+    let new = start(dir.path(), "db-new", new_id, NEW_PASSWORD, new_settings);
     std::fs::write(dir.path().join("new.pw"), format!("{NEW_PASSWORD}\n")).unwrap();
     Lab { dir, old, new }
 }
@@ -427,6 +434,96 @@ fn preflight_names_the_setting_for_a_password_a_privilege_and_the_binary_log() {
         &["the login of user `nobody-here` is refused"],
     );
 
+    for password in [OLD_PASSWORD, NEW_PASSWORD] {
+        assert!(!outputs.contains(password));
+    }
+}
+
+/// A step whose `undo` replicates back needs on the new server what a
+/// source needs and on the old one what a destination needs: with the new
+/// server writing no binary log (and statement-based where it would) and
+/// the undo's user on the old server without `REPLICATION SLAVE ADMIN`,
+/// `run` and `plan --probe` name each as the undo's, with the line to
+/// change, before anything runs; the same runbook without the undo passes.
+#[test]
+#[ignore = "needs MariaDB (Debian mariadb-server); run by .ci/run"]
+fn preflight_checks_what_the_undo_s_replication_back_needs() {
+    let lab = lab_with(&[], 2, &[("skip-log-bin", "1"), ("binlog-format", "MIXED")]);
+    seed(&lab.old, 100);
+    lab.old
+        .sql(&format!(
+            "CREATE USER plain@'127.0.0.1' IDENTIFIED BY '{OLD_PASSWORD}'; GRANT SELECT ON *.* TO plain@'127.0.0.1'"
+        ))
+        .unwrap();
+    let (old, new) = (lab.old.port(), lab.new.port());
+    let runbook = |undo: bool| {
+        let text = format!(
+            "runbook shopmove\n\n\
+             host db-old addr 127.0.0.1 via local ./old\n\
+             host db-new addr 127.0.0.1 via local ./new\n\n\
+             step sync\n  db.sync mysql db-old:{old}/shop user root password env:OLD_DB_PW -> db-new:{new}/shop user root password file:new.pw freeze freeze\n{}\
+             \x20 timeout 10m\n\n\
+             step freeze\n  manual \"stop the writers\"\n",
+            if undo {
+                format!(
+                    "  undo db.sync mysql db-new:{new}/shop user root password file:new.pw -> db-old:{old}/shop user plain password env:OLD_DB_PW\n"
+                )
+            } else {
+                String::new()
+            }
+        );
+        std::fs::write(lab.path().join("shopmove.runbook"), text).unwrap();
+    };
+    let mut outputs = String::new();
+
+    // Forward alone, the servers have what it needs.
+    runbook(false);
+    let (_, _, err) = lab.finish(&["plan", "shopmove.runbook", "--probe"], &mut outputs);
+    assert!(!err.contains("could not probe"), "{err}");
+
+    runbook(true);
+    let back = "for the undo (replication back, new -> old): ";
+    let expected = [
+        format!("root@127.0.0.1:{new}/shop: {back}log_bin is off (`OFF`): add `log_bin`"),
+        format!(
+            "root@127.0.0.1:{new}/shop: {back}binlog_format is `MIXED`: set `binlog_format = ROW`"
+        ),
+        format!(
+            "plain@127.0.0.1:{old}/shop: {back}the REPLICATION SLAVE ADMIN privilege is missing for user `plain`"
+        ),
+    ];
+    let (status, _, err) = lab.finish(&["run", "shopmove.runbook"], &mut outputs);
+    assert_eq!(status.code(), Some(2), "{err}");
+    for line in &expected {
+        assert!(err.contains(line.as_str()), "{line}\n{err}");
+    }
+    assert!(err.contains("nothing was run"), "{err}");
+    assert!(
+        !lab.path().join(".cutover/shopmove.db").exists(),
+        "preflight failures write no state"
+    );
+    let (_, _, err) = lab.finish(&["plan", "shopmove.runbook", "--probe"], &mut outputs);
+    // The findings are wrapped to the terminal's width.
+    let flat = |text: &str| {
+        text.split_whitespace()
+            .filter(|word| *word != "│")
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(
+        err.contains("could not probe: preflight: step `sync`"),
+        "{err}"
+    );
+    for line in &expected {
+        assert!(flat(&err).contains(&flat(line)), "{line}\n{err}");
+    }
+    assert_eq!(
+        lab.new
+            .sql("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop'")
+            .unwrap(),
+        "0",
+        "nothing was copied"
+    );
     for password in [OLD_PASSWORD, NEW_PASSWORD] {
         assert!(!outputs.contains(password));
     }

@@ -11,7 +11,9 @@
 //! - a row changed on the destination behind cutover's back fails the step
 //!   naming the table and the key range;
 //! - a wrong password, a missing privilege and `wal_level = replica` stop
-//!   the run at preflight, naming the setting;
+//!   the run at preflight, naming the setting; so do what an `undo` that
+//!   replicates back needs on the new side (as the source) and on the old
+//!   side (as the destination), said to be for the undo;
 //! - no password appears in any output, the state file or the export.
 //!
 //! `CUTOVER_DB_TEST_ROWS` sets the rows of the big table (default 300,000,
@@ -35,6 +37,11 @@ struct Lab {
 }
 
 fn lab(old_settings: &[(&str, &str)]) -> Lab {
+    lab_with(old_settings, &[])
+}
+
+/// Two servers, each with its own settings.
+fn lab_with(old_settings: &[(&str, &str)], new_settings: &[(&str, &str)]) -> Lab {
     let dir = tempfile::tempdir().unwrap();
     for sub in ["pg-old", "pg-new", "old", "new"] {
         std::fs::create_dir_all(dir.path().join(sub)).unwrap();
@@ -50,7 +57,7 @@ fn lab(old_settings: &[(&str, &str)]) -> Lab {
         &dir.path().join("pg-new"),
         free_port().unwrap(),
         NEW_PASSWORD,
-        &[],
+        new_settings,
     )
     .unwrap();
     old.psql("postgres", "CREATE DATABASE app").unwrap();
@@ -440,6 +447,105 @@ fn preflight_names_the_setting_for_a_password_a_privilege_and_wal_level() {
     assert!(
         !lab.path().join(".cutover/dbmove.db").exists(),
         "preflight failures write no state"
+    );
+    for password in [OLD_PASSWORD, NEW_PASSWORD] {
+        assert!(!outputs.contains(password));
+    }
+}
+
+/// A step whose `undo` replicates back needs on the new server what a
+/// source needs and on the old one what a destination needs: with the new
+/// server at `wal_level = replica`, the undo's user there without
+/// `REPLICATION` and the old server without logical replication workers,
+/// `run` and `plan --probe` name each as the undo's, with the line to
+/// change, before anything runs; the same runbook without the undo passes.
+#[test]
+#[ignore = "needs PostgreSQL (Debian postgresql); run by .ci/run"]
+fn preflight_checks_what_the_undo_s_replication_back_needs() {
+    let lab = lab_with(
+        &[("max_logical_replication_workers", "0")],
+        &[("wal_level", "replica")],
+    );
+    seed(&lab.old, 100);
+    lab.new
+        .psql(
+            "app",
+            &format!("CREATE ROLE plain LOGIN PASSWORD '{NEW_PASSWORD}'"),
+        )
+        .unwrap();
+    let (old, new) = (lab.old.port(), lab.new.port());
+    let runbook = |undo: bool| {
+        let text = format!(
+            "runbook dbmove\n\n\
+             host db-old addr 127.0.0.1 via local ./old\n\
+             host db-new addr 127.0.0.1 via local ./new\n\n\
+             step sync\n  db.sync postgres db-old:{old}/app user postgres password env:OLD_PG_PW -> db-new:{new}/app user postgres password file:new.pw freeze freeze\n{}\
+             \x20 timeout 10m\n\n\
+             step freeze\n  manual \"stop the writers\"\n",
+            if undo {
+                format!(
+                    "  undo db.sync postgres db-new:{new}/app user plain password file:new.pw -> db-old:{old}/app user postgres password env:OLD_PG_PW\n"
+                )
+            } else {
+                String::new()
+            }
+        );
+        std::fs::write(lab.path().join("dbmove.runbook"), text).unwrap();
+    };
+    let mut outputs = String::new();
+
+    // Forward alone, the servers have what it needs.
+    runbook(false);
+    let (_, _, err) = lab.finish(&["plan", "dbmove.runbook", "--probe"], &mut outputs);
+    assert!(!err.contains("could not probe"), "{err}");
+
+    runbook(true);
+    let back = "for the undo (replication back, new -> old): ";
+    let expected = [
+        format!(
+            "plain@127.0.0.1:{new}/app: {back}wal_level is `replica`: set `wal_level = logical` in postgresql.conf"
+        ),
+        format!(
+            "plain@127.0.0.1:{new}/app: {back}the REPLICATION privilege is missing for user `plain`: run `ALTER ROLE \"plain\" REPLICATION;`"
+        ),
+        format!(
+            "postgres@127.0.0.1:{old}/app: {back}max_logical_replication_workers is 0: set `max_logical_replication_workers = 4`"
+        ),
+    ];
+    let (status, _, err) = lab.finish(&["run", "dbmove.runbook"], &mut outputs);
+    assert_eq!(status.code(), Some(2), "{err}");
+    for line in &expected {
+        assert!(err.contains(line.as_str()), "{line}\n{err}");
+    }
+    assert!(err.contains("nothing was run"), "{err}");
+    assert!(
+        !lab.path().join(".cutover/dbmove.db").exists(),
+        "preflight failures write no state"
+    );
+    let (_, _, err) = lab.finish(&["plan", "dbmove.runbook", "--probe"], &mut outputs);
+    // The findings are wrapped to the terminal's width.
+    let flat = |text: &str| {
+        text.split_whitespace()
+            .filter(|word| *word != "│")
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(
+        err.contains("could not probe: preflight: step `sync`"),
+        "{err}"
+    );
+    for line in &expected {
+        assert!(flat(&err).contains(&flat(line)), "{line}\n{err}");
+    }
+    assert_eq!(
+        lab.new
+            .psql(
+                "app",
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+            )
+            .unwrap(),
+        "0",
+        "nothing was copied"
     );
     for password in [OLD_PASSWORD, NEW_PASSWORD] {
         assert!(!outputs.contains(password));

@@ -4,13 +4,16 @@
 //! request to the zone's primary (a TSIG-signed SOA query); each `db.sync`
 //! to a database server logs in to both servers with the runbook's
 //! credentials and checks what replication needs there (each missing
-//! setting named, with the line to change). A missing variable, a wrong key
-//! or password or `wal_level` not `logical` is reported before anything
-//! runs, not when the step acts in the middle of the window.
+//! setting named, with the line to change), and, for a `db.sync` whose
+//! `undo` replicates back, what that needs in the other direction (the new
+//! server as the source, the old one as the destination). A missing
+//! variable, a wrong key or password or `wal_level` not `logical` is
+//! reported before anything runs, not when the step acts in the middle of
+//! the window, nor when the fallback window opens after the step.
 
 use crate::dns::tsig_key;
 use cutover_dns::Updater;
-use cutover_lang::{ActionKind, Runbook, ServerEngine, Step, ZoneId};
+use cutover_lang::{Action, ActionKind, Runbook, ServerEngine, Step, ZoneId};
 use std::path::Path;
 use std::time::Duration;
 
@@ -137,11 +140,71 @@ async fn databases(
 
 /// Logs in to both servers of one `db.sync` to a database server and
 /// checks their replication settings (`plan --probe` reports the same).
+/// When the step's `undo` replicates back (new to old, a fallback
+/// window), what that needs is checked too, with the new server as the
+/// source and the old one as the destination, each problem said to be
+/// for the undo (one the forward check names already is not repeated).
 pub(crate) async fn database(
     runbook: &Runbook,
     runbook_dir: &Path,
     step: &Step,
 ) -> Result<PreflightOk, Vec<PreflightError>> {
+    let back = step
+        .undo
+        .as_ref()
+        .filter(|undo| matches!(undo.kind, ActionKind::DbReplicate { .. }));
+    let (forward, back) =
+        tokio::join!(direction(runbook, runbook_dir, step, &step.action), async {
+            match back {
+                Some(undo) => Some(direction(runbook, runbook_dir, step, undo).await),
+                None => None,
+            }
+        });
+    let (label, mut failures) = forward;
+    if let Some((_, back_failures)) = back {
+        for failure in back_failures {
+            let PreflightError::Database {
+                step,
+                server,
+                setting,
+                problem,
+            } = failure
+            else {
+                continue;
+            };
+            let repeated = failures.iter().any(|f| {
+                matches!(f, PreflightError::Database { server: s, setting: t, .. }
+                    if *s == server && *t == setting)
+            });
+            if !repeated {
+                failures.push(PreflightError::Database {
+                    step,
+                    server,
+                    setting,
+                    problem: format!("for the undo (replication back, new -> old): {problem}"),
+                });
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(PreflightOk::Database {
+            step: step.name.clone(),
+            servers: label,
+        })
+    } else {
+        Err(failures)
+    }
+}
+
+/// Logs in to both servers of one direction of a `db.sync` (`action`,
+/// the step's own or its `undo`) and checks what replication needs there:
+/// the servers' label and every problem found.
+async fn direction(
+    runbook: &Runbook,
+    runbook_dir: &Path,
+    step: &Step,
+    action: &Action,
+) -> (String, Vec<PreflightError>) {
     let fail =
         |server: String, setting: Option<String>, problem: String| PreflightError::Database {
             step: step.name.clone(),
@@ -149,14 +212,11 @@ pub(crate) async fn database(
             setting,
             problem,
         };
-    let sides = match crate::db::sides(runbook, runbook_dir, &step.name, &step.action.kind) {
+    let sides = match crate::db::sides(runbook, runbook_dir, &step.name, &action.kind) {
         Ok(sides) => sides,
         Err(err) => {
-            return Err(vec![fail(
-                runbook.describe(&step.action),
-                None,
-                err.to_string(),
-            )]);
+            let label = runbook.describe(action);
+            return (label.clone(), vec![fail(label, None, err.to_string())]);
         }
     };
     let checked = match sides.engine {
@@ -167,7 +227,7 @@ pub(crate) async fn database(
             cutover_db::mysql::preflight(&sides.source, &sides.destination).await
         }
     };
-    let failures: Vec<PreflightError> = match checked {
+    let failures = match checked {
         Ok(()) => Vec::new(),
         Err(cutover_db::DbError::Preflight(problems)) => problems
             .into_iter()
@@ -181,14 +241,7 @@ pub(crate) async fn database(
             .collect(),
         Err(err) => vec![fail(sides.label.clone(), None, err.to_string())],
     };
-    if failures.is_empty() {
-        Ok(PreflightOk::Database {
-            step: step.name.clone(),
-            servers: sides.label,
-        })
-    } else {
-        Err(failures)
-    }
+    (sides.label, failures)
 }
 
 /// Whether an action sends updates to the zone.
