@@ -307,27 +307,27 @@ impl TerminalReporter {
     }
 }
 
-/// `12.0 MiB of 160.0 MiB (7%)`, `3 of 10 tables (30%)`, `512 bytes of lag`.
+/// `12.0 MiB of 160.0 MiB (7%)`, `3.0 MiB of 12.0 MiB copied (25%)`,
+/// `3 of 10 tables (30%)`, `512 B of lag`: the unit once, a unit counted
+/// in bytes (`bytes`, `bytes copied`, `bytes of lag`) in IEC sizes (the
+/// dashboard writes the same).
 fn progress_text(done: u64, total: Option<u64>, unit: &str) -> String {
-    let amount = |n: u64| {
-        if unit == "bytes" {
-            cutover_engine::describe_size(n)
-        } else {
-            format!("{n} {unit}")
-        }
+    let in_bytes = unit
+        .strip_prefix("bytes")
+        .filter(|rest| rest.is_empty() || rest.starts_with(' '));
+    let amount = |n: u64| match in_bytes {
+        Some(_) => cutover_engine::describe_size(n),
+        None => n.to_string(),
     };
-    let percent = |total: u64| done.saturating_mul(100) / total;
+    let rest = in_bytes.map_or_else(|| format!(" {unit}"), str::to_owned);
     match total {
-        Some(total) if total > 0 && unit == "bytes" => format!(
-            "{} of {} ({}%)",
+        Some(total) if total > 0 => format!(
+            "{} of {}{rest} ({}%)",
             amount(done),
             amount(total),
-            percent(total)
+            done.saturating_mul(100) / total
         ),
-        Some(total) if total > 0 => {
-            format!("{done} of {} ({}%)", amount(total), percent(total))
-        }
-        _ => amount(done),
+        _ => format!("{}{rest}", amount(done)),
     }
 }
 
@@ -856,6 +856,18 @@ mod tests {
             "12.0 MiB of 160.0 MiB (7%)"
         );
         assert_eq!(progress_text(3, Some(10), "tables"), "3 of 10 tables (30%)");
-        assert_eq!(progress_text(512, None, "bytes of lag"), "512 bytes of lag");
+        assert_eq!(progress_text(512, None, "bytes of lag"), "512 B of lag");
+        assert_eq!(
+            progress_text(3 << 20, Some(12 << 20), "bytes copied"),
+            "3.0 MiB of 12.0 MiB copied (25%)"
+        );
+        assert_eq!(
+            progress_text(40, Some(100), "rows copied"),
+            "40 of 100 rows copied (40%)"
+        );
+        assert_eq!(
+            progress_text(7, None, "transactions of lag"),
+            "7 transactions of lag"
+        );
     }
 }
