@@ -459,6 +459,7 @@ fn preflight_names_the_setting_for_a_password_a_privilege_and_wal_level() {
 /// `REPLICATION` and the old server without logical replication workers,
 /// `run` and `plan --probe` name each as the undo's, with the line to
 /// change, before anything runs; the same runbook without the undo passes.
+/// A refused login that both directions use is named once.
 #[test]
 #[ignore = "needs PostgreSQL (Debian postgresql); run by .ci/run"]
 fn preflight_checks_what_the_undo_s_replication_back_needs() {
@@ -547,7 +548,26 @@ fn preflight_checks_what_the_undo_s_replication_back_needs() {
         "0",
         "nothing was copied"
     );
-    for password in [OLD_PASSWORD, NEW_PASSWORD] {
+
+    // A login both directions use is refused once, not again for the undo.
+    let wrong = "Wrong-PG-secret-4410";
+    let out = lab
+        .cutover(&["run", "dbmove.runbook"])
+        .env("OLD_PG_PW", wrong)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    outputs.push_str(&err);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let refused = format!("postgres@127.0.0.1:{old}/app: the login of user `postgres` is refused");
+    assert_eq!(err.matches(refused.as_str()).count(), 1, "{err}");
+    assert!(
+        !err.contains(&format!("postgres@127.0.0.1:{old}/app: {back}the login")),
+        "{err}"
+    );
+    for password in [OLD_PASSWORD, NEW_PASSWORD, wrong] {
         assert!(!outputs.contains(password));
     }
 }
