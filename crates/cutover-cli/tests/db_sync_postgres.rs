@@ -459,7 +459,8 @@ fn preflight_names_the_setting_for_a_password_a_privilege_and_wal_level() {
 /// `REPLICATION` and the old server without logical replication workers,
 /// `run` and `plan --probe` name each as the undo's, with the line to
 /// change, before anything runs; the same runbook without the undo passes.
-/// A refused login that both directions use is named once.
+/// A refused login or an unset password variable that both directions use
+/// is named once.
 #[test]
 #[ignore = "needs PostgreSQL (Debian postgresql); run by .ci/run"]
 fn preflight_checks_what_the_undo_s_replication_back_needs() {
@@ -567,6 +568,21 @@ fn preflight_checks_what_the_undo_s_replication_back_needs() {
         !err.contains(&format!("postgres@127.0.0.1:{old}/app: {back}the login")),
         "{err}"
     );
+    // So is a password both directions read from an unset variable.
+    let out = lab
+        .cutover(&["run", "dbmove.runbook"])
+        .env_remove("OLD_PG_PW")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    outputs.push_str(&err);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let unset = format!(
+        "the password of db-old:{old}/app is read from environment variable OLD_PG_PW, which is not set"
+    );
+    assert_eq!(err.matches(unset.as_str()).count(), 1, "{err}");
     for password in [OLD_PASSWORD, NEW_PASSWORD, wrong] {
         assert!(!outputs.contains(password));
     }

@@ -172,9 +172,11 @@ pub(crate) async fn database(
             else {
                 continue;
             };
+            // The same setting of the same login, or the same unread
+            // password or unreachable server.
             let repeated = failures.iter().any(|f| {
-                matches!(f, PreflightError::Database { server: s, setting: t, .. }
-                    if *s == server && *t == setting)
+                matches!(f, PreflightError::Database { server: s, setting: t, problem: p, .. }
+                    if (*s == server && *t == setting) || (setting.is_none() && *p == problem))
             });
             if !repeated {
                 failures.push(PreflightError::Database {
