@@ -492,31 +492,8 @@ fn preflight_checks_what_the_undo_s_replication_back_needs() {
             "plain@127.0.0.1:{old}/shop: {back}the REPLICATION SLAVE ADMIN privilege is missing for user `plain`"
         ),
     ];
-    let (status, _, err) = lab.finish(&["run", "shopmove.runbook"], &mut outputs);
-    assert_eq!(status.code(), Some(2), "{err}");
-    for line in &expected {
-        assert!(err.contains(line.as_str()), "{line}\n{err}");
-    }
-    assert!(err.contains("nothing was run"), "{err}");
-    assert!(
-        !lab.path().join(".cutover/shopmove.db").exists(),
-        "preflight failures write no state"
-    );
-    let (_, _, err) = lab.finish(&["plan", "shopmove.runbook", "--probe"], &mut outputs);
-    // The findings are wrapped to the terminal's width.
-    let flat = |text: &str| {
-        text.split_whitespace()
-            .filter(|word| *word != "│")
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    assert!(
-        err.contains("could not probe: preflight: step `sync`"),
-        "{err}"
-    );
-    for line in &expected {
-        assert!(flat(&err).contains(&flat(line)), "{line}\n{err}");
-    }
+    lab.cutover()
+        .assert_preflight_refuses(&expected, &mut outputs);
     assert_eq!(
         lab.new
             .sql("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop'")

@@ -514,31 +514,8 @@ fn preflight_checks_what_the_undo_s_replication_back_needs() {
             "postgres@127.0.0.1:{old}/app: {back}max_logical_replication_workers is 0: set `max_logical_replication_workers = 4`"
         ),
     ];
-    let (status, _, err) = lab.finish(&["run", "dbmove.runbook"], &mut outputs);
-    assert_eq!(status.code(), Some(2), "{err}");
-    for line in &expected {
-        assert!(err.contains(line.as_str()), "{line}\n{err}");
-    }
-    assert!(err.contains("nothing was run"), "{err}");
-    assert!(
-        !lab.path().join(".cutover/dbmove.db").exists(),
-        "preflight failures write no state"
-    );
-    let (_, _, err) = lab.finish(&["plan", "dbmove.runbook", "--probe"], &mut outputs);
-    // The findings are wrapped to the terminal's width.
-    let flat = |text: &str| {
-        text.split_whitespace()
-            .filter(|word| *word != "│")
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    assert!(
-        err.contains("could not probe: preflight: step `sync`"),
-        "{err}"
-    );
-    for line in &expected {
-        assert!(flat(&err).contains(&flat(line)), "{line}\n{err}");
-    }
+    lab.runner()
+        .assert_preflight_refuses(&expected, &mut outputs);
     assert_eq!(
         lab.new
             .psql(
@@ -550,35 +527,23 @@ fn preflight_checks_what_the_undo_s_replication_back_needs() {
         "nothing was copied"
     );
 
-    // A login both directions use is refused once, not again for the undo.
+    // A login both directions use is refused once, not again for the undo;
+    // so is a password both directions read from an unset variable.
     let wrong = "Wrong-PG-secret-4410";
-    let out = lab
-        .cutover(&["run", "dbmove.runbook"])
-        .env("OLD_PG_PW", wrong)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    outputs.push_str(&err);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let mut run = lab.cutover(&["run", "dbmove.runbook"]);
+    run.env("OLD_PG_PW", wrong);
+    let (status, _, err) = lab.runner().finish_command(run, &mut outputs);
+    assert_eq!(status.code(), Some(2), "{err}");
     let refused = format!("postgres@127.0.0.1:{old}/app: the login of user `postgres` is refused");
     assert_eq!(err.matches(refused.as_str()).count(), 1, "{err}");
     assert!(
         !err.contains(&format!("postgres@127.0.0.1:{old}/app: {back}the login")),
         "{err}"
     );
-    // So is a password both directions read from an unset variable.
-    let out = lab
-        .cutover(&["run", "dbmove.runbook"])
-        .env_remove("OLD_PG_PW")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    outputs.push_str(&err);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let mut run = lab.cutover(&["run", "dbmove.runbook"]);
+    run.env_remove("OLD_PG_PW");
+    let (status, _, err) = lab.runner().finish_command(run, &mut outputs);
+    assert_eq!(status.code(), Some(2), "{err}");
     let unset = format!(
         "the password of db-old:{old}/app is read from environment variable OLD_PG_PW, which is not set"
     );

@@ -36,10 +36,19 @@ impl Cutover {
     /// Runs a cutover command to its end (bounded); status, stdout,
     /// stderr, both also added to `outputs`.
     pub fn finish(&self, args: &[&str], outputs: &mut String) -> (ExitStatus, String, String) {
+        self.finish_command(self.command(args), outputs)
+    }
+
+    /// [`Cutover::finish`] of a [`Cutover::command`] changed by the caller
+    /// (another environment).
+    pub fn finish_command(
+        &self,
+        mut command: Command,
+        outputs: &mut String,
+    ) -> (ExitStatus, String, String) {
         let out = tempfile::NamedTempFile::new().unwrap();
         let err = tempfile::NamedTempFile::new().unwrap();
-        let mut child = self
-            .command(args)
+        let mut child = command
             .stdout(out.reopen().unwrap())
             .stderr(err.reopen().unwrap())
             .spawn()
@@ -50,6 +59,32 @@ impl Cutover {
         outputs.push_str(&out);
         outputs.push_str(&err);
         (status, out, err)
+    }
+
+    /// `run` stops at preflight (exit 2, nothing run, no state file) and
+    /// `plan --probe` reports the same, each of `expected` in both (the
+    /// probe's findings are wrapped to the terminal's width).
+    pub fn assert_preflight_refuses(&self, expected: &[String], outputs: &mut String) {
+        let (status, _, err) = self.finish(&["run", self.runbook], outputs);
+        assert_eq!(status.code(), Some(2), "{err}");
+        for line in expected {
+            assert!(err.contains(line.as_str()), "{line}\n{err}");
+        }
+        assert!(err.contains("nothing was run"), "{err}");
+        let stem = Path::new(self.runbook).file_stem().unwrap();
+        let state = self.dir.join(".cutover").join(stem).with_extension("db");
+        assert!(!state.exists(), "preflight failures write no state");
+        let (_, _, err) = self.finish(&["plan", self.runbook, "--probe"], outputs);
+        let flat = |text: &str| {
+            text.split_whitespace()
+                .filter(|word| *word != "│")
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert!(err.contains("could not probe: preflight: step "), "{err}");
+        for line in expected {
+            assert!(flat(&err).contains(&flat(line)), "{line}\n{err}");
+        }
     }
 
     /// `cutover run RUNBOOK --take-over` in the background, logging to
