@@ -414,3 +414,150 @@ async fn a_big_tables_keys_are_built_as_its_copy_ends_while_it_is_written() {
         .await
         .unwrap();
 }
+
+/// A big table with an integer key and no other uniqueness is copied in
+/// two halves at once, by two subscriptions (odd and even keys); its key
+/// and index are built as both copies end, the changes written meanwhile
+/// (updates, inserts, a key moved from one half to the other, a delete)
+/// all arrive, the lag covers both, and stopping removes both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (Debian postgresql); run by .ci/run"]
+async fn a_big_table_with_an_integer_key_is_copied_in_two_halves_at_once() {
+    let pair = pair(&[]);
+    sql(&pair.source, "postgres", "CREATE DATABASE app").await;
+    sql(&pair.destination, "postgres", "CREATE DATABASE app").await;
+    sql(
+        &pair.source,
+        "app",
+        "CREATE TABLE big (id bigserial PRIMARY KEY, pad text);
+         CREATE INDEX big_pad ON big (left(pad, 8));
+         INSERT INTO big (pad) SELECT repeat(md5(g::text), 16) FROM generate_series(1, 520000) g;
+         CREATE TABLE small (id int PRIMARY KEY, big bigint REFERENCES big (id));
+         INSERT INTO small SELECT g, g FROM generate_series(1, 1000) g;",
+    )
+    .await;
+    let size: u64 = pair
+        .source
+        .psql("app", "SELECT pg_table_size('big')")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(size >= 256 << 20, "big is {size} bytes");
+    let name = cutover_db::replication_name("halves");
+    postgres::start(&pair.src(), &pair.src(), &pair.dst(), &name)
+        .await
+        .unwrap();
+    let subscriptions =
+        "SELECT string_agg(subname::text, ',' ORDER BY subname) FROM pg_subscription";
+    let both = format!("{name},{name}_2");
+    assert!(
+        destination_has(&pair, subscriptions, &both),
+        "two subscriptions"
+    );
+    let parts = "SELECT count(*) FROM pg_subscription_rel WHERE srrelid = 'big'::regclass";
+    assert!(
+        destination_has(&pair, parts, "2"),
+        "big is copied in two parts"
+    );
+
+    let writer = {
+        let source = pair.src();
+        tokio::spawn(async move {
+            let mut config = tokio_postgres::Config::new();
+            config
+                .host(&source.host)
+                .port(source.port)
+                .dbname(&source.database)
+                .user(&source.user)
+                .password(PASSWORD);
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            for n in 0..400u64 {
+                let statement = match n % 4 {
+                    0 => format!(
+                        "UPDATE big SET pad = 'updated {n}' WHERE id = {}",
+                        1 + n * 701 % 450000
+                    ),
+                    1 => format!("INSERT INTO big (pad) VALUES ('new {n}')"),
+                    // From the even half to the odd one.
+                    2 => format!("UPDATE big SET id = id + 1000001 WHERE id = {}", 2000 + n),
+                    _ => format!("DELETE FROM big WHERE id = {}", 100_000 + n),
+                };
+                client.batch_execute(&statement).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let keys =
+        "SELECT count(*) FROM pg_constraint WHERE conrelid = 'big'::regclass AND contype = 'p'";
+    let index = "SELECT count(*) FROM pg_indexes WHERE tablename = 'big' AND indexname = 'big_pad'";
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let lag = postgres::lag(&pair.src(), &pair.dst(), &name)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(lag.tables, 2, "{lag:?}");
+        assert!(lag.copied_bytes <= lag.source_bytes, "{lag:?}");
+        postgres::create_indexes(&pair.src(), &pair.dst())
+            .await
+            .unwrap();
+        if lag.tables_ready == lag.tables
+            && destination_has(&pair, keys, "1")
+            && destination_has(&pair, index, "1")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not copied in 300 s: {lag:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    writer.await.unwrap();
+    let lag = wait_caught_up(&pair, &name).await;
+    assert_eq!(lag.copied_bytes, lag.source_bytes, "{lag:?}");
+    assert_eq!(
+        postgres::create_indexes(&pair.src(), &pair.dst())
+            .await
+            .unwrap(),
+        0,
+        "all built"
+    );
+    assert!(
+        destination_has(
+            &pair,
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'small'::regclass AND contype = 'f'",
+            "1"
+        ),
+        "the foreign key, once all is copied"
+    );
+    assert!(
+        destination_has(
+            &pair,
+            "SELECT sum(sync_error_count + apply_error_count) FROM pg_stat_subscription_stats",
+            "0"
+        ),
+        "no worker failed on a missing key"
+    );
+    let comparison = postgres::compare(&pair.src(), &pair.dst(), 50_000)
+        .await
+        .unwrap();
+    assert!(comparison.equal(), "{comparison:?}");
+    assert_eq!(comparison.rows(), 521_000);
+    postgres::stop(&pair.src(), &pair.dst(), &name)
+        .await
+        .unwrap();
+    assert!(destination_has(&pair, subscriptions, ""), "both removed");
+    assert_eq!(
+        pair.source
+            .psql("app", "SELECT count(*) FROM pg_publication")
+            .unwrap()
+            .trim(),
+        "0"
+    );
+    assert_eq!(
+        pair.source
+            .psql("app", "SELECT count(*) FROM pg_replication_slots")
+            .unwrap()
+            .trim(),
+        "0"
+    );
+}

@@ -22,7 +22,12 @@ pub async fn start_back(
     if has_subscription(&dst, name).await? {
         return Ok(false);
     }
-    let tables = schema::read(&src).await?.tables;
+    let tables: Vec<String> = schema::read(&src)
+        .await?
+        .tables
+        .iter()
+        .map(|t| t.qualified())
+        .collect();
     if tables.is_empty() {
         return Err(DbError::Unsupported {
             server: src.label().to_owned(),
