@@ -641,3 +641,121 @@ fn two_databases_of_one_server_replicate_to_one_server_one_after_the_other() {
     assert_eq!(count(&lab.old), count(&lab.new));
     assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
 }
+
+/// cloud-2013's shape: the wiki's database cut over with its undo
+/// replicating back (new to old) for the soak, then another database of
+/// the old server replicated forward while the new side writes the first
+/// and the old side the second: both directions between the same two
+/// servers at once. Both steps verify, the new side's writes reach the
+/// old side, and the replication back keeps running.
+#[test]
+#[ignore = "needs MariaDB (Debian mariadb-server); run by .ci/run"]
+fn a_second_database_replicates_forward_while_the_first_replicates_back() {
+    let lab = lab(&[], 2);
+    seed(&lab.old, 5_000);
+    lab.old
+        .sql("CREATE DATABASE bugs; USE bugs; CREATE TABLE bugs (id INT AUTO_INCREMENT PRIMARY KEY, title TEXT); INSERT INTO bugs (title) SELECT CONCAT('bug ', seq) FROM seq_1_to_3000")
+        .unwrap();
+    lab.new.sql("CREATE DATABASE bugs").unwrap();
+    let (old, new) = (lab.old.port(), lab.new.port());
+    let db = |side: &str, port: u16, name: &str| {
+        let password = if side == "old" {
+            "env:OLD_DB_PW"
+        } else {
+            "file:new.pw"
+        };
+        format!("db-{side}:{port}/{name} user root password {password}")
+    };
+    let text = format!(
+        "runbook shopmove\n\n\
+         host db-old addr 127.0.0.1 via local ./old\n\
+         host db-new addr 127.0.0.1 via local ./new\n\n\
+         step sync-shop\n  db.sync mysql {} -> {} freeze freeze-shop\n  undo db.sync mysql {} -> {}\n  timeout 10m\n\n\
+         step freeze-shop\n  manual \"stop the shop's writers\"\n\n\
+         step sync-bugs after sync-shop\n  db.sync mysql {} -> {} freeze freeze-bugs\n  timeout 10m\n\n\
+         step freeze-bugs after sync-shop\n  manual \"stop the bug tracker's writers\"\n",
+        db("old", old, "shop"),
+        db("new", new, "shop"),
+        db("new", new, "shop"),
+        db("old", old, "shop"),
+        db("old", old, "bugs"),
+        db("new", new, "bugs"),
+    );
+    std::fs::write(lab.path().join("shopmove.runbook"), text).unwrap();
+    let bugs_writer = |server: &LocalMariadb| {
+        Writer::start(server.session("bugs").unwrap(), 50, |n| {
+            format!("INSERT INTO bugs (title) VALUES ('filed live {n}');\n")
+        })
+    };
+    let mut shop = writer(&lab.old, 5_000, 50);
+    let mut bugs = bugs_writer(&lab.old);
+    let mut outputs = String::new();
+    let log = lab.path().join("run.log");
+    let mut run = lab.spawn_run(&log);
+    wait_for(
+        "the shop's replica runs",
+        Duration::from_secs(180),
+        &log,
+        || lab.replica().is_some_and(|r| r.1 == "Yes"),
+    );
+    shop.stop();
+    let (status, _, err) = lab.finish(
+        &["confirm", "freeze-shop", "shopmove.runbook"],
+        &mut outputs,
+    );
+    assert!(status.success(), "confirm: {err}");
+    // The shop now writes on the new side; the bug tracker still on the old.
+    let connections = |server: &LocalMariadb| {
+        server
+            .sql("SHOW ALL SLAVES STATUS")
+            .unwrap()
+            .lines()
+            .filter(|line| {
+                let fields: Vec<&str> = line.split('\t').collect();
+                fields.get(12) == Some(&"Yes") && fields.get(13) == Some(&"Yes")
+            })
+            .map(|line| line.split('\t').next().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    wait_for(
+        "the shop's replication back runs",
+        Duration::from_secs(180),
+        &log,
+        || connections(&lab.old) == ["cutover_sync_shop_back"],
+    );
+    let mut shop = writer(&lab.new, 5_000, 50);
+    wait_for(
+        "the bug tracker's replica runs",
+        Duration::from_secs(180),
+        &log,
+        || connections(&lab.new) == ["cutover_sync_bugs"],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    bugs.stop();
+    let (status, _, err) = lab.finish(
+        &["confirm", "freeze-bugs", "shopmove.runbook"],
+        &mut outputs,
+    );
+    assert!(status.success(), "confirm: {err}");
+    let status = wait_bounded(&mut run, LIMIT);
+    outputs.push_str(&std::fs::read_to_string(&log).unwrap());
+    assert!(status.success(), "run: {outputs}");
+    shop.stop();
+    let count = |server: &LocalMariadb, table: &str| {
+        server.sql(&format!("CHECKSUM TABLE {table}")).unwrap()
+    };
+    assert_eq!(count(&lab.old, "bugs.bugs"), count(&lab.new, "bugs.bugs"));
+    wait_for(
+        "the new side's writes reach the old side",
+        Duration::from_secs(60),
+        &log,
+        || count(&lab.old, "shop.accounts") == count(&lab.new, "shop.accounts"),
+    );
+    assert_eq!(
+        connections(&lab.old),
+        ["cutover_sync_shop_back"],
+        "the fallback window stays open"
+    );
+    assert_eq!(connections(&lab.new), Vec::<String>::new());
+    assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
+}
