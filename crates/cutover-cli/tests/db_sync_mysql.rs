@@ -589,7 +589,8 @@ fn an_undo_replicating_back_brings_the_new_side_s_writes_to_the_old_side() {
 /// Two databases of one server replicated to one server, as maemo-2013's
 /// db VM does (the wiki's, then Bugzilla's): MariaDB takes one replica
 /// connection from a server at a time, so the second step follows the
-/// first. The first replicates while both databases are written to, the
+/// first (side by side, preflight refuses them). The first replicates
+/// while both databases are written to, the
 /// second copies once the freeze has stopped the writers; both verify and
 /// both connections are removed.
 #[test]
@@ -602,20 +603,50 @@ fn two_databases_of_one_server_replicate_to_one_server_one_after_the_other() {
         .unwrap();
     lab.new.sql("CREATE DATABASE bugs").unwrap();
     let (old, new) = (lab.old.port(), lab.new.port());
-    let text = format!(
-        "runbook shopmove\n\n\
-         host db-old addr 127.0.0.1 via local ./old\n\
-         host db-new addr 127.0.0.1 via local ./new\n\n\
-         step sync-shop\n  db.sync mysql db-old:{old}/shop user root password env:OLD_DB_PW -> db-new:{new}/shop user root password file:new.pw freeze freeze\n  timeout 10m\n\n\
-         step sync-bugs after sync-shop\n  db.sync mysql db-old:{old}/bugs user root password env:OLD_DB_PW -> db-new:{new}/bugs user root password file:new.pw freeze freeze\n  timeout 10m\n\n\
-         step freeze\n  manual \"stop the writers\"\n"
+    let runbook = |order: &str, undo: bool| {
+        let back = |name: &str| {
+            if undo {
+                format!(
+                    "  undo db.sync mysql db-new:{new}/{name} user root password file:new.pw -> db-old:{old}/{name} user root password env:OLD_DB_PW\n"
+                )
+            } else {
+                String::new()
+            }
+        };
+        let text = format!(
+            "runbook shopmove\n\n\
+             host db-old addr 127.0.0.1 via local ./old\n\
+             host db-new addr 127.0.0.1 via local ./new\n\n\
+             step sync-shop\n  db.sync mysql db-old:{old}/shop user root password env:OLD_DB_PW -> db-new:{new}/shop user root password file:new.pw freeze freeze\n{}  timeout 10m\n\n\
+             step sync-bugs{order}\n  db.sync mysql db-old:{old}/bugs user root password env:OLD_DB_PW -> db-new:{new}/bugs user root password file:new.pw freeze freeze\n{}  timeout 10m\n\n\
+             step freeze\n  manual \"stop the writers\"\n",
+            back("shop"),
+            back("bugs"),
+        );
+        std::fs::write(lab.path().join("shopmove.runbook"), text).unwrap();
+    };
+    let mut outputs = String::new();
+    // Side by side, preflight refuses them before anything runs.
+    runbook("", false);
+    lab.cutover().assert_preflight_refuses(
+        &[format!(
+            "preflight: step `sync-shop`: 127.0.0.1:{old} -> 127.0.0.1:{new}: replicates from the same server to the same server as step `sync-bugs`, and neither waits for the other: MariaDB takes one replica connection from a source; put `after sync-shop` on `sync-bugs`"
+        )],
+        &mut outputs,
     );
-    std::fs::write(lab.path().join("shopmove.runbook"), text).unwrap();
+    // Two fallback windows between the same servers cannot both open.
+    runbook(" after sync-shop", true);
+    lab.cutover().assert_preflight_refuses(
+        &[format!(
+            "preflight: step `sync-shop`: 127.0.0.1:{new} -> 127.0.0.1:{old}: its undo replicates back between the same servers as the undo of step `sync-bugs`"
+        )],
+        &mut outputs,
+    );
+    runbook(" after sync-shop", false);
     let mut shop = writer(&lab.old, 5_000, 50);
     let mut bugs = Writer::start(lab.old.session("bugs").unwrap(), 50, |n| {
         format!("INSERT INTO bugs (title) VALUES ('filed live {n}');\n")
     });
-    let mut outputs = String::new();
     let log = lab.path().join("run.log");
     let mut run = lab.spawn_run(&log);
     wait_for(

@@ -13,7 +13,7 @@
 
 use crate::dns::tsig_key;
 use cutover_dns::Updater;
-use cutover_lang::{Action, ActionKind, Runbook, ServerEngine, Step, ZoneId};
+use cutover_lang::{Action, ActionKind, Runbook, ServerEngine, Step, StepId, ZoneId};
 use std::path::Path;
 use std::time::Duration;
 
@@ -136,6 +136,97 @@ async fn databases(
             Err(problems) => failed.extend(problems),
         }
     }
+    failed.extend(shared_replicas(runbook, done));
+}
+
+/// MariaDB takes one replica connection from a given source: two
+/// `db.sync mysql` steps still to run between the same two servers, in
+/// the same direction, must not replicate at once (the second act would
+/// fail with the server's `ERROR 1934`), so one must wait for the other
+/// (`after`, directly or through other steps). Their replication back
+/// (a step's `undo`) stays up for the fallback window, so two of those
+/// between the same servers cannot both be set up at all. `plan --probe`
+/// reports the same.
+pub(crate) fn shared_replicas(
+    runbook: &Runbook,
+    done: &dyn Fn(&str) -> bool,
+) -> Vec<PreflightError> {
+    let endpoints = |kind: &ActionKind| match kind {
+        ActionKind::DbReplicate {
+            engine: ServerEngine::Mysql,
+            from,
+            to,
+            ..
+        } => Some((
+            (runbook.host(from.host).addr, from.port),
+            (runbook.host(to.host).addr, to.port),
+        )),
+        _ => None,
+    };
+    let steps: Vec<(StepId, &Step)> = runbook
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| (StepId(i), step))
+        .filter(|(_, step)| !done(&step.name))
+        .collect();
+    let mut problems = Vec::new();
+    for (n, &(a, first)) in steps.iter().enumerate() {
+        let Some(forward) = endpoints(&first.action.kind) else {
+            continue;
+        };
+        let back = first.undo.as_ref().and_then(|undo| endpoints(&undo.kind));
+        for &(b, second) in &steps[n + 1..] {
+            let ordered = waits_for(runbook, a, b) || waits_for(runbook, b, a);
+            let (servers, problem) = if endpoints(&second.action.kind) == Some(forward) && !ordered
+            {
+                (
+                    forward,
+                    format!(
+                        "replicates from the same server to the same server as step `{}`, and neither waits for the other: MariaDB takes one replica connection from a source; put `after {}` on `{}`",
+                        second.name, first.name, second.name
+                    ),
+                )
+            } else if let Some(back) = back
+                && second.undo.as_ref().and_then(|undo| endpoints(&undo.kind)) == Some(back)
+            {
+                (
+                    back,
+                    format!(
+                        "its undo replicates back between the same servers as the undo of step `{}`: MariaDB takes one replica connection from a source, and a fallback window's stays up; keep the undo on one of them",
+                        second.name
+                    ),
+                )
+            } else {
+                continue;
+            };
+            let ((source, source_port), (destination, destination_port)) = servers;
+            problems.push(PreflightError::Database {
+                step: first.name.clone(),
+                server: format!("{source}:{source_port} -> {destination}:{destination_port}"),
+                setting: None,
+                problem,
+            });
+        }
+    }
+    problems
+}
+
+/// Whether step `later` waits (by `after`, directly or not) for `earlier`.
+fn waits_for(runbook: &Runbook, earlier: StepId, later: StepId) -> bool {
+    let mut seen = vec![false; runbook.steps.len()];
+    let mut stack = vec![later];
+    while let Some(step) = stack.pop() {
+        for &before in &runbook.step(step).after {
+            if before == earlier {
+                return true;
+            }
+            if !std::mem::replace(&mut seen[before.0], true) {
+                stack.push(before);
+            }
+        }
+    }
+    false
 }
 
 /// Logs in to both servers of one `db.sync` to a database server and

@@ -135,6 +135,8 @@ pub async fn probe(runbook: &Runbook, runbook_dir: &Path) -> Probe {
             problems.extend(found.iter().map(|p| p.to_string()));
         }
     }
+    let shared = crate::preflight::shared_replicas(runbook, &|_| false);
+    problems.extend(shared.iter().map(|p| p.to_string()));
 
     Probe { facts, problems }
 }
