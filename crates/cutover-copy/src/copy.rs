@@ -765,8 +765,13 @@ impl Copier<'_, '_> {
                 .iter()
                 .filter(|a| **a != Action::Nothing && **a != Action::Punch)
                 .count();
-            let mut shifted =
-                self.basis_size.is_some() && to_send >= DELTA_MIN_BLOCKS && to_send * 4 >= non_zero;
+            // A delta rebuilds its whole stretch: one that a resumed run
+            // already holds in part goes as blocks, so that part is not sent again.
+            let kept = stretch_actions.contains(&Action::KeepPartial);
+            let mut shifted = self.basis_size.is_some()
+                && !kept
+                && to_send >= DELTA_MIN_BLOCKS
+                && to_send * 4 >= non_zero;
             if shifted && self.delta_skip > 0 {
                 self.delta_skip -= 1;
                 shifted = false;
