@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -568,15 +568,11 @@ pub struct AgentClient {
     place: String,
     child: Option<Child>,
     idle: Option<Duration>,
+    /// Frames and compresses what goes to the agent.
     input: WireOut,
-    /// Compresses what goes to the agent (boxed: it is large, and the
-    /// endpoint holding this client is moved about).
-    packer: Box<Packer>,
     output: BufReader<Box<dyn Read + Send>>,
     stderr_tail: Arc<Mutex<Vec<u8>>>,
     pending: usize,
-    /// Frame bytes written to the agent (compressed where they were).
-    pub bytes_out: u64,
     /// Frame bytes read from the agent.
     pub bytes_in: u64,
 }
@@ -584,21 +580,152 @@ pub struct AgentClient {
 /// Frames gathered for the writer are handed over once they hold this much.
 const HAND_OVER: usize = 1 << 20;
 
-/// The coordinator's writing end of an agent's stream. Frames gather in a
-/// buffer handed (at a flush, a MiB at a time, and after each compressed
-/// message) to a thread that writes them, so the next message is read,
-/// encoded and compressed while the link takes this one. At most one
-/// handed-over buffer waits for the writer; handing over the next waits
-/// for the link, and that wait is what the packer learns the link from.
+/// What the coordinator hands to its packer thread.
+enum Out {
+    /// A message body to frame: compressed first when large and worth it.
+    Message(Vec<u8>),
+    /// Bytes for the stream as they are (a tunnel's, after its answer).
+    Raw(Vec<u8>),
+    /// Hand everything gathered over to the writer now.
+    Flush,
+}
+
+/// The coordinator's writing end of an agent's stream, three stages on
+/// three threads: the caller encodes a message and hands it to a packer
+/// thread, which compresses it ([`Packer`], with zstd's workers) and hands
+/// the frame to a writer thread, which writes it to the stream. So the
+/// caller reads and hashes the next batch while this one is compressed,
+/// and compresses the next while the link takes this one. Each stage holds
+/// at most one message waiting for the next (bounded memory); handing a
+/// frame to the writer waits for the link, and that wait is what the packer
+/// learns the link from.
 struct WireOut {
+    to_packer: Option<SyncSender<Out>>,
+    packer: Option<JoinHandle<io::Result<()>>>,
+    /// Frame bytes handed to the writer (compressed where they were).
+    written: Arc<AtomicU64>,
+    /// Frame bytes of the messages not packed yet, at their plain size.
+    unpacked: Arc<AtomicU64>,
+}
+
+impl WireOut {
+    fn new(out: Box<dyn Write + Send>, policy: Policy) -> io::Result<WireOut> {
+        let link = Arc::new(LinkMeter::default());
+        let mut writer = Writer::new(out, Arc::clone(&link))?;
+        let mut packer = Packer::pipelined(policy, link);
+        let written = Arc::new(AtomicU64::new(0));
+        let unpacked = Arc::new(AtomicU64::new(0));
+        let (counted, packed) = (Arc::clone(&written), Arc::clone(&unpacked));
+        let (to_packer, messages) = mpsc::sync_channel::<Out>(1);
+        let packing = thread::Builder::new()
+            .name("agent-packer".to_string())
+            .spawn(move || {
+                let result = (|| {
+                    for out in messages {
+                        match out {
+                            Out::Message(plain) => {
+                                let large = plain.len() >= MIN_BODY;
+                                let plain_bytes = 4 + plain.len() as u64;
+                                let body = packer.pack(plain);
+                                let (bytes, waited) = writer.frame(body, large)?;
+                                if large {
+                                    packer.handed_over(waited);
+                                }
+                                // Counted before it stops counting as
+                                // unpacked: a reader may see it twice, never not at all.
+                                counted.fetch_add(bytes, Ordering::SeqCst);
+                                packed.fetch_sub(plain_bytes, Ordering::SeqCst);
+                            }
+                            Out::Raw(bytes) => writer.raw(&bytes)?,
+                            Out::Flush => {
+                                writer.hand_over()?;
+                            }
+                        }
+                    }
+                    Ok(())
+                })();
+                writer.close();
+                result
+            })?;
+        Ok(WireOut {
+            to_packer: Some(to_packer),
+            packer: Some(packing),
+            written,
+            unpacked,
+        })
+    }
+
+    fn hand(&mut self, out: Out) -> io::Result<()> {
+        let sent = match &self.to_packer {
+            Some(to_packer) => to_packer.send(out).is_ok(),
+            None => false,
+        };
+        if sent { Ok(()) } else { Err(self.stopped()) }
+    }
+
+    /// Queues one message body for framing.
+    fn message(&mut self, body: Vec<u8>) -> io::Result<()> {
+        self.unpacked
+            .fetch_add(4 + body.len() as u64, Ordering::SeqCst);
+        self.hand(Out::Message(body))
+    }
+
+    /// Frame bytes of every message queued so far: as compressed once
+    /// packed, at their plain size until then (an upper bound, exact once
+    /// the packer has caught up).
+    fn bytes(&self) -> u64 {
+        self.written.load(Ordering::SeqCst) + self.unpacked.load(Ordering::SeqCst)
+    }
+
+    /// Why the packer stopped (its writer's error, the first time it is asked).
+    fn stopped(&mut self) -> io::Error {
+        self.to_packer = None;
+        match self.packer.take().map(JoinHandle::join) {
+            Some(Ok(Err(err))) => err,
+            _ => io::Error::new(io::ErrorKind::BrokenPipe, "the agent's input is closed"),
+        }
+    }
+
+    /// Writes what was queued, then closes the stream (the agent's stdin).
+    /// Bounded by the pipe's idle timeout, as any write is.
+    fn close(&mut self) {
+        self.to_packer = None;
+        if let Some(packer) = self.packer.take() {
+            let _ = packer.join();
+        }
+    }
+}
+
+impl Write for WireOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.hand(Out::Raw(buf.to_vec()))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.hand(Out::Flush)
+    }
+}
+
+impl Drop for WireOut {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The last stage of [`WireOut`]: small frames gather in a buffer handed
+/// (at a flush, a MiB at a time, and before each large frame) to a thread
+/// that writes them; a large frame goes to it as it is, after its length.
+struct Writer {
     buffer: Vec<u8>,
     to_writer: Option<SyncSender<Vec<u8>>>,
     writer: Option<JoinHandle<io::Result<()>>>,
 }
 
-impl WireOut {
-    fn new(mut out: Box<dyn Write + Send>, link: Arc<LinkMeter>) -> io::Result<WireOut> {
-        let (to_writer, chunks) = mpsc::sync_channel::<Vec<u8>>(1);
+impl Writer {
+    fn new(mut out: Box<dyn Write + Send>, link: Arc<LinkMeter>) -> io::Result<Writer> {
+        // Room for a large frame's length and the frame itself.
+        let (to_writer, chunks) = mpsc::sync_channel::<Vec<u8>>(2);
         let writer = thread::Builder::new()
             .name("agent-writer".to_string())
             .spawn(move || {
@@ -610,23 +737,40 @@ impl WireOut {
                 }
                 Ok(())
             })?;
-        Ok(WireOut {
+        Ok(Writer {
             buffer: Vec::with_capacity(HAND_OVER),
             to_writer: Some(to_writer),
             writer: Some(writer),
         })
     }
 
-    /// Appends one frame; hands the buffer over when `now` or when it is
-    /// full. Returns the frame's bytes and how long the handover waited.
-    fn frame(&mut self, body: &[u8], now: bool) -> io::Result<(u64, Duration)> {
-        let written = write_frame(&mut self.buffer, body)?;
-        let waited = if now || self.buffer.len() >= HAND_OVER {
+    /// Queues one frame: a large one is handed over now, after what is
+    /// gathered (without copying it); a small one joins the buffer, handed
+    /// over once full. Returns the frame's bytes and how long the
+    /// handover waited.
+    fn frame(&mut self, body: Vec<u8>, large: bool) -> io::Result<(u64, Duration)> {
+        let len = u32::try_from(body.len()).map_err(|_| io::Error::other("frame too large"))?;
+        let bytes = 4 + u64::from(len);
+        if large {
+            self.buffer.extend_from_slice(&len.to_le_bytes());
+            let waited = self.hand_over()?;
+            return Ok((bytes, waited + self.send(body)?));
+        }
+        write_frame(&mut self.buffer, &body)?;
+        let waited = if self.buffer.len() >= HAND_OVER {
             self.hand_over()?
         } else {
             Duration::ZERO
         };
-        Ok((written, waited))
+        Ok((bytes, waited))
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= HAND_OVER {
+            self.hand_over()?;
+        }
+        Ok(())
     }
 
     /// Hands the buffer to the writer: how long that waited.
@@ -635,6 +779,10 @@ impl WireOut {
             return Ok(Duration::ZERO);
         }
         let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(HAND_OVER));
+        self.send(chunk)
+    }
+
+    fn send(&mut self, chunk: Vec<u8>) -> io::Result<Duration> {
         let started = Instant::now();
         let sent = match &self.to_writer {
             Some(to_writer) => to_writer.send(chunk).is_ok(),
@@ -656,34 +804,13 @@ impl WireOut {
         }
     }
 
-    /// Writes what is handed over, then closes the stream (the agent's
-    /// stdin). Bounded by the pipe's idle timeout, as any write is.
+    /// Writes what is handed over, then closes the stream.
     fn close(&mut self) {
         let _ = self.hand_over();
         self.to_writer = None;
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
-    }
-}
-
-impl Write for WireOut {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.buffer.extend_from_slice(buf);
-        if self.buffer.len() >= HAND_OVER {
-            self.hand_over()?;
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.hand_over().map(|_| ())
-    }
-}
-
-impl Drop for WireOut {
-    fn drop(&mut self) {
-        self.close();
     }
 }
 
@@ -776,8 +903,7 @@ impl AgentClient {
                 }
             }
         });
-        let link = Arc::new(LinkMeter::default());
-        let input = match WireOut::new(Box::new(stdin), Arc::clone(&link)) {
+        let input = match WireOut::new(Box::new(stdin), Policy::from_env()) {
             Ok(input) => input,
             Err(e) => {
                 kill_group(&mut child);
@@ -794,11 +920,9 @@ impl AgentClient {
             child: Some(child),
             idle,
             input,
-            packer: Box::new(Packer::new(Policy::from_env(), link)),
             output: BufReader::with_capacity(1 << 20, Box::new(stdout)),
             stderr_tail,
             pending: 0,
-            bytes_out: 0,
             bytes_in: 0,
         };
         client.handshake()?;
@@ -811,8 +935,7 @@ impl AgentClient {
         reader: Box<dyn Read + Send>,
         writer: Box<dyn Write + Send>,
     ) -> Result<AgentClient, CopyError> {
-        let link = Arc::new(LinkMeter::default());
-        let input = WireOut::new(writer, Arc::clone(&link)).map_err(|e| {
+        let input = WireOut::new(writer, Policy::from_env()).map_err(|e| {
             CopyError::new(
                 ErrorKind::AgentFailed,
                 format!("`{name}`: cannot start its writer: {e}"),
@@ -824,11 +947,9 @@ impl AgentClient {
             child: None,
             idle: None,
             input,
-            packer: Box::new(Packer::new(Policy::from_env(), link)),
             output: BufReader::new(reader),
             stderr_tail: Arc::new(Mutex::new(Vec::new())),
             pending: 0,
-            bytes_out: 0,
             bytes_in: 0,
         };
         client.handshake()?;
@@ -859,19 +980,17 @@ impl AgentClient {
     /// Sends a request whose answer is only checked later (by `call` or
     /// `flush`), so the agent works while the coordinator does too.
     pub fn send(&mut self, request: &Request) -> Result<(), CopyError> {
-        let plain = request.encode();
-        let large = plain.len() >= MIN_BODY;
-        let body = self.packer.pack(plain);
-        let (written, waited) = self
-            .input
-            .frame(&body, large)
+        self.input
+            .message(request.encode())
             .map_err(|e| self.io_failed(&e))?;
-        if large {
-            self.packer.handed_over(waited);
-        }
-        self.bytes_out += written;
         self.pending += 1;
         Ok(())
+    }
+
+    /// Frame bytes sent to the agent (compressed where they were); a
+    /// message still waiting to be compressed counts at its plain size.
+    pub fn bytes_out(&self) -> u64 {
+        self.input.bytes()
     }
 
     /// Waits for every answer to requests sent with `send`.

@@ -118,7 +118,7 @@ impl Endpoint {
     pub fn wire_bytes(&self) -> (u64, u64) {
         match self {
             Endpoint::Local(_) => (0, 0),
-            Endpoint::Agent(agent) => (agent.bytes_out, agent.bytes_in),
+            Endpoint::Agent(agent) => (agent.bytes_out(), agent.bytes_in),
         }
     }
 
