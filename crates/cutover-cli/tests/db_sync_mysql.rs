@@ -586,6 +586,25 @@ fn an_undo_replicating_back_brings_the_new_side_s_writes_to_the_old_side() {
     assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
 }
 
+/// A lab whose old server holds a second database, `bugs` (3,000 rows),
+/// beside the shop; the new server has it empty.
+fn lab_with_bugs() -> Lab {
+    let lab = lab(&[], 2);
+    seed(&lab.old, 5_000);
+    lab.old
+        .sql("CREATE DATABASE bugs; USE bugs; CREATE TABLE bugs (id INT AUTO_INCREMENT PRIMARY KEY, title TEXT); INSERT INTO bugs (title) SELECT CONCAT('bug ', seq) FROM seq_1_to_3000")
+        .unwrap();
+    lab.new.sql("CREATE DATABASE bugs").unwrap();
+    lab
+}
+
+/// Bugs filed on `server` at 50 a second.
+fn bug_writer(server: &LocalMariadb) -> Writer {
+    Writer::start(server.session("bugs").unwrap(), 50, |n| {
+        format!("INSERT INTO bugs (title) VALUES ('filed live {n}');\n")
+    })
+}
+
 /// Two databases of one server replicated to one server, as maemo-2013's
 /// db VM does (the wiki's, then Bugzilla's): MariaDB takes one replica
 /// connection from a server at a time, so the second step follows the
@@ -596,12 +615,7 @@ fn an_undo_replicating_back_brings_the_new_side_s_writes_to_the_old_side() {
 #[test]
 #[ignore = "needs MariaDB (Debian mariadb-server); run by .ci/run"]
 fn two_databases_of_one_server_replicate_to_one_server_one_after_the_other() {
-    let lab = lab(&[], 2);
-    seed(&lab.old, 5_000);
-    lab.old
-        .sql("CREATE DATABASE bugs; USE bugs; CREATE TABLE bugs (id INT AUTO_INCREMENT PRIMARY KEY, title TEXT); INSERT INTO bugs (title) SELECT CONCAT('bug ', seq) FROM seq_1_to_3000")
-        .unwrap();
-    lab.new.sql("CREATE DATABASE bugs").unwrap();
+    let lab = lab_with_bugs();
     let (old, new) = (lab.old.port(), lab.new.port());
     let runbook = |order: &str, undo: bool| {
         let back = |name: &str| {
@@ -644,9 +658,7 @@ fn two_databases_of_one_server_replicate_to_one_server_one_after_the_other() {
     );
     runbook(" after sync-shop", false);
     let mut shop = writer(&lab.old, 5_000, 50);
-    let mut bugs = Writer::start(lab.old.session("bugs").unwrap(), 50, |n| {
-        format!("INSERT INTO bugs (title) VALUES ('filed live {n}');\n")
-    });
+    let mut bugs = bug_writer(&lab.old);
     let log = lab.path().join("run.log");
     let mut run = lab.spawn_run(&log);
     wait_for(
@@ -682,12 +694,7 @@ fn two_databases_of_one_server_replicate_to_one_server_one_after_the_other() {
 #[test]
 #[ignore = "needs MariaDB (Debian mariadb-server); run by .ci/run"]
 fn a_second_database_replicates_forward_while_the_first_replicates_back() {
-    let lab = lab(&[], 2);
-    seed(&lab.old, 5_000);
-    lab.old
-        .sql("CREATE DATABASE bugs; USE bugs; CREATE TABLE bugs (id INT AUTO_INCREMENT PRIMARY KEY, title TEXT); INSERT INTO bugs (title) SELECT CONCAT('bug ', seq) FROM seq_1_to_3000")
-        .unwrap();
-    lab.new.sql("CREATE DATABASE bugs").unwrap();
+    let lab = lab_with_bugs();
     let (old, new) = (lab.old.port(), lab.new.port());
     let db = |side: &str, port: u16, name: &str| {
         let password = if side == "old" {
@@ -713,13 +720,8 @@ fn a_second_database_replicates_forward_while_the_first_replicates_back() {
         db("new", new, "bugs"),
     );
     std::fs::write(lab.path().join("shopmove.runbook"), text).unwrap();
-    let bugs_writer = |server: &LocalMariadb| {
-        Writer::start(server.session("bugs").unwrap(), 50, |n| {
-            format!("INSERT INTO bugs (title) VALUES ('filed live {n}');\n")
-        })
-    };
     let mut shop = writer(&lab.old, 5_000, 50);
-    let mut bugs = bugs_writer(&lab.old);
+    let mut bugs = bug_writer(&lab.old);
     let mut outputs = String::new();
     let log = lab.path().join("run.log");
     let mut run = lab.spawn_run(&log);

@@ -6,7 +6,8 @@
 //! credentials and checks what replication needs there (each missing
 //! setting named, with the line to change), and, for a `db.sync` whose
 //! `undo` replicates back, what that needs in the other direction (the new
-//! server as the source, the old one as the destination). A missing
+//! server as the source, the old one as the destination); no two MariaDB
+//! replications may need one replica connection at once. A missing
 //! variable, a wrong key or password or `wal_level` not `logical` is
 //! reported before anything runs, not when the step acts in the middle of
 //! the window, nor when the fallback window opens after the step.
