@@ -281,6 +281,22 @@ fn main() {
             let elapsed = r.at - m.act_start;
             (r.done > 0).then(|| (r.total - r.done) as f64 * elapsed / r.done as f64)
         };
+        if std::env::var_os("CUTOVER_BENCH_TRACE").is_some() {
+            // About every 5 s: when, bytes done, the ETA and the time actually left.
+            let mut next = 0.0;
+            for r in m.reports.iter().filter(|r| r.at >= m.act_start) {
+                if r.at >= next {
+                    println!(
+                        "    trace {:6.1} s: {:5.1} % done, ETA {:>6}, left {:6.1} s",
+                        r.at - m.act_start,
+                        r.done as f64 * 100.0 / r.total.max(1) as f64,
+                        r.eta.map_or("-".to_string(), |e| format!("{e:.1} s")),
+                        m.act_end - r.at
+                    );
+                    next = r.at + 5.0;
+                }
+            }
+        }
         describe(
             "cutover's ETA, after 10 % of the time",
             errors(&m, |r| r.eta, by_time),

@@ -128,20 +128,32 @@ impl Estimator {
 pub struct CopyOptions<'a> {
     pub progress: Option<&'a (dyn Fn(Progress) + Sync)>,
     pub cancel: Option<&'a Cancel>,
-    /// At most this many data and delta bytes a second go from the source
-    /// to the destination (`limit RATE`), so a copy over a production link
-    /// leaves the rest of it to the services still running there.
+    /// At most this many bytes a second go over the wire from the source's
+    /// side to the destination's (`limit RATE`), so a copy over a
+    /// production link leaves the rest of it to the services still running
+    /// there. Counted as the link carries them: every protocol byte the
+    /// data's way, after compression (see [`Pacer`]).
     pub limit: Option<u64>,
 }
 
 /// The longest a paced copy sleeps before looking at its stop flag again.
 const PACE_SLICE: Duration = Duration::from_millis(50);
 
-/// Keeps the data a copy moves at or under a rate: a batch goes once the
-/// bytes before it and its own would have taken their time at that rate.
+/// Keeps the bytes a copy puts on the wire at or under a rate: a batch
+/// goes once the bytes already on the wire and the batch's own data would
+/// have taken their time at that rate (its data as it is: what it
+/// compresses to is known only once it went, so a batch that compresses
+/// well costs at most one batch's time of early waiting). The bytes counted are those that travel the data's
+/// way over an agent's stream, as framed and compressed: to a destination
+/// agent, and from a source agent (hashes and requests included; a relay's
+/// two links each count their own and the busier one is held). Data that
+/// compresses well therefore moves faster than the limit while the link
+/// carries no more than it. Between two files on this machine there is no
+/// wire: the data and delta bytes themselves are counted.
 struct Pacer {
     rate: u64,
     started: Instant,
+    /// Data and delta bytes queued so far (what counts without a wire).
     paced: u64,
 }
 
@@ -159,11 +171,13 @@ impl Pacer {
         (self.rate / 10).clamp(64 << 10, BATCH_BYTES)
     }
 
-    /// Waits until `bytes` more may go; gives up early when cancelled (the
+    /// Waits until `bytes` more data may go, given the `wire` bytes that
+    /// went so far (`None`: no wire); gives up early when cancelled (the
     /// caller checks the flag next).
-    fn wait(&mut self, bytes: u64, cancel: Option<&Cancel>) {
+    fn wait(&mut self, bytes: u64, wire: Option<u64>, cancel: Option<&Cancel>) {
         self.paced += bytes;
-        let due = self.started + Duration::from_secs_f64(self.paced as f64 / self.rate as f64);
+        let counted = wire.map_or(self.paced, |wire| wire + bytes);
+        let due = self.started + Duration::from_secs_f64(counted as f64 / self.rate as f64);
         loop {
             let now = Instant::now();
             if now >= due || cancel.is_some_and(Cancel::is_cancelled) {
@@ -517,10 +531,22 @@ impl Copier<'_, '_> {
     /// Waits for the bandwidth cap before `bytes` more go; then checks the
     /// stop flag.
     fn pace(&mut self, bytes: u64) -> Result<(), CopyError> {
-        if let Some(pacer) = &mut self.pacer {
-            pacer.wait(bytes, self.options.cancel);
+        if self.pacer.is_some() {
+            let wire = self.wire_the_data_way();
+            if let Some(pacer) = &mut self.pacer {
+                pacer.wait(bytes, wire, self.options.cancel);
+            }
         }
         self.cancelled()
+    }
+
+    /// Bytes that went over a wire the data's way so far: from a source
+    /// agent, to a destination agent (the busier link of a relay); `None`
+    /// when both ends are files on this machine.
+    fn wire_the_data_way(&self) -> Option<u64> {
+        let from_source = matches!(self.src, Endpoint::Agent(_)).then(|| self.src.wire_bytes().1);
+        let to_dest = matches!(self.dst, Endpoint::Agent(_)).then(|| self.dst.wire_bytes().0);
+        from_source.max(to_dest)
     }
 
     fn progress(&mut self) {

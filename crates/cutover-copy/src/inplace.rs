@@ -31,7 +31,7 @@ use rustix::fs::OFlags;
 use crate::beneath::{Entry, Folder, beside};
 use crate::blocks::{self, Extent};
 use crate::error::{CopyError, ErrorKind};
-use crate::sparse::{copy_range, punch_hole};
+use crate::sparse::{copy_range, punch_hole, start_writeback};
 
 /// Identifies a journal and its format.
 const JOURNAL_MAGIC: &[u8; 16] = b"cutover-journal1";
@@ -349,10 +349,13 @@ fn parse_journal(body: &[u8]) -> Option<(u64, Vec<Run>)> {
 ///
 /// Runs whose staged bytes lie close together in the log (scattered blocks
 /// staged one after another) are read from it at once and written one by
-/// one: one read instead of a kernel copy per block.
+/// one: one read instead of a kernel copy per block. Writing back starts
+/// every [`APPLY_WRITEBACK`] bytes, so the disk writes while the rest is
+/// applied and the final sync waits for little.
 pub fn apply(dest: &File, staging: Option<&File>, size: u64, runs: &[Run]) -> io::Result<()> {
     dest.set_len(size)?;
     let mut buffer = Vec::new();
+    let mut unsynced = 0;
     let mut i = 0;
     while i < runs.len() {
         let (start, end, change) = runs[i];
@@ -379,6 +382,7 @@ pub fn apply(dest: &File, staging: Option<&File>, size: u64, runs: &[Run]) -> io
             span_end = from + (e - s);
             next += 1;
         }
+        unsynced += span_end - at;
         if next == i + 1 && end - start > APPLY_READ {
             copy_range(staging, at, dest, start, end - start)?;
         } else {
@@ -392,9 +396,16 @@ pub fn apply(dest: &File, staging: Option<&File>, size: u64, runs: &[Run]) -> io
             }
         }
         i = next;
+        if unsynced >= APPLY_WRITEBACK {
+            start_writeback(dest, 0, 0);
+            unsynced = 0;
+        }
     }
     dest.sync_data()
 }
+
+/// Bytes applied between two starts of writing back.
+const APPLY_WRITEBACK: u64 = 8 << 20;
 
 /// Staged bytes read from the log at once while applying.
 const APPLY_READ: u64 = 8 << 20;

@@ -592,3 +592,40 @@ fn a_limited_copy_moves_its_data_no_faster_than_the_limit() {
         "{took:.3} s for {floor:.3} s of data at the limit"
     );
 }
+
+/// The limit holds the wire, not the data: data that compresses well moves
+/// faster than the limit while the bytes written to the agent stay at it.
+#[test]
+fn a_limited_copy_of_compressible_data_holds_its_wire_bytes_to_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = b"the quick brown fox jumps over the lazy dog; ";
+    let new: Vec<u8> = (0..8 << 20).map(|i| text[i % text.len()]).collect();
+    write_file(&dir.path().join("src"), &new, false);
+    let rate = 4 << 20;
+    let options = CopyOptions {
+        limit: Some(rate),
+        ..CopyOptions::default()
+    };
+    let (mut src, src_path) = local(&dir.path().join("src"));
+    let mut dst = in_process_agent(dir.path());
+    let started = std::time::Instant::now();
+    let report = copy_with(&mut src, &src_path, &mut dst, "dst", &options).unwrap();
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(fs::read(dir.path().join("dst")).unwrap(), new);
+    let data_at_limit = report.bytes_sent as f64 / rate as f64;
+    assert!(
+        report.wire_bytes_out * 2 < report.bytes_sent,
+        "the text was not compressed: {} wire bytes for {} data bytes",
+        report.wire_bytes_out,
+        report.bytes_sent
+    );
+    assert!(
+        took < data_at_limit * 0.75,
+        "{took:.3} s: paced by the data ({data_at_limit:.3} s at the limit), not by the wire"
+    );
+    assert!(
+        took >= report.wire_bytes_out as f64 / rate as f64 * 0.9,
+        "{took:.3} s for {} wire bytes at {rate} bytes a second",
+        report.wire_bytes_out
+    );
+}
