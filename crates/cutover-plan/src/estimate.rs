@@ -9,7 +9,7 @@ use crate::facts::ProbeFacts;
 use crate::figure::{Figure, Provenance};
 use crate::units_fmt;
 use cutover_lang::units::{Bandwidth, Size};
-use cutover_lang::{Action, ActionKind, Endpoint, Runbook, Step, StepId, WaitFor};
+use cutover_lang::{Action, ActionKind, Endpoint, HostId, Runbook, Step, StepId, WaitFor};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -25,6 +25,12 @@ pub const MANUAL_DEFAULT_MS: i64 = 15 * 60_000;
 /// Bytes per second a delta copy reads and hashes on both ends (rsync-style
 /// signature and diff); the changed data comes on top.
 pub const DELTA_SCAN_BYTES_PER_SEC: u64 = 300_000_000;
+/// Bytes per second a replicating `db.sync`'s final verification compares
+/// (both servers checksum in parallel, in key order), after its freeze.
+pub const DB_COMPARE_BYTES_PER_SEC: u64 = 100_000_000;
+/// The least a replicating `db.sync`'s final verification is given: the
+/// catch-up to zero lag, sequences and the comparison of a small database.
+pub const DB_FINAL_MIN_MS: i64 = 10_000;
 
 /// What the planner knows about a copy step (`image.copy`, `db.sync`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +134,25 @@ impl<'a> Estimator<'a> {
                     None => copy.full,
                 })
             }
+            ActionKind::DbReplicate {
+                from,
+                to,
+                size: Some(size),
+                ..
+            } => {
+                // The bulk copy, then (when nothing holds it longer, such as
+                // a freeze step) the final catch-up and comparison.
+                let bulk = self.over_link(from.host, to.host, *size, Provenance::Estimated);
+                let last = db_final_verification(Some(*size));
+                Some(match bulk.ms {
+                    Some(copy) => Figure::new(
+                        copy.saturating_add(last.ms_or_zero()),
+                        bulk.provenance,
+                        format!("bulk copy: {}; then {}", bulk.basis, last.basis),
+                    ),
+                    None => bulk,
+                })
+            }
             kind => action(kind),
         }
     }
@@ -164,6 +189,13 @@ impl<'a> Estimator<'a> {
                     _ => None,
                 });
                 self.transfer(from, to, size, copy_limit(&undo.kind))
+            }
+            // The replication back catches up and is compared, then removed.
+            ActionKind::DbReplicate { size, .. } => {
+                db_final_verification(size.or(match &self.runbook.step(id).action.kind {
+                    ActionKind::DbReplicate { size, .. } => *size,
+                    _ => None,
+                }))
             }
             kind => action(kind).unwrap_or_else(|| Figure::unknown("wait until a time")),
         }
@@ -202,22 +234,22 @@ impl<'a> Estimator<'a> {
                 ));
             }
         };
-        let figure = self.over_link(from, to, size, size_source);
+        let figure = self.over_link(from.host, to.host, size, size_source);
         match limit {
             Some(limit) => held_to(figure, size, size_source, limit),
             None => figure,
         }
     }
 
-    /// `size` over the link between the sites of `from` and `to`.
+    /// `size` over the link between the sites of hosts `from` and `to`.
     pub fn over_link(
         &self,
-        from: &Endpoint,
-        to: &Endpoint,
+        from: HostId,
+        to: HostId,
         size: Size,
         provenance: Provenance,
     ) -> Figure {
-        let (a, b) = (self.runbook.host(from.host), self.runbook.host(to.host));
+        let (a, b) = (self.runbook.host(from), self.runbook.host(to));
         let size_text = match provenance {
             Provenance::Probed => format!("{} (probed)", units_fmt::size(size.0)),
             _ => units_fmt::size(size.0),
@@ -352,8 +384,37 @@ fn action(kind: &ActionKind) -> Option<Figure> {
         ActionKind::Wait(WaitFor::Until(_)) => return None,
         ActionKind::DbReplicate { .. } => {
             return Some(Figure::unknown(
-                "database replication: the bulk copy depends on the data; add `expect`",
+                "database replication: the bulk copy's size is unknown (add `size` or `expect`)",
             ));
         }
     })
+}
+
+/// How long a replicating `db.sync`'s final verification takes once its
+/// freeze step is done: the catch-up and the comparison of `size` (a guess
+/// from the comparison's rate), at least [`DB_FINAL_MIN_MS`].
+pub fn db_final_verification(size: Option<Size>) -> Figure {
+    match size {
+        Some(size) => {
+            let compare =
+                i64::try_from(size.0 / (DB_COMPARE_BYTES_PER_SEC / 1000)).unwrap_or(i64::MAX / 4);
+            Figure::new(
+                compare.max(DB_FINAL_MIN_MS),
+                Provenance::Guess,
+                format!(
+                    "catch-up and comparison of {} at {}/s (default)",
+                    units_fmt::size(size.0),
+                    units_fmt::size(DB_COMPARE_BYTES_PER_SEC)
+                ),
+            )
+        }
+        None => Figure::new(
+            DB_FINAL_MIN_MS,
+            Provenance::Guess,
+            format!(
+                "catch-up and comparison {} (default; add `size` for more)",
+                units_fmt::duration_ms(DB_FINAL_MIN_MS)
+            ),
+        ),
+    }
 }

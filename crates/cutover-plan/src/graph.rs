@@ -1,7 +1,8 @@
 //! The order between steps that `after` declares: predecessors, successors,
-//! a topological order, and reachability.
+//! a topological order (in which a `db.sync`'s freeze step also comes
+//! before it), and reachability.
 
-use cutover_lang::{Runbook, StepId};
+use cutover_lang::{ActionKind, Runbook, StepId};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -30,13 +31,31 @@ impl Graph {
                 }
             }
         }
+        // A `db.sync ... freeze STEP` ends after its freeze step: the
+        // order puts the freeze step first (unless it comes after the
+        // sync, a cycle the language reports), without making it a
+        // predecessor, since the sync starts before it.
+        let mut order_succs = succs.clone();
         let mut missing: Vec<usize> = preds.iter().map(Vec::len).collect();
+        for (i, step) in runbook.steps.iter().enumerate() {
+            if let ActionKind::DbReplicate {
+                freeze: Some(gate), ..
+            } = &step.action.kind
+                && gate.0 < n
+                && gate.0 != i
+                && !preds[i].contains(gate)
+                && !follows(&succs, StepId(i), *gate)
+            {
+                order_succs[gate.0].push(StepId(i));
+                missing[i] += 1;
+            }
+        }
         let mut ready: BinaryHeap<Reverse<usize>> =
             (0..n).filter(|&i| missing[i] == 0).map(Reverse).collect();
         let mut order = Vec::with_capacity(n);
         while let Some(Reverse(i)) = ready.pop() {
             order.push(StepId(i));
-            for s in &succs[i] {
+            for s in &order_succs[i] {
                 missing[s.0] -= 1;
                 if missing[s.0] == 0 {
                     ready.push(Reverse(s.0));
@@ -63,19 +82,24 @@ impl Graph {
         if from == to || self.rank[from.0] > self.rank[to.0] && self.cyclic.is_empty() {
             return false;
         }
-        let mut seen = vec![false; self.succs.len()];
-        let mut stack = vec![from];
-        while let Some(x) = stack.pop() {
-            for &s in &self.succs[x.0] {
-                if s == to {
-                    return true;
-                }
-                if !seen[s.0] {
-                    seen[s.0] = true;
-                    stack.push(s);
-                }
+        follows(&self.succs, from, to)
+    }
+}
+
+/// Whether `to` comes (transitively) after `from` along `succs`.
+fn follows(succs: &[Vec<StepId>], from: StepId, to: StepId) -> bool {
+    let mut seen = vec![false; succs.len()];
+    let mut stack = vec![from];
+    while let Some(x) = stack.pop() {
+        for &s in &succs[x.0] {
+            if s == to {
+                return true;
+            }
+            if !seen[s.0] {
+                seen[s.0] = true;
+                stack.push(s);
             }
         }
-        false
     }
+    false
 }

@@ -32,6 +32,9 @@ pub struct PlannedStep {
     pub start: i64,
     /// The wait for old TTLs to expire before a `dns.switch` or `dns.remove` acts.
     pub ttl_wait: Option<TtlWait>,
+    /// A replicating `db.sync` whose end its freeze step holds: that step,
+    /// and the final verification's milliseconds after it.
+    pub held_by_freeze: Option<(StepId, i64)>,
     /// When the action begins: `start`, or the end of the TTL wait.
     pub act_start: i64,
     pub end: i64,
@@ -271,6 +274,10 @@ pub fn schedule(
         };
         let start_at_least = at_least;
         at_least |= duration.ms.is_none();
+        let (duration, held_by_freeze) = match freeze_gate(step, &planned) {
+            Some((gate, size)) => held_to_freeze(duration, act_start, gate, size),
+            None => (duration, None),
+        };
         let end = act_start.saturating_add(duration.ms_or_zero());
         planned[id.0] = Some(PlannedStep {
             id,
@@ -281,6 +288,7 @@ pub fn schedule(
             start,
             start_at_least,
             ttl_wait,
+            held_by_freeze,
             act_start,
             end,
             duration,
@@ -323,6 +331,53 @@ pub fn schedule(
         end_at_least,
         last_end,
     }
+}
+
+/// The freeze step of a replicating `db.sync`, once planned, and the
+/// sync's declared size.
+fn freeze_gate<'p>(
+    step: &cutover_lang::Step,
+    planned: &'p [Option<PlannedStep>],
+) -> Option<(&'p PlannedStep, Option<cutover_lang::units::Size>)> {
+    let ActionKind::DbReplicate {
+        freeze: Some(gate),
+        size,
+        ..
+    } = &step.action.kind
+    else {
+        return None;
+    };
+    Some((planned.get(gate.0)?.as_ref()?, *size))
+}
+
+/// A replicating `db.sync` is verified only once its freeze step is done:
+/// it lasts until the later of its bulk copy's end and the freeze step's
+/// end plus the final catch-up and comparison.
+fn held_to_freeze(
+    bulk: Figure,
+    act_start: i64,
+    gate: &PlannedStep,
+    size: Option<cutover_lang::units::Size>,
+) -> (Figure, Option<(StepId, i64)>) {
+    let last = crate::estimate::db_final_verification(size);
+    let verified = gate.end.saturating_add(last.ms_or_zero());
+    let copied = act_start.saturating_add(bulk.ms_or_zero());
+    if bulk.ms.is_some() && copied >= verified {
+        return (bulk, None);
+    }
+    let basis = format!(
+        "{}; replicates until `{}` is done at {}, then {}",
+        bulk.basis,
+        gate.name,
+        units_fmt::offset_ms(gate.end),
+        last.basis
+    );
+    // The final verification is a guess; with the bulk copy's end unknown,
+    // the step is marked "at least" (its end can only be later).
+    (
+        Figure::new((verified - act_start).max(0), Provenance::Guess, basis),
+        Some((gate.id, last.ms_or_zero())),
+    )
 }
 
 fn switch_safety(
@@ -436,6 +491,9 @@ fn compute_slack(
             let lag = e.lag.map_or(0, |x| x.0);
             latest_finish[e.lowering.0] = latest_finish[e.lowering.0].min(latest_act - lag);
         }
+        if let Some((gate, last)) = s.held_by_freeze {
+            latest_finish[gate.0] = latest_finish[gate.0].min(latest_finish[id.0] - last);
+        }
     }
     for s in steps.iter_mut() {
         s.slack = (latest_finish[s.id.0] - s.end).max(0);
@@ -464,7 +522,9 @@ fn critical_path(
     let mut current = *last;
     loop {
         let s = &steps[current.0];
-        let binding = if s.ttl_wait.is_some() {
+        let binding = if let Some((gate, _)) = s.held_by_freeze {
+            Some(gate)
+        } else if s.ttl_wait.is_some() {
             ttl_edges.get(&current).and_then(|edges| {
                 edges
                     .iter()

@@ -244,3 +244,61 @@ fn empty_runbook_plans_to_nothing() {
     let _ = cutover_plan::render::svg(&plan);
     let _ = cutover_plan::render::text(&plan, &Default::default(), true);
 }
+
+#[test]
+fn a_replicating_db_sync_is_planned_from_its_size_and_ends_after_its_freeze_step() {
+    // 10 GB over 1 Gbit/s: 80 s of bulk copy; the final catch-up and
+    // comparison of 10 GB at 100 MB/s: 100 s.
+    let sync = "db.sync postgres a/wiki user u password env:P_A -> b/wiki user u password env:P_B size 10G";
+    let plan = plan_of(&format!("step sync at T0\n  {sync}\n"), None);
+    let alone = step(&plan, "sync");
+    assert_eq!(alone.duration.ms, Some(180_000));
+    assert_eq!(alone.duration.provenance, Provenance::Estimated);
+    assert!(
+        alone
+            .duration
+            .basis
+            .contains("bulk copy: 10 GB over old-dc -> new-dc"),
+        "{}",
+        alone.duration.basis
+    );
+    assert!(alone.held_by_freeze.is_none());
+
+    // The writers stop at T+1h for 10 minutes: the sync is verified 100 s
+    // after that, and what comes after it starts then.
+    let plan = plan_of(
+        &format!(
+            "step sync at T0\n  {sync} freeze freeze\n\n\
+             step freeze at T+1h\n  manual \"stop the writers\"\n  expect 10m\n\n\
+             step switch after sync\n  wait 1m\n"
+        ),
+        None,
+    );
+    let held = step(&plan, "sync");
+    let freeze = step(&plan, "freeze");
+    assert_eq!(freeze.end, 4_200_000);
+    assert_eq!(held.end, 4_200_000 + 100_000);
+    assert_eq!(held.held_by_freeze, Some((freeze.id, 100_000)));
+    assert!(
+        held.duration
+            .basis
+            .contains("replicates until `freeze` is done at T+1h10m")
+    );
+    assert_eq!(step(&plan, "switch").start, held.end);
+    assert_eq!(
+        plan.critical_path,
+        vec![freeze.id, held.id, step(&plan, "switch").id]
+    );
+    assert_eq!(freeze.slack, 0);
+
+    // A freeze step done before the bulk copy ends holds nothing.
+    let plan = plan_of(
+        &format!(
+            "step sync at T0\n  {sync} freeze freeze\n\n\
+             step freeze at T0\n  manual \"stop the writers\"\n  expect 1m\n"
+        ),
+        None,
+    );
+    assert_eq!(step(&plan, "sync").end, 180_000);
+    assert!(step(&plan, "sync").held_by_freeze.is_none());
+}
