@@ -792,3 +792,112 @@ fn a_second_database_replicates_forward_while_the_first_replicates_back() {
     assert_eq!(connections(&lab.new), Vec::<String>::new());
     assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
 }
+
+/// `db.end-fallback sync` ends the fallback window the undo opened: the
+/// new side's writes reached the old side while it was open; once the step
+/// is done the old server has no replica connection, a write on the new
+/// side no longer arrives, the evidence says what was removed, and
+/// `cutover rollback` refuses the db.sync's undo, saying the window ended
+/// at that step, instead of setting the replica up again without the
+/// writes made in between.
+#[test]
+#[ignore = "needs MariaDB (Debian mariadb-server); run by .ci/run"]
+fn ending_the_fallback_window_stops_the_old_side_following_and_rollback_says_so() {
+    let lab = lab(&[], 2);
+    seed(&lab.old, 3_000);
+    let (old, new) = (lab.old.port(), lab.new.port());
+    let text = format!(
+        "runbook shopmove\n\n\
+         host db-old addr 127.0.0.1 via local ./old\n\
+         host db-new addr 127.0.0.1 via local ./new\n\n\
+         step sync\n  db.sync mysql db-old:{old}/shop user root password env:OLD_DB_PW -> db-new:{new}/shop user root password file:new.pw freeze freeze\n\
+         \x20 undo db.sync mysql db-new:{new}/shop user root password file:new.pw -> db-old:{old}/shop user root password env:OLD_DB_PW\n  timeout 10m\n\n\
+         step freeze\n  exec \"true\"\n  undo exec \"true\"\n\n\
+         step stay after sync\n  manual \"the new side takes writes; we stay on it\"\n\n\
+         step end-fallback after stay\n  db.end-fallback sync\n"
+    );
+    std::fs::write(lab.path().join("shopmove.runbook"), text).unwrap();
+    let mut outputs = String::new();
+    let log = lab.path().join("run.log");
+    let mut run = lab.spawn_run(&log);
+    let value = |server: &LocalMariadb, sql: &str| server.sql(sql).unwrap();
+    wait_for(
+        "the fallback window opens",
+        Duration::from_secs(120),
+        &log,
+        || value(&lab.old, "SHOW ALL SLAVES STATUS").starts_with("cutover_sync_back\t"),
+    );
+    lab.new
+        .sql(
+            "USE shop; INSERT INTO accounts (name, note) SELECT CONCAT('after ', seq), 'written on the new side' FROM seq_1_to_50",
+        )
+        .unwrap();
+    wait_for(
+        "the new side's writes reach the old side",
+        Duration::from_secs(60),
+        &log,
+        || {
+            value(
+                &lab.old,
+                "SELECT COUNT(*) FROM shop.accounts WHERE note = 'written on the new side'",
+            ) == "50"
+        },
+    );
+    let (status, _, err) = lab.finish(&["confirm", "stay", "shopmove.runbook"], &mut outputs);
+    assert!(status.success(), "confirm: {err}");
+    let status = wait_bounded(&mut run, LIMIT);
+    outputs.push_str(&std::fs::read_to_string(&log).unwrap());
+    assert!(status.success(), "the run completes: {outputs}");
+    assert_eq!(
+        value(&lab.old, "SHOW ALL SLAVES STATUS"),
+        "",
+        "the old side no longer follows"
+    );
+    lab.new
+        .sql("INSERT INTO shop.accounts (name, note) VALUES ('late', 'written after the window')")
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        value(
+            &lab.old,
+            "SELECT COUNT(*) FROM shop.accounts WHERE note = 'written after the window'"
+        ),
+        "0",
+        "a write on the new side no longer reaches the old side"
+    );
+    let (_, export, _) = lab.finish(
+        &["export", "shopmove.runbook", "--format", "json"],
+        &mut outputs,
+    );
+    assert!(
+        export.contains(
+            "replication back `cutover_sync_back` removed (the old server's replica connection)"
+        ),
+        "the act's evidence says what was removed: {export}"
+    );
+    assert!(
+        export.contains("no replication back `cutover_sync_back` on db-old"),
+        "the verification observed the old side: {export}"
+    );
+
+    let (status, out, err) = lab.finish(&["rollback", "shopmove.runbook", "--yes"], &mut outputs);
+    assert!(
+        !status.success(),
+        "rollback cannot be complete: {out}\n{err}"
+    );
+    let said = format!("{out}\n{err}");
+    assert!(
+        said.contains("the fallback window of `sync` ended at step `end-fallback`"),
+        "{said}"
+    );
+    assert!(
+        said.contains("cannot bring back the writes made on the new side since"),
+        "{said}"
+    );
+    assert_eq!(
+        value(&lab.old, "SHOW ALL SLAVES STATUS"),
+        "",
+        "rollback does not set the replica up again"
+    );
+    assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
+}

@@ -651,3 +651,135 @@ fn an_undo_replicating_back_brings_the_new_side_s_writes_to_the_old_side() {
     );
     assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
 }
+
+/// `db.end-fallback sync` ends the fallback window the undo opened: the
+/// new side's writes reached the old side while it was open; once the step
+/// is done the old server has no subscription (and the new one no
+/// publication), a write on the new side no longer arrives, the evidence
+/// says what was removed, and `cutover rollback` refuses the db.sync's
+/// undo, saying the window ended at that step, instead of setting the
+/// replication back up without the writes made in between.
+#[test]
+#[ignore = "needs PostgreSQL (Debian postgresql); run by .ci/run"]
+fn ending_the_fallback_window_stops_the_old_side_following_and_rollback_says_so() {
+    let lab = lab(&[]);
+    seed(&lab.old, 3_000);
+    let (old, new) = (lab.old.port(), lab.new.port());
+    let text = format!(
+        "runbook dbmove\n\n\
+         host db-old addr 127.0.0.1 via local ./old\n\
+         host db-new addr 127.0.0.1 via local ./new\n\n\
+         step sync\n  db.sync postgres db-old:{old}/app user postgres password env:OLD_PG_PW -> db-new:{new}/app user postgres password file:new.pw freeze freeze\n\
+         \x20 undo db.sync postgres db-new:{new}/app user postgres password file:new.pw -> db-old:{old}/app user postgres password env:OLD_PG_PW\n  timeout 10m\n\n\
+         step freeze\n  exec \"true\"\n  undo exec \"true\"\n\n\
+         step stay after sync\n  manual \"the new side takes writes; we stay on it\"\n\n\
+         step end-fallback after stay\n  db.end-fallback sync\n"
+    );
+    std::fs::write(lab.path().join("dbmove.runbook"), text).unwrap();
+    let mut outputs = String::new();
+    let log = lab.path().join("run.log");
+    let mut run = lab.spawn_run(&log);
+    let subscriptions = |server: &LocalPostgres| {
+        server
+            .psql(
+                "app",
+                "SELECT coalesce(string_agg(subname::text, ','), '') FROM pg_subscription",
+            )
+            .unwrap()
+    };
+    let value = |server: &LocalPostgres, sql: &str| server.psql("app", sql).unwrap();
+    wait_for(
+        "the fallback window opens",
+        Duration::from_secs(120),
+        &log,
+        || subscriptions(&lab.old) == "cutover_sync_back",
+    );
+    lab.new
+        .psql(
+            "app",
+            "INSERT INTO accounts (name, note) SELECT 'after ' || g, 'written on the new side' FROM generate_series(1, 50) g",
+        )
+        .unwrap();
+    wait_for(
+        "the new side's writes reach the old side",
+        Duration::from_secs(60),
+        &log,
+        || {
+            value(
+                &lab.old,
+                "SELECT count(*) FROM accounts WHERE note = 'written on the new side'",
+            ) == "50"
+        },
+    );
+    let (status, _, err) = lab.finish(&["confirm", "stay", "dbmove.runbook"], &mut outputs);
+    assert!(status.success(), "confirm: {err}");
+    let status = wait_bounded(&mut run, LIMIT);
+    outputs.push_str(&std::fs::read_to_string(&log).unwrap());
+    assert!(status.success(), "the run completes: {outputs}");
+    assert_eq!(
+        subscriptions(&lab.old),
+        "",
+        "the old side no longer follows"
+    );
+    assert_eq!(
+        value(&lab.new, "SELECT count(*) FROM pg_publication"),
+        "0",
+        "the new side publishes nothing"
+    );
+    assert_eq!(
+        value(
+            &lab.new,
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'cutover_sync_back%'"
+        ),
+        "0",
+        "and keeps no slot"
+    );
+    lab.new
+        .psql(
+            "app",
+            "INSERT INTO accounts (name, note) VALUES ('late', 'written after the window')",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        value(
+            &lab.old,
+            "SELECT count(*) FROM accounts WHERE note = 'written after the window'"
+        ),
+        "0",
+        "a write on the new side no longer reaches the old side"
+    );
+    let (_, export, _) = lab.finish(
+        &["export", "dbmove.runbook", "--format", "json"],
+        &mut outputs,
+    );
+    assert!(
+        export.contains("replication back `cutover_sync_back` removed (its subscription on the old server and its publication on the new one)"),
+        "the act's evidence says what was removed: {export}"
+    );
+    assert!(
+        export.contains("no replication back `cutover_sync_back` on db-old"),
+        "the verification observed the old side: {export}"
+    );
+
+    let (status, out, err) = lab.finish(&["rollback", "dbmove.runbook", "--yes"], &mut outputs);
+    assert!(
+        !status.success(),
+        "rollback cannot be complete: {out}\n{err}"
+    );
+    let said = format!("{out}\n{err}");
+    assert!(
+        said.contains("the fallback window of `sync` ended at step `end-fallback`"),
+        "{said}"
+    );
+    assert!(
+        said.contains("cannot bring back the writes made on the new side since"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("replication back `cutover_sync_back` set up"),
+        "rollback does not set the replication back up again: {said}"
+    );
+    assert_eq!(subscriptions(&lab.old), "", "nor does it on the server");
+    assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
+}

@@ -37,7 +37,8 @@ fn hosts_of(kind: &ActionKind) -> Vec<HostId> {
         | ActionKind::DnsAdd { .. }
         | ActionKind::DnsRemove { .. }
         | ActionKind::Manual { .. }
-        | ActionKind::Wait(_) => Vec::new(),
+        | ActionKind::Wait(_)
+        | ActionKind::DbEndFallback { .. } => Vec::new(),
         ActionKind::DbReplicate { from, to, .. } => vec![from.host, to.host],
     }
 }

@@ -15,6 +15,13 @@
 //! copies the counters back, compares, and removes the replication back,
 //! so the old database stands alone again.
 //!
+//! `db.end-fallback STEP` ends that window when the team stays on the new
+//! side: it removes the replication back (as rollback's undo does at its
+//! end) and verifies on the old server that nothing of it remains. From
+//! then on a rollback of STEP refuses: the old side no longer has the new
+//! side's writes, and the undo would set replication back up from now,
+//! without the writes made in between.
+//!
 //! Passwords are read from where the runbook points each time they are
 //! needed and go only to the database servers; the engine masks them in
 //! everything it stores.
@@ -60,6 +67,9 @@ fn report_due(step: &str) -> bool {
 
 /// `db.sync postgres|mysql SERVER -> SERVER [freeze STEP]`
 pub struct DbReplicate;
+
+/// `db.end-fallback STEP`
+pub struct DbEndFallback;
 
 /// Both servers of one `db.sync`, passwords read.
 pub(crate) struct Sides {
@@ -152,24 +162,66 @@ fn ctx_sides(ctx: &StepContext<'_>) -> StepResult<Sides> {
 
 /// The replication back a step's `undo` names, when it is a `db.sync`
 /// (the language allows only the step's own in reverse).
-fn fallback_sides(ctx: &StepContext<'_>) -> StepResult<Option<Sides>> {
-    let Some(undo) = &ctx.step_def().undo else {
+fn fallback_sides(ctx: &StepContext<'_>, step: StepId) -> StepResult<Option<Sides>> {
+    let step = ctx.runbook.step(step);
+    let Some(undo) = &step.undo else {
         return Ok(None);
     };
     if !matches!(undo.kind, ActionKind::DbReplicate { .. }) {
         return Ok(None);
     }
-    let mut sides = sides(ctx.runbook, ctx.runbook_dir(), ctx.step_name(), &undo.kind)?;
+    let mut sides = sides(ctx.runbook, ctx.runbook_dir(), &step.name, &undo.kind)?;
     sides.back = true;
-    sides.name = cutover_db::fallback_name(ctx.step_name());
+    sides.name = cutover_db::fallback_name(&step.name);
     Ok(Some(sides))
+}
+
+/// The `db.end-fallback` step that ended the fallback window of the step
+/// being run, when one is done or has started removing it: the old side
+/// then lacks the new side's writes since, and no undo brings them back.
+fn fallback_ended(ctx: &StepContext<'_>) -> StepResult<Option<String>> {
+    for (i, step) in ctx.runbook.steps.iter().enumerate() {
+        if !matches!(step.action.kind, ActionKind::DbEndFallback { step } if step == ctx.step) {
+            continue;
+        }
+        let Some(record) = ctx.step_record(StepId(i))? else {
+            continue;
+        };
+        let ended = match record.status {
+            StepStatus::Done => true,
+            StepStatus::Running | StepStatus::Failed => record.attempts > 0,
+            StepStatus::Pending | StepStatus::Skipped | StepStatus::Undone => false,
+        };
+        if ended {
+            let when = record
+                .finished_at
+                .map(|t| format!(" (done {})", t.format("%Y-%m-%d %H:%M:%S UTC")))
+                .unwrap_or_else(|| " (started, not verified)".to_owned());
+            return Ok(Some(format!(
+                "the fallback window of `{}` ended at step `{}`{when}: the old side stopped following the new one then, so this undo cannot bring back the writes made on the new side since; the old database holds only what reached it until then",
+                ctx.step_name(),
+                step.name
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Refuses the undo of a step whose fallback window has ended.
+fn refuse_after_fallback(ctx: &StepContext<'_>) -> StepResult<()> {
+    if ctx.role == ActionRole::Undo
+        && let Some(text) = fallback_ended(ctx)?
+    {
+        return Err(StepError::fatal(anyhow::anyhow!(text)));
+    }
+    Ok(())
 }
 
 /// Opens the fallback window of a done step whose `undo` replicates back:
 /// the old server follows the new one from now on. Idempotent. The
 /// evidence sentence, when there is such an undo.
 async fn open_fallback(ctx: &StepContext<'_>) -> StepResult<Option<(String, String)>> {
-    let Some(back) = fallback_sides(ctx)? else {
+    let Some(back) = fallback_sides(ctx, ctx.step)? else {
         return Ok(None);
     };
     ctx.may_start_effect()?;
@@ -433,6 +485,7 @@ impl StepKind for DbReplicate {
     /// already hold the same data.
     fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
+            refuse_after_fallback(ctx)?;
             let sides = ctx_sides(ctx)?;
             if sides.is_replicating().await? {
                 return Ok(Check::NotYet(Evidence::new(
@@ -470,6 +523,7 @@ impl StepKind for DbReplicate {
 
     fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
         Box::pin(async move {
+            refuse_after_fallback(ctx)?;
             let sides = ctx_sides(ctx)?;
             ctx.may_start_effect()?;
             sides.start(ctx).await
@@ -478,6 +532,7 @@ impl StepKind for DbReplicate {
 
     fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move {
+            refuse_after_fallback(ctx)?;
             let sides = ctx_sides(ctx)?;
             let Some(lag) = sides.lag().await? else {
                 // Taken down already (a verification that ended before it
@@ -585,5 +640,88 @@ impl StepKind for DbReplicate {
             }
             Ok(Check::Satisfied(evidence))
         })
+    }
+}
+
+/// The replication back `db.end-fallback STEP` ends (the language makes
+/// STEP a `db.sync` whose undo replicates back).
+fn ended_sides(ctx: &StepContext<'_>) -> StepResult<(StepId, Sides)> {
+    let ActionKind::DbEndFallback { step } = ctx.action.kind else {
+        return Err(crate::wrong_action("db.end-fallback", &ctx.action.kind).into());
+    };
+    let sides = fallback_sides(ctx, step)?.ok_or_else(|| {
+        StepError::fatal(anyhow::anyhow!(
+            "step `{}` has no undo that replicates back",
+            ctx.runbook.step(step).name
+        ))
+    })?;
+    Ok((step, sides))
+}
+
+/// What `db.end-fallback` sees on the old server.
+async fn fallback_state(sides: &Sides) -> StepResult<Check> {
+    let (new, old) = sides.label.split_once(" -> ").unwrap_or_default();
+    let data = json!({ "replication_back": sides.name, "old": old, "new": new });
+    Ok(if sides.is_replicating().await? {
+        Check::NotYet(Evidence::new(
+            format!(
+                "{}: replication back `{}` is set up on {old}: the fallback window is open",
+                sides.label, sides.name
+            ),
+            data,
+        ))
+    } else {
+        Check::Satisfied(Evidence::new(
+            format!(
+                "{}: no replication back `{}` on {old}: it no longer follows {new}, which stands alone; the fallback window is closed",
+                sides.label, sides.name
+            ),
+            data,
+        ))
+    })
+}
+
+impl StepKind for DbEndFallback {
+    /// Satisfied when the old server has no replication back of the step.
+    fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
+        Box::pin(async move { fallback_state(&ended_sides(ctx)?.1).await })
+    }
+
+    /// Removes the replication back (subscription on the old server and
+    /// publication on the new one; MariaDB: the old server's replica
+    /// connection), as rollback does; removing what is gone is a no-op.
+    fn act<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Evidence>> {
+        Box::pin(async move {
+            let (step, sides) = ended_sides(ctx)?;
+            let was_set_up = sides.is_replicating().await?;
+            ctx.may_start_effect()?;
+            sides.stop().await?;
+            let what = match sides.engine {
+                ServerEngine::Postgres => {
+                    "its subscription on the old server and its publication on the new one"
+                }
+                ServerEngine::Mysql => "the old server's replica connection",
+            };
+            Ok(Evidence::new(
+                if was_set_up {
+                    format!(
+                        "{}: replication back `{}` removed ({what}); a rollback of `{}` can no longer bring the new side's writes back",
+                        sides.label,
+                        sides.name,
+                        ctx.runbook.step(step).name
+                    )
+                } else {
+                    format!(
+                        "{}: replication back `{}` was removed already",
+                        sides.label, sides.name
+                    )
+                },
+                json!({ "replication_back": sides.name, "removed": was_set_up }),
+            ))
+        })
+    }
+
+    fn verify<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
+        Box::pin(async move { fallback_state(&ended_sides(ctx)?.1).await })
     }
 }

@@ -28,7 +28,9 @@ impl<'a> Resolver<'a> {
     }
 
     /// Refuses a `db.sync ... freeze STEP` whose freeze step waits (by
-    /// `after`) for the db.sync itself, which would never finish, and an
+    /// `after`) for the db.sync itself, which would never finish, a
+    /// `db.end-fallback STEP` whose STEP opens no fallback window or that
+    /// does not come after it, and an
     /// `exec ... env NAME` whose NAME holds a database password.
     pub(super) fn check_db_sync(&mut self, steps: &[Step]) {
         for (i, step) in steps.iter().enumerate() {
@@ -50,6 +52,43 @@ impl<'a> Resolver<'a> {
                     )
                     .with_label(steps[gate.0].span, "the freeze step")
                     .with_help("the freeze step runs while the db.sync replicates: remove the db.sync from its `after`"),
+                );
+            }
+        }
+        for (i, step) in steps.iter().enumerate() {
+            let ActionKind::DbEndFallback { step: target } = &step.action.kind else {
+                continue;
+            };
+            let sync = &steps[target.0];
+            let replicates_back = matches!(sync.action.kind, ActionKind::DbReplicate { .. })
+                && sync
+                    .undo
+                    .as_ref()
+                    .is_some_and(|u| matches!(u.kind, ActionKind::DbReplicate { .. }));
+            let refusal = if !replicates_back {
+                Some((
+                    format!(
+                        "`{}` is not a db.sync postgres|mysql whose `undo` replicates back, so it opens no fallback window to end",
+                        sync.name
+                    ),
+                    "name a `db.sync postgres|mysql` step with an `undo db.sync` from its destination to its source".to_owned(),
+                ))
+            } else if !waits_for(steps, StepId(i), *target) {
+                Some((
+                    format!(
+                        "`{}` does not come after `{}`, whose fallback window it ends",
+                        step.name, sync.name
+                    ),
+                    format!("add `after {}` to step `{}`", sync.name, step.name),
+                ))
+            } else {
+                None
+            };
+            if let Some((message, help)) = refusal {
+                self.diags.push(
+                    Diagnostic::error(Code::NoFallback, message, step.action.span)
+                        .with_label(sync.span, "this step")
+                        .with_help(help),
                 );
             }
         }

@@ -1,6 +1,7 @@
 //! The database kind, `db.sync`: a SQLite file copied like an image, or a
 //! PostgreSQL or MySQL/MariaDB server replicated to another, with its
-//! login (the password by reference only) and its freeze step.
+//! login (the password by reference only) and its freeze step; and
+//! `db.end-fallback`, which ends the fallback window such a step's undo opens.
 
 use super::super::Resolver;
 use super::super::cursor::{Cursor, PResult, join, short};
@@ -89,6 +90,15 @@ impl<'a> Resolver<'a> {
             to,
             freeze: freeze.map(|(s, _)| s),
             size: size.map(|(s, _)| s),
+        })
+    }
+
+    /// `db.end-fallback STEP`, after the keyword (what STEP must be is
+    /// checked once every step is built).
+    pub(super) fn db_end_fallback(&self, cursor: &mut Cursor<'a>) -> PResult<ActionKind> {
+        let (name, span) = cursor.name("the db.sync step whose fallback window ends")?;
+        Ok(ActionKind::DbEndFallback {
+            step: self.step_ref(name, span)?,
         })
     }
 
