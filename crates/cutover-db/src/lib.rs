@@ -18,6 +18,7 @@ mod chunks;
 pub mod local;
 pub mod mysql;
 pub mod postgres;
+pub mod size;
 
 use serde::Serialize;
 use std::fmt;

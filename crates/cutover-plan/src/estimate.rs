@@ -134,16 +134,17 @@ impl<'a> Estimator<'a> {
                     None => copy.full,
                 })
             }
-            ActionKind::DbReplicate {
-                from,
-                to,
-                size: Some(size),
-                ..
-            } => {
+            ActionKind::DbReplicate { from, to, size, .. }
+                if size.is_some() || self.database_size(from).is_some() =>
+            {
                 // The bulk copy, then (when nothing holds it longer, such as
                 // a freeze step) the final catch-up and comparison.
-                let bulk = self.over_link(from.host, to.host, *size, Provenance::Estimated);
-                let last = db_final_verification(Some(*size));
+                let (size, provenance) = match size {
+                    Some(size) => (*size, Provenance::Estimated),
+                    None => (self.database_size(from)?, Provenance::Probed),
+                };
+                let bulk = self.over_link(from.host, to.host, size, provenance);
+                let last = db_final_verification(Some(size));
                 Some(match bulk.ms {
                     Some(copy) => Figure::new(
                         copy.saturating_add(last.ms_or_zero()),
@@ -155,6 +156,11 @@ impl<'a> Estimator<'a> {
             }
             kind => action(kind),
         }
+    }
+
+    /// The probed size of a replicating `db.sync`'s source database.
+    fn database_size(&self, server: &cutover_lang::DbServer) -> Option<Size> {
+        self.facts.and_then(|f| f.database_size(server))
     }
 
     /// How long an `undo` takes. Undoing a switch lasts until caches drop

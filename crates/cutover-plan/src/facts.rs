@@ -3,7 +3,7 @@
 //! probes fills what it could read; anything missing simply stays unknown.
 
 use cutover_lang::units::Size;
-use cutover_lang::{Endpoint, RecordType};
+use cutover_lang::{DbServer, Endpoint, RecordType};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -18,6 +18,9 @@ pub struct ProbeFacts {
     pub soa_serials: Vec<SoaFact>,
     /// Sizes of copy sources (`image.copy`, `db.sync`), read on the host.
     pub source_sizes: Vec<SizeFact>,
+    /// Sizes of replicating `db.sync` sources, as their servers report them.
+    /// (Not held by a reviewed plan: a live database grows as it is written.)
+    pub database_sizes: Vec<DatabaseSizeFact>,
     /// What could not be read (a server that did not answer, a source that
     /// could not be opened), each a sentence naming it.
     pub problems: Vec<String>,
@@ -64,6 +67,13 @@ pub struct SizeFact {
     pub size: Size,
 }
 
+/// What a database server reports one database holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseSizeFact {
+    pub server: DbServer,
+    pub size: Size,
+}
+
 impl ProbeFacts {
     /// The longest TTL any server answered for a record: how long a cache
     /// may hold it.
@@ -85,6 +95,14 @@ impl ProbeFacts {
         self.source_sizes
             .iter()
             .find(|s| &s.endpoint == endpoint)
+            .map(|s| s.size)
+    }
+
+    /// The probed size of a replicating `db.sync`'s source database.
+    pub fn database_size(&self, server: &DbServer) -> Option<Size> {
+        self.database_sizes
+            .iter()
+            .find(|s| &s.server == server)
             .map(|s| s.size)
     }
 }

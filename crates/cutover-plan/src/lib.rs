@@ -33,7 +33,9 @@ pub mod units_fmt;
 pub use calibrate::{Calibration, CopyMeasure, RunMeasures, StepMeasure};
 pub use changes::{ChangeKind, DnsChange, dns_changes};
 pub use estimate::CopyEstimate;
-pub use facts::{NameServer, ProbeFacts, RecordFact, SizeFact, SoaFact, ZoneNsFact};
+pub use facts::{
+    DatabaseSizeFact, NameServer, ProbeFacts, RecordFact, SizeFact, SoaFact, ZoneNsFact,
+};
 pub use figure::{Figure, Provenance};
 pub use schedule::{PlannedStep, SwitchSafety, TtlWait};
 

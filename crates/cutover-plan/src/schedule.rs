@@ -274,7 +274,7 @@ pub fn schedule(
         };
         let start_at_least = at_least;
         at_least |= duration.ms.is_none();
-        let (duration, held_by_freeze) = match freeze_gate(step, &planned) {
+        let (duration, held_by_freeze) = match freeze_gate(step, &planned, facts) {
             Some((gate, size)) => held_to_freeze(duration, act_start, gate, size),
             None => (duration, None),
         };
@@ -334,20 +334,23 @@ pub fn schedule(
 }
 
 /// The freeze step of a replicating `db.sync`, once planned, and the
-/// sync's declared size.
+/// sync's size (declared, or else probed).
 fn freeze_gate<'p>(
     step: &cutover_lang::Step,
     planned: &'p [Option<PlannedStep>],
+    facts: Option<&ProbeFacts>,
 ) -> Option<(&'p PlannedStep, Option<cutover_lang::units::Size>)> {
     let ActionKind::DbReplicate {
         freeze: Some(gate),
         size,
+        from,
         ..
     } = &step.action.kind
     else {
         return None;
     };
-    Some((planned.get(gate.0)?.as_ref()?, *size))
+    let size = size.or_else(|| facts.and_then(|f| f.database_size(from)));
+    Some((planned.get(gate.0)?.as_ref()?, size))
 }
 
 /// A replicating `db.sync` is verified only once its freeze step is done:

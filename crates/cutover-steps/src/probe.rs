@@ -10,8 +10,10 @@ use std::time::Duration;
 use cutover_copy::Endpoint as CopyEndpoint;
 use cutover_dns::{live_ns, query, soa};
 use cutover_lang::units::Size;
-use cutover_lang::{ActionKind, Runbook};
-use cutover_plan::{NameServer, ProbeFacts, RecordFact, SizeFact, SoaFact, ZoneNsFact};
+use cutover_lang::{ActionKind, Runbook, ServerEngine};
+use cutover_plan::{
+    DatabaseSizeFact, NameServer, ProbeFacts, RecordFact, SizeFact, SoaFact, ZoneNsFact,
+};
 
 use crate::copy::location_in;
 use crate::dns::verify_servers;
@@ -127,16 +129,45 @@ pub async fn probe(runbook: &Runbook, runbook_dir: &Path) -> Probe {
         }
     }
 
-    // Database servers: logged in to and checked as `run`'s preflight does.
+    // Database servers: logged in to and checked as `run`'s preflight does;
+    // a source that passes is asked its size, for the bulk copy's estimate.
     for step in &runbook.steps {
-        if matches!(step.action.kind, ActionKind::DbReplicate { .. })
-            && let Err(found) = crate::preflight::database(runbook, runbook_dir, step).await
-        {
+        let ActionKind::DbReplicate { from, .. } = &step.action.kind else {
+            continue;
+        };
+        if let Err(found) = crate::preflight::database(runbook, runbook_dir, step).await {
             problems.extend(found.iter().map(|p| p.to_string()));
+            continue;
+        }
+        if facts.database_size(from).is_some() {
+            continue;
+        }
+        match database_size(runbook, runbook_dir, step).await {
+            Ok(size) => facts.database_sizes.push(DatabaseSizeFact {
+                server: from.clone(),
+                size: Size(size),
+            }),
+            Err(err) => problems.push(format!("size of the database of `{}`: {err}", step.name)),
         }
     }
     let shared = crate::preflight::shared_replicas(runbook, &|_| false);
     problems.extend(shared.iter().map(|p| p.to_string()));
 
     Probe { facts, problems }
+}
+
+/// What the source server of a replicating `db.sync` step reports its
+/// database holds, in bytes.
+async fn database_size(
+    runbook: &Runbook,
+    runbook_dir: &Path,
+    step: &cutover_lang::Step,
+) -> Result<u64, String> {
+    let sides = crate::db::sides(runbook, runbook_dir, &step.name, &step.action.kind)
+        .map_err(|err| err.to_string())?;
+    match sides.engine {
+        ServerEngine::Postgres => cutover_db::size::postgres(&sides.source).await,
+        ServerEngine::Mysql => cutover_db::size::mysql(&sides.source).await,
+    }
+    .map_err(|err| err.to_string())
 }
