@@ -793,7 +793,7 @@ fn a_second_database_replicates_forward_while_the_first_replicates_back() {
     assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
 }
 
-/// `db.end-fallback sync` ends the fallback window the undo opened: the
+/// `db.unfollow sync` ends the fallback window the undo opened: the
 /// new side's writes reached the old side while it was open; once the step
 /// is done the old server has no replica connection, a write on the new
 /// side no longer arrives, the evidence says what was removed, and
@@ -814,7 +814,7 @@ fn ending_the_fallback_window_stops_the_old_side_following_and_rollback_says_so(
          \x20 undo db.sync mysql db-new:{new}/shop user root password file:new.pw -> db-old:{old}/shop user root password env:OLD_DB_PW\n  timeout 10m\n\n\
          step freeze\n  exec \"true\"\n  undo exec \"true\"\n\n\
          step stay after sync\n  manual \"the new side takes writes; we stay on it\"\n\n\
-         step end-fallback after stay\n  db.end-fallback sync\n"
+         step end-fallback after stay\n  db.unfollow sync\n"
     );
     std::fs::write(lab.path().join("shopmove.runbook"), text).unwrap();
     let mut outputs = String::new();

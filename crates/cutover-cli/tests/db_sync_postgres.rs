@@ -652,7 +652,7 @@ fn an_undo_replicating_back_brings_the_new_side_s_writes_to_the_old_side() {
     assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
 }
 
-/// `db.end-fallback sync` ends the fallback window the undo opened: the
+/// `db.unfollow sync` ends the fallback window the undo opened: the
 /// new side's writes reached the old side while it was open; once the step
 /// is done the old server has no subscription (and the new one no
 /// publication), a write on the new side no longer arrives, the evidence
@@ -673,7 +673,7 @@ fn ending_the_fallback_window_stops_the_old_side_following_and_rollback_says_so(
          \x20 undo db.sync postgres db-new:{new}/app user postgres password file:new.pw -> db-old:{old}/app user postgres password env:OLD_PG_PW\n  timeout 10m\n\n\
          step freeze\n  exec \"true\"\n  undo exec \"true\"\n\n\
          step stay after sync\n  manual \"the new side takes writes; we stay on it\"\n\n\
-         step end-fallback after stay\n  db.end-fallback sync\n"
+         step end-fallback after stay\n  db.unfollow sync\n"
     );
     std::fs::write(lab.path().join("dbmove.runbook"), text).unwrap();
     let mut outputs = String::new();

@@ -38,7 +38,7 @@ fn hosts_of(kind: &ActionKind) -> Vec<HostId> {
         | ActionKind::DnsRemove { .. }
         | ActionKind::Manual { .. }
         | ActionKind::Wait(_)
-        | ActionKind::DbEndFallback { .. } => Vec::new(),
+        | ActionKind::DbUnfollow { .. } => Vec::new(),
         ActionKind::DbReplicate { from, to, .. } => vec![from.host, to.host],
     }
 }

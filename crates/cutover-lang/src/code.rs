@@ -52,7 +52,7 @@ codes! {
     BadVerifyKind "bad-verify-kind" "`verify` with a kind that cannot check (only port.open, port.closed, http.check and exec can)",
     BadUndoKind "bad-undo-kind" "an `undo` db.sync that is not the step's db.sync in reverse (its destination to its source)",
     FreezeCycle "freeze-cycle" "a `db.sync ... freeze STEP` whose freeze step waits for the `db.sync` itself",
-    NoFallback "no-fallback" "a `db.end-fallback STEP` whose STEP is not a `db.sync postgres|mysql` with an `undo` replicating back, or that does not wait (`after`) for STEP",
+    NoFallback "no-fallback" "a `db.unfollow STEP` whose STEP is not a `db.sync postgres|mysql` with an `undo` replicating back, or that does not wait (`after`) for STEP",
     GroupNotAllowed "group-not-allowed" "a group where one host is needed (a copy's end, `at`, `from`)",
     NestedGroup "nested-group" "a group listed in a group; groups list hosts",
     EmptyGroup "empty-group" "a group without hosts",

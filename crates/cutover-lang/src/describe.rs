@@ -164,7 +164,7 @@ impl Runbook {
                 }
                 size.map_or(line, |s| write!(out, " size {s}"))
             }
-            ActionKind::DbEndFallback { step } => write!(out, " {}", self.step(*step).name),
+            ActionKind::DbUnfollow { step } => write!(out, " {}", self.step(*step).name),
         };
         out
     }

@@ -681,11 +681,11 @@ pub enum ActionKind {
         freeze: Option<StepId>,
         size: Option<Size>,
     },
-    /// `db.end-fallback STEP` — ends the fallback window of `STEP`, a
+    /// `db.unfollow STEP` — ends the fallback window of `STEP`, a
     /// `db.sync postgres|mysql` whose `undo` replicates back: the old
     /// server stops following the new one. The language makes it come
     /// after `STEP`.
-    DbEndFallback { step: StepId },
+    DbUnfollow { step: StepId },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -711,7 +711,7 @@ impl ActionKind {
             ActionKind::Manual { .. } => "manual",
             ActionKind::Wait(_) => "wait",
             ActionKind::DbReplicate { .. } => "db.sync",
-            ActionKind::DbEndFallback { .. } => "db.end-fallback",
+            ActionKind::DbUnfollow { .. } => "db.unfollow",
         }
     }
 

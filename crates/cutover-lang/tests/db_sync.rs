@@ -219,54 +219,54 @@ fn a_password_variable_is_never_handed_to_a_command() {
     );
 }
 
-/// A db.sync whose undo replicates back, for `db.end-fallback`.
+/// A db.sync whose undo replicates back, for `db.unfollow`.
 const FALLBACK: &str = "step sync\n  db.sync mysql db-old/shop user u -> db-new/shop user u\n  undo db.sync mysql db-new/shop user u -> db-old/shop user u\n";
 
 #[test]
-fn end_fallback_names_its_db_sync_and_reads_back_as_written() {
+fn unfollow_names_its_db_sync_and_reads_back_as_written() {
     let loaded = parse(&format!(
-        "{FALLBACK}step stay after sync\n  manual \"stay on the new side\"\nstep end after stay\n  db.end-fallback sync\n"
+        "{FALLBACK}step stay after sync\n  manual \"stay on the new side\"\nstep end after stay\n  db.unfollow sync\n"
     ));
     assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
     let runbook = loaded.runbook.unwrap();
     let end = &runbook.steps[2].action;
     assert_eq!(
         end.kind,
-        ActionKind::DbEndFallback {
+        ActionKind::DbUnfollow {
             step: runbook.step_by_name("sync").unwrap()
         }
     );
-    assert_eq!(runbook.describe(end), "db.end-fallback sync");
+    assert_eq!(runbook.describe(end), "db.unfollow sync");
 }
 
 #[test]
-fn end_fallback_is_refused_without_a_fallback_window_or_before_its_step() {
+fn unfollow_is_refused_without_a_fallback_window_or_before_its_step() {
     let refused = [
         // Not a db.sync.
-        "step sync\n  exec \"true\"\nstep end after sync\n  db.end-fallback sync\n".to_owned(),
+        "step sync\n  exec \"true\"\nstep end after sync\n  db.unfollow sync\n".to_owned(),
         // A db.sync without an undo.
-        "step sync\n  db.sync postgres db-old/app user u -> db-new/app user u\nstep end after sync\n  db.end-fallback sync\n".to_owned(),
+        "step sync\n  db.sync postgres db-old/app user u -> db-new/app user u\nstep end after sync\n  db.unfollow sync\n".to_owned(),
         // A db.sync whose undo does not replicate back.
-        "step sync\n  db.sync postgres db-old/app user u -> db-new/app user u\n  undo exec \"true\"\nstep end after sync\n  db.end-fallback sync\n".to_owned(),
+        "step sync\n  db.sync postgres db-old/app user u -> db-new/app user u\n  undo exec \"true\"\nstep end after sync\n  db.unfollow sync\n".to_owned(),
         // SQLite: a copy, no replication.
-        "step sync\n  db.sync sqlite db-old:/a.db -> db-new:/a.db\nstep end after sync\n  db.end-fallback sync\n".to_owned(),
+        "step sync\n  db.sync sqlite db-old:/a.db -> db-new:/a.db\nstep end after sync\n  db.unfollow sync\n".to_owned(),
         // Not after the step.
-        format!("{FALLBACK}step end\n  db.end-fallback sync\n"),
+        format!("{FALLBACK}step end\n  db.unfollow sync\n"),
         // Itself.
-        "step end\n  db.end-fallback end\n".to_owned(),
+        "step end\n  db.unfollow end\n".to_owned(),
     ];
     for steps in &refused {
         let found = codes(steps);
         assert_eq!(found, ["no-fallback"], "{steps}");
     }
-    let loaded = parse(&format!("{FALLBACK}step end\n  db.end-fallback sync\n"));
+    let loaded = parse(&format!("{FALLBACK}step end\n  db.unfollow sync\n"));
     let d = &loaded.diagnostics[0];
     assert_eq!(
         d.message,
         "`end` does not come after `sync`, whose fallback window it ends"
     );
     assert_eq!(d.help.as_deref(), Some("add `after sync` to step `end`"));
-    let loaded = parse("step sync\n  exec \"true\"\nstep end after sync\n  db.end-fallback sync\n");
+    let loaded = parse("step sync\n  exec \"true\"\nstep end after sync\n  db.unfollow sync\n");
     assert!(
         loaded.diagnostics[0]
             .message
@@ -276,7 +276,7 @@ fn end_fallback_is_refused_without_a_fallback_window_or_before_its_step() {
     );
     // An unknown step is named with the nearest one; a missing one is asked for.
     let loaded = parse(&format!(
-        "{FALLBACK}step end after sync\n  db.end-fallback synk\n"
+        "{FALLBACK}step end after sync\n  db.unfollow synk\n"
     ));
     assert_eq!(loaded.diagnostics[0].code, "unknown-name");
     assert!(
@@ -288,14 +288,12 @@ fn end_fallback_is_refused_without_a_fallback_window_or_before_its_step() {
         loaded.diagnostics
     );
     assert_eq!(
-        codes(&format!(
-            "{FALLBACK}step end after sync\n  db.end-fallback\n"
-        )),
+        codes(&format!("{FALLBACK}step end after sync\n  db.unfollow\n")),
         ["bad-kind-args"]
     );
     assert_eq!(
         codes(&format!(
-            "{FALLBACK}step end after sync\n  db.end-fallback sync sync\n"
+            "{FALLBACK}step end after sync\n  db.unfollow sync sync\n"
         )),
         ["bad-kind-args"]
     );

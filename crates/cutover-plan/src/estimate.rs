@@ -380,7 +380,7 @@ fn action(kind: &ActionKind) -> Option<Figure> {
         ActionKind::PortOpen { .. }
         | ActionKind::PortClosed { .. }
         | ActionKind::HttpCheck { .. }
-        | ActionKind::DbEndFallback { .. } => default_guess(CHECK_DEFAULT_MS, "check"),
+        | ActionKind::DbUnfollow { .. } => default_guess(CHECK_DEFAULT_MS, "check"),
         ActionKind::Exec { .. } => default_guess(EXEC_DEFAULT_MS, "exec"),
         ActionKind::Manual { .. } => default_guess(MANUAL_DEFAULT_MS, "manual"),
         ActionKind::Wait(WaitFor::Duration(d)) => Figure::new(

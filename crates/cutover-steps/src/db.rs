@@ -15,7 +15,7 @@
 //! copies the counters back, compares, and removes the replication back,
 //! so the old database stands alone again.
 //!
-//! `db.end-fallback STEP` ends that window when the team stays on the new
+//! `db.unfollow STEP` ends that window when the team stays on the new
 //! side: it removes the replication back (as rollback's undo does at its
 //! end) and verifies on the old server that nothing of it remains. From
 //! then on a rollback of STEP refuses: the old side no longer has the new
@@ -68,8 +68,8 @@ fn report_due(step: &str) -> bool {
 /// `db.sync postgres|mysql SERVER -> SERVER [freeze STEP]`
 pub struct DbReplicate;
 
-/// `db.end-fallback STEP`
-pub struct DbEndFallback;
+/// `db.unfollow STEP`
+pub struct DbUnfollow;
 
 /// Both servers of one `db.sync`, passwords read.
 pub(crate) struct Sides {
@@ -176,12 +176,12 @@ fn fallback_sides(ctx: &StepContext<'_>, step: StepId) -> StepResult<Option<Side
     Ok(Some(sides))
 }
 
-/// The `db.end-fallback` step that ended the fallback window of the step
+/// The `db.unfollow` step that ended the fallback window of the step
 /// being run, when one is done or has started removing it: the old side
 /// then lacks the new side's writes since, and no undo brings them back.
 fn fallback_ended(ctx: &StepContext<'_>) -> StepResult<Option<String>> {
     for (i, step) in ctx.runbook.steps.iter().enumerate() {
-        if !matches!(step.action.kind, ActionKind::DbEndFallback { step } if step == ctx.step) {
+        if !matches!(step.action.kind, ActionKind::DbUnfollow { step } if step == ctx.step) {
             continue;
         }
         let Some(record) = ctx.step_record(StepId(i))? else {
@@ -643,11 +643,11 @@ impl StepKind for DbReplicate {
     }
 }
 
-/// The replication back `db.end-fallback STEP` ends (the language makes
+/// The replication back `db.unfollow STEP` ends (the language makes
 /// STEP a `db.sync` whose undo replicates back).
 fn ended_sides(ctx: &StepContext<'_>) -> StepResult<(StepId, Sides)> {
-    let ActionKind::DbEndFallback { step } = ctx.action.kind else {
-        return Err(crate::wrong_action("db.end-fallback", &ctx.action.kind).into());
+    let ActionKind::DbUnfollow { step } = ctx.action.kind else {
+        return Err(crate::wrong_action("db.unfollow", &ctx.action.kind).into());
     };
     let sides = fallback_sides(ctx, step)?.ok_or_else(|| {
         StepError::fatal(anyhow::anyhow!(
@@ -658,10 +658,10 @@ fn ended_sides(ctx: &StepContext<'_>) -> StepResult<(StepId, Sides)> {
     Ok((step, sides))
 }
 
-/// What `db.end-fallback` sees on the old server.
+/// What `db.unfollow` sees on the old server.
 async fn fallback_state(sides: &Sides) -> StepResult<Check> {
     let (new, old) = sides.label.split_once(" -> ").unwrap_or_default();
-    let data = json!({ "replication_back": sides.name, "old": old, "new": new });
+    let data = json!({ "fallback_window": sides.name, "old": old, "new": new });
     Ok(if sides.is_replicating().await? {
         Check::NotYet(Evidence::new(
             format!(
@@ -681,7 +681,7 @@ async fn fallback_state(sides: &Sides) -> StepResult<Check> {
     })
 }
 
-impl StepKind for DbEndFallback {
+impl StepKind for DbUnfollow {
     /// Satisfied when the old server has no replication back of the step.
     fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
         Box::pin(async move { fallback_state(&ended_sides(ctx)?.1).await })
@@ -716,7 +716,7 @@ impl StepKind for DbEndFallback {
                         sides.label, sides.name
                     )
                 },
-                json!({ "replication_back": sides.name, "removed": was_set_up }),
+                json!({ "fallback_window": sides.name, "removed": was_set_up }),
             ))
         })
     }

@@ -36,7 +36,7 @@ impl KindRegistry for Kinds {
             ActionKind::ImageCopy { .. } => &copy::ImageCopy,
             ActionKind::DbSync { .. } => &copy::DbSync,
             ActionKind::DbReplicate { .. } => &db::DbReplicate,
-            ActionKind::DbEndFallback { .. } => &db::DbEndFallback,
+            ActionKind::DbUnfollow { .. } => &db::DbUnfollow,
         })
     }
 }

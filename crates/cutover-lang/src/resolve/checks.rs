@@ -29,7 +29,7 @@ impl<'a> Resolver<'a> {
 
     /// Refuses a `db.sync ... freeze STEP` whose freeze step waits (by
     /// `after`) for the db.sync itself, which would never finish, a
-    /// `db.end-fallback STEP` whose STEP opens no fallback window or that
+    /// `db.unfollow STEP` whose STEP opens no fallback window or that
     /// does not come after it, and an
     /// `exec ... env NAME` whose NAME holds a database password.
     pub(super) fn check_db_sync(&mut self, steps: &[Step]) {
@@ -56,7 +56,7 @@ impl<'a> Resolver<'a> {
             }
         }
         for (i, step) in steps.iter().enumerate() {
-            let ActionKind::DbEndFallback { step: target } = &step.action.kind else {
+            let ActionKind::DbUnfollow { step: target } = &step.action.kind else {
                 continue;
             };
             let sync = &steps[target.0];

@@ -1,7 +1,7 @@
 //! The database kind, `db.sync`: a SQLite file copied like an image, or a
 //! PostgreSQL or MySQL/MariaDB server replicated to another, with its
 //! login (the password by reference only) and its freeze step; and
-//! `db.end-fallback`, which ends the fallback window such a step's undo opens.
+//! `db.unfollow`, which ends the fallback window such a step's undo opens.
 
 use super::super::Resolver;
 use super::super::cursor::{Cursor, PResult, join, short};
@@ -93,11 +93,11 @@ impl<'a> Resolver<'a> {
         })
     }
 
-    /// `db.end-fallback STEP`, after the keyword (what STEP must be is
+    /// `db.unfollow STEP`, after the keyword (what STEP must be is
     /// checked once every step is built).
-    pub(super) fn db_end_fallback(&self, cursor: &mut Cursor<'a>) -> PResult<ActionKind> {
+    pub(super) fn db_unfollow(&self, cursor: &mut Cursor<'a>) -> PResult<ActionKind> {
         let (name, span) = cursor.name("the db.sync step whose fallback window ends")?;
-        Ok(ActionKind::DbEndFallback {
+        Ok(ActionKind::DbUnfollow {
             step: self.step_ref(name, span)?,
         })
     }

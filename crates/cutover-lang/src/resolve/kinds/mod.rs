@@ -41,7 +41,7 @@ pub(super) const KINDS: &[(&str, &str, bool)] = &[
         "db.sync sqlite HOST:/PATH -> HOST:/PATH [size SIZE], or db.sync postgres|mysql HOST[:PORT]/DATABASE user USER [password env:VAR|file:PATH] -> (the same) [freeze STEP] [size SIZE]",
         false,
     ),
-    ("db.end-fallback", "db.end-fallback STEP", false),
+    ("db.unfollow", "db.unfollow STEP", false),
     ("port.open", "port.open HOST:PORT, GROUP:PORT, ...", true),
     (
         "port.closed",
@@ -68,7 +68,7 @@ const STEP_ATTRIBUTES: &[&str] = &["undo", "verify", "timeout", "retry", "expect
 impl<'a> Resolver<'a> {
     /// A kind line from the kind keyword on.
     pub(super) fn parse_action(&mut self, cursor: &mut Cursor<'a>) -> PResult<Action> {
-        let (keyword, keyword_span) = cursor.word("a kind (dns.ttl, dns.switch, dns.add, dns.remove, image.copy, db.sync, db.end-fallback, port.open, port.closed, http.check, exec, manual or wait)")?;
+        let (keyword, keyword_span) = cursor.word("a kind (dns.ttl, dns.switch, dns.add, dns.remove, image.copy, db.sync, db.unfollow, port.open, port.closed, http.check, exec, manual or wait)")?;
         let Some(&(_, usage, _)) = KINDS.iter().find(|(k, _, _)| *k == keyword) else {
             let all: Vec<&str> = KINDS
                 .iter()
@@ -120,7 +120,7 @@ impl<'a> Resolver<'a> {
             "dns.remove" => self.dns_remove(cursor),
             "image.copy" => self.image_copy(cursor),
             "db.sync" => self.db_sync(cursor),
-            "db.end-fallback" => self.db_end_fallback(cursor),
+            "db.unfollow" => self.db_unfollow(cursor),
             "port.open" | "port.closed" => self.port_check(keyword, cursor),
             "http.check" => self.http_check(cursor),
             "exec" => self.exec(cursor),
