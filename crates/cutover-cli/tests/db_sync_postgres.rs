@@ -777,6 +777,10 @@ fn ending_the_fallback_window_stops_the_old_side_following_and_rollback_says_so(
         "{said}"
     );
     assert!(
+        said.contains("now: it cannot be undone: the fallback window of `sync` ended"),
+        "the rollback's plan says so before it starts: {said}"
+    );
+    assert!(
         !said.contains("replication back `cutover_sync_back` set up"),
         "rollback does not set the replication back up again: {said}"
     );

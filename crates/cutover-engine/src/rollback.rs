@@ -169,6 +169,11 @@ impl Engine<'_> {
                         Ok(Check::Satisfied(e)) => Some(format!("already undone: {}", e.summary)),
                         Ok(Check::NotYet(e)) => Some(e.summary),
                         Ok(Check::Unobservable) => None,
+                        // Fatal: the undo refuses to run (as a db.sync's does
+                        // once its fallback window has ended).
+                        Err(err @ StepError::Fatal { .. }) => {
+                            Some(format!("it cannot be undone: {err:#}"))
+                        }
                         Err(err) => Some(format!("cannot read it now: {err:#}")),
                     };
                     (UndoAction::Undo(self.runbook.describe(undo)), current)
