@@ -18,6 +18,9 @@
 //!   setting; so do what an `undo` that replicates back needs on the new
 //!   side (as the source) and on the old side (as the destination), said
 //!   to be for the undo;
+//! - `db.unfollow` ends an undo's fallback window: the old side no longer
+//!   follows, its evidence says what was removed, rollback refuses the
+//!   undo naming the step that ended the window;
 //! - no password appears in any output, the state file or the export.
 //!
 //! `CUTOVER_DB_TEST_ROWS` sets the rows of the big table (default 100,000,

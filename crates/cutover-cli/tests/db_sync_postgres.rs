@@ -14,6 +14,10 @@
 //!   the run at preflight, naming the setting; so do what an `undo` that
 //!   replicates back needs on the new side (as the source) and on the old
 //!   side (as the destination), said to be for the undo;
+//! - `db.unfollow` ends an undo's fallback window: the old side no longer
+//!   follows, its evidence says what was removed, rollback refuses the
+//!   undo naming the step that ended the window; found half removed (an
+//!   act cut short), it removes the rest;
 //! - no password appears in any output, the state file or the export.
 //!
 //! `CUTOVER_DB_TEST_ROWS` sets the rows of the big table (default 300,000,
@@ -652,16 +656,20 @@ fn an_undo_replicating_back_brings_the_new_side_s_writes_to_the_old_side() {
     assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
 }
 
-/// `db.unfollow sync` ends the fallback window the undo opened: the
-/// new side's writes reached the old side while it was open; once the step
-/// is done the old server has no subscription (and the new one no
-/// publication), a write on the new side no longer arrives, the evidence
-/// says what was removed, and `cutover rollback` refuses the db.sync's
-/// undo, saying the window ended at that step, instead of setting the
-/// replication back up without the writes made in between.
-#[test]
-#[ignore = "needs PostgreSQL (Debian postgresql); run by .ci/run"]
-fn ending_the_fallback_window_stops_the_old_side_following_and_rollback_says_so() {
+/// The names of the server's subscriptions.
+fn subscriptions(server: &LocalPostgres) -> String {
+    server
+        .psql(
+            "app",
+            "SELECT coalesce(string_agg(subname::text, ','), '') FROM pg_subscription",
+        )
+        .unwrap()
+}
+
+/// A lab running `sync` (its undo replicating back), then the manual
+/// `stay`, then `end-fallback` (`db.unfollow sync`), waiting at `stay`
+/// with the fallback window open: the lab, the run's log and the run.
+fn unfollow_lab() -> (Lab, std::path::PathBuf, Child) {
     let lab = lab(&[]);
     seed(&lab.old, 3_000);
     let (old, new) = (lab.old.port(), lab.new.port());
@@ -676,24 +684,30 @@ fn ending_the_fallback_window_stops_the_old_side_following_and_rollback_says_so(
          step end-fallback after stay\n  db.unfollow sync\n"
     );
     std::fs::write(lab.path().join("dbmove.runbook"), text).unwrap();
-    let mut outputs = String::new();
     let log = lab.path().join("run.log");
-    let mut run = lab.spawn_run(&log);
-    let subscriptions = |server: &LocalPostgres| {
-        server
-            .psql(
-                "app",
-                "SELECT coalesce(string_agg(subname::text, ','), '') FROM pg_subscription",
-            )
-            .unwrap()
-    };
-    let value = |server: &LocalPostgres, sql: &str| server.psql("app", sql).unwrap();
+    let run = lab.spawn_run(&log);
     wait_for(
         "the fallback window opens",
         Duration::from_secs(120),
         &log,
         || subscriptions(&lab.old) == "cutover_sync_back",
     );
+    (lab, log, run)
+}
+
+/// `db.unfollow sync` ends the fallback window the undo opened: the
+/// new side's writes reached the old side while it was open; once the step
+/// is done the old server has no subscription (and the new one no
+/// publication), a write on the new side no longer arrives, the evidence
+/// says what was removed, and `cutover rollback` refuses the db.sync's
+/// undo, saying the window ended at that step, instead of setting the
+/// replication back up without the writes made in between.
+#[test]
+#[ignore = "needs PostgreSQL (Debian postgresql); run by .ci/run"]
+fn ending_the_fallback_window_stops_the_old_side_following_and_rollback_says_so() {
+    let (lab, log, mut run) = unfollow_lab();
+    let mut outputs = String::new();
+    let value = |server: &LocalPostgres, sql: &str| server.psql("app", sql).unwrap();
     lab.new
         .psql(
             "app",
@@ -785,5 +799,41 @@ fn ending_the_fallback_window_stops_the_old_side_following_and_rollback_says_so(
         "rollback does not set the replication back up again: {said}"
     );
     assert_eq!(subscriptions(&lab.old), "", "nor does it on the server");
+    assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
+}
+
+/// An act cut short after the old server's subscription went (removed by
+/// hand here) but before the new server's publication did: the step finds
+/// the old side no longer following, says so, removes what was left on the
+/// new side, and verifies.
+#[test]
+#[ignore = "needs PostgreSQL (Debian postgresql); run by .ci/run"]
+fn unfollow_finds_the_replication_back_half_removed_and_finishes_it() {
+    let (lab, log, mut run) = unfollow_lab();
+    let mut outputs = String::new();
+    lab.old
+        .psql("app", "DROP SUBSCRIPTION cutover_sync_back")
+        .unwrap();
+    let value = |server: &LocalPostgres, sql: &str| server.psql("app", sql).unwrap();
+    assert_eq!(
+        value(&lab.new, "SELECT count(*) FROM pg_publication"),
+        "1",
+        "the new side's publication is left"
+    );
+    let (status, _, err) = lab.finish(&["confirm", "stay", "dbmove.runbook"], &mut outputs);
+    assert!(status.success(), "confirm: {err}");
+    let status = wait_bounded(&mut run, LIMIT);
+    outputs.push_str(&std::fs::read_to_string(&log).unwrap());
+    assert!(status.success(), "the run completes: {outputs}");
+    assert!(
+        outputs.contains("replication back `cutover_sync_back` was removed already from db-old"),
+        "{outputs}"
+    );
+    assert_eq!(
+        value(&lab.new, "SELECT count(*) FROM pg_publication"),
+        "0",
+        "what was left on the new side is removed"
+    );
+    assert_eq!(subscriptions(&lab.old), "");
     assert_no_password(lab.path(), &outputs, &[OLD_PASSWORD, NEW_PASSWORD]);
 }

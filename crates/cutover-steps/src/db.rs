@@ -682,9 +682,17 @@ async fn fallback_state(sides: &Sides) -> StepResult<Check> {
 }
 
 impl StepKind for DbUnfollow {
-    /// Satisfied when the old server has no replication back of the step.
+    /// Satisfied when the old server has no replication back of the step;
+    /// right before the act, never: an act cut short may have removed the
+    /// old server's part and left the new one's (a publication), and the
+    /// act removes whatever is left.
     fn check<'a>(&'a self, ctx: &'a StepContext<'a>) -> BoxFuture<'a, StepResult<Check>> {
-        Box::pin(async move { fallback_state(&ended_sides(ctx)?.1).await })
+        Box::pin(async move {
+            match fallback_state(&ended_sides(ctx)?.1).await? {
+                Check::Satisfied(evidence) if ctx.act_follows() => Ok(Check::NotYet(evidence)),
+                other => Ok(other),
+            }
+        })
     }
 
     /// Removes the replication back (subscription on the old server and
@@ -712,8 +720,10 @@ impl StepKind for DbUnfollow {
                     )
                 } else {
                     format!(
-                        "{}: replication back `{}` was removed already",
-                        sides.label, sides.name
+                        "{}: replication back `{}` was removed already from {}; whatever was left of it is removed now",
+                        sides.label,
+                        sides.name,
+                        sides.label.split(" -> ").nth(1).unwrap_or_default()
                     )
                 },
                 json!({ "fallback_window": sides.name, "removed": was_set_up }),
