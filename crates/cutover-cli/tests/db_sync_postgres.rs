@@ -791,6 +791,11 @@ fn ending_the_fallback_window_stops_the_old_side_following_and_rollback_says_so(
         "{said}"
     );
     assert!(
+        said.contains("the failed undo refused for good")
+            && !said.contains("retry the failed undo"),
+        "a new rollback would fail the same way, and the summary does not suggest it: {said}"
+    );
+    assert!(
         said.contains("now: it cannot be undone: the fallback window of `sync` ended"),
         "the rollback's plan says so before it starts: {said}"
     );

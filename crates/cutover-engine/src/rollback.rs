@@ -52,6 +52,9 @@ pub struct RollbackOutcome {
     pub nothing_to_undo: Vec<String>,
     /// The undo that failed (step, why); the rollback stopped there.
     pub failed: Option<(String, String)>,
+    /// The failed undo refused for good (a fatal error, such as a
+    /// `db.sync`'s undo after `db.unfollow`): a new rollback fails the same way.
+    pub failed_for_good: bool,
     /// In scope, but no `undo` line: left as they are.
     pub no_undo: Vec<String>,
     /// Skipped at the `--step` prompt: left as they are.
@@ -297,9 +300,10 @@ impl Engine<'_> {
                     self.undo_finished(name, StepOutcome::Undone, &summary);
                     outcome.undone.push(name.to_owned());
                 }
-                UndoEnd::Failed(summary) => {
+                UndoEnd::Failed { summary, for_good } => {
                     self.undo_finished(name, StepOutcome::Failed, &summary);
                     outcome.failed = Some((name.to_owned(), summary));
+                    outcome.failed_for_good = for_good;
                 }
                 UndoEnd::Stopped => {
                     self.undo_finished(
@@ -390,7 +394,10 @@ impl Engine<'_> {
                 summary.clone(),
                 Some(&e),
             )?;
-            return Ok(UndoEnd::Failed(summary));
+            return Ok(UndoEnd::Failed {
+                summary,
+                for_good: !err.is_retryable(),
+            });
         }
         let timeout = step.timeout.unwrap_or(self.options.default_timeout);
         let deadline = Instant::now() + timeout;
@@ -442,7 +449,10 @@ impl Engine<'_> {
                     summary.clone(),
                     Some(&e),
                 )?;
-                Ok(UndoEnd::Failed(summary))
+                Ok(UndoEnd::Failed {
+                    summary,
+                    for_good: false,
+                })
             }
         }
     }
@@ -481,6 +491,10 @@ impl Engine<'_> {
 /// How one undo ended.
 enum UndoEnd {
     Undone(String),
-    Failed(String),
+    /// `for_good`: a fatal error, which another attempt meets again.
+    Failed {
+        summary: String,
+        for_good: bool,
+    },
     Stopped,
 }

@@ -109,6 +109,10 @@ fn show_outcome(outcome: &RollbackOutcome) {
     }
     if outcome.stopped {
         println!("  stopped; run the rollback again to go on");
+    } else if outcome.failed_for_good {
+        println!(
+            "  the failed undo refused for good (see why above): a new rollback fails the same way"
+        );
     } else if outcome.failed.is_some() {
         println!("  run the rollback again to retry the failed undo");
     }
