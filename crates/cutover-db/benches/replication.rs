@@ -6,13 +6,11 @@
 //! - the bulk copy: from setting replication up to every table copied and
 //!   indexed, with a writer at 200 statements a second on the source,
 //!   against `pg_dump -Fc -Z0 | pg_restore` of the same data into a fresh
-//!   database (one stream each, as a pipe allows: `pg_restore` refuses
-//!   `-j` on its standard input), and against what an operator runs on 2
-//!   cores without the pipe: `pg_dump -Fd -Z0 -j 2` into a folder, then
-//!   `pg_restore -j 2` from it (no writer and no compression for either:
-//!   the dump's best case). All use the servers' own settings; the copy's
-//!   progress is polled as the engine polls a verification (its pauses
-//!   double up to 2 s), building keys and indexes as they fall due;
+//!   database (one stream each, as a pipe allows: no `-j`; no writer and
+//!   no compression: the dump's best case). Both use the servers' own
+//!   settings; the copy's progress is polled as the engine polls a
+//!   verification (its pauses double up to 2 s), building keys and
+//!   indexes as they fall due;
 //! - freeze to verified: from the writer's stop to the verification done
 //!   the way `db.sync`'s verify does it (lag polled with the engine's
 //!   backoff, sequences copied, chunked checksums compared, replication
@@ -101,30 +99,17 @@ fn main() {
         .build()
         .unwrap();
     let (mut dumps, mut copies, mut verified) = (Vec::new(), Vec::new(), Vec::new());
-    let mut parallel = Vec::new();
     for round in 0..rounds {
-        // Which goes first alternates, so a change of load between the
-        // parts of a round shows in both directions.
+        // Which goes first alternates, so a change of load between the two
+        // halves of a round shows in both directions.
         let dump_first = round % 2 == 0;
         if dump_first {
             dumps.push(dump_and_restore(&source, &destination, mib));
-            parallel.push(dump_and_restore_in_parallel(
-                &source,
-                &destination,
-                mib,
-                dir.path(),
-            ));
         }
         let (copy, freeze) = sync(&runtime, &source, &destination, mib, writes, rows);
         copies.push(copy);
         verified.push(freeze);
         if !dump_first {
-            parallel.push(dump_and_restore_in_parallel(
-                &source,
-                &destination,
-                mib,
-                dir.path(),
-            ));
             dumps.push(dump_and_restore(&source, &destination, mib));
         }
     }
@@ -135,69 +120,6 @@ fn main() {
         &copies,
         &verified,
     );
-    support::against(
-        "pg_dump -Fd -Z0 -j 2, pg_restore -j 2",
-        mib,
-        &parallel,
-        &copies,
-    );
-}
-
-/// `pg_dump -Fd -Z0 -j 2` of `app` into a folder, then `pg_restore -j 2`
-/// from it into a fresh database; the seconds both took.
-fn dump_and_restore_in_parallel(
-    source: &LocalPostgres,
-    destination: &LocalPostgres,
-    mib: f64,
-    base: &std::path::Path,
-) -> f64 {
-    destination
-        .psql("postgres", "DROP DATABASE IF EXISTS dumped")
-        .unwrap();
-    destination
-        .psql("postgres", "CREATE DATABASE dumped")
-        .unwrap();
-    // Made here, empty, for the server's user to write in.
-    let folder = base.join("a").join("dump");
-    let _ = std::fs::remove_dir_all(&folder);
-    std::fs::create_dir(&folder).unwrap();
-    std::fs::set_permissions(&folder, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let started = Instant::now();
-    let dump = source
-        .command("pg_dump")
-        .arg("-h")
-        .arg(source.socket_dir())
-        .args(["-p", &source.port().to_string(), "-U", "postgres"])
-        .args(["-Fd", "-Z0", "-j", "2", "-f"])
-        .arg(&folder)
-        .arg("app")
-        .output()
-        .unwrap();
-    assert!(dump.status.success(), "pg_dump -Fd failed: {dump:?}");
-    let restore = destination
-        .command("pg_restore")
-        .arg("-h")
-        .arg(destination.socket_dir())
-        .args(["-p", &destination.port().to_string(), "-U", "postgres"])
-        .args(["-j", "2", "-d", "dumped"])
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(
-        restore.status.success(),
-        "pg_restore -j 2 failed: {restore:?}"
-    );
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "pg_dump -Fd -Z0 -j 2, pg_restore -j 2: {secs:.1} s, {:.1} MiB/s ({})",
-        mib / secs,
-        load()
-    );
-    std::fs::remove_dir_all(&folder).unwrap();
-    destination
-        .psql("postgres", "DROP DATABASE dumped")
-        .unwrap();
-    secs
 }
 
 /// `pg_dump -Fc -Z0 app | pg_restore -d dumped` into a fresh database;
@@ -308,17 +230,8 @@ fn sync(
         };
         let tables_secs = tables_secs.unwrap_or_default();
         let copy_secs = copied.elapsed().as_secs_f64();
-        let parts = destination
-            .psql("app", "SELECT count(*) FROM pg_subscription_rel")
-            .unwrap();
-        let failed = destination
-            .psql(
-                "app",
-                "SELECT sum(sync_error_count + apply_error_count) FROM pg_stat_subscription_stats",
-            )
-            .unwrap();
         println!(
-            "replication, initial copy of every table and its indexes (writer at {writes}/s): {copy_secs:.1} s ({tables_secs:.1} s to copy the rows in {parts} parts; {failed} worker errors), {:.1} MiB/s ({}); then {} bytes behind",
+            "replication, initial copy of every table and its indexes (writer at {writes}/s): {copy_secs:.1} s ({tables_secs:.1} s to copy the rows), {:.1} MiB/s ({}); then {} bytes behind",
             mib / copy_secs,
             load(),
             lag.lag_bytes.unwrap_or(0)

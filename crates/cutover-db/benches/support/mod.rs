@@ -116,27 +116,3 @@ pub fn summary(anchor: &str, mib: f64, dumps: &[f64], copies: &[f64], verified: 
         list(verified),
     );
 }
-
-/// Prints a second anchor's rounds and median against the sync's copy.
-#[allow(dead_code)] // the MariaDB bench has one anchor
-pub fn against(anchor: &str, mib: f64, dumps: &[f64], copies: &[f64]) {
-    let (dump, copy) = (median(dumps), median(copies));
-    let ratios: Vec<String> = dumps
-        .iter()
-        .zip(copies)
-        .map(|(d, c)| format!("{:.2}x", d / c))
-        .collect();
-    println!(
-        "medians of {} rounds ({}): {anchor} {dump:.1} s ({:.1} MiB/s; rounds {}): the sync's copy {:.2}x its speed (per round {})",
-        dumps.len(),
-        load(),
-        mib / dump,
-        dumps
-            .iter()
-            .map(|x| format!("{x:.1}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        dump / copy,
-        ratios.join(", "),
-    );
-}

@@ -22,12 +22,7 @@ pub async fn start_back(
     if has_subscription(&dst, name).await? {
         return Ok(false);
     }
-    let tables: Vec<String> = schema::read(&src)
-        .await?
-        .tables
-        .iter()
-        .map(|t| t.qualified())
-        .collect();
+    let tables = schema::read(&src).await?.tables;
     if tables.is_empty() {
         return Err(DbError::Unsupported {
             server: src.label().to_owned(),

@@ -4,21 +4,14 @@
 //!
 //! Indexes no constraint owns, and foreign keys, wait until every table
 //! is copied. A big table ([`DEFER_BYTES`]) is copied without its primary
-//! key, unique constraints and indexes; they are built the moment its copy
+//! key and unique constraints too; they are built the moment its copy
 //! commits, before replication applies a change to it (which finds rows
-//! by the primary key): while the copy runs, the statements building them
-//! are queued behind the copy's lock, and every change to the table
-//! queues behind them. They run in two lanes at once, each a transaction
-//! on a connection of its own: the keys' unique indexes and the
-//! constraints made of them (`USING INDEX`) in one, the other indexes in
-//! the other. Both only share the table until the keys' lane turns its
-//! indexes into constraints, which waits for the other lane, so the two
-//! cannot deadlock and no change is applied before the primary key is
-//! there. Each session building gives its sorts [`BUILD_MEMORY`] (unless
-//! the server gives more). The queued statements are the server's: they
-//! complete if the coordinator is gone, and a resumed run sees them (their
-//! text is marked) instead of queueing more. Should a copy end unseen, the
-//! keys are added at the next look; the worker whose change failed
+//! by the primary key): while the copy runs, an `ALTER TABLE` adding them
+//! is queued behind the copy's lock, and every change to the table queues
+//! behind the `ALTER TABLE`. The queued statement is the server's: it
+//! completes if the coordinator is gone, and a resumed run sees it (its
+//! text is marked) instead of queueing another. Should a copy end unseen,
+//! the keys are added at the next look; the worker whose change failed
 //! meanwhile is retried by the server.
 
 use super::schema::{self, Schema, Table};
@@ -32,14 +25,8 @@ use std::sync::{Mutex, PoisonError};
 /// short could end between two looks.
 pub(crate) const DEFER_BYTES: u64 = 128 << 20;
 
-/// `maintenance_work_mem` of a session building keys and indexes: their
-/// sorts then run in memory for tables of a few GiB (the server's default
-/// of 64 MB spills to disk already for the 1 GiB table of the bench).
-const BUILD_MEMORY: &str = "512MB";
-
-/// Lanes building keys and indexes in this process, by (destination,
-/// table).
-static ADDING: Mutex<BTreeMap<(String, String), usize>> = Mutex::new(BTreeMap::new());
+/// Keys being added by this process: (destination, table).
+static ADDING: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::new());
 
 /// The tables of `source` copied without their keys: big ones with a
 /// primary key.
@@ -70,90 +57,18 @@ pub(crate) async fn deferred(
     Ok(found)
 }
 
-/// The statement adding `table`'s keys `missing` (each building its own
-/// index), marked so that it can be told apart in `pg_stat_activity`.
+/// The statement adding `table`'s keys `missing`, marked so that it can be
+/// told apart in `pg_stat_activity`.
 fn keys_sql(table: &Table, missing: &[&(String, String, String)]) -> String {
     let adds: Vec<String> = missing
         .iter()
         .map(|(name, _, definition)| format!("ADD CONSTRAINT {} {definition}", ident(name)))
         .collect();
     format!(
-        "{} {} ALTER TABLE {} {}",
+        "{} ALTER TABLE {} {}",
         marker(table),
-        raise_memory(false),
         table.qualified(),
         adds.join(", ")
-    )
-}
-
-/// The lanes building `table`'s keys `missing` and its `indexes` at once
-/// (see the module's doc): one transaction each, marked.
-fn lanes(
-    table: &Table,
-    missing: &[&(String, String, String)],
-    indexes: &[&(String, String)],
-) -> Vec<String> {
-    let mut built = Vec::new();
-    let mut adds = Vec::new();
-    for (name, kind, definition) in missing {
-        let index = table
-            .key_indexes
-            .iter()
-            .find(|(constraint, _)| constraint == name)
-            .map(|(_, index)| index);
-        match index {
-            Some(index) => {
-                built.push(format!("{index};"));
-                let what = if kind == "p" { "PRIMARY KEY" } else { "UNIQUE" };
-                let mut timing = String::new();
-                if definition.contains(" DEFERRABLE") && !definition.contains(" NOT DEFERRABLE") {
-                    timing.push_str(" DEFERRABLE");
-                    if definition.contains(" INITIALLY DEFERRED") {
-                        timing.push_str(" INITIALLY DEFERRED");
-                    }
-                }
-                adds.push(format!(
-                    "ADD CONSTRAINT {0} {what} USING INDEX {0}{timing}",
-                    ident(name)
-                ));
-            }
-            None => adds.push(format!("ADD CONSTRAINT {} {definition}", ident(name))),
-        }
-    }
-    let lane = |statements: &str| {
-        format!(
-            "{} BEGIN; {} {statements} COMMIT;",
-            marker(table),
-            raise_memory(true)
-        )
-    };
-    let mut lanes = vec![lane(&format!(
-        "{} ALTER TABLE {} {};",
-        built.join(" "),
-        table.qualified(),
-        adds.join(", ")
-    ))];
-    if !indexes.is_empty() {
-        let statements: Vec<String> = indexes
-            .iter()
-            .map(|(_, definition)| format!("{};", if_not_exists(definition)))
-            .collect();
-        lanes.push(lane(&statements.join(" ")));
-    }
-    lanes
-}
-
-/// `CREATE INDEX` made a no-op where the index exists.
-fn if_not_exists(definition: &str) -> String {
-    definition.replacen(" INDEX ", " INDEX IF NOT EXISTS ", 1)
-}
-
-/// Gives the session's (or with `local`, the transaction's) sorts
-/// [`BUILD_MEMORY`], unless the server gives them more.
-fn raise_memory(local: bool) -> String {
-    format!(
-        "SELECT set_config('maintenance_work_mem', '{BUILD_MEMORY}', {local}) \
-         WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes('{BUILD_MEMORY}');"
     )
 }
 
@@ -161,12 +76,10 @@ fn marker(table: &Table) -> String {
     format!("/* cutover: the keys of {} */", table.qualified())
 }
 
-/// Each subscribed destination table's states, one per subscription
-/// copying part of it (`i` waiting, `d` copying, `f`/`s` copied and
-/// catching up, `r` replicating).
-async fn states(dst: &Pg) -> Result<BTreeMap<(String, String), Vec<String>>, DbError> {
-    let mut states: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for r in dst
+/// Each subscribed destination table's state (`i` waiting, `d` copying,
+/// `f`/`s` copied and catching up, `r` replicating).
+async fn states(dst: &Pg) -> Result<BTreeMap<(String, String), String>, DbError> {
+    Ok(dst
         .rows(
             "the copy's state",
             "SELECT n.nspname::text, c.relname::text, r.srsubstate::text FROM pg_subscription_rel r \
@@ -174,60 +87,44 @@ async fn states(dst: &Pg) -> Result<BTreeMap<(String, String), Vec<String>>, DbE
             &[],
         )
         .await?
-    {
-        states
-            .entry((
-                text(&r, 0).unwrap_or_default(),
-                text(&r, 1).unwrap_or_default(),
-            ))
-            .or_default()
-            .push(text(&r, 2).unwrap_or_default());
-    }
-    Ok(states)
+        .iter()
+        .map(|r| {
+            (
+                (
+                    text(r, 0).unwrap_or_default(),
+                    text(r, 1).unwrap_or_default(),
+                ),
+                text(r, 2).unwrap_or_default(),
+            )
+        })
+        .collect())
 }
 
-/// A table's state over its parts: waiting while one waits, copying
-/// while one copies, replicating once all do, else catching up.
-fn overall(states: &[String]) -> &'static str {
-    let any = |state: &str| states.iter().any(|s| s == state);
-    if any("i") {
-        "i"
-    } else if any("d") {
-        "d"
-    } else if states.iter().all(|s| s == "r") {
-        "r"
-    } else {
-        "s"
-    }
-}
-
-/// Whether the replication workers copying `table` (`copying` of them)
-/// all hold it for their copy now.
-async fn copy_holds(dst: &Pg, table: &Table, copying: usize) -> Result<bool, DbError> {
-    let holders: usize = dst
+/// Whether a replication worker holds `table` for its copy now.
+async fn copy_holds(dst: &Pg, table: &Table) -> Result<bool, DbError> {
+    Ok(dst
         .value(
             "the copy's lock",
             &format!(
-                "SELECT count(DISTINCT l.pid)::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
                  WHERE l.locktype = 'relation' AND l.relation = {}::regclass AND l.granted \
-                 AND l.mode = 'RowExclusiveLock' AND a.backend_type LIKE 'logical replication%'",
+                 AND l.mode = 'RowExclusiveLock' AND a.backend_type LIKE 'logical replication%')::text",
                 super::literal(&table.qualified())
             ),
         )
         .await?
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(0);
-    Ok(holders > 0 && holders >= copying)
+        .as_deref()
+        == Some("true"))
 }
 
-/// Whether `table`'s keys or indexes are being built, by this process or
-/// by a statement queued on the server (by an earlier run).
+/// Whether `table`'s keys are being added, by this process or by a
+/// statement queued on the server (by an earlier run).
 async fn adding(dst: &Pg, table: &Table) -> Result<bool, DbError> {
     let key = (dst.label().to_owned(), table.qualified());
     if ADDING
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .contains_key(&key)
+        .contains(&key)
     {
         return Ok(true);
     }
@@ -242,34 +139,26 @@ async fn adding(dst: &Pg, table: &Table) -> Result<bool, DbError> {
     Ok(rows.first().and_then(|r| text(r, 0)).as_deref() == Some("true"))
 }
 
-/// Queues `lanes` (building `table`'s keys and indexes) on connections of
-/// their own, which wait for the copy's lock; this call does not wait.
-fn queue(destination: &Server, dst: &Pg, table: &Table, lanes: Vec<String>) {
+/// Queues `sql` (adding `table`'s keys) on a connection of its own, which
+/// waits for the copy's lock; this call does not wait.
+fn queue(destination: &Server, dst: &Pg, table: &Table, sql: String) {
     let key = (dst.label().to_owned(), table.qualified());
-    *ADDING
+    ADDING
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .entry(key.clone())
-        .or_default() += lanes.len();
-    for sql in lanes {
-        let destination = destination.clone();
-        let key = key.clone();
-        tokio::spawn(async move {
-            // A failure shows at the next look: the keys or indexes are
-            // still missing then, and are built there, where an error is
-            // reported.
-            if let Ok(pg) = Pg::connect(&destination).await {
-                let _ = pg.execute("building a table's keys", &sql).await;
-            }
-            let mut adding = ADDING.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(count) = adding.get_mut(&key) {
-                *count -= 1;
-                if *count == 0 {
-                    adding.remove(&key);
-                }
-            }
-        });
-    }
+        .insert(key.clone());
+    let destination = destination.clone();
+    tokio::spawn(async move {
+        // A failure shows at the next look: the keys are still missing
+        // then, and are added there, where an error is reported.
+        if let Ok(pg) = Pg::connect(&destination).await {
+            let _ = pg.execute("adding a table's keys", &sql).await;
+        }
+        ADDING
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+    });
 }
 
 /// Builds on the destination what is due of what waits for the copy
@@ -299,14 +188,6 @@ pub(crate) async fn build(
             .cloned()
             .collect::<Vec<_>>()
     };
-    let missing_indexes = |table: &Table, other: &Table| {
-        table
-            .indexes
-            .iter()
-            .filter(|(name, _)| !other.indexes.iter().any(|(n, _)| n == name))
-            .cloned()
-            .collect::<Vec<_>>()
-    };
     let mut built = 0;
     let mut waiting = false;
     for table in &source.tables {
@@ -318,54 +199,34 @@ pub(crate) async fn build(
             continue;
         }
         let keys = missing(table, other, &schema::is_key);
-        let keys: Vec<_> = keys.iter().collect();
-        let parts = states
+        let state = states
             .get(&(table.schema.clone(), table.name.clone()))
-            .cloned()
-            .unwrap_or_default();
-        let state = overall(&parts);
+            .map(String::as_str)
+            .unwrap_or("r");
+        let sql = keys_sql(table, &keys.iter().collect::<Vec<_>>());
         if state == "i" || adding(dst, table).await? {
             waiting = true;
         } else if state == "d" {
-            let copying = parts.iter().filter(|s| *s == "d").count();
-            if copy_holds(dst, table, copying).await? {
-                let indexes = missing_indexes(table, other);
-                queue(
-                    destination,
-                    dst,
-                    table,
-                    lanes(table, &keys, &indexes.iter().collect::<Vec<_>>()),
-                );
+            if copy_holds(dst, table).await? {
+                queue(destination, dst, table, sql);
             }
             waiting = true;
         } else {
-            dst.execute("adding a table's keys", &keys_sql(table, &keys))
-                .await?;
+            dst.execute("adding a table's keys", &sql).await?;
             built += keys.len();
         }
     }
-    let due = |parts: &Vec<String>| overall(parts) == "r";
-    if waiting || !states.values().all(due) {
+    if waiting || states.values().any(|state| state != "r") {
         return Ok(built);
     }
     for table in &source.tables {
         let Some(other) = find(table) else { continue };
-        if !missing_indexes(table, other).is_empty() && adding(dst, table).await? {
-            // Its lanes are still at work.
-            return Ok(built);
-        }
-    }
-    let mut raised = false;
-    for table in &source.tables {
-        let Some(other) = find(table) else { continue };
-        for (_, definition) in missing_indexes(table, other) {
-            if !raised {
-                dst.execute("raising the sorts' memory", &raise_memory(false))
-                    .await?;
-                raised = true;
+        for (name, definition) in &table.indexes {
+            if other.indexes.iter().any(|(n, _)| n == name) {
+                continue;
             }
-            dst.execute("creating an index", &if_not_exists(&definition))
-                .await?;
+            let statement = definition.replacen(" INDEX ", " INDEX IF NOT EXISTS ", 1);
+            dst.execute("creating an index", &statement).await?;
             built += 1;
         }
     }

@@ -9,15 +9,9 @@
 //! not carry, are copied once it has; [`compare`] then checksums both
 //! sides.
 //!
-//! A big table with an integer key is copied in two halves at once (see
-//! [`halves`]): a second publication and subscription carry the odd keys,
-//! the first the even ones and every other table, so the destination
-//! loads it with two workers where one would leave a core idle.
-//!
 //! Every step is idempotent and named after the `db.sync` step
-//! ([`crate::replication_name`], the second pair `_2` added): a resumed run
-//! finds its publications and subscriptions and carries on with the same
-//! copy.
+//! ([`crate::replication_name`]): a resumed run finds its publication and
+//! subscription and carries on with the same copy.
 
 mod checksum;
 mod fallback;
@@ -28,7 +22,7 @@ pub use checksum::compare;
 pub use fallback::start_back;
 
 use crate::{DbError, Lag, Problem, SequenceValue, Server};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Row};
@@ -379,268 +373,48 @@ pub async fn start(
         });
     }
     if has_subscription(&dst, name).await? {
-        // Set up by a run cut short before it started the copy, maybe.
-        enable(&dst, name).await?;
         return Ok(started);
     }
     let deferred = keys::deferred(&src, &source_schema).await?;
     started.tables_created = schema::create_missing(&source_schema, &dst, &deferred).await?;
 
-    // The second subscription first: the first one's presence is what
-    // says that replication is set up.
-    let second = second_name(name);
-    let halves = halves(&src, &dst, &source_schema, &deferred, &second).await?;
-    let half = |table: &schema::Table, parity: &str| match halves.get(&table.qualified()) {
-        Some(column) => format!("{} WHERE ({column} % 2 {parity} 0)", table.qualified()),
-        None => table.qualified(),
-    };
-    let split: Vec<String> = source_schema
-        .tables
-        .iter()
-        .filter(|t| halves.contains_key(&t.qualified()))
-        .map(|t| half(t, "<>"))
-        .collect();
-    if !split.is_empty() {
-        publish_and_subscribe(
-            &src,
-            &dst,
-            &split,
-            source_from_destination,
-            &second,
-            Subscription::CopyingData,
-        )
-        .await?;
-    }
-    let tables: Vec<String> = source_schema.tables.iter().map(|t| half(t, "=")).collect();
     started.publication_created = publish_and_subscribe(
         &src,
         &dst,
-        &tables,
+        &source_schema.tables,
         source_from_destination,
         name,
         Subscription::CopyingData,
     )
     .await?;
-    enable(&dst, name).await?;
     started.subscription_created = true;
     Ok(started)
-}
-
-/// Starts replication `name`'s subscriptions, made disabled so that the
-/// halves of a table are copied at once (making a subscription waits for
-/// its slot, and a half started alone could be copied before the other's
-/// slot is there).
-async fn enable(dst: &Pg, name: &str) -> Result<(), DbError> {
-    let [first, second] = names(name);
-    for row in dst
-        .rows(
-            "the subscriptions",
-            "SELECT subname::text FROM pg_subscription WHERE NOT subenabled AND subname IN ($1::text, $2::text) ORDER BY subname DESC",
-            &[&first, &second],
-        )
-        .await?
-    {
-        let sub = text(&row, 0).unwrap_or_default();
-        dst.execute(
-            "starting the subscription",
-            &format!("ALTER SUBSCRIPTION {} ENABLE", ident(&sub)),
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// Tables this big on the source are copied in halves (see [`halves`]):
-/// each half is as big as a table whose keys wait
-/// ([`keys::DEFER_BYTES`]), so that its copy's end is seen in time too.
-const SPLIT_BYTES: u64 = 2 * keys::DEFER_BYTES;
-
-/// The second publication and subscription of replication `name`, which
-/// copy the odd half of the tables split in two.
-fn second_name(name: &str) -> String {
-    let mut second: String = name.chars().take(63 - 2).collect();
-    second.push_str("_2");
-    second
-}
-
-/// The names of replication `name`'s subscriptions (and publications).
-fn names(name: &str) -> [String; 2] {
-    [name.to_owned(), second_name(name)]
-}
-
-/// The tables whose initial copy is split in two by the parity of their
-/// integer primary key (qualified name to the key's column, quoted): the
-/// tables of the second publication when it exists (a resumed run keeps
-/// the first run's split); else the big ones (`deferred`) with a
-/// one-column integer primary key as their replica identity and no other
-/// unique constraint or index (each half's changes are applied in their
-/// own order, which a uniqueness across the halves could refuse), when
-/// both servers can filter a publication's rows (PostgreSQL 15) and have
-/// the slots, senders and workers for a second subscription copying.
-async fn halves(
-    src: &Pg,
-    dst: &Pg,
-    source: &schema::Schema,
-    deferred: &BTreeSet<(String, String)>,
-    second: &str,
-) -> Result<BTreeMap<String, String>, DbError> {
-    let key_column = |table: &schema::Table| -> Option<String> {
-        let (_, _, definition) = table.constraints.iter().find(|(_, kind, _)| kind == "p")?;
-        let inner = definition
-            .strip_prefix("PRIMARY KEY (")?
-            .strip_suffix(')')?;
-        let column = match inner.strip_prefix('"').and_then(|c| c.strip_suffix('"')) {
-            Some(quoted) => quoted.replace("\"\"", "\""),
-            None if !inner.contains([',', '"', ' ', '(']) => inner.to_owned(),
-            None => return None,
-        };
-        table
-            .columns
-            .iter()
-            .any(|c| {
-                c.name == column
-                    && ["smallint", "integer", "bigint"].contains(&c.data_type.as_str())
-            })
-            .then(|| ident(&column))
-    };
-    let published = src
-        .rows(
-            "the second publication",
-            "SELECT quote_ident(p.schemaname) || '.' || quote_ident(p.tablename) FROM pg_publication_tables p WHERE p.pubname = $1::text",
-            &[second],
-        )
-        .await?;
-    let exists = src
-        .value(
-            "the second publication",
-            &format!(
-                "SELECT pubname::text FROM pg_publication WHERE pubname = {}",
-                literal(second)
-            ),
-        )
-        .await?
-        .is_some();
-    let mut found = BTreeMap::new();
-    if exists {
-        let names: BTreeSet<String> = published.iter().filter_map(|r| text(r, 0)).collect();
-        for table in &source.tables {
-            // quote_ident's spelling and ours agree but for plain names.
-            let plain = format!("{}.{}", table.schema, table.name);
-            if (names.contains(&table.qualified()) || names.contains(&plain))
-                && let Some(column) = key_column(table)
-            {
-                found.insert(table.qualified(), column);
-            }
-        }
-        return Ok(found);
-    }
-    let room = src
-        .rows(
-            "free replication slots",
-            "SELECT current_setting('server_version_num'), \
-               (current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_slots))::text, \
-               (current_setting('max_wal_senders')::int - (SELECT count(*) FROM pg_stat_replication))::text",
-            &[],
-        )
-        .await?;
-    let workers = dst
-        .rows(
-            "replication workers",
-            "SELECT current_setting('server_version_num'), current_setting('max_logical_replication_workers')",
-            &[],
-        )
-        .await?;
-    let number = |rows: &[Row], i: usize| {
-        rows.first()
-            .and_then(|r| text(r, i))
-            .and_then(|t| t.parse::<i64>().ok())
-            .unwrap_or(0)
-    };
-    // Two slots and senders stay, one more of each per table copying
-    // (two per subscription at most); two workers apply, two copy.
-    let roomy = number(&room, 0) >= 150000
-        && number(&workers, 0) >= 150000
-        && number(&room, 1) >= 4
-        && number(&room, 2) >= 4
-        && number(&workers, 1) >= 4;
-    if !roomy {
-        return Ok(found);
-    }
-    for table in &source.tables {
-        if !deferred.contains(&(table.schema.clone(), table.name.clone())) {
-            continue;
-        }
-        let bytes = src
-            .value(
-                "a table's size",
-                &format!(
-                    "SELECT pg_table_size({}::regclass)::text",
-                    literal(&table.qualified())
-                ),
-            )
-            .await?
-            .and_then(|t| t.parse::<u64>().ok())
-            .unwrap_or(0);
-        if bytes < SPLIT_BYTES {
-            continue;
-        }
-        let unique_elsewhere = table
-            .constraints
-            .iter()
-            .any(|(_, kind, _)| kind == "u" || kind == "x")
-            || table
-                .indexes
-                .iter()
-                .any(|(_, definition)| definition.starts_with("CREATE UNIQUE INDEX"));
-        if unique_elsewhere {
-            continue;
-        }
-        let identity = src
-            .value(
-                "a table's replica identity",
-                &format!(
-                    "SELECT relreplident::text FROM pg_class WHERE oid = {}::regclass",
-                    literal(&table.qualified())
-                ),
-            )
-            .await?;
-        if identity.as_deref() != Some("d") {
-            continue;
-        }
-        if let Some(column) = key_column(table) {
-            found.insert(table.qualified(), column);
-        }
-    }
-    Ok(found)
 }
 
 /// What a subscription made by [`publish_and_subscribe`] does with the rows
 /// the publication's tables already hold.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Subscription {
-    /// Copies them (replication forward: the destination starts empty);
-    /// made disabled, for [`enable`].
+    /// Copies them (replication forward: the destination starts empty).
     CopyingData,
     /// Copies nothing (replication back: both sides were just found equal).
     Back,
 }
 
-/// Publishes `tables` (qualified names, each with its row filter if any)
-/// on `src` as `name` (unless a publication of that name exists) and
-/// subscribes `dst` to it through `src_from_dst`, the way `dst`'s server
-/// reaches `src` (unless that subscription exists). Returns whether the
-/// publication was made.
+/// Publishes `tables` on `src` as `name` (unless a publication of that
+/// name exists) and subscribes `dst` to it through `src_from_dst`, the way
+/// `dst`'s server reaches `src`. Returns whether the publication was made.
 pub(super) async fn publish_and_subscribe(
     src: &Pg,
     dst: &Pg,
-    tables: &[String],
+    tables: &[schema::Table],
     src_from_dst: &Server,
     name: &str,
     kind: Subscription,
 ) -> Result<bool, DbError> {
-    let (back, options) = match kind {
-        Subscription::CopyingData => ("", "copy_data = true, enabled = false"),
-        Subscription::Back => (" back", "copy_data = false"),
+    let (back, copy_data) = match kind {
+        Subscription::CopyingData => ("", "true"),
+        Subscription::Back => (" back", "false"),
     };
     let published = src
         .value(
@@ -653,6 +427,7 @@ pub(super) async fn publish_and_subscribe(
         .await?
         .is_some();
     if !published {
+        let tables: Vec<String> = tables.iter().map(|t| t.qualified()).collect();
         src.execute(
             &format!("creating the publication{back}"),
             &format!(
@@ -674,7 +449,7 @@ pub(super) async fn publish_and_subscribe(
     dst.execute(
         &format!("creating the subscription{back}"),
         &format!(
-            "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH ({options})",
+            "CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = {copy_data})",
             ident(name),
             literal(&conninfo(src_from_dst)),
             ident(name)
@@ -732,53 +507,38 @@ async fn has_subscription(dst: &Pg, name: &str) -> Result<bool, DbError> {
         .is_empty())
 }
 
-/// Where replication `name` stands (over both its subscriptions, where a
-/// table is copied in halves: the lag of the one further behind); `None`
-/// when the destination has no such subscription.
+/// Where replication `name` stands; `None` when the destination has no
+/// such subscription.
 pub async fn lag(
     source: &Server,
     destination: &Server,
     name: &str,
 ) -> Result<Option<Lag>, DbError> {
     let (src, dst) = tokio::try_join!(Pg::connect(source), Pg::connect(destination))?;
-    let [first, second] = names(name);
     // Nothing here opens a destination table: a table's keys may be
     // queued behind its copy, and whatever opens it would queue too.
     let states = dst
         .rows(
             "the subscription's tables",
             "SELECT n.nspname::text, c.relname::text, r.srsubstate::text, \
-               (SELECT max(p.bytes_processed) FROM pg_stat_progress_copy p JOIN pg_stat_subscription w ON w.pid = p.pid \
-                WHERE w.subid = r.srsubid AND w.relid = r.srrelid)::text \
+               (SELECT max(p.bytes_processed) FROM pg_stat_progress_copy p WHERE p.relid = r.srrelid)::text \
              FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid \
              JOIN pg_class c ON c.oid = r.srrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE s.subname IN ($1::text, $2::text)",
-            &[&first, &second],
+             WHERE s.subname = $1::text",
+            &[name],
         )
         .await?;
-    let subscribed: BTreeSet<String> = dst
-        .rows(
-            "the subscription",
-            "SELECT subname::text FROM pg_subscription WHERE subname IN ($1::text, $2::text)",
-            &[&first, &second],
-        )
-        .await?
-        .iter()
-        .filter_map(|r| text(r, 0))
-        .collect();
-    if !subscribed.contains(&first) {
+    if !has_subscription(&dst, name).await? {
         return Ok(None);
     }
-    let senders = src
+    let source_rows = src
         .rows(
             "the WAL position",
-            "WITH here AS (SELECT pg_current_wal_lsn() AS lsn) \
-             SELECT here.lsn::text, w.name, w.flush::text, \
-               greatest(0, pg_wal_lsn_diff(here.lsn, w.flush))::bigint::text, w.lag::text \
-             FROM here LEFT JOIN (SELECT application_name::text AS name, max(flush_lsn) AS flush, \
-               max(extract(epoch FROM coalesce(flush_lag, '0'::interval)))::float8 AS lag \
-               FROM pg_stat_replication WHERE application_name IN ($1::text, $2::text) GROUP BY application_name) w ON true",
-            &[&first, &second],
+            "SELECT pg_current_wal_lsn()::text, \
+               (SELECT flush_lsn::text FROM pg_stat_replication WHERE application_name = $1::text ORDER BY flush_lsn DESC NULLS LAST LIMIT 1), \
+               (SELECT greatest(0, pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn))::bigint::text FROM pg_stat_replication WHERE application_name = $1::text ORDER BY flush_lsn DESC NULLS LAST LIMIT 1), \
+               (SELECT extract(epoch FROM coalesce(flush_lag, '0'::interval))::float8::text FROM pg_stat_replication WHERE application_name = $1::text ORDER BY flush_lsn DESC NULLS LAST LIMIT 1)",
+            &[name],
         )
         .await?;
     let sizes: BTreeMap<(String, String), u64> = src
@@ -787,7 +547,7 @@ pub async fn lag(
             "SELECT p.schemaname::text, p.tablename::text, pg_table_size(c.oid)::text FROM pg_publication_tables p \
              JOIN pg_namespace n ON n.nspname = p.schemaname JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename \
              WHERE p.pubname = $1::text",
-            &[&first],
+            &[name],
         )
         .await?
         .iter()
@@ -796,80 +556,42 @@ pub async fn lag(
             ((text(r, 0).unwrap_or_default(), text(r, 1).unwrap_or_default()), size)
         })
         .collect();
+    let row = source_rows.first();
+    let get = |i: usize| row.and_then(|r| text(r, i));
     let number = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<u64>().ok());
-    // Each subscription's sender; the one furthest behind decides, and
-    // none while one is not connected.
-    let behind: Option<Vec<Sender>> = subscribed
+    // A copied table counts as its size on the source; one being copied
+    // as the bytes its copy has read so far.
+    let copied_bytes = states
         .iter()
-        .map(|sub| {
-            senders
-                .iter()
-                .find(|r| text(r, 1).as_deref() == Some(sub.as_str()))
-                .map(|r| Sender {
-                    flushed: text(r, 2),
-                    behind: number(&text(r, 3)),
-                    seconds: text(r, 4).and_then(|t| t.parse::<f64>().ok()),
-                })
-        })
-        .collect();
-    let furthest = behind
-        .as_ref()
-        .and_then(|all| all.iter().max_by_key(|s| s.behind.unwrap_or(u64::MAX)));
-    let lag_seconds = behind.as_ref().and_then(|all| {
-        all.iter()
-            .map(|s| s.seconds)
-            .try_fold(0f64, |most, s| s.map(|s| most.max(s)))
-    });
-    // A table copied in parts counts its size shared among them; a
-    // copied part as its share, one being copied as the bytes its copy
-    // has read so far.
-    // (state, bytes read by its copy) of each part of each table.
-    type Parts = Vec<(String, Option<u64>)>;
-    let mut tables: BTreeMap<(String, String), Parts> = BTreeMap::new();
-    for r in &states {
-        tables
-            .entry((
-                text(r, 0).unwrap_or_default(),
-                text(r, 1).unwrap_or_default(),
-            ))
-            .or_default()
-            .push((text(r, 2).unwrap_or_default(), number(&text(r, 3))));
-    }
-    let copied_bytes = tables
-        .iter()
-        .map(|(table, parts)| {
-            let share = sizes.get(table).copied().unwrap_or(0) / parts.len() as u64;
-            parts
-                .iter()
-                .map(|(state, read)| match state.as_str() {
-                    "f" | "s" | "r" => share,
-                    "d" => read.unwrap_or(0).min(share),
-                    _ => 0,
-                })
-                .sum::<u64>()
+        .map(|r| {
+            let size = sizes
+                .get(&(
+                    text(r, 0).unwrap_or_default(),
+                    text(r, 1).unwrap_or_default(),
+                ))
+                .copied()
+                .unwrap_or(0);
+            match text(r, 2).as_deref() {
+                Some("f" | "s" | "r") => size,
+                Some("d") => number(&text(r, 3)).unwrap_or(0).min(size),
+                _ => 0,
+            }
         })
         .sum();
     Ok(Some(Lag {
-        tables: tables.len(),
-        tables_ready: tables
-            .values()
-            .filter(|parts| parts.iter().all(|(state, _)| state == "r"))
+        tables: states.len(),
+        tables_ready: states
+            .iter()
+            .filter(|r| text(r, 2).as_deref() == Some("r"))
             .count(),
         source_bytes: sizes.values().sum(),
         copied_bytes,
-        source_position: senders.first().and_then(|r| text(r, 0)).unwrap_or_default(),
-        applied_position: furthest.and_then(|s| s.flushed.clone()),
-        lag_bytes: furthest.and_then(|s| s.behind),
-        lag_seconds,
+        source_position: get(0).unwrap_or_default(),
+        applied_position: get(1),
+        lag_bytes: number(&get(2)),
+        lag_seconds: get(3).and_then(|t| t.parse::<f64>().ok()),
         lag_transactions: None,
     }))
-}
-
-/// A subscription's sender on the source, as [`lag`] reads it.
-struct Sender {
-    flushed: Option<String>,
-    behind: Option<u64>,
-    seconds: Option<f64>,
 }
 
 /// Sets every sequence of the destination to the source's value.
@@ -909,32 +631,27 @@ pub async fn copy_sequences(
     Ok(copied)
 }
 
-/// Takes replication `name` down: the subscriptions (and with them the
-/// slots on the source) and the publications. Nothing there is not an
-/// error.
+/// Takes replication `name` down: the subscription (and with it the slot
+/// on the source) and the publication. Nothing there is not an error.
 pub async fn stop(source: &Server, destination: &Server, name: &str) -> Result<(), DbError> {
     let dst = Pg::connect(destination).await?;
-    for sub in names(name) {
-        dst.execute(
-            "dropping the subscription",
-            &format!("DROP SUBSCRIPTION IF EXISTS {}", ident(&sub)),
-        )
-        .await?;
-    }
+    dst.execute(
+        "dropping the subscription",
+        &format!("DROP SUBSCRIPTION IF EXISTS {}", ident(name)),
+    )
+    .await?;
     let src = Pg::connect(source).await?;
-    for publication in names(name) {
-        src.execute(
-            "dropping the publication",
-            &format!("DROP PUBLICATION IF EXISTS {}", ident(&publication)),
-        )
-        .await?;
-        src.rows(
-            "a leftover replication slot",
-            "SELECT pg_drop_replication_slot(slot_name)::text FROM pg_replication_slots WHERE slot_name = $1::text AND NOT active",
-            &[&publication],
-        )
-        .await?;
-    }
+    src.execute(
+        "dropping the publication",
+        &format!("DROP PUBLICATION IF EXISTS {}", ident(name)),
+    )
+    .await?;
+    src.rows(
+        "a leftover replication slot",
+        "SELECT pg_drop_replication_slot(slot_name)::text FROM pg_replication_slots WHERE slot_name = $1::text AND NOT active",
+        &[name],
+    )
+    .await?;
     Ok(())
 }
 

@@ -26,9 +26,6 @@ pub(crate) struct Table {
     pub constraints: Vec<(String, String, String)>,
     /// (name, `CREATE INDEX` statement) of indexes no constraint owns.
     pub indexes: Vec<(String, String)>,
-    /// (constraint name, `CREATE UNIQUE INDEX` statement) of the index
-    /// each primary key and unique constraint keeps up.
-    pub key_indexes: Vec<(String, String)>,
 }
 
 impl Table {
@@ -128,8 +125,7 @@ pub(crate) async fn read(pg: &Pg) -> Result<Schema, DbError> {
         .rows(
             "the constraints",
             &format!(
-                "SELECT n.nspname::text, c.relname::text, k.conname::text, k.contype::text, pg_get_constraintdef(k.oid), \
-                 CASE WHEN k.contype IN ('p', 'u') THEN pg_get_indexdef(k.conindid) END \
+                "SELECT n.nspname::text, c.relname::text, k.conname::text, k.contype::text, pg_get_constraintdef(k.oid) \
                  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE c.relkind = 'r' AND {USER_SCHEMAS} ORDER BY 1, 2, 3"
             ),
@@ -139,12 +135,8 @@ pub(crate) async fn read(pg: &Pg) -> Result<Schema, DbError> {
     {
         let key = (text(&row, 0).unwrap_or_default(), text(&row, 1).unwrap_or_default());
         if let Some(table) = tables.get_mut(&key) {
-            let name = text(&row, 2).unwrap_or_default();
-            if let Some(index) = text(&row, 5) {
-                table.key_indexes.push((name.clone(), index));
-            }
             table.constraints.push((
-                name,
+                text(&row, 2).unwrap_or_default(),
                 text(&row, 3).unwrap_or_default(),
                 text(&row, 4).unwrap_or_default(),
             ));
