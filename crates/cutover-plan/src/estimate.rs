@@ -134,15 +134,12 @@ impl<'a> Estimator<'a> {
                     None => copy.full,
                 })
             }
-            ActionKind::DbReplicate { from, to, size, .. }
-                if size.is_some() || self.database_size(from).is_some() =>
-            {
+            ActionKind::DbReplicate { from, to, size, .. } => {
+                let Some((size, provenance)) = replicated_size(*size, from, self.facts) else {
+                    return action(&step.action.kind);
+                };
                 // The bulk copy, then (when nothing holds it longer, such as
                 // a freeze step) the final catch-up and comparison.
-                let (size, provenance) = match size {
-                    Some(size) => (*size, Provenance::Estimated),
-                    None => (self.database_size(from)?, Provenance::Probed),
-                };
                 let bulk = self.over_link(from.host, to.host, size, provenance);
                 let last = db_final_verification(Some(size));
                 Some(match bulk.ms {
@@ -156,11 +153,6 @@ impl<'a> Estimator<'a> {
             }
             kind => action(kind),
         }
-    }
-
-    /// The probed size of a replicating `db.sync`'s source database.
-    fn database_size(&self, server: &cutover_lang::DbServer) -> Option<Size> {
-        self.facts.and_then(|f| f.database_size(server))
     }
 
     /// How long an `undo` takes. Undoing a switch lasts until caches drop
@@ -395,6 +387,21 @@ fn action(kind: &ActionKind) -> Option<Figure> {
             ));
         }
     })
+}
+
+/// The size a replicating `db.sync` copies: its `size` (estimated), else
+/// what its source server reported to `--probe` (probed).
+pub(crate) fn replicated_size(
+    size: Option<Size>,
+    from: &cutover_lang::DbServer,
+    facts: Option<&ProbeFacts>,
+) -> Option<(Size, Provenance)> {
+    match size {
+        Some(size) => Some((size, Provenance::Estimated)),
+        None => facts
+            .and_then(|f| f.database_size(from))
+            .map(|size| (size, Provenance::Probed)),
+    }
 }
 
 /// How long a replicating `db.sync`'s final verification takes once its

@@ -349,7 +349,7 @@ fn freeze_gate<'p>(
     else {
         return None;
     };
-    let size = size.or_else(|| facts.and_then(|f| f.database_size(from)));
+    let size = crate::estimate::replicated_size(*size, from, facts).map(|(size, _)| size);
     Some((planned.get(gate.0)?.as_ref()?, size))
 }
 
